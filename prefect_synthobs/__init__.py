@@ -1,0 +1,35 @@
+"""prefect-synthobs: observability for synthetic-data pipelines on Prefect 3.
+
+Example:
+    ```python
+    from prefect import flow
+    import prefect_synthobs as so
+
+    @so.observe(kind="generation", model_type="gaussian_copula", table="customers")
+    @flow
+    def generate(n_rows: int):
+        with so.span("generation.batch", batch_size=n_rows):
+            df = sample(n_rows)
+        so.record_rows(len(df))
+        return df
+    ```
+"""
+
+from prefect_synthobs._version import __version__
+from prefect_synthobs.measurements import record_epoch, record_quality, record_rows
+from prefect_synthobs.observe import observe
+from prefect_synthobs.settings import SynthObsSettings, configure
+from prefect_synthobs.store import HealthStore
+from prefect_synthobs.tracing import span
+
+__all__ = [
+    "HealthStore",
+    "SynthObsSettings",
+    "__version__",
+    "configure",
+    "observe",
+    "record_epoch",
+    "record_quality",
+    "record_rows",
+    "span",
+]

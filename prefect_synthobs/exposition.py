@@ -1,0 +1,355 @@
+"""Metric export for batch jobs: scrape (``http``), ``pushgateway``, ``textfile``.
+
+A flow process is short-lived, so its in-process counters start at zero every
+run. Pushing them as they are would make a Pushgateway counter go 1, 1, 1...
+and Prometheus' ``increase()`` would see no increase. So the ``pushgateway``
+and ``textfile`` exporters *accumulate*: each push sends, for every counter and
+histogram series, the value already on the gateway (or in the file) plus what
+this process added since its previous push. Gauges are overwritten. The result
+is a series that only grows across runs, processes and hosts, as Prometheus
+expects of a counter. The merge (``accumulate``) is a pure function; reading and
+writing are around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest, pushadd_to_gateway, write_to_textfile
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from prefect_synthobs.metrics import REGISTRY
+
+logger = logging.getLogger("prefect_synthobs.metrics")
+
+LabelSet = tuple[tuple[str, str], ...]
+SampleKey = tuple[str, LabelSet]
+ADDITIVE_TYPES = frozenset({"counter", "histogram", "summary"})
+
+
+@dataclass
+class Family:
+    """One metric family's samples, keyed by (sample name, sorted labels)."""
+
+    name: str
+    type: str
+    documentation: str
+    samples: dict[SampleKey, float] = field(default_factory=dict)
+
+
+Families = dict[str, Family]
+
+
+def _key(name: str, labels: Mapping[str, str]) -> SampleKey:
+    return name, tuple(sorted(labels.items()))
+
+
+def families_from_metrics(
+    metrics: Iterable[Metric],
+    *,
+    prefix: str | None = None,
+    match: Mapping[str, str] | None = None,
+    strip: Iterable[str] = (),
+) -> Families:
+    """Snapshot metric families (from ``registry.collect()`` or a text parse).
+
+    Args:
+        metrics: Metric families.
+        prefix: Keep only families whose name starts with this.
+        match: Keep only samples carrying all these label values.
+        strip: Label names removed from kept samples (e.g. grouping labels).
+    """
+    strip = set(strip)
+    out: Families = {}
+    for metric in metrics:
+        if prefix and not metric.name.startswith(prefix):
+            continue
+        fam = Family(metric.name, metric.type, metric.documentation)
+        for sample in metric.samples:
+            if sample.name.endswith("_created"):
+                continue
+            labels = dict(sample.labels)
+            if match and any(labels.get(k) != v for k, v in match.items()):
+                continue
+            for name in strip:
+                labels.pop(name, None)
+            if labels.get("instance") == "":
+                labels.pop("instance")
+            fam.samples[_key(sample.name, labels)] = float(sample.value)
+        if fam.samples:
+            out[metric.name] = fam
+    return out
+
+
+def accumulate(remote: Families, local: Families, baseline: Families) -> Families:
+    """The families to publish: remote plus this process's increase since ``baseline``.
+
+    Counter, histogram and summary samples add ``local - baseline`` to the remote
+    value; gauges take the local value. Series only the remote has are kept.
+    """
+    out: Families = {
+        name: Family(f.name, f.type, f.documentation, dict(f.samples)) for name, f in remote.items()
+    }
+    for name, fam in local.items():
+        target = out.setdefault(name, Family(fam.name, fam.type, fam.documentation))
+        target.type, target.documentation = fam.type, fam.documentation
+        base = baseline.get(name)
+        for key, value in fam.samples.items():
+            if fam.type in ADDITIVE_TYPES:
+                before = base.samples.get(key, 0.0) if base else 0.0
+                delta = value - before if value >= before else value  # process restarted
+                target.samples[key] = target.samples.get(key, 0.0) + delta
+            else:
+                target.samples[key] = value
+    return out
+
+
+class _FamiliesCollector:
+    def __init__(self, families: Families) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        for fam in self._families.values():
+            metric = Metric(fam.name, fam.documentation, fam.type)
+            for (sample_name, labels), value in sorted(fam.samples.items()):
+                metric.add_sample(sample_name, dict(labels), value)
+            yield metric
+
+
+def registry_of(families: Families) -> CollectorRegistry:
+    """A throw-away registry exposing ``families`` (for push and textfile writes)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FamiliesCollector(families))  # type: ignore[arg-type]
+    return registry
+
+
+def render(families: Families) -> bytes:
+    """The Prometheus text exposition of ``families`` (pure)."""
+    return generate_latest(registry_of(families))
+
+
+class MetricsExporter:
+    """Base exporter: ``mode="none"`` keeps metrics in-process only."""
+
+    mode = "none"
+
+    def start(self) -> None:
+        """Begin exporting (bind a port, nothing for push modes)."""
+
+    def on_flow_end(self, flow_name: str) -> None:
+        """Publish after an observed flow run ends."""
+
+    def close(self) -> None:
+        """Release what ``start`` took."""
+
+
+class _WarnOnce:
+    """Log a warning the first time a fault appears, and once more after it clears."""
+
+    def __init__(self) -> None:
+        self._failing = False
+
+    def fail(self, message: str, *args: Any) -> None:
+        if not self._failing:
+            logger.warning(message, *args)
+        self._failing = True
+
+    def ok(self) -> None:
+        self._failing = False
+
+
+class HttpExporter(MetricsExporter):
+    """Serve ``REGISTRY`` for Prometheus to scrape (long-lived workers)."""
+
+    mode = "http"
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> None:
+        self.host, self.port, self.registry = host, port, registry
+        self._server: Any = None
+
+    def start(self) -> None:
+        from prometheus_client import start_http_server
+
+        if self._server is not None:
+            return
+        try:
+            self._server, _thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+        except OSError as exc:
+            logger.warning(
+                "synthobs: cannot serve metrics on %s:%s (%s); metrics stay in-process and "
+                "flows are unaffected. Set PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_PORT to a free port.",
+                self.host, self.port, exc,
+            )
+            return
+        self.port = self._server.server_port
+        logger.info("synthobs: serving metrics on http://%s:%s/metrics", self.host, self.port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class PushgatewayExporter(MetricsExporter):
+    """Push a flow's series to a Pushgateway when an observed flow run ends.
+
+    Grouping key: ``job`` = flow name, plus ``grouping`` labels. Only series
+    whose ``flow`` label is that flow are pushed to its group, so a process that
+    runs two flows never counts one flow's runs twice. Counters and histograms
+    accumulate across runs (see the module docstring); the read-back and the
+    push share one ``timeout`` budget.
+    """
+
+    mode = "pushgateway"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        grouping: Mapping[str, str] | None = None,
+        timeout: float = 2.0,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.prefix = prefix + "_"
+        self.grouping = dict(grouping or {})
+        self.timeout = timeout
+        self.registry = registry
+        self._baselines: dict[str, Families] = {}
+        self._lock = threading.Lock()
+        self._warn = _WarnOnce()
+
+    def _read_group(self, job: str, timeout: float) -> Families:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as resp:  # noqa: S310
+            text = resp.read().decode("utf-8")
+        match = {"job": job, **self.grouping}
+        return families_from_metrics(
+            text_string_to_metric_families(text), prefix=self.prefix, match=match, strip=match
+        )
+
+    def on_flow_end(self, flow_name: str) -> None:
+        with self._lock:
+            deadline = time.monotonic() + self.timeout
+            local = families_from_metrics(
+                self.registry.collect(), prefix=self.prefix, match={"flow": flow_name}
+            )
+            try:
+                remote = self._read_group(flow_name, self.timeout)
+                merged = accumulate(remote, local, self._baselines.get(flow_name, {}))
+                remaining = max(deadline - time.monotonic(), 0.05)
+                pushadd_to_gateway(
+                    self.url, job=flow_name, registry=registry_of(merged),
+                    grouping_key=self.grouping, timeout=remaining,
+                )
+            except (OSError, urllib.error.URLError, ValueError) as exc:
+                self._warn.fail(
+                    "synthobs: Pushgateway %s unreachable (%s); metrics of this run will be "
+                    "included in the next successful push. The flow is unaffected.",
+                    self.url, exc,
+                )
+                return
+            self._baselines[flow_name] = local
+            self._warn.ok()
+
+
+class TextfileExporter(MetricsExporter):
+    """Write a ``.prom`` file for the node exporter's textfile collector.
+
+    Several processes may share the file: each write holds an exclusive lock
+    on ``<file>.lock``, merges (accumulating counters) and replaces the file
+    atomically.
+    """
+
+    mode = "textfile"
+
+    def __init__(self, path: Path, *, prefix: str, registry: CollectorRegistry = REGISTRY) -> None:
+        self.path = Path(path)
+        self.prefix = prefix + "_"
+        self.registry = registry
+        self._baseline: Families = {}
+        self._lock = threading.Lock()
+        self._warn = _WarnOnce()
+
+    def on_flow_end(self, flow_name: str) -> None:
+        import fcntl
+
+        with self._lock:
+            local = families_from_metrics(self.registry.collect(), prefix=self.prefix)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(f"{self.path}.lock", "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    remote: Families = {}
+                    if self.path.exists():
+                        remote = families_from_metrics(
+                            text_string_to_metric_families(self.path.read_text("utf-8")),
+                            prefix=self.prefix,
+                        )
+                    merged = accumulate(remote, local, self._baseline)
+                    write_to_textfile(str(self.path), registry_of(merged))
+            except (OSError, ValueError) as exc:
+                self._warn.fail(
+                    "synthobs: cannot write metrics textfile %s (%s); the flow is unaffected.",
+                    self.path, exc,
+                )
+                return
+            self._baseline = local
+            self._warn.ok()
+
+
+def make_exporter(settings: Any) -> MetricsExporter:
+    """The exporter for ``settings.metrics_mode``."""
+    mode = settings.metrics_mode
+    if mode == "http":
+        return HttpExporter(settings.metrics_host, settings.metrics_port)
+    if mode == "pushgateway":
+        return PushgatewayExporter(
+            settings.pushgateway_url, prefix=settings.metrics_prefix,
+            grouping=settings.pushgateway_grouping, timeout=settings.pushgateway_timeout_seconds,
+        )
+    if mode == "textfile":
+        return TextfileExporter(settings.resolved_textfile_path(), prefix=settings.metrics_prefix)
+    return MetricsExporter()
+
+
+class _Bridge:
+    """Exposes ``REGISTRY`` through prometheus_client's default registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+_bridge: _Bridge | None = None
+
+
+def bridge_to_prefect_client_metrics() -> bool:
+    """When ``PREFECT_CLIENT_METRICS_ENABLED`` is on, also expose synthobs metrics
+    on Prefect's client metrics endpoint (which serves the default registry).
+
+    Returns:
+        Whether the bridge is in place.
+    """
+    global _bridge
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().client.metrics.enabled:
+        return False
+    if _bridge is None:
+        import prometheus_client
+
+        _bridge = _Bridge()
+        prometheus_client.REGISTRY.register(_bridge)  # type: ignore[arg-type]
+    return True
+
+

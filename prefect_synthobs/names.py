@@ -1,0 +1,64 @@
+"""Every public name synthobs writes: tables, metrics, spans, attributes, events.
+
+Defined once here so the store, the metrics, the traces and the docs agree.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ENV_PREFIX: Final = "PREFECT_INTEGRATIONS_SYNTHOBS_"
+
+# Kinds accepted by ``observe(kind=...)``.
+KINDS: Final = ("training", "generation", "quality", "other")
+
+# Health store tables.
+FLOW_RUNS: Final = "flow_runs"
+TASK_RUNS: Final = "task_runs"
+TRAINING_EPOCHS: Final = "training_epochs"
+QUALITY_CHECKS: Final = "quality_checks"
+TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS)
+
+# Metric names, without the configurable prefix (default ``synthobs_``).
+FLOW_RUNS_TOTAL: Final = "flow_runs_total"
+FLOW_RUN_DURATION: Final = "flow_run_duration_seconds"
+TASK_RUNS_TOTAL: Final = "task_runs_total"
+TASK_RUN_DURATION: Final = "task_run_duration_seconds"
+TASK_RETRIES_TOTAL: Final = "task_retries_total"
+ERRORS_TOTAL: Final = "errors_total"
+LAST_SUCCESS: Final = "last_success_timestamp_seconds"
+GENERATION_ROWS_TOTAL: Final = "generation_rows_total"
+GENERATION_ROWS_PER_SECOND: Final = "generation_rows_per_second"
+TRAINING_EPOCHS_TOTAL: Final = "training_epochs_total"
+TRAINING_LOSS: Final = "training_loss"
+QUALITY_SCORE: Final = "quality_score"
+QUALITY_GATE_CHECKS_TOTAL: Final = "quality_gate_checks_total"
+
+# Buckets for batch work: 0.1 s to 4 h.
+DURATION_BUCKETS: Final = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+)
+
+# Span names for domain work.
+SPAN_TRAINING_EPOCH: Final = "training.epoch"
+SPAN_GENERATION_BATCH: Final = "generation.batch"
+SPAN_GENERATION_SAMPLING: Final = "generation.sampling"
+SPAN_QUALITY_CHECK: Final = "quality.check"
+SPAN_PRIVACY_BUDGET_CHECK: Final = "privacy.budget_check"
+SPAN_STORAGE_WRITE: Final = "storage.write"
+SPAN_STORAGE_READ: Final = "storage.read"
+
+# Span attributes set by synthobs.
+ATTR_KIND: Final = "synthobs.kind"
+ATTR_MODEL_TYPE: Final = "synthobs.model_type"
+ATTR_TABLE: Final = "synthobs.table"
+ATTR_ROWS: Final = "synthobs.rows"
+ATTR_ROWS_PER_SECOND: Final = "synthobs.rows_per_second"
+
+# Attributes Prefect puts on its own run spans.
+PREFECT_RUN_ID: Final = "prefect.run.id"
+PREFECT_RUN_TYPE: Final = "prefect.run.type"
+
+# Error messages stored in the health store are cut to this many characters.
+MAX_ERROR_CHARS: Final = 2000

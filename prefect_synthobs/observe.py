@@ -1,0 +1,151 @@
+"""``observe``: one decorator that makes a Prefect flow or task observable.
+
+It adds Prefect state hooks (the framework's public signal) and returns a new
+``Flow`` or ``Task`` with the same signature, so the result works in
+deployments, ``serve``, subflows and ``.submit()``/``.map()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from prefect import Flow, Task
+
+from prefect_synthobs.names import KINDS
+from prefect_synthobs.runtime import ObserveSpec, get_runtime
+
+logger = logging.getLogger("prefect_synthobs")
+
+F = TypeVar("F", Flow, Task)  # type: ignore[type-arg]
+_HOOK_MARK = "__synthobs_hook__"
+
+
+def _guard(name: str, what: str, fn: Callable[..., None]) -> Callable[..., None]:
+    """Never let observability change a run's result; ``name`` is what Prefect logs."""
+
+    def call(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:
+            logger.warning("synthobs: %s failed (%s: %s); the run is unaffected",
+                           what, type(exc).__name__, exc)
+
+    call.__name__ = call.__qualname__ = name
+    setattr(call, _HOOK_MARK, True)
+    return call
+
+
+def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., None]]:
+    def on_running(flow: Any, flow_run: Any, state: Any) -> None:
+        runtime = get_runtime()
+        parent = runtime.run_info(flow_run.id)
+        runtime.begin_flow_run(
+            flow, flow_run, spec, observed=True,
+            parent_flow_run_id=parent.parent_flow_run_id if parent else None,
+            start_time=flow_run.start_time or state.timestamp,
+        )
+
+    def on_end(flow: Any, flow_run: Any, state: Any) -> None:
+        get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True)
+
+    return (
+        _guard("synthobs_flow_started", "recording a flow run start", on_running),
+        _guard("synthobs_flow_finished", "recording a flow run", on_end),
+    )
+
+
+def _task_hook(spec: ObserveSpec) -> Callable[..., None]:
+    def on_end(task: Any, task_run: Any, state: Any) -> None:
+        from prefect.context import FlowRunContext
+
+        from prefect_synthobs.listener import listener_active
+
+        runtime = get_runtime()
+        if listener_active() and task_run.flow_run_id and runtime.in_scope(task_run.flow_run_id):
+            return  # RunListener already recorded it from the run span
+        ctx = FlowRunContext.get()
+        flow_name = ctx.flow.name if ctx and ctx.flow else None
+        runtime.record_task_run(task, task_run, flow_name)
+
+    return _guard("synthobs_task_finished", "recording a task run", on_end)
+
+
+def _without_ours(hooks: list[Any] | None) -> list[Any]:
+    return [h for h in hooks or [] if not getattr(h, _HOOK_MARK, False)]
+
+
+@overload
+def observe(kind: F) -> F: ...
+
+
+@overload
+def observe(
+    kind: str = "other", *, model_type: str | None = None, table: str | None = None
+) -> Callable[[F], F]: ...
+
+
+def observe(
+    kind: Any = "other", *, model_type: str | None = None, table: str | None = None
+) -> Any:
+    """Observe a Prefect flow or task: health rows, metrics, traces.
+
+    Place it above ``@flow`` or ``@task``. Every task run inside an observed
+    flow is recorded, decorated or not. Observing twice is harmless: the new
+    settings replace the old hooks.
+
+    Args:
+        kind: ``training``, ``generation``, ``quality`` or ``other``.
+        model_type: Generator type, e.g. ``gaussian_copula`` or ``ctgan``.
+        table: Name of the table the flow trains on or generates.
+
+    Returns:
+        A decorator returning a ``Flow`` (or ``Task``) with the same signature.
+
+    Raises:
+        ValueError: ``kind`` is not one of the allowed kinds.
+        TypeError: The decorated object is not a Prefect flow or task.
+
+    Example:
+        ```python
+        from prefect import flow
+        import prefect_synthobs as so
+
+        @so.observe(kind="generation", model_type="gaussian_copula", table="customers")
+        @flow
+        def generate(n_rows: int):
+            ...
+        ```
+    """
+    if isinstance(kind, (Flow, Task)):
+        return observe()(kind)
+    if kind not in KINDS:
+        raise ValueError(f"observe(kind={kind!r}): kind must be one of {', '.join(KINDS)}")
+    for name, value in (("model_type", model_type), ("table", table)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"observe({name}=...) must be a string, got {value!r}")
+    spec = ObserveSpec(kind=kind, model_type=model_type, table=table)
+
+    def decorate(obj: F) -> F:
+        if isinstance(obj, Flow):
+            running, ended = _flow_hooks(spec)
+            return obj.with_options(  # type: ignore[return-value]
+                on_running=[*_without_ours(obj.on_running_hooks), running],
+                on_completion=[*_without_ours(obj.on_completion_hooks), ended],
+                on_failure=[*_without_ours(obj.on_failure_hooks), ended],
+                on_crashed=[*_without_ours(obj.on_crashed_hooks), ended],
+                on_cancellation=[*_without_ours(obj.on_cancellation_hooks), ended],
+            )
+        if isinstance(obj, Task):
+            hook = _task_hook(spec)
+            return obj.with_options(  # type: ignore[return-value]
+                on_completion=[*_without_ours(obj.on_completion_hooks), hook],
+                on_failure=[*_without_ours(obj.on_failure_hooks), hook],
+            )
+        raise TypeError(
+            f"observe() goes above @flow or @task, got {type(obj).__name__}; "
+            "write @observe(...) then @flow on the next line"
+        )
+
+    return decorate

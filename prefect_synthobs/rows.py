@@ -1,0 +1,249 @@
+"""Health rows as pure functions of values (no Prefect, no I/O)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect_synthobs.names import MAX_ERROR_CHARS
+from prefect_synthobs.redaction import clean_error_message
+
+Row = dict[str, Any]
+
+DEFAULT_LOSS_TYPE = "loss"
+
+
+def new_event_id() -> str:
+    """A unique id for one health row (deduplication key)."""
+    return uuid.uuid4().hex
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timezone-aware UTC datetime (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def duration_seconds(start: datetime | None, end: datetime | None) -> float | None:
+    """``end - start`` in seconds, or ``None`` when either is unknown."""
+    if start is None or end is None:
+        return None
+    return max((as_utc(end) - as_utc(start)).total_seconds(), 0.0)  # type: ignore[operator]
+
+
+def trace_id_from_traceparent(traceparent: str | None) -> str | None:
+    """The 32-hex trace id of a W3C ``traceparent`` header, if it is one."""
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
+        return parts[1]
+    return None
+
+
+def flow_row(
+    *,
+    flow_run_id: str,
+    flow_name: str,
+    state_type: str,
+    state_name: str | None,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    kind: str = "other",
+    model_type: str | None = None,
+    table_name: str | None = None,
+    parent_flow_run_id: str | None = None,
+    rows: int = 0,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    tags: Sequence[str] = (),
+    host: str | None = None,
+    trace_id: str | None = None,
+    redact_pii: bool = True,
+) -> Row:
+    """One ``flow_runs`` row for a finished flow run."""
+    duration = duration_seconds(start_time, end_time)
+    return {
+        "event_id": new_event_id(),
+        "flow_run_id": flow_run_id,
+        "parent_flow_run_id": parent_flow_run_id,
+        "flow_name": flow_name,
+        "kind": kind,
+        "model_type": model_type,
+        "table_name": table_name,
+        "state_type": state_type,
+        "state_name": state_name,
+        "start_time": as_utc(start_time),
+        "end_time": as_utc(end_time),
+        "duration_s": duration,
+        "rows": int(rows),
+        "rows_per_s": (rows / duration) if rows and duration else None,
+        "error_type": error_type,
+        "error_message": clean_error_message(
+            error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii
+        ),
+        "tags": sorted(tags),
+        "host": host,
+        "trace_id": trace_id,
+        "gpu_util_mean": None,
+        "gpu_util_max": None,
+        "gpu_memory_peak_bytes": None,
+        "gpu_energy_j": None,
+    }
+
+
+def task_row(
+    *,
+    task_run_id: str,
+    flow_run_id: str | None,
+    flow_name: str | None,
+    task_name: str,
+    state_type: str,
+    state_name: str | None,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    run_count: int,
+    run_time_s: float | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    tags: Sequence[str] = (),
+    redact_pii: bool = True,
+) -> Row:
+    """One ``task_runs`` row for a finished task run (retries included in one row)."""
+    return {
+        "event_id": new_event_id(),
+        "task_run_id": task_run_id,
+        "flow_run_id": flow_run_id,
+        "flow_name": flow_name,
+        "task_name": task_name,
+        "state_type": state_type,
+        "state_name": state_name,
+        "start_time": as_utc(start_time),
+        "end_time": as_utc(end_time),
+        "duration_s": duration_seconds(start_time, end_time),
+        "run_time_s": run_time_s,
+        "run_count": int(run_count),
+        "error_type": error_type,
+        "error_message": clean_error_message(
+            error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii
+        ),
+        "tags": sorted(tags),
+    }
+
+
+def validate_rows(n: Any) -> int:
+    """``n`` as a row count; ``ValueError`` unless a whole number ≥ 0."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        if isinstance(n, numbers.Real) and float(n).is_integer():
+            n = int(n)
+        else:
+            raise ValueError(f"rows must be a whole number >= 0, got {n!r}")
+    if n < 0:
+        raise ValueError(f"rows must be >= 0, got {n}")
+    return int(n)
+
+
+def validate_epoch(epoch: Any) -> int:
+    """``epoch`` as an epoch number; ``ValueError`` unless a whole number ≥ 0."""
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise ValueError(f"epoch must be a whole number >= 0, got {epoch!r}")
+    return int(epoch)
+
+
+def normalize_loss(loss: Any) -> dict[str, float]:
+    """A loss as ``{loss_type: value}``.
+
+    A number becomes ``{"loss": value}``; a mapping keeps its keys (e.g.
+    ``{"generator": 0.7, "discriminator": 1.1}``). NaN and infinite losses are
+    kept: a diverging model is worth seeing. Anything else is a ``ValueError``.
+    """
+    if loss is None:
+        return {}
+    if isinstance(loss, Mapping):
+        if not loss:
+            raise ValueError("loss mapping is empty; pass None or at least one value")
+        out: dict[str, float] = {}
+        for key, value in loss.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"loss names must be non-empty strings, got {key!r}")
+            out[key] = _loss_value(value, key)
+        return out
+    return {DEFAULT_LOSS_TYPE: _loss_value(loss, DEFAULT_LOSS_TYPE)}
+
+
+def _loss_value(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"loss {name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def epoch_rows(
+    *,
+    epoch: int,
+    losses: Mapping[str, float],
+    time: datetime,
+    flow_run_id: str | None,
+    flow_name: str | None,
+    model_type: str | None,
+) -> list[Row]:
+    """``training_epochs`` rows: one per loss type, or one with a null loss."""
+    items = list(losses.items()) or [(None, None)]
+    return [
+        {
+            "event_id": new_event_id(),
+            "time": as_utc(time),
+            "flow_run_id": flow_run_id,
+            "flow_name": flow_name,
+            "model_type": model_type,
+            "epoch": epoch,
+            "loss_type": loss_type,
+            "loss": loss,
+        }
+        for loss_type, loss in items
+    ]
+
+
+def validate_score(metric: Any, score: Any, threshold: Any) -> tuple[str, float, float | None]:
+    """Check a quality measurement; ``ValueError`` on a bad name, NaN or non-number."""
+    if not isinstance(metric, str) or not metric:
+        raise ValueError(f"metric must be a non-empty string, got {metric!r}")
+    out = []
+    for name, value in (("score", score), ("threshold", threshold)):
+        if value is None and name == "threshold":
+            out.append(None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            raise ValueError(f"quality {name} for {metric!r} must be a number, got {value!r}")
+        out.append(float(value))
+    return metric, out[0], out[1]  # type: ignore[return-value]
+
+
+def quality_row(
+    *,
+    metric: str,
+    score: float,
+    threshold: float | None,
+    time: datetime,
+    table_name: str | None,
+    flow_run_id: str | None,
+    flow_name: str | None,
+) -> Row:
+    """One ``quality_checks`` row; ``passed`` is null when there is no threshold."""
+    return {
+        "event_id": new_event_id(),
+        "time": as_utc(time),
+        "flow_run_id": flow_run_id,
+        "flow_name": flow_name,
+        "table_name": table_name,
+        "metric": metric,
+        "score": score,
+        "threshold": threshold,
+        "passed": None if threshold is None else score >= threshold,
+    }

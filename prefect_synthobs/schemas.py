@@ -1,0 +1,106 @@
+"""Arrow schemas of the health-store tables (the contract in DESIGN.md).
+
+The store reads with these schemas, so files written before a column existed
+read with that column as null instead of silently dropping it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from prefect_synthobs import names
+
+_TS = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    names.FLOW_RUNS: pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("flow_run_id", pa.string()),
+            ("parent_flow_run_id", pa.string()),
+            ("flow_name", pa.string()),
+            ("kind", pa.string()),
+            ("model_type", pa.string()),
+            ("table_name", pa.string()),
+            ("state_type", pa.string()),
+            ("state_name", pa.string()),
+            ("start_time", _TS),
+            ("end_time", _TS),
+            ("duration_s", pa.float64()),
+            ("rows", pa.int64()),
+            ("rows_per_s", pa.float64()),
+            ("error_type", pa.string()),
+            ("error_message", pa.string()),
+            ("tags", pa.list_(pa.string())),
+            ("host", pa.string()),
+            ("trace_id", pa.string()),
+            ("gpu_util_mean", pa.float64()),
+            ("gpu_util_max", pa.float64()),
+            ("gpu_memory_peak_bytes", pa.int64()),
+            ("gpu_energy_j", pa.float64()),
+        ]
+    ),
+    names.TASK_RUNS: pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("task_run_id", pa.string()),
+            ("flow_run_id", pa.string()),
+            ("flow_name", pa.string()),
+            ("task_name", pa.string()),
+            ("state_type", pa.string()),
+            ("state_name", pa.string()),
+            ("start_time", _TS),
+            ("end_time", _TS),
+            ("duration_s", pa.float64()),
+            ("run_time_s", pa.float64()),
+            ("run_count", pa.int64()),
+            ("error_type", pa.string()),
+            ("error_message", pa.string()),
+            ("tags", pa.list_(pa.string())),
+        ]
+    ),
+    names.TRAINING_EPOCHS: pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("time", _TS),
+            ("flow_run_id", pa.string()),
+            ("flow_name", pa.string()),
+            ("model_type", pa.string()),
+            ("epoch", pa.int64()),
+            ("loss_type", pa.string()),
+            ("loss", pa.float64()),
+        ]
+    ),
+    names.QUALITY_CHECKS: pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("time", _TS),
+            ("flow_run_id", pa.string()),
+            ("flow_name", pa.string()),
+            ("table_name", pa.string()),
+            ("metric", pa.string()),
+            ("score", pa.float64()),
+            ("threshold", pa.float64()),
+            ("passed", pa.bool_()),
+        ]
+    ),
+}
+
+# The column whose date picks a row's ``date=YYYY-MM-DD`` partition.
+TIME_COLUMN: dict[str, str] = {
+    names.FLOW_RUNS: "start_time",
+    names.TASK_RUNS: "start_time",
+    names.TRAINING_EPOCHS: "time",
+    names.QUALITY_CHECKS: "time",
+}
+
+PARTITION_COLUMN = "date"
+
+
+def schema_for(table: str) -> pa.Schema:
+    """The schema of ``table``; ``ValueError`` naming the known tables otherwise."""
+    try:
+        return SCHEMAS[table]
+    except KeyError:
+        known = ", ".join(sorted(SCHEMAS))
+        raise ValueError(f"unknown health-store table {table!r}; known tables: {known}") from None

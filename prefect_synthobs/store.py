@@ -1,0 +1,280 @@
+"""The Parquet health store: one Hive-partitioned dataset per table.
+
+Layout: ``<root>/<table>/date=YYYY-MM-DD/part-<uuid>.parquet``. Local files are
+written under a hidden temporary name (``.part-<uuid>.parquet.tmp``, which
+dataset discovery ignores) and renamed, so readers never see half a file; on
+object stores each file is one PUT under its unique final name. Concurrent
+writers never collide because every file name is unique.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from prefect_synthobs.schemas import PARTITION_COLUMN, TIME_COLUMN, schema_for
+
+_PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
+
+
+def resolve_filesystem(url: str) -> tuple[pafs.FileSystem, str, bool]:
+    """``(filesystem, root path, is_local)`` for a path, ``file://`` or object-store URL."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        path = parsed.path if parsed.scheme == "file" else url
+        return pafs.LocalFileSystem(), str(Path(path).expanduser().absolute()), True
+    try:
+        fs, root = pafs.FileSystem.from_uri(url)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise ValueError(f"unsupported health store URL {url!r}: {exc}") from exc
+    return fs, root.rstrip("/"), False
+
+
+def _to_date(value: datetime | date | str | None) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = pd.Timestamp(value).to_pydatetime()
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return value.date()
+    return value
+
+
+def _to_timestamp(value: datetime | date | str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+class HealthStore:
+    """Reads, writes and compacts the synthobs health tables.
+
+    Args:
+        url: Store root (path, ``file://`` or ``s3://``). Defaults to the
+            configured ``store_url`` (the embedded default is
+            ``$PREFECT_HOME/synthobs``).
+
+    Example:
+        ```python
+        from prefect_synthobs import HealthStore
+
+        runs = HealthStore().read("flow_runs", since="2026-11-01")
+        runs.groupby("flow_name").duration_s.describe()
+        ```
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        if url is None:
+            from prefect_synthobs.settings import get_settings
+
+            url = get_settings().resolved_store_url()
+        self.url = url
+        self._fs, self._root, self._local = resolve_filesystem(url)
+
+    def __repr__(self) -> str:
+        return f"HealthStore({self.url!r})"
+
+    def table_path(self, table: str) -> str:
+        schema_for(table)  # validates the name: tables are never user input paths
+        return f"{self._root}/{table}"
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, table: str, rows: pa.Table | Sequence[dict[str, Any]]) -> list[str]:
+        """Write rows to ``table``: one new file per date partition touched.
+
+        Returns:
+            The paths of the files written.
+
+        Raises:
+            OSError: The store cannot be written (the caller spools the rows).
+        """
+        schema = schema_for(table)
+        data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=schema)
+        if data.num_rows == 0:
+            return []
+        if data.schema != schema:
+            data = data.select(schema.names).cast(schema)
+        days = self._partition_days(table, data)
+        written: list[str] = []
+        for day in pc.unique(days).to_pylist():
+            part = data.filter(pc.equal(days, day)) if len(set(days.to_pylist())) > 1 else data
+            written.append(self._write_file(table, day, part))
+        return written
+
+    @staticmethod
+    def _partition_days(table: str, data: pa.Table) -> pa.Array:
+        times = data.column(TIME_COLUMN[table])
+        today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        days = pc.strftime(times, format="%Y-%m-%d")
+        return pc.fill_null(days.combine_chunks(), today)
+
+    def _write_file(self, table: str, day: str, data: pa.Table) -> str:
+        directory = f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        final = f"{directory}/{name}"
+        self._fs.create_dir(directory, recursive=True)
+        if self._local:
+            tmp = f"{directory}/.{name}.tmp"
+            try:
+                pq.write_table(data, tmp, filesystem=self._fs, compression="zstd")
+                self._fs.move(tmp, final)
+            except BaseException:
+                try:
+                    self._fs.delete_file(tmp)
+                except OSError:
+                    pass
+                raise
+        else:
+            pq.write_table(data, final, filesystem=self._fs, compression="zstd")
+        return final
+
+    # -- reading -------------------------------------------------------------
+
+    def dataset(self, table: str) -> ds.Dataset | None:
+        """The table as a ``pyarrow.dataset.Dataset`` with the full schema, or ``None``."""
+        schema = schema_for(table)
+        path = self.table_path(table)
+        info = self._fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            return None
+        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        return ds.dataset(
+            path,
+            schema=full,
+            format="parquet",
+            filesystem=self._fs,
+            partitioning=_PARTITIONING,
+            exclude_invalid_files=False,
+            ignore_prefixes=[".", "_"],
+        )
+
+    def read(
+        self,
+        table: str,
+        *,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        columns: Sequence[str] | None = None,
+        deduplicate: bool = True,
+    ) -> pd.DataFrame:
+        """Read ``table`` into pandas, pruning partitions and columns.
+
+        Args:
+            table: ``flow_runs``, ``task_runs`` or ``training_epochs``.
+            since: Keep rows whose time is at or after this (UTC if naive).
+            until: Keep rows whose time is before this.
+            columns: Columns to read (all by default).
+            deduplicate: Drop repeated ``event_id`` (a compaction in progress
+                can briefly show a row twice).
+
+        Returns:
+            A DataFrame with the table's columns (empty if nothing matches).
+        """
+        schema = schema_for(table)
+        if columns is not None:
+            unknown = [c for c in columns if c not in schema.names and c != PARTITION_COLUMN]
+            if unknown:
+                raise ValueError(f"unknown column(s) {unknown} for table {table!r}")
+        dataset = self.dataset(table)
+        wanted = list(columns) if columns is not None else schema.names + [PARTITION_COLUMN]
+        if dataset is None:
+            empty = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+            return empty.empty_table().select(wanted).to_pandas()
+        time_col = TIME_COLUMN[table]
+        expr = None
+        if since is not None:
+            since_ts = _to_timestamp(since)
+            expr = (ds.field(PARTITION_COLUMN) >= since_ts.strftime("%Y-%m-%d")) & (
+                ds.field(time_col) >= pa.scalar(since_ts.to_pydatetime(), pa.timestamp("us", tz="UTC"))
+            )
+        if until is not None:
+            until_ts = _to_timestamp(until)
+            cond = (ds.field(PARTITION_COLUMN) <= until_ts.strftime("%Y-%m-%d")) & (
+                ds.field(time_col) < pa.scalar(until_ts.to_pydatetime(), pa.timestamp("us", tz="UTC"))
+            )
+            expr = cond if expr is None else expr & cond
+        read_cols = list(wanted)
+        if deduplicate and "event_id" not in read_cols:
+            read_cols.append("event_id")
+        data = dataset.to_table(columns=read_cols, filter=expr)
+        frame = data.to_pandas()
+        if deduplicate and len(frame):
+            frame = frame.drop_duplicates(subset="event_id", ignore_index=True)
+            if "event_id" not in wanted:
+                frame = frame.drop(columns="event_id")
+        return frame
+
+    def count(self, table: str) -> int:
+        """Rows in ``table`` (duplicates included), read from file metadata."""
+        dataset = self.dataset(table)
+        return 0 if dataset is None else dataset.count_rows()
+
+    # -- maintenance ---------------------------------------------------------
+
+    def partitions(self, table: str) -> list[str]:
+        """The ``YYYY-MM-DD`` partitions of ``table``, oldest first."""
+        path = self.table_path(table)
+        infos = self._fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        prefix = f"{PARTITION_COLUMN}="
+        return sorted(
+            Path(i.path).name[len(prefix):]
+            for i in infos
+            if i.type == pafs.FileType.Directory and Path(i.path).name.startswith(prefix)
+        )
+
+    def compact(self, table: str, *, before: date | None = None) -> dict[str, int]:
+        """Merge each closed partition of ``table`` into one file, dropping
+        duplicate ``event_id`` rows.
+
+        Only partitions older than ``before`` (default: today, UTC) are touched,
+        so no writer is adding to them. Readers that list a partition while it is
+        compacted can briefly see old and new files together: ``read``
+        deduplicates on ``event_id``.
+
+        Returns:
+            ``{"partitions": n, "files_before": n, "files_after": n, "rows": n}``.
+        """
+        schema = schema_for(table)
+        cutoff = (before or datetime.now(timezone.utc).date()).isoformat()
+        stats = {"partitions": 0, "files_before": 0, "files_after": 0, "rows": 0}
+        for day in self.partitions(table):
+            if day >= cutoff:
+                continue
+            directory = f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
+            files = [
+                i.path
+                for i in self._fs.get_file_info(pafs.FileSelector(directory))
+                if i.type == pafs.FileType.File
+                and Path(i.path).name.endswith(".parquet")
+                and not Path(i.path).name.startswith((".", "_"))
+            ]
+            if len(files) < 2:
+                continue
+            merged = ds.dataset(files, schema=schema, format="parquet", filesystem=self._fs).to_table()
+            frame = merged.to_pandas().drop_duplicates(subset="event_id", ignore_index=True)
+            clean = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            self._write_file(table, day, clean)
+            for path in files:
+                self._fs.delete_file(path)
+            stats["partitions"] += 1
+            stats["files_before"] += len(files)
+            stats["files_after"] += 1
+            stats["rows"] += clean.num_rows
+        return stats
+
+
+def yesterday_utc() -> date:
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
