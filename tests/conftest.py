@@ -1,0 +1,111 @@
+"""Test fixtures: one real Prefect server per session, an isolated store per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="synthobs-test-home-"))
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+for key in [k for k in os.environ if k.startswith("PREFECT_INTEGRATIONS_SYNTHOBS_")]:
+    del os.environ[key]
+
+import pytest  # noqa: E402
+from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from prefect_synthobs import settings as so_settings  # noqa: E402
+from prefect_synthobs.runtime import reset_runtime  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server() -> Iterator[str]:
+    """A real Prefect API server (temporary SQLite) for the whole session."""
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Iterator[Path]:
+    """A fresh store and spool for this test, configured process-wide."""
+    so_settings.reset()
+    reset_runtime()
+    store = tmp_path / "store"
+    so_settings.configure(store_url=str(store), spool_dir=str(tmp_path / "spool"), metrics_mode="none")
+    yield store
+    reset_runtime()
+    so_settings.reset()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """A real prometheus-pushgateway on a free loopback port."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        pytest.fail("prometheus-pushgateway is not installed: run the README's test command")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/-/ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def promtool() -> str:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail("promtool is not installed: run the README's test command")
+    return binary
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that talks to the session's server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_INTEGRATIONS_SYNTHOBS_")}
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+def run_python(code: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
