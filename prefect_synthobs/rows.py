@@ -140,8 +140,10 @@ def task_row(
 
 def validate_rows(n: Any) -> int:
     """``n`` as a row count; ``ValueError`` unless a whole number ≥ 0."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        if isinstance(n, numbers.Real) and float(n).is_integer():
+    if isinstance(n, bool):
+        raise ValueError(f"rows must be a whole number >= 0, got {n!r}")
+    if not isinstance(n, numbers.Integral):
+        if isinstance(n, numbers.Real) and not math.isnan(n) and float(n).is_integer():
             n = int(n)
         else:
             raise ValueError(f"rows must be a whole number >= 0, got {n!r}")

@@ -1,0 +1,191 @@
+"""Bad input and observability faults: clear errors, unchanged flow results, no lost rows."""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from prefect import flow, task
+
+import prefect_synthobs as so
+from prefect_synthobs import settings as so_settings
+from prefect_synthobs.runtime import get_runtime, reset_runtime
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING and needle in r.getMessage()]
+
+
+def test_observe_rejects_unknown_kind_naming_the_allowed_ones() -> None:
+    with pytest.raises(ValueError) as err:
+        so.observe(kind="bogus")
+    for kind in ("training", "generation", "quality", "other"):
+        assert kind in str(err.value)
+    with pytest.raises(TypeError, match="above @flow or @task"):
+        so.observe()(lambda: None)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", None, True])
+def test_record_rows_rejects_invalid_counts(bad: object) -> None:
+    with pytest.raises(ValueError, match="rows"):
+        so.record_rows(bad)  # type: ignore[arg-type]
+
+
+def test_record_epoch_and_quality_validate_input() -> None:
+    with pytest.raises(ValueError, match="epoch"):
+        so.record_epoch(-1)
+    with pytest.raises(ValueError, match="loss"):
+        so.record_epoch(1, loss="low")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="loss"):
+        so.record_epoch(1, loss={"g": "x"})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="score"):
+        so.record_quality("ks", math.nan)
+    so.record_epoch(2, loss=math.nan)  # a diverging model is recorded, not rejected
+
+
+def test_configure_rejects_unknown_and_invalid_settings() -> None:
+    try:
+        with pytest.raises(ValueError, match="unknown synthobs setting"):
+            so.configure(store_uri="/tmp/x")
+        with pytest.raises(ValueError, match="metrics_mode"):
+            so.configure(metrics_mode="carrier-pigeon")
+        with pytest.raises(ValueError, match="gpu_interval_seconds"):
+            so.configure(gpu_interval_seconds=0.01)
+    finally:
+        so_settings.reset()
+
+
+def test_store_not_writable_spools_then_writes_later(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store's directory should be")
+    store_url = str(blocker / "store")
+    spool = tmp_path / "spool"
+    so_settings.reset()
+    reset_runtime()
+    so.configure(store_url=store_url, spool_dir=str(spool))
+
+    @task
+    def t(i: int) -> int:
+        return i
+
+    @so.observe(kind="generation")
+    @flow(name=f"unwritable-{uuid.uuid4().hex[:6]}")
+    def f(n: int) -> int:
+        return sum(t(i) for i in range(n))
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert f(5) == 10
+            assert f(3) == 3
+        assert len(_warnings(caplog, "cannot write the health store")) == 1
+        spooled = get_runtime().recorder.spooled_files()
+        assert spooled, "rows must be spooled locally"
+        blocker.unlink()  # the store becomes writable
+        get_runtime().recorder.flush()
+        assert get_runtime().recorder.spooled_files() == []
+        store = so.HealthStore(store_url)
+        assert len(store.read("flow_runs")) == 2
+        assert len(store.read("task_runs")) == 8
+    finally:
+        reset_runtime()
+        so_settings.reset()
+
+
+def test_metrics_port_in_use_warns_once_and_flow_is_unaffected(
+    store_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with caplog.at_level(logging.WARNING):
+            so.configure(metrics_mode="http", metrics_port=port)
+
+            @so.observe
+            @flow(name=f"port-{uuid.uuid4().hex[:6]}")
+            def f() -> int:
+                return 7
+
+            assert f() == 7
+            assert f() == 7
+        assert len(_warnings(caplog, "cannot serve metrics")) == 1
+
+
+def test_pushgateway_unreachable_is_bounded_and_warns_once(
+    store_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a listening socket that never answers: the worst case (a refused port fails fast)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(0)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        so.configure(metrics_mode="pushgateway", pushgateway_url=url, pushgateway_timeout_seconds=1.0)
+
+        @so.observe
+        @flow(name=f"nogw-{uuid.uuid4().hex[:6]}")
+        def f() -> str:
+            return "ok"
+
+        get_runtime()
+        with caplog.at_level(logging.WARNING):
+            exporter = get_runtime().exporter
+            start = time.monotonic()
+            exporter.on_flow_end("x")
+            elapsed = time.monotonic() - start
+            assert f() == "ok"
+            assert f() == "ok"
+        assert elapsed <= 2.0 + 0.5
+        assert len(_warnings(caplog, "Pushgateway")) == 1
+    so.configure(metrics_mode="pushgateway", pushgateway_url="http://127.0.0.1:1")  # refused
+    start = time.monotonic()
+    get_runtime().exporter.on_flow_end("y")
+    assert time.monotonic() - start <= 2.5
+
+
+@pytest.mark.parametrize(
+    "flow_name", ["..", "..\\..\\escape", "with spaces", "ünïcødé-流程", 'quote"and\\back']
+)
+def test_hostile_flow_names_stay_inside_the_store(store_dir: Path, flow_name: str) -> None:
+    # Prefect bans "/" in flow names; task names may hold it and reach labels too
+    @task(name="../../a/b c")
+    def t() -> int:
+        return 1
+
+    @so.observe(kind="other")
+    @flow(name=flow_name)
+    def f() -> int:
+        return t()
+
+    assert f() == 1
+    root = store_dir.resolve()
+    files = [p.resolve() for p in store_dir.parent.rglob("*.parquet")]
+    assert files and all(root in p.parents for p in files)
+    rows = so.HealthStore(str(store_dir)).read("flow_runs")
+    assert list(rows.flow_name) == [flow_name]
+    assert list(so.HealthStore(str(store_dir)).read("task_runs").task_name) == ["../../a/b c"]
+
+
+def test_observability_errors_never_change_the_result(
+    store_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = get_runtime()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("recorder exploded")
+
+    monkeypatch.setattr(runtime, "end_flow_run", boom)
+
+    @so.observe
+    @flow(name=f"boom-{uuid.uuid4().hex[:6]}")
+    def f() -> int:
+        return 41 + 1
+
+    with caplog.at_level(logging.WARNING):
+        state = f(return_state=True)
+    assert state.is_completed() and state.result() == 42
+    assert _warnings(caplog, "recorder exploded")
