@@ -1,0 +1,104 @@
+"""HealthStore: layout, atomic files, schema on read, pruning, compaction."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from prefect_synthobs import HealthStore
+from prefect_synthobs.rows import task_row
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _task(i: int, start: datetime) -> dict:
+    return task_row(
+        task_run_id=f"t{i}", flow_run_id="f", flow_name="flow", task_name="step",
+        state_type="COMPLETED", state_name="Completed", start_time=start,
+        end_time=start + timedelta(seconds=1.5), run_count=1,
+    )
+
+
+def test_hive_layout_unique_names_and_no_temp_files(tmp_path: Path) -> None:
+    store = HealthStore(f"file://{tmp_path}")
+    paths = store.write("task_runs", [_task(0, T0), _task(1, T0 + timedelta(days=1))])
+    assert len(paths) == 2  # one file per date partition
+    rel = sorted(str(Path(p).relative_to(tmp_path).parent) for p in paths)
+    assert rel == ["task_runs/date=2026-11-01", "task_runs/date=2026-11-02"]
+    assert all(Path(p).name.startswith("part-") and p.endswith(".parquet") for p in paths)
+    store.write("task_runs", [_task(2, T0)])
+    assert len(list((tmp_path / "task_runs" / "date=2026-11-01").glob("part-*.parquet"))) == 2
+    assert not list(tmp_path.rglob(".*"))
+    df = store.read("task_runs")
+    assert sorted(df.task_run_id) == ["t0", "t1", "t2"]
+    assert df.duration_s.tolist() == [1.5, 1.5, 1.5]
+    assert str(df.start_time.dtype).startswith("datetime64") and df.start_time.dt.tz is not None
+
+
+def test_since_until_and_columns_prune(tmp_path: Path) -> None:
+    store = HealthStore(str(tmp_path))
+    store.write("task_runs", [_task(i, T0 + timedelta(days=i)) for i in range(5)])
+    got = store.read("task_runs", since="2026-11-02", until=T0 + timedelta(days=3), columns=["task_run_id"])
+    assert list(got.columns) == ["task_run_id"]
+    assert sorted(got.task_run_id) == ["t1", "t2"]
+    with pytest.raises(ValueError, match="unknown column"):
+        store.read("task_runs", columns=["nope"])
+
+
+def test_unknown_table_and_empty_store(tmp_path: Path) -> None:
+    store = HealthStore(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="known tables"):
+        store.read("../etc")
+    df = store.read("flow_runs")
+    assert df.empty and "flow_run_id" in df.columns
+    assert store.count("flow_runs") == 0
+
+
+def test_file_missing_a_later_column_reads_it_as_null(tmp_path: Path) -> None:
+    """An old file without ``run_time_s`` and ``tags`` still reads, with those columns null."""
+    old = pa.table({
+        "event_id": ["old"], "task_run_id": ["t-old"], "flow_run_id": ["f"],
+        "flow_name": ["flow"], "task_name": ["step"], "state_type": ["FAILED"],
+        "state_name": ["Failed"], "start_time": pa.array([T0], pa.timestamp("us", tz="UTC")),
+        "end_time": pa.array([T0], pa.timestamp("us", tz="UTC")), "duration_s": [0.0],
+        "run_count": pa.array([1], pa.int64()), "error_type": ["X"], "error_message": ["m"],
+    })
+    directory = tmp_path / "task_runs" / "date=2026-11-01"
+    directory.mkdir(parents=True)
+    pq.write_table(old, directory / "part-old.parquet")
+    store = HealthStore(str(tmp_path))
+    store.write("task_runs", [_task(1, T0)])
+    df = store.read("task_runs").set_index("task_run_id")
+    assert df.loc["t1", "run_count"] == 1 and df.loc["t-old", "state_type"] == "FAILED"
+    assert df["run_time_s"].isna().all()  # absent in the old file, null in the new row
+
+
+def test_compact_merges_closed_partitions_and_dedupes(tmp_path: Path) -> None:
+    store = HealthStore(str(tmp_path))
+    rows = [_task(i, T0) for i in range(6)]
+    for i in range(0, 6, 2):
+        store.write("task_runs", rows[i:i + 2])
+    store.write("task_runs", rows[:2])  # a re-sync wrote two rows twice
+    today = datetime.now(timezone.utc)
+    store.write("task_runs", [_task(99, today)])
+    assert store.count("task_runs") == 9
+    stats = store.compact("task_runs")
+    assert stats == {"partitions": 1, "files_before": 4, "files_after": 1, "rows": 6}
+    assert len(list((tmp_path / "task_runs" / "date=2026-11-01").glob("*.parquet"))) == 1
+    assert store.count("task_runs") == 7  # today's open partition untouched
+    assert sorted(store.read("task_runs").task_run_id) == sorted([f"t{i}" for i in range(6)] + ["t99"])
+    assert store.compact("task_runs", before=date(2026, 11, 1))["partitions"] == 0
+
+
+def test_read_deduplicates_event_ids(tmp_path: Path) -> None:
+    store = HealthStore(str(tmp_path))
+    row = _task(1, T0)
+    store.write("task_runs", [row])
+    store.write("task_runs", [row])
+    assert store.count("task_runs") == 2
+    assert len(store.read("task_runs")) == 1
+    assert len(store.read("task_runs", deduplicate=False)) == 2

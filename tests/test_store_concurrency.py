@@ -1,0 +1,77 @@
+"""Many writers, one store: every row lands once and readers never break."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import prefect_synthobs as so
+
+from conftest import subprocess_env
+
+WRITER = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import prefect_synthobs as so
+from prefect import flow, task
+
+worker = int(sys.argv[1])
+
+@task
+def step(i: int) -> int:
+    return i
+
+@so.observe(kind="training", model_type="copula")
+@flow(name=f"writer-{worker}")
+def train(run: int) -> int:
+    so.record_epoch(run, loss=0.1 * run)
+    return sum(step(i) for i in range(4))
+
+with ThreadPoolExecutor(5) as pool:
+    results = list(pool.map(train, range(25)))
+assert results == [6] * 25, results
+"""
+
+
+def test_four_processes_of_25_concurrent_flows_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    store_url = str(tmp_path / "store")
+    env = subprocess_env(
+        PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url,
+        PREFECT_INTEGRATIONS_SYNTHOBS_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(w)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for w in range(4)
+    ]
+    store = so.HealthStore(store_url)
+    reads, errors = 0, []
+    while any(p.poll() is None for p in procs):
+        for table in ("flow_runs", "task_runs", "training_epochs"):
+            try:
+                store.read(table)
+                reads += 1
+            except Exception as exc:  # any reader error is a failure
+                errors.append(repr(exc))
+        time.sleep(0.05)
+    for p in procs:
+        out, err = p.communicate()
+        assert p.returncode == 0, out[-2000:] + err[-4000:]
+    assert errors == []
+    assert reads > 0
+
+    flows = store.read("flow_runs")
+    tasks = store.read("task_runs")
+    epochs = store.read("training_epochs")
+    assert len(flows) == 100 and flows.flow_run_id.is_unique and flows.event_id.is_unique
+    assert sorted(flows.flow_name.value_counts().to_dict().items()) == [
+        (f"writer-{w}", 25) for w in range(4)
+    ]
+    assert (flows.state_type == "COMPLETED").all()
+    assert len(tasks) == 400 and tasks.task_run_id.is_unique and tasks.event_id.is_unique
+    assert set(tasks.flow_run_id) == set(flows.flow_run_id)
+    assert len(epochs) == 100 and epochs.event_id.is_unique
+    assert store.count("task_runs") == 400  # no duplicates even before deduplication
+    assert not list((tmp_path / "store").rglob(".*.tmp"))
