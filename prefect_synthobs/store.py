@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -108,18 +108,28 @@ class HealthStore:
         if data.schema != schema:
             data = data.select(schema.names).cast(schema)
         days = self._partition_days(table, data)
-        written: list[str] = []
-        for day in pc.unique(days).to_pylist():
-            part = data.filter(pc.equal(days, day)) if len(set(days.to_pylist())) > 1 else data
-            written.append(self._write_file(table, day, part))
-        return written
+        if isinstance(days, str):  # the usual case: every row on one day
+            return [self._write_file(table, days, data)]
+        return [
+            self._write_file(table, day.isoformat(), data.filter(pc.equal(days, day)))
+            for day in pc.unique(days).to_pylist()
+        ]
 
     @staticmethod
-    def _partition_days(table: str, data: pa.Table) -> pa.Array:
+    def _partition_days(table: str, data: pa.Table) -> str | pa.Array:
+        """The partition of every row: one ``YYYY-MM-DD`` string when all rows
+        share a day (checked from min/max, no per-row work), else a date array."""
         times = data.column(TIME_COLUMN[table])
-        today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        days = pc.strftime(times, format="%Y-%m-%d")
-        return pc.fill_null(days.combine_chunks(), today)
+        today = datetime.now(timezone.utc).date()
+        bounds = pc.min_max(times).as_py()
+        lo, hi = bounds["min"], bounds["max"]
+        if times.null_count == 0 or (lo is None and hi is None):
+            lo_day = lo.astimezone(timezone.utc).date() if lo is not None else today
+            hi_day = hi.astimezone(timezone.utc).date() if hi is not None else today
+            if lo_day == hi_day:
+                return lo_day.isoformat()
+        days = pc.cast(times, pa.date32()).combine_chunks()
+        return pc.fill_null(days, pa.scalar(today, pa.date32()))
 
     def _write_file(self, table: str, day: str, data: pa.Table) -> str:
         directory = f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
@@ -129,7 +139,7 @@ class HealthStore:
         if self._local:
             tmp = f"{directory}/.{name}.tmp"
             try:
-                pq.write_table(data, tmp, filesystem=self._fs, compression="zstd")
+                pq.write_table(data, tmp, filesystem=self._fs)
                 self._fs.move(tmp, final)
             except BaseException:
                 try:
@@ -138,7 +148,7 @@ class HealthStore:
                     pass
                 raise
         else:
-            pq.write_table(data, final, filesystem=self._fs, compression="zstd")
+            pq.write_table(data, final, filesystem=self._fs)
         return final
 
     # -- reading -------------------------------------------------------------
@@ -275,6 +285,3 @@ class HealthStore:
             stats["rows"] += clean.num_rows
         return stats
 
-
-def yesterday_utc() -> date:
-    return datetime.now(timezone.utc).date() - timedelta(days=1)
