@@ -2,7 +2,9 @@
 
 The two flows alternate in one process against one Prefect server, with the
 heartbeat off, and the server is given time to drain its event backlog before
-each timed run (NOTES.md: back-to-back runs inflate timings). Reports the
+each timed run: the next run starts only once every task run of the previous
+one is final through the API, plus a pause (NOTES.md: back-to-back runs
+inflate timings several-fold on 2 cores). Reports the
 median of the per-round ratios (observed / plain) and the ratio of medians.
 """
 
@@ -47,29 +49,57 @@ def observed(n: int) -> int:
     return body(n)
 
 
-def timed(fn, n: int) -> float:
+def timed(fn, n: int) -> tuple[float, str]:
     start = time.perf_counter()
-    fn(n)
-    return time.perf_counter() - start
+    state = fn(n, return_state=True)
+    return time.perf_counter() - start, str(state.state_details.flow_run_id)
+
+
+def wait_drained(flow_run_id: str, n: int, settle: float, timeout: float = 120.0) -> None:
+    """Wait until the server has processed the run's task events (all n task runs
+    final through the API), then ``settle`` more seconds: an undrained backlog
+    competes for the CPU and inflates the next run several-fold."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            final, offset = 0, 0
+            while True:  # the API returns at most 200 per page
+                page = client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                    limit=200, offset=offset,
+                )
+                final += sum(1 for r in page if r.state and r.state.is_final())
+                if len(page) < 200:
+                    break
+                offset += 200
+            if final >= n:
+                break
+            time.sleep(0.25)
+    time.sleep(settle)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--settle", type=float, default=2.0, help="seconds to let the server drain")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds to wait after the server has drained the previous run")
     args = parser.parse_args()
     so.configure(store_url=tempfile.mkdtemp(prefix="synthobs-bench-"))
     with prefect_test_harness(server_startup_timeout=120), \
             temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        timed(plain, args.tasks), timed(observed, args.tasks)  # warm-up both paths
+        for fn in (plain, observed):  # warm-up both paths
+            wait_drained(timed(fn, args.tasks)[1], args.tasks, args.settle)
         plain_s, observed_s, ratios = [], [], []
         for r in range(args.rounds):
             pair = {}
             order = (plain, observed) if r % 2 == 0 else (observed, plain)
             for fn in order:
-                time.sleep(args.settle)
-                pair[fn.name] = timed(fn, args.tasks)
+                pair[fn.name], run_id = timed(fn, args.tasks)
+                wait_drained(run_id, args.tasks, args.settle)
             plain_s.append(pair["bench-plain"])
             observed_s.append(pair["bench-observed"])
             ratios.append(pair["bench-observed"] / pair["bench-plain"])
