@@ -5,7 +5,10 @@ heartbeat off, and the server is given time to drain its event backlog before
 each timed run: the next run starts only once every task run of the previous
 one is final through the API, plus a pause (NOTES.md: back-to-back runs
 inflate timings several-fold on 2 cores). Reports the
-median of the per-round ratios (observed / plain) and the ratio of medians.
+median of the per-round ratios (observed / plain), the ratio of medians, and
+the time spent inside synthobs' own entry points (flow hooks and the run
+listener) per observed run: a noise-free view of the same cost, since a 2-core
+machine running its own Prefect server varies by ±30 % from run to run.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ import time
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Server services this benchmark does not use wake up periodically and add noise;
+# the task-run recorder and event persister stay on (the drain check needs them).
+for _service in ("SCHEDULER", "LATE_RUNS", "FOREMAN", "PAUSE_EXPIRATIONS", "REPOSSESSOR",
+                 "CANCELLATION_CLEANUP", "CLEANUP_RECONCILER", "TRIGGERS", "DB_VACUUM", "EVENT_LOGGER"):
+    os.environ.setdefault(f"PREFECT_SERVER_SERVICES_{_service}_ENABLED", "false")
 
 from prefect import flow, task  # noqa: E402
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 import prefect_synthobs as so  # noqa: E402
+from prefect_synthobs.listener import RunListener  # noqa: E402
+from prefect_synthobs.runtime import Runtime  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, report  # noqa: E402
@@ -47,6 +57,28 @@ def plain(n: int) -> int:
 @flow(name="bench-observed")
 def observed(n: int) -> int:
     return body(n)
+
+
+_inside = [0.0]
+
+
+def _attribute(cls: type, name: str) -> None:
+    """Count the time spent inside a synthobs entry point (hooks, listener)."""
+    original = getattr(cls, name)
+
+    def timed_call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _inside[0] += time.perf_counter() - start
+
+    setattr(cls, name, timed_call)
+
+
+for _cls, _name in ((Runtime, "begin_flow_run"), (Runtime, "end_flow_run"),
+                    (RunListener, "on_start"), (RunListener, "on_end")):
+    _attribute(_cls, _name)
 
 
 def timed(fn, n: int) -> tuple[float, str]:
@@ -93,12 +125,15 @@ def main() -> None:
             temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         for fn in (plain, observed):  # warm-up both paths
             wait_drained(timed(fn, args.tasks)[1], args.tasks, args.settle)
-        plain_s, observed_s, ratios = [], [], []
+        plain_s, observed_s, ratios, inside_ms = [], [], [], []
         for r in range(args.rounds):
             pair = {}
             order = (plain, observed) if r % 2 == 0 else (observed, plain)
             for fn in order:
+                _inside[0] = 0.0
                 pair[fn.name], run_id = timed(fn, args.tasks)
+                if fn is observed:
+                    inside_ms.append(_inside[0] * 1000)
                 wait_drained(run_id, args.tasks, args.settle)
             plain_s.append(pair["bench-plain"])
             observed_s.append(pair["bench-observed"])
@@ -113,6 +148,10 @@ def main() -> None:
         "median_ratio": round(median(ratios), 4),
         "ratio_of_medians": round(median(observed_s) / median(plain_s), 4),
         "target_median_ratio": 1.05,
+        "synthobs_in_process_ms_median": round(median(inside_ms), 2),
+        "synthobs_in_process_share_of_plain": round(median(inside_ms) / 1000 / median(plain_s), 4),
+        "plain_min_s": round(min(plain_s), 4),
+        "observed_min_s": round(min(observed_s), 4),
     })
 
 

@@ -44,19 +44,25 @@ new_event_id = _EventIds()
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """A timezone-aware UTC datetime (naive values are taken as UTC)."""
+    """A plain ``datetime`` in UTC (naive values are taken as UTC).
+
+    Prefect hands out pendulum ``DateTime`` objects, whose arithmetic costs
+    ~45 µs a time: rows use stdlib datetimes.
+    """
     if value is None:
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                    value.microsecond, tzinfo=timezone.utc)
 
 
 def duration_seconds(start: datetime | None, end: datetime | None) -> float | None:
     """``end - start`` in seconds, or ``None`` when either is unknown."""
+    start, end = as_utc(start), as_utc(end)
     if start is None or end is None:
         return None
-    return max((as_utc(end) - as_utc(start)).total_seconds(), 0.0)  # type: ignore[operator]
+    return max((end - start).total_seconds(), 0.0)
 
 
 def trace_id_from_traceparent(traceparent: str | None) -> str | None:
@@ -90,6 +96,7 @@ def flow_row(
     redact_pii: bool = True,
 ) -> Row:
     """One ``flow_runs`` row for a finished flow run."""
+    start_time, end_time = as_utc(start_time), as_utc(end_time)
     duration = duration_seconds(start_time, end_time)
     return {
         "event_id": new_event_id(),
@@ -101,8 +108,8 @@ def flow_row(
         "table_name": table_name,
         "state_type": state_type,
         "state_name": state_name,
-        "start_time": as_utc(start_time),
-        "end_time": as_utc(end_time),
+        "start_time": start_time,
+        "end_time": end_time,
         "duration_s": duration,
         "rows": int(rows),
         "rows_per_s": (rows / duration) if rows and duration else None,
@@ -138,6 +145,7 @@ def task_row(
     redact_pii: bool = True,
 ) -> Row:
     """One ``task_runs`` row for a finished task run (retries included in one row)."""
+    start_time, end_time = as_utc(start_time), as_utc(end_time)
     return {
         "event_id": new_event_id(),
         "task_run_id": task_run_id,
@@ -146,8 +154,8 @@ def task_row(
         "task_name": task_name,
         "state_type": state_type,
         "state_name": state_name,
-        "start_time": as_utc(start_time),
-        "end_time": as_utc(end_time),
+        "start_time": start_time,
+        "end_time": end_time,
         "duration_s": duration_seconds(start_time, end_time),
         "run_time_s": run_time_s,
         "run_count": int(run_count),

@@ -60,6 +60,13 @@ def test_pipeline_records_every_stage(store_dir: Path) -> None:
     tasks = store.read("task_runs")
     assert (tasks.task_name == "sample_batch").sum() == 1 and (tasks.task_name == "train_epoch").sum() == 3
 
+    # the notebook-style example answers its questions from this store
+    example = Path(__file__).resolve().parents[1] / "examples" / "read_store.py"
+    proc = subprocess.run([sys.executable, str(example), str(store_dir)], capture_output=True, text=True,
+                          timeout=120, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "generate-synthetic" in proc.stdout and "slowest tasks" in proc.stdout
+
 
 def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     env = subprocess_env()
