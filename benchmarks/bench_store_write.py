@@ -23,7 +23,7 @@ from prefect_synthobs import HealthStore
 from prefect_synthobs.schemas import schema_for
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import median, report  # noqa: E402
+from _common import median, report
 
 
 def make_rows(n: int) -> pa.Table:
@@ -41,7 +41,7 @@ def make_rows(n: int) -> pa.Table:
         "state_type": np.where(rng.random(n) < 0.98, "COMPLETED", "FAILED"),
         "state_name": np.where(rng.random(n) < 0.98, "Completed", "Failed"),
         "start_time": pa.array(starts, pa.timestamp("us", tz="UTC")),
-        "end_time": pa.array([s + timedelta(seconds=float(d)) for s, d in zip(starts, dur)],
+        "end_time": pa.array([s + timedelta(seconds=float(d)) for s, d in zip(starts, dur, strict=True)],
                              pa.timestamp("us", tz="UTC")),
         "duration_s": dur,
         "run_time_s": dur,

@@ -148,7 +148,7 @@ class GaussianCopula:
         """Mean negative log copula density of held-out normal scores."""
         assert self.corr is not None
         corr = self.corr + 1e-6 * np.eye(len(self.corr))
-        sign, logdet = np.linalg.slogdet(corr)
+        _sign, logdet = np.linalg.slogdet(corr)
         inv = np.linalg.inv(corr) - np.eye(len(corr))
         quad = np.einsum("ij,jk,ik->i", z, inv, z)
         return float(np.mean(0.5 * logdet + 0.5 * quad))

@@ -231,7 +231,7 @@ class PushgatewayExporter(MetricsExporter):
         self._warn = _WarnOnce()
 
     def _read_group(self, job: str, timeout: float) -> Families:
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as resp:
             text = resp.read().decode("utf-8")
         match = {"job": job, **self.grouping}
         return families_from_metrics(

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-
 from prefect_synthobs import names
 from prefect_synthobs.metrics import label
 from prefect_synthobs.rows import (

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -98,10 +99,8 @@ class SynthObsMetrics:
     def unregister(self) -> None:
         """Remove exactly the collectors this object registered."""
         for collector in self._collectors:
-            try:
+            with contextlib.suppress(KeyError):
                 self.registry.unregister(collector)
-            except KeyError:
-                pass
 
 
 _lock = threading.Lock()

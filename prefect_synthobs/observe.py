@@ -119,7 +119,7 @@ def observe(
         ```
     """
     if isinstance(kind, (Flow, Task)):
-        return observe()(kind)
+        return _apply(ObserveSpec(), kind)
     if kind not in KINDS:
         raise ValueError(f"observe(kind={kind!r}): kind must be one of {', '.join(KINDS)}")
     for name, value in (("model_type", model_type), ("table", table)):
@@ -127,25 +127,27 @@ def observe(
             raise ValueError(f"observe({name}=...) must be a string, got {value!r}")
     spec = ObserveSpec(kind=kind, model_type=model_type, table=table)
 
-    def decorate(obj: F) -> F:
-        if isinstance(obj, Flow):
-            running, ended = _flow_hooks(spec)
-            return obj.with_options(  # type: ignore[return-value]
-                on_running=[*_without_ours(obj.on_running_hooks), running],
-                on_completion=[*_without_ours(obj.on_completion_hooks), ended],
-                on_failure=[*_without_ours(obj.on_failure_hooks), ended],
-                on_crashed=[*_without_ours(obj.on_crashed_hooks), ended],
-                on_cancellation=[*_without_ours(obj.on_cancellation_hooks), ended],
-            )
-        if isinstance(obj, Task):
-            hook = _task_hook(spec)
-            return obj.with_options(  # type: ignore[return-value]
-                on_completion=[*_without_ours(obj.on_completion_hooks), hook],
-                on_failure=[*_without_ours(obj.on_failure_hooks), hook],
-            )
-        raise TypeError(
-            f"observe() goes above @flow or @task, got {type(obj).__name__}; "
-            "write @observe(...) then @flow on the next line"
-        )
+    return lambda obj: _apply(spec, obj)
 
-    return decorate
+
+def _apply(spec: ObserveSpec, obj: Any) -> Any:
+    """Return ``obj`` (a Flow or Task) with synthobs' hooks, replacing earlier ones."""
+    if isinstance(obj, Flow):
+        running, ended = _flow_hooks(spec)
+        return obj.with_options(
+            on_running=[*_without_ours(obj.on_running_hooks), running],
+            on_completion=[*_without_ours(obj.on_completion_hooks), ended],
+            on_failure=[*_without_ours(obj.on_failure_hooks), ended],
+            on_crashed=[*_without_ours(obj.on_crashed_hooks), ended],
+            on_cancellation=[*_without_ours(obj.on_cancellation_hooks), ended],
+        )
+    if isinstance(obj, Task):
+        hook = _task_hook(spec)
+        return obj.with_options(
+            on_completion=[*_without_ours(obj.on_completion_hooks), hook],
+            on_failure=[*_without_ours(obj.on_failure_hooks), hook],
+        )
+    raise TypeError(
+        f"observe() goes above @flow or @task, got {type(obj).__name__}; "
+        "write @observe(...) then @flow on the next line"
+    )

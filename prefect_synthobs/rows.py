@@ -173,7 +173,7 @@ def validate_rows(n: Any) -> int:
         raise ValueError(f"rows must be a whole number >= 0, got {n!r}")
     if not isinstance(n, numbers.Integral):
         if isinstance(n, numbers.Real) and not math.isnan(n) and float(n).is_integer():
-            n = int(n)
+            n = int(float(n))
         else:
             raise ValueError(f"rows must be a whole number >= 0, got {n!r}")
     if n < 0:
@@ -225,7 +225,7 @@ def epoch_rows(
     model_type: str | None,
 ) -> list[Row]:
     """``training_epochs`` rows: one per loss type, or one with a null loss."""
-    items = list(losses.items()) or [(None, None)]
+    items: list[tuple[str | None, float | None]] = list(losses.items()) or [(None, None)]
     return [
         {
             "event_id": new_event_id(),
@@ -245,7 +245,7 @@ def validate_score(metric: Any, score: Any, threshold: Any) -> tuple[str, float,
     """Check a quality measurement; ``ValueError`` on a bad name, NaN or non-number."""
     if not isinstance(metric, str) or not metric:
         raise ValueError(f"metric must be a non-empty string, got {metric!r}")
-    out = []
+    out: list[float | None] = []
     for name, value in (("score", score), ("threshold", threshold)):
         if value is None and name == "threshold":
             out.append(None)

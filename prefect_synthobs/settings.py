@@ -178,5 +178,5 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.upper()
 
 
-__all__ = ["SynthObsSettings", "configure", "get_settings", "reset", "env_name"]
+__all__ = ["SynthObsSettings", "configure", "env_name", "get_settings", "reset"]
 

@@ -9,6 +9,7 @@ writers never collide because every file name is unique.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
@@ -39,18 +40,6 @@ def resolve_filesystem(url: str) -> tuple[pafs.FileSystem, str, bool]:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ValueError(f"unsupported health store URL {url!r}: {exc}") from exc
     return fs, root.rstrip("/"), False
-
-
-def _to_date(value: datetime | date | str | None) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = pd.Timestamp(value).to_pydatetime()
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
-        return value.date()
-    return value
 
 
 def _to_timestamp(value: datetime | date | str) -> pd.Timestamp:
@@ -142,10 +131,8 @@ class HealthStore:
                 pq.write_table(data, tmp, filesystem=self._fs)
                 self._fs.move(tmp, final)
             except BaseException:
-                try:
+                with contextlib.suppress(OSError):
                     self._fs.delete_file(tmp)
-                except OSError:
-                    pass
                 raise
         else:
             pq.write_table(data, final, filesystem=self._fs)
@@ -199,7 +186,7 @@ class HealthStore:
             if unknown:
                 raise ValueError(f"unknown column(s) {unknown} for table {table!r}")
         dataset = self.dataset(table)
-        wanted = list(columns) if columns is not None else schema.names + [PARTITION_COLUMN]
+        wanted = list(columns) if columns is not None else [*schema.names, PARTITION_COLUMN]
         if dataset is None:
             empty = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
             return empty.empty_table().select(wanted).to_pandas()

@@ -104,6 +104,5 @@ def test_ks_complement_matches_its_definition() -> None:
 def test_span_outside_a_run_is_safe_and_validates_name() -> None:
     with so.span("generation.batch", batch_size=10, obj=object()) as s:
         assert s is not None
-    with pytest.raises(ValueError):
-        with so.span(""):
-            pass
+    with pytest.raises(ValueError), so.span(""):
+        pass

@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 
 import prefect_synthobs as so
+from conftest import subprocess_env
 from prefect_synthobs.quality import ks_complement
 from prefect_synthobs.sample_flows import synthetic_pipeline as demo
-
-from conftest import subprocess_env
 
 
 def test_gaussian_copula_learns_marginals_and_dependence() -> None:

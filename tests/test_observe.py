@@ -159,7 +159,7 @@ def test_one_file_per_flow_run_per_table(store_dir: Path) -> None:
     assert files == ["flow_runs", "task_runs", "training_epochs"]
     assert not list(store_dir.rglob(".*.tmp"))
     epochs = so.HealthStore(str(store_dir)).read("training_epochs").sort_values(["epoch", "loss_type"])
-    assert list(zip(epochs.epoch, epochs.loss_type, epochs.loss)) == [
+    assert list(zip(epochs.epoch, epochs.loss_type, epochs.loss, strict=True)) == [
         (0, "discriminator", 1.1), (0, "generator", 0.7), (1, "loss", 0.5)
     ]
     assert (epochs.model_type == "m").all()

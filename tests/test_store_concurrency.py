@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import prefect_synthobs as so
-
 from conftest import subprocess_env
 
 WRITER = """
