@@ -1,0 +1,66 @@
+"""An observed flow works as a deployment: served by a runner, run in its own process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+
+import prefect_synthobs as so
+from conftest import subprocess_env
+
+FLOW_FILE = '''
+from prefect import flow, task
+import prefect_synthobs as so
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+@so.observe(kind="generation", model_type="copula", table="orders")
+@flow(name={name!r})
+def served(n: int = 3) -> int:
+    so.record_rows(n)
+    return sum(double(i) for i in range(n))
+
+if __name__ == "__main__":
+    served.serve(name="observed", limit=2)
+'''
+
+
+def test_served_observed_flow_records_from_the_runner_process(tmp_path: Path) -> None:
+    name = f"served-{uuid.uuid4().hex[:6]}"
+    flow_file = tmp_path / "served_flow.py"
+    flow_file.write_text(FLOW_FILE.format(name=name))
+    store_url = str(tmp_path / "store")
+    env = subprocess_env(PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url)
+    runner = subprocess.Popen([sys.executable, str(flow_file)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    client.read_deployment_by_name(f"{name}/observed")
+                    break
+                except Exception:
+                    assert runner.poll() is None, runner.stdout.read() if runner.stdout else ""
+                    assert time.monotonic() < deadline, "the runner never registered its deployment"
+                    time.sleep(0.5)
+        flow_run = run_deployment(f"{name}/observed", parameters={"n": 4}, timeout=180)
+        assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
+    finally:
+        runner.terminate()
+        out, _ = runner.communicate(timeout=30)
+    store = so.HealthStore(store_url)
+    runs = store.read("flow_runs")
+    assert list(runs.flow_run_id) == [str(flow_run.id)], out[-3000:]
+    row = runs.iloc[0]
+    assert (row.state_type, row.kind, row.rows, row.table_name) == ("COMPLETED", "generation", 4, "orders")
+    tasks = store.read("task_runs")
+    assert len(tasks) == 4 and set(tasks.flow_run_id) == {str(flow_run.id)}
