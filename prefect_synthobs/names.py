@@ -55,6 +55,10 @@ ATTR_MODEL_TYPE: Final = "synthobs.model_type"
 ATTR_TABLE: Final = "synthobs.table"
 ATTR_ROWS: Final = "synthobs.rows"
 ATTR_ROWS_PER_SECOND: Final = "synthobs.rows_per_second"
+ATTR_STORAGE_TABLE: Final = "synthobs.storage.table"
+ATTR_STORAGE_ROWS: Final = "synthobs.storage.rows"
+ATTR_STORAGE_FILES: Final = "synthobs.storage.files"
+ATTR_STORAGE_BYTES: Final = "synthobs.storage.bytes"
 
 # Attributes Prefect puts on its own run spans.
 PREFECT_RUN_ID: Final = "prefect.run.id"

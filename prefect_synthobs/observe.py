@@ -14,7 +14,8 @@ from typing import Any, TypeVar, overload
 from prefect import Flow, Task
 
 from prefect_synthobs.names import KINDS
-from prefect_synthobs.runtime import ObserveSpec, get_runtime
+from prefect_synthobs.runtime import ObserveSpec, get_runtime, span_attributes
+from prefect_synthobs.tracing import current_run_span
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -46,6 +47,9 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
             parent_flow_run_id=parent.parent_flow_run_id if parent else None,
             start_time=flow_run.start_time or state.timestamp,
         )
+        run_span = current_run_span(flow_run.id)
+        if run_span is not None:  # Prefect's own flow span, still recording
+            run_span.set_attributes(span_attributes(spec))
 
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
         get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True)
@@ -131,7 +135,18 @@ def observe(
 
 
 def _apply(spec: ObserveSpec, obj: Any) -> Any:
-    """Return ``obj`` (a Flow or Task) with synthobs' hooks, replacing earlier ones."""
+    """Return ``obj`` (a Flow or Task) with synthobs' hooks, replacing earlier ones.
+
+    Decorating also makes sure an SDK tracer provider with the run listener is
+    in place: Prefect opens a flow's span before any hook runs, so doing it at
+    the first run would miss that run's span.
+    """
+    from prefect_synthobs.listener import ensure_listener
+
+    try:
+        ensure_listener()
+    except Exception as exc:
+        logger.warning("synthobs: run listener not installed (%s); only observed runs are recorded", exc)
     if isinstance(obj, Flow):
         running, ended = _flow_hooks(spec)
         return obj.with_options(

@@ -19,9 +19,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from prefect_synthobs import names
 from prefect_synthobs.rows import Row
 from prefect_synthobs.schemas import schema_for
 from prefect_synthobs.store import HealthStore
+from prefect_synthobs.tracing import span
 
 logger = logging.getLogger("prefect_synthobs.store")
 
@@ -92,7 +94,14 @@ class Recorder:
 
     def _try_write(self, store: HealthStore, table: str, data: pa.Table) -> bool:
         try:
-            self.files_written += len(store.write(table, data))
+            with span(names.SPAN_STORAGE_WRITE, **{
+                names.ATTR_STORAGE_TABLE: table, names.ATTR_STORAGE_ROWS: data.num_rows,
+            }) as write_span:
+                paths = store.write(table, data)
+                if write_span.is_recording():
+                    write_span.set_attribute(names.ATTR_STORAGE_FILES, len(paths))
+                    write_span.set_attribute(names.ATTR_STORAGE_BYTES, store.size_of(paths))
+            self.files_written += len(paths)
         except Exception as exc:
             self._store_fault(exc, store)
             return False

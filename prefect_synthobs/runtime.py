@@ -33,6 +33,7 @@ from prefect_synthobs.recorder import Recorder
 from prefect_synthobs.rows import flow_row, task_row, trace_id_from_traceparent
 from prefect_synthobs.settings import SynthObsSettings, get_settings, on_change
 from prefect_synthobs.store import HealthStore
+from prefect_synthobs.tracing import current_run_span
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -47,6 +48,16 @@ class ObserveSpec:
     kind: str = "other"
     model_type: str | None = None
     table: str | None = None
+
+
+def span_attributes(spec: ObserveSpec) -> dict[str, str]:
+    """The synthobs attributes of an observed flow's span."""
+    attrs = {names.ATTR_KIND: spec.kind}
+    if spec.model_type is not None:
+        attrs[names.ATTR_MODEL_TYPE] = spec.model_type
+    if spec.table is not None:
+        attrs[names.ATTR_TABLE] = spec.table
+    return attrs
 
 
 @dataclass
@@ -130,6 +141,14 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        from prefect_synthobs.listener import ensure_listener
+        from prefect_synthobs.tracing import configure_tracing
+
+        ensure_listener()
+        try:
+            configure_tracing(self.settings)
+        except Exception as exc:  # a bad endpoint must not stop the run
+            logger.warning("synthobs: tracing not configured (%s); runs are still recorded", exc)
         self.exporter.start()
         bridge_to_prefect_client_metrics()
         self.recorder.start()
@@ -219,6 +238,12 @@ class Runtime:
             redact_pii=self.settings.redact_pii,
         )
         self.recorder.add(names.FLOW_RUNS, row)
+        run_span = current_run_span(key)
+        if run_span is not None:
+            run_span.set_attributes(span_attributes(spec))
+            run_span.set_attribute(names.ATTR_ROWS, info.rows)
+            if row["rows_per_s"] is not None:
+                run_span.set_attribute(names.ATTR_ROWS_PER_SECOND, row["rows_per_s"])
         m, flow_label, kind = self.metrics, label(flow.name), label(spec.kind)
         m.flow_runs.labels(flow_label, kind, state_type).inc()
         if row["duration_s"] is not None:
@@ -294,9 +319,6 @@ def get_runtime() -> Runtime:
             on_change(_rebuild)
             atexit.register(_shutdown)
             _runtime.start()
-            from prefect_synthobs.listener import ensure_listener
-
-            ensure_listener()
         return _runtime
 
 

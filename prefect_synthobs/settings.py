@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from prefect_synthobs.names import ENV_PREFIX
 
 MetricsMode = Literal["none", "http", "pushgateway", "textfile"]
+OtlpProtocol = Literal["grpc", "http/protobuf"]
 
 
 class SynthObsSettings(BaseSettings):
@@ -45,6 +46,17 @@ class SynthObsSettings(BaseSettings):
         service_name: ``service.name`` of traces and the default job label.
         environment: ``deployment.environment`` of traces.
         redact_pii: Redact PII from error messages stored in the health store.
+        otlp_endpoint: OTLP endpoint for spans. ``None`` falls back to
+            ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``;
+            with neither, spans are not exported.
+        otlp_protocol: ``grpc`` or ``http/protobuf``. ``None`` falls back to
+            ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL``, then ``http/protobuf``.
+        otlp_headers: Extra export headers (``None``: ``OTEL_EXPORTER_OTLP_HEADERS``).
+        otlp_timeout_seconds: Bound on one export and on the flush at the end of
+            an observed flow run.
+        trace_sample_ratio: Share of traces exported (0 to 1). Runs that are not
+            sampled are still recorded in the store and metrics.
+        trace_console: Also print spans to stdout (local debugging).
     """
 
     model_config = SettingsConfigDict(
@@ -69,6 +81,12 @@ class SynthObsSettings(BaseSettings):
     service_name: str = "prefect-synthobs"
     environment: str | None = None
     redact_pii: bool = True
+    otlp_endpoint: str | None = None
+    otlp_protocol: OtlpProtocol | None = None
+    otlp_headers: dict[str, str] | None = None
+    otlp_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    trace_console: bool = False
 
     @field_validator("pushgateway_grouping")
     @classmethod

@@ -138,6 +138,10 @@ class HealthStore:
             pq.write_table(data, final, filesystem=self._fs)
         return final
 
+    def size_of(self, paths: Sequence[str]) -> int:
+        """Total bytes of the files at ``paths``."""
+        return sum(info.size or 0 for info in self._fs.get_file_info(list(paths)))
+
     # -- reading -------------------------------------------------------------
 
     def dataset(self, table: str) -> ds.Dataset | None:

@@ -1,37 +1,340 @@
-"""OpenTelemetry helpers: the provider synthobs installs when there is none,
-and ``span()`` for domain work."""
+"""OpenTelemetry set-up and helpers.
+
+Prefect already opens a span for every flow and task run; synthobs never opens
+a second one. It makes those spans reach a backend (OTLP, configured by
+settings or the standard ``OTEL_*`` variables), enriches the flow span, and
+offers ``span()`` for domain work.
+
+Set-up rules (after OpenTelemetry's own instrumentations):
+
+- If an SDK tracer provider is installed (the user's, or
+  ``opentelemetry-instrument``'s), synthobs adds its processors to it and never
+  replaces it. Otherwise it installs one, once per process.
+- All export goes through one ``SwitchableSpanProcessor``: reconfiguring swaps
+  what is behind it, so disabling export removes exactly what enabling added.
+- A provider synthobs installs samples with ``trace_sample_ratio`` but *records*
+  what it does not sample, so the health store still sees every run.
+- When an observed flow run's span ends, the exporter is flushed with a bounded
+  timeout, so a short-lived flow process loses no span. A failing endpoint
+  costs one warning and at most ``otlp_timeout_seconds``.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import Attributes
 
+from prefect_synthobs import names
 from prefect_synthobs._version import __version__
+
+logger = logging.getLogger("prefect_synthobs.tracing")
 
 _TRACER_NAME = "prefect_synthobs"
 _ATTRIBUTE_TYPES = (str, bool, int, float)
 
 
+# -- configuration (pure) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Where and how spans are exported."""
+
+    endpoint: str | None
+    protocol: str
+    headers: tuple[tuple[str, str], ...] | None
+    timeout: float
+    console: bool
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint) or self.console
+
+
+def export_config(settings: Any, environ: Mapping[str, str] | None = None) -> ExportConfig:
+    """Resolve the export configuration from settings, then ``OTEL_*`` variables."""
+    env = os.environ if environ is None else environ
+    endpoint = (
+        settings.otlp_endpoint
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    protocol = (
+        settings.otlp_protocol
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+    if protocol not in ("grpc", "http/protobuf"):
+        raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
+    headers = tuple(sorted(settings.otlp_headers.items())) if settings.otlp_headers else None
+    return ExportConfig(endpoint, protocol, headers, settings.otlp_timeout_seconds, settings.trace_console)
+
+
+def _http_traces_url(endpoint: str, env: Mapping[str, str]) -> str:
+    # OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; the signal path is appended.
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == endpoint or endpoint.rstrip("/").endswith("/v1/traces"):
+        return endpoint
+    return endpoint.rstrip("/") + "/v1/traces"
+
+
+def build_exporter(config: ExportConfig, environ: Mapping[str, str] | None = None) -> SpanExporter:
+    """The OTLP span exporter for ``config`` (its endpoint must be set)."""
+    env = os.environ if environ is None else environ
+    headers = dict(config.headers) if config.headers else None
+    assert config.endpoint
+    if config.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        insecure = config.endpoint.startswith("http://") or None
+        return GrpcExporter(endpoint=config.endpoint, headers=headers, timeout=config.timeout, insecure=insecure)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter(endpoint=_http_traces_url(config.endpoint, env), headers=headers, timeout=config.timeout)
+
+
+# -- processors and sampler --------------------------------------------------------
+
+
+class ReportingExporter(SpanExporter):
+    """Wraps an exporter: a failure is one warning (until it recovers), never an error."""
+
+    def __init__(self, inner: SpanExporter, endpoint: str) -> None:
+        self.inner, self.endpoint = inner, endpoint
+        self._failing = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            result, reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "the endpoint refused or did not answer"
+        if result is SpanExportResult.FAILURE:
+            if not self._failing:
+                logger.warning(
+                    "synthobs: cannot export spans to %s (%s); spans are dropped until it answers. "
+                    "Flows are unaffected.", self.endpoint, reason,
+                )
+            self._failing = True
+        else:
+            self._failing = False
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class _QuietExporterLogs(logging.Filter):
+    """The OTLP exporters log every failed attempt; ``ReportingExporter`` says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL
+
+
+class SwitchableSpanProcessor(SpanProcessor):
+    """The one processor synthobs adds for export; what it forwards to can change.
+
+    When the span of an observed flow run ends, it flushes with a bounded
+    timeout so that nothing is lost when the flow process exits right after.
+    """
+
+    def __init__(self) -> None:
+        self._delegate: SpanProcessor | None = None
+        self._timeout = 5.0
+        self._lock = threading.Lock()
+
+    def set_delegate(self, delegate: SpanProcessor | None, timeout: float) -> SpanProcessor | None:
+        with self._lock:
+            old, self._delegate, self._timeout = self._delegate, delegate, timeout
+        return old
+
+    @property
+    def delegate(self) -> SpanProcessor | None:
+        return self._delegate
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        delegate = self._delegate
+        if delegate is not None:
+            delegate.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        delegate = self._delegate
+        if delegate is None:
+            return
+        delegate.on_end(span)
+        attrs = span.attributes or {}
+        observed_flow = attrs.get(names.PREFECT_RUN_TYPE) == "flow" and attrs.get(names.ATTR_KIND) is not None
+        # an observed flow run just ended: deliver its trace now, bounded
+        if observed_flow and not delegate.force_flush(int(self._timeout * 1000)):
+            logger.debug("synthobs: span flush timed out after %.1fs", self._timeout)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        delegate = self._delegate
+        return True if delegate is None else delegate.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        delegate = self.set_delegate(None, self._timeout)
+        if delegate is not None:
+            delegate.shutdown()
+
+
+class RecordingRatioSampler(Sampler):
+    """Parent-based ratio sampling that records what it does not sample.
+
+    Unsampled spans are ``RECORD_ONLY``: processors (the run listener) see them,
+    exporters do not. The ratio can change after the provider exists.
+    """
+
+    def __init__(self, ratio: float = 1.0) -> None:
+        self.set_ratio(ratio)
+
+    def set_ratio(self, ratio: float) -> None:
+        self.ratio = ratio
+        self._inner = ParentBased(TraceIdRatioBased(ratio))
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        result = self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        if result.decision is Decision.DROP:
+            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+        return result
+
+    def get_description(self) -> str:
+        return f"RecordingRatioSampler{{{self.ratio}}}"
+
+
+# -- the process's set-up ---------------------------------------------------------
+
+_lock = threading.Lock()
+_switch = SwitchableSpanProcessor()
+_sampler = RecordingRatioSampler()
+_attached: list[Any] = []
+_active: ExportConfig | None = None
+
+
 def build_tracer_provider() -> TracerProvider:
-    """An SDK tracer provider with synthobs' resource and no exporter."""
+    """An SDK tracer provider with synthobs' resource and recording sampler."""
     from prefect_synthobs.settings import get_settings
 
     settings = get_settings()
     attributes: dict[str, Any] = {
-        "service.name": settings.service_name,
         "service.version": __version__,
         "host.name": socket.gethostname(),
     }
+    explicit = "service_name" in settings.model_fields_set
+    if explicit or not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = settings.service_name
     if settings.environment:
         attributes["deployment.environment"] = settings.environment
-    return TracerProvider(resource=Resource.create(attributes))
+    _sampler.set_ratio(settings.trace_sample_ratio)
+    # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+    return TracerProvider(resource=Resource.create(attributes), sampler=_sampler)
+
+
+def configure_tracing(settings: Any) -> ExportConfig:
+    """Point synthobs' export processor at what ``settings`` (and ``OTEL_*``) say.
+
+    Idempotent: the same configuration twice changes nothing.
+    """
+    global _active
+    config = export_config(settings)
+    with _lock:
+        provider = trace.get_tracer_provider()
+        if hasattr(provider, "add_span_processor") and not any(p is provider for p in _attached):
+            provider.add_span_processor(_switch)
+            _attached.append(provider)
+        _sampler.set_ratio(settings.trace_sample_ratio)
+        if config == _active:
+            return config
+        _active = config
+        delegate: SpanProcessor | None = None
+        if config.enabled:
+            processors: list[SpanProcessor] = []
+            if config.endpoint:
+                for name in ("opentelemetry.exporter.otlp.proto.grpc.exporter",
+                             "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                             "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"):
+                    log = logging.getLogger(name)
+                    if not any(isinstance(f, _QuietExporterLogs) for f in log.filters):
+                        log.addFilter(_QuietExporterLogs())
+                exporter = ReportingExporter(build_exporter(config), config.endpoint)
+                processors.append(BatchSpanProcessor(
+                    exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.timeout * 1000)
+                ))
+            if config.console:
+                processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
+            delegate = processors[0] if len(processors) == 1 else _Fanout(processors)
+        old = _switch.set_delegate(delegate, config.timeout)
+    if old is not None:
+        threading.Thread(target=old.shutdown, name="synthobs-span-shutdown", daemon=True).start()
+    return config
+
+
+class _Fanout(SpanProcessor):
+    def __init__(self, processors: list[SpanProcessor]) -> None:
+        self.processors = processors
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        for p in self.processors:
+            p.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for p in self.processors:
+            p.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all(p.force_flush(timeout_millis) for p in self.processors)
+
+    def shutdown(self) -> None:
+        for p in self.processors:
+            p.shutdown()
+
+
+def flush_spans(timeout_seconds: float) -> bool:
+    """Export what synthobs' processor holds, waiting at most ``timeout_seconds``."""
+    return _switch.force_flush(int(timeout_seconds * 1000))
+
+
+# -- spans ------------------------------------------------------------------------
 
 
 def attribute_value(value: Any) -> Any:
@@ -42,6 +345,15 @@ def attribute_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and all(isinstance(v, _ATTRIBUTE_TYPES) for v in value):
         return list(value)
     return str(value)
+
+
+def current_run_span(run_id: Any) -> Span | None:
+    """The current span if it is Prefect's recording span of run ``run_id``."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return None
+    attrs = getattr(span, "attributes", None) or {}
+    return span if attrs.get(names.PREFECT_RUN_ID) == str(run_id) else None
 
 
 @contextmanager

@@ -1,0 +1,163 @@
+"""Traces reach a real OTLP receiver whole: Prefect's spans, enriched, plus domain spans."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
+from prefect import flow, task
+
+import prefect_synthobs as so
+from conftest import run_python, subprocess_env
+from prefect_synthobs.runtime import reset_runtime
+from prefect_synthobs.tracing import export_config
+
+
+def _generation_flow(name: str):
+    @task
+    def sample_batch(i: int) -> int:
+        with so.span("generation.sampling", batch=i):
+            return 100
+
+    @so.observe(kind="generation", model_type="gaussian_copula", table="customers")
+    @flow(name=name)
+    def generate(batches: int) -> int:
+        with so.span("generation.batch", batches=batches):
+            futures = [sample_batch.submit(i) for i in range(batches)]
+            rows = sum(f.result() for f in futures)
+        so.record_rows(rows)
+        return rows
+
+    return generate
+
+
+def _check_one_trace(spans: list[ReceivedSpan], flow_name: str, batches: int) -> None:
+    runs = [s for s in spans if "prefect.run.type" in s.attributes]
+    flows = [s for s in runs if s.attributes["prefect.run.type"] == "flow"]
+    tasks = [s for s in runs if s.attributes["prefect.run.type"] == "task"]
+    assert len(flows) == 1, [s.name for s in flows]
+    root = flows[0]
+    assert root.parent_span_id == ""  # Prefect's flow span is the root
+    assert {s.trace_id for s in spans} == {root.trace_id}  # one trace
+    run_ids = [s.attributes["prefect.run.id"] for s in runs]
+    assert len(run_ids) == len(set(run_ids))  # no duplicate run spans
+    batch = [s for s in spans if s.name == "generation.batch"]
+    assert len(batch) == 1 and batch[0].parent_span_id == root.span_id
+    # tasks submitted inside the domain span are its children: flow > batch > task > sampling
+    assert len(tasks) == batches and all(t.parent_span_id == batch[0].span_id for t in tasks)
+    attrs = root.attributes
+    assert attrs["synthobs.kind"] == "generation"
+    assert attrs["synthobs.model_type"] == "gaussian_copula"
+    assert attrs["synthobs.table"] == "customers"
+    assert attrs["synthobs.rows"] == 100 * batches and attrs["synthobs.rows_per_second"] > 0
+    sampling = [s for s in spans if s.name == "generation.sampling"]
+    task_ids = {t.span_id for t in tasks}
+    assert len(sampling) == batches and all(s.parent_span_id in task_ids for s in sampling)
+    writes = [s for s in spans if s.name == "storage.write"]
+    assert writes and all(w.parent_span_id == root.span_id for w in writes)
+    assert {w.attributes["synthobs.storage.table"] for w in writes} >= {"flow_runs", "task_runs"}
+    assert all(w.attributes["synthobs.storage.bytes"] > 0 for w in writes)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_generation_flow_arrives_as_one_enriched_trace(store_dir: Path, protocol: str) -> None:
+    receiver_cm = http_receiver() if protocol == "http/protobuf" else grpc_receiver()
+    with receiver_cm as receiver:
+        so.configure(otlp_endpoint=receiver.endpoint, otlp_protocol=protocol, otlp_headers={"x-team": "synth"})
+        name = f"traced-{uuid.uuid4().hex[:6]}"
+        assert _generation_flow(name)(3) == 300
+        # flushed when the flow span ended: already there, no waiting for a batch
+        spans = [s for s in receiver.spans if s.trace_id]
+        flow_spans = [s for s in spans if s.attributes.get("prefect.run.type") == "flow"]
+        assert flow_spans, "the flow span must be exported by the time the flow returns"
+        _check_one_trace([s for s in spans if s.trace_id == flow_spans[0].trace_id], name, 3)
+        assert any(h.get("x-team") == "synth" for h in receiver.headers)
+        resource = flow_spans[0].resource
+        assert resource["service.name"] == "prefect-synthobs" and "host.name" in resource
+    so.configure(otlp_endpoint=None, otlp_protocol=None, otlp_headers=None)
+
+
+CHILD = """
+import prefect_synthobs as so
+from prefect import flow, task
+
+@task
+def step(i):
+    with so.span("generation.sampling", batch=i):
+        return i
+
+@so.observe(kind="generation", model_type="copula", table="t")
+@flow(name="otel-env-only")
+def gen():
+    so.record_rows(5)
+    return sum(step.submit(i).result() for i in range(2))
+
+assert gen() == 1
+"""
+
+
+def test_standard_otel_variables_alone_configure_export(tmp_path: Path) -> None:
+    with grpc_receiver() as receiver:
+        env = subprocess_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_SERVICE_NAME="synth-env-test",
+            OTEL_RESOURCE_ATTRIBUTES="deployment.environment=ci,team=synth",
+            PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(tmp_path / "store"),
+        )
+        run_python(CHILD, env)  # the process exits right after the flow: nothing may be lost
+        spans = receiver.spans
+    flows = [s for s in spans if s.attributes.get("prefect.run.type") == "flow"]
+    assert len(flows) == 1
+    assert flows[0].resource["service.name"] == "synth-env-test"
+    assert flows[0].resource["deployment.environment"] == "ci" and flows[0].resource["team"] == "synth"
+    assert flows[0].attributes["synthobs.rows"] == 5
+    assert len([s for s in spans if s.attributes.get("prefect.run.type") == "task"]) == 2
+    assert len([s for s in spans if s.name == "generation.sampling"]) == 2
+
+
+def test_endpoint_down_costs_at_most_the_timeout_and_one_warning(
+    store_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        so.configure(otlp_endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                     otlp_protocol="http/protobuf", otlp_timeout_seconds=1.0)
+
+        @so.observe(kind="other")
+        @flow(name=f"down-{uuid.uuid4().hex[:6]}")
+        def f() -> str:
+            return "unchanged"
+
+        durations = []
+        with caplog.at_level(logging.WARNING):
+            for _ in range(2):
+                start = time.monotonic()
+                assert f() == "unchanged"
+                durations.append(time.monotonic() - start)
+            time.sleep(1.5)  # let the background export give up
+        assert max(durations) < 1.0 + 1.5, durations
+        warnings = [r for r in caplog.records if "cannot export spans" in r.getMessage()]
+        assert len(warnings) == 1
+        assert not [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
+    so.configure(otlp_endpoint=None, otlp_protocol=None, otlp_timeout_seconds=5.0)
+    reset_runtime()
+
+
+def test_export_config_resolution_is_pure() -> None:
+    settings = so.SynthObsSettings()
+    assert not export_config(settings, {}).enabled
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    cfg = export_config(settings, env)
+    assert (cfg.endpoint, cfg.protocol) == ("http://c:4317", "grpc")
+    explicit = so.SynthObsSettings(otlp_endpoint="http://x:4318")
+    assert export_config(explicit, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}).endpoint == "http://x:4318"
+    with pytest.raises(ValueError, match="protocol"):
+        export_config(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x", "OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"})
