@@ -161,3 +161,84 @@ def test_export_config_resolution_is_pure() -> None:
     assert export_config(explicit, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}).endpoint == "http://x:4318"
     with pytest.raises(ValueError, match="protocol"):
         export_config(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x", "OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"})
+
+
+SERVED = '''
+from prefect import flow, task
+import prefect_synthobs as so
+
+@task
+def child_step(i: int) -> int:
+    return i
+
+@so.observe(kind="generation", model_type="copula", table="remote")
+@flow(name={name!r})
+def child(n: int = 2) -> int:
+    so.record_rows(n)
+    return sum(child_step(i) for i in range(n))
+
+if __name__ == "__main__":
+    child.serve(name="remote", limit=2)
+'''
+
+
+def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Path) -> None:
+    """The runner's flow-run subprocess sets tracing up from the environment alone
+    (no code in the flow file) and its spans join the calling flow's trace."""
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    name = f"remote-child-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "served.py").write_text(SERVED.format(name=name))
+    with grpc_receiver() as receiver:
+        env = subprocess_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(tmp_path / "store"),
+        )
+        runner = subprocess.Popen([sys.executable, "served.py"], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            with get_client(sync_client=True) as client:
+                while True:
+                    try:
+                        client.read_deployment_by_name(f"{name}/remote")
+                        break
+                    except Exception:
+                        assert runner.poll() is None and time.monotonic() < deadline, "runner did not start"
+                        time.sleep(0.5)
+            so.configure(store_url=str(tmp_path / "parent-store"), otlp_endpoint=receiver.endpoint,
+                         otlp_protocol="grpc")
+
+            @so.observe(kind="other")
+            @flow(name=f"caller-{uuid.uuid4().hex[:6]}")
+            def caller() -> str:
+                run = run_deployment(f"{name}/remote", parameters={"n": 3}, timeout=180)
+                assert run.state is not None and run.state.is_completed(), run.state
+                return str(run.id)
+
+            child_run_id = caller()
+            spans = receiver.wait_for(
+                lambda ss: any(s.attributes.get("prefect.run.id") == child_run_id for s in ss), timeout=30
+            )
+        finally:
+            runner.terminate()
+            out, _ = runner.communicate(timeout=30)
+            so.configure(otlp_endpoint=None, otlp_protocol=None)
+    flows = {s.attributes.get("prefect.run.id"): s for s in spans if s.attributes.get("prefect.run.type") == "flow"}
+    assert child_run_id in flows, out[-3000:]
+    child_span = flows[child_run_id]
+    parents = [s for s in flows.values() if s.attributes.get("prefect.run.id") != child_run_id]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert child_span.trace_id == parent.trace_id  # one trace across processes
+    in_parent_trace = {s.span_id for s in spans if s.trace_id == parent.trace_id}
+    assert child_span.parent_span_id in in_parent_trace
+    assert child_span.attributes["synthobs.kind"] == "generation"
+    assert child_span.attributes["synthobs.rows"] == 3
+    child_tasks = [s for s in spans if s.attributes.get("prefect.run.type") == "task"
+                   and s.trace_id == parent.trace_id]
+    assert len(child_tasks) == 3
