@@ -146,6 +146,12 @@ class Runtime:
 
         ensure_listener()
         try:
+            from prefect_synthobs.logs import install_log_filters
+
+            install_log_filters(redact_pii=self.settings.redact_pii)
+        except Exception as exc:
+            logger.warning("synthobs: log filters not installed (%s)", exc)
+        try:
             configure_tracing(self.settings)
         except Exception as exc:  # a bad endpoint must not stop the run
             logger.warning("synthobs: tracing not configured (%s); runs are still recorded", exc)

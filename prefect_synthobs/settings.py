@@ -45,7 +45,8 @@ class SynthObsSettings(BaseSettings):
         gpu_interval_seconds: GPU sampling interval (0.25 to 60 s).
         service_name: ``service.name`` of traces and the default job label.
         environment: ``deployment.environment`` of traces.
-        redact_pii: Redact PII from error messages stored in the health store.
+        redact_pii: Redact PII from error messages stored in the health store,
+            from Prefect's run logs and from attributes of spans synthobs opens.
         otlp_endpoint: OTLP endpoint for spans. ``None`` falls back to
             ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``;
             with neither, spans are not exported.

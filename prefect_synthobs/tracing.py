@@ -53,6 +53,7 @@ from opentelemetry.util.types import Attributes
 
 from prefect_synthobs import names
 from prefect_synthobs._version import __version__
+from prefect_synthobs.redaction import redact
 
 logger = logging.getLogger("prefect_synthobs.tracing")
 
@@ -380,5 +381,14 @@ def span(name: str, **attributes: Any) -> Iterator[Span]:
     tracer = trace.get_tracer(_TRACER_NAME, __version__)
     with tracer.start_as_current_span(name) as current:
         if current.is_recording() and attributes:
-            current.set_attributes({k: attribute_value(v) for k, v in attributes.items()})
+            values = {k: attribute_value(v) for k, v in attributes.items()}
+            if _redacting():
+                values = {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
+            current.set_attributes(values)
         yield current
+
+
+def _redacting() -> bool:
+    from prefect_synthobs.settings import get_settings
+
+    return get_settings().redact_pii

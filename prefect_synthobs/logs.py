@@ -1,0 +1,116 @@
+"""Trace-linked, PII-redacted run logs.
+
+``install_log_filters`` adds two filters to Prefect's run loggers
+(``prefect.flow_runs`` and ``prefect.task_runs``, which also carry
+``log_prints`` output): ``TraceContextFilter`` puts ``trace_id`` and ``span_id``
+of the current span on every record, and ``RedactionFilter`` redacts emails,
+phone numbers, SSNs, Luhn-valid card numbers and secret-looking fields.
+Installing twice is harmless; ``remove_log_filters`` removes exactly what was
+added. ``JsonFormatter`` renders records as one JSON object per line; use it from
+a Prefect logging config (``PREFECT_LOGGING_SETTINGS_PATH``):
+
+```yaml
+formatters:
+  json:
+    (): prefect_synthobs.logs.JsonFormatter
+handlers:
+  console:
+    formatter: json
+```
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry import trace
+
+from prefect_synthobs.redaction import redact
+
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+class RedactionFilter(logging.Filter):
+    """Redacts PII from a record's message (arguments included) and exception text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds ``trace_id`` and ``span_id`` (hex, empty when no span) to records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
+        record.span_id = format(ctx.span_id, "016x") if ctx.is_valid else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, trace and run ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if not hasattr(record, "trace_id"):
+            TraceContextFilter().filter(record)
+        for key in ("trace_id", "span_id", "flow_run_id", "flow_run_name", "flow_name",
+                    "task_run_id", "task_run_name", "task_name"):
+            value = getattr(record, key, None)
+            if value:
+                data[key] = str(value)
+        if record.exc_info:
+            data["exception"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+_lock = threading.Lock()
+_installed: list[tuple[logging.Logger, logging.Filter]] = []
+
+
+def install_log_filters(*, redact_pii: bool = True) -> None:
+    """Add the trace-context filter (and the redaction filter) to Prefect's run loggers."""
+    with _lock:
+        wanted: list[type[logging.Filter]] = [TraceContextFilter]
+        if redact_pii:
+            wanted.append(RedactionFilter)
+        for name in RUN_LOGGERS:
+            log = logging.getLogger(name)
+            for cls in wanted:
+                if not any(type(f) is cls and lg is log for lg, f in _installed):
+                    flt = cls()
+                    log.addFilter(flt)
+                    _installed.append((log, flt))
+        if not redact_pii:
+            _remove(RedactionFilter)
+
+
+def remove_log_filters() -> None:
+    """Remove exactly the filters ``install_log_filters`` added."""
+    with _lock:
+        _remove(logging.Filter)
+
+
+def _remove(cls: type[logging.Filter]) -> None:
+    for log, flt in list(_installed):
+        if isinstance(flt, cls):
+            log.removeFilter(flt)
+            _installed.remove((log, flt))

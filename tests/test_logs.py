@@ -1,0 +1,103 @@
+"""Run logs carry trace ids and lose their PII; span attributes too."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+
+import prefect_synthobs as so
+from prefect_synthobs.logs import (
+    RUN_LOGGERS,
+    JsonFormatter,
+    RedactionFilter,
+    TraceContextFilter,
+    install_log_filters,
+    remove_log_filters,
+)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_run_logs_are_redacted_and_carry_the_trace_id(store_dir: Path) -> None:
+    handlers = {name: _Collect() for name in RUN_LOGGERS}
+    for name, handler in handlers.items():
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+
+    @task
+    def leaky() -> None:
+        get_run_logger().info("retrying for jane@example.com with api_key=sk-123")
+
+    @so.observe(kind="generation")
+    @flow(name=f"logs-{uuid.uuid4().hex[:6]}", log_prints=True)
+    def chatty() -> None:
+        get_run_logger().info("customer card 4111 1111 1111 1111 declined")
+        print("call +1 415-555-0134 about SSN 123-45-6789")
+        leaky()
+
+    try:
+        chatty()
+    finally:
+        for name, handler in handlers.items():
+            logging.getLogger(name).removeHandler(handler)
+    flow_records = [r for r in handlers["prefect.flow_runs"].records if "card" in r.getMessage()
+                    or "call" in r.getMessage()]
+    task_records = [r for r in handlers["prefect.task_runs"].records if "retrying" in r.getMessage()]
+    assert len(flow_records) == 2 and len(task_records) == 1
+    text = " ".join(r.getMessage() for r in flow_records + task_records)
+    for secret in ("jane@example.com", "sk-123", "4111 1111 1111 1111", "415-555-0134", "123-45-6789"):
+        assert secret not in text
+    assert text.count("[REDACTED]") == 5
+    trace_id = so.HealthStore(str(store_dir)).read("flow_runs").trace_id.iloc[0]
+    assert {r.trace_id for r in flow_records + task_records} == {trace_id}
+    assert all(len(r.span_id) == 16 for r in flow_records + task_records)
+    assert task_records[0].span_id != flow_records[0].span_id  # the task's own span
+    line = json.loads(JsonFormatter().format(task_records[0]))
+    assert line["trace_id"] == trace_id and line["level"] == "INFO"
+    assert "[REDACTED]" in line["message"] and line.get("task_run_id")
+
+
+def test_filters_install_once_and_remove_exactly_what_they_added() -> None:
+    def ours(name: str) -> list[logging.Filter]:
+        return [f for f in logging.getLogger(name).filters if isinstance(f, (RedactionFilter, TraceContextFilter))]
+
+    foreign = logging.Filter("keep-me")
+    logging.getLogger("prefect.flow_runs").addFilter(foreign)
+    try:
+        install_log_filters()
+        install_log_filters()
+        assert all(len(ours(n)) == 2 for n in RUN_LOGGERS)
+        install_log_filters(redact_pii=False)
+        assert all([type(f) for f in ours(n)] == [TraceContextFilter] for n in RUN_LOGGERS)
+        remove_log_filters()
+        assert all(ours(n) == [] for n in RUN_LOGGERS)
+        assert foreign in logging.getLogger("prefect.flow_runs").filters
+    finally:
+        logging.getLogger("prefect.flow_runs").removeFilter(foreign)
+        install_log_filters()
+
+
+def test_json_formatter_outside_a_run() -> None:
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
+    data = json.loads(JsonFormatter().format(record))
+    assert data["message"] == "hello world" and data["level"] == "WARNING" and "trace_id" not in data
+
+
+def test_span_attributes_are_redacted(store_dir: Path) -> None:
+    with so.span("quality.check", reviewer="ann@corp.example", note="token=abc123", rows=5) as s:
+        attrs = dict(s.attributes)  # type: ignore[attr-defined]
+    assert attrs == {"reviewer": "[REDACTED]", "note": "token=[REDACTED]", "rows": 5}
+    so.configure(redact_pii=False)
+    with so.span("quality.check", reviewer="ann@corp.example") as s:
+        assert s.attributes["reviewer"] == "ann@corp.example"  # type: ignore[attr-defined]
