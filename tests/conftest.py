@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -109,3 +110,31 @@ def run_python(code: str, env: dict[str, str], timeout: float = 300) -> subproce
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+@contextlib.contextmanager
+def served_deployment(flow_file: Path, deployment: str, env: dict[str, str],
+                      timeout: float = 120) -> Iterator[subprocess.Popen[str]]:
+    """Run ``flow_file`` (which calls ``.serve``) in a runner process until
+    ``deployment`` ("flow/name") is registered; stop the runner afterwards."""
+    from prefect.client.orchestration import get_client
+
+    runner = subprocess.Popen([sys.executable, flow_file.name], cwd=flow_file.parent, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    client.read_deployment_by_name(deployment)
+                    break
+                except Exception:
+                    if runner.poll() is not None or time.monotonic() > deadline:
+                        runner.kill()
+                        pytest.fail(f"the runner never served {deployment}: {runner.communicate()[0][-3000:]}")
+                    time.sleep(0.5)
+        yield runner
+    finally:
+        if runner.poll() is None:
+            runner.terminate()
+            runner.wait(30)

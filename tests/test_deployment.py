@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
-from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
 import prefect_synthobs as so
-from conftest import subprocess_env
+from conftest import served_deployment, subprocess_env
 
 FLOW_FILE = '''
 from prefect import flow, task
@@ -39,22 +35,9 @@ def test_served_observed_flow_records_from_the_runner_process(tmp_path: Path) ->
     flow_file.write_text(FLOW_FILE.format(name=name))
     store_url = str(tmp_path / "store")
     env = subprocess_env(PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url)
-    runner = subprocess.Popen([sys.executable, str(flow_file)], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        with get_client(sync_client=True) as client:
-            while True:
-                try:
-                    client.read_deployment_by_name(f"{name}/observed")
-                    break
-                except Exception:
-                    assert runner.poll() is None, runner.stdout.read() if runner.stdout else ""
-                    assert time.monotonic() < deadline, "the runner never registered its deployment"
-                    time.sleep(0.5)
+    with served_deployment(flow_file, f"{name}/observed", env) as runner:
         flow_run = run_deployment(f"{name}/observed", parameters={"n": 4}, timeout=180)
         assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
-    finally:
         runner.terminate()
         out, _ = runner.communicate(timeout=30)
     store = so.HealthStore(store_url)

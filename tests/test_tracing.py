@@ -12,7 +12,7 @@ from otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
 from prefect import flow, task
 
 import prefect_synthobs as so
-from conftest import run_python, subprocess_env
+from conftest import run_python, served_deployment, subprocess_env
 from prefect_synthobs.runtime import reset_runtime
 from prefect_synthobs.tracing import export_config
 
@@ -185,31 +185,17 @@ if __name__ == "__main__":
 def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Path) -> None:
     """The runner's flow-run subprocess sets tracing up from the environment alone
     (no code in the flow file) and its spans join the calling flow's trace."""
-    import subprocess
-    import sys
-
-    from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     name = f"remote-child-{uuid.uuid4().hex[:6]}"
-    (tmp_path / "served.py").write_text(SERVED.format(name=name))
+    flow_file = tmp_path / "served.py"
+    flow_file.write_text(SERVED.format(name=name))
     with grpc_receiver() as receiver:
         env = subprocess_env(
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
             PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(tmp_path / "store"),
         )
-        runner = subprocess.Popen([sys.executable, "served.py"], cwd=tmp_path, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            with get_client(sync_client=True) as client:
-                while True:
-                    try:
-                        client.read_deployment_by_name(f"{name}/remote")
-                        break
-                    except Exception:
-                        assert runner.poll() is None and time.monotonic() < deadline, "runner did not start"
-                        time.sleep(0.5)
+        with served_deployment(flow_file, f"{name}/remote", env) as runner:
             so.configure(store_url=str(tmp_path / "parent-store"), otlp_endpoint=receiver.endpoint,
                          otlp_protocol="grpc")
 
@@ -224,10 +210,9 @@ def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Pat
             spans = receiver.wait_for(
                 lambda ss: any(s.attributes.get("prefect.run.id") == child_run_id for s in ss), timeout=30
             )
-        finally:
             runner.terminate()
             out, _ = runner.communicate(timeout=30)
-            so.configure(otlp_endpoint=None, otlp_protocol=None)
+        so.configure(otlp_endpoint=None, otlp_protocol=None)
     flows = {s.attributes.get("prefect.run.id"): s for s in spans if s.attributes.get("prefect.run.type") == "flow"}
     assert child_run_id in flows, out[-3000:]
     child_span = flows[child_run_id]
