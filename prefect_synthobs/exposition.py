@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest, pushadd_to_gat
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.metrics import REGISTRY
 
 logger = logging.getLogger("prefect_synthobs.metrics")
@@ -152,21 +153,6 @@ class MetricsExporter:
         """Release what ``start`` took."""
 
 
-class _WarnOnce:
-    """Log a warning the first time a fault appears, and once more after it clears."""
-
-    def __init__(self) -> None:
-        self._failing = False
-
-    def fail(self, message: str, *args: Any) -> None:
-        if not self._failing:
-            logger.warning(message, *args)
-        self._failing = True
-
-    def ok(self) -> None:
-        self._failing = False
-
-
 class HttpExporter(MetricsExporter):
     """Serve ``REGISTRY`` for Prometheus to scrape (long-lived workers)."""
 
@@ -228,7 +214,7 @@ class PushgatewayExporter(MetricsExporter):
         self.registry = registry
         self._baselines: dict[str, Families] = {}
         self._lock = threading.Lock()
-        self._warn = _WarnOnce()
+        self._warn = WarnOnce(logger)
 
     def _read_group(self, job: str, timeout: float) -> Families:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as resp:
@@ -279,7 +265,7 @@ class TextfileExporter(MetricsExporter):
         self.registry = registry
         self._baseline: Families = {}
         self._lock = threading.Lock()
-        self._warn = _WarnOnce()
+        self._warn = WarnOnce(logger)
 
     def on_flow_end(self, flow_name: str) -> None:
         import fcntl

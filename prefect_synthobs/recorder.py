@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefect_synthobs import names
+from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.rows import Row
 from prefect_synthobs.schemas import schema_for
 from prefect_synthobs.store import HealthStore
@@ -52,8 +53,7 @@ class Recorder:
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._store_failing = False
-        self.files_written = 0
+        self._store_warning = WarnOnce(logger)
 
     # -- buffering -----------------------------------------------------------
 
@@ -101,24 +101,19 @@ class Recorder:
                 if write_span.is_recording():
                     write_span.set_attribute(names.ATTR_STORAGE_FILES, len(paths))
                     write_span.set_attribute(names.ATTR_STORAGE_BYTES, store.size_of(paths))
-            self.files_written += len(paths)
         except Exception as exc:
             self._store_fault(exc, store)
             return False
-        if self._store_failing:
+        if self._store_warning.ok():
             logger.info("synthobs: health store %s is writable again", store.url)
-        self._store_failing = False
         return True
 
     def _store_fault(self, exc: BaseException, store: HealthStore | None = None) -> None:
-        if not self._store_failing:
-            where = store.url if store is not None else "(unavailable)"
-            logger.warning(
-                "synthobs: cannot write the health store %s (%s: %s); rows are kept in %s "
-                "and written on a later flush. The flow is unaffected.",
-                where, type(exc).__name__, exc, self.spool_dir,
-            )
-        self._store_failing = True
+        self._store_warning.fail(
+            "synthobs: cannot write the health store %s (%s: %s); rows are kept in %s "
+            "and written on a later flush. The flow is unaffected.",
+            store.url if store is not None else "(unavailable)", type(exc).__name__, exc, self.spool_dir,
+        )
 
     def _spool(self, table: str, data: pa.Table, rows: list[Row]) -> None:
         directory = self.spool_dir / table

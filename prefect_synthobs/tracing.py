@@ -53,6 +53,7 @@ from opentelemetry.util.types import Attributes
 
 from prefect_synthobs import names
 from prefect_synthobs._version import __version__
+from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.redaction import redact
 
 logger = logging.getLogger("prefect_synthobs.tracing")
@@ -129,7 +130,7 @@ class ReportingExporter(SpanExporter):
 
     def __init__(self, inner: SpanExporter, endpoint: str) -> None:
         self.inner, self.endpoint = inner, endpoint
-        self._failing = False
+        self._warning = WarnOnce(logger)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -139,14 +140,12 @@ class ReportingExporter(SpanExporter):
         else:
             reason = "the endpoint refused or did not answer"
         if result is SpanExportResult.FAILURE:
-            if not self._failing:
-                logger.warning(
-                    "synthobs: cannot export spans to %s (%s); spans are dropped until it answers. "
-                    "Flows are unaffected.", self.endpoint, reason,
-                )
-            self._failing = True
+            self._warning.fail(
+                "synthobs: cannot export spans to %s (%s); spans are dropped until it answers. "
+                "Flows are unaffected.", self.endpoint, reason,
+            )
         else:
-            self._failing = False
+            self._warning.ok()
         return result
 
     def shutdown(self) -> None:
@@ -328,11 +327,6 @@ class _Fanout(SpanProcessor):
     def shutdown(self) -> None:
         for p in self.processors:
             p.shutdown()
-
-
-def flush_spans(timeout_seconds: float) -> bool:
-    """Export what synthobs' processor holds, waiting at most ``timeout_seconds``."""
-    return _switch.force_flush(int(timeout_seconds * 1000))
 
 
 # -- spans ------------------------------------------------------------------------
