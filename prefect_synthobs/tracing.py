@@ -385,4 +385,7 @@ def span(name: str, **attributes: Any) -> Iterator[Span]:
 def _redacting() -> bool:
     from prefect_synthobs.settings import get_settings
 
-    return get_settings().redact_pii
+    try:
+        return get_settings().redact_pii
+    except ValueError:  # invalid settings must not break the caller's span: keep redacting
+        return True

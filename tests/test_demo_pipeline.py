@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import prefect_synthobs as so
 from conftest import subprocess_env
@@ -89,11 +90,21 @@ def test_cli_rejects_bad_arguments() -> None:
     assert proc.returncode == 2 and "--rows must be at least 1" in proc.stderr
 
 
-def test_compact_cli(tmp_path: Path) -> None:
-    from prefect_synthobs.cli import main
+def test_compact_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime, timezone
 
-    assert main(["compact", "--store", str(tmp_path)]) == 0
-    pd.testing.assert_frame_equal(
-        so.HealthStore(str(tmp_path)).read("flow_runs").head(0),
-        so.HealthStore(str(tmp_path)).read("flow_runs"),
-    )
+    from prefect_synthobs.cli import main
+    from prefect_synthobs.rows import task_row
+
+    store = so.HealthStore(str(tmp_path))
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    rows = [task_row(task_run_id=f"t{i}", flow_run_id="f", flow_name="f", task_name="t",
+                     state_type="COMPLETED", state_name="Completed", start_time=start,
+                     end_time=start, run_count=1) for i in range(3)]
+    for row in rows:
+        store.write("task_runs", [row])
+    assert main(["compact", "--store", str(tmp_path), "--table", "task_runs"]) == 0
+    assert "3 → 1 files, 3 rows" in capsys.readouterr().out
+    assert len(list((tmp_path / "task_runs").rglob("*.parquet"))) == 1
+    pd.testing.assert_series_equal(store.read("task_runs").task_run_id.sort_values(ignore_index=True),
+                                   pd.Series(["t0", "t1", "t2"], name="task_run_id"), check_dtype=False)

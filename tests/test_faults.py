@@ -189,3 +189,33 @@ def test_observability_errors_never_change_the_result(
         state = f(return_state=True)
     assert state.is_completed() and state.result() == 42
     assert _warnings(caplog, "recorder exploded")
+
+
+def test_invalid_environment_settings_never_break_the_flow(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    so_settings.reset()
+    reset_runtime()
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE", "carrier-pigeon")
+
+    @so.observe(kind="generation")
+    @flow(name=f"badenv-{uuid.uuid4().hex[:6]}")
+    def f() -> int:
+        with so.span("generation.batch", owner="ann@example.com") as s:
+            so.record_rows(3)
+            so.record_epoch(1, loss=0.5)
+            attrs = dict(getattr(s, "attributes", {}) or {})
+        assert attrs.get("owner") in (None, "[REDACTED]")
+        return 42
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            state = f(return_state=True)
+        assert state.is_completed() and state.result() == 42
+        assert any("metrics_mode" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+        with pytest.raises(ValueError, match="metrics_mode"):
+            so.configure()  # the explicit call still says what is wrong
+    finally:
+        monkeypatch.delenv("PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE")
+        so_settings.reset()
+        reset_runtime()
