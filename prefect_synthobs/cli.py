@@ -84,6 +84,42 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gpu(args: argparse.Namespace) -> int:
+    from prefect_synthobs.gpu import format_table
+    from prefect_synthobs.nvml import DeviceLost, get_backend
+
+    backend = get_backend()
+    devices = backend.devices()
+    if not devices:
+        print(f"synthobs gpu: no GPU to show ({backend.unavailable_reason or 'no device'})")
+        return 1
+    lost: dict[str, object] = {}
+    shown = 0
+    try:
+        while True:
+            readings = []
+            for device in devices:
+                if device.uuid in lost:
+                    continue
+                try:
+                    readings.append(backend.read(device))
+                except DeviceLost:
+                    lost[device.uuid] = device
+            table = format_table(readings, list(lost.values()))  # type: ignore[arg-type]
+            if args.watch and sys.stdout.isatty():
+                print("\033[H\033[J", end="")
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{stamp}  {len(devices)} GPU(s)\n{table}", flush=True)
+            shown += 1
+            if not args.watch or (args.count and shown >= args.count):
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        backend.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synthobs", description="Observability for synthetic-data pipelines on Prefect."
@@ -99,12 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--table", choices=names.TABLES, help="one table (default: all)")
     compact.add_argument("--store", help="health store URL (default: the configured store)")
     compact.set_defaults(func=_compact)
+    gpu = sub.add_parser("gpu", help="show the state of each GPU (through NVML)")
+    gpu.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    gpu.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (with --watch)")
+    gpu.add_argument("--count", type=int, default=None, help="stop after this many refreshes (with --watch)")
+    gpu.set_defaults(func=_gpu)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for flag in ("rows", "real_rows", "epochs"):
+    if getattr(args, "interval", None) is not None and not 0.1 <= args.interval <= 3600:
+        build_parser().error("--interval must be between 0.1 and 3600 seconds")
+    for flag in ("rows", "real_rows", "epochs", "count"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             build_parser().error(f"--{flag.replace('_', '-')} must be at least 1")

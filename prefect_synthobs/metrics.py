@@ -89,11 +89,34 @@ class SynthObsMetrics:
             p + names.QUALITY_GATE_CHECKS_TOTAL, "Quality scores checked against a threshold.",
             ["table", "gate", "result"], registry=registry,
         )
+        gpu_labels = ["gpu", "uuid", "model"]
+        self.gpu_utilization = Gauge(
+            p + names.GPU_UTILIZATION, "GPU utilisation (0 to 1) at the last sample.",
+            gpu_labels, registry=registry,
+        )
+        self.gpu_memory_used = Gauge(
+            p + names.GPU_MEMORY_USED, "GPU memory in use at the last sample.", gpu_labels, registry=registry,
+        )
+        self.gpu_memory_total = Gauge(
+            p + names.GPU_MEMORY_TOTAL, "GPU memory installed.", gpu_labels, registry=registry,
+        )
+        self.gpu_power = Gauge(
+            p + names.GPU_POWER, "GPU power draw at the last sample.", gpu_labels, registry=registry,
+        )
+        self.gpu_temperature = Gauge(
+            p + names.GPU_TEMPERATURE, "GPU core temperature at the last sample.", gpu_labels, registry=registry,
+        )
+        self.gpu_energy = Counter(
+            p + names.GPU_ENERGY_TOTAL,
+            "GPU energy used while sampled (from the device's energy counter).",
+            gpu_labels, registry=registry,
+        )
         self._collectors = [
             self.flow_runs, self.flow_run_duration, self.task_runs, self.task_run_duration,
             self.task_retries, self.errors, self.last_success, self.generation_rows,
             self.generation_rows_per_second, self.training_epochs, self.training_loss,
-            self.quality_score, self.quality_gate_checks,
+            self.quality_score, self.quality_gate_checks, self.gpu_utilization, self.gpu_memory_used,
+            self.gpu_memory_total, self.gpu_power, self.gpu_temperature, self.gpu_energy,
         ]
 
     def unregister(self) -> None:

@@ -17,7 +17,8 @@ FLOW_RUNS: Final = "flow_runs"
 TASK_RUNS: Final = "task_runs"
 TRAINING_EPOCHS: Final = "training_epochs"
 QUALITY_CHECKS: Final = "quality_checks"
-TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS)
+GPU_SAMPLES: Final = "gpu_samples"
+TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES)
 
 # Metric names, without the configurable prefix (default ``synthobs_``).
 FLOW_RUNS_TOTAL: Final = "flow_runs_total"
@@ -33,6 +34,12 @@ TRAINING_EPOCHS_TOTAL: Final = "training_epochs_total"
 TRAINING_LOSS: Final = "training_loss"
 QUALITY_SCORE: Final = "quality_score"
 QUALITY_GATE_CHECKS_TOTAL: Final = "quality_gate_checks_total"
+GPU_UTILIZATION: Final = "gpu_utilization_ratio"
+GPU_MEMORY_USED: Final = "gpu_memory_used_bytes"
+GPU_MEMORY_TOTAL: Final = "gpu_memory_total_bytes"
+GPU_POWER: Final = "gpu_power_watts"
+GPU_TEMPERATURE: Final = "gpu_temperature_celsius"
+GPU_ENERGY_TOTAL: Final = "gpu_energy_joules_total"
 
 # Buckets for batch work: 0.1 s to 4 h.
 DURATION_BUCKETS: Final = (
@@ -59,6 +66,15 @@ ATTR_STORAGE_TABLE: Final = "synthobs.storage.table"
 ATTR_STORAGE_ROWS: Final = "synthobs.storage.rows"
 ATTR_STORAGE_FILES: Final = "synthobs.storage.files"
 ATTR_STORAGE_BYTES: Final = "synthobs.storage.bytes"
+# Per-run GPU summary (same values as the flow_runs columns of the same names).
+ATTR_GPU_UTIL_MEAN: Final = "synthobs.gpu.util_mean"
+ATTR_GPU_UTIL_MAX: Final = "synthobs.gpu.util_max"
+ATTR_GPU_MEMORY_PEAK: Final = "synthobs.gpu.memory_peak_bytes"
+ATTR_GPU_ENERGY: Final = "synthobs.gpu.energy_j"
+ATTR_GPU_SAMPLES: Final = "synthobs.gpu.samples"
+
+# Prefect events emitted by synthobs.
+EVENT_GPU_LOST: Final = "synthobs.gpu.lost"
 
 # Attributes Prefect puts on its own run spans.
 PREFECT_RUN_ID: Final = "prefect.run.id"

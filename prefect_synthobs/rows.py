@@ -94,8 +94,13 @@ def flow_row(
     host: str | None = None,
     trace_id: str | None = None,
     redact_pii: bool = True,
+    gpu: Mapping[str, Any] | None = None,
 ) -> Row:
-    """One ``flow_runs`` row for a finished flow run."""
+    """One ``flow_runs`` row for a finished flow run.
+
+    ``gpu`` holds the GPU summary columns (``RunGpuSummary.columns()``);
+    without it they are null.
+    """
     start_time, end_time = as_utc(start_time), as_utc(end_time)
     duration = duration_seconds(start_time, end_time)
     return {
@@ -120,10 +125,10 @@ def flow_row(
         "tags": sorted(tags),
         "host": host,
         "trace_id": trace_id,
-        "gpu_util_mean": None,
-        "gpu_util_max": None,
-        "gpu_memory_peak_bytes": None,
-        "gpu_energy_j": None,
+        "gpu_util_mean": (gpu or {}).get("gpu_util_mean"),
+        "gpu_util_max": (gpu or {}).get("gpu_util_max"),
+        "gpu_memory_peak_bytes": (gpu or {}).get("gpu_memory_peak_bytes"),
+        "gpu_energy_j": (gpu or {}).get("gpu_energy_j"),
     }
 
 

@@ -17,6 +17,7 @@ until configured); if the user already has one, the listener is added to it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import socket
 import sys
@@ -27,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from prefect_synthobs import names
+from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.exposition import MetricsExporter, bridge_to_prefect_client_metrics, make_exporter
 from prefect_synthobs.metrics import SynthObsMetrics, get_metrics, label
 from prefect_synthobs.recorder import Recorder
@@ -135,6 +137,7 @@ class Runtime:
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
         self._started = False
+        self._gpu_warning = WarnOnce(logger)
 
     def start(self) -> None:
         """Start exporters and the periodic flusher (idempotent)."""
@@ -191,11 +194,48 @@ class Runtime:
                     start_time=start_time,
                 )
                 self._runs[key] = info
-            elif observed:
+                new = True
+            else:
+                new = False
+            if not new and observed:
                 info.observed, info.spec = True, spec
             if start_time is not None and info.start_time is None:
                 info.start_time = start_time
-            return info
+        if new:
+            self._gpu_attach(key)
+        return info
+
+    # -- GPU -----------------------------------------------------------------
+
+    def gpu_sampler(self) -> Any:
+        """The process's GPU sampler, or ``None`` when GPU sampling is off."""
+        if not self.settings.gpu_enabled:
+            return None
+        from prefect_synthobs.gpu import get_sampler
+
+        return get_sampler(self.settings.gpu_interval_seconds, self.settings.gpu_store_interval_seconds,
+                           GpuPublisher(self.host))
+
+    def _gpu_attach(self, key: str) -> None:
+        try:
+            sampler = self.gpu_sampler()
+            if sampler is not None:
+                sampler.attach(key)
+        except Exception as exc:  # NVML trouble never reaches the run
+            self._gpu_warning.fail("synthobs: GPU sampling failed to start (%s)", exc)
+
+    def _gpu_detach(self, key: str) -> dict[str, Any] | None:
+        from prefect_synthobs.gpu import current_sampler
+
+        sampler = current_sampler()
+        if sampler is None:
+            return None
+        try:
+            summary = sampler.detach(key)
+        except Exception as exc:
+            self._gpu_warning.fail("synthobs: GPU summary failed (%s)", exc)
+            return None
+        return summary.columns() if summary is not None and summary.samples else None
 
     def _finish_scope(self, key: str) -> RunInfo | None:
         with self._lock:
@@ -224,6 +264,7 @@ class Runtime:
         start = getattr(flow_run, "start_time", None) or info.start_time
         end = getattr(state, "timestamp", None) or datetime.now(timezone.utc)
         labels = getattr(flow_run, "labels", None) or {}
+        gpu = self._gpu_detach(key)
         row = flow_row(
             flow_run_id=key,
             parent_flow_run_id=info.parent_flow_run_id,
@@ -242,6 +283,7 @@ class Runtime:
             host=self.host,
             trace_id=trace_id_from_traceparent(labels.get(TRACEPARENT_LABEL)) or _current_trace_id(),
             redact_pii=self.settings.redact_pii,
+            gpu=gpu,
         )
         self.recorder.add(names.FLOW_RUNS, row)
         run_span = current_run_span(key)
@@ -250,6 +292,8 @@ class Runtime:
             run_span.set_attribute(names.ATTR_ROWS, info.rows)
             if row["rows_per_s"] is not None:
                 run_span.set_attribute(names.ATTR_ROWS_PER_SECOND, row["rows_per_s"])
+            if gpu:
+                run_span.set_attributes(gpu_span_attributes(gpu))
         m, flow_label, kind = self.metrics, label(flow.name), label(spec.kind)
         m.flow_runs.labels(flow_label, kind, state_type).inc()
         if row["duration_s"] is not None:
@@ -303,6 +347,75 @@ class Runtime:
             m.task_retries.labels(fl, tl).inc(task_run.run_count - 1)
 
 
+def gpu_span_attributes(gpu: dict[str, Any]) -> dict[str, Any]:
+    """The flow span's GPU summary attributes (the non-null ``flow_runs`` GPU columns)."""
+    pairs = (
+        (names.ATTR_GPU_UTIL_MEAN, gpu.get("gpu_util_mean")),
+        (names.ATTR_GPU_UTIL_MAX, gpu.get("gpu_util_max")),
+        (names.ATTR_GPU_MEMORY_PEAK, gpu.get("gpu_memory_peak_bytes")),
+        (names.ATTR_GPU_ENERGY, gpu.get("gpu_energy_j")),
+    )
+    return {key: value for key, value in pairs if value is not None}
+
+
+class GpuPublisher:
+    """Sends GPU samples to the current runtime: gauges, energy counter, ``gpu_samples``.
+
+    It looks the runtime up at each sample, so the sampler (one per process)
+    keeps working when ``configure`` rebuilds the runtime.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def publish(self, readings: list[Any], energy_j: dict[str, float], rows: list[dict[str, Any]]) -> None:
+        runtime = current_runtime()
+        if runtime is None:
+            return
+        m = runtime.metrics
+        for r in readings:
+            labels = (str(r.index), r.uuid, r.name)
+            for gauge, value in (
+                (m.gpu_utilization, r.utilization),
+                (m.gpu_memory_used, r.memory_used_bytes),
+                (m.gpu_memory_total, r.memory_total_bytes),
+                (m.gpu_power, r.power_w),
+                (m.gpu_temperature, r.temperature_c),
+            ):
+                if value is not None:
+                    gauge.labels(*labels).set(value)
+            joules = energy_j.get(r.uuid)
+            if joules:
+                m.gpu_energy.labels(*labels).inc(joules)
+        if rows:
+            runtime.recorder.add(names.GPU_SAMPLES, rows)
+
+    def device_lost(self, device: Any, run_ids: list[str]) -> None:
+        runtime = current_runtime()
+        if runtime is not None:  # stale gauges would show a dead GPU as busy
+            m = runtime.metrics
+            for gauge in (m.gpu_utilization, m.gpu_memory_used, m.gpu_power, m.gpu_temperature):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(device.index), device.uuid, device.name)
+        from prefect.events import emit_event
+
+        emit_event(
+            event=names.EVENT_GPU_LOST,
+            resource={
+                "prefect.resource.id": f"synthobs.gpu.{device.uuid}",
+                "prefect.resource.name": f"GPU {device.index} ({device.name}) on {self.host}",
+                "synthobs.gpu.index": str(device.index),
+                "synthobs.host": self.host,
+            },
+            related=[
+                {"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"}
+                for run_id in run_ids
+            ],
+            payload={"gpu_index": device.index, "gpu_uuid": device.uuid, "gpu_name": device.name,
+                     "host": self.host, "flow_run_ids": run_ids},
+        )
+
+
 def _current_trace_id() -> str | None:
     from opentelemetry import trace
 
@@ -348,6 +461,11 @@ def _rebuild(settings: SynthObsSettings) -> None:
 
 
 def _shutdown() -> None:
+    from prefect_synthobs.gpu import current_sampler
+
+    sampler = current_sampler()
+    if sampler is not None:
+        sampler.stop()
     runtime = _runtime
     if runtime is not None:
         try:

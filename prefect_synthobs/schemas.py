@@ -84,6 +84,25 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("passed", pa.bool_()),
         ]
     ),
+    names.GPU_SAMPLES: pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("time", _TS),
+            ("host", pa.string()),
+            ("gpu_index", pa.int64()),
+            ("gpu_uuid", pa.string()),
+            ("gpu_name", pa.string()),
+            ("utilization", pa.float64()),
+            ("memory_used_bytes", pa.int64()),
+            ("memory_total_bytes", pa.int64()),
+            ("power_w", pa.float64()),
+            ("temperature_c", pa.float64()),
+            ("sm_clock_mhz", pa.int64()),
+            ("energy_j", pa.float64()),
+            ("flow_run_id", pa.string()),
+            ("flow_run_ids", pa.list_(pa.string())),
+        ]
+    ),
 }
 
 # The column whose date picks a row's ``date=YYYY-MM-DD`` partition.
@@ -92,6 +111,7 @@ TIME_COLUMN: dict[str, str] = {
     names.TASK_RUNS: "start_time",
     names.TRAINING_EPOCHS: "time",
     names.QUALITY_CHECKS: "time",
+    names.GPU_SAMPLES: "time",
 }
 
 PARTITION_COLUMN = "date"

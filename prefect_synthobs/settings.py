@@ -42,7 +42,12 @@ class SynthObsSettings(BaseSettings):
         pushgateway_grouping: Extra grouping-key labels added to ``job``.
         textfile_path: ``.prom`` file for the node exporter's textfile collector.
             ``None`` means ``$PREFECT_HOME/synthobs-metrics/synthobs.prom``.
+        gpu_enabled: Sample GPUs through NVML during observed runs (when NVML
+            answers; without a GPU this costs one info line).
         gpu_interval_seconds: GPU sampling interval (0.25 to 60 s).
+        gpu_store_interval_seconds: Downsampling of the ``gpu_samples`` table:
+            at most one row per device per this many seconds (energy is summed
+            over the skipped samples). ``None`` stores every sample.
         service_name: ``service.name`` of traces and the default job label.
         environment: ``deployment.environment`` of traces.
         redact_pii: Redact PII from error messages stored in the health store,
@@ -78,7 +83,9 @@ class SynthObsSettings(BaseSettings):
     pushgateway_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     pushgateway_grouping: dict[str, str] = Field(default_factory=dict)
     textfile_path: str | None = None
+    gpu_enabled: bool = True
     gpu_interval_seconds: float = Field(default=1.0, ge=0.25, le=60)
+    gpu_store_interval_seconds: float | None = Field(default=None, gt=0)
     service_name: str = "prefect-synthobs"
     environment: str | None = None
     redact_pii: bool = True
