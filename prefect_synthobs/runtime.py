@@ -213,8 +213,9 @@ class Runtime:
             return None
         from prefect_synthobs.gpu import get_sampler
 
-        return get_sampler(self.settings.gpu_interval_seconds, self.settings.gpu_store_interval_seconds,
-                           GpuPublisher(self.host))
+        s = self.settings
+        return get_sampler(s.gpu_interval_seconds, s.gpu_store_interval_seconds, GpuPublisher(self.host),
+                           energy_interval=s.gpu_energy_interval_seconds)
 
     def _gpu_attach(self, key: str) -> None:
         try:

@@ -45,6 +45,9 @@ class SynthObsSettings(BaseSettings):
         gpu_enabled: Sample GPUs through NVML during observed runs (when NVML
             answers; without a GPU this costs one info line).
         gpu_interval_seconds: GPU sampling interval (0.25 to 60 s).
+        gpu_energy_interval_seconds: How often the energy counters are read
+            (the costly NVML call); a run's start and end always read them, so
+            per-run energy stays exact.
         gpu_store_interval_seconds: Downsampling of the ``gpu_samples`` table:
             at most one row per device per this many seconds (energy is summed
             over the skipped samples). ``None`` stores every sample.
@@ -85,6 +88,7 @@ class SynthObsSettings(BaseSettings):
     textfile_path: str | None = None
     gpu_enabled: bool = True
     gpu_interval_seconds: float = Field(default=1.0, ge=0.25, le=60)
+    gpu_energy_interval_seconds: float = Field(default=10.0, ge=0.25, le=3600)
     gpu_store_interval_seconds: float | None = Field(default=None, gt=0)
     service_name: str = "prefect-synthobs"
     environment: str | None = None

@@ -99,7 +99,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for a child process that talks to the session's server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_INTEGRATIONS_SYNTHOBS_")}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value()
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
 

@@ -41,15 +41,19 @@ class FakeBackend:
         }
         self.lost: set[str] = set()
         self.reads: dict[str, int] = {d.uuid: 0 for d in self.devs}
+        self.energy_reads = 0
         self.closed = False
 
     def devices(self) -> list[GpuDevice]:
         return list(self.devs)
 
-    def read(self, device: GpuDevice) -> GpuReading:
+    def read(self, device: GpuDevice, *, energy: bool = True) -> GpuReading:
         self.reads[device.uuid] += 1
         if device.uuid in self.lost:
             raise DeviceLost(device)
+        if not energy:
+            return replace(self.readings[device.uuid], energy_counter_j=None)
+        self.energy_reads += 1
         return self.readings[device.uuid]
 
     def set(self, index: int, **fields: Any) -> None:
@@ -131,30 +135,48 @@ def test_configure_rejects_bad_interval_and_keeps_settings() -> None:
 
 def test_energy_and_rows_attributed_to_runs_in_progress() -> None:
     backend, sink = FakeBackend(), ListSink()
-    sampler, clock = make_sampler(backend, sink)
-    sampler.attach("outer")
-    sampler.sample_once()  # first reading: counters known, no energy yet
+    sampler, clock = make_sampler(backend, sink, energy_interval=1.0)
+    sampler.attach("outer")  # reads the counters first: energy so far is not the run's
     assert sink.energy[-1] == {"GPU-0": 0.0, "GPU-1": 0.0}
+    assert sink.rows[-1]["flow_run_ids"] == []
     backend.set(0, energy_counter_j=530.0)
     backend.set(1, energy_counter_j=510.0, utilization=0.9)
     clock.advance(1)
     sampler.sample_once()
     assert sink.energy[-1] == {"GPU-0": 30.0, "GPU-1": 10.0}
     backend.set(0, energy_counter_j=5.0)  # device 0's counter reset
+    clock.advance(1)
     sampler.sample_once()
     assert sink.energy[-1]["GPU-0"] == 5.0
-    rows = sink.rows
-    assert len(rows) == 6 and {r["gpu_uuid"] for r in rows} == {"GPU-0", "GPU-1"}
+    rows = [r for r in sink.rows if r["flow_run_ids"]]
+    assert len(rows) == 4 and {r["gpu_uuid"] for r in rows} == {"GPU-0", "GPU-1"}
     assert all(r["flow_run_id"] == "outer" and r["flow_run_ids"] == ["outer"] for r in rows)
     assert sum(r["energy_j"] for r in rows) == pytest.approx(45.0)
     summary = sampler.detach("outer", final_sample=False)
-    assert summary is not None and summary.samples == 3 and summary.energy_j == pytest.approx(45.0)
+    assert summary is not None and summary.samples == 2 and summary.energy_j == pytest.approx(45.0)
     assert summary.util_max == 0.9
+
+
+def test_energy_counter_read_sparingly_but_run_energy_exact() -> None:
+    """The counter (the costly NVML call) is read every energy_interval and at attach/detach."""
+    backend, sink = FakeBackend(1), ListSink()
+    sampler, clock = make_sampler(backend, sink, energy_interval=10.0)
+    sampler.attach("r")
+    for second in range(1, 26):
+        clock.advance(1)
+        backend.set(0, energy_counter_j=500.0 + 7.0 * second)  # 7 W
+        sampler.sample_once()
+    summary = sampler.detach("r")  # forced read at t = 25
+    assert backend.energy_reads == 4  # t = 0 (attach), 10, 20, 25 (detach)
+    assert summary is not None and summary.energy_j == pytest.approx(7.0 * 25)
+    with_energy = [r for r in sink.rows if r["energy_j"] is not None]
+    assert len(with_energy) == 4 and sum(r["energy_j"] for r in with_energy) == pytest.approx(175.0)
+    assert sum(r["power_w"] is not None for r in sink.rows) == 27  # cheap fields every sample
 
 
 def test_downsampled_rows_keep_every_joule() -> None:
     backend, sink = FakeBackend(1), ListSink()
-    sampler, clock = make_sampler(backend, sink, store_interval=5.0)
+    sampler, clock = make_sampler(backend, sink, store_interval=5.0, energy_interval=1.0)
     counter = 0.0
     for _ in range(12):  # one sample per second for 12 s
         counter += 7.0
@@ -270,9 +292,9 @@ def test_schedule_is_monotonic_and_never_bursts() -> None:
             return self.is_set()
 
     sampler = GpuSampler(FakeBackend(1), ListSink(), interval=2.0, clock=clock, host="h")
-    sampler._loop(Stop())
+    sampler._loop(Stop())  # attach already sampled: the loop waits first
     assert waits == [2.0, 2.0, 2.0, 2.0]
-    assert sampler.samples_taken == 4
+    assert sampler.samples_taken == 3
 
 
 class FakePynvml:
