@@ -20,11 +20,11 @@ import time
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from prefect import flow  # noqa: E402
+from prefect import flow
 
-import prefect_synthobs as so  # noqa: E402
-from prefect_synthobs import names  # noqa: E402
-from prefect_synthobs.gpu import current_sampler  # noqa: E402
+import prefect_synthobs as so
+from prefect_synthobs import names
+from prefect_synthobs.gpu import current_sampler
 
 
 @so.observe(kind="training", model_type="torch_matmul", table="synthetic")
