@@ -16,6 +16,7 @@ Example:
 """
 
 from prefect_synthobs._version import __version__
+from prefect_synthobs.blocks import HealthStoreConfig, MetricsConfig, OtlpExporter, SynthObsConfig
 from prefect_synthobs.measurements import record_epoch, record_quality, record_rows
 from prefect_synthobs.observe import observe
 from prefect_synthobs.settings import SynthObsSettings, configure
@@ -24,6 +25,10 @@ from prefect_synthobs.tracing import span
 
 __all__ = [
     "HealthStore",
+    "HealthStoreConfig",
+    "MetricsConfig",
+    "OtlpExporter",
+    "SynthObsConfig",
     "SynthObsSettings",
     "__version__",
     "configure",

@@ -40,6 +40,8 @@ def _guard(name: str, what: str, fn: Callable[..., None]) -> Callable[..., None]
 
 def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., None]]:
     def on_running(flow: Any, flow_run: Any, state: Any) -> None:
+        if spec.config is not None:
+            _apply_config(spec.config)
         runtime = get_runtime()
         parent = runtime.run_info(flow_run.id)
         runtime.begin_flow_run(
@@ -58,6 +60,18 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
         _guard("synthobs_flow_started", "recording a flow run start", on_running),
         _guard("synthobs_flow_finished", "recording a flow run", on_end),
     )
+
+
+def _apply_config(config: Any) -> None:
+    """Configure the process from ``observe(config=...)`` (once per block name)."""
+    from prefect_synthobs.settings import configure, get_settings
+
+    if isinstance(config, str) and get_settings().config_block == config:
+        return
+    try:
+        configure(config=config)
+    except ValueError as exc:  # the run goes on with the settings it has
+        logger.warning("synthobs: %s; recording with the current settings", exc)
 
 
 def _task_hook(spec: ObserveSpec) -> Callable[..., None]:
@@ -86,12 +100,12 @@ def observe(kind: F) -> F: ...
 
 @overload
 def observe(
-    kind: str = "other", *, model_type: str | None = None, table: str | None = None
+    kind: str = "other", *, model_type: str | None = None, table: str | None = None, config: Any = None
 ) -> Callable[[F], F]: ...
 
 
 def observe(
-    kind: Any = "other", *, model_type: str | None = None, table: str | None = None
+    kind: Any = "other", *, model_type: str | None = None, table: str | None = None, config: Any = None
 ) -> Any:
     """Observe a Prefect flow or task: health rows, metrics, traces.
 
@@ -103,6 +117,10 @@ def observe(
         kind: ``training``, ``generation``, ``quality`` or ``other``.
         model_type: Generator type, e.g. ``gaussian_copula`` or ``ctgan``.
         table: Name of the table the flow trains on or generates.
+        config: A ``SynthObsConfig`` block or the name of a saved one. It is
+            loaded when a run of the flow starts (in whatever process runs it,
+            deployments included) and configures synthobs for that process;
+            keyword overrides given to ``configure`` still win.
 
     Returns:
         A decorator returning a ``Flow`` (or ``Task``) with the same signature.
@@ -129,7 +147,12 @@ def observe(
     for name, value in (("model_type", model_type), ("table", table)):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"observe({name}=...) must be a string, got {value!r}")
-    spec = ObserveSpec(kind=kind, model_type=model_type, table=table)
+    if config is not None and not isinstance(config, str):
+        from prefect_synthobs.blocks import SynthObsConfig
+
+        if not isinstance(config, SynthObsConfig):
+            raise ValueError(f"observe(config=...) takes a SynthObsConfig block or a block name, got {config!r}")
+    spec = ObserveSpec(kind=kind, model_type=model_type, table=table, config=config)
 
     return lambda obj: _apply(spec, obj)
 

@@ -50,6 +50,7 @@ class ObserveSpec:
     kind: str = "other"
     model_type: str | None = None
     table: str | None = None
+    config: Any = None  # a SynthObsConfig block or block name, applied when a run starts
 
 
 def span_attributes(spec: ObserveSpec) -> dict[str, str]:
@@ -126,8 +127,9 @@ class Runtime:
         self.settings = settings
         self.metrics = metrics or get_metrics(settings.metrics_prefix)
         store_url = settings.resolved_store_url()
+        store_options = settings.resolved_store_options()
         self.recorder = recorder or Recorder(
-            lambda: HealthStore(store_url),
+            lambda: HealthStore(store_url, storage_options=store_options),
             settings.resolved_spool_dir(),
             settings.flush_interval_seconds,
         )

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prefect_synthobs.names import ENV_PREFIX
@@ -29,6 +29,9 @@ class SynthObsSettings(BaseSettings):
     Attributes:
         store_url: Root of the Parquet health store: a path, ``file://`` URL or
             ``s3://`` prefix. ``None`` means ``$PREFECT_HOME/synthobs``.
+        store_options: Object-store credentials and endpoint for ``s3://``
+            stores (``access_key``, ``secret_key``, ``region``,
+            ``endpoint_override``...), kept as secrets.
         spool_dir: Local directory for health rows the store could not take.
             ``None`` means ``$PREFECT_HOME/synthobs-spool``.
         flush_interval_seconds: How often a long run writes its buffered rows.
@@ -66,6 +69,15 @@ class SynthObsSettings(BaseSettings):
         trace_sample_ratio: Share of traces exported (0 to 1). Runs that are not
             sampled are still recorded in the store and metrics.
         trace_console: Also print spans to stdout (local debugging).
+        span_names: ``prefect`` keeps Prefect's run names as span names
+            (``radical-mosquito``); ``stable`` renames run spans
+            ``flow/<flow name>`` and ``task/<task name>``, which backends can
+            group by (the run name stays in ``prefect.run.name``).
+        quality_gates_block: Name of the quality gates block quality checks use.
+        config_block: Name of a ``SynthObsConfig`` block to load; its values
+            sit between keyword overrides and environment variables. Set
+            ``PREFECT_INTEGRATIONS_SYNTHOBS_CONFIG_BLOCK`` in a deployment's
+            environment and flow-run processes configure themselves from it.
     """
 
     model_config = SettingsConfigDict(
@@ -76,6 +88,7 @@ class SynthObsSettings(BaseSettings):
     )
 
     store_url: str | None = None
+    store_options: dict[str, SecretStr] | None = None
     spool_dir: str | None = None
     flush_interval_seconds: float = Field(default=60.0, gt=0)
     metrics_mode: MetricsMode = "none"
@@ -99,6 +112,9 @@ class SynthObsSettings(BaseSettings):
     otlp_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
     trace_console: bool = False
+    span_names: Literal["prefect", "stable"] = "prefect"
+    quality_gates_block: str | None = None
+    config_block: str | None = None
 
     @field_validator("pushgateway_grouping")
     @classmethod
@@ -110,6 +126,12 @@ class SynthObsSettings(BaseSettings):
     def resolved_store_url(self) -> str:
         """The store root, with the embedded default filled in."""
         return self.store_url or str(prefect_home() / "synthobs")
+
+    def resolved_store_options(self) -> dict[str, str] | None:
+        """The store's storage options with their secrets revealed."""
+        if not self.store_options:
+            return None
+        return {k: v.get_secret_value() for k, v in self.store_options.items()}
 
     def resolved_spool_dir(self) -> Path:
         """The spool directory, with the embedded default filled in."""
@@ -135,50 +157,101 @@ _active: SynthObsSettings | None = None
 _listeners: list[Any] = []
 
 
-def configure(**overrides: Any) -> SynthObsSettings:
+_block_name: str | None = None
+_block_values: dict[str, Any] = {}
+
+
+def configure(config: Any = None, **overrides: Any) -> SynthObsSettings:
     """Set synthobs up for this process; calling it again is harmless.
 
-    Keyword overrides win over ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` environment
-    variables, which win over the defaults. Overrides accumulate across calls:
-    ``configure(metrics_mode="http")`` then ``configure(metrics_port=9000)``
-    keeps both. ``configure()`` with no arguments returns the active settings.
+    Precedence, strongest first: keyword overrides, then a ``SynthObsConfig``
+    block (``config``, or the one named by ``config_block``), then
+    ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` environment variables, then the
+    defaults. Overrides accumulate across calls: ``configure(metrics_mode="http")``
+    then ``configure(metrics_port=9000)`` keeps both. ``configure()`` with no
+    arguments returns the active settings.
 
     Args:
+        config: A ``SynthObsConfig`` block, or the name of a saved one.
         **overrides: Any field of ``SynthObsSettings``.
 
     Returns:
         The active settings.
 
     Raises:
-        ValueError: An unknown key or an invalid value (the message names it).
+        ValueError: An unknown key, an invalid value or a block that cannot be
+            loaded (the message names it).
 
     Example:
         ```python
         import prefect_synthobs as so
+        from prefect_synthobs.blocks import SynthObsConfig
 
         so.configure(store_url="s3://bucket/synthobs", metrics_mode="pushgateway")
+        so.configure(config=SynthObsConfig.load("prod"))
         ```
     """
-    global _active
+    global _active, _block_name, _block_values
     with _lock:
         unknown = sorted(set(overrides) - set(SynthObsSettings.model_fields))
         if unknown:
             allowed = ", ".join(sorted(SynthObsSettings.model_fields))
             raise ValueError(f"unknown synthobs setting(s) {unknown}; allowed: {allowed}")
         merged = {**_overrides, **overrides}
+        block_name, block_values = _block_name, _block_values
+        if config is not None:
+            block_name, block_values = _block_settings(config)
+            merged["config_block"] = block_name
         try:
-            settings = SynthObsSettings(**merged)
+            settings = SynthObsSettings(**{**block_values, **merged})
+            wanted = settings.config_block
+            if wanted and wanted != block_name:  # named by keyword or environment: load it
+                try:
+                    block_name, block_values = _block_settings(wanted)
+                except ValueError:
+                    if "config_block" in overrides:
+                        raise
+                    import logging
+
+                    logging.getLogger("prefect_synthobs").warning(
+                        "synthobs: config block %r could not be loaded; using the environment and defaults",
+                        wanted, exc_info=False,
+                    )
+                    block_name, block_values = wanted, {}
+                settings = SynthObsSettings(**{**block_values, **merged})
         except ValidationError as exc:
             raise ValueError(f"invalid synthobs settings: {exc}") from None
         changed = settings != _active
         _overrides.clear()
         _overrides.update(merged)
+        _block_name, _block_values = block_name, block_values
         _active = settings
         listeners = list(_listeners)
     if changed:
         for listener in listeners:
             listener(settings)
     return settings
+
+
+def _block_settings(config: Any) -> tuple[str | None, dict[str, Any]]:
+    """``(block name, configure keywords)`` of a ``SynthObsConfig`` block or block name.
+
+    Values the block leaves unset (``None``) are dropped, so they do not hide
+    environment variables.
+    """
+    from prefect_synthobs.blocks import SynthObsConfig
+
+    if isinstance(config, str):
+        try:
+            block = SynthObsConfig.load(config, _sync=True)
+        except Exception as exc:
+            raise ValueError(f"could not load SynthObsConfig block {config!r}: {exc}") from None
+        name: str | None = config
+    elif isinstance(config, SynthObsConfig):
+        block, name = config, getattr(config, "_block_document_name", None)
+    else:
+        raise ValueError(f"config must be a SynthObsConfig block or a block name, got {type(config).__name__}")
+    return name, {k: v for k, v in block.settings().items() if v is not None}
 
 
 def get_settings() -> SynthObsSettings:
@@ -196,11 +269,12 @@ def on_change(listener: Any) -> None:
 
 
 def reset() -> None:
-    """Forget overrides and re-read the environment on next use (for tests)."""
-    global _active
+    """Forget overrides and blocks; re-read the environment on next use (for tests)."""
+    global _active, _block_name, _block_values
     with _lock:
         _overrides.clear()
         _active = None
+        _block_name, _block_values = None, {}
 
 
 def env_name(key: str) -> str:

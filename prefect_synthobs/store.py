@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,47 @@ from prefect_synthobs.schemas import PARTITION_COLUMN, TIME_COLUMN, schema_for
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
 
 
-def resolve_filesystem(url: str) -> tuple[pafs.FileSystem, str, bool]:
-    """``(filesystem, root path, is_local)`` for a path, ``file://`` or object-store URL."""
+_S3_OPTIONS = {
+    "access_key": "access_key", "aws_access_key_id": "access_key", "key": "access_key",
+    "secret_key": "secret_key", "aws_secret_access_key": "secret_key", "secret": "secret_key",
+    "session_token": "session_token", "aws_session_token": "session_token", "token": "session_token",
+    "region": "region", "region_name": "region",
+    "endpoint_override": "endpoint_override", "endpoint_url": "endpoint_override",
+    "scheme": "scheme",
+}
+
+
+def resolve_filesystem(url: str, storage_options: Mapping[str, str] | None = None
+                       ) -> tuple[pafs.FileSystem, str, bool]:
+    """``(filesystem, root path, is_local)`` for a path, ``file://`` or object-store URL.
+
+    ``storage_options`` (``s3://`` only) carry credentials and endpoint:
+    ``access_key``, ``secret_key``, ``session_token``, ``region``,
+    ``endpoint_override`` (boto-style names such as ``aws_access_key_id`` or
+    ``endpoint_url`` are accepted too).
+    """
     parsed = urlparse(url)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        if storage_options:
+            raise ValueError("storage options are for object stores (s3://), not local paths")
         path = parsed.path if parsed.scheme == "file" else url
         return pafs.LocalFileSystem(), str(Path(path).expanduser().absolute()), True
+    if storage_options:
+        if parsed.scheme != "s3":
+            raise ValueError(f"storage options are supported for s3:// stores, not {parsed.scheme}://")
+        unknown = sorted(set(storage_options) - set(_S3_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown s3 storage option(s) {unknown}; known: {sorted(_S3_OPTIONS)}")
+        kwargs = {_S3_OPTIONS[k]: v for k, v in storage_options.items()}
+        endpoint = kwargs.get("endpoint_override", "")
+        if "://" in endpoint:  # boto-style URL: pyarrow wants host[:port] and a scheme
+            scheme, _, rest = endpoint.partition("://")
+            kwargs["endpoint_override"] = rest.rstrip("/")
+            kwargs.setdefault("scheme", scheme)
+        try:
+            return pafs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/"), False
+        except (pa.ArrowInvalid, OSError, TypeError) as exc:
+            raise ValueError(f"invalid s3 storage options: {exc}") from exc
     try:
         fs, root = pafs.FileSystem.from_uri(url)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
@@ -54,6 +89,8 @@ class HealthStore:
         url: Store root (path, ``file://`` or ``s3://``). Defaults to the
             configured ``store_url`` (the embedded default is
             ``$PREFECT_HOME/synthobs``).
+        storage_options: Object-store credentials and endpoint (``s3://``
+            only; see ``resolve_filesystem``). Default: the configured ones.
 
     Example:
         ```python
@@ -64,13 +101,16 @@ class HealthStore:
         ```
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, storage_options: Mapping[str, str] | None = None) -> None:
         if url is None:
             from prefect_synthobs.settings import get_settings
 
-            url = get_settings().resolved_store_url()
+            settings = get_settings()
+            url = settings.resolved_store_url()
+            if storage_options is None:
+                storage_options = settings.resolved_store_options()
         self.url = url
-        self._fs, self._root, self._local = resolve_filesystem(url)
+        self._fs, self._root, self._local = resolve_filesystem(url, storage_options)
 
     def __repr__(self) -> str:
         return f"HealthStore({self.url!r})"
