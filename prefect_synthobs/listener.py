@@ -131,6 +131,9 @@ def ensure_listener() -> bool:
         if any(p is provider for p in _providers):
             ok = True
         elif hasattr(provider, "add_span_processor"):
+            from prefect_synthobs.tracing import attach_stable_names
+
+            attach_stable_names(provider)  # before the first flow span starts
             provider.add_span_processor(_listener)
             _providers.append(provider)
             ok = True

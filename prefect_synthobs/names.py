@@ -62,6 +62,8 @@ ATTR_MODEL_TYPE: Final = "synthobs.model_type"
 ATTR_TABLE: Final = "synthobs.table"
 ATTR_ROWS: Final = "synthobs.rows"
 ATTR_ROWS_PER_SECOND: Final = "synthobs.rows_per_second"
+# Set on a flow span synthobs opened itself (Prefect's run telemetry was off).
+ATTR_SPAN_ORIGIN: Final = "synthobs.span.origin"
 ATTR_STORAGE_TABLE: Final = "synthobs.storage.table"
 ATTR_STORAGE_ROWS: Final = "synthobs.storage.rows"
 ATTR_STORAGE_FILES: Final = "synthobs.storage.files"

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from prefect import Flow, Task
 
 from prefect_synthobs.names import KINDS
 from prefect_synthobs.runtime import ObserveSpec, get_runtime, span_attributes
-from prefect_synthobs.tracing import current_run_span
+from prefect_synthobs.tracing import current_run_span, stable_names
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -49,17 +50,83 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
             parent_flow_run_id=parent.parent_flow_run_id if parent else None,
             start_time=flow_run.start_time or state.timestamp,
         )
-        run_span = current_run_span(flow_run.id)
-        if run_span is not None:  # Prefect's own flow span, still recording
+        run_span = current_run_span(flow_run.id) or _start_own_span(flow, flow_run, spec)
+        if run_span is not None:  # the flow's span, still recording
             run_span.set_attributes(span_attributes(spec))
+            names_processor = stable_names()
+            if names_processor.enabled:  # covers a failed lookup at span start
+                names_processor.remember_flow(flow_run.flow_id, flow.name)
+                run_span.update_name(f"flow/{flow.name}")
 
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
-        get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True)
+        try:
+            get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True)
+        finally:
+            _end_own_span(flow_run, state)
 
     return (
         _guard("synthobs_flow_started", "recording a flow run start", on_running),
         _guard("synthobs_flow_finished", "recording a flow run", on_end),
     )
+
+
+_own_spans: dict[str, tuple[Any, object]] = {}
+
+
+def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
+    """The flow's span when Prefect's run telemetry is off: synthobs opens one.
+
+    It carries Prefect's run attributes, joins the trace in the run's
+    ``__OTEL_TRACEPARENT`` label (a deployment started from a traced flow) and
+    is made current, so task and domain spans nest under it. Never a second
+    span: only when Prefect made none.
+    """
+    from opentelemetry import context, trace
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().cloud.enable_orchestration_telemetry:
+        return None
+    if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from prefect_synthobs import names as n
+    from prefect_synthobs.runtime import TRACEPARENT_LABEL
+
+    labels = getattr(flow_run, "labels", None) or {}
+    parent = None
+    if labels.get(TRACEPARENT_LABEL):
+        parent = TraceContextTextMapPropagator().extract({"traceparent": labels[TRACEPARENT_LABEL]})
+    name = f"flow/{flow.name}" if stable_names().enabled else flow_run.name
+    span = trace.get_tracer("prefect_synthobs").start_span(name, context=parent, attributes={
+        "prefect.run.name": flow_run.name,
+        n.PREFECT_RUN_TYPE: "flow",
+        n.PREFECT_RUN_ID: str(flow_run.id),
+        "prefect.tags": [str(t) for t in flow_run.tags or []],
+        n.ATTR_SPAN_ORIGIN: "synthobs",
+    })
+    token = context.attach(trace.set_span_in_context(span))
+    _own_spans[str(flow_run.id)] = (span, token)
+    return span
+
+
+def _end_own_span(flow_run: Any, state: Any) -> None:
+    own = _own_spans.pop(str(getattr(flow_run, "id", "")), None)
+    if own is None:
+        return
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
+    span, token = own
+    try:
+        context.detach(token)  # type: ignore[arg-type]
+    except Exception:  # a different context (crash hooks): the span still ends
+        pass
+    state_type = str(getattr(getattr(state, "type", None), "value", ""))
+    span.set_attribute("prefect.state.type", state_type)
+    if state_type in ("FAILED", "CRASHED"):
+        span.set_status(Status(StatusCode.ERROR, str(getattr(state, "message", "") or "")[:500]))
+    span.end()
 
 
 def _apply_config(config: Any) -> None:

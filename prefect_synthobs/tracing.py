@@ -209,6 +209,62 @@ class SwitchableSpanProcessor(SpanProcessor):
             delegate.shutdown()
 
 
+class StableSpanNames(SpanProcessor):
+    """Renames Prefect's run spans ``flow/<flow name>`` and ``task/<task name>``.
+
+    Prefect names a run span after the run (``radical-mosquito``, ``t1-8f1``):
+    unique per run, so backends cannot group by it. With ``span_names="stable"``
+    this processor renames the span when it starts; the run name stays in
+    ``prefect.run.name``. Task names come from the task run context (already
+    set when the span starts); a flow's name is looked up once per flow id
+    through the Prefect API and cached. Any failure keeps Prefect's name.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._flow_names: dict[str, str] = {}
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        if not self.enabled:
+            return
+        attrs = span.attributes or {}
+        run_type = attrs.get(names.PREFECT_RUN_TYPE)
+        if run_type is None:
+            return
+        try:
+            name = self._task_name(attrs) if run_type == "task" else self._flow_name(attrs)
+            if name:
+                span.update_name(f"{run_type}/{name}")
+        except Exception as exc:  # a name is never worth a failed run
+            logger.debug("synthobs: stable span name not set: %s", exc)
+
+    @staticmethod
+    def _task_name(attrs: Any) -> str | None:
+        from prefect.context import TaskRunContext
+
+        ctx = TaskRunContext.get()
+        if ctx is not None and str(ctx.task_run.id) == attrs.get(names.PREFECT_RUN_ID):
+            return str(ctx.task.name)
+        return None
+
+    def _flow_name(self, attrs: Any) -> str | None:
+        flow_id = attrs.get("prefect.flow.id")
+        if not flow_id:
+            return None
+        name = self._flow_names.get(flow_id)
+        if name is None:
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                name = client.read_flow(flow_id).name
+            self._flow_names[flow_id] = name
+        return name
+
+    def remember_flow(self, flow_id: Any, name: str) -> None:
+        """Record a flow's name (saves the lookup when it is already known)."""
+        self._flow_names[str(flow_id)] = name
+
+
 class RecordingRatioSampler(Sampler):
     """Parent-based ratio sampling that records what it does not sample.
 
@@ -246,6 +302,7 @@ class RecordingRatioSampler(Sampler):
 
 _lock = threading.Lock()
 _switch = SwitchableSpanProcessor()
+_stable_names = StableSpanNames()
 _sampler = RecordingRatioSampler()
 _attached: list[Any] = []
 _active: ExportConfig | None = None
@@ -270,6 +327,27 @@ def build_tracer_provider() -> TracerProvider:
     return TracerProvider(resource=Resource.create(attributes), sampler=_sampler)
 
 
+_named: list[Any] = []
+
+
+def attach_stable_names(provider: Any) -> None:
+    """Add the ``StableSpanNames`` processor to ``provider`` once, enabled per settings."""
+    from prefect_synthobs.settings import get_settings
+
+    try:
+        _stable_names.enabled = get_settings().span_names == "stable"
+    except ValueError:
+        _stable_names.enabled = False
+    if hasattr(provider, "add_span_processor") and not any(p is provider for p in _named):
+        provider.add_span_processor(_stable_names)
+        _named.append(provider)
+
+
+def stable_names() -> StableSpanNames:
+    """The process's ``StableSpanNames`` processor."""
+    return _stable_names
+
+
 def configure_tracing(settings: Any) -> ExportConfig:
     """Point synthobs' export processor at what ``settings`` (and ``OTEL_*``) say.
 
@@ -280,9 +358,11 @@ def configure_tracing(settings: Any) -> ExportConfig:
     with _lock:
         provider = trace.get_tracer_provider()
         if hasattr(provider, "add_span_processor") and not any(p is provider for p in _attached):
+            attach_stable_names(provider)
             provider.add_span_processor(_switch)
             _attached.append(provider)
         _sampler.set_ratio(settings.trace_sample_ratio)
+        _stable_names.enabled = getattr(settings, "span_names", "prefect") == "stable"
         if config == _active:
             return config
         _active = config

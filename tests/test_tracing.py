@@ -227,3 +227,50 @@ def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Pat
     child_tasks = [s for s in spans if s.attributes.get("prefect.run.type") == "task"
                    and s.trace_id == parent.trace_id]
     assert len(child_tasks) == 3
+
+
+def test_stable_span_names_are_opt_in(store_dir: Path) -> None:
+    with http_receiver() as receiver:
+        so.configure(otlp_endpoint=receiver.endpoint, otlp_protocol="http/protobuf")
+        default_name = f"named-default-{uuid.uuid4().hex[:6]}"
+        assert _generation_flow(default_name)(2) == 200
+        so.configure(span_names="stable")
+        stable_name = f"named-stable-{uuid.uuid4().hex[:6]}"
+        assert _generation_flow(stable_name)(2) == 200
+        spans = receiver.wait_for(lambda s: sum(x.attributes.get("prefect.run.type") == "flow" for x in s) >= 2)
+    runs = [s for s in spans if "prefect.run.type" in s.attributes]
+    flows = {s.attributes["synthobs.table"]: s for s in runs if s.attributes["prefect.run.type"] == "flow"}
+    assert len([s for s in runs if s.attributes["prefect.run.type"] == "flow"]) == 2
+    by_trace: dict[str, list[str]] = {}
+    for s in runs:
+        by_trace.setdefault(s.trace_id, []).append(s.name)
+    named = sorted(by_trace.values(), key=lambda names_: any(n.startswith("flow/") for n in names_))
+    default_names, stable_names_ = named
+    assert not any(n.startswith(("flow/", "task/")) for n in default_names)  # Prefect's run names by default
+    assert sorted(stable_names_) == sorted([f"flow/{stable_name}", "task/sample_batch", "task/sample_batch"])
+    stable_flow = next(s for s in runs if s.name == f"flow/{stable_name}")
+    assert stable_flow.attributes["prefect.run.name"] != stable_flow.name  # the run name is kept
+    assert flows  # synthobs attributes still there
+    so.configure(span_names="prefect", otlp_endpoint=None, otlp_protocol=None)
+
+
+def test_telemetry_off_synthobs_opens_the_flow_span_itself(tmp_path: Path) -> None:
+    with http_receiver() as receiver:
+        env = subprocess_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY="false",
+            PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(tmp_path / "store"),
+        )
+        run_python(CHILD, env)
+        spans = receiver.spans
+    flows = [s for s in spans if s.attributes.get("prefect.run.type") == "flow"]
+    assert len(flows) == 1  # one flow span, opened by synthobs (Prefect made none)
+    root = flows[0]
+    assert root.attributes["synthobs.span.origin"] == "synthobs" and root.parent_span_id == ""
+    assert root.attributes["synthobs.kind"] == "generation" and root.attributes["synthobs.rows"] == 5
+    assert root.attributes["prefect.state.type"] == "COMPLETED"
+    sampling = [s for s in spans if s.name == "generation.sampling"]
+    assert len(sampling) == 2 and all(s.trace_id == root.trace_id for s in sampling)  # nested under it
+    assert not [s for s in spans if s.attributes.get("prefect.run.type") == "task"]  # Prefect's are off
+    runs = so.HealthStore(str(tmp_path / "store")).read("flow_runs")
+    assert list(runs.trace_id) == [root.trace_id]
