@@ -7,6 +7,7 @@ deployments, ``serve``, subflows and ``.submit()``/``.map()``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -118,10 +119,8 @@ def _end_own_span(flow_run: Any, state: Any) -> None:
     from opentelemetry.trace import Status, StatusCode
 
     span, token = own
-    try:
+    with contextlib.suppress(Exception):  # a different context (crash hooks): the span still ends
         context.detach(token)  # type: ignore[arg-type]
-    except Exception:  # a different context (crash hooks): the span still ends
-        pass
     state_type = str(getattr(getattr(state, "type", None), "value", ""))
     span.set_attribute("prefect.state.type", state_type)
     if state_type in ("FAILED", "CRASHED"):
