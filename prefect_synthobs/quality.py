@@ -14,6 +14,10 @@ pins ``pandas<3``, so it cannot be installed beside this project.
   frequencies of two columns.
 - ``quality_report``: SDMetrics' single-table quality report: Column Shapes,
   Column Pair Trends (with its relevance thresholds) and their mean.
+- Privacy scores (``dcr``, ``exact_match_rate``, ``new_row_synthesis``,
+  ``dcr_overfitting_protection``, ``dcr_baseline_protection``,
+  ``membership_inference_auc``) live in ``prefect_synthobs.privacy`` and are
+  re-exported here.
 
 Metadata uses the SDV single-table form
 ``{"columns": {"age": {"sdtype": "numerical"}, ...}}`` with sdtypes
@@ -32,6 +36,30 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from prefect_synthobs.privacy import (
+    dcr,
+    dcr_baseline_protection,
+    dcr_overfitting_protection,
+    exact_match_rate,
+    membership_inference_auc,
+    new_row_synthesis,
+)
+
+__all__ = [
+    "QualityReport",
+    "contingency_similarity",
+    "correlation_similarity",
+    "dcr",
+    "dcr_baseline_protection",
+    "dcr_overfitting_protection",
+    "exact_match_rate",
+    "ks_complement",
+    "membership_inference_auc",
+    "new_row_synthesis",
+    "quality_report",
+    "tv_complement",
+]
 
 # SDMetrics rounds to this many decimals before the KS test.
 _KS_DECIMALS = sys.float_info.dig - 1

@@ -152,6 +152,18 @@ def _scores(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict) -> dict
             "column_pair_trends": trends.drop(columns=[c for c in trends.columns if c == "Error"]).to_dict("records"),
         }
     out["reports"] = reports
+
+    from sdmetrics.single_table import DCROverfittingProtection, NewRowSynthesis
+    from sdmetrics.single_table.privacy.dcr_utils import calculate_dcr
+
+    out["dcr_synthetic_to_real"] = calculate_dcr(synthetic, real, metadata).tolist()
+    half = len(real) // 2
+    train, holdout = real.iloc[:half], real.iloc[half: 2 * half]
+    breakdown = DCROverfittingProtection.compute_breakdown(train, synthetic, holdout, metadata, None)
+    out["dcr_overfitting_protection"] = {"score": breakdown["score"], "breakdown": breakdown}
+    out["new_row_synthesis"] = NewRowSynthesis.compute(real, synthetic, metadata)
+    out["new_row_synthesis_005"] = NewRowSynthesis.compute(real, synthetic, metadata,
+                                                           numerical_match_tolerance=0.05)
     return out
 
 

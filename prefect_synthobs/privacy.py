@@ -1,0 +1,278 @@
+"""Privacy-risk scores for synthetic tables, pure pandas/numpy, memory-bounded.
+
+Distances follow SDMetrics 0.29's distance to closest record (DCR): per
+column, a numerical or datetime difference divided by the reference column's
+range and capped at 1 (a constant reference column: 0 if equal, else 1); a
+categorical or boolean column: 0 if equal, else 1; a missing value is 0 from
+another missing value and 1 from anything else. A row's distance is the mean
+over the columns; its DCR is the smallest distance to any reference row.
+Work is done in blocks of ``chunk_size`` × ``chunk_size`` rows, so memory
+stays bounded whatever the table sizes. Categories share one encoding across
+both tables.
+
+Re-exported by ``prefect_synthobs.quality``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_CHUNK_SIZE = 1000
+_CONTINUOUS = ("numerical", "datetime")
+_DISCRETE = ("categorical", "boolean")
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """Both tables as arrays: continuous columns as float64 (NaN missing),
+    discrete ones as int64 codes of one shared encoding (-1 missing)."""
+
+    cont_data: np.ndarray  # (n, c)
+    cont_ref: np.ndarray  # (m, c)
+    ranges: np.ndarray  # (c,)
+    disc_data: np.ndarray  # (n, d)
+    disc_ref: np.ndarray  # (m, d)
+    columns: list[str]
+
+
+def _columns(metadata: Mapping[str, Any], data: pd.DataFrame, reference: pd.DataFrame) -> dict[str, str]:
+    columns = metadata.get("columns") if isinstance(metadata, Mapping) else None
+    if not isinstance(columns, Mapping):
+        raise ValueError('metadata must look like {"columns": {"age": {"sdtype": "numerical"}, ...}}')
+    out = {}
+    for name, meta in columns.items():
+        sdtype = meta.get("sdtype") if isinstance(meta, Mapping) else None
+        if sdtype in (*_CONTINUOUS, *_DISCRETE) and name in data.columns and name in reference.columns:
+            out[name] = sdtype
+    if not out:
+        raise ValueError("no numerical, datetime, categorical or boolean column is in both tables")
+    return out
+
+
+def _as_float(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        ns = series.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64)
+        return np.where(series.isna().to_numpy(), np.nan, ns / 1e9)  # seconds, as SDMetrics
+    return pd.to_numeric(series).to_numpy(dtype=np.float64)
+
+
+def _encode(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any]) -> _Encoded:
+    for label, df in (("data", data), ("reference", reference)):
+        if not isinstance(df, pd.DataFrame) or df.empty:
+            raise ValueError(f"the {label} table must be a non-empty DataFrame")
+    sdtypes = _columns(metadata, data, reference)
+    cont = [c for c, t in sdtypes.items() if t in _CONTINUOUS]
+    disc = [c for c, t in sdtypes.items() if t in _DISCRETE]
+    cont_data = np.column_stack([_as_float(data[c]) for c in cont]) if cont else np.empty((len(data), 0))
+    cont_ref = np.column_stack([_as_float(reference[c]) for c in cont]) if cont else np.empty((len(reference), 0))
+    with np.errstate(invalid="ignore"):
+        ranges = (np.nanmax(cont_ref, axis=0) - np.nanmin(cont_ref, axis=0)) if cont else np.empty(0)
+    disc_data = np.empty((len(data), len(disc)), dtype=np.int64)
+    disc_ref = np.empty((len(reference), len(disc)), dtype=np.int64)
+    for j, c in enumerate(disc):
+        codes, _ = pd.factorize(pd.concat([data[c], reference[c]], ignore_index=True).astype(object),
+                                use_na_sentinel=True)
+        disc_data[:, j], disc_ref[:, j] = codes[: len(data)], codes[len(data):]
+    return _Encoded(cont_data, cont_ref, ranges, disc_data, disc_ref, [*cont, *disc])
+
+
+def _block_distances(enc: _Encoded, rows: slice, refs: slice) -> np.ndarray:
+    """Mean per-column distance between data rows ``rows`` and reference rows ``refs``."""
+    a_cont, b_cont = enc.cont_data[rows], enc.cont_ref[refs]
+    total = np.zeros((a_cont.shape[0], b_cont.shape[0]))
+    for j in range(a_cont.shape[1]):
+        a, b, r = a_cont[:, j][:, None], b_cont[:, j][None, :], enc.ranges[j]
+        diff = np.abs(b - a)
+        with np.errstate(invalid="ignore"):
+            d = (diff > 0).astype(np.float64) if r == 0 else np.minimum(diff / r, 1.0)
+        a_nan, b_nan = np.isnan(a), np.isnan(b)
+        d = np.where(a_nan ^ b_nan, 1.0, np.where(a_nan & b_nan, 0.0, d))
+        total += d
+    a_disc, b_disc = enc.disc_data[rows], enc.disc_ref[refs]
+    for j in range(a_disc.shape[1]):
+        total += a_disc[:, j][:, None] != b_disc[:, j][None, :]
+    return total / len(enc.columns)
+
+
+def dcr(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any], *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE) -> pd.Series:
+    """Distance to closest record: for each row of ``data``, its distance to the
+    nearest row of ``reference`` (0 = an identical row exists, 1 = nothing alike).
+
+    Args:
+        data: Rows to measure (usually the synthetic table).
+        reference: Rows to compare with (usually the real table).
+        metadata: ``{"columns": {name: {"sdtype": ...}}}``.
+        chunk_size: Rows per block on each side; memory is about
+            ``chunk_size² × 16`` bytes.
+
+    Raises:
+        ValueError: Empty tables, bad metadata, or no column in common.
+    """
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    enc = _encode(data, reference, metadata)
+    n, m = enc.cont_data.shape[0], enc.cont_ref.shape[0]
+    out = np.empty(n)
+    for i in range(0, n, chunk_size):
+        rows = slice(i, min(i + chunk_size, n))
+        best = np.full(rows.stop - rows.start, np.inf)
+        for k in range(0, m, chunk_size):
+            best = np.minimum(best, _block_distances(enc, rows, slice(k, min(k + chunk_size, m))).min(axis=1))
+        out[rows] = best
+    return pd.Series(out, index=data.index, name="dcr")
+
+
+def exact_match_rate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any] | None = None,
+                     ) -> float:
+    """Share of synthetic rows identical to some real row (over the common
+    columns, or the metadata's; missing equals missing). Lower is safer."""
+    if metadata is not None:
+        columns = list(_columns(metadata, synthetic, real))
+    else:
+        columns = [c for c in synthetic.columns if c in real.columns]
+    if not columns:
+        raise ValueError("the real and synthetic tables have no column in common")
+    if synthetic.empty:
+        raise ValueError("the synthetic table is empty")
+    keys = pd.concat([real[columns], synthetic[columns]], ignore_index=True).astype(object)
+    codes = np.column_stack([pd.factorize(keys[c], use_na_sentinel=True)[0] for c in columns])
+    real_rows = {tuple(row) for row in codes[: len(real)]}
+    return float(np.mean([tuple(row) in real_rows for row in codes[len(real):]]))
+
+
+def new_row_synthesis(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any], *,
+                      numerical_match_tolerance: float = 0.01, chunk_size: int = DEFAULT_CHUNK_SIZE) -> float:
+    """Share of synthetic rows that match no real row (SDMetrics' NewRowSynthesis).
+
+    A numerical or datetime value matches when within ``numerical_match_tolerance``
+    × |synthetic value|; categories must be equal; missing matches missing.
+    """
+    enc = _encode(synthetic, real, metadata)
+    n, m = enc.cont_data.shape[0], enc.cont_ref.shape[0]
+    new = np.empty(n, dtype=bool)
+    for i in range(0, n, chunk_size):
+        rows = slice(i, min(i + chunk_size, n))
+        found = np.zeros(rows.stop - rows.start, dtype=bool)
+        for k in range(0, m, chunk_size):
+            refs = slice(k, min(k + chunk_size, m))
+            match = np.ones((rows.stop - rows.start, refs.stop - refs.start), dtype=bool)
+            for j in range(enc.cont_data.shape[1]):
+                a, b = enc.cont_data[rows, j][:, None], enc.cont_ref[refs, j][None, :]
+                with np.errstate(invalid="ignore"):
+                    close = np.abs(b - a) <= np.abs(numerical_match_tolerance * a)
+                match &= np.where(np.isnan(a), np.isnan(b), close)
+            for j in range(enc.disc_data.shape[1]):
+                match &= enc.disc_data[rows, j][:, None] == enc.disc_ref[refs, j][None, :]
+            found |= match.any(axis=1)
+        new[rows] = ~found
+    return float(new.mean())
+
+
+def dcr_overfitting_protection(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
+                               metadata: Mapping[str, Any], *, iterations: int = 10, seed: int = 0,
+                               chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float]:
+    """Whether synthetic rows sit closer to the training rows than to unseen ones.
+
+    A synthetic row counts as "closer to training" when its DCR to the training
+    table is smaller than to the holdout table; a generator that did not copy
+    its training data has about half its rows there, so the score is
+    ``min(2 × (1 − share closer to training), 1)`` (1 = no sign of overfitting).
+
+    Unequal sizes are handled honestly: with more training rows than holdout
+    rows, every synthetic row would look closer to training by chance alone, so
+    the larger table is subsampled (seeded, ``iterations`` draws, averaged) to
+    the smaller one's size. Equal sizes give SDMetrics' number exactly.
+
+    Returns:
+        ``{"score", "closer_to_training", "closer_to_holdout"}``.
+    """
+    if len(train) == 0 or len(holdout) == 0:
+        raise ValueError("train and holdout tables must have rows")
+    rng = np.random.default_rng(seed)
+    size = min(len(train), len(holdout))
+    draws = 1 if len(train) == len(holdout) else max(int(iterations), 1)
+    shares = []
+    for _ in range(draws):
+        t = train if len(train) == size else train.iloc[np.sort(rng.choice(len(train), size, replace=False))]
+        h = holdout if len(holdout) == size else holdout.iloc[np.sort(rng.choice(len(holdout), size, replace=False))]
+        to_train = dcr(synthetic, t, metadata, chunk_size=chunk_size).to_numpy()
+        to_holdout = dcr(synthetic, h, metadata, chunk_size=chunk_size).to_numpy()
+        shares.append(float(np.mean(to_train < to_holdout)))
+    closer = float(np.mean(shares))
+    return {"score": min((1.0 - closer) * 2, 1.0), "closer_to_training": closer, "closer_to_holdout": 1 - closer}
+
+
+def _random_like(real: pd.DataFrame, columns: dict[str, str], n: int, rng: np.random.Generator) -> pd.DataFrame:
+    out = {}
+    for c, sdtype in columns.items():
+        col = real[c]
+        present = col.dropna()
+        if sdtype in _CONTINUOUS and len(present):
+            if pd.api.types.is_datetime64_any_dtype(col):
+                lo, hi = present.min(), present.max()
+                values: Any = lo + pd.to_timedelta(rng.uniform(0, (hi - lo).total_seconds(), n), unit="s")
+            else:
+                values = rng.uniform(float(present.min()), float(present.max()), n)
+        else:
+            uniques = present.unique()
+            values = rng.choice(np.asarray(uniques, dtype=object), n) if len(uniques) else np.full(n, None)
+        series = pd.Series(values)
+        series[rng.random(n) < col.isna().mean()] = None
+        out[c] = series
+    return pd.DataFrame(out)
+
+
+def dcr_baseline_protection(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any], *,
+                            seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float]:
+    """How far synthetic rows are from real ones, against random rows drawn from
+    the real columns' ranges and categories: ``min(median DCR synthetic /
+    median DCR random, 1)`` (1 = as far as random noise). Seeded (SDMetrics'
+    own version is not), so the number is reproducible.
+
+    Returns:
+        ``{"score", "median_dcr_synthetic", "median_dcr_random"}``.
+    """
+    columns = _columns(metadata, synthetic, real)
+    random = _random_like(real, columns, len(synthetic), np.random.default_rng(seed))
+    syn_median = float(dcr(synthetic, real, metadata, chunk_size=chunk_size).median())
+    rnd_median = float(dcr(random, real, metadata, chunk_size=chunk_size).median())
+    score = math.nan if rnd_median == 0 else min(syn_median / rnd_median, 1.0)
+    return {"score": score, "median_dcr_synthetic": syn_median, "median_dcr_random": rnd_median}
+
+
+def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties half."""
+    scores = np.concatenate([positive, negative])
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(scores.size)
+    sorted_scores = scores[order]
+    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.r_[first[1:], scores.size] - 1
+    ranks[order] = (first[group] + last[group]) / 2.0 + 1.0
+    n_pos, n_neg = positive.size, negative.size
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def membership_inference_auc(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
+                             metadata: Mapping[str, Any], *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> float:
+    """AUC of a distance attack telling training rows from holdout rows.
+
+    The attacker scores each real row by how close the synthetic table comes
+    to it (minus its DCR to the synthetic rows) and guesses "member" for close
+    ones. 0.5: the synthetic data says nothing about membership; 1.0: every
+    training row is given away. Lower is safer.
+    """
+    if len(train) == 0 or len(holdout) == 0:
+        raise ValueError("train and holdout tables must have rows")
+    members = -dcr(train, synthetic, metadata, chunk_size=chunk_size).to_numpy()
+    others = -dcr(holdout, synthetic, metadata, chunk_size=chunk_size).to_numpy()
+    return _auc(members, others)
