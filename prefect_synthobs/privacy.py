@@ -16,7 +16,10 @@ Re-exported by ``prefect_synthobs.quality``.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,14 +33,25 @@ _DISCRETE = ("categorical", "boolean")
 
 @dataclass(frozen=True)
 class _Encoded:
-    """Both tables as arrays: continuous columns as float64 (NaN missing),
-    discrete ones as int64 codes of one shared encoding (-1 missing)."""
+    """Both tables as arrays.
 
-    cont_data: np.ndarray  # (n, c)
+    Continuous columns are divided by the reference range (so a distance is
+    ``min(|a − b|, 1)``), NaN filled with 0 and flagged in ``*_nan``; columns
+    with a zero range (``const``) compare for equality instead. Discrete
+    columns are one-hot over one shared encoding (missing is a category of its
+    own), so the number of equal discrete columns between two rows is one
+    matrix product.
+    """
+
+    cont_data: np.ndarray  # (n, c) scaled, NaN -> 0
     cont_ref: np.ndarray  # (m, c)
-    ranges: np.ndarray  # (c,)
-    disc_data: np.ndarray  # (n, d)
-    disc_ref: np.ndarray  # (m, d)
+    nan_data: np.ndarray  # (n, c) bool
+    nan_ref: np.ndarray  # (m, c) bool
+    const: np.ndarray  # (c,) bool: zero range
+    outside: np.ndarray  # (n, c) bool: data value outside the reference range (distance may exceed 1)
+    onehot_data: np.ndarray  # (n, K) float64
+    onehot_ref: np.ndarray  # (m, K)
+    n_discrete: int
     columns: list[str]
 
 
@@ -69,35 +83,61 @@ def _encode(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, 
     sdtypes = _columns(metadata, data, reference)
     cont = [c for c, t in sdtypes.items() if t in _CONTINUOUS]
     disc = [c for c, t in sdtypes.items() if t in _DISCRETE]
-    cont_data = np.column_stack([_as_float(data[c]) for c in cont]) if cont else np.empty((len(data), 0))
-    cont_ref = np.column_stack([_as_float(reference[c]) for c in cont]) if cont else np.empty((len(reference), 0))
-    with np.errstate(invalid="ignore"):
-        ranges = (np.nanmax(cont_ref, axis=0) - np.nanmin(cont_ref, axis=0)) if cont else np.empty(0)
-    disc_data = np.empty((len(data), len(disc)), dtype=np.int64)
-    disc_ref = np.empty((len(reference), len(disc)), dtype=np.int64)
-    for j, c in enumerate(disc):
-        codes, _ = pd.factorize(pd.concat([data[c], reference[c]], ignore_index=True).astype(object),
-                                use_na_sentinel=True)
-        disc_data[:, j], disc_ref[:, j] = codes[: len(data)], codes[len(data):]
-    return _Encoded(cont_data, cont_ref, ranges, disc_data, disc_ref, [*cont, *disc])
+    n, m = len(data), len(reference)
+    raw_data = np.column_stack([_as_float(data[c]) for c in cont]) if cont else np.empty((n, 0))
+    raw_ref = np.column_stack([_as_float(reference[c]) for c in cont]) if cont else np.empty((m, 0))
+    nan_data, nan_ref = np.isnan(raw_data), np.isnan(raw_ref)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing reference column
+        ranges = (np.nanmax(raw_ref, axis=0) - np.nanmin(raw_ref, axis=0)) if cont else np.empty(0)
+    const = ~(ranges > 0)  # zero (or undefined) range: equal or not
+    scale = np.where(const, 1.0, ranges)
+    cont_data = np.where(nan_data, 0.0, raw_data / scale)
+    cont_ref = np.where(nan_ref, 0.0, raw_ref / scale)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo = np.nanmin(np.where(nan_ref, np.nan, cont_ref), axis=0) if cont else np.empty(0)
+        hi = np.nanmax(np.where(nan_ref, np.nan, cont_ref), axis=0) if cont else np.empty(0)
+    outside = ~nan_data & ((cont_data < lo) | (cont_data > hi) | ~np.isfinite(lo))
+    blocks_data, blocks_ref = [], []
+    for c in disc:
+        codes, uniques = pd.factorize(pd.concat([data[c], reference[c]], ignore_index=True).astype(object),
+                                      use_na_sentinel=True)
+        codes = np.where(codes < 0, len(uniques), codes)  # missing: a category of its own
+        eye = np.eye(len(uniques) + 1)
+        blocks_data.append(eye[codes[:n]])
+        blocks_ref.append(eye[codes[n:]])
+    onehot_data = np.hstack(blocks_data) if blocks_data else np.empty((n, 0))
+    onehot_ref = np.hstack(blocks_ref) if blocks_ref else np.empty((m, 0))
+    return _Encoded(cont_data, cont_ref, nan_data, nan_ref, const, outside, onehot_data, onehot_ref,
+                    len(disc), [*cont, *disc])
 
 
 def _block_distances(enc: _Encoded, rows: slice, refs: slice) -> np.ndarray:
     """Mean per-column distance between data rows ``rows`` and reference rows ``refs``."""
-    a_cont, b_cont = enc.cont_data[rows], enc.cont_ref[refs]
-    total = np.zeros((a_cont.shape[0], b_cont.shape[0]))
-    for j in range(a_cont.shape[1]):
-        a, b, r = a_cont[:, j][:, None], b_cont[:, j][None, :], enc.ranges[j]
-        diff = np.abs(b - a)
-        with np.errstate(invalid="ignore"):
-            d = (diff > 0).astype(np.float64) if r == 0 else np.minimum(diff / r, 1.0)
-        a_nan, b_nan = np.isnan(a), np.isnan(b)
-        d = np.where(a_nan ^ b_nan, 1.0, np.where(a_nan & b_nan, 0.0, d))
-        total += d
-    a_disc, b_disc = enc.disc_data[rows], enc.disc_ref[refs]
-    for j in range(a_disc.shape[1]):
-        total += a_disc[:, j][:, None] != b_disc[:, j][None, :]
-    return total / len(enc.columns)
+    n_rows, n_refs = rows.stop - rows.start, refs.stop - refs.start
+    total = np.zeros((n_rows, n_refs))
+    buf = np.empty((n_rows, n_refs))
+    for j in range(enc.cont_data.shape[1]):
+        a, b = enc.cont_data[rows, j][:, None], enc.cont_ref[refs, j][None, :]
+        np.subtract(a, b, out=buf)
+        np.abs(buf, out=buf)
+        if enc.const[j]:
+            np.greater(buf, 0, out=buf, casting="unsafe")
+        else:  # |a − b| ≤ 1 already when a lies in the reference range: cap only the rows outside it
+            far = np.flatnonzero(enc.outside[rows, j])
+            if far.size:
+                buf[far] = np.minimum(buf[far], 1.0)
+        a_nan, b_nan = enc.nan_data[rows, j], enc.nan_ref[refs, j]
+        if a_nan.any() or b_nan.any():  # missing: 0 from missing, 1 from a value
+            buf[a_nan, :] = ~b_nan
+            buf[:, b_nan] = ~a_nan[:, None]
+        total += buf
+    if enc.n_discrete:
+        matches = enc.onehot_data[rows] @ enc.onehot_ref[refs].T
+        total += enc.n_discrete - matches
+    total /= len(enc.columns)
+    return total
 
 
 def dcr(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any], *,
@@ -120,13 +160,32 @@ def dcr(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any]
     enc = _encode(data, reference, metadata)
     n, m = enc.cont_data.shape[0], enc.cont_ref.shape[0]
     out = np.empty(n)
-    for i in range(0, n, chunk_size):
+
+    def row_block(i: int) -> None:
         rows = slice(i, min(i + chunk_size, n))
         best = np.full(rows.stop - rows.start, np.inf)
         for k in range(0, m, chunk_size):
             best = np.minimum(best, _block_distances(enc, rows, slice(k, min(k + chunk_size, m))).min(axis=1))
         out[rows] = best
+
+    starts = range(0, n, chunk_size)
+    workers = min(_workers(), len(starts))
+    if workers <= 1:
+        for i in starts:
+            row_block(i)
+    else:  # numpy releases the GIL in these loops: blocks run in parallel
+        with ThreadPoolExecutor(workers, thread_name_prefix="synthobs-dcr") as pool:
+            list(pool.map(row_block, starts))
     return pd.Series(out, index=data.index, name="dcr")
+
+
+def _workers() -> int:
+    """Threads for distance work: the CPUs this process may use (memory grows
+    by about ``3 × chunk_size² × 8`` bytes per thread)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return max(os.cpu_count() or 1, 1)
 
 
 def exact_match_rate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any] | None = None,
@@ -162,14 +221,15 @@ def new_row_synthesis(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Map
         found = np.zeros(rows.stop - rows.start, dtype=bool)
         for k in range(0, m, chunk_size):
             refs = slice(k, min(k + chunk_size, m))
-            match = np.ones((rows.stop - rows.start, refs.stop - refs.start), dtype=bool)
+            if enc.n_discrete:  # every discrete column equal (missing equals missing)
+                match = (enc.onehot_data[rows] @ enc.onehot_ref[refs].T) == enc.n_discrete
+            else:
+                match = np.ones((rows.stop - rows.start, refs.stop - refs.start), dtype=bool)
             for j in range(enc.cont_data.shape[1]):
                 a, b = enc.cont_data[rows, j][:, None], enc.cont_ref[refs, j][None, :]
-                with np.errstate(invalid="ignore"):
-                    close = np.abs(b - a) <= np.abs(numerical_match_tolerance * a)
-                match &= np.where(np.isnan(a), np.isnan(b), close)
-            for j in range(enc.disc_data.shape[1]):
-                match &= enc.disc_data[rows, j][:, None] == enc.disc_ref[refs, j][None, :]
+                a_nan, b_nan = enc.nan_data[rows, j][:, None], enc.nan_ref[refs, j][None, :]
+                close = np.abs(b - a) <= np.abs(numerical_match_tolerance * a)  # scaling keeps the ratio
+                match &= np.where(a_nan, b_nan, close & ~b_nan)
             found |= match.any(axis=1)
         new[rows] = ~found
     return float(new.mean())

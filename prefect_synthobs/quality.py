@@ -350,18 +350,6 @@ def _validate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str
     return sdtypes
 
 
-def _continuous_view(df: pd.DataFrame, sdtypes: dict[str, str]) -> pd.DataFrame:
-    out = df.copy()
-    for name, sdtype in sdtypes.items():
-        if sdtype == "datetime":
-            col = out[name]
-            if not pd.api.types.is_datetime64_any_dtype(col):
-                col = pd.to_datetime(col)
-            numbers = col.astype("datetime64[ns]").astype("int64").astype("float64")
-            out[name] = numbers.where(col.notna(), np.nan)
-    return out
-
-
 def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any], *,
                    real_correlation_threshold: float = DEFAULT_REAL_CORRELATION_THRESHOLD,
                    real_association_threshold: float = DEFAULT_REAL_ASSOCIATION_THRESHOLD,
@@ -406,53 +394,44 @@ def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mappin
                         ("real_association_threshold", real_association_threshold)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be between 0 and 1, got {value}")
+    usable = [n for n, t in sdtypes.items() if t in SDTYPES]
+    cols = {n: _ReportColumn.build(real[n], synthetic[n], sdtypes[n], bins) for n in usable}
 
     shape_rows = []
-    for name, sdtype in sdtypes.items():
-        if sdtype not in SDTYPES:
-            continue
-        metric = "KSComplement" if sdtype in _CONTINUOUS else "TVComplement"
+    for name in usable:
+        col = cols[name]
+        metric = "KSComplement" if col.continuous else "TVComplement"
         try:
-            fn = ks_complement if metric == "KSComplement" else tv_complement
+            fn = ks_complement if col.continuous else tv_complement
             score, error = fn(real[name], synthetic[name]), None
         except Exception as exc:
             score, error = math.nan, f"{type(exc).__name__}: {exc}"
         shape_rows.append({"Column": name, "Metric": metric, "Score": score, "Error": error})
     shapes = pd.DataFrame(shape_rows, columns=["Column", "Metric", "Score", "Error"])
 
-    real_c, syn_c = _continuous_view(real, sdtypes), _continuous_view(synthetic, sdtypes)
-    binned = {
-        label: {n: _digitize(df[n], bins) for n, t in sdtypes.items() if t in _CONTINUOUS}
-        for label, df in (("real", real_c), ("synthetic", syn_c))
-    }
     pair_rows = []
-    usable = [n for n, t in sdtypes.items() if t in SDTYPES]
     for a, b in itertools.combinations(usable, 2):
-        cont_a, cont_b = sdtypes[a] in _CONTINUOUS, sdtypes[b] in _CONTINUOUS
+        ca, cb = cols[a], cols[b]
         row: dict[str, Any] = {"Column 1": a, "Column 2": b, "Real Correlation": math.nan,
                                "Synthetic Correlation": math.nan, "Real Association": math.nan, "Error": None}
         try:
-            if cont_a and cont_b:
+            if ca.continuous and cb.continuous:
                 row["Metric"] = "CorrelationSimilarity"
-                out = correlation_breakdown(real_c[[a, b]], syn_c[[a, b]], "pearson", real_correlation_threshold)
+                out = _report_correlation(ca, cb, real_correlation_threshold)
                 row.update({"Score": out["score"], "Real Correlation": out["real"],
                             "Synthetic Correlation": out["synthetic"]})
                 row["Meets Threshold?"] = (real_correlation_threshold <= 0) or (
                     not math.isnan(out["real"]) and abs(out["real"]) > real_correlation_threshold)
             else:
                 row["Metric"] = "ContingencySimilarity"
-                frames = []
-                for label, df in (("real", real), ("synthetic", synthetic)):
-                    frame = pd.DataFrame({a: binned[label][a] if cont_a else df[a].to_numpy(),
-                                          b: binned[label][b] if cont_b else df[b].to_numpy()})
-                    frames.append(frame)
-                out = contingency_breakdown(frames[0], frames[1], real_association_threshold=real_association_threshold)
+                out = _report_contingency(ca, cb, real_association_threshold)
                 row.update({"Score": out["score"], "Real Association": out["real_association"]})
                 row["Meets Threshold?"] = (real_association_threshold <= 0) or (
                     not math.isnan(out["real_association"]) and out["real_association"] > real_association_threshold)
         except Exception as exc:
             row.update({"Score": math.nan, "Meets Threshold?": None, "Error": f"{type(exc).__name__}: {exc}"})
-            row.setdefault("Metric", "CorrelationSimilarity" if cont_a and cont_b else "ContingencySimilarity")
+            row.setdefault("Metric", "CorrelationSimilarity" if ca.continuous and cb.continuous
+                           else "ContingencySimilarity")
         pair_rows.append(row)
     trends = pd.DataFrame(pair_rows, columns=["Column 1", "Column 2", "Metric", "Score", "Real Correlation",
                                               "Synthetic Correlation", "Real Association", "Meets Threshold?",
@@ -466,3 +445,79 @@ def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mappin
     finite = [v for v in properties.values() if not math.isnan(v)]
     overall = float(np.mean(finite)) if finite else math.nan
     return QualityReport(overall, properties, shapes, trends)
+
+
+@dataclass
+class _ReportColumn:
+    """A column of both tables, prepared once for every pair it is in.
+
+    Continuous columns: float values (datetimes as ns), the number of distinct
+    values, and SDMetrics' bins (each table on its own edges). Discrete
+    columns: codes of one shared encoding, missing as a code of its own.
+    ``codes_*`` / ``size`` are what contingency tables count.
+    """
+
+    continuous: bool
+    codes_real: np.ndarray
+    codes_syn: np.ndarray
+    size: int
+    values_real: np.ndarray | None = None
+    values_syn: np.ndarray | None = None
+    distinct_real: int = 0
+    distinct_syn: int = 0
+
+    @classmethod
+    def build(cls, real: pd.Series, synthetic: pd.Series, sdtype: str, bins: int) -> _ReportColumn:
+        if sdtype in _CONTINUOUS:
+            vr, vs = _continuous_values(real), _continuous_values(synthetic)
+            return cls(True, _digitize(vr, bins), _digitize(vs, bins), bins + 2, vr, vs,
+                       int(real.nunique()), int(synthetic.nunique()))
+        both = pd.concat([real, synthetic], ignore_index=True).astype(object)
+        codes, uniques = pd.factorize(both, use_na_sentinel=True)
+        codes = np.where(codes < 0, len(uniques), codes)
+        return cls(False, codes[: len(real)], codes[len(real):], len(uniques) + 1)
+
+
+def _continuous_values(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        ns = series.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64)
+        return np.where(series.isna().to_numpy(), np.nan, ns)
+    return pd.to_numeric(series).to_numpy(dtype=np.float64)
+
+
+def _report_correlation(a: _ReportColumn, b: _ReportColumn, threshold: float) -> dict[str, float]:
+    """``correlation_breakdown`` (Pearson) on prepared columns."""
+    if a.distinct_real == 1 or b.distinct_real == 1 or a.distinct_syn == 1 or b.distinct_syn == 1:
+        raise ValueError("a column is constant")
+    assert a.values_real is not None and b.values_real is not None
+    assert a.values_syn is not None and b.values_syn is not None
+
+    def corr(x: np.ndarray, y: np.ndarray) -> float:
+        keep = ~(np.isnan(x) | np.isnan(y))
+        return _pearson(x[keep], y[keep])
+
+    corr_real = corr(a.values_real, b.values_real)
+    if abs(corr_real) <= threshold:
+        return {"score": math.nan, "real": corr_real, "synthetic": math.nan}
+    corr_syn = corr(a.values_syn, b.values_syn)
+    if math.isnan(corr_real) or math.isnan(corr_syn):
+        return {"score": math.nan, "real": corr_real, "synthetic": corr_syn}
+    return {"score": 1 - abs(corr_real - corr_syn) / 2, "real": corr_real, "synthetic": corr_syn}
+
+
+def _report_contingency(a: _ReportColumn, b: _ReportColumn, threshold: float) -> dict[str, float]:
+    """``contingency_breakdown`` on prepared columns: joint counts by ``bincount``."""
+    cells = a.size * b.size
+    real = np.bincount(a.codes_real * b.size + b.codes_real, minlength=cells)
+    association = math.nan
+    if threshold > 0:
+        table = real.reshape(a.size, b.size)
+        table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+        if table.sum() == 0 or min(table.shape) < 2:
+            return {"score": math.nan, "real_association": association}
+        association = _cramers_v(table.astype(np.float64))
+        if association <= threshold:
+            return {"score": math.nan, "real_association": association}
+    syn = np.bincount(a.codes_syn * b.size + b.codes_syn, minlength=cells)
+    diff = np.abs(real / a.codes_real.size - syn / a.codes_syn.size)
+    return {"score": float(1 - (diff / 2).sum()), "real_association": association}
