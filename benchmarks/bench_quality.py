@@ -22,10 +22,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from _common import report
 
 
 def table(n: int, seed: int) -> tuple[pd.DataFrame, dict]:

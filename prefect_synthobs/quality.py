@@ -45,6 +45,7 @@ from prefect_synthobs.privacy import (
     membership_inference_auc,
     new_row_synthesis,
 )
+from prefect_synthobs.utility import tstr
 
 __all__ = [
     "QualityReport",
@@ -58,6 +59,7 @@ __all__ = [
     "membership_inference_auc",
     "new_row_synthesis",
     "quality_report",
+    "tstr",
     "tv_complement",
 ]
 
