@@ -16,7 +16,8 @@ Example:
 """
 
 from prefect_synthobs._version import __version__
-from prefect_synthobs.blocks import HealthStoreConfig, MetricsConfig, OtlpExporter, SynthObsConfig
+from prefect_synthobs.blocks import HealthStoreConfig, MetricsConfig, OtlpExporter, QualityGates, SynthObsConfig
+from prefect_synthobs.gates import QualityGateFailed, check_quality
 from prefect_synthobs.measurements import record_epoch, record_quality, record_rows
 from prefect_synthobs.observe import observe
 from prefect_synthobs.settings import SynthObsSettings, configure
@@ -28,9 +29,12 @@ __all__ = [
     "HealthStoreConfig",
     "MetricsConfig",
     "OtlpExporter",
+    "QualityGateFailed",
+    "QualityGates",
     "SynthObsConfig",
     "SynthObsSettings",
     "__version__",
+    "check_quality",
     "configure",
     "observe",
     "record_epoch",

@@ -281,7 +281,6 @@ class SynthObsConfig(Block):
         return self.store.get_store() if self.store is not None else HealthStore()
 
 
-BLOCKS = (SynthObsConfig, OtlpExporter, MetricsConfig, HealthStoreConfig)
 
 
 def config_from_environment() -> SynthObsConfig:
@@ -345,3 +344,68 @@ def _parse_otel_headers(raw: str) -> dict[str, str]:
         if sep and key.strip():
             out[key.strip().lower()] = unquote(value.strip())
     return out
+
+
+class QualityGates(Block):
+    """Thresholds a synthetic table must meet, and what a miss does.
+
+    Attributes:
+        min_overall: Minimum quality report overall score.
+        min_column_shapes: Minimum Column Shapes score.
+        min_column_pair_trends: Minimum Column Pair Trends score.
+        min_tstr_ratio: Minimum train-on-synthetic / train-on-real ratio.
+        max_membership_inference_auc: Maximum AUC of the distance attack.
+        max_exact_match_rate: Maximum share of synthetic rows copied from real ones.
+        min_dcr_overfitting_protection: Minimum DCR overfitting protection.
+        policy: ``fail`` raises ``QualityGateFailed`` (the flow fails); ``warn`` logs.
+
+    Example:
+        ```python
+        import prefect_synthobs as so
+        from prefect_synthobs.blocks import QualityGates
+
+        gates = QualityGates.load("BLOCK_NAME")
+        so.check_quality(real, synthetic, metadata, gates=gates, table="customers")
+        ```
+    """
+
+    _block_type_name = "SynthObs Quality Gates"
+    _block_type_slug = "synthobs-quality-gates"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "Quality and privacy thresholds for synthetic tables, checked by prefect-synthobs."
+
+    min_overall: float | None = Field(default=0.8, ge=0, le=1, description="Minimum overall quality score.")
+    min_column_shapes: float | None = Field(default=None, ge=0, le=1, description="Minimum Column Shapes score.")
+    min_column_pair_trends: float | None = Field(
+        default=None, ge=0, le=1, description="Minimum Column Pair Trends score."
+    )
+    min_tstr_ratio: float | None = Field(
+        default=None, ge=0, description="Minimum train-on-synthetic / train-on-real score ratio."
+    )
+    max_membership_inference_auc: float | None = Field(
+        default=None, ge=0, le=1, description="Maximum AUC of the membership-inference distance attack."
+    )
+    max_exact_match_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Maximum share of synthetic rows identical to a real row."
+    )
+    min_dcr_overfitting_protection: float | None = Field(
+        default=None, ge=0, le=1, description="Minimum DCR overfitting protection score."
+    )
+    policy: Literal["fail", "warn"] = Field(
+        default="fail", description="fail: a missed gate fails the flow; warn: it is logged and recorded."
+    )
+
+    def gates(self) -> list[tuple[str, str, str, float]]:
+        """``(gate, score name, "min"|"max", threshold)`` for every threshold that is set."""
+        out = []
+        for field_name in type(self).model_fields:
+            value = getattr(self, field_name)
+            if value is None or not field_name.startswith(("min_", "max_")):
+                continue
+            kind, score = field_name.split("_", 1)
+            out.append((field_name, score, kind, float(value)))
+        return out
+
+
+BLOCKS = (SynthObsConfig, OtlpExporter, MetricsConfig, HealthStoreConfig, QualityGates)

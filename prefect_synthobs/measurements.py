@@ -136,6 +136,15 @@ def record_quality(
     """
     metric, score, threshold = validate_score(metric, score, threshold)
     passed = None if threshold is None else score >= threshold
+    record_check(metric, score, threshold=threshold, passed=passed, table=table, gate=metric)
+    return passed
+
+
+def record_check(metric: str, score: float, *, threshold: float | None, passed: bool | None,
+                 table: str | None, gate: str) -> None:
+    """Record one checked score: a ``quality_checks`` row (inside an observed
+    run), the ``quality_score`` gauge and, with a threshold, one
+    ``quality_gate_checks_total`` count labelled ``gate``. Never raises."""
     try:
         runtime = get_runtime()
         info, run_id, flow_name = _current(runtime)
@@ -146,13 +155,12 @@ def record_quality(
                 quality_row(
                     metric=metric, score=score, threshold=threshold,
                     time=datetime.now(timezone.utc), table_name=resolved,
-                    flow_run_id=run_id, flow_name=flow_name,
+                    flow_run_id=run_id, flow_name=flow_name, passed=passed,
                 ),
             )
         m = runtime.metrics
         m.quality_score.labels(label(resolved), metric).set(score)
         if passed is not None:
-            m.quality_gate_checks.labels(label(resolved), metric, "pass" if passed else "fail").inc()
+            m.quality_gate_checks.labels(label(resolved), gate, "pass" if passed else "fail").inc()
     except Exception as exc:
-        logger.warning("synthobs: record_quality failed (%s); the run is unaffected", exc)
-    return passed
+        logger.warning("synthobs: recording quality score %r failed (%s); the run is unaffected", metric, exc)

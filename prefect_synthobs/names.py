@@ -77,6 +77,8 @@ ATTR_GPU_SAMPLES: Final = "synthobs.gpu.samples"
 
 # Prefect events emitted by synthobs.
 EVENT_GPU_LOST: Final = "synthobs.gpu.lost"
+EVENT_QUALITY_GATE_FAILED: Final = "synthobs.quality.gate.failed"
+EVENT_PRIVACY_BUDGET_EXCEEDED: Final = "synthobs.privacy.budget.exceeded"
 
 # Attributes Prefect puts on its own run spans.
 PREFECT_RUN_ID: Final = "prefect.run.id"

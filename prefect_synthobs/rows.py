@@ -270,8 +270,13 @@ def quality_row(
     table_name: str | None,
     flow_run_id: str | None,
     flow_name: str | None,
+    passed: bool | None = None,
 ) -> Row:
-    """One ``quality_checks`` row; ``passed`` is null when there is no threshold."""
+    """One ``quality_checks`` row; ``passed`` is null when there is no threshold.
+
+    ``passed`` defaults to ``score >= threshold``; a gate with a maximum (an
+    attack AUC, an exact-match rate) passes it explicitly.
+    """
     return {
         "event_id": new_event_id(),
         "time": as_utc(time),
@@ -281,5 +286,5 @@ def quality_row(
         "metric": metric,
         "score": score,
         "threshold": threshold,
-        "passed": None if threshold is None else score >= threshold,
+        "passed": passed if passed is not None or threshold is None else score >= threshold,
     }
