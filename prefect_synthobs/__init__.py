@@ -16,10 +16,18 @@ Example:
 """
 
 from prefect_synthobs._version import __version__
-from prefect_synthobs.blocks import HealthStoreConfig, MetricsConfig, OtlpExporter, QualityGates, SynthObsConfig
+from prefect_synthobs.blocks import (
+    HealthStoreConfig,
+    MetricsConfig,
+    OtlpExporter,
+    PrivacyBudget,
+    QualityGates,
+    SynthObsConfig,
+)
 from prefect_synthobs.gates import QualityGateFailed, check_quality
 from prefect_synthobs.measurements import record_epoch, record_quality, record_rows
 from prefect_synthobs.observe import observe
+from prefect_synthobs.privacy_budget import PrivacyBudgetExceeded, PrivacySpend, record_privacy_spend
 from prefect_synthobs.settings import SynthObsSettings, configure
 from prefect_synthobs.store import HealthStore
 from prefect_synthobs.tracing import span
@@ -29,6 +37,9 @@ __all__ = [
     "HealthStoreConfig",
     "MetricsConfig",
     "OtlpExporter",
+    "PrivacyBudget",
+    "PrivacyBudgetExceeded",
+    "PrivacySpend",
     "QualityGateFailed",
     "QualityGates",
     "SynthObsConfig",
@@ -38,6 +49,7 @@ __all__ = [
     "configure",
     "observe",
     "record_epoch",
+    "record_privacy_spend",
     "record_quality",
     "record_rows",
     "span",

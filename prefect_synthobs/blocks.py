@@ -408,4 +408,45 @@ class QualityGates(Block):
         return out
 
 
-BLOCKS = (SynthObsConfig, OtlpExporter, MetricsConfig, HealthStoreConfig, QualityGates)
+class PrivacyBudget(Block):
+    """The total differential-privacy budget (epsilon) of one dataset.
+
+    Spends are made with ``record_privacy_spend``; what has been spent lives in
+    a Prefect variable, changed only under a Prefect global concurrency limit
+    used as a lock, so concurrent flows on any worker cannot overspend.
+
+    Attributes:
+        dataset: The dataset this budget protects.
+        total_epsilon: The total epsilon that may ever be spent on it.
+
+    Example:
+        ```python
+        import prefect_synthobs as so
+        from prefect_synthobs.blocks import PrivacyBudget
+
+        budget = PrivacyBudget.load("BLOCK_NAME")
+        so.record_privacy_spend(0.5, dataset=budget.dataset, budget=budget)
+        ```
+    """
+
+    _block_type_name = "SynthObs Privacy Budget"
+    _block_type_slug = "synthobs-privacy-budget"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "Total epsilon of a dataset's privacy budget, enforced by prefect-synthobs."
+
+    dataset: str = Field(..., min_length=1, description="The dataset this budget protects.")
+    total_epsilon: float = Field(..., gt=0, description="The total epsilon that may be spent on the dataset.")
+
+    def spent(self) -> float:
+        """Epsilon spent so far (read from the Prefect API)."""
+        from prefect_synthobs.privacy_budget import spent_epsilon
+
+        return spent_epsilon(self.dataset)
+
+    def remaining(self) -> float:
+        """Epsilon left."""
+        return max(self.total_epsilon - self.spent(), 0.0)
+
+
+BLOCKS = (SynthObsConfig, OtlpExporter, MetricsConfig, HealthStoreConfig, QualityGates, PrivacyBudget)

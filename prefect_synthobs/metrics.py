@@ -89,6 +89,17 @@ class SynthObsMetrics:
             p + names.QUALITY_GATE_CHECKS_TOTAL, "Quality scores checked against a threshold.",
             ["table", "gate", "result"], registry=registry,
         )
+        self.privacy_spent = Counter(
+            p + names.PRIVACY_EPSILON_SPENT_TOTAL, "Privacy budget (epsilon) spent.", ["dataset"], registry=registry,
+        )
+        self.privacy_remaining = Gauge(
+            p + names.PRIVACY_EPSILON_REMAINING, "Privacy budget (epsilon) left after the last check.",
+            ["dataset"], registry=registry,
+        )
+        self.privacy_checks = Counter(
+            p + names.PRIVACY_BUDGET_CHECKS_TOTAL, "Privacy budget checks by result (allowed, denied).",
+            ["dataset", "result"], registry=registry,
+        )
         gpu_labels = ["gpu", "uuid", "model"]
         self.gpu_utilization = Gauge(
             p + names.GPU_UTILIZATION, "GPU utilisation (0 to 1) at the last sample.",
@@ -115,7 +126,8 @@ class SynthObsMetrics:
             self.flow_runs, self.flow_run_duration, self.task_runs, self.task_run_duration,
             self.task_retries, self.errors, self.last_success, self.generation_rows,
             self.generation_rows_per_second, self.training_epochs, self.training_loss,
-            self.quality_score, self.quality_gate_checks, self.gpu_utilization, self.gpu_memory_used,
+            self.quality_score, self.quality_gate_checks, self.privacy_spent, self.privacy_remaining,
+            self.privacy_checks, self.gpu_utilization, self.gpu_memory_used,
             self.gpu_memory_total, self.gpu_power, self.gpu_temperature, self.gpu_energy,
         ]
 

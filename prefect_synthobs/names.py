@@ -18,7 +18,8 @@ TASK_RUNS: Final = "task_runs"
 TRAINING_EPOCHS: Final = "training_epochs"
 QUALITY_CHECKS: Final = "quality_checks"
 GPU_SAMPLES: Final = "gpu_samples"
-TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES)
+PRIVACY_LEDGER: Final = "privacy_ledger"
+TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES, PRIVACY_LEDGER)
 
 # Metric names, without the configurable prefix (default ``synthobs_``).
 FLOW_RUNS_TOTAL: Final = "flow_runs_total"
@@ -34,6 +35,9 @@ TRAINING_EPOCHS_TOTAL: Final = "training_epochs_total"
 TRAINING_LOSS: Final = "training_loss"
 QUALITY_SCORE: Final = "quality_score"
 QUALITY_GATE_CHECKS_TOTAL: Final = "quality_gate_checks_total"
+PRIVACY_EPSILON_SPENT_TOTAL: Final = "privacy_epsilon_spent_total"
+PRIVACY_EPSILON_REMAINING: Final = "privacy_epsilon_remaining"
+PRIVACY_BUDGET_CHECKS_TOTAL: Final = "privacy_budget_checks_total"
 GPU_UTILIZATION: Final = "gpu_utilization_ratio"
 GPU_MEMORY_USED: Final = "gpu_memory_used_bytes"
 GPU_MEMORY_TOTAL: Final = "gpu_memory_total_bytes"

@@ -103,6 +103,19 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("flow_run_ids", pa.list_(pa.string())),
         ]
     ),
+    names.PRIVACY_LEDGER: pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("time", _TS),
+            ("flow_run_id", pa.string()),
+            ("flow_name", pa.string()),
+            ("dataset", pa.string()),
+            ("epsilon", pa.float64()),
+            ("spent", pa.float64()),
+            ("budget", pa.float64()),
+            ("remaining", pa.float64()),
+        ]
+    ),
 }
 
 # The column whose date picks a row's ``date=YYYY-MM-DD`` partition.
@@ -112,6 +125,7 @@ TIME_COLUMN: dict[str, str] = {
     names.TRAINING_EPOCHS: "time",
     names.QUALITY_CHECKS: "time",
     names.GPU_SAMPLES: "time",
+    names.PRIVACY_LEDGER: "time",
 }
 
 PARTITION_COLUMN = "date"

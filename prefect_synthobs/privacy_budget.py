@@ -1,0 +1,218 @@
+"""Privacy budgets: spend epsilon atomically, across processes and workers.
+
+How a spend stays atomic: the epsilon spent on a dataset lives in a Prefect
+variable (``synthobs_privacy_spent__<dataset key>``), and it is read, checked
+and written only while holding one slot of a Prefect *global concurrency
+limit* of size 1 (``synthobs-privacy-<dataset key>``). Prefect's server
+hands the slot to one holder at a time, whichever process or worker asks, so
+two flows spending at once can never both see the same "spent" value. The
+limit is a primitive Prefect already runs and shows in its UI; synthobs
+creates it on first use. A slot is leased: if the holder dies, the lease
+expires and the lock frees itself.
+
+Every allowed spend is one ``privacy_ledger`` row; a denied one raises
+``PrivacyBudgetExceeded``, counts as ``denied`` and emits the Prefect event
+``synthobs.privacy.budget.exceeded``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect_synthobs import names
+
+logger = logging.getLogger("prefect_synthobs")
+
+_created: set[str] = set()
+_created_lock = threading.Lock()
+
+
+class PrivacyBudgetExceeded(Exception):
+    """A spend would take a dataset past its privacy budget; nothing was spent."""
+
+    def __init__(self, dataset: str, epsilon: float, spent: float, budget: float) -> None:
+        self.dataset, self.epsilon, self.spent, self.budget = dataset, epsilon, spent, budget
+        super().__init__(
+            f"privacy budget of {dataset!r} exceeded: spending {epsilon:g} on top of {spent:g} "
+            f"would pass the budget of {budget:g} (remaining {max(budget - spent, 0):g})"
+        )
+
+
+@dataclass(frozen=True)
+class PrivacySpend:
+    """An allowed spend."""
+
+    dataset: str
+    epsilon: float
+    spent: float  # total after this spend
+    budget: float
+
+    @property
+    def remaining(self) -> float:
+        return max(self.budget - self.spent, 0.0)
+
+
+def dataset_key(dataset: str) -> str:
+    """A name-safe key for ``dataset`` (Prefect names allow letters, digits, ``-`` and ``_``)."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", dataset.lower()).strip("-")[:60] or "dataset"
+    if slug != dataset:
+        slug += "-" + hashlib.sha256(dataset.encode()).hexdigest()[:8]
+    return slug
+
+
+def _variable(dataset: str) -> str:
+    return f"synthobs_privacy_spent__{dataset_key(dataset)}"
+
+
+def _limit(dataset: str) -> str:
+    return f"synthobs-privacy-{dataset_key(dataset)}"
+
+
+def spent_epsilon(dataset: str) -> float:
+    """Epsilon spent on ``dataset`` so far."""
+    from prefect.variables import Variable
+
+    return float(Variable.get(_variable(dataset), default=0.0, _sync=True))  # type: ignore[call-overload]
+
+
+def _ensure_limit(name: str) -> None:
+    with _created_lock:
+        if name in _created:
+            return
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+        _created.add(name)
+
+
+def _resolve_budget(budget: Any, dataset: str) -> Any:
+    from prefect_synthobs.blocks import PrivacyBudget
+
+    if budget is None:
+        budget = dataset_key(dataset)
+    if isinstance(budget, str):
+        try:
+            budget = PrivacyBudget.load(budget, _sync=True)
+        except Exception as exc:
+            raise ValueError(f"no PrivacyBudget block {budget!r} for dataset {dataset!r}: {exc}") from None
+    if not isinstance(budget, PrivacyBudget):
+        raise ValueError(f"budget must be a PrivacyBudget block or a block name, got {type(budget).__name__}")
+    if budget.dataset != dataset:
+        raise ValueError(f"the PrivacyBudget block is for dataset {budget.dataset!r}, not {dataset!r}")
+    return budget
+
+
+def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
+                         timeout_seconds: float = 60.0) -> PrivacySpend:
+    """Spend ``epsilon`` of ``dataset``'s privacy budget, or refuse.
+
+    Args:
+        epsilon: Epsilon to spend (> 0).
+        dataset: The dataset the synthetic data was made from.
+        budget: A ``PrivacyBudget`` block or block name; default: the block
+            named after the dataset (``dataset_key(dataset)``).
+        timeout_seconds: How long to wait for the dataset's lock.
+
+    Returns:
+        The spend, with the total spent and the budget.
+
+    Raises:
+        PrivacyBudgetExceeded: The spend would pass the budget (nothing spent).
+        ValueError: A bad epsilon, or no budget for the dataset.
+        TimeoutError: The lock was not obtained in time (nothing spent).
+
+    Example:
+        ```python
+        import prefect_synthobs as so
+
+        so.record_privacy_spend(0.5, dataset="customers")
+        ```
+    """
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) \
+            or epsilon <= 0:
+        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset must be a non-empty string, got {dataset!r}")
+    from prefect.concurrency.sync import concurrency
+    from prefect.variables import Variable
+
+    from prefect_synthobs.tracing import span
+
+    block = _resolve_budget(budget, dataset)
+    total = float(block.total_epsilon)
+    epsilon = float(epsilon)
+    with span(names.SPAN_PRIVACY_BUDGET_CHECK, dataset=dataset, epsilon=epsilon, budget=total) as current:
+        lock = _limit(dataset)
+        _ensure_limit(lock)
+        with concurrency(lock, occupy=1, timeout_seconds=timeout_seconds, strict=True):
+            spent = spent_epsilon(dataset)
+            allowed = spent + epsilon <= total * (1 + 1e-12)
+            if allowed:
+                Variable.set(_variable(dataset), spent + epsilon, overwrite=True, _sync=True)  # type: ignore[call-arg]
+        if current.is_recording():
+            current.set_attributes({"synthobs.privacy.allowed": allowed, "synthobs.privacy.spent": spent})
+    _record(dataset, epsilon, spent + epsilon if allowed else spent, total, allowed)
+    if not allowed:
+        _emit_exceeded(dataset, epsilon, spent, total)
+        raise PrivacyBudgetExceeded(dataset, epsilon, spent, total)
+    return PrivacySpend(dataset, epsilon, spent + epsilon, total)
+
+
+def _record(dataset: str, epsilon: float, spent: float, total: float, allowed: bool) -> None:
+    try:
+        from prefect.context import FlowRunContext
+
+        from prefect_synthobs.rows import new_event_id
+        from prefect_synthobs.runtime import get_runtime
+
+        runtime = get_runtime()
+        m = runtime.metrics
+        m.privacy_checks.labels(dataset, "allowed" if allowed else "denied").inc()
+        m.privacy_remaining.labels(dataset).set(max(total - spent, 0.0))
+        if not allowed:
+            return
+        m.privacy_spent.labels(dataset).inc(epsilon)
+        ctx = FlowRunContext.get()
+        runtime.recorder.add(names.PRIVACY_LEDGER, {
+            "event_id": new_event_id(),
+            "time": datetime.now(timezone.utc),
+            "flow_run_id": str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
+            "flow_name": ctx.flow.name if ctx and ctx.flow else None,
+            "dataset": dataset,
+            "epsilon": epsilon,
+            "spent": spent,
+            "budget": total,
+            "remaining": max(total - spent, 0.0),
+        })
+        if ctx is None:  # outside a flow nothing else flushes soon: write now
+            runtime.recorder.flush()
+    except Exception as exc:  # the spend itself is already durable in the Prefect variable
+        logger.warning("synthobs: privacy spend not recorded in the ledger (%s)", exc)
+
+
+def _emit_exceeded(dataset: str, epsilon: float, spent: float, total: float) -> None:
+    try:
+        from prefect.context import FlowRunContext
+        from prefect.events import emit_event
+
+        ctx = FlowRunContext.get()
+        related = [{"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}",
+                    "prefect.resource.role": "flow-run"}] if ctx and ctx.flow_run else []
+        emit_event(
+            event=names.EVENT_PRIVACY_BUDGET_EXCEEDED,
+            resource={"prefect.resource.id": f"synthobs.dataset.{dataset_key(dataset)}",
+                      "prefect.resource.name": dataset},
+            related=related,
+            payload={"dataset": dataset, "epsilon": epsilon, "spent": spent, "budget": total,
+                     "remaining": max(total - spent, 0.0)},
+        )
+    except Exception as exc:
+        logger.warning("synthobs: privacy budget event not emitted (%s)", exc)

@@ -1,0 +1,109 @@
+"""Privacy budgets: atomic spends across processes, ledger exactly once, denial event."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+import prefect_synthobs as so
+from conftest import subprocess_env
+from prefect_synthobs import names
+from prefect_synthobs.privacy_budget import dataset_key, spent_epsilon
+
+SPENDER = """
+import json, os, sys
+import prefect_synthobs as so
+from prefect import flow
+
+so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"])
+
+@so.observe(kind="generation", table="customers")
+@flow(name="dp-generate")
+def generate(eps: float) -> str:
+    try:
+        spend = so.record_privacy_spend(eps, dataset=os.environ["DATASET"])
+        return f"allowed {spend.spent}"
+    except so.PrivacyBudgetExceeded:
+        return "denied"
+
+print("RESULT " + generate(float(os.environ["EPS"])))
+"""
+
+
+def test_concurrent_spenders_never_exceed_the_budget(tmp_path: Path) -> None:
+    dataset = f"patients {uuid.uuid4().hex[:6]}"  # a space: names are made safe
+    so.PrivacyBudget(dataset=dataset, total_epsilon=1.0).save(dataset_key(dataset))
+    env = subprocess_env(STORE=str(tmp_path / "store"), SPOOL=str(tmp_path / "spool"), DATASET=dataset, EPS="0.3",
+                         PREFECT_CLIENT_MAX_RETRIES="10")
+    procs = [subprocess.Popen([sys.executable, "-c", SPENDER], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(next(line for line in out.splitlines() if line.startswith("RESULT ")).split(" ", 1)[1])
+    allowed = [r for r in results if r.startswith("allowed")]
+    assert len(allowed) == 3 and results.count("denied") == 5, results  # 3 × 0.3 <= 1.0 < 4 × 0.3
+    assert spent_epsilon(dataset) == pytest.approx(0.9)
+    assert sorted(float(r.split()[1]) for r in allowed) == pytest.approx([0.3, 0.6, 0.9])  # strictly serialised
+    ledger = so.HealthStore(str(tmp_path / "store")).read(names.PRIVACY_LEDGER)
+    ledger = ledger[ledger.dataset == dataset]
+    assert len(ledger) == 3 and ledger.event_id.is_unique  # every spend exactly once
+    assert sorted(ledger.spent) == pytest.approx([0.3, 0.6, 0.9])
+    assert ledger.flow_run_id.notna().all() and set(ledger.budget) == {1.0}
+    assert so.PrivacyBudget.load(dataset_key(dataset)).remaining() == pytest.approx(0.1)
+
+
+def test_denied_spend_raises_counts_and_emits(store_dir: Path) -> None:
+    dataset = f"claims-{uuid.uuid4().hex[:6]}"
+    budget = so.PrivacyBudget(dataset=dataset, total_epsilon=0.5)
+
+    @so.observe(kind="generation")
+    @flow(name=f"dp-{dataset}")
+    def spend_twice() -> None:
+        so.record_privacy_spend(0.4, dataset=dataset, budget=budget)
+        so.record_privacy_spend(0.2, dataset=dataset, budget=budget)
+
+    state = spend_twice(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(so.PrivacyBudgetExceeded, match="remaining 0.1"):
+        state.result()
+    assert spent_epsilon(dataset) == pytest.approx(0.4)  # the denied spend took nothing
+    event_filter = EventFilter(event=EventNameFilter(name=[names.EVENT_PRIVACY_BUDGET_EXCEEDED]),
+                               resource=EventResourceFilter(id=[f"synthobs.dataset.{dataset_key(dataset)}"]))
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while not (events := client.read_events(filter=event_filter, limit=50).events) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert len(events) == 1 and events[0].payload["epsilon"] == 0.2 and events[0].payload["budget"] == 0.5
+    from prometheus_client import generate_latest
+
+    from prefect_synthobs.metrics import REGISTRY
+
+    text = generate_latest(REGISTRY).decode()
+    assert f'synthobs_privacy_budget_checks_total{{dataset="{dataset}",result="denied"}} 1.0' in text
+    assert f'synthobs_privacy_budget_checks_total{{dataset="{dataset}",result="allowed"}} 1.0' in text
+    assert f'synthobs_privacy_epsilon_spent_total{{dataset="{dataset}"}} 0.4' in text
+    ledger = so.HealthStore(str(store_dir)).read(names.PRIVACY_LEDGER)
+    assert ledger.loc[ledger.dataset == dataset, "epsilon"].tolist() == [0.4]
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="epsilon"):
+        so.record_privacy_spend(0, dataset="x")
+    with pytest.raises(ValueError, match="epsilon"):
+        so.record_privacy_spend(float("nan"), dataset="x")
+    with pytest.raises(ValueError, match="no PrivacyBudget block"):
+        so.record_privacy_spend(0.1, dataset=f"unbudgeted-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(ValueError, match="is for dataset"):
+        so.record_privacy_spend(0.1, dataset="a", budget=so.PrivacyBudget(dataset="b", total_epsilon=1))
+    assert json.dumps(dataset_key("Patients / EU"))  # a safe name
