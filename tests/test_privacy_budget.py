@@ -75,7 +75,7 @@ def test_denied_spend_raises_counts_and_emits(store_dir: Path) -> None:
 
     state = spend_twice(return_state=True)
     assert state.is_failed()
-    with pytest.raises(so.PrivacyBudgetExceeded, match="remaining 0.1"):
+    with pytest.raises(so.PrivacyBudgetExceeded, match=r"remaining 0\.1"):
         state.result()
     assert spent_epsilon(dataset) == pytest.approx(0.4)  # the denied spend took nothing
     event_filter = EventFilter(event=EventNameFilter(name=[names.EVENT_PRIVACY_BUDGET_EXCEEDED]),
