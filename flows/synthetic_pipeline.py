@@ -24,6 +24,19 @@ from prefect_synthobs.quality import ks_complement
 
 MODEL_TYPE = "gaussian_copula"
 TABLE = "customers"
+METADATA = {"columns": {
+    "age": {"sdtype": "numerical"}, "income": {"sdtype": "numerical"}, "tenure_months": {"sdtype": "numerical"},
+    "purchases": {"sdtype": "numerical"}, "segment": {"sdtype": "categorical"},
+    "region": {"sdtype": "categorical"}, "churned": {"sdtype": "boolean"},
+}}
+# What the demo gates on. A team would save these as a QualityGates block and
+# name it: so.check_quality(..., gates="customers-gates").
+GATES = so.QualityGates(min_overall=0.75, max_exact_match_rate=0.01, max_membership_inference_auc=0.6,
+                        min_tstr_ratio=0.7, policy="warn")
+# Epsilon each generation run charges to the customers table's privacy budget
+# (illustrative: a DP generator would report its own epsilon).
+EPSILON_PER_RUN = 0.1
+BUDGET = so.PrivacyBudget(dataset=TABLE, total_epsilon=100.0)
 
 # -- data ---------------------------------------------------------------------
 
@@ -250,16 +263,22 @@ def generate_synthetic(model: GaussianCopula, n_rows: int = 20_000, batch_size: 
 
 @so.observe(kind="quality", model_type=MODEL_TYPE, table=TABLE)
 @flow(name="check-quality", log_prints=True)
-def check_quality(real: pd.DataFrame, synthetic: pd.DataFrame, threshold: float = 0.8) -> dict[str, float]:
-    """KS complement per numeric column, recorded as quality scores."""
+def check_quality(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None,
+                  threshold: float = 0.8) -> dict[str, float]:
+    """KS complement per numeric column, then the quality report, privacy and
+    utility scores checked against the demo's gates."""
     numeric = [c for c in real.columns if pd.api.types.is_numeric_dtype(real[c])
                and not pd.api.types.is_bool_dtype(real[c])]
-    with so.span("quality.check", columns=len(numeric)):
-        futures = {c: column_ks.submit(real[c], synthetic[c]) for c in numeric}
-        scores = {c: f.result() for c, f in futures.items()}
-    for column, score in scores.items():
-        so.record_quality(f"ks_complement:{column}", score, threshold=threshold)
-        print(f"KS complement {column:<14} {score:.3f}")
+    futures = {c: column_ks.submit(real[c], synthetic[c]) for c in numeric}
+    scores = {f"ks_complement:{c}": f.result() for c, f in futures.items()}
+    for metric, score in scores.items():
+        so.record_quality(metric, score, threshold=threshold)
+        print(f"{metric:<28} {score:.3f}")
+    check = so.check_quality(real, synthetic, METADATA, gates=GATES, holdout=holdout, target="churned",
+                             privacy_sample=2_000, seed=7)
+    for result in check.results:
+        print(f"gate {result.gate:<30} {'pass' if result.passed else 'FAIL'}  ({result.describe()})")
+    scores.update(check.scores)
     return scores
 
 
@@ -267,11 +286,17 @@ def check_quality(real: pd.DataFrame, synthetic: pd.DataFrame, threshold: float 
 @flow(name="synthetic-pipeline", log_prints=True)
 def synthetic_pipeline(n_real: int = 5_000, n_synthetic: int = 20_000, epochs: int = 5,
                        seed: int = 7) -> dict[str, float]:
-    """Train a generator, sample a synthetic table, check its quality."""
+    """Train a generator, spend privacy budget, sample a synthetic table, check it."""
     model = train_generator(n_real, epochs, seed)
+    try:
+        spend = so.record_privacy_spend(EPSILON_PER_RUN, dataset=TABLE, budget=BUDGET)
+        print(f"privacy budget of {TABLE!r}: spent {spend.spent:.1f} of {spend.budget:.1f} epsilon")
+    except so.PrivacyBudgetExceeded as exc:
+        print(f"{exc}; reset it with: prefect variable delete synthobs_privacy_spent__{TABLE}")
+        raise
     synthetic = generate_synthetic(model, n_synthetic)
-    real = make_customers(n_real, seed)
-    return check_quality(real, synthetic)
+    train_df, holdout_df = split.fn(make_customers(n_real, seed), 0.2, seed)
+    return check_quality(train_df, synthetic, holdout_df)
 
 
 if __name__ == "__main__":
