@@ -14,6 +14,7 @@ writing are around it.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -58,7 +59,7 @@ def families_from_metrics(
     metrics: Iterable[Metric],
     *,
     prefix: str | None = None,
-    match: Mapping[str, str] | None = None,
+    match: Mapping[str, str | None] | None = None,
     strip: Iterable[str] = (),
 ) -> Families:
     """Snapshot metric families (from ``registry.collect()`` or a text parse).
@@ -66,7 +67,8 @@ def families_from_metrics(
     Args:
         metrics: Metric families.
         prefix: Keep only families whose name starts with this.
-        match: Keep only samples carrying all these label values.
+        match: Keep only samples carrying all these label values (``None``: the
+            label must be absent).
         strip: Label names removed from kept samples (e.g. grouping labels).
     """
     strip = set(strip)
@@ -191,12 +193,15 @@ class PushgatewayExporter(MetricsExporter):
 
     Grouping key: ``job`` = flow name, plus ``grouping`` labels. Only series
     whose ``flow`` label is that flow are pushed to its group, so a process that
-    runs two flows never counts one flow's runs twice. Counters and histograms
-    accumulate across runs (see the module docstring); the read-back and the
-    push share one ``timeout`` budget.
+    runs two flows never counts one flow's runs twice. Series without a
+    ``flow`` label (quality scores, gate checks, privacy budgets, GPUs) go to
+    one shared group per host: ``job="synthobs"``, ``instance=<host>``.
+    Counters and histograms accumulate across runs (see the module docstring);
+    the read-back and the push share one ``timeout`` budget.
     """
 
     mode = "pushgateway"
+    shared_job = "synthobs"
 
     def __init__(
         self,
@@ -206,38 +211,46 @@ class PushgatewayExporter(MetricsExporter):
         grouping: Mapping[str, str] | None = None,
         timeout: float = 2.0,
         registry: CollectorRegistry = REGISTRY,
+        instance: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.prefix = prefix + "_"
         self.grouping = dict(grouping or {})
         self.timeout = timeout
         self.registry = registry
-        self._baselines: dict[str, Families] = {}
+        self.instance = instance or socket.gethostname()
+        self._baselines: dict[tuple[str, str], Families] = {}
         self._lock = threading.Lock()
         self._warn = WarnOnce(logger)
 
-    def _read_group(self, job: str, timeout: float) -> Families:
+    def _read_group(self, job: str, grouping: Mapping[str, str], timeout: float) -> Families:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as resp:
             text = resp.read().decode("utf-8")
-        match = {"job": job, **self.grouping}
+        match = {"job": job, **grouping}
         return families_from_metrics(
             text_string_to_metric_families(text), prefix=self.prefix, match=match, strip=match
         )
 
+    def _push(self, job: str, grouping: Mapping[str, str], local: Families, deadline: float) -> None:
+        key = (job, ",".join(f"{k}={v}" for k, v in sorted(grouping.items())))
+        remote = self._read_group(job, grouping, max(deadline - time.monotonic(), 0.05))
+        merged = accumulate(remote, local, self._baselines.get(key, {}))
+        pushadd_to_gateway(
+            self.url, job=job, registry=registry_of(merged),
+            grouping_key=dict(grouping), timeout=max(deadline - time.monotonic(), 0.05),
+        )
+        self._baselines[key] = local
+
     def on_flow_end(self, flow_name: str) -> None:
         with self._lock:
             deadline = time.monotonic() + self.timeout
-            local = families_from_metrics(
-                self.registry.collect(), prefix=self.prefix, match={"flow": flow_name}
-            )
+            collected = list(self.registry.collect())
+            own = families_from_metrics(collected, prefix=self.prefix, match={"flow": flow_name})
+            shared = families_from_metrics(collected, prefix=self.prefix, match={"flow": None})
             try:
-                remote = self._read_group(flow_name, self.timeout)
-                merged = accumulate(remote, local, self._baselines.get(flow_name, {}))
-                remaining = max(deadline - time.monotonic(), 0.05)
-                pushadd_to_gateway(
-                    self.url, job=flow_name, registry=registry_of(merged),
-                    grouping_key=self.grouping, timeout=remaining,
-                )
+                self._push(flow_name, self.grouping, own, deadline)
+                if shared:
+                    self._push(self.shared_job, {**self.grouping, "instance": self.instance}, shared, deadline)
             except (OSError, urllib.error.URLError, ValueError) as exc:
                 self._warn.fail(
                     "synthobs: Pushgateway %s unreachable (%s); metrics of this run will be "
@@ -245,7 +258,6 @@ class PushgatewayExporter(MetricsExporter):
                     self.url, exc,
                 )
                 return
-            self._baselines[flow_name] = local
             self._warn.ok()
 
 

@@ -87,6 +87,27 @@ def test_pushgateway_in_process_pushes_only_that_flows_series(store_dir: Path, p
     assert _samples(text, "synthobs_flow_runs_total", job=a, flow=b) == []
 
 
+def test_pushgateway_pushes_flowless_series_to_a_shared_host_group(store_dir: Path, pushgateway: str) -> None:
+    import socket
+
+    so.configure(metrics_mode="pushgateway", pushgateway_url=pushgateway)
+    name, table = f"scored-{uuid.uuid4().hex[:6]}", f"tbl-{uuid.uuid4().hex[:6]}"
+
+    @so.observe(kind="quality", table=table)
+    @flow(name=name)
+    def score(value: float) -> None:
+        so.record_quality("overall", value, threshold=0.5)
+
+    score(0.9), score(0.7)
+    text = urllib.request.urlopen(f"{pushgateway}/metrics").read().decode()
+    host = socket.gethostname()
+    assert _samples(text, "synthobs_quality_score", job="synthobs", instance=host, table=table) == [0.7]
+    assert _samples(text, "synthobs_quality_gate_checks_total", job="synthobs", instance=host, table=table,
+                    result="pass") == [2.0]  # accumulated across pushes, not re-added
+    assert _samples(text, "synthobs_quality_score", job=name) == []  # not in the flow's own group
+    assert _samples(text, "synthobs_flow_runs_total", job=name, flow=name) == [2.0]
+
+
 def test_exposition_passes_promtool_check_metrics(store_dir: Path, tmp_path: Path) -> None:
     @task
     def t() -> None:
