@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prefect_synthobs._stats import average_ranks
+
 DEFAULT_CHUNK_SIZE = 1000
 _CONTINUOUS = ("numerical", "datetime")
 _DISCRETE = ("categorical", "boolean")
@@ -360,15 +362,7 @@ def dcr_baseline_protection(real: pd.DataFrame, synthetic: pd.DataFrame, metadat
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """Area under the ROC curve: P(score of a positive > score of a negative), ties half."""
-    scores = np.concatenate([positive, negative])
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(scores.size)
-    sorted_scores = scores[order]
-    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], scores.size] - 1
-    ranks[order] = (first[group] + last[group]) / 2.0 + 1.0
+    ranks = average_ranks(np.concatenate([positive, negative]))
     n_pos, n_neg = positive.size, negative.size
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

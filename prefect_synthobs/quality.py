@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from prefect_synthobs._stats import average_ranks
 from prefect_synthobs.privacy import (
     dcr,
     dcr_baseline_protection,
@@ -165,21 +166,9 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip(np.dot(xm / nx, ym / ny), -1.0, 1.0))
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(values.size, dtype=np.float64)
-    sorted_values = values[order]
-    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], values.size] - 1
-    ranks[order] = (first[group] + last[group]) / 2.0 + 1.0
-    return ranks
-
-
 def _correlation(x: np.ndarray, y: np.ndarray, coefficient: str) -> float:
     if coefficient == "spearman":
-        return _pearson(_average_ranks(x), _average_ranks(y))
+        return _pearson(average_ranks(x), average_ranks(y))
     return _pearson(x, y)
 
 
