@@ -63,7 +63,8 @@ class SynthObsSettings(BaseSettings):
             with neither, spans are not exported.
         otlp_protocol: ``grpc`` or ``http/protobuf``. ``None`` falls back to
             ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL``, then ``http/protobuf``.
-        otlp_headers: Extra export headers (``None``: ``OTEL_EXPORTER_OTLP_HEADERS``).
+        otlp_headers: Extra export headers (``None``: ``OTEL_EXPORTER_OTLP_HEADERS``),
+            kept as secrets (they usually carry tokens).
         otlp_timeout_seconds: Bound on one export and on the flush at the end of
             an observed flow run.
         trace_sample_ratio: Share of traces exported (0 to 1). Runs that are not
@@ -108,7 +109,7 @@ class SynthObsSettings(BaseSettings):
     redact_pii: bool = True
     otlp_endpoint: str | None = None
     otlp_protocol: OtlpProtocol | None = None
-    otlp_headers: dict[str, str] | None = None
+    otlp_headers: dict[str, SecretStr] | None = None
     otlp_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
     trace_console: bool = False
@@ -126,6 +127,12 @@ class SynthObsSettings(BaseSettings):
     def resolved_store_url(self) -> str:
         """The store root, with the embedded default filled in."""
         return self.store_url or str(prefect_home() / "synthobs")
+
+    def resolved_otlp_headers(self) -> dict[str, str] | None:
+        """The export headers with their secrets revealed."""
+        if not self.otlp_headers:
+            return None
+        return {k: v.get_secret_value() for k, v in self.otlp_headers.items()}
 
     def resolved_store_options(self) -> dict[str, str] | None:
         """The store's storage options with their secrets revealed."""

@@ -27,7 +27,7 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -71,7 +71,7 @@ class ExportConfig:
 
     endpoint: str | None
     protocol: str
-    headers: tuple[tuple[str, str], ...] | None
+    headers: tuple[tuple[str, str], ...] | None = field(repr=False)  # may carry tokens
     timeout: float
     console: bool
 
@@ -96,7 +96,9 @@ def export_config(settings: Any, environ: Mapping[str, str] | None = None) -> Ex
     )
     if protocol not in ("grpc", "http/protobuf"):
         raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
-    headers = tuple(sorted(settings.otlp_headers.items())) if settings.otlp_headers else None
+    revealed = settings.resolved_otlp_headers() if hasattr(settings, "resolved_otlp_headers") else \
+        settings.otlp_headers
+    headers = tuple(sorted(revealed.items())) if revealed else None
     return ExportConfig(endpoint, protocol, headers, settings.otlp_timeout_seconds, settings.trace_console)
 
 

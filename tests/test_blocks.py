@@ -68,7 +68,8 @@ def test_configure_from_a_block_and_keywords_still_win(tmp_path: Path) -> None:
         assert settings.store_url == str(tmp_path / "block-store")
         assert settings.environment == "staging" and settings.service_name == "synth-svc"
         assert settings.otlp_protocol == "grpc" and settings.otlp_timeout_seconds == 0.5
-        assert settings.otlp_headers == {"x-api-key": "key-cfg", "authorization": "Bearer tok-cfg"}
+        assert settings.resolved_otlp_headers() == {"x-api-key": "key-cfg", "authorization": "Bearer tok-cfg"}
+        assert "tok-cfg" not in repr(settings) and "key-cfg" not in str(settings)  # secrets stay masked
         assert settings.metrics_prefix == "kw"  # keyword beats block
         assert settings.gpu_interval_seconds == 2.0
         with pytest.raises(ValueError, match="could not load SynthObsConfig block 'no-such-block'"):
