@@ -120,6 +120,25 @@ def _gpu(args: argparse.Namespace) -> int:
         backend.close()
 
 
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from prefect_synthobs.report import build_report, load_frames, render_text, window
+    from prefect_synthobs.store import HealthStore
+
+    try:
+        since, until = window(args.since)
+    except ValueError as exc:
+        print(f"synthobs report: {exc}", file=sys.stderr)
+        return 2
+    report = build_report(load_frames(HealthStore(args.store), since, until, args.flow), since, until)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        render_text(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synthobs", description="Observability for synthetic-data pipelines on Prefect."
@@ -135,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--table", choices=names.TABLES, help="one table (default: all)")
     compact.add_argument("--store", help="health store URL (default: the configured store)")
     compact.set_defaults(func=_compact)
+    report = sub.add_parser("report", help="the health dashboards in the terminal")
+    report.add_argument("--since", default="24h", help="window start: a duration (24h, 7d, 90m) or a timestamp")
+    report.add_argument("--flow", help="only this flow's runs")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument("--store", help="health store URL (default: the configured store)")
+    report.set_defaults(func=_report)
     gpu = sub.add_parser("gpu", help="show the state of each GPU (through NVML)")
     gpu.add_argument("--watch", action="store_true", help="refresh until interrupted")
     gpu.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (with --watch)")

@@ -1,0 +1,139 @@
+"""Health report: artifacts read back from the server over a store filled by real observed runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+import prefect_synthobs as so
+from conftest import REPO, subprocess_env
+from prefect_synthobs import names
+from prefect_synthobs.gpu import sample_rows
+from prefect_synthobs.nvml import GpuReading
+from prefect_synthobs.report import bar, build_report, escape, load_frames, overview_markdown, window
+
+sys.path.insert(0, str(REPO / "flows"))
+import health_report as hr
+import synthetic_pipeline as demo
+
+HOSTILE = "<b>|x"  # a table name (Prefect bans < and > in flow names)
+HOSTILE_FLOW = "x|y *z*"
+
+
+def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def table_of(artifact: Any) -> list[dict[str, Any]]:
+    data = artifact.data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+@pytest.fixture
+def filled_store(store_dir: Path) -> Path:
+    demo.synthetic_pipeline(n_real=1000, n_synthetic=2000, epochs=2)
+
+    @so.observe(kind="generation", table="customers")
+    @flow(name=HOSTILE_FLOW)
+    def broken() -> None:
+        so.record_quality("overall", 0.2, table=HOSTILE, threshold=0.5)
+        raise RuntimeError("generator diverged for alice@example.com")
+
+    broken(return_state=True)
+    now = datetime.now(timezone.utc)
+    readings = [GpuReading(0, "GPU-a", "Fake H100", utilization=u, memory_used_bytes=m, energy_counter_j=1.0)
+                for u, m in ((0.5, 10), (0.9, 30))]
+    for k, r in enumerate(readings):
+        so.HealthStore(str(store_dir)).write(names.GPU_SAMPLES, sample_rows(
+            [r], {"GPU-a": 100.0}, time=now - timedelta(seconds=10 - k), host="h1", run_ids=[]))
+    from prefect_synthobs.runtime import get_runtime
+
+    get_runtime().recorder.flush()
+    return store_dir
+
+
+def test_report_artifacts_match_the_store(filled_store: Path) -> None:
+    state = hr.health_report(store_url=str(filled_store), window_hours=1, return_state=True)
+    assert state.is_completed()
+    arts = artifacts_of(state.state_details.flow_run_id)
+    assert set(arts) >= {"synthobs-overview", "synthobs-flows", "synthobs-slowest-tasks", "synthobs-failures",
+                         "synthobs-quality", "synthobs-gpu", "synthobs-privacy", "synthobs-quality-gates"}
+    store = so.HealthStore(str(filled_store))
+    runs = store.read(names.FLOW_RUNS)
+
+    flows = {r["flow"]: r for r in table_of(arts["synthobs-flows"])}
+    assert flows["synthetic-pipeline"]["runs"] == int((runs.flow_name == "synthetic-pipeline").sum()) == 1
+    assert flows[escape(HOSTILE_FLOW)]["failed"] == 1 and flows[escape(HOSTILE_FLOW)]["success_rate"] == 0.0
+    assert HOSTILE_FLOW not in json.dumps(table_of(arts["synthobs-flows"]))  # escaped, cannot break a table
+    tables = {r["table"] for r in table_of(arts["synthobs-quality"])}
+    assert escape(HOSTILE) in tables and HOSTILE not in tables
+
+    failures = table_of(arts["synthobs-failures"])
+    assert len(failures) == 1 and failures[0]["error_type"] == "RuntimeError"
+    assert "alice@example.com" not in failures[0]["error_message"]  # redacted in the store already
+
+    quality = store.read(names.QUALITY_CHECKS)
+    gated = quality[quality.threshold.notna()]
+    progress = arts["synthobs-quality-gates"].data
+    assert float(progress) == pytest.approx(100 * gated.passed.astype(bool).mean(), abs=0.01)
+    overall = next(r for r in table_of(arts["synthobs-quality"]) if r["metric"] == "overall"
+                   and r["table"] == "customers")
+    expected = quality.loc[(quality.metric == "overall") & (quality.table_name == "customers"), "score"].mean()
+    assert overall["average"] == pytest.approx(expected, abs=1e-4)
+
+    privacy = table_of(arts["synthobs-privacy"])
+    ledger = store.read(names.PRIVACY_LEDGER)
+    assert privacy[0]["dataset"] == "customers" and privacy[0]["used"] == pytest.approx(ledger.spent.max())
+
+    gpus = table_of(arts["synthobs-gpu"])
+    assert gpus[0]["util_mean"] == pytest.approx(0.7) and gpus[0]["util_max"] == 0.9
+    assert gpus[0]["memory_peak_bytes"] == 30 and gpus[0]["energy_j"] == 200.0
+
+    overview = arts["synthobs-overview"].data
+    assert f"{len(runs)} runs" in overview and "█" in overview and escape("generation") in overview
+
+
+def test_empty_store_gives_a_clear_dashboard(store_dir: Path) -> None:
+    state = hr.health_report(store_url=str(store_dir), window_hours=2, return_state=True)
+    assert state.is_completed()
+    arts = artifacts_of(state.state_details.flow_run_id)
+    assert "No runs in this window" in arts["synthobs-overview"].data
+    assert table_of(arts["synthobs-flows"]) == [{"": "none in this window"}]
+
+
+def test_cli_report_text_and_json(filled_store: Path) -> None:
+    env = subprocess_env()
+    cli = [sys.executable, "-m", "prefect_synthobs.cli", "report", "--store", str(filled_store)]
+    out = subprocess.run([*cli, "--json", "--since", "2h"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    assert data["totals"]["runs"] == len(so.HealthStore(str(filled_store)).read(names.FLOW_RUNS))
+    text = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0 and "synthetic-pipeline" in text.stdout and HOSTILE_FLOW in text.stdout
+    bad = subprocess.run([*cli, "--since", "yesterday-ish"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "duration like 24h" in bad.stderr
+
+
+def test_pure_helpers() -> None:
+    assert escape("<b>|x\nnext") == "\\<b\\>\\|x next"
+    assert bar(0.5, 4) == "██░░" and bar(None, 3) == "···" and bar(1.7, 2) == "██"
+    until = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    assert window("90m", until)[0] == until - timedelta(minutes=90)
+    assert window("2026-11-20", until)[0] == datetime(2026, 11, 20, tzinfo=timezone.utc)
+    empty = {t: pd.DataFrame(columns=c) for t, c in __import__("prefect_synthobs.report").report.COLUMNS.items()}
+    report = build_report(empty, until - timedelta(hours=1), until)
+    assert report.empty and "No runs in this window" in overview_markdown(report)
+    assert load_frames  # used by the flow
