@@ -139,6 +139,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_dashboards(args: argparse.Namespace) -> int:
+    from prefect_synthobs.dashboards import export
+    from prefect_synthobs.settings import get_settings
+
+    prefix = args.prefix or get_settings().metrics_prefix
+    for path in export(args.directory, prefix, args.runbook_base):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synthobs", description="Observability for synthetic-data pipelines on Prefect."
@@ -160,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument("--store", help="health store URL (default: the configured store)")
     report.set_defaults(func=_report)
+    export = sub.add_parser("export-dashboards",
+                            help="write a Grafana dashboard, Prometheus alert rules, runbooks and a scrape config")
+    export.add_argument("directory", help="where to write them (created if needed)")
+    export.add_argument("--prefix", help="metric prefix (default: the configured one)")
+    export.add_argument("--runbook-base", default="runbooks",
+                        help="base of the alerts' runbook_url (default: the exported runbooks/ folder)")
+    export.set_defaults(func=_export_dashboards)
     gpu = sub.add_parser("gpu", help="show the state of each GPU (through NVML)")
     gpu.add_argument("--watch", action="store_true", help="refresh until interrupted")
     gpu.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (with --watch)")
