@@ -25,7 +25,7 @@ LOW_BUDGET_SHARE = 0.2  # a privacy budget with less than this share left is fla
 COLUMNS: dict[str, list[str]] = {
     names.FLOW_RUNS: ["flow_run_id", "flow_name", "kind", "state_type", "start_time", "end_time", "duration_s",
                       "rows", "error_type", "error_message", "gpu_util_mean"],
-    names.TASK_RUNS: ["flow_name", "task_name", "state_type", "start_time", "duration_s"],
+    names.TASK_RUNS: ["flow_name", "task_name", "duration_s"],
     names.QUALITY_CHECKS: ["time", "table_name", "metric", "score", "threshold", "passed"],
     names.GPU_SAMPLES: ["time", "host", "gpu_index", "gpu_uuid", "gpu_name", "utilization", "memory_used_bytes",
                         "energy_j"],
@@ -141,8 +141,8 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
 
     slowest = []
     if len(tasks):
-        stats = tasks.groupby(["flow_name", "task_name"], dropna=False).duration_s.agg(
-            runs="size", p95=lambda s: np.percentile(s.dropna(), 95) if s.notna().any() else np.nan, max="max")
+        grouped = tasks.groupby(["flow_name", "task_name"], dropna=False, observed=True).duration_s
+        stats = pd.DataFrame({"runs": grouped.size(), "p95": grouped.quantile(0.95), "max": grouped.max()})
         for (flow, task), row in stats.sort_values("p95", ascending=False).head(top).iterrows():
             slowest.append({"flow": flow, "task": task, "runs": int(row["runs"]), "p95_duration_s": _num(row["p95"]),
                             "max_duration_s": _num(row["max"])})

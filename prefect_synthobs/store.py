@@ -251,6 +251,10 @@ class HealthStore:
         if deduplicate and "event_id" not in read_cols:
             read_cols.append("event_id")
         data = dataset.to_table(columns=read_cols, filter=expr)
+        if deduplicate and data.num_rows and pc.count_distinct(data["event_id"]).as_py() == data.num_rows:
+            deduplicate = False  # the usual case: nothing to drop, no need to hash ids in pandas
+            if "event_id" not in wanted:
+                data = data.drop_columns(["event_id"])
         frame = data.to_pandas()
         if deduplicate and len(frame):
             frame = frame.drop_duplicates(subset="event_id", ignore_index=True)
