@@ -73,7 +73,12 @@ def load_frames(store: Any, since: datetime, until: datetime, flow_name: str | N
     frames = {}
     for table, columns in COLUMNS.items():
         start = since - span if previous and table == names.QUALITY_CHECKS else since
-        df = store.read(table, since=start, until=until, columns=columns)
+        strings = [c for c in ("flow_name", "task_name", "kind", "state_type", "table_name", "metric", "dataset")
+                   if c in columns]
+        # task rows are the millions: skip the event-id dedupe there (only a compaction running at
+        # that very moment can show a row twice; a dashboard can live with one double count)
+        df = store.read(table, since=start, until=until, columns=columns, categorical=strings,
+                        deduplicate=table != names.TASK_RUNS)
         if flow_name is not None and "flow_name" in df.columns:
             df = df[df.flow_name == flow_name]
         frames[table] = df
