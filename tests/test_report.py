@@ -137,3 +137,14 @@ def test_pure_helpers() -> None:
     report = build_report(empty, until - timedelta(hours=1), until)
     assert report.empty and "No runs in this window" in overview_markdown(report)
     assert load_frames  # used by the flow
+
+
+def test_prefect_yaml_deploys_the_health_report() -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = [d for d in config["deployments"] if d["name"] == "health-report-hourly"]
+    path, func = deployment["entrypoint"].split(":")
+    assert (REPO / path).is_file() and getattr(hr, func) is hr.health_report
+    assert deployment["schedules"][0]["cron"] == "0 * * * *"
+    assert set(deployment["parameters"]) <= set(hr.health_report.parameters.properties)
