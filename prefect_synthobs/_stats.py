@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -16,3 +17,12 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     last = np.r_[first[1:], values.size] - 1
     ranks[order] = (first[group] + last[group]) / 2.0 + 1.0
     return ranks
+
+
+def numeric_values(series: pd.Series, *, datetime_unit: float = 1.0) -> np.ndarray:
+    """A column as float64 with NaN for missing values; datetimes as integer
+    nanoseconds divided by ``datetime_unit`` (``1e9`` gives seconds)."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        ns = series.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64)
+        return np.where(series.isna().to_numpy(), np.nan, ns / datetime_unit if datetime_unit != 1.0 else ns)
+    return pd.to_numeric(series).to_numpy(dtype=np.float64)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs._stats import average_ranks
+from prefect_synthobs._stats import average_ranks, numeric_values
 
 DEFAULT_CHUNK_SIZE = 1000
 _CONTINUOUS = ("numerical", "datetime")
@@ -81,11 +81,8 @@ def _columns(metadata: Mapping[str, Any], data: pd.DataFrame, reference: pd.Data
     return out
 
 
-def _as_float(series: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        ns = series.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64)
-        return np.where(series.isna().to_numpy(), np.nan, ns / 1e9)  # seconds, as SDMetrics
-    return pd.to_numeric(series).to_numpy(dtype=np.float64)
+def _seconds(series: pd.Series) -> np.ndarray:
+    return numeric_values(series, datetime_unit=1e9)  # datetimes in seconds, as SDMetrics
 
 
 def _encode(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any]) -> _Encoded:
@@ -96,8 +93,8 @@ def _encode(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, 
     cont = [c for c, t in sdtypes.items() if t in _CONTINUOUS]
     disc = [c for c, t in sdtypes.items() if t in _DISCRETE]
     n, m = len(data), len(reference)
-    raw_data = np.column_stack([_as_float(data[c]) for c in cont]) if cont else np.empty((n, 0))
-    raw_ref = np.column_stack([_as_float(reference[c]) for c in cont]) if cont else np.empty((m, 0))
+    raw_data = np.column_stack([_seconds(data[c]) for c in cont]) if cont else np.empty((n, 0))
+    raw_ref = np.column_stack([_seconds(reference[c]) for c in cont]) if cont else np.empty((m, 0))
     nan_data, nan_ref = np.isnan(raw_data), np.isnan(raw_ref)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing reference column

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs._stats import average_ranks
+from prefect_synthobs._stats import average_ranks, numeric_values
 from prefect_synthobs.privacy import (
     dcr,
     dcr_baseline_protection,
@@ -83,7 +83,7 @@ def _as_numbers(series: pd.Series, what: str) -> np.ndarray:
     """Non-null values as float64; datetimes as integer nanoseconds."""
     s = pd.Series(series).dropna()
     if pd.api.types.is_datetime64_any_dtype(s):
-        return s.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64)
+        return numeric_values(s)
     if pd.api.types.is_bool_dtype(s):
         return s.astype("int64").to_numpy(dtype=np.float64)
     if not pd.api.types.is_numeric_dtype(s):
@@ -460,20 +460,13 @@ class _ReportColumn:
     @classmethod
     def build(cls, real: pd.Series, synthetic: pd.Series, sdtype: str, bins: int) -> _ReportColumn:
         if sdtype in _CONTINUOUS:
-            vr, vs = _continuous_values(real), _continuous_values(synthetic)
+            vr, vs = numeric_values(real), numeric_values(synthetic)
             return cls(True, _digitize(vr, bins), _digitize(vs, bins), bins + 2, vr, vs,
                        int(real.nunique()), int(synthetic.nunique()))
         both = pd.concat([real, synthetic], ignore_index=True).astype(object)
         codes, uniques = pd.factorize(both, use_na_sentinel=True)
         codes = np.where(codes < 0, len(uniques), codes)
         return cls(False, codes[: len(real)], codes[len(real):], len(uniques) + 1)
-
-
-def _continuous_values(series: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        ns = series.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64)
-        return np.where(series.isna().to_numpy(), np.nan, ns)
-    return pd.to_numeric(series).to_numpy(dtype=np.float64)
 
 
 def _report_correlation(a: _ReportColumn, b: _ReportColumn, threshold: float) -> dict[str, float]:

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from prefect_synthobs._stats import numeric_values
+
 
 class Estimator(Protocol):
     def fit(self, x: np.ndarray, y: np.ndarray) -> Any: ...
@@ -120,10 +122,7 @@ class _Features:
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        ns = series.astype("datetime64[ns]").astype("int64").to_numpy(dtype=np.float64)
-        return np.where(series.isna().to_numpy(), np.nan, ns / 1e9)
-    return pd.to_numeric(series).to_numpy(dtype=np.float64)
+    return numeric_values(series, datetime_unit=1e9)  # datetimes in seconds
 
 
 def _r2(y: np.ndarray, pred: np.ndarray) -> float:

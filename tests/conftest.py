@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="synthobs-test-home-"))
@@ -148,3 +149,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def wait_for_events(event: str, *, related_flow_run: Any = None, resource_id: str | None = None,
+                    timeout: float = 30.0) -> list[Any]:
+    """Events named ``event`` read back from the session's server, waiting until at
+    least one arrives (events are ingested asynchronously) or ``timeout`` passes."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter, EventResourceFilter
+
+    event_filter = EventFilter(
+        event=EventNameFilter(name=[event]),
+        related=EventRelatedFilter(id=[f"prefect.flow-run.{related_flow_run}"]) if related_flow_run else None,
+        resource=EventResourceFilter(id=[resource_id]) if resource_id else None,
+    )
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            events = client.read_events(filter=event_filter, limit=50).events  # 50: the server's maximum
+            if events or time.monotonic() > deadline:
+                return list(events)
+            time.sleep(0.5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -10,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prometheus_client.parser import text_string_to_metric_families
 
 import prefect_synthobs as so
+from conftest import wait_for_events
 from prefect_synthobs import names
 from prefect_synthobs.gates import GateResult, evaluate_gates
 from prefect_synthobs.metrics import REGISTRY
@@ -29,16 +27,8 @@ def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
                          "c": rng.choice(["a", "b", "c"], n).astype(object)})
 
 
-def events_for(flow_run_id: str, timeout: float = 30.0) -> list[object]:
-    event_filter = EventFilter(event=EventNameFilter(name=[names.EVENT_QUALITY_GATE_FAILED]),
-                               related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            events = client.read_events(filter=event_filter, limit=50).events
-            if events or time.monotonic() > deadline:
-                return list(events)
-            time.sleep(0.5)
+def events_for(flow_run_id: str) -> list[object]:
+    return wait_for_events(names.EVENT_QUALITY_GATE_FAILED, related_flow_run=flow_run_id)
 
 
 def gate_counts(table: str) -> dict[tuple[str, str], float]:

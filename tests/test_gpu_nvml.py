@@ -20,7 +20,7 @@ import pytest
 from otlp_receiver import http_receiver
 
 import prefect_synthobs as so
-from conftest import REPO, run_python, subprocess_env
+from conftest import REPO, run_python, subprocess_env, wait_for_events
 from prefect_synthobs import names
 
 GIB = 1024**3
@@ -136,23 +136,6 @@ def samples_by_name(exposition: str) -> dict[str, dict[tuple[str, str], float]]:
     return out
 
 
-def _read_events(flow_run_id: str, timeout: float = 30.0) -> list[object]:
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-
-    event_filter = EventFilter(
-        event=EventNameFilter(name=[names.EVENT_GPU_LOST]),
-        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-    )
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            events = client.read_events(filter=event_filter, limit=50).events  # server max
-            if events or time.monotonic() > deadline:
-                return list(events)
-            time.sleep(0.5)
-
-
 def test_observed_flow_samples_gpus_and_survives_a_lost_gpu(fake_nvml: dict[str, Path], tmp_path: Path) -> None:
     store = tmp_path / "store"
     flow_name = f"gpu-train-{uuid.uuid4().hex[:6]}"
@@ -208,7 +191,7 @@ def test_observed_flow_samples_gpus_and_survives_a_lost_gpu(fake_nvml: dict[str,
     assert attrs[names.ATTR_GPU_MEMORY_PEAK] == 30 * GIB
     assert attrs[names.ATTR_GPU_ENERGY] == pytest.approx(run.gpu_energy_j)
 
-    events = _read_events(out["flow_run_id"])
+    events = wait_for_events(names.EVENT_GPU_LOST, related_flow_run=out["flow_run_id"])
     assert len(events) == 1, events
     event = events[0]
     assert event.resource.id == "synthobs.gpu.GPU-fa4e0000-0000-0000-0000-000000000001"  # type: ignore[attr-defined]

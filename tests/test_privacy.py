@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -19,18 +18,15 @@ from prefect_synthobs.quality import (
     new_row_synthesis,
 )
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-sys.path.insert(0, str(REFERENCE_DIR))
-from sdmetrics_reference import load  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
+from sdmetrics_reference import reference, reference_data
 
-REFERENCE = json.loads((REFERENCE_DIR / "sdmetrics_0_29.json").read_text())
+REFERENCE = reference()
 DATASETS = sorted(REFERENCE["datasets"])
 
 
 def data(name: str):  # type: ignore[no-untyped-def]
-    ref = REFERENCE["datasets"][name]
-    real, synthetic = load(name, ref["metadata"])
-    return real, synthetic, ref
+    return reference_data(name, REFERENCE)
 
 
 @pytest.mark.parametrize("name", DATASETS)

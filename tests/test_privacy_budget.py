@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 import prefect_synthobs as so
-from conftest import subprocess_env
+from conftest import subprocess_env, wait_for_events
 from prefect_synthobs import names
 from prefect_synthobs.privacy_budget import dataset_key, spent_epsilon
 
@@ -78,12 +75,8 @@ def test_denied_spend_raises_counts_and_emits(store_dir: Path) -> None:
     with pytest.raises(so.PrivacyBudgetExceeded, match=r"remaining 0\.1"):
         state.result()
     assert spent_epsilon(dataset) == pytest.approx(0.4)  # the denied spend took nothing
-    event_filter = EventFilter(event=EventNameFilter(name=[names.EVENT_PRIVACY_BUDGET_EXCEEDED]),
-                               resource=EventResourceFilter(id=[f"synthobs.dataset.{dataset_key(dataset)}"]))
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while not (events := client.read_events(filter=event_filter, limit=50).events) and time.monotonic() < deadline:
-            time.sleep(0.5)
+    events = wait_for_events(names.EVENT_PRIVACY_BUDGET_EXCEEDED,
+                             resource_id=f"synthobs.dataset.{dataset_key(dataset)}")
     assert len(events) == 1 and events[0].payload["epsilon"] == 0.2 and events[0].payload["budget"] == 0.5
     from prometheus_client import generate_latest
 

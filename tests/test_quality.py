@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -20,11 +19,10 @@ from prefect_synthobs.quality import (
     tv_complement,
 )
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-sys.path.insert(0, str(REFERENCE_DIR))
-from sdmetrics_reference import load  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
+from sdmetrics_reference import reference, reference_data
 
-REFERENCE = json.loads((REFERENCE_DIR / "sdmetrics_0_29.json").read_text())
+REFERENCE = reference()
 DATASETS = sorted(REFERENCE["datasets"])
 TOL = 1e-9
 
@@ -36,9 +34,7 @@ def same(ours: float, theirs: Any) -> bool:
 
 
 def data(name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    ref = REFERENCE["datasets"][name]
-    real, synthetic = load(name, ref["metadata"])
-    return real, synthetic, ref
+    return reference_data(name, REFERENCE)
 
 
 def test_reference_was_made_by_sdmetrics_0_29() -> None:

@@ -44,6 +44,18 @@ def load(name: str, metadata: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out[0], out[1]
 
 
+def reference() -> dict:
+    """The recorded SDMetrics values (``sdmetrics_0_29.json``)."""
+    return json.loads((HERE / "sdmetrics_0_29.json").read_text())
+
+
+def reference_data(name: str, recorded: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """``(real, synthetic, recorded values)`` of dataset ``name``, as the tests use them."""
+    ref = (recorded or reference())["datasets"][name]
+    real, synthetic = load(name, ref["metadata"])
+    return real, synthetic, ref
+
+
 def _datasets() -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]]:
     rng = np.random.default_rng(20261122)
 
