@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
 import sys
 import uuid
@@ -99,4 +99,6 @@ def test_bad_input_is_a_clear_error() -> None:
         so.record_privacy_spend(0.1, dataset=f"unbudgeted-{uuid.uuid4().hex[:6]}")
     with pytest.raises(ValueError, match="is for dataset"):
         so.record_privacy_spend(0.1, dataset="a", budget=so.PrivacyBudget(dataset="b", total_epsilon=1))
-    assert json.dumps(dataset_key("Patients / EU"))  # a safe name
+    key = dataset_key("Patients / EU")
+    assert re.fullmatch(r"[a-z0-9_-]+", key)  # a name Prefect accepts for variables and limits
+    assert key != dataset_key("patients-eu")  # made-safe names of different datasets stay apart

@@ -20,7 +20,7 @@ from conftest import REPO, subprocess_env
 from prefect_synthobs import names
 from prefect_synthobs.gpu import sample_rows
 from prefect_synthobs.nvml import GpuReading
-from prefect_synthobs.report import bar, build_report, escape, load_frames, overview_markdown, window
+from prefect_synthobs.report import bar, build_report, escape, overview_markdown, window
 
 sys.path.insert(0, str(REPO / "flows"))
 import health_report as hr
@@ -136,7 +136,6 @@ def test_pure_helpers() -> None:
     empty = {t: pd.DataFrame(columns=c) for t, c in __import__("prefect_synthobs.report").report.COLUMNS.items()}
     report = build_report(empty, until - timedelta(hours=1), until)
     assert report.empty and "No runs in this window" in overview_markdown(report)
-    assert load_frames  # used by the flow
 
 
 def test_prefect_yaml_deploys_the_health_report() -> None:
