@@ -27,7 +27,12 @@ from prefect_synthobs.blocks import (
 from prefect_synthobs.gates import QualityGateFailed, check_quality
 from prefect_synthobs.measurements import record_epoch, record_quality, record_rows
 from prefect_synthobs.observe import observe
-from prefect_synthobs.privacy_budget import PrivacyBudgetExceeded, PrivacySpend, record_privacy_spend
+from prefect_synthobs.privacy_budget import (
+    PrivacyBudgetExceeded,
+    PrivacyBudgetUnavailable,
+    PrivacySpend,
+    record_privacy_spend,
+)
 from prefect_synthobs.settings import SynthObsSettings, configure
 from prefect_synthobs.store import HealthStore
 from prefect_synthobs.tracing import span
@@ -39,6 +44,7 @@ __all__ = [
     "OtlpExporter",
     "PrivacyBudget",
     "PrivacyBudgetExceeded",
+    "PrivacyBudgetUnavailable",
     "PrivacySpend",
     "QualityGateFailed",
     "QualityGates",

@@ -45,6 +45,16 @@ class PrivacyBudgetExceeded(Exception):
         )
 
 
+class PrivacyBudgetUnavailable(RuntimeError):
+    """The budget could not be checked (Prefect API unreachable, lock not obtained in
+    time); nothing was spent. A privacy budget fails closed: an unchecked spend is refused."""
+
+    def __init__(self, dataset: str, reason: BaseException) -> None:
+        self.dataset = dataset
+        super().__init__(f"privacy budget of {dataset!r} could not be checked ({type(reason).__name__}: "
+                         f"{reason}); nothing was spent")
+
+
 @dataclass(frozen=True)
 class PrivacySpend:
     """An allowed spend."""
@@ -126,8 +136,9 @@ def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
 
     Raises:
         PrivacyBudgetExceeded: The spend would pass the budget (nothing spent).
+        PrivacyBudgetUnavailable: The Prefect API could not be reached or the
+            lock was not obtained within ``timeout_seconds`` (nothing spent).
         ValueError: A bad epsilon, or no budget for the dataset.
-        TimeoutError: The lock was not obtained in time (nothing spent).
 
     Example:
         ```python
@@ -151,12 +162,16 @@ def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
     epsilon = float(epsilon)
     with span(names.SPAN_PRIVACY_BUDGET_CHECK, dataset=dataset, epsilon=epsilon, budget=total) as current:
         lock = _limit(dataset)
-        _ensure_limit(lock)
-        with concurrency(lock, occupy=1, timeout_seconds=timeout_seconds, strict=True):
-            spent = spent_epsilon(dataset)
-            allowed = spent + epsilon <= total * (1 + 1e-12)
-            if allowed:
-                Variable.set(_variable(dataset), spent + epsilon, overwrite=True, _sync=True)  # type: ignore[call-arg]
+        try:
+            _ensure_limit(lock)
+            with concurrency(lock, occupy=1, timeout_seconds=timeout_seconds, strict=True):
+                spent = spent_epsilon(dataset)
+                allowed = spent + epsilon <= total * (1 + 1e-12)
+                if allowed:
+                    Variable.set(_variable(dataset), spent + epsilon, overwrite=True,  # type: ignore[call-arg]
+                                 _sync=True)
+        except Exception as exc:
+            raise PrivacyBudgetUnavailable(dataset, exc) from exc
         if current.is_recording():
             current.set_attributes({"synthobs.privacy.allowed": allowed, "synthobs.privacy.spent": spent})
     _record(dataset, epsilon, spent + epsilon if allowed else spent, total, allowed)

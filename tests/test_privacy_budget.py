@@ -102,3 +102,22 @@ def test_bad_input_is_a_clear_error() -> None:
     key = dataset_key("Patients / EU")
     assert re.fullmatch(r"[a-z0-9_-]+", key)  # a name Prefect accepts for variables and limits
     assert key != dataset_key("patients-eu")  # made-safe names of different datasets stay apart
+
+
+def test_unreachable_api_refuses_the_spend_clearly(store_dir: Path) -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from conftest import free_port
+
+    dataset = f"offline-{uuid.uuid4().hex[:6]}"
+    budget = so.PrivacyBudget(dataset=dataset, total_epsilon=1.0)
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api",
+                                     PREFECT_CLIENT_MAX_RETRIES: 0}), \
+            pytest.raises(so.PrivacyBudgetUnavailable, match="nothing was spent"):
+        so.record_privacy_spend(0.1, dataset=dataset, budget=budget)
+    assert spent_epsilon(dataset) == 0.0  # the server (reachable again) holds no spend
+    from prefect_synthobs.runtime import get_runtime
+
+    get_runtime().recorder.flush()
+    ledger = so.HealthStore(str(store_dir)).read(names.PRIVACY_LEDGER)
+    assert dataset not in set(ledger.dataset)
