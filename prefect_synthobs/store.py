@@ -215,7 +215,8 @@ class HealthStore:
         """Read ``table`` into pandas, pruning partitions and columns.
 
         Args:
-            table: ``flow_runs``, ``task_runs`` or ``training_epochs``.
+            table: One of ``names.TABLES`` (``flow_runs``, ``task_runs``, ``training_epochs``,
+                ``quality_checks``, ``gpu_samples``, ``privacy_ledger``).
             since: Keep rows whose time is at or after this (UTC if naive).
             until: Keep rows whose time is before this.
             columns: Columns to read (all by default).
