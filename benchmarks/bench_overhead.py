@@ -32,8 +32,8 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 import prefect_synthobs as so  # noqa: E402
-from prefect_synthobs.listener import RunListener  # noqa: E402
-from prefect_synthobs.runtime import Runtime  # noqa: E402
+from prefect_synthobs.instrument.listener import RunListener  # noqa: E402
+from prefect_synthobs.instrument.runtime import Runtime  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, report  # noqa: E402

@@ -28,8 +28,8 @@ def fill(store_url: str, rows: int, until: datetime) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from prefect_synthobs.schemas import schema_for
-    from prefect_synthobs.store import HealthStore
+    from prefect_synthobs.health.schemas import schema_for
+    from prefect_synthobs.health.store import HealthStore
 
     store = HealthStore(store_url)
     rng = np.random.default_rng(0)
@@ -67,8 +67,8 @@ def pd_ts(t0: datetime, seconds):  # type: ignore[no-untyped-def]
 
 
 def child(store_url: str) -> dict:
-    from prefect_synthobs.report import build_report, load_frames
-    from prefect_synthobs.store import HealthStore
+    from prefect_synthobs.reports.health import build_report, load_frames
+    from prefect_synthobs.health.store import HealthStore
 
     until = datetime.now(timezone.utc)
     since = until - timedelta(hours=24)

@@ -23,8 +23,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from prefect import flow
 
 import prefect_synthobs as so
-from prefect_synthobs import names
-from prefect_synthobs.gpu import current_sampler
+from prefect_synthobs import catalog as names
+from prefect_synthobs.gpu.sampler import current_sampler
 
 
 @so.observe(kind="training", model_type="torch_matmul", table="synthetic")

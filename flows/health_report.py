@@ -19,7 +19,7 @@ import sys
 from prefect import flow
 
 import prefect_synthobs as so
-from prefect_synthobs.report import build_report, load_frames, publish_artifacts, window
+from prefect_synthobs.reports.health import build_report, load_frames, publish_artifacts, window
 
 
 @flow(name="synthobs-health-report", log_prints=True)

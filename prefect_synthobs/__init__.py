@@ -16,7 +16,7 @@ Example:
 """
 
 from prefect_synthobs._version import __version__
-from prefect_synthobs.blocks import (
+from prefect_synthobs.config.blocks import (
     HealthStoreConfig,
     MetricsConfig,
     OtlpExporter,
@@ -24,18 +24,18 @@ from prefect_synthobs.blocks import (
     QualityGates,
     SynthObsConfig,
 )
-from prefect_synthobs.gates import QualityGateFailed, check_quality
-from prefect_synthobs.measurements import record_epoch, record_quality, record_rows
-from prefect_synthobs.observe import observe
-from prefect_synthobs.privacy_budget import (
+from prefect_synthobs.instrument.gates import QualityGateFailed, check_quality
+from prefect_synthobs.instrument.measurements import record_epoch, record_quality, record_rows
+from prefect_synthobs.instrument.observe import observe
+from prefect_synthobs.instrument.privacy_budget import (
     PrivacyBudgetExceeded,
     PrivacyBudgetUnavailable,
     PrivacySpend,
     record_privacy_spend,
 )
-from prefect_synthobs.settings import SynthObsSettings, configure
-from prefect_synthobs.store import HealthStore
-from prefect_synthobs.tracing import span
+from prefect_synthobs.config.settings import SynthObsSettings, configure
+from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.telemetry.tracing import span
 
 __all__ = [
     "HealthStore",

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -16,7 +16,7 @@ def _demo(args: argparse.Namespace) -> int:
     # a fresh PREFECT_HOME migrates a new database on first start: give it time
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     import prefect_synthobs as so
-    from prefect_synthobs.metrics import REGISTRY
+    from prefect_synthobs.telemetry.metrics import REGISTRY
     from prefect_synthobs.sample_flows.synthetic_pipeline import synthetic_pipeline
 
     overrides = {"store_url": args.store} if args.store else {}
@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
     state = synthetic_pipeline(
         n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
     )
-    from prefect_synthobs.runtime import get_runtime
+    from prefect_synthobs.instrument.runtime import get_runtime
 
     get_runtime().recorder.flush()
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
@@ -71,7 +71,7 @@ def _ts(epoch: float) -> str:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from prefect_synthobs.store import HealthStore
+    from prefect_synthobs.health.store import HealthStore
 
     store = HealthStore(args.store)
     tables = [args.table] if args.table else list(names.TABLES)
@@ -85,8 +85,8 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _gpu(args: argparse.Namespace) -> int:
-    from prefect_synthobs.gpu import format_table
-    from prefect_synthobs.nvml import DeviceLost, get_backend
+    from prefect_synthobs.gpu.sampler import format_table
+    from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 
     backend = get_backend()
     devices = backend.devices()
@@ -123,8 +123,8 @@ def _gpu(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from prefect_synthobs.report import build_report, load_frames, render_text, window
-    from prefect_synthobs.store import HealthStore
+    from prefect_synthobs.reports.health import build_report, load_frames, render_text, window
+    from prefect_synthobs.health.store import HealthStore
 
     try:
         since, until = window(args.since)
@@ -140,8 +140,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export_dashboards(args: argparse.Namespace) -> int:
-    from prefect_synthobs.dashboards import export
-    from prefect_synthobs.settings import get_settings
+    from prefect_synthobs.reports.dashboards import export
+    from prefect_synthobs.config.settings import get_settings
 
     prefix = args.prefix or get_settings().metrics_prefix
     for path in export(args.directory, prefix, args.runbook_base):

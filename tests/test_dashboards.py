@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, promtool, subprocess_env
-from prefect_synthobs import names
-from prefect_synthobs.dashboards import alert_rules, alerts, grafana_dashboard, panel_queries, runbooks
+from prefect_synthobs import catalog as names
+from prefect_synthobs.reports.dashboards import alert_rules, alerts, grafana_dashboard, panel_queries, runbooks
 
 CATALOG = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str) and v.endswith(
     ("_total", "_seconds", "_ratio", "_bytes", "_watts", "_celsius", "_second", "_loss", "_score", "_remaining"))}

@@ -101,7 +101,7 @@ def test_compact_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     from datetime import datetime, timezone
 
     from prefect_synthobs.cli import main
-    from prefect_synthobs.rows import task_row
+    from prefect_synthobs.health.rows import task_row
 
     store = so.HealthStore(str(tmp_path))
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import prefect_synthobs as so
 from conftest import wait_for_events
-from prefect_synthobs import names
-from prefect_synthobs.gates import GateResult, evaluate_gates
+from prefect_synthobs import catalog as names
+from prefect_synthobs.instrument.gates import GateResult, evaluate_gates
 from prefect_synthobs.metrics import REGISTRY
 
 META = {"columns": {"x": {"sdtype": "numerical"}, "y": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"}}}

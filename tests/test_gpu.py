@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from prefect_synthobs import settings as so_settings
-from prefect_synthobs.gpu import GpuSampler, RunGpuSummary, energy_delta, format_table, validate_interval
-from prefect_synthobs.nvml import DeviceLost, GpuDevice, GpuReading, NvmlBackend
+from prefect_synthobs.config import settings as so_settings
+from prefect_synthobs.gpu.sampler import GpuSampler, RunGpuSummary, energy_delta, format_table, validate_interval
+from prefect_synthobs.gpu.nvml import DeviceLost, GpuDevice, GpuReading, NvmlBackend
 
 GIB = 1024**3
 
@@ -352,7 +352,7 @@ def test_backend_disables_not_supported_fields_once(caplog: pytest.LogCaptureFix
                    "util": nvml.NVML_ERROR_UNKNOWN}
     backend = NvmlBackend(nvml, visible=[])
     (device,) = backend.devices()
-    with caplog.at_level("INFO", logger="prefect_synthobs.gpu"):
+    with caplog.at_level("INFO", logger="prefect_synthobs.gpu.sampler"):
         readings = [backend.read(device) for _ in range(10)]
     assert nvml.calls["power"] == 1 and nvml.calls["clock"] == 1  # asked once, then disabled
     assert nvml.calls["util"] == 10  # a transient error is retried next sample
@@ -389,7 +389,7 @@ def test_backend_without_library_is_empty(caplog: pytest.LogCaptureFixture) -> N
             raise self.NVMLError(12)
 
     backend = NvmlBackend(NoLibrary(), visible=[])
-    with caplog.at_level("INFO", logger="prefect_synthobs.gpu"):
+    with caplog.at_level("INFO", logger="prefect_synthobs.gpu.sampler"):
         assert backend.devices() == []
         assert backend.devices() == []  # initialised once, said once
     assert len([r for r in caplog.records if "GPU sampling off" in r.getMessage()]) == 1

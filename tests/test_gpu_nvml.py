@@ -21,7 +21,7 @@ from otlp_receiver import http_receiver
 
 import prefect_synthobs as so
 from conftest import REPO, run_python, subprocess_env, wait_for_events
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 GIB = 1024**3
 FAKE_SOURCE = REPO / "tests" / "fake_nvml" / "fake_nvml.c"
@@ -52,7 +52,7 @@ BACKEND = """
 import ctypes, json, logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 import pynvml
-from prefect_synthobs.nvml import NvmlBackend
+from prefect_synthobs.gpu.nvml import NvmlBackend
 b = NvmlBackend()
 devices = b.devices()
 for _ in range(5):
@@ -230,8 +230,8 @@ def test_cli_gpu_prints_a_table(fake_nvml: dict[str, Path]) -> None:
 
 REAL_GPU = """
 import json, time
-from prefect_synthobs.gpu import GpuSampler
-from prefect_synthobs.nvml import NvmlBackend
+from prefect_synthobs.gpu.sampler import GpuSampler
+from prefect_synthobs.gpu.nvml import NvmlBackend
 backend = NvmlBackend()
 devices = backend.devices()
 if not devices:

@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 import prefect_synthobs as so
-from prefect_synthobs.logs import (
+from prefect_synthobs.telemetry.logs import (
     RUN_LOGGERS,
     JsonFormatter,
     RedactionFilter,

@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 import prefect_synthobs as so
 from prefect_synthobs.metrics import REGISTRY
-from prefect_synthobs.runtime import get_runtime
+from prefect_synthobs.instrument.runtime import get_runtime
 
 
 def _name(prefix: str) -> str:

@@ -17,10 +17,10 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 import prefect_synthobs as so
 from conftest import REPO, subprocess_env
-from prefect_synthobs import names
-from prefect_synthobs.gpu import sample_rows
-from prefect_synthobs.nvml import GpuReading
-from prefect_synthobs.report import bar, build_report, escape, overview_markdown, window
+from prefect_synthobs import catalog as names
+from prefect_synthobs.gpu.sampler import sample_rows
+from prefect_synthobs.gpu.nvml import GpuReading
+from prefect_synthobs.reports.health import bar, build_report, escape, overview_markdown, window
 
 sys.path.insert(0, str(REPO / "flows"))
 import health_report as hr
@@ -59,7 +59,7 @@ def filled_store(store_dir: Path) -> Path:
     for k, r in enumerate(readings):
         so.HealthStore(str(store_dir)).write(names.GPU_SAMPLES, sample_rows(
             [r], {"GPU-a": 100.0}, time=now - timedelta(seconds=10 - k), host="h1", run_ids=[]))
-    from prefect_synthobs.runtime import get_runtime
+    from prefect_synthobs.instrument.runtime import get_runtime
 
     get_runtime().recorder.flush()
     return store_dir
@@ -133,7 +133,7 @@ def test_pure_helpers() -> None:
     until = datetime(2026, 11, 22, tzinfo=timezone.utc)
     assert window("90m", until)[0] == until - timedelta(minutes=90)
     assert window("2026-11-20", until)[0] == datetime(2026, 11, 20, tzinfo=timezone.utc)
-    empty = {t: pd.DataFrame(columns=c) for t, c in __import__("prefect_synthobs.report").report.COLUMNS.items()}
+    empty = {t: pd.DataFrame(columns=c) for t, c in __import__("prefect_synthobs.reports.health").report.COLUMNS.items()}
     report = build_report(empty, until - timedelta(hours=1), until)
     assert report.empty and "No runs in this window" in overview_markdown(report)
 

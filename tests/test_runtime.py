@@ -11,7 +11,7 @@ from prefect import flow, task
 from prefect.settings import PREFECT_CLIENT_METRICS_ENABLED, temporary_settings
 
 import prefect_synthobs as so
-from prefect_synthobs.exposition import bridge_to_prefect_client_metrics
+from prefect_synthobs.telemetry.exposition import bridge_to_prefect_client_metrics
 
 
 def test_long_runs_flush_periodically_before_the_flow_ends(store_dir: Path) -> None:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefect_synthobs import HealthStore
-from prefect_synthobs.rows import task_row
+from prefect_synthobs.health.rows import task_row
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from prefect_synthobs.quality import tstr
-from prefect_synthobs.utility import LogisticRegression, RidgeRegression
+from prefect_synthobs.scores.utility import LogisticRegression, RidgeRegression
 
 META = {"columns": {"x1": {"sdtype": "numerical"}, "x2": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"},
                     "label": {"sdtype": "boolean"}, "amount": {"sdtype": "numerical"}}}

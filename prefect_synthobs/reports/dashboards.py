@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 RUNBOOK_DIR = "docs/runbooks"
 

@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.exposition import MetricsExporter, bridge_to_prefect_client_metrics, make_exporter
-from prefect_synthobs.metrics import SynthObsMetrics, get_metrics, label
-from prefect_synthobs.recorder import Recorder
-from prefect_synthobs.rows import flow_row, task_row, trace_id_from_traceparent
-from prefect_synthobs.settings import SynthObsSettings, get_settings, on_change
-from prefect_synthobs.store import HealthStore
-from prefect_synthobs.tracing import current_run_span
+from prefect_synthobs.telemetry.exposition import MetricsExporter, bridge_to_prefect_client_metrics, make_exporter
+from prefect_synthobs.telemetry.metrics import SynthObsMetrics, get_metrics, label
+from prefect_synthobs.health.recorder import Recorder
+from prefect_synthobs.health.rows import flow_row, task_row, trace_id_from_traceparent
+from prefect_synthobs.config.settings import SynthObsSettings, get_settings, on_change
+from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.telemetry.tracing import current_run_span
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -146,12 +146,12 @@ class Runtime:
         if self._started:
             return
         self._started = True
-        from prefect_synthobs.listener import ensure_listener
-        from prefect_synthobs.tracing import configure_tracing
+        from prefect_synthobs.instrument.listener import ensure_listener
+        from prefect_synthobs.telemetry.tracing import configure_tracing
 
         ensure_listener()
         try:
-            from prefect_synthobs.logs import install_log_filters
+            from prefect_synthobs.telemetry.logs import install_log_filters
 
             install_log_filters(redact_pii=self.settings.redact_pii)
         except Exception as exc:
@@ -213,7 +213,7 @@ class Runtime:
         """The process's GPU sampler, or ``None`` when GPU sampling is off."""
         if not self.settings.gpu_enabled:
             return None
-        from prefect_synthobs.gpu import get_sampler
+        from prefect_synthobs.gpu.sampler import get_sampler
 
         s = self.settings
         return get_sampler(s.gpu_interval_seconds, s.gpu_store_interval_seconds, GpuPublisher(self.host),
@@ -228,7 +228,7 @@ class Runtime:
             self._gpu_warning.fail("synthobs: GPU sampling failed to start (%s)", exc)
 
     def _gpu_detach(self, key: str) -> dict[str, Any] | None:
-        from prefect_synthobs.gpu import current_sampler
+        from prefect_synthobs.gpu.sampler import current_sampler
 
         sampler = current_sampler()
         if sampler is None:
@@ -464,7 +464,7 @@ def _rebuild(settings: SynthObsSettings) -> None:
 
 
 def _shutdown() -> None:
-    from prefect_synthobs.gpu import current_sampler
+    from prefect_synthobs.gpu.sampler import current_sampler
 
     sampler = current_sampler()
     if sampler is not None:

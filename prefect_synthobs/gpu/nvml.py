@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-logger = logging.getLogger("prefect_synthobs.gpu")
+logger = logging.getLogger("prefect_synthobs.gpu.sampler")
 
 # Fields of a reading, in the order ``synthobs gpu`` prints them.
 FIELDS = ("utilization", "memory", "power", "temperature", "sm_clock", "energy")

@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -30,7 +30,7 @@ class RunListener(SpanProcessor):
         try:
             from prefect.context import FlowRunContext
 
-            from prefect_synthobs.runtime import ObserveSpec, current_runtime
+            from prefect_synthobs.instrument.runtime import ObserveSpec, current_runtime
 
             runtime = current_runtime()
             parent = FlowRunContext.get()
@@ -64,7 +64,7 @@ class RunListener(SpanProcessor):
     def _task_end(span: ReadableSpan, attrs: Any) -> None:
         from prefect.context import FlowRunContext, TaskRunContext
 
-        from prefect_synthobs.runtime import current_runtime
+        from prefect_synthobs.instrument.runtime import current_runtime
 
         runtime = current_runtime()
         ctx = TaskRunContext.get()
@@ -90,7 +90,7 @@ class RunListener(SpanProcessor):
     def _flow_end(attrs: Any) -> None:
         from prefect.context import FlowRunContext
 
-        from prefect_synthobs.runtime import current_runtime
+        from prefect_synthobs.instrument.runtime import current_runtime
 
         runtime = current_runtime()
         ctx = FlowRunContext.get()
@@ -124,14 +124,14 @@ def ensure_listener() -> bool:
     with _lock:
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider) and type(provider).__name__ == "ProxyTracerProvider":
-            from prefect_synthobs.tracing import build_tracer_provider
+            from prefect_synthobs.telemetry.tracing import build_tracer_provider
 
             trace.set_tracer_provider(build_tracer_provider())
             provider = trace.get_tracer_provider()
         if any(p is provider for p in _providers):
             ok = True
         elif hasattr(provider, "add_span_processor"):
-            from prefect_synthobs.tracing import attach_stable_names
+            from prefect_synthobs.telemetry.tracing import attach_stable_names
 
             attach_stable_names(provider)  # before the first flow span starts
             provider.add_span_processor(_listener)

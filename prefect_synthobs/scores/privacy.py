@@ -10,7 +10,7 @@ Work is done in blocks of ``chunk_size`` × ``chunk_size`` rows, so memory
 stays bounded whatever the table sizes. Categories share one encoding across
 both tables.
 
-Re-exported by ``prefect_synthobs.quality``.
+Re-exported by ``prefect_synthobs.scores.fidelity``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs._stats import average_ranks, numeric_values
+from prefect_synthobs.scores.stats import average_ranks, numeric_values
 
 DEFAULT_CHUNK_SIZE = 1000
 _CONTINUOUS = ("numerical", "datetime")

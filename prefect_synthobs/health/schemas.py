@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 _TS = pa.timestamp("us", tz="UTC")
 

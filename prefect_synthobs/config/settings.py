@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from prefect_synthobs.names import ENV_PREFIX
+from prefect_synthobs.catalog import ENV_PREFIX
 
 MetricsMode = Literal["none", "http", "pushgateway", "textfile"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
@@ -192,7 +192,7 @@ def configure(config: Any = None, **overrides: Any) -> SynthObsSettings:
     Example:
         ```python
         import prefect_synthobs as so
-        from prefect_synthobs.blocks import SynthObsConfig
+        from prefect_synthobs.config.blocks import SynthObsConfig
 
         so.configure(store_url="s3://bucket/synthobs", metrics_mode="pushgateway")
         so.configure(config=SynthObsConfig.load("prod"))
@@ -246,7 +246,7 @@ def _block_settings(config: Any) -> tuple[str | None, dict[str, Any]]:
     Values the block leaves unset (``None``) are dropped, so they do not hide
     environment variables.
     """
-    from prefect_synthobs.blocks import SynthObsConfig
+    from prefect_synthobs.config.blocks import SynthObsConfig
 
     if isinstance(config, str):
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -79,10 +79,10 @@ def evaluate_gates(scores: Mapping[str, float], gates: Any) -> list[GateResult]:
 
 
 def _resolve_gates(gates: Any) -> Any:
-    from prefect_synthobs.blocks import QualityGates
+    from prefect_synthobs.config.blocks import QualityGates
 
     if gates is None:
-        from prefect_synthobs.settings import get_settings
+        from prefect_synthobs.config.settings import get_settings
 
         name = get_settings().quality_gates_block
         if not name:
@@ -136,11 +136,11 @@ def check_quality(
         ValueError: Invalid input (see ``quality_report``) or gates that
             cannot be loaded.
     """
-    from prefect_synthobs.measurements import record_check
-    from prefect_synthobs.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
-    from prefect_synthobs.quality import quality_report
-    from prefect_synthobs.tracing import span
-    from prefect_synthobs.utility import tstr
+    from prefect_synthobs.instrument.measurements import record_check
+    from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
+    from prefect_synthobs.scores.fidelity import quality_report
+    from prefect_synthobs.telemetry.tracing import span
+    from prefect_synthobs.scores.utility import tstr
 
     resolved = _resolve_gates(gates)
     table = table or _observed_table()
@@ -191,7 +191,7 @@ def _observed_table() -> str | None:
     try:
         from prefect.context import FlowRunContext
 
-        from prefect_synthobs.runtime import current_runtime
+        from prefect_synthobs.instrument.runtime import current_runtime
 
         ctx, runtime = FlowRunContext.get(), current_runtime()
         if ctx is None or ctx.flow_run is None or runtime is None:

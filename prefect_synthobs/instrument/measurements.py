@@ -11,9 +11,9 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from prefect_synthobs import names
-from prefect_synthobs.metrics import label
-from prefect_synthobs.rows import (
+from prefect_synthobs import catalog as names
+from prefect_synthobs.telemetry.metrics import label
+from prefect_synthobs.health.rows import (
     epoch_rows,
     normalize_loss,
     quality_row,
@@ -21,7 +21,7 @@ from prefect_synthobs.rows import (
     validate_rows,
     validate_score,
 )
-from prefect_synthobs.runtime import RunInfo, Runtime, get_runtime
+from prefect_synthobs.instrument.runtime import RunInfo, Runtime, get_runtime
 
 logger = logging.getLogger("prefect_synthobs")
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from prefect_synthobs.redaction import redact
+from prefect_synthobs.telemetry.redaction import redact
 
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 

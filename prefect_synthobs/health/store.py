@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from prefect_synthobs.schemas import PARTITION_COLUMN, TIME_COLUMN, schema_for
+from prefect_synthobs.health.schemas import PARTITION_COLUMN, TIME_COLUMN, schema_for
 
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
 
@@ -103,7 +103,7 @@ class HealthStore:
 
     def __init__(self, url: str | None = None, *, storage_options: Mapping[str, str] | None = None) -> None:
         if url is None:
-            from prefect_synthobs.settings import get_settings
+            from prefect_synthobs.config.settings import get_settings
 
             settings = get_settings()
             url = settings.resolved_store_url()

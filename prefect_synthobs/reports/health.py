@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 LOW_BUDGET_SHARE = 0.2  # a privacy budget with less than this share left is flagged LOW
 

@@ -29,9 +29,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.metrics import REGISTRY
+from prefect_synthobs.telemetry.metrics import REGISTRY
 
-logger = logging.getLogger("prefect_synthobs.metrics")
+logger = logging.getLogger("prefect_synthobs.telemetry.metrics")
 
 LabelSet = tuple[tuple[str, str], ...]
 SampleKey = tuple[str, LabelSet]

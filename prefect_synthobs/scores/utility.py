@@ -11,7 +11,7 @@ regression for a numerical target, scored by R². Any object with
 ``fit(X, y)`` and ``predict(X)`` (a scikit-learn estimator, say) can replace
 them; it gets numeric matrices (numbers standardised, categories one-hot).
 
-Re-exported by ``prefect_synthobs.quality``.
+Re-exported by ``prefect_synthobs.scores.fidelity``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs._stats import numeric_values
+from prefect_synthobs.scores.stats import numeric_values
 
 
 class Estimator(Protocol):

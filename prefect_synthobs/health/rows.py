@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from prefect_synthobs.names import MAX_ERROR_CHARS
-from prefect_synthobs.redaction import clean_error_message
+from prefect_synthobs.catalog import MAX_ERROR_CHARS
+from prefect_synthobs.telemetry.redaction import clean_error_message
 
 Row = dict[str, Any]
 

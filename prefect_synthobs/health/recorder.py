@@ -19,14 +19,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.rows import Row
-from prefect_synthobs.schemas import schema_for
-from prefect_synthobs.store import HealthStore
-from prefect_synthobs.tracing import span
+from prefect_synthobs.health.rows import Row
+from prefect_synthobs.health.schemas import schema_for
+from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.telemetry.tracing import span
 
-logger = logging.getLogger("prefect_synthobs.store")
+logger = logging.getLogger("prefect_synthobs.health.store")
 
 
 class Recorder:

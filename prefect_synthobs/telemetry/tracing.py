@@ -51,12 +51,12 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.util.types import Attributes
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.redaction import redact
+from prefect_synthobs.telemetry.redaction import redact
 
-logger = logging.getLogger("prefect_synthobs.tracing")
+logger = logging.getLogger("prefect_synthobs.telemetry.tracing")
 
 _TRACER_NAME = "prefect_synthobs"
 _ATTRIBUTE_TYPES = (str, bool, int, float)
@@ -312,7 +312,7 @@ _active: ExportConfig | None = None
 
 def build_tracer_provider() -> TracerProvider:
     """An SDK tracer provider with synthobs' resource and recording sampler."""
-    from prefect_synthobs.settings import get_settings
+    from prefect_synthobs.config.settings import get_settings
 
     settings = get_settings()
     attributes: dict[str, Any] = {
@@ -334,7 +334,7 @@ _named: list[Any] = []
 
 def attach_stable_names(provider: Any) -> None:
     """Add the ``StableSpanNames`` processor to ``provider`` once, enabled per settings."""
-    from prefect_synthobs.settings import get_settings
+    from prefect_synthobs.config.settings import get_settings
 
     try:
         _stable_names.enabled = get_settings().span_names == "stable"
@@ -465,7 +465,7 @@ def span(name: str, **attributes: Any) -> Iterator[Span]:
 
 
 def _redacting() -> bool:
-    from prefect_synthobs.settings import get_settings
+    from prefect_synthobs.config.settings import get_settings
 
     try:
         return get_settings().redact_pii

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from prefect_synthobs import names
+from prefect_synthobs import catalog as names
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -104,7 +104,7 @@ def _ensure_limit(name: str) -> None:
 
 
 def _resolve_budget(budget: Any, dataset: str) -> Any:
-    from prefect_synthobs.blocks import PrivacyBudget
+    from prefect_synthobs.config.blocks import PrivacyBudget
 
     if budget is None:
         budget = dataset_key(dataset)
@@ -155,7 +155,7 @@ def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
     from prefect.concurrency.sync import concurrency
     from prefect.variables import Variable
 
-    from prefect_synthobs.tracing import span
+    from prefect_synthobs.telemetry.tracing import span
 
     block = _resolve_budget(budget, dataset)
     total = float(block.total_epsilon)
@@ -185,8 +185,8 @@ def _record(dataset: str, epsilon: float, spent: float, total: float, allowed: b
     try:
         from prefect.context import FlowRunContext
 
-        from prefect_synthobs.rows import new_event_id
-        from prefect_synthobs.runtime import get_runtime
+        from prefect_synthobs.health.rows import new_event_id
+        from prefect_synthobs.instrument.runtime import get_runtime
 
         runtime = get_runtime()
         m = runtime.metrics

@@ -15,9 +15,9 @@ from typing import Any, TypeVar, overload
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from prefect import Flow, Task
 
-from prefect_synthobs.names import KINDS
-from prefect_synthobs.runtime import ObserveSpec, get_runtime, span_attributes
-from prefect_synthobs.tracing import current_run_span, stable_names
+from prefect_synthobs.catalog import KINDS
+from prefect_synthobs.instrument.runtime import ObserveSpec, get_runtime, span_attributes
+from prefect_synthobs.telemetry.tracing import current_run_span, stable_names
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -91,8 +91,8 @@ def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
         return None
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    from prefect_synthobs import names as n
-    from prefect_synthobs.runtime import TRACEPARENT_LABEL
+    from prefect_synthobs import catalog as n
+    from prefect_synthobs.instrument.runtime import TRACEPARENT_LABEL
 
     labels = getattr(flow_run, "labels", None) or {}
     parent = None
@@ -130,7 +130,7 @@ def _end_own_span(flow_run: Any, state: Any) -> None:
 
 def _apply_config(config: Any) -> None:
     """Configure the process from ``observe(config=...)`` (once per block name)."""
-    from prefect_synthobs.settings import configure, get_settings
+    from prefect_synthobs.config.settings import configure, get_settings
 
     if isinstance(config, str) and get_settings().config_block == config:
         return
@@ -144,7 +144,7 @@ def _task_hook(spec: ObserveSpec) -> Callable[..., None]:
     def on_end(task: Any, task_run: Any, state: Any) -> None:
         from prefect.context import FlowRunContext
 
-        from prefect_synthobs.listener import listener_active
+        from prefect_synthobs.instrument.listener import listener_active
 
         runtime = get_runtime()
         if listener_active() and task_run.flow_run_id and runtime.in_scope(task_run.flow_run_id):
@@ -214,7 +214,7 @@ def observe(
         if value is not None and not isinstance(value, str):
             raise ValueError(f"observe({name}=...) must be a string, got {value!r}")
     if config is not None and not isinstance(config, str):
-        from prefect_synthobs.blocks import SynthObsConfig
+        from prefect_synthobs.config.blocks import SynthObsConfig
 
         if not isinstance(config, SynthObsConfig):
             raise ValueError(f"observe(config=...) takes a SynthObsConfig block or a block name, got {config!r}")
@@ -230,7 +230,7 @@ def _apply(spec: ObserveSpec, obj: Any) -> Any:
     in place: Prefect opens a flow's span before any hook runs, so doing it at
     the first run would miss that run's span.
     """
-    from prefect_synthobs.listener import ensure_listener
+    from prefect_synthobs.instrument.listener import ensure_listener
 
     try:
         ensure_listener()

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from prefect_synthobs.nvml import DeviceLost, GpuBackend, GpuDevice, GpuReading
-from prefect_synthobs.rows import Row, new_event_id
+from prefect_synthobs.gpu.nvml import DeviceLost, GpuBackend, GpuDevice, GpuReading
+from prefect_synthobs.health.rows import Row, new_event_id
 
-logger = logging.getLogger("prefect_synthobs.gpu")
+logger = logging.getLogger("prefect_synthobs.gpu.sampler")
 
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
@@ -422,7 +422,7 @@ def get_sampler(interval: float, store_interval: float | None, sink: GpuSink | N
                 energy_interval: float = 10.0) -> GpuSampler:
     """The process's one sampler on the NVML backend, with the given settings."""
     global _sampler
-    from prefect_synthobs.nvml import get_backend
+    from prefect_synthobs.gpu.nvml import get_backend
 
     with _lock:
         if _sampler is None:

@@ -1,0 +1,452 @@
+"""Prefect blocks: synthobs configuration from the Prefect UI.
+
+``SynthObsConfig`` is the block a flow names (``observe(config="prod")`` or
+``configure(config=SynthObsConfig.load("prod"))``); it refers to component
+blocks for traces (``OtlpExporter``), metrics (``MetricsConfig``) and the
+health store (``HealthStoreConfig``). Blocks hold configuration and ``get_*()``
+factories only; secrets (OTLP headers and token, storage credentials) are
+secret fields, masked in the UI and in ``repr``.
+
+Register the types with ``prefect block register -m prefect_synthobs`` (the
+``prefect.collections`` entry point also registers them) or run
+``blocks/register.py``; ``blocks/create_from_env.py`` creates documents from
+environment variables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect.blocks.core import Block
+from prefect.types import SecretDict
+from pydantic import Field, SecretStr
+
+_LOGO = "https://cdn.sanity.io/images/3ugk85nk/production/fb3f4debabcda1c5a3aeea4f5b3f94c28845e23e-250x250.png"
+_DOCS = "https://github.com/prefect-synthobs/prefect-synthobs#configuration"
+
+
+class OtlpExporter(Block):
+    """Where synthobs sends OpenTelemetry spans (an OTLP endpoint).
+
+    Attributes:
+        endpoint: OTLP endpoint URL.
+        protocol: ``grpc`` or ``http/protobuf``.
+        headers: Extra export headers, kept secret.
+        token: Bearer token sent as ``Authorization: Bearer <token>``.
+        timeout_seconds: Bound on one export and on the end-of-run flush.
+        sample_ratio: Share of traces exported.
+
+    Example:
+        ```python
+        from prefect_synthobs.config.blocks import OtlpExporter
+
+        otlp = OtlpExporter.load("BLOCK_NAME")
+        exporter = otlp.get_exporter()
+        ```
+    """
+
+    _block_type_name = "SynthObs OTLP Exporter"
+    _block_type_slug = "synthobs-otlp-exporter"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "OTLP endpoint, protocol and credentials for prefect-synthobs traces."
+
+    endpoint: str = Field(..., description="OTLP endpoint URL, e.g. http://otel-collector:4318.")
+    protocol: Literal["grpc", "http/protobuf"] = Field(
+        default="http/protobuf", description="OTLP protocol: grpc or http/protobuf."
+    )
+    headers: SecretDict | None = Field(
+        default=None, description="Extra headers sent with every export (kept secret)."
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token sent as 'Authorization: Bearer <token>'."
+    )
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Bound on one export and on the flush at the end of a run."
+    )
+    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of traces exported (0 to 1).")
+
+    def export_headers(self) -> dict[str, str]:
+        """The headers to send, secrets revealed, the token as a bearer header."""
+        headers = {str(k): str(v) for k, v in (self.headers.get_secret_value() if self.headers else {}).items()}
+        if self.token is not None:
+            headers["authorization"] = f"Bearer {self.token.get_secret_value()}"
+        return headers
+
+    def settings(self) -> dict[str, Any]:
+        """This block as ``configure`` keywords."""
+        return {
+            "otlp_endpoint": self.endpoint,
+            "otlp_protocol": self.protocol,
+            "otlp_headers": self.export_headers() or None,
+            "otlp_timeout_seconds": self.timeout_seconds,
+            "trace_sample_ratio": self.sample_ratio,
+        }
+
+    def get_exporter(self) -> Any:
+        """An OpenTelemetry ``SpanExporter`` for this endpoint."""
+        from prefect_synthobs.telemetry.tracing import ExportConfig, build_exporter
+
+        headers = tuple(sorted(self.export_headers().items())) or None
+        return build_exporter(ExportConfig(self.endpoint, self.protocol, headers, self.timeout_seconds, False))
+
+
+class MetricsConfig(Block):
+    """How synthobs publishes Prometheus metrics.
+
+    Attributes:
+        mode: ``none``, ``http``, ``pushgateway`` or ``textfile``.
+        prefix: Prefix of every metric name.
+        host: Bind address of the ``http`` exporter.
+        port: Port of the ``http`` exporter.
+        pushgateway_url: Pushgateway base URL.
+        pushgateway_timeout_seconds: Bound on one push.
+        pushgateway_grouping: Extra grouping-key labels.
+        textfile_path: ``.prom`` file for node exporter's textfile collector.
+
+    Example:
+        ```python
+        from prefect_synthobs.config.blocks import MetricsConfig
+
+        metrics = MetricsConfig.load("BLOCK_NAME")
+        print(metrics.settings())
+        ```
+    """
+
+    _block_type_name = "SynthObs Metrics"
+    _block_type_slug = "synthobs-metrics"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "Prometheus publishing for prefect-synthobs: scrape endpoint, Pushgateway or textfile."
+
+    mode: Literal["none", "http", "pushgateway", "textfile"] = Field(
+        default="none", description="none (in-process), http, pushgateway or textfile."
+    )
+    prefix: str = Field(
+        default="synthobs", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="Prefix of every metric name."
+    )
+    host: str = Field(default="127.0.0.1", description="Bind address of the http exporter.")
+    port: int = Field(default=9464, ge=0, le=65535, description="Port of the http exporter.")
+    pushgateway_url: str = Field(default="http://127.0.0.1:9091", description="Pushgateway base URL.")
+    pushgateway_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="Bound on one push and its read-back."
+    )
+    pushgateway_grouping: dict[str, str] = Field(
+        default_factory=dict, description="Extra grouping-key labels added to the job label."
+    )
+    textfile_path: str | None = Field(
+        default=None, description="The .prom file of textfile mode (default under PREFECT_HOME)."
+    )
+
+    def settings(self) -> dict[str, Any]:
+        """This block as ``configure`` keywords."""
+        return {
+            "metrics_mode": self.mode,
+            "metrics_prefix": self.prefix,
+            "metrics_host": self.host,
+            "metrics_port": self.port,
+            "pushgateway_url": self.pushgateway_url,
+            "pushgateway_timeout_seconds": self.pushgateway_timeout_seconds,
+            "pushgateway_grouping": dict(self.pushgateway_grouping),
+            "textfile_path": self.textfile_path,
+        }
+
+
+class HealthStoreConfig(Block):
+    """Where synthobs keeps its Parquet health tables.
+
+    Attributes:
+        url: Store root: a path, ``file://`` URL or ``s3://`` prefix.
+        storage_options: Object-store credentials and options (kept secret),
+            e.g. ``access_key``, ``secret_key``, ``region``, ``endpoint_override``.
+        spool_dir: Local directory for rows the store could not take.
+        flush_interval_seconds: How often long runs write their rows.
+
+    Example:
+        ```python
+        from prefect_synthobs.config.blocks import HealthStoreConfig
+
+        store_config = HealthStoreConfig.load("BLOCK_NAME")
+        runs = store_config.get_store().read("flow_runs")
+        ```
+    """
+
+    _block_type_name = "SynthObs Health Store"
+    _block_type_slug = "synthobs-health-store"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "Location and credentials of the prefect-synthobs Parquet health store."
+
+    url: str = Field(..., description="Store root: a path, file:// URL or s3:// prefix.")
+    storage_options: SecretDict | None = Field(
+        default=None,
+        description="Object-store options, e.g. access_key, secret_key, region, endpoint_override (kept secret).",
+    )
+    spool_dir: str | None = Field(
+        default=None, description="Local directory for rows the store could not take (default under PREFECT_HOME)."
+    )
+    flush_interval_seconds: float = Field(default=60.0, gt=0, description="How often long runs write their rows.")
+
+    def options(self) -> dict[str, str] | None:
+        if self.storage_options is None:
+            return None
+        return {str(k): str(v) for k, v in self.storage_options.get_secret_value().items()}
+
+    def settings(self) -> dict[str, Any]:
+        """This block as ``configure`` keywords."""
+        return {
+            "store_url": self.url,
+            "store_options": self.options(),
+            "spool_dir": self.spool_dir,
+            "flush_interval_seconds": self.flush_interval_seconds,
+        }
+
+    def get_store(self) -> Any:
+        """A ``HealthStore`` on this location."""
+        from prefect_synthobs.health.store import HealthStore
+
+        return HealthStore(self.url, storage_options=self.options())
+
+
+class SynthObsConfig(Block):
+    """Everything prefect-synthobs needs, in one block a flow can name.
+
+    Attributes:
+        service_name: ``service.name`` of traces.
+        environment: ``deployment.environment`` of traces.
+        store: The health store (a ``HealthStoreConfig`` block).
+        metrics: Metrics publishing (a ``MetricsConfig`` block).
+        tracing: Span export (an ``OtlpExporter`` block); none: no export.
+        gpu_enabled: Sample GPUs through NVML during observed runs.
+        gpu_interval_seconds: GPU sampling interval (0.25 to 60 s).
+        gpu_store_interval_seconds: Downsampling of ``gpu_samples``.
+        redact_pii: Redact PII from logs, span attributes and stored errors.
+        quality_gates: Name of the quality gates block flows check against.
+
+    Example:
+        ```python
+        import prefect_synthobs as so
+        from prefect_synthobs.config.blocks import SynthObsConfig
+
+        config = SynthObsConfig.load("BLOCK_NAME")
+        so.configure(config=config)
+        ```
+    """
+
+    _block_type_name = "SynthObs Config"
+    _block_type_slug = "synthobs-config"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "prefect-synthobs configuration: store, metrics, traces, GPU sampling and redaction."
+
+    service_name: str = Field(default="prefect-synthobs", description="service.name of traces and the job label.")
+    environment: str | None = Field(default=None, description="deployment.environment of traces, e.g. prod.")
+    store: HealthStoreConfig | None = Field(default=None, description="The health store.")
+    metrics: MetricsConfig | None = Field(default=None, description="Metrics publishing.")
+    tracing: OtlpExporter | None = Field(default=None, description="Span export; none means no export.")
+    gpu_enabled: bool = Field(default=True, description="Sample GPUs through NVML during observed runs.")
+    gpu_interval_seconds: float = Field(
+        default=1.0, ge=0.25, le=60, description="GPU sampling interval in seconds (0.25 to 60)."
+    )
+    gpu_store_interval_seconds: float | None = Field(
+        default=None, gt=0, description="Store at most one gpu_samples row per device per this many seconds."
+    )
+    redact_pii: bool = Field(
+        default=True, description="Redact PII from run logs, span attributes and stored error messages."
+    )
+    quality_gates: str | None = Field(
+        default=None, description="Name of the quality gates block that quality checks use."
+    )
+
+    def settings(self) -> dict[str, Any]:
+        """This block (and the blocks it refers to) as ``configure`` keywords."""
+        out: dict[str, Any] = {
+            "service_name": self.service_name,
+            "environment": self.environment,
+            "gpu_enabled": self.gpu_enabled,
+            "gpu_interval_seconds": self.gpu_interval_seconds,
+            "gpu_store_interval_seconds": self.gpu_store_interval_seconds,
+            "redact_pii": self.redact_pii,
+            "quality_gates_block": self.quality_gates,
+        }
+        for part in (self.store, self.metrics, self.tracing):
+            if part is not None:
+                out.update(part.settings())
+        return out
+
+    def get_store(self) -> Any:
+        """The ``HealthStore`` this configuration writes to."""
+        from prefect_synthobs.health.store import HealthStore
+
+        return self.store.get_store() if self.store is not None else HealthStore()
+
+
+
+
+def config_from_environment() -> SynthObsConfig:
+    """A ``SynthObsConfig`` (with its component blocks) from environment variables.
+
+    Reads ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` (as ``configure`` does), the
+    standard ``OTEL_EXPORTER_OTLP_*`` variables, ``SYNTHOBS_OTLP_TOKEN`` for a
+    bearer token, and ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
+    ``AWS_SESSION_TOKEN`` / ``AWS_REGION`` / ``AWS_ENDPOINT_URL`` as the
+    store's storage options when the store is on ``s3://``.
+    """
+    import os
+
+    from prefect_synthobs.config.settings import SynthObsSettings
+    from prefect_synthobs.telemetry.tracing import export_config
+
+    env = dict(os.environ)
+    settings = SynthObsSettings(config_block=None)
+    store = None
+    if settings.store_url:
+        options = settings.resolved_store_options() or {}
+        if settings.store_url.startswith("s3://"):
+            for var, key in (("AWS_ACCESS_KEY_ID", "access_key"), ("AWS_SECRET_ACCESS_KEY", "secret_key"),
+                             ("AWS_SESSION_TOKEN", "session_token"), ("AWS_REGION", "region"),
+                             ("AWS_ENDPOINT_URL", "endpoint_url")):
+                if env.get(var):
+                    options.setdefault(key, env[var])
+        store = HealthStoreConfig(url=settings.store_url, storage_options=options or None,
+                                  spool_dir=settings.spool_dir, flush_interval_seconds=settings.flush_interval_seconds)
+    tracing = None
+    exported = export_config(settings, env)
+    if exported.endpoint:
+        headers = dict(exported.headers or ())
+        if not headers and env.get("OTEL_EXPORTER_OTLP_HEADERS"):
+            headers = _parse_otel_headers(env["OTEL_EXPORTER_OTLP_HEADERS"])
+        tracing = OtlpExporter(endpoint=exported.endpoint, protocol=exported.protocol, headers=headers or None,
+                               token=env.get("SYNTHOBS_OTLP_TOKEN") or None, timeout_seconds=exported.timeout,
+                               sample_ratio=settings.trace_sample_ratio)
+    metrics = MetricsConfig(
+        mode=settings.metrics_mode, prefix=settings.metrics_prefix, host=settings.metrics_host,
+        port=settings.metrics_port, pushgateway_url=settings.pushgateway_url,
+        pushgateway_timeout_seconds=settings.pushgateway_timeout_seconds,
+        pushgateway_grouping=settings.pushgateway_grouping, textfile_path=settings.textfile_path,
+    )
+    return SynthObsConfig(
+        service_name=env.get("OTEL_SERVICE_NAME") or settings.service_name, environment=settings.environment,
+        store=store, metrics=metrics, tracing=tracing, gpu_enabled=settings.gpu_enabled,
+        gpu_interval_seconds=settings.gpu_interval_seconds,
+        gpu_store_interval_seconds=settings.gpu_store_interval_seconds, redact_pii=settings.redact_pii,
+        quality_gates=settings.quality_gates_block,
+    )
+
+
+def _parse_otel_headers(raw: str) -> dict[str, str]:
+    """``OTEL_EXPORTER_OTLP_HEADERS`` (``k1=v1,k2=v2``, values URL-encoded) as a dict."""
+    from urllib.parse import unquote
+
+    out = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[key.strip().lower()] = unquote(value.strip())
+    return out
+
+
+class QualityGates(Block):
+    """Thresholds a synthetic table must meet, and what a miss does.
+
+    Attributes:
+        min_overall: Minimum quality report overall score.
+        min_column_shapes: Minimum Column Shapes score.
+        min_column_pair_trends: Minimum Column Pair Trends score.
+        min_tstr_ratio: Minimum train-on-synthetic / train-on-real ratio.
+        max_membership_inference_auc: Maximum AUC of the distance attack.
+        max_exact_match_rate: Maximum share of synthetic rows copied from real ones.
+        min_dcr_overfitting_protection: Minimum DCR overfitting protection.
+        policy: ``fail`` raises ``QualityGateFailed`` (the flow fails); ``warn`` logs.
+
+    Example:
+        ```python
+        import prefect_synthobs as so
+        from prefect_synthobs.config.blocks import QualityGates
+
+        gates = QualityGates.load("BLOCK_NAME")
+        so.check_quality(real, synthetic, metadata, gates=gates, table="customers")
+        ```
+    """
+
+    _block_type_name = "SynthObs Quality Gates"
+    _block_type_slug = "synthobs-quality-gates"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "Quality and privacy thresholds for synthetic tables, checked by prefect-synthobs."
+
+    min_overall: float | None = Field(default=0.8, ge=0, le=1, description="Minimum overall quality score.")
+    min_column_shapes: float | None = Field(default=None, ge=0, le=1, description="Minimum Column Shapes score.")
+    min_column_pair_trends: float | None = Field(
+        default=None, ge=0, le=1, description="Minimum Column Pair Trends score."
+    )
+    min_tstr_ratio: float | None = Field(
+        default=None, ge=0, description="Minimum train-on-synthetic / train-on-real score ratio."
+    )
+    max_membership_inference_auc: float | None = Field(
+        default=None, ge=0, le=1, description="Maximum AUC of the membership-inference distance attack."
+    )
+    max_exact_match_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Maximum share of synthetic rows identical to a real row."
+    )
+    min_dcr_overfitting_protection: float | None = Field(
+        default=None, ge=0, le=1, description="Minimum DCR overfitting protection score."
+    )
+    policy: Literal["fail", "warn"] = Field(
+        default="fail", description="fail: a missed gate fails the flow; warn: it is logged and recorded."
+    )
+
+    def gates(self) -> list[tuple[str, str, str, float]]:
+        """``(gate, score name, "min"|"max", threshold)`` for every threshold that is set."""
+        out = []
+        for field_name in type(self).model_fields:
+            value = getattr(self, field_name)
+            if value is None or not field_name.startswith(("min_", "max_")):
+                continue
+            kind, score = field_name.split("_", 1)
+            out.append((field_name, score, kind, float(value)))
+        return out
+
+
+class PrivacyBudget(Block):
+    """The total differential-privacy budget (epsilon) of one dataset.
+
+    Spends are made with ``record_privacy_spend``; what has been spent lives in
+    a Prefect variable, changed only under a Prefect global concurrency limit
+    used as a lock, so concurrent flows on any worker cannot overspend.
+
+    Attributes:
+        dataset: The dataset this budget protects.
+        total_epsilon: The total epsilon that may ever be spent on it.
+
+    Example:
+        ```python
+        import prefect_synthobs as so
+        from prefect_synthobs.config.blocks import PrivacyBudget
+
+        budget = PrivacyBudget.load("BLOCK_NAME")
+        so.record_privacy_spend(0.5, dataset=budget.dataset, budget=budget)
+        ```
+    """
+
+    _block_type_name = "SynthObs Privacy Budget"
+    _block_type_slug = "synthobs-privacy-budget"
+    _logo_url = _LOGO  # type: ignore[assignment]
+    _documentation_url = _DOCS  # type: ignore[assignment]
+    _description = "Total epsilon of a dataset's privacy budget, enforced by prefect-synthobs."
+
+    dataset: str = Field(..., min_length=1, description="The dataset this budget protects.")
+    total_epsilon: float = Field(..., gt=0, description="The total epsilon that may be spent on the dataset.")
+
+    def spent(self) -> float:
+        """Epsilon spent so far (read from the Prefect API)."""
+        from prefect_synthobs.instrument.privacy_budget import spent_epsilon
+
+        return spent_epsilon(self.dataset)
+
+    def remaining(self) -> float:
+        """Epsilon left."""
+        return max(self.total_epsilon - self.spent(), 0.0)
+
+
+BLOCKS = (SynthObsConfig, OtlpExporter, MetricsConfig, HealthStoreConfig, QualityGates, PrivacyBudget)

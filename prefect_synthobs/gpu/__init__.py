@@ -1,0 +1,1 @@
+"""GPU state: the NVML edge and the sampler."""

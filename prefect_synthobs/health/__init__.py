@@ -1,0 +1,1 @@
+"""The health store: the table contract, Parquet store, row recorder and spool."""

@@ -1,0 +1,1 @@
+"""Instrumentation: observe, the run scope and listener, and the one recording seam."""

@@ -1,0 +1,1 @@
+"""What users read: the health report and the dashboards, alert rules and runbooks."""

@@ -1,0 +1,1 @@
+"""Scores of synthetic tables (pure pandas/numpy): fidelity, privacy, utility."""

@@ -1,0 +1,1 @@
+"""Telemetry edges: tracing, the metric catalog and its exposition, log filters, redaction."""
