@@ -65,8 +65,8 @@ class Sink:
 
 
 def child(seconds: float, samples: int, interval: float) -> dict[str, object]:
-    from prefect_synthobs.gpu.sampler import GpuSampler
     from prefect_synthobs.gpu.nvml import NvmlBackend
+    from prefect_synthobs.gpu.sampler import GpuSampler
 
     backend = NvmlBackend()
     devices = backend.devices()

@@ -3,7 +3,7 @@
 The two flows alternate in one process against one Prefect server, with the
 heartbeat off, and the server is given time to drain its event backlog before
 each timed run: the next run starts only once every task run of the previous
-one is final through the API, plus a pause (NOTES.md: back-to-back runs
+one is final through the API, plus a pause (measured here: back-to-back runs
 inflate timings several-fold on 2 cores). Reports the
 median of the per-round ratios (observed / plain), the ratio of medians, and
 the time spent inside synthobs' own entry points (flow hooks and the run

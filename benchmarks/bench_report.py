@@ -67,8 +67,8 @@ def pd_ts(t0: datetime, seconds):  # type: ignore[no-untyped-def]
 
 
 def child(store_url: str) -> dict:
-    from prefect_synthobs.reports.health import build_report, load_frames
     from prefect_synthobs.health.store import HealthStore
+    from prefect_synthobs.reports.health import build_report, load_frames
 
     until = datetime.now(timezone.utc)
     since = until - timedelta(hours=24)

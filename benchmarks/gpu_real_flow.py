@@ -24,7 +24,7 @@ from prefect import flow
 
 import prefect_synthobs as so
 from prefect_synthobs import catalog as names
-from prefect_synthobs.gpu.sampler import current_sampler
+from prefect_synthobs.instrument.instrumentation import current_sampler
 
 
 @so.observe(kind="training", model_type="torch_matmul", table="synthetic")

@@ -16,6 +16,7 @@ Example:
 """
 
 from prefect_synthobs._version import __version__
+from prefect_synthobs.config.active import configure
 from prefect_synthobs.config.blocks import (
     HealthStoreConfig,
     MetricsConfig,
@@ -24,6 +25,8 @@ from prefect_synthobs.config.blocks import (
     QualityGates,
     SynthObsConfig,
 )
+from prefect_synthobs.config.settings import SynthObsSettings
+from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument.gates import QualityGateFailed, check_quality
 from prefect_synthobs.instrument.measurements import record_epoch, record_quality, record_rows
 from prefect_synthobs.instrument.observe import observe
@@ -33,9 +36,7 @@ from prefect_synthobs.instrument.privacy_budget import (
     PrivacySpend,
     record_privacy_spend,
 )
-from prefect_synthobs.config.settings import SynthObsSettings, configure
-from prefect_synthobs.health.store import HealthStore
-from prefect_synthobs.telemetry.tracing import span
+from prefect_synthobs.instrument.spans import span
 
 __all__ = [
     "HealthStore",

@@ -90,3 +90,16 @@ PREFECT_RUN_TYPE: Final = "prefect.run.type"
 
 # Error messages stored in the health store are cut to this many characters.
 MAX_ERROR_CHARS: Final = 2000
+
+# The flow-run label in which Prefect carries the W3C traceparent of the run that started it.
+TRACEPARENT_LABEL: Final = "__OTEL_TRACEPARENT"
+# Attributes of Prefect's run spans that synthobs reads.
+PREFECT_RUN_NAME: Final = "prefect.run.name"
+PREFECT_TAGS: Final = "prefect.tags"
+PREFECT_FLOW_ID: Final = "prefect.flow.id"
+PREFECT_STATE_TYPE: Final = "prefect.state.type"
+# Attributes of the privacy.budget_check span.
+ATTR_PRIVACY_ALLOWED: Final = "synthobs.privacy.allowed"
+ATTR_PRIVACY_SPENT: Final = "synthobs.privacy.spent"
+# The tracer synthobs opens its own spans with.
+TRACER_NAME: Final = "prefect_synthobs"

@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from prometheus_client import generate_latest
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs.config.active import configure, get_settings
+from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
+from prefect_synthobs.gpu.sampler import format_table
+from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.instrument.instrumentation import get_runtime
+from prefect_synthobs.reports.dashboards import export
+from prefect_synthobs.reports.health import build_report, load_frames, render_text, window
+from prefect_synthobs.sample_flows.synthetic_pipeline import synthetic_pipeline
+from prefect_synthobs.telemetry.metrics import REGISTRY
 
 
 def _demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # a fresh PREFECT_HOME migrates a new database on first start: give it time
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    import prefect_synthobs as so
-    from prefect_synthobs.telemetry.metrics import REGISTRY
-    from prefect_synthobs.sample_flows.synthetic_pipeline import synthetic_pipeline
 
     overrides = {"store_url": args.store} if args.store else {}
-    settings = so.configure(**overrides)
-    store = so.HealthStore(settings.resolved_store_url())
+    settings = configure(**overrides)
+    store = HealthStore(settings.resolved_store_url())
     started = time.time()
     print(f"synthobs demo: train → generate → quality check, store {store.url}", flush=True)
     state = synthetic_pipeline(
         n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
     )
-    from prefect_synthobs.instrument.runtime import get_runtime
-
     get_runtime().recorder.flush()
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     runs = runs.sort_values("start_time")
@@ -59,19 +67,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _exposition(registry: object) -> str:
-    from prometheus_client import generate_latest
 
     return generate_latest(registry).decode()  # type: ignore[arg-type]
 
 
 def _ts(epoch: float) -> str:
-    from datetime import datetime, timezone
 
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from prefect_synthobs.health.store import HealthStore
 
     store = HealthStore(args.store)
     tables = [args.table] if args.table else list(names.TABLES)
@@ -85,8 +90,6 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _gpu(args: argparse.Namespace) -> int:
-    from prefect_synthobs.gpu.sampler import format_table
-    from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 
     backend = get_backend()
     devices = backend.devices()
@@ -121,11 +124,6 @@ def _gpu(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
-
-    from prefect_synthobs.reports.health import build_report, load_frames, render_text, window
-    from prefect_synthobs.health.store import HealthStore
-
     try:
         since, until = window(args.since)
     except ValueError as exc:
@@ -140,8 +138,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export_dashboards(args: argparse.Namespace) -> int:
-    from prefect_synthobs.reports.dashboards import export
-    from prefect_synthobs.config.settings import get_settings
 
     prefix = args.prefix or get_settings().metrics_prefix
     for path in export(args.directory, prefix, args.runbook_base):

@@ -25,8 +25,8 @@ import pytest  # noqa: E402
 from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from prefect_synthobs.config import settings as so_settings  # noqa: E402
-from prefect_synthobs.instrument.runtime import reset_runtime  # noqa: E402
+from prefect_synthobs.config import active as so_settings  # noqa: E402
+from prefect_synthobs.instrument.instrumentation import reset_runtime  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

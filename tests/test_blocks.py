@@ -16,8 +16,8 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 import prefect_synthobs as so
 from conftest import REPO, subprocess_env
 from prefect_synthobs import catalog as names
-from prefect_synthobs.config import settings as so_settings
 from prefect_synthobs.blocks import BLOCKS, HealthStoreConfig, MetricsConfig, OtlpExporter, SynthObsConfig
+from prefect_synthobs.config import active as so_settings
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.__name__ for b in BLOCKS])
@@ -81,7 +81,7 @@ def test_configure_from_a_block_and_keywords_still_win(tmp_path: Path) -> None:
 
 
 def test_observe_with_a_block_name_records_where_the_block_says(tmp_path: Path) -> None:
-    from prefect_synthobs.instrument.runtime import reset_runtime
+    from prefect_synthobs.instrument.instrumentation import reset_runtime
 
     so_settings.reset()
     reset_runtime()

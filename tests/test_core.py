@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import prefect_synthobs as so
-from prefect_synthobs.config import settings as so_settings
+from prefect_synthobs.config import active as so_settings
+from prefect_synthobs.health.rows import flow_row, normalize_loss, trace_id_from_traceparent
 from prefect_synthobs.quality import ks_complement
 from prefect_synthobs.telemetry.redaction import luhn_valid, redact
-from prefect_synthobs.health.rows import flow_row, normalize_loss, trace_id_from_traceparent
 
 
 def test_flow_row_computes_duration_throughput_and_cuts_errors() -> None:

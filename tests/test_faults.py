@@ -13,8 +13,8 @@ import pytest
 from prefect import flow, task
 
 import prefect_synthobs as so
-from prefect_synthobs.config import settings as so_settings
-from prefect_synthobs.instrument.runtime import get_runtime, reset_runtime
+from prefect_synthobs.config import active as so_settings
+from prefect_synthobs.instrument.instrumentation import get_runtime, reset_runtime
 
 
 def _warnings(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from prefect_synthobs.config import settings as so_settings
-from prefect_synthobs.gpu.sampler import GpuSampler, RunGpuSummary, energy_delta, format_table, validate_interval
+from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.gpu.nvml import DeviceLost, GpuDevice, GpuReading, NvmlBackend
+from prefect_synthobs.gpu.sampler import GpuSampler, RunGpuSummary, energy_delta, format_table, validate_interval
 
 GIB = 1024**3
 

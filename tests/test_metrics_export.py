@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import prefect_synthobs as so
 from conftest import free_port, promtool, run_python, subprocess_env
-from prefect_synthobs.telemetry.exposition import Family, accumulate, families_from_metrics, render
+from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.metrics import REGISTRY
-from prefect_synthobs.instrument.runtime import get_runtime
+from prefect_synthobs.telemetry.exposition import Family, accumulate, families_from_metrics, render
 
 CHILD = """
 import prefect_synthobs as so

@@ -15,8 +15,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 import prefect_synthobs as so
+from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.metrics import REGISTRY
-from prefect_synthobs.instrument.runtime import get_runtime
 
 
 def _name(prefix: str) -> str:

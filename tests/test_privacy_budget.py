@@ -14,7 +14,7 @@ from prefect import flow
 import prefect_synthobs as so
 from conftest import subprocess_env, wait_for_events
 from prefect_synthobs import catalog as names
-from prefect_synthobs.instrument.privacy_budget import dataset_key, spent_epsilon
+from prefect_synthobs.config.budget_state import dataset_key, spent_epsilon
 
 SPENDER = """
 import json, os, sys
@@ -116,7 +116,7 @@ def test_unreachable_api_refuses_the_spend_clearly(store_dir: Path) -> None:
             pytest.raises(so.PrivacyBudgetUnavailable, match="nothing was spent"):
         so.record_privacy_spend(0.1, dataset=dataset, budget=budget)
     assert spent_epsilon(dataset) == 0.0  # the server (reachable again) holds no spend
-    from prefect_synthobs.instrument.runtime import get_runtime
+    from prefect_synthobs.instrument.instrumentation import get_runtime
 
     get_runtime().recorder.flush()
     ledger = so.HealthStore(str(store_dir)).read(names.PRIVACY_LEDGER)

@@ -18,8 +18,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 import prefect_synthobs as so
 from conftest import REPO, subprocess_env
 from prefect_synthobs import catalog as names
-from prefect_synthobs.gpu.sampler import sample_rows
 from prefect_synthobs.gpu.nvml import GpuReading
+from prefect_synthobs.gpu.sampler import sample_rows
+from prefect_synthobs.reports.health import COLUMNS as REPORT_COLUMNS
 from prefect_synthobs.reports.health import bar, build_report, escape, overview_markdown, window
 
 sys.path.insert(0, str(REPO / "flows"))
@@ -59,7 +60,7 @@ def filled_store(store_dir: Path) -> Path:
     for k, r in enumerate(readings):
         so.HealthStore(str(store_dir)).write(names.GPU_SAMPLES, sample_rows(
             [r], {"GPU-a": 100.0}, time=now - timedelta(seconds=10 - k), host="h1", run_ids=[]))
-    from prefect_synthobs.instrument.runtime import get_runtime
+    from prefect_synthobs.instrument.instrumentation import get_runtime
 
     get_runtime().recorder.flush()
     return store_dir
@@ -133,7 +134,7 @@ def test_pure_helpers() -> None:
     until = datetime(2026, 11, 22, tzinfo=timezone.utc)
     assert window("90m", until)[0] == until - timedelta(minutes=90)
     assert window("2026-11-20", until)[0] == datetime(2026, 11, 20, tzinfo=timezone.utc)
-    empty = {t: pd.DataFrame(columns=c) for t, c in __import__("prefect_synthobs.reports.health").report.COLUMNS.items()}
+    empty = {t: pd.DataFrame(columns=c) for t, c in REPORT_COLUMNS.items()}
     report = build_report(empty, until - timedelta(hours=1), until)
     assert report.empty and "No runs in this window" in overview_markdown(report)
 

@@ -13,7 +13,7 @@ from prefect import flow, task
 
 import prefect_synthobs as so
 from conftest import run_python, served_deployment, subprocess_env
-from prefect_synthobs.instrument.runtime import reset_runtime
+from prefect_synthobs.instrument.instrumentation import reset_runtime
 from prefect_synthobs.telemetry.tracing import export_config
 
 

@@ -15,17 +15,51 @@ environment variables.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+from urllib.parse import unquote
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
 from pydantic import Field, SecretStr
+from pydantic_core import PydanticUndefined
+
+from prefect_synthobs.config.budget_state import spent_epsilon
+from prefect_synthobs.config.settings import MetricsMode, OtlpProtocol, SynthObsSettings, setting_field
+from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.telemetry.tracing import ExportConfig, build_exporter, export_config
 
 _LOGO = "https://cdn.sanity.io/images/3ugk85nk/production/fb3f4debabcda1c5a3aeea4f5b3f94c28845e23e-250x250.png"
 _DOCS = "https://github.com/prefect-synthobs/prefect-synthobs#configuration"
+_REQUIRED = PydanticUndefined
 
 
-class OtlpExporter(Block):
+class _SettingsBlock(Block):
+    """A block whose fields are settings: ``_settings_keys`` maps field to setting key.
+
+    Fields are declared with ``setting_field(key)``, so the bounds, defaults and
+    descriptions are the settings' own; ``settings()`` and ``from_settings()``
+    translate through the same mapping.
+    """
+
+    _settings_keys: ClassVar[dict[str, str]] = {}
+
+    def _setting_value(self, field_name: str) -> Any:
+        value = getattr(self, field_name)
+        return dict(value) if isinstance(value, dict) else value
+
+    def settings(self) -> dict[str, Any]:
+        """This block as ``configure`` keywords."""
+        return {key: self._setting_value(name) for name, key in self._settings_keys.items()}
+
+    @classmethod
+    def settings_values(cls, settings: SynthObsSettings) -> dict[str, Any]:
+        """The block's field values taken from ``settings``."""
+        return {name: getattr(settings, key) for name, key in cls._settings_keys.items()}
+
+
+class OtlpExporter(_SettingsBlock):
     """Where synthobs sends OpenTelemetry spans (an OTLP endpoint).
 
     Attributes:
@@ -38,7 +72,7 @@ class OtlpExporter(Block):
 
     Example:
         ```python
-        from prefect_synthobs.config.blocks import OtlpExporter
+        from prefect_synthobs.blocks import OtlpExporter
 
         otlp = OtlpExporter.load("BLOCK_NAME")
         exporter = otlp.get_exporter()
@@ -51,20 +85,25 @@ class OtlpExporter(Block):
     _documentation_url = _DOCS  # type: ignore[assignment]
     _description = "OTLP endpoint, protocol and credentials for prefect-synthobs traces."
 
-    endpoint: str = Field(..., description="OTLP endpoint URL, e.g. http://otel-collector:4318.")
-    protocol: Literal["grpc", "http/protobuf"] = Field(
-        default="http/protobuf", description="OTLP protocol: grpc or http/protobuf."
+    _settings_keys: ClassVar[dict[str, str]] = {
+        "endpoint": "otlp_endpoint",
+        "protocol": "otlp_protocol",
+        "timeout_seconds": "otlp_timeout_seconds",
+        "sample_ratio": "trace_sample_ratio",
+    }
+
+    endpoint: str = setting_field(
+        "otlp_endpoint", default=_REQUIRED, description="OTLP endpoint URL, e.g. http://otel-collector:4318."
     )
+    protocol: OtlpProtocol = setting_field("otlp_protocol", default="http/protobuf")
     headers: SecretDict | None = Field(
         default=None, description="Extra headers sent with every export (kept secret)."
     )
     token: SecretStr | None = Field(
         default=None, description="Bearer token sent as 'Authorization: Bearer <token>'."
     )
-    timeout_seconds: float = Field(
-        default=5.0, gt=0, le=60, description="Bound on one export and on the flush at the end of a run."
-    )
-    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of traces exported (0 to 1).")
+    timeout_seconds: float = setting_field("otlp_timeout_seconds")
+    sample_ratio: float = setting_field("trace_sample_ratio")
 
     def export_headers(self) -> dict[str, str]:
         """The headers to send, secrets revealed, the token as a bearer header."""
@@ -75,23 +114,15 @@ class OtlpExporter(Block):
 
     def settings(self) -> dict[str, Any]:
         """This block as ``configure`` keywords."""
-        return {
-            "otlp_endpoint": self.endpoint,
-            "otlp_protocol": self.protocol,
-            "otlp_headers": self.export_headers() or None,
-            "otlp_timeout_seconds": self.timeout_seconds,
-            "trace_sample_ratio": self.sample_ratio,
-        }
+        return {**super().settings(), "otlp_headers": self.export_headers() or None}
 
     def get_exporter(self) -> Any:
         """An OpenTelemetry ``SpanExporter`` for this endpoint."""
-        from prefect_synthobs.telemetry.tracing import ExportConfig, build_exporter
-
         headers = tuple(sorted(self.export_headers().items())) or None
         return build_exporter(ExportConfig(self.endpoint, self.protocol, headers, self.timeout_seconds, False))
 
 
-class MetricsConfig(Block):
+class MetricsConfig(_SettingsBlock):
     """How synthobs publishes Prometheus metrics.
 
     Attributes:
@@ -106,7 +137,7 @@ class MetricsConfig(Block):
 
     Example:
         ```python
-        from prefect_synthobs.config.blocks import MetricsConfig
+        from prefect_synthobs.blocks import MetricsConfig
 
         metrics = MetricsConfig.load("BLOCK_NAME")
         print(metrics.settings())
@@ -119,40 +150,28 @@ class MetricsConfig(Block):
     _documentation_url = _DOCS  # type: ignore[assignment]
     _description = "Prometheus publishing for prefect-synthobs: scrape endpoint, Pushgateway or textfile."
 
-    mode: Literal["none", "http", "pushgateway", "textfile"] = Field(
-        default="none", description="none (in-process), http, pushgateway or textfile."
-    )
-    prefix: str = Field(
-        default="synthobs", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="Prefix of every metric name."
-    )
-    host: str = Field(default="127.0.0.1", description="Bind address of the http exporter.")
-    port: int = Field(default=9464, ge=0, le=65535, description="Port of the http exporter.")
-    pushgateway_url: str = Field(default="http://127.0.0.1:9091", description="Pushgateway base URL.")
-    pushgateway_timeout_seconds: float = Field(
-        default=2.0, gt=0, le=60, description="Bound on one push and its read-back."
-    )
-    pushgateway_grouping: dict[str, str] = Field(
-        default_factory=dict, description="Extra grouping-key labels added to the job label."
-    )
-    textfile_path: str | None = Field(
-        default=None, description="The .prom file of textfile mode (default under PREFECT_HOME)."
-    )
+    _settings_keys: ClassVar[dict[str, str]] = {
+        "mode": "metrics_mode",
+        "prefix": "metrics_prefix",
+        "host": "metrics_host",
+        "port": "metrics_port",
+        "pushgateway_url": "pushgateway_url",
+        "pushgateway_timeout_seconds": "pushgateway_timeout_seconds",
+        "pushgateway_grouping": "pushgateway_grouping",
+        "textfile_path": "textfile_path",
+    }
 
-    def settings(self) -> dict[str, Any]:
-        """This block as ``configure`` keywords."""
-        return {
-            "metrics_mode": self.mode,
-            "metrics_prefix": self.prefix,
-            "metrics_host": self.host,
-            "metrics_port": self.port,
-            "pushgateway_url": self.pushgateway_url,
-            "pushgateway_timeout_seconds": self.pushgateway_timeout_seconds,
-            "pushgateway_grouping": dict(self.pushgateway_grouping),
-            "textfile_path": self.textfile_path,
-        }
+    mode: MetricsMode = setting_field("metrics_mode")
+    prefix: str = setting_field("metrics_prefix")
+    host: str = setting_field("metrics_host")
+    port: int = setting_field("metrics_port")
+    pushgateway_url: str = setting_field("pushgateway_url")
+    pushgateway_timeout_seconds: float = setting_field("pushgateway_timeout_seconds")
+    pushgateway_grouping: dict[str, str] = setting_field("pushgateway_grouping")
+    textfile_path: str | None = setting_field("textfile_path")
 
 
-class HealthStoreConfig(Block):
+class HealthStoreConfig(_SettingsBlock):
     """Where synthobs keeps its Parquet health tables.
 
     Attributes:
@@ -164,7 +183,7 @@ class HealthStoreConfig(Block):
 
     Example:
         ```python
-        from prefect_synthobs.config.blocks import HealthStoreConfig
+        from prefect_synthobs.blocks import HealthStoreConfig
 
         store_config = HealthStoreConfig.load("BLOCK_NAME")
         runs = store_config.get_store().read("flow_runs")
@@ -177,38 +196,38 @@ class HealthStoreConfig(Block):
     _documentation_url = _DOCS  # type: ignore[assignment]
     _description = "Location and credentials of the prefect-synthobs Parquet health store."
 
-    url: str = Field(..., description="Store root: a path, file:// URL or s3:// prefix.")
+    _settings_keys: ClassVar[dict[str, str]] = {
+        "url": "store_url",
+        "spool_dir": "spool_dir",
+        "flush_interval_seconds": "flush_interval_seconds",
+    }
+
+    url: str = setting_field(
+        "store_url", default=_REQUIRED, description="Store root: a path, file:// URL or s3:// prefix."
+    )
     storage_options: SecretDict | None = Field(
         default=None,
         description="Object-store options, e.g. access_key, secret_key, region, endpoint_override (kept secret).",
     )
-    spool_dir: str | None = Field(
-        default=None, description="Local directory for rows the store could not take (default under PREFECT_HOME)."
-    )
-    flush_interval_seconds: float = Field(default=60.0, gt=0, description="How often long runs write their rows.")
+    spool_dir: str | None = setting_field("spool_dir")
+    flush_interval_seconds: float = setting_field("flush_interval_seconds")
 
     def options(self) -> dict[str, str] | None:
+        """The storage options with their secrets revealed."""
         if self.storage_options is None:
             return None
         return {str(k): str(v) for k, v in self.storage_options.get_secret_value().items()}
 
     def settings(self) -> dict[str, Any]:
         """This block as ``configure`` keywords."""
-        return {
-            "store_url": self.url,
-            "store_options": self.options(),
-            "spool_dir": self.spool_dir,
-            "flush_interval_seconds": self.flush_interval_seconds,
-        }
+        return {**super().settings(), "store_options": self.options()}
 
-    def get_store(self) -> Any:
+    def get_store(self) -> HealthStore:
         """A ``HealthStore`` on this location."""
-        from prefect_synthobs.health.store import HealthStore
-
         return HealthStore(self.url, storage_options=self.options())
 
 
-class SynthObsConfig(Block):
+class SynthObsConfig(_SettingsBlock):
     """Everything prefect-synthobs needs, in one block a flow can name.
 
     Attributes:
@@ -226,7 +245,7 @@ class SynthObsConfig(Block):
     Example:
         ```python
         import prefect_synthobs as so
-        from prefect_synthobs.config.blocks import SynthObsConfig
+        from prefect_synthobs.blocks import SynthObsConfig
 
         config = SynthObsConfig.load("BLOCK_NAME")
         so.configure(config=config)
@@ -239,51 +258,41 @@ class SynthObsConfig(Block):
     _documentation_url = _DOCS  # type: ignore[assignment]
     _description = "prefect-synthobs configuration: store, metrics, traces, GPU sampling and redaction."
 
-    service_name: str = Field(default="prefect-synthobs", description="service.name of traces and the job label.")
-    environment: str | None = Field(default=None, description="deployment.environment of traces, e.g. prod.")
+    _settings_keys: ClassVar[dict[str, str]] = {
+        "service_name": "service_name",
+        "environment": "environment",
+        "gpu_enabled": "gpu_enabled",
+        "gpu_interval_seconds": "gpu_interval_seconds",
+        "gpu_store_interval_seconds": "gpu_store_interval_seconds",
+        "redact_pii": "redact_pii",
+        "quality_gates": "quality_gates_block",
+    }
+
+    service_name: str = setting_field("service_name")
+    environment: str | None = setting_field("environment")
     store: HealthStoreConfig | None = Field(default=None, description="The health store.")
     metrics: MetricsConfig | None = Field(default=None, description="Metrics publishing.")
     tracing: OtlpExporter | None = Field(default=None, description="Span export; none means no export.")
-    gpu_enabled: bool = Field(default=True, description="Sample GPUs through NVML during observed runs.")
-    gpu_interval_seconds: float = Field(
-        default=1.0, ge=0.25, le=60, description="GPU sampling interval in seconds (0.25 to 60)."
-    )
-    gpu_store_interval_seconds: float | None = Field(
-        default=None, gt=0, description="Store at most one gpu_samples row per device per this many seconds."
-    )
-    redact_pii: bool = Field(
-        default=True, description="Redact PII from run logs, span attributes and stored error messages."
-    )
-    quality_gates: str | None = Field(
-        default=None, description="Name of the quality gates block that quality checks use."
-    )
+    gpu_enabled: bool = setting_field("gpu_enabled")
+    gpu_interval_seconds: float = setting_field("gpu_interval_seconds")
+    gpu_store_interval_seconds: float | None = setting_field("gpu_store_interval_seconds")
+    redact_pii: bool = setting_field("redact_pii")
+    quality_gates: str | None = setting_field("quality_gates_block")
 
     def settings(self) -> dict[str, Any]:
         """This block (and the blocks it refers to) as ``configure`` keywords."""
-        out: dict[str, Any] = {
-            "service_name": self.service_name,
-            "environment": self.environment,
-            "gpu_enabled": self.gpu_enabled,
-            "gpu_interval_seconds": self.gpu_interval_seconds,
-            "gpu_store_interval_seconds": self.gpu_store_interval_seconds,
-            "redact_pii": self.redact_pii,
-            "quality_gates_block": self.quality_gates,
-        }
+        out = super().settings()
         for part in (self.store, self.metrics, self.tracing):
             if part is not None:
                 out.update(part.settings())
         return out
 
-    def get_store(self) -> Any:
+    def get_store(self) -> HealthStore:
         """The ``HealthStore`` this configuration writes to."""
-        from prefect_synthobs.health.store import HealthStore
-
         return self.store.get_store() if self.store is not None else HealthStore()
 
 
-
-
-def config_from_environment() -> SynthObsConfig:
+def config_from_environment(environ: Mapping[str, str] | None = None) -> SynthObsConfig:
     """A ``SynthObsConfig`` (with its component blocks) from environment variables.
 
     Reads ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` (as ``configure`` does), the
@@ -292,12 +301,7 @@ def config_from_environment() -> SynthObsConfig:
     ``AWS_SESSION_TOKEN`` / ``AWS_REGION`` / ``AWS_ENDPOINT_URL`` as the
     store's storage options when the store is on ``s3://``.
     """
-    import os
-
-    from prefect_synthobs.config.settings import SynthObsSettings
-    from prefect_synthobs.telemetry.tracing import export_config
-
-    env = dict(os.environ)
+    env = dict(os.environ if environ is None else environ)
     settings = SynthObsSettings(config_block=None)
     store = None
     if settings.store_url:
@@ -308,36 +312,24 @@ def config_from_environment() -> SynthObsConfig:
                              ("AWS_ENDPOINT_URL", "endpoint_url")):
                 if env.get(var):
                     options.setdefault(key, env[var])
-        store = HealthStoreConfig(url=settings.store_url, storage_options=options or None,
-                                  spool_dir=settings.spool_dir, flush_interval_seconds=settings.flush_interval_seconds)
+        store = HealthStoreConfig(**HealthStoreConfig.settings_values(settings), storage_options=options or None)
     tracing = None
     exported = export_config(settings, env)
     if exported.endpoint:
         headers = dict(exported.headers or ())
         if not headers and env.get("OTEL_EXPORTER_OTLP_HEADERS"):
             headers = _parse_otel_headers(env["OTEL_EXPORTER_OTLP_HEADERS"])
-        tracing = OtlpExporter(endpoint=exported.endpoint, protocol=exported.protocol, headers=headers or None,
-                               token=env.get("SYNTHOBS_OTLP_TOKEN") or None, timeout_seconds=exported.timeout,
-                               sample_ratio=settings.trace_sample_ratio)
-    metrics = MetricsConfig(
-        mode=settings.metrics_mode, prefix=settings.metrics_prefix, host=settings.metrics_host,
-        port=settings.metrics_port, pushgateway_url=settings.pushgateway_url,
-        pushgateway_timeout_seconds=settings.pushgateway_timeout_seconds,
-        pushgateway_grouping=settings.pushgateway_grouping, textfile_path=settings.textfile_path,
-    )
-    return SynthObsConfig(
-        service_name=env.get("OTEL_SERVICE_NAME") or settings.service_name, environment=settings.environment,
-        store=store, metrics=metrics, tracing=tracing, gpu_enabled=settings.gpu_enabled,
-        gpu_interval_seconds=settings.gpu_interval_seconds,
-        gpu_store_interval_seconds=settings.gpu_store_interval_seconds, redact_pii=settings.redact_pii,
-        quality_gates=settings.quality_gates_block,
-    )
+        tracing = OtlpExporter(**{**OtlpExporter.settings_values(settings), "endpoint": exported.endpoint,
+                                  "protocol": exported.protocol, "timeout_seconds": exported.timeout},
+                               headers=headers or None, token=env.get("SYNTHOBS_OTLP_TOKEN") or None)
+    values = SynthObsConfig.settings_values(settings)
+    values["service_name"] = env.get("OTEL_SERVICE_NAME") or settings.service_name
+    return SynthObsConfig(**values, store=store, metrics=MetricsConfig(**MetricsConfig.settings_values(settings)),
+                          tracing=tracing)
 
 
 def _parse_otel_headers(raw: str) -> dict[str, str]:
     """``OTEL_EXPORTER_OTLP_HEADERS`` (``k1=v1,k2=v2``, values URL-encoded) as a dict."""
-    from urllib.parse import unquote
-
     out = {}
     for item in raw.split(","):
         key, sep, value = item.partition("=")
@@ -362,7 +354,7 @@ class QualityGates(Block):
     Example:
         ```python
         import prefect_synthobs as so
-        from prefect_synthobs.config.blocks import QualityGates
+        from prefect_synthobs.blocks import QualityGates
 
         gates = QualityGates.load("BLOCK_NAME")
         so.check_quality(real, synthetic, metadata, gates=gates, table="customers")
@@ -422,7 +414,7 @@ class PrivacyBudget(Block):
     Example:
         ```python
         import prefect_synthobs as so
-        from prefect_synthobs.config.blocks import PrivacyBudget
+        from prefect_synthobs.blocks import PrivacyBudget
 
         budget = PrivacyBudget.load("BLOCK_NAME")
         so.record_privacy_spend(0.5, dataset=budget.dataset, budget=budget)
@@ -440,8 +432,6 @@ class PrivacyBudget(Block):
 
     def spent(self) -> float:
         """Epsilon spent so far (read from the Prefect API)."""
-        from prefect_synthobs.instrument.privacy_budget import spent_epsilon
-
         return spent_epsilon(self.dataset)
 
     def remaining(self) -> float:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ class NvmlBackend:
             return
         self._opened = True
         try:
-            if self._nvml is None:
+            if self._nvml is None:  # imported on first use: a fake module can be injected before
                 import pynvml
 
                 self._nvml = pynvml
@@ -264,8 +265,6 @@ def _describe_error(exc: BaseException) -> str:
 
 
 def _cuda_visible_devices() -> list[str]:
-    import os
-
     raw = os.environ.get("CUDA_VISIBLE_DEVICES")
     if raw is None or not raw.strip():
         return []

@@ -412,34 +412,6 @@ class GpuSampler:
         return set(self._lost)
 
 
-# -- the process's sampler --------------------------------------------------------
-
-_lock = threading.Lock()
-_sampler: GpuSampler | None = None
-
-
-def get_sampler(interval: float, store_interval: float | None, sink: GpuSink | None,
-                energy_interval: float = 10.0) -> GpuSampler:
-    """The process's one sampler on the NVML backend, with the given settings."""
-    global _sampler
-    from prefect_synthobs.gpu.nvml import get_backend
-
-    with _lock:
-        if _sampler is None:
-            _sampler = GpuSampler(get_backend(), sink, interval=interval, store_interval=store_interval,
-                                  energy_interval=energy_interval)
-        else:
-            _sampler.interval = validate_interval(interval)
-            _sampler.energy_interval = energy_interval
-            _sampler.store_interval = store_interval
-            _sampler.sink = sink
-        return _sampler
-
-
-def current_sampler() -> GpuSampler | None:
-    return _sampler
-
-
 def format_table(readings: list[GpuReading], lost: list[GpuDevice] = ()) -> str:  # type: ignore[assignment]
     """The ``synthobs gpu`` table: one line per device (pure)."""
 

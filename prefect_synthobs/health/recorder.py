@@ -24,7 +24,7 @@ from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.health.rows import Row
 from prefect_synthobs.health.schemas import schema_for
 from prefect_synthobs.health.store import HealthStore
-from prefect_synthobs.telemetry.tracing import span
+from prefect_synthobs.telemetry.tracing import open_span
 
 logger = logging.getLogger("prefect_synthobs.health.store")
 
@@ -94,9 +94,8 @@ class Recorder:
 
     def _try_write(self, store: HealthStore, table: str, data: pa.Table) -> bool:
         try:
-            with span(names.SPAN_STORAGE_WRITE, **{
-                names.ATTR_STORAGE_TABLE: table, names.ATTR_STORAGE_ROWS: data.num_rows,
-            }) as write_span:
+            attributes = {names.ATTR_STORAGE_TABLE: table, names.ATTR_STORAGE_ROWS: data.num_rows}
+            with open_span(names.SPAN_STORAGE_WRITE, attributes, redact_pii=False) as write_span:
                 paths = store.write(table, data)
                 if write_span.is_recording():
                     write_span.set_attribute(names.ATTR_STORAGE_FILES, len(paths))

@@ -288,3 +288,27 @@ def quality_row(
         "threshold": threshold,
         "passed": passed if passed is not None or threshold is None else score >= threshold,
     }
+
+
+def privacy_row(
+    *,
+    time: datetime,
+    flow_run_id: str | None,
+    flow_name: str | None,
+    dataset: str,
+    epsilon: float,
+    spent: float,
+    budget: float,
+) -> Row:
+    """One ``privacy_ledger`` row for an allowed spend (``spent``: the total after it)."""
+    return {
+        "event_id": new_event_id(),
+        "time": as_utc(time),
+        "flow_run_id": flow_run_id,
+        "flow_name": flow_name,
+        "dataset": dataset,
+        "epsilon": epsilon,
+        "spent": spent,
+        "budget": budget,
+        "remaining": max(budget - spent, 0.0),
+    }

@@ -1,4 +1,4 @@
-"""Arrow schemas of the health-store tables (the contract in DESIGN.md).
+"""Arrow schemas of the health-store tables (the table contract in docs/architecture.md).
 
 The store reads with these schemas, so files written before a column existed
 read with that column as null instead of silently dropping it.

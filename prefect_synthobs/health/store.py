@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from prefect.settings import get_current_settings
 
 from prefect_synthobs.health.schemas import PARTITION_COLUMN, TIME_COLUMN, schema_for
 
@@ -79,7 +80,18 @@ def resolve_filesystem(url: str, storage_options: Mapping[str, str] | None = Non
 
 def _to_timestamp(value: datetime | date | str) -> pd.Timestamp:
     ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    utc: pd.Timestamp = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return utc
+
+
+def embedded_default_location() -> tuple[str, Mapping[str, str] | None]:
+    """``$PREFECT_HOME/synthobs``: the store when nothing is configured."""
+    return str(Path(get_current_settings().home).expanduser() / "synthobs"), None
+
+
+# Where ``HealthStore()`` without a URL points. The configuration layer
+# (``prefect_synthobs.config.active``) replaces it with the configured store.
+default_location: Callable[[], tuple[str, Mapping[str, str] | None]] = embedded_default_location
 
 
 class HealthStore:
@@ -103,12 +115,9 @@ class HealthStore:
 
     def __init__(self, url: str | None = None, *, storage_options: Mapping[str, str] | None = None) -> None:
         if url is None:
-            from prefect_synthobs.config.settings import get_settings
-
-            settings = get_settings()
-            url = settings.resolved_store_url()
+            url, configured_options = default_location()
             if storage_options is None:
-                storage_options = settings.resolved_store_options()
+                storage_options = configured_options
         self.url = url
         self._fs, self._root, self._local = resolve_filesystem(url, storage_options)
 
@@ -238,7 +247,8 @@ class HealthStore:
         wanted = list(columns) if columns is not None else [*schema.names, PARTITION_COLUMN]
         if dataset is None:
             empty = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
-            return empty.empty_table().select(wanted).to_pandas()
+            nothing: pd.DataFrame = empty.empty_table().select(wanted).to_pandas()
+            return nothing
         time_col = TIME_COLUMN[table]
         expr = None
         if since is not None:
@@ -264,7 +274,7 @@ class HealthStore:
             if name in data.column_names:
                 index = data.column_names.index(name)
                 data = data.set_column(index, name, pc.dictionary_encode(data[name]))
-        frame = data.to_pandas()
+        frame: pd.DataFrame = data.to_pandas()
         if deduplicate and len(frame):
             frame = frame.drop_duplicates(subset="event_id", ignore_index=True)
             if "event_id" not in wanted:

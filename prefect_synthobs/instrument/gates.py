@@ -18,8 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from prefect.context import FlowRunContext
+from prefect.events import emit_event
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs.config.active import get_settings, load_block
+from prefect_synthobs.config.blocks import QualityGates
+from prefect_synthobs.instrument.instrumentation import current_runtime
+from prefect_synthobs.instrument.measurements import record_check
+from prefect_synthobs.instrument.spans import span
+from prefect_synthobs.scores.fidelity import quality_report
+from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
+from prefect_synthobs.scores.utility import tstr
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -78,24 +88,12 @@ def evaluate_gates(scores: Mapping[str, float], gates: Any) -> list[GateResult]:
             for gate, score, kind, threshold in gates.gates()]
 
 
-def _resolve_gates(gates: Any) -> Any:
-    from prefect_synthobs.config.blocks import QualityGates
-
+def _resolve_gates(gates: QualityGates | str | None) -> QualityGates | None:
     if gates is None:
-        from prefect_synthobs.config.settings import get_settings
-
-        name = get_settings().quality_gates_block
-        if not name:
+        gates = get_settings().quality_gates_block
+        if not gates:
             return None
-        gates = name
-    if isinstance(gates, str):
-        try:
-            return QualityGates.load(gates, _sync=True)
-        except Exception as exc:
-            raise ValueError(f"could not load QualityGates block {gates!r}: {exc}") from None
-    if not isinstance(gates, QualityGates):
-        raise ValueError(f"gates must be a QualityGates block or a block name, got {type(gates).__name__}")
-    return gates
+    return load_block(QualityGates, gates, what="gates")
 
 
 def check_quality(
@@ -136,12 +134,6 @@ def check_quality(
         ValueError: Invalid input (see ``quality_report``) or gates that
             cannot be loaded.
     """
-    from prefect_synthobs.instrument.measurements import record_check
-    from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
-    from prefect_synthobs.scores.fidelity import quality_report
-    from prefect_synthobs.telemetry.tracing import span
-    from prefect_synthobs.scores.utility import tstr
-
     resolved = _resolve_gates(gates)
     table = table or _observed_table()
     with span(names.SPAN_QUALITY_CHECK, table=table or "", gated=resolved is not None) as current:
@@ -189,10 +181,6 @@ def check_quality(
 
 def _observed_table() -> str | None:
     try:
-        from prefect.context import FlowRunContext
-
-        from prefect_synthobs.instrument.runtime import current_runtime
-
         ctx, runtime = FlowRunContext.get(), current_runtime()
         if ctx is None or ctx.flow_run is None or runtime is None:
             return None
@@ -204,9 +192,6 @@ def _observed_table() -> str | None:
 
 def _emit_failures(failed: list[GateResult], table: str | None) -> None:
     try:
-        from prefect.context import FlowRunContext
-        from prefect.events import emit_event
-
         ctx = FlowRunContext.get()
         related = []
         if ctx is not None and ctx.flow_run is not None:

@@ -11,25 +11,17 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from prefect_synthobs import catalog as names
-from prefect_synthobs.telemetry.metrics import label
-from prefect_synthobs.health.rows import (
-    epoch_rows,
-    normalize_loss,
-    quality_row,
-    validate_epoch,
-    validate_rows,
-    validate_score,
-)
-from prefect_synthobs.instrument.runtime import RunInfo, Runtime, get_runtime
+from prefect.context import FlowRunContext
+
+from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
+from prefect_synthobs.instrument.instrumentation import get_runtime
+from prefect_synthobs.instrument.runtime import RunInfo, Runtime
 
 logger = logging.getLogger("prefect_synthobs")
 
 
 def _current(runtime: Runtime) -> tuple[RunInfo | None, str | None, str | None]:
     """(run info, flow run id, flow name) of the flow run this code runs in."""
-    from prefect.context import FlowRunContext
-
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return None, None, None
@@ -65,9 +57,7 @@ def record_rows(n: int, *, table: str | None = None) -> None:
             with info.lock:
                 info.rows += n
                 info.rows_by_table[resolved] = info.rows_by_table.get(resolved, 0) + n
-        runtime.metrics.generation_rows.labels(
-            label(flow_name), label(resolved), label(model_type)
-        ).inc(n)
+        runtime.recording.rows_generated(n, flow_name=flow_name, table=resolved, model_type=model_type)
     except Exception as exc:
         logger.warning("synthobs: record_rows failed (%s); the run is unaffected", exc)
 
@@ -98,18 +88,10 @@ def record_epoch(epoch: int, *, loss: float | Mapping[str, float] | None = None)
         runtime = get_runtime()
         info, run_id, flow_name = _current(runtime)
         model_type = info.spec.model_type if info else None
-        if info is not None:
-            runtime.recorder.add(
-                names.TRAINING_EPOCHS,
-                epoch_rows(
-                    epoch=epoch, losses=losses, time=datetime.now(timezone.utc),
-                    flow_run_id=run_id, flow_name=flow_name, model_type=model_type,
-                ),
-            )
-        m = runtime.metrics
-        m.training_epochs.labels(label(flow_name), label(model_type)).inc()
-        for loss_type, value in losses.items():
-            m.training_loss.labels(label(flow_name), label(model_type), loss_type).set(value)
+        runtime.recording.epoch(
+            epoch, losses, time=datetime.now(timezone.utc), flow_run_id=run_id, flow_name=flow_name,
+            model_type=model_type, in_observed_run=info is not None,
+        )
     except Exception as exc:
         logger.warning("synthobs: record_epoch failed (%s); the run is unaffected", exc)
 
@@ -149,18 +131,9 @@ def record_check(metric: str, score: float, *, threshold: float | None, passed: 
         runtime = get_runtime()
         info, run_id, flow_name = _current(runtime)
         resolved = table or (info.spec.table if info else None)
-        if info is not None:
-            runtime.recorder.add(
-                names.QUALITY_CHECKS,
-                quality_row(
-                    metric=metric, score=score, threshold=threshold,
-                    time=datetime.now(timezone.utc), table_name=resolved,
-                    flow_run_id=run_id, flow_name=flow_name, passed=passed,
-                ),
-            )
-        m = runtime.metrics
-        m.quality_score.labels(label(resolved), metric).set(score)
-        if passed is not None:
-            m.quality_gate_checks.labels(label(resolved), gate, "pass" if passed else "fail").inc()
+        runtime.recording.quality_checked(
+            metric, score, threshold=threshold, passed=passed, gate=gate, time=datetime.now(timezone.utc),
+            table=resolved, flow_run_id=run_id, flow_name=flow_name, in_observed_run=info is not None,
+        )
     except Exception as exc:
         logger.warning("synthobs: recording quality score %r failed (%s); the run is unaffected", metric, exc)

@@ -12,12 +12,20 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prefect import Flow, Task
+from prefect.context import FlowRunContext
+from prefect.settings import get_current_settings
 
-from prefect_synthobs.catalog import KINDS
-from prefect_synthobs.instrument.runtime import ObserveSpec, get_runtime, span_attributes
-from prefect_synthobs.telemetry.tracing import current_run_span, stable_names
+from prefect_synthobs import catalog as n
+from prefect_synthobs.config.active import configure, get_settings
+from prefect_synthobs.config.blocks import SynthObsConfig
+from prefect_synthobs.instrument.instrumentation import get_runtime, install, listener_active, stable_names
+from prefect_synthobs.instrument.runtime import ObserveSpec, span_attributes
+from prefect_synthobs.telemetry.tracing import current_run_span
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -82,28 +90,20 @@ def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
     is made current, so task and domain spans nest under it. Never a second
     span: only when Prefect made none.
     """
-    from opentelemetry import context, trace
-    from prefect.settings import get_current_settings
-
     if get_current_settings().cloud.enable_orchestration_telemetry:
         return None
     if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
         return None
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    from prefect_synthobs import catalog as n
-    from prefect_synthobs.instrument.runtime import TRACEPARENT_LABEL
-
     labels = getattr(flow_run, "labels", None) or {}
     parent = None
-    if labels.get(TRACEPARENT_LABEL):
-        parent = TraceContextTextMapPropagator().extract({"traceparent": labels[TRACEPARENT_LABEL]})
+    if labels.get(n.TRACEPARENT_LABEL):
+        parent = TraceContextTextMapPropagator().extract({"traceparent": labels[n.TRACEPARENT_LABEL]})
     name = f"flow/{flow.name}" if stable_names().enabled else flow_run.name
-    span = trace.get_tracer("prefect_synthobs").start_span(name, context=parent, attributes={
-        "prefect.run.name": flow_run.name,
+    span = trace.get_tracer(n.TRACER_NAME).start_span(name, context=parent, attributes={
+        n.PREFECT_RUN_NAME: flow_run.name,
         n.PREFECT_RUN_TYPE: "flow",
         n.PREFECT_RUN_ID: str(flow_run.id),
-        "prefect.tags": [str(t) for t in flow_run.tags or []],
+        n.PREFECT_TAGS: [str(t) for t in flow_run.tags or []],
         n.ATTR_SPAN_ORIGIN: "synthobs",
     })
     token = context.attach(trace.set_span_in_context(span))
@@ -115,14 +115,11 @@ def _end_own_span(flow_run: Any, state: Any) -> None:
     own = _own_spans.pop(str(getattr(flow_run, "id", "")), None)
     if own is None:
         return
-    from opentelemetry import context
-    from opentelemetry.trace import Status, StatusCode
-
     span, token = own
     with contextlib.suppress(Exception):  # a different context (crash hooks): the span still ends
         context.detach(token)  # type: ignore[arg-type]
     state_type = str(getattr(getattr(state, "type", None), "value", ""))
-    span.set_attribute("prefect.state.type", state_type)
+    span.set_attribute(n.PREFECT_STATE_TYPE, state_type)
     if state_type in ("FAILED", "CRASHED"):
         span.set_status(Status(StatusCode.ERROR, str(getattr(state, "message", "") or "")[:500]))
     span.end()
@@ -130,8 +127,6 @@ def _end_own_span(flow_run: Any, state: Any) -> None:
 
 def _apply_config(config: Any) -> None:
     """Configure the process from ``observe(config=...)`` (once per block name)."""
-    from prefect_synthobs.config.settings import configure, get_settings
-
     if isinstance(config, str) and get_settings().config_block == config:
         return
     try:
@@ -142,10 +137,6 @@ def _apply_config(config: Any) -> None:
 
 def _task_hook(spec: ObserveSpec) -> Callable[..., None]:
     def on_end(task: Any, task_run: Any, state: Any) -> None:
-        from prefect.context import FlowRunContext
-
-        from prefect_synthobs.instrument.listener import listener_active
-
         runtime = get_runtime()
         if listener_active() and task_run.flow_run_id and runtime.in_scope(task_run.flow_run_id):
             return  # RunListener already recorded it from the run span
@@ -208,16 +199,13 @@ def observe(
     """
     if isinstance(kind, (Flow, Task)):
         return _apply(ObserveSpec(), kind)
-    if kind not in KINDS:
-        raise ValueError(f"observe(kind={kind!r}): kind must be one of {', '.join(KINDS)}")
+    if kind not in n.KINDS:
+        raise ValueError(f"observe(kind={kind!r}): kind must be one of {', '.join(n.KINDS)}")
     for name, value in (("model_type", model_type), ("table", table)):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"observe({name}=...) must be a string, got {value!r}")
-    if config is not None and not isinstance(config, str):
-        from prefect_synthobs.config.blocks import SynthObsConfig
-
-        if not isinstance(config, SynthObsConfig):
-            raise ValueError(f"observe(config=...) takes a SynthObsConfig block or a block name, got {config!r}")
+    if config is not None and not isinstance(config, (str, SynthObsConfig)):
+        raise ValueError(f"observe(config=...) takes a SynthObsConfig block or a block name, got {config!r}")
     spec = ObserveSpec(kind=kind, model_type=model_type, table=table, config=config)
 
     return lambda obj: _apply(spec, obj)
@@ -230,10 +218,8 @@ def _apply(spec: ObserveSpec, obj: Any) -> Any:
     in place: Prefect opens a flow's span before any hook runs, so doing it at
     the first run would miss that run's span.
     """
-    from prefect_synthobs.instrument.listener import ensure_listener
-
     try:
-        ensure_listener()
+        install()
     except Exception as exc:
         logger.warning("synthobs: run listener not installed (%s); only observed runs are recorded", exc)
     if isinstance(obj, Flow):

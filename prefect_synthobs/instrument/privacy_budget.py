@@ -17,16 +17,25 @@ Every allowed spend is one ``privacy_ledger`` row; a denied one raises
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
+from prefect.events import emit_event
+from prefect.variables import Variable
+
 from prefect_synthobs import catalog as names
+from prefect_synthobs.config.active import load_block
+from prefect_synthobs.config.blocks import PrivacyBudget
+from prefect_synthobs.config.budget_state import dataset_key, lock_name, spent_epsilon, spent_variable
+from prefect_synthobs.instrument.instrumentation import get_runtime
+from prefect_synthobs.instrument.spans import span
 
 logger = logging.getLogger("prefect_synthobs")
 
@@ -69,55 +78,21 @@ class PrivacySpend:
         return max(self.budget - self.spent, 0.0)
 
 
-def dataset_key(dataset: str) -> str:
-    """A name-safe key for ``dataset`` (Prefect names allow letters, digits, ``-`` and ``_``)."""
-    slug = re.sub(r"[^a-z0-9_-]+", "-", dataset.lower()).strip("-")[:60] or "dataset"
-    if slug != dataset:
-        slug += "-" + hashlib.sha256(dataset.encode()).hexdigest()[:8]
-    return slug
-
-
-def _variable(dataset: str) -> str:
-    return f"synthobs_privacy_spent__{dataset_key(dataset)}"
-
-
-def _limit(dataset: str) -> str:
-    return f"synthobs-privacy-{dataset_key(dataset)}"
-
-
-def spent_epsilon(dataset: str) -> float:
-    """Epsilon spent on ``dataset`` so far."""
-    from prefect.variables import Variable
-
-    return float(Variable.get(_variable(dataset), default=0.0, _sync=True))  # type: ignore[call-overload]
-
-
 def _ensure_limit(name: str) -> None:
     with _created_lock:
         if name in _created:
             return
-        from prefect.client.orchestration import get_client
-
         with get_client(sync_client=True) as client:
             client.upsert_global_concurrency_limit_by_name(name, limit=1)
         _created.add(name)
 
 
-def _resolve_budget(budget: Any, dataset: str) -> Any:
-    from prefect_synthobs.config.blocks import PrivacyBudget
-
-    if budget is None:
-        budget = dataset_key(dataset)
-    if isinstance(budget, str):
-        try:
-            budget = PrivacyBudget.load(budget, _sync=True)
-        except Exception as exc:
-            raise ValueError(f"no PrivacyBudget block {budget!r} for dataset {dataset!r}: {exc}") from None
-    if not isinstance(budget, PrivacyBudget):
-        raise ValueError(f"budget must be a PrivacyBudget block or a block name, got {type(budget).__name__}")
-    if budget.dataset != dataset:
-        raise ValueError(f"the PrivacyBudget block is for dataset {budget.dataset!r}, not {dataset!r}")
-    return budget
+def _resolve_budget(budget: PrivacyBudget | str | None, dataset: str) -> PrivacyBudget:
+    block = load_block(PrivacyBudget, dataset_key(dataset) if budget is None else budget,
+                       what=f"the privacy budget of dataset {dataset!r}")
+    if block.dataset != dataset:
+        raise ValueError(f"the PrivacyBudget block is for dataset {block.dataset!r}, not {dataset!r}")
+    return block
 
 
 def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
@@ -152,28 +127,23 @@ def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
         raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(f"dataset must be a non-empty string, got {dataset!r}")
-    from prefect.concurrency.sync import concurrency
-    from prefect.variables import Variable
-
-    from prefect_synthobs.telemetry.tracing import span
-
     block = _resolve_budget(budget, dataset)
     total = float(block.total_epsilon)
     epsilon = float(epsilon)
     with span(names.SPAN_PRIVACY_BUDGET_CHECK, dataset=dataset, epsilon=epsilon, budget=total) as current:
-        lock = _limit(dataset)
+        lock = lock_name(dataset)
         try:
             _ensure_limit(lock)
             with concurrency(lock, occupy=1, timeout_seconds=timeout_seconds, strict=True):
                 spent = spent_epsilon(dataset)
                 allowed = spent + epsilon <= total * (1 + 1e-12)
                 if allowed:
-                    Variable.set(_variable(dataset), spent + epsilon, overwrite=True,  # type: ignore[call-arg]
+                    Variable.set(spent_variable(dataset), spent + epsilon, overwrite=True,  # type: ignore[call-arg]
                                  _sync=True)
         except Exception as exc:
             raise PrivacyBudgetUnavailable(dataset, exc) from exc
         if current.is_recording():
-            current.set_attributes({"synthobs.privacy.allowed": allowed, "synthobs.privacy.spent": spent})
+            current.set_attributes({names.ATTR_PRIVACY_ALLOWED: allowed, names.ATTR_PRIVACY_SPENT: spent})
     _record(dataset, epsilon, spent + epsilon if allowed else spent, total, allowed)
     if not allowed:
         _emit_exceeded(dataset, epsilon, spent, total)
@@ -183,31 +153,14 @@ def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
 
 def _record(dataset: str, epsilon: float, spent: float, total: float, allowed: bool) -> None:
     try:
-        from prefect.context import FlowRunContext
-
-        from prefect_synthobs.health.rows import new_event_id
-        from prefect_synthobs.instrument.runtime import get_runtime
-
         runtime = get_runtime()
-        m = runtime.metrics
-        m.privacy_checks.labels(dataset, "allowed" if allowed else "denied").inc()
-        m.privacy_remaining.labels(dataset).set(max(total - spent, 0.0))
-        if not allowed:
-            return
-        m.privacy_spent.labels(dataset).inc(epsilon)
         ctx = FlowRunContext.get()
-        runtime.recorder.add(names.PRIVACY_LEDGER, {
-            "event_id": new_event_id(),
-            "time": datetime.now(timezone.utc),
-            "flow_run_id": str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
-            "flow_name": ctx.flow.name if ctx and ctx.flow else None,
-            "dataset": dataset,
-            "epsilon": epsilon,
-            "spent": spent,
-            "budget": total,
-            "remaining": max(total - spent, 0.0),
-        })
-        if ctx is None:  # outside a flow nothing else flushes soon: write now
+        runtime.recording.privacy_checked(
+            dataset, epsilon, spent=spent, budget=total, allowed=allowed, time=datetime.now(timezone.utc),
+            flow_run_id=str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
+            flow_name=ctx.flow.name if ctx and ctx.flow else None,
+        )
+        if allowed and ctx is None:  # outside a flow nothing else flushes soon: write now
             runtime.recorder.flush()
     except Exception as exc:  # the spend itself is already durable in the Prefect variable
         logger.warning("synthobs: privacy spend not recorded in the ledger (%s)", exc)
@@ -215,9 +168,6 @@ def _record(dataset: str, epsilon: float, spent: float, total: float, allowed: b
 
 def _emit_exceeded(dataset: str, epsilon: float, spent: float, total: float) -> None:
     try:
-        from prefect.context import FlowRunContext
-        from prefect.events import emit_event
-
         ctx = FlowRunContext.get()
         related = [{"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}",
                     "prefect.resource.role": "flow-run"}] if ctx and ctx.flow_run else []

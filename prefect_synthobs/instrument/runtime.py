@@ -1,45 +1,43 @@
-"""The process-wide synthobs runtime: run scope, run listener, recording.
+"""The run scope of one process: which flow runs are in progress, and how a run's end is recorded.
 
-Nothing here runs at import. The runtime is built on first use (an observed run
-starting, a ``record_*`` call) from the active settings and rebuilt when
-``configure`` changes them.
-
-How every task run of an observed flow is seen, decorated or not: Prefect 3
-opens an OpenTelemetry span for every flow and task run and ends it, inside
-the run's context, once the run is final. ``RunListener`` is a
-``SpanProcessor`` on the SDK tracer provider that reads the in-process
-``TaskRunContext`` / ``FlowRunContext`` at that moment: accurate state, times
-and ``run_count``, with no API query (task runs reach the API late). If no SDK
-provider is installed, synthobs installs one (no exporter: tracing stays local
-until configured); if the user already has one, the listener is added to it.
+``Runtime`` is built by the instrumentation (``prefect_synthobs.instrument.instrumentation``)
+from the active settings and rebuilt when ``configure`` changes them. It keeps
+the runs in scope (observed flows and their subflows), attaches the GPU
+sampler to them, and turns a run's end into one call of the recording seam
+(``Recording``).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import socket
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from prefect_synthobs import catalog as names
+from opentelemetry import trace
+from prefect.events import emit_event
+
+from prefect_synthobs import catalog
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.telemetry.exposition import MetricsExporter, bridge_to_prefect_client_metrics, make_exporter
-from prefect_synthobs.telemetry.metrics import SynthObsMetrics, get_metrics, label
+from prefect_synthobs.config.settings import SynthObsSettings
+from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
+from prefect_synthobs.gpu.sampler import GpuSampler
 from prefect_synthobs.health.recorder import Recorder
-from prefect_synthobs.health.rows import flow_row, task_row, trace_id_from_traceparent
-from prefect_synthobs.config.settings import SynthObsSettings, get_settings, on_change
+from prefect_synthobs.health.rows import Row, trace_id_from_traceparent
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.instrument.recording import Recording
+from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
+from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 from prefect_synthobs.telemetry.tracing import current_run_span
 
 logger = logging.getLogger("prefect_synthobs")
 
-TRACEPARENT_LABEL = "__OTEL_TRACEPARENT"
+TRACEPARENT_LABEL = catalog.TRACEPARENT_LABEL
 _RECENT_RUNS = 1024
 
 
@@ -55,11 +53,11 @@ class ObserveSpec:
 
 def span_attributes(spec: ObserveSpec) -> dict[str, str]:
     """The synthobs attributes of an observed flow's span."""
-    attrs = {names.ATTR_KIND: spec.kind}
+    attrs = {catalog.ATTR_KIND: spec.kind}
     if spec.model_type is not None:
-        attrs[names.ATTR_MODEL_TYPE] = spec.model_type
+        attrs[catalog.ATTR_MODEL_TYPE] = spec.model_type
     if spec.table is not None:
-        attrs[names.ATTR_TABLE] = spec.table
+        attrs[catalog.ATTR_TABLE] = spec.table
     return attrs
 
 
@@ -111,21 +109,23 @@ class Runtime:
 
     Args:
         settings: The active settings.
-        metrics: Metric set (defaults to the one on ``REGISTRY``).
+        metrics: The metric catalog to update.
         exporter: Metrics exporter (defaults to the one for ``metrics_mode``).
         recorder: Row recorder (defaults to one writing to ``store_url``).
+        sampler: Returns the process's GPU sampler (``None``: GPU sampling off).
     """
 
     def __init__(
         self,
         settings: SynthObsSettings,
         *,
-        metrics: SynthObsMetrics | None = None,
+        metrics: SynthObsMetrics,
         exporter: MetricsExporter | None = None,
         recorder: Recorder | None = None,
+        sampler: Callable[[], GpuSampler | None] = lambda: None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics or get_metrics(settings.metrics_prefix)
+        self.metrics = metrics
         store_url = settings.resolved_store_url()
         store_options = settings.resolved_store_options()
         self.recorder = recorder or Recorder(
@@ -133,8 +133,10 @@ class Runtime:
             settings.resolved_spool_dir(),
             settings.flush_interval_seconds,
         )
+        self.recording = Recording(self.recorder, metrics, redact_pii=settings.redact_pii)
         self.exporter = exporter or make_exporter(settings)
         self.host = socket.gethostname()
+        self._sampler = sampler
         self._runs: dict[str, RunInfo] = {}
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
@@ -142,26 +144,11 @@ class Runtime:
         self._gpu_warning = WarnOnce(logger)
 
     def start(self) -> None:
-        """Start exporters and the periodic flusher (idempotent)."""
+        """Start the metrics exporter and the periodic flusher (idempotent)."""
         if self._started:
             return
         self._started = True
-        from prefect_synthobs.instrument.listener import ensure_listener
-        from prefect_synthobs.telemetry.tracing import configure_tracing
-
-        ensure_listener()
-        try:
-            from prefect_synthobs.telemetry.logs import install_log_filters
-
-            install_log_filters(redact_pii=self.settings.redact_pii)
-        except Exception as exc:
-            logger.warning("synthobs: log filters not installed (%s)", exc)
-        try:
-            configure_tracing(self.settings)
-        except Exception as exc:  # a bad endpoint must not stop the run
-            logger.warning("synthobs: tracing not configured (%s); runs are still recorded", exc)
         self.exporter.start()
-        bridge_to_prefect_client_metrics()
         self.recorder.start()
 
     def close(self) -> None:
@@ -169,6 +156,11 @@ class Runtime:
         self.recorder.stop(flush=True)
         self.exporter.close()
         self._started = False
+
+    def adopt_scope(self, other: Runtime) -> None:
+        """Carry the runs in scope over from the runtime this one replaces."""
+        with other._lock:
+            self._runs, self._recent = other._runs, other._recent
 
     # -- scope ---------------------------------------------------------------
 
@@ -209,32 +201,18 @@ class Runtime:
 
     # -- GPU -----------------------------------------------------------------
 
-    def gpu_sampler(self) -> Any:
-        """The process's GPU sampler, or ``None`` when GPU sampling is off."""
-        if not self.settings.gpu_enabled:
-            return None
-        from prefect_synthobs.gpu.sampler import get_sampler
-
-        s = self.settings
-        return get_sampler(s.gpu_interval_seconds, s.gpu_store_interval_seconds, GpuPublisher(self.host),
-                           energy_interval=s.gpu_energy_interval_seconds)
-
     def _gpu_attach(self, key: str) -> None:
         try:
-            sampler = self.gpu_sampler()
+            sampler = self._sampler()
             if sampler is not None:
                 sampler.attach(key)
         except Exception as exc:  # NVML trouble never reaches the run
             self._gpu_warning.fail("synthobs: GPU sampling failed to start (%s)", exc)
 
     def _gpu_detach(self, key: str) -> dict[str, Any] | None:
-        from prefect_synthobs.gpu.sampler import current_sampler
-
-        sampler = current_sampler()
-        if sampler is None:
-            return None
         try:
-            summary = sampler.detach(key)
+            sampler = self._sampler()
+            summary = sampler.detach(key) if sampler is not None else None
         except Exception as exc:
             self._gpu_warning.fail("synthobs: GPU summary failed (%s)", exc)
             return None
@@ -253,7 +231,7 @@ class Runtime:
 
     def end_flow_run(self, flow: Any, flow_run: Any, state: Any, spec: ObserveSpec | None,
                      *, flush: bool) -> None:
-        """Record a finished flow run: health row, metrics, export."""
+        """Record a finished flow run: health row, metrics, span attributes, export."""
         key = str(flow_run.id)
         with self._lock:
             if key in self._recent and key not in self._runs:
@@ -262,54 +240,30 @@ class Runtime:
         if info is None:
             info = RunInfo(key, flow.name, spec or ObserveSpec(), observed=spec is not None)
         spec = info.spec
-        state_type = _state_type(state)
         error_type, error_message = _error_of(state)
-        start = getattr(flow_run, "start_time", None) or info.start_time
-        end = getattr(state, "timestamp", None) or datetime.now(timezone.utc)
         labels = getattr(flow_run, "labels", None) or {}
-        gpu = self._gpu_detach(key)
-        row = flow_row(
+        self.recording.flow_finished(
             flow_run_id=key,
-            parent_flow_run_id=info.parent_flow_run_id,
             flow_name=flow.name,
             kind=spec.kind,
             model_type=spec.model_type,
-            table_name=spec.table,
-            state_type=state_type,
+            table=spec.table,
+            parent_flow_run_id=info.parent_flow_run_id,
+            state_type=_state_type(state),
             state_name=getattr(state, "name", None),
-            start_time=start,
-            end_time=end,
+            start_time=getattr(flow_run, "start_time", None) or info.start_time,
+            end_time=getattr(state, "timestamp", None) or datetime.now(timezone.utc),
             rows=info.rows,
+            rows_by_table=dict(info.rows_by_table),
             error_type=error_type,
             error_message=error_message,
             tags=_tags(flow_run),
             host=self.host,
             trace_id=trace_id_from_traceparent(labels.get(TRACEPARENT_LABEL)) or _current_trace_id(),
-            redact_pii=self.settings.redact_pii,
-            gpu=gpu,
+            gpu=self._gpu_detach(key),
+            span_attributes=span_attributes(spec),
+            run_span=current_run_span(key),
         )
-        self.recorder.add(names.FLOW_RUNS, row)
-        run_span = current_run_span(key)
-        if run_span is not None:
-            run_span.set_attributes(span_attributes(spec))
-            run_span.set_attribute(names.ATTR_ROWS, info.rows)
-            if row["rows_per_s"] is not None:
-                run_span.set_attribute(names.ATTR_ROWS_PER_SECOND, row["rows_per_s"])
-            if gpu:
-                run_span.set_attributes(gpu_span_attributes(gpu))
-        m, flow_label, kind = self.metrics, label(flow.name), label(spec.kind)
-        m.flow_runs.labels(flow_label, kind, state_type).inc()
-        if row["duration_s"] is not None:
-            m.flow_run_duration.labels(flow_label, kind).observe(row["duration_s"])
-        if state_type == "COMPLETED":
-            m.last_success.labels(flow_label).set(end.timestamp())
-        elif state_type in ("FAILED", "CRASHED"):
-            m.errors.labels(flow_label, kind, label(error_type)).inc()
-        if row["duration_s"]:
-            for table, rows in info.rows_by_table.items():
-                m.generation_rows_per_second.labels(
-                    flow_label, label(table if table is not None else spec.table), label(spec.model_type)
-                ).set(rows / row["duration_s"])
         if flush:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
@@ -325,7 +279,7 @@ class Runtime:
         if state_type == "COMPLETED":
             error_type = error_message = None
         total = getattr(task_run, "total_run_time", None)
-        row = task_row(
+        self.recording.task_finished(
             task_run_id=str(task_run.id),
             flow_run_id=str(task_run.flow_run_id) if task_run.flow_run_id else None,
             flow_name=flow_name,
@@ -339,71 +293,31 @@ class Runtime:
             error_type=error_type,
             error_message=error_message,
             tags=_tags(task_run),
-            redact_pii=self.settings.redact_pii,
         )
-        self.recorder.add(names.TASK_RUNS, row)
-        m, fl, tl = self.metrics, label(flow_name), label(task.name)
-        m.task_runs.labels(fl, tl, state_type).inc()
-        if row["duration_s"] is not None:
-            m.task_run_duration.labels(fl, tl).observe(row["duration_s"])
-        if task_run.run_count > 1:
-            m.task_retries.labels(fl, tl).inc(task_run.run_count - 1)
-
-
-def gpu_span_attributes(gpu: dict[str, Any]) -> dict[str, Any]:
-    """The flow span's GPU summary attributes (the non-null ``flow_runs`` GPU columns)."""
-    pairs = (
-        (names.ATTR_GPU_UTIL_MEAN, gpu.get("gpu_util_mean")),
-        (names.ATTR_GPU_UTIL_MAX, gpu.get("gpu_util_max")),
-        (names.ATTR_GPU_MEMORY_PEAK, gpu.get("gpu_memory_peak_bytes")),
-        (names.ATTR_GPU_ENERGY, gpu.get("gpu_energy_j")),
-    )
-    return {key: value for key, value in pairs if value is not None}
 
 
 class GpuPublisher:
-    """Sends GPU samples to the current runtime: gauges, energy counter, ``gpu_samples``.
+    """The GPU sampler's sink: samples go to the recording seam of the current runtime.
 
     It looks the runtime up at each sample, so the sampler (one per process)
     keeps working when ``configure`` rebuilds the runtime.
     """
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, runtime: Callable[[], Runtime | None]) -> None:
         self.host = host
+        self._runtime = runtime
 
-    def publish(self, readings: list[Any], energy_j: dict[str, float], rows: list[dict[str, Any]]) -> None:
-        runtime = current_runtime()
-        if runtime is None:
-            return
-        m = runtime.metrics
-        for r in readings:
-            labels = (str(r.index), r.uuid, r.name)
-            for gauge, value in (
-                (m.gpu_utilization, r.utilization),
-                (m.gpu_memory_used, r.memory_used_bytes),
-                (m.gpu_memory_total, r.memory_total_bytes),
-                (m.gpu_power, r.power_w),
-                (m.gpu_temperature, r.temperature_c),
-            ):
-                if value is not None:
-                    gauge.labels(*labels).set(value)
-            joules = energy_j.get(r.uuid)
-            if joules:
-                m.gpu_energy.labels(*labels).inc(joules)
-        if rows:
-            runtime.recorder.add(names.GPU_SAMPLES, rows)
+    def publish(self, readings: list[GpuReading], energy_j: dict[str, float], rows: list[Row]) -> None:
+        runtime = self._runtime()
+        if runtime is not None:
+            runtime.recording.gpu_sampled(readings, energy_j, rows)
 
-    def device_lost(self, device: Any, run_ids: list[str]) -> None:
-        runtime = current_runtime()
-        if runtime is not None:  # stale gauges would show a dead GPU as busy
-            m = runtime.metrics
-            for gauge in (m.gpu_utilization, m.gpu_memory_used, m.gpu_power, m.gpu_temperature):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(str(device.index), device.uuid, device.name)
-        from prefect.events import emit_event
-
+    def device_lost(self, device: GpuDevice, run_ids: list[str]) -> None:
+        runtime = self._runtime()
+        if runtime is not None:
+            runtime.recording.gpu_lost(device)
         emit_event(
-            event=names.EVENT_GPU_LOST,
+            event=catalog.EVENT_GPU_LOST,
             resource={
                 "prefect.resource.id": f"synthobs.gpu.{device.uuid}",
                 "prefect.resource.name": f"GPU {device.index} ({device.name}) on {self.host}",
@@ -420,67 +334,5 @@ class GpuPublisher:
 
 
 def _current_trace_id() -> str | None:
-    from opentelemetry import trace
-
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
-
-
-# -- the process's runtime ------------------------------------------------------
-
-_lock = threading.RLock()
-_runtime: Runtime | None = None
-
-
-def get_runtime() -> Runtime:
-    """The process's runtime, built (and its exporters started) on first use."""
-    global _runtime
-    with _lock:
-        if _runtime is None:
-            _runtime = Runtime(get_settings())
-            on_change(_rebuild)
-            atexit.register(_shutdown)
-            _runtime.start()
-        return _runtime
-
-
-def current_runtime() -> Runtime | None:
-    """The runtime if one was built, without building it."""
-    return _runtime
-
-
-def _rebuild(settings: SynthObsSettings) -> None:
-    global _runtime
-    with _lock:
-        old = _runtime
-        if old is None:
-            return
-        new = Runtime(settings)
-        with old._lock:
-            new._runs, new._recent = old._runs, old._recent
-        _runtime = new
-    old.close()
-    new.start()
-
-
-def _shutdown() -> None:
-    from prefect_synthobs.gpu.sampler import current_sampler
-
-    sampler = current_sampler()
-    if sampler is not None:
-        sampler.stop()
-    runtime = _runtime
-    if runtime is not None:
-        try:
-            runtime.close()
-        except Exception as exc:  # never fail interpreter exit
-            logger.warning("synthobs: final flush failed: %s", exc)
-
-
-def reset_runtime() -> None:
-    """Close and forget the runtime (for tests)."""
-    global _runtime
-    with _lock:
-        old, _runtime = _runtime, None
-    if old is not None:
-        old.close()

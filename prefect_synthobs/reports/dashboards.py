@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from prefect_synthobs import catalog as names
 
 RUNBOOK_DIR = "docs/runbooks"
@@ -151,7 +153,10 @@ def _panel(pid: int, title: str, exprs: list[tuple[str, str]], x: int, y: int, u
 
 def panel_queries(prefix: str = "synthobs") -> list[tuple[str, list[tuple[str, str]], str]]:
     """``(row, [(expr, legend)], unit)`` for every panel, in order (also what tests evaluate)."""
-    m = lambda n: _m(prefix, n)  # noqa: E731
+
+    def m(name: str) -> str:
+        return _m(prefix, name)
+
     f = 'flow=~"$flow"'
     return [
         ("Overview", [(f"sum by (flow, state) (increase({m(names.FLOW_RUNS_TOTAL)}{{{f}}}[$__range]))",
@@ -243,8 +248,6 @@ def export(directory: str | Path, prefix: str = "synthobs", runbook_base: str = 
     ``runbook_base`` is where the alerts' ``runbook_url`` points: the exported
     ``runbooks/`` folder by default, or e.g. your repository's URL of it.
     """
-    import yaml
-
     out = Path(directory)
     (out / "runbooks").mkdir(parents=True, exist_ok=True)
     written = []

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from prefect_synthobs import catalog as names
 
@@ -177,7 +182,7 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
     if len(gpu):
         for (host, index, _uuid), group in gpu.groupby(["host", "gpu_index", "gpu_uuid"], dropna=False, sort=True):
             gpus.append({
-                "host": host, "gpu": int(index), "name": group.gpu_name.iloc[-1],
+                "host": host, "gpu": int(str(index)), "name": group.gpu_name.iloc[-1],
                 "util_mean": _num(group.utilization.mean()), "util_max": _num(group.utilization.max()),
                 "memory_peak_bytes": int(group.memory_used_bytes.max()) if group.memory_used_bytes.notna().any()
                 else None,
@@ -281,8 +286,6 @@ ARTIFACTS = {  # key -> (report attribute, description)
 
 def publish_artifacts(report: HealthReport) -> dict[str, Any]:
     """Create the report's Prefect artifacts (inside a flow run); returns their ids by key."""
-    from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
-
     ids: dict[str, Any] = {"synthobs-overview": create_markdown_artifact(
         markdown=overview_markdown(report), key="synthobs-overview", description="synthobs health overview")}
     for key, (attr, description) in ARTIFACTS.items():
@@ -317,12 +320,6 @@ def window(since: str | datetime | None, until: datetime | None = None,
 
 def render_text(report: HealthReport, console: Any = None) -> None:
     """The dashboards in the terminal, with ``rich`` (which Prefect ships)."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     # piped output is not cut to 80 columns: tables keep their names whole
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     console.print(f"[bold]synthobs health[/bold]  {report.since:%Y-%m-%d %H:%M} → {report.until:%Y-%m-%d %H:%M} UTC")

@@ -37,7 +37,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs.scores.stats import average_ranks, numeric_values
 from prefect_synthobs.scores.privacy import (
     dcr,
     dcr_baseline_protection,
@@ -46,6 +45,7 @@ from prefect_synthobs.scores.privacy import (
     membership_inference_auc,
     new_row_synthesis,
 )
+from prefect_synthobs.scores.stats import average_ranks, numeric_values
 from prefect_synthobs.scores.utility import tstr
 
 __all__ = [
@@ -85,13 +85,13 @@ def _as_numbers(series: pd.Series, what: str) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(s):
         return numeric_values(s)
     if pd.api.types.is_bool_dtype(s):
-        return s.astype("int64").to_numpy(dtype=np.float64)
+        return np.asarray(s.astype("int64").to_numpy(dtype=np.float64))
     if not pd.api.types.is_numeric_dtype(s):
         try:
-            return pd.to_numeric(s).to_numpy(dtype=np.float64)
+            return np.asarray(pd.to_numeric(s).to_numpy(dtype=np.float64))
         except (TypeError, ValueError):
             raise ValueError(f"{what} needs numerical or datetime values, got dtype {s.dtype}") from None
-    return s.to_numpy(dtype=np.float64)
+    return np.asarray(s.to_numpy(dtype=np.float64))
 
 
 def ks_complement(real: pd.Series, synthetic: pd.Series) -> float:

@@ -336,7 +336,8 @@ def _random_like(real: pd.DataFrame, columns: dict[str, str], n: int, rng: np.ra
         series = pd.Series(values)
         series[rng.random(n) < col.isna().mean()] = None
         out[c] = series
-    return pd.DataFrame(out)
+    frame: pd.DataFrame = pd.DataFrame(out)
+    return frame
 
 
 def dcr_baseline_protection(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any], *,

@@ -85,8 +85,8 @@ class LogisticRegression:
             return np.full(len(x), self.classes_[0], dtype=object)
         scores = np.hstack([x, np.ones((len(x), 1))]) @ self.weights_
         if len(self.classes_) == 2:
-            return np.where(scores[:, 0] > 0, self.classes_[1], self.classes_[0])
-        return self.classes_[np.argmax(scores, axis=1)]
+            return np.asarray(np.where(scores[:, 0] > 0, self.classes_[1], self.classes_[0]))
+        return np.asarray(self.classes_[np.argmax(scores, axis=1)])
 
 
 @dataclass
@@ -160,7 +160,7 @@ def tstr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.DataFr
             raise ValueError(f"target column {target!r} is missing from {label}")
         if df[target].notna().sum() == 0:
             raise ValueError(f"{label} has no row with a {target!r} value")
-    sdtypes = {c: m.get("sdtype") for c, m in columns.items()
+    sdtypes = {str(c): str(m.get("sdtype")) for c, m in columns.items()
                if c != target and all(c in df.columns for df in (real_train, synthetic, real_test))
                and isinstance(m, Mapping) and m.get("sdtype") in ("numerical", "datetime", "categorical", "boolean")}
     task = "regression" if columns[target].get("sdtype") in ("numerical", "datetime") else "classification"

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest, pushadd_to_gateway, write_to_textfile
+from prefect.settings import get_current_settings
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import (
+    CollectorRegistry,
+    generate_latest,
+    pushadd_to_gateway,
+    start_http_server,
+    write_to_textfile,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -131,7 +139,7 @@ class _FamiliesCollector:
 def registry_of(families: Families) -> CollectorRegistry:
     """A throw-away registry exposing ``families`` (for push and textfile writes)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_FamiliesCollector(families))  # type: ignore[arg-type]
+    registry.register(_FamiliesCollector(families))
     return registry
 
 
@@ -165,8 +173,6 @@ class HttpExporter(MetricsExporter):
         self._server: Any = None
 
     def start(self) -> None:
-        from prometheus_client import start_http_server
-
         if self._server is not None:
             return
         try:
@@ -280,7 +286,7 @@ class TextfileExporter(MetricsExporter):
         self._warn = WarnOnce(logger)
 
     def on_flow_end(self, flow_name: str) -> None:
-        import fcntl
+        import fcntl  # POSIX only: imported where the Pushgateway lock file is taken
 
         with self._lock:
             local = families_from_metrics(self.registry.collect(), prefix=self.prefix)
@@ -339,15 +345,11 @@ def bridge_to_prefect_client_metrics() -> bool:
         Whether the bridge is in place.
     """
     global _bridge
-    from prefect.settings import get_current_settings
-
     if not get_current_settings().client.metrics.enabled:
         return False
     if _bridge is None:
-        import prometheus_client
-
         _bridge = _Bridge()
-        prometheus_client.REGISTRY.register(_bridge)  # type: ignore[arg-type]
+        DEFAULT_REGISTRY.register(_bridge)
     return True
 
 

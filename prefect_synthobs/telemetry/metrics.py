@@ -2,12 +2,12 @@
 
 ``REGISTRY`` is a plain ``CollectorRegistry``: importing this module registers
 nothing anywhere else. The collectors are created on first use by
-``get_metrics()`` with the configured prefix (default ``synthobs``).
+the instrumentation (``Instrumentation.metrics``) with the configured prefix (default ``synthobs``).
 
 Example:
     ```python
     from prometheus_client import generate_latest
-    from prefect_synthobs.telemetry.metrics import REGISTRY
+    from prefect_synthobs.metrics import REGISTRY
 
     print(generate_latest(REGISTRY).decode())
     ```
@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -136,25 +135,6 @@ class SynthObsMetrics:
         for collector in self._collectors:
             with contextlib.suppress(KeyError):
                 self.registry.unregister(collector)
-
-
-_lock = threading.Lock()
-_metrics: SynthObsMetrics | None = None
-
-
-def get_metrics(prefix: str | None = None) -> SynthObsMetrics:
-    """The process's metric set on ``REGISTRY``, rebuilt if the prefix changed."""
-    global _metrics
-    if prefix is None:
-        from prefect_synthobs.config.settings import get_settings
-
-        prefix = get_settings().metrics_prefix
-    with _lock:
-        if _metrics is None or _metrics.prefix != prefix:
-            if _metrics is not None:
-                _metrics.unregister()
-            _metrics = SynthObsMetrics(REGISTRY, prefix)
-        return _metrics
 
 
 def label(value: object | None) -> str:

@@ -50,6 +50,8 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.util.types import Attributes
+from prefect.client.orchestration import get_client
+from prefect.context import TaskRunContext
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
@@ -58,7 +60,7 @@ from prefect_synthobs.telemetry.redaction import redact
 
 logger = logging.getLogger("prefect_synthobs.telemetry.tracing")
 
-_TRACER_NAME = "prefect_synthobs"
+_TRACER_NAME = names.TRACER_NAME
 _ATTRIBUTE_TYPES = (str, bool, int, float)
 
 
@@ -114,7 +116,7 @@ def build_exporter(config: ExportConfig, environ: Mapping[str, str] | None = Non
     env = os.environ if environ is None else environ
     headers = dict(config.headers) if config.headers else None
     assert config.endpoint
-    if config.protocol == "grpc":
+    if config.protocol == "grpc":  # grpc is heavy: imported only when that protocol is asked for
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         insecure = config.endpoint.startswith("http://") or None
@@ -242,8 +244,6 @@ class StableSpanNames(SpanProcessor):
 
     @staticmethod
     def _task_name(attrs: Any) -> str | None:
-        from prefect.context import TaskRunContext
-
         ctx = TaskRunContext.get()
         if ctx is not None and str(ctx.task_run.id) == attrs.get(names.PREFECT_RUN_ID):
             return str(ctx.task.name)
@@ -255,8 +255,6 @@ class StableSpanNames(SpanProcessor):
             return None
         name = self._flow_names.get(flow_id)
         if name is None:
-            from prefect.client.orchestration import get_client
-
             with get_client(sync_client=True) as client:
                 name = client.read_flow(flow_id).name
             self._flow_names[flow_id] = name
@@ -300,95 +298,110 @@ class RecordingRatioSampler(Sampler):
         return f"RecordingRatioSampler{{{self.ratio}}}"
 
 
-# -- the process's set-up ---------------------------------------------------------
+# -- set-up -------------------------------------------------------------------------
 
-_lock = threading.Lock()
-_switch = SwitchableSpanProcessor()
-_stable_names = StableSpanNames()
-_sampler = RecordingRatioSampler()
-_attached: list[Any] = []
-_active: ExportConfig | None = None
-
-
-def build_tracer_provider() -> TracerProvider:
-    """An SDK tracer provider with synthobs' resource and recording sampler."""
-    from prefect_synthobs.config.settings import get_settings
-
-    settings = get_settings()
-    attributes: dict[str, Any] = {
-        "service.version": __version__,
-        "host.name": socket.gethostname(),
-    }
-    explicit = "service_name" in settings.model_fields_set
-    if explicit or not os.environ.get("OTEL_SERVICE_NAME"):
-        attributes["service.name"] = settings.service_name
-    if settings.environment:
-        attributes["deployment.environment"] = settings.environment
-    _sampler.set_ratio(settings.trace_sample_ratio)
-    # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
-    return TracerProvider(resource=Resource.create(attributes), sampler=_sampler)
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+)
 
 
-_named: list[Any] = []
+class TracingSetup:
+    """What synthobs adds to a tracer provider: stable span names and one export switch.
 
-
-def attach_stable_names(provider: Any) -> None:
-    """Add the ``StableSpanNames`` processor to ``provider`` once, enabled per settings."""
-    from prefect_synthobs.config.settings import get_settings
-
-    try:
-        _stable_names.enabled = get_settings().span_names == "stable"
-    except ValueError:
-        _stable_names.enabled = False
-    if hasattr(provider, "add_span_processor") and not any(p is provider for p in _named):
-        provider.add_span_processor(_stable_names)
-        _named.append(provider)
-
-
-def stable_names() -> StableSpanNames:
-    """The process's ``StableSpanNames`` processor."""
-    return _stable_names
-
-
-def configure_tracing(settings: Any) -> ExportConfig:
-    """Point synthobs' export processor at what ``settings`` (and ``OTEL_*``) say.
-
-    Idempotent: the same configuration twice changes nothing.
+    Owned by the instrumentation (one per process in production, one per test
+    where a test wants its own). Processors cannot be removed from an SDK
+    provider, so ``detach`` switches them off: they then pass spans through
+    untouched.
     """
-    global _active
-    config = export_config(settings)
-    with _lock:
-        provider = trace.get_tracer_provider()
-        if hasattr(provider, "add_span_processor") and not any(p is provider for p in _attached):
-            attach_stable_names(provider)
-            provider.add_span_processor(_switch)
-            _attached.append(provider)
-        _sampler.set_ratio(settings.trace_sample_ratio)
-        _stable_names.enabled = getattr(settings, "span_names", "prefect") == "stable"
-        if config == _active:
-            return config
-        _active = config
-        delegate: SpanProcessor | None = None
-        if config.enabled:
-            processors: list[SpanProcessor] = []
-            if config.endpoint:
-                for name in ("opentelemetry.exporter.otlp.proto.grpc.exporter",
-                             "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                             "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"):
-                    log = logging.getLogger(name)
-                    if not any(isinstance(f, _QuietExporterLogs) for f in log.filters):
-                        log.addFilter(_QuietExporterLogs())
-                exporter = ReportingExporter(build_exporter(config), config.endpoint)
-                processors.append(BatchSpanProcessor(
-                    exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.timeout * 1000)
-                ))
-            if config.console:
-                processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
-            delegate = processors[0] if len(processors) == 1 else _Fanout(processors)
-        old = _switch.set_delegate(delegate, config.timeout)
-    if old is not None:
-        threading.Thread(target=old.shutdown, name="synthobs-span-shutdown", daemon=True).start()
-    return config
+
+    def __init__(self) -> None:
+        self.switch = SwitchableSpanProcessor()
+        self.stable_names = StableSpanNames()
+        self.sampler = RecordingRatioSampler()
+        self._lock = threading.Lock()
+        self._attached: list[Any] = []
+        self._active: ExportConfig | None = None
+        self._quiet: list[tuple[logging.Logger, logging.Filter]] = []
+
+    def build_provider(self, *, service_name: str | None, environment: str | None,
+                       sample_ratio: float) -> TracerProvider:
+        """An SDK tracer provider with synthobs' resource and recording sampler.
+
+        ``service_name`` ``None`` leaves ``service.name`` to ``OTEL_SERVICE_NAME``.
+        """
+        attributes: dict[str, Any] = {"service.version": __version__, "host.name": socket.gethostname()}
+        if service_name is not None:
+            attributes["service.name"] = service_name
+        if environment:
+            attributes["deployment.environment"] = environment
+        self.sampler.set_ratio(sample_ratio)
+        # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+        return TracerProvider(resource=Resource.create(attributes), sampler=self.sampler)
+
+    def attach(self, provider: Any) -> bool:
+        """Add the stable-names and export processors to ``provider`` once.
+
+        Returns:
+            Whether ``provider`` takes span processors (an SDK provider).
+        """
+        with self._lock:
+            if any(p is provider for p in self._attached):
+                return True
+            if not hasattr(provider, "add_span_processor"):
+                return False
+            provider.add_span_processor(self.stable_names)  # before the first flow span starts
+            provider.add_span_processor(self.switch)
+            self._attached.append(provider)
+            return True
+
+    def attached_to(self, provider: Any) -> bool:
+        with self._lock:
+            return any(p is provider for p in self._attached)
+
+    def configure(self, config: ExportConfig, *, sample_ratio: float, stable_names: bool) -> ExportConfig:
+        """Point the export switch at what ``config`` says (the same config twice changes nothing)."""
+        with self._lock:
+            self.sampler.set_ratio(sample_ratio)
+            self.stable_names.enabled = stable_names
+            if config == self._active:
+                return config
+            self._active = config
+            delegate: SpanProcessor | None = None
+            if config.enabled:
+                processors: list[SpanProcessor] = []
+                if config.endpoint:
+                    self._quiet_exporter_logs()
+                    exporter = ReportingExporter(build_exporter(config), config.endpoint)
+                    processors.append(BatchSpanProcessor(
+                        exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.timeout * 1000)
+                    ))
+                if config.console:
+                    processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
+                delegate = processors[0] if len(processors) == 1 else _Fanout(processors)
+            old = self.switch.set_delegate(delegate, config.timeout)
+        if old is not None:
+            threading.Thread(target=old.shutdown, name="synthobs-span-shutdown", daemon=True).start()
+        return config
+
+    def detach(self) -> None:
+        """Stop exporting and renaming; undo the exporter log filters."""
+        with self._lock:
+            self._active = None
+            self.stable_names.enabled = False
+            for log, flt in self._quiet:
+                log.removeFilter(flt)
+            self._quiet = []
+        self.switch.shutdown()
+
+    def _quiet_exporter_logs(self) -> None:
+        for name in _EXPORTER_LOGGERS:
+            log = logging.getLogger(name)
+            if not any(isinstance(f, _QuietExporterLogs) for f in log.filters):
+                flt = _QuietExporterLogs()
+                log.addFilter(flt)
+                self._quiet.append((log, flt))
 
 
 class _Fanout(SpanProcessor):
@@ -434,23 +447,16 @@ def current_run_span(run_id: Any) -> Span | None:
 
 
 @contextmanager
-def span(name: str, **attributes: Any) -> Iterator[Span]:
-    """A span for domain work, child of the current Prefect run span.
+def open_span(name: str, attributes: Mapping[str, Any], *, redact_pii: bool) -> Iterator[Span]:
+    """A span for domain work, child of the current span (a Prefect run span in a run).
 
     Args:
-        name: A low-cardinality name such as ``generation.batch``; put ids in
-            attributes, not in the name.
-        **attributes: Span attributes (non-primitive values are stored as text).
+        name: A low-cardinality name such as ``generation.batch``.
+        attributes: Span attributes (non-primitive values are stored as text).
+        redact_pii: Redact PII from string attribute values.
 
     Yields:
         The span (a non-recording one when tracing is off: then it costs nothing).
-
-    Example:
-        ```python
-        with so.span("generation.batch", batch_size=10_000) as s:
-            df = model.sample(10_000)
-            s.set_attribute("rows", len(df))
-        ```
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"span name must be a non-empty string, got {name!r}")
@@ -458,16 +464,7 @@ def span(name: str, **attributes: Any) -> Iterator[Span]:
     with tracer.start_as_current_span(name) as current:
         if current.is_recording() and attributes:
             values = {k: attribute_value(v) for k, v in attributes.items()}
-            if _redacting():
+            if redact_pii:
                 values = {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
             current.set_attributes(values)
         yield current
-
-
-def _redacting() -> bool:
-    from prefect_synthobs.config.settings import get_settings
-
-    try:
-        return get_settings().redact_pii
-    except ValueError:  # invalid settings must not break the caller's span: keep redacting
-        return True

@@ -1,0 +1,280 @@
+"""``Instrumentation``: the one object that owns what synthobs adds to a process.
+
+It holds what would otherwise be scattered module globals: the tracer
+provider hook-up (``TracingSetup``), the run listener, the log filters, the
+metric set, the GPU sampler and the runtime (recorder and metrics exporter).
+``install()`` and ``uninstall()`` are symmetric and idempotent, as
+OpenTelemetry's instrumentors are; the tracer provider, the registry and the
+settings source can be injected (tests build their own).
+
+The process has one, ``INSTRUMENTATION``; ``observe`` installs it when it
+decorates, and ``get_runtime()`` builds the runtime on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from prefect.settings import get_current_settings
+from prometheus_client import CollectorRegistry
+
+from prefect_synthobs.config.active import ACTIVE, ActiveSettings
+from prefect_synthobs.config.settings import SynthObsSettings
+from prefect_synthobs.gpu.nvml import get_backend
+from prefect_synthobs.gpu.sampler import GpuSampler, validate_interval
+from prefect_synthobs.instrument.listener import RunListener
+from prefect_synthobs.instrument.runtime import GpuPublisher, Runtime
+from prefect_synthobs.telemetry.exposition import bridge_to_prefect_client_metrics
+from prefect_synthobs.telemetry.logs import install_log_filters, remove_log_filters
+from prefect_synthobs.telemetry.metrics import REGISTRY, SynthObsMetrics
+from prefect_synthobs.telemetry.tracing import StableSpanNames, TracingSetup, export_config
+
+logger = logging.getLogger("prefect_synthobs")
+
+
+class Instrumentation:
+    """What synthobs adds to a process, installed and removed as one.
+
+    Args:
+        settings: Where the active settings come from (default: the process's).
+        tracer_provider: The provider to hook into; default: the global one
+            (an SDK provider is installed there only when there is none).
+        registry: Where the metric catalog is registered.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: ActiveSettings = ACTIVE,
+        tracer_provider: TracerProvider | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._settings = settings
+        self._tracer_provider = tracer_provider
+        self.registry = registry
+        self.tracing = TracingSetup()
+        self.listener = RunListener(self.current_runtime)
+        self.publisher = GpuPublisher(socket.gethostname(), self.current_runtime)
+        self._lock = threading.RLock()
+        self._listening: list[Any] = []
+        self._runtime: Runtime | None = None
+        self._metrics: SynthObsMetrics | None = None
+        self._sampler: GpuSampler | None = None
+        self._warned = False
+        self._hooked = False
+
+    # -- install / uninstall -----------------------------------------------------------
+
+    def provider(self) -> Any:
+        """The tracer provider synthobs hooks into.
+
+        With no SDK provider set globally, Prefect's run spans are no-ops and
+        undecorated task runs could not be seen: then one is installed (no
+        exporter: tracing stays local until configured).
+        """
+        if self._tracer_provider is not None:
+            return self._tracer_provider
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider) and type(provider).__name__ == "ProxyTracerProvider":
+            settings = self.settings()
+            explicit = "service_name" in settings.model_fields_set
+            trace.set_tracer_provider(self.tracing.build_provider(
+                service_name=settings.service_name if explicit or not _otel_service_name() else None,
+                environment=settings.environment,
+                sample_ratio=settings.trace_sample_ratio,
+            ))
+            provider = trace.get_tracer_provider()
+        return provider
+
+    def install(self) -> bool:
+        """Hook the run listener and synthobs' span processors into the provider (idempotent).
+
+        Returns:
+            Whether every Prefect run span reaches the listener. When it does
+            not (Prefect's run telemetry off, or a non-SDK provider), only flows
+            and tasks decorated with ``observe`` are recorded; one warning.
+        """
+        with self._lock:
+            settings = self.settings()
+            self.listener.enabled = True
+            self.tracing.stable_names.enabled = settings.span_names == "stable"
+            provider = self.provider()
+            ok = self.tracing.attach(provider)
+            if ok and not any(p is provider for p in self._listening):
+                provider.add_span_processor(self.listener)
+                self._listening.append(provider)
+            telemetry_on = bool(get_current_settings().cloud.enable_orchestration_telemetry)
+            if (not ok or not telemetry_on) and not self._warned:
+                self._warned = True
+                logger.warning(
+                    "synthobs: Prefect run spans are unavailable (%s); only flows and tasks "
+                    "decorated with observe() are recorded, not other task runs.",
+                    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY is off" if ok else
+                    f"tracer provider {type(provider).__name__} takes no span processors",
+                )
+            return ok and telemetry_on
+
+    def listener_active(self) -> bool:
+        """Whether the run listener sees every Prefect run span in this process."""
+        with self._lock:
+            attached = self.listener.enabled and any(p is self.provider() for p in self._listening)
+        return attached and bool(get_current_settings().cloud.enable_orchestration_telemetry)
+
+    def uninstall(self) -> None:
+        """Remove what ``install`` and the runtime added (idempotent).
+
+        The listener and span processors stay on the provider (an SDK provider
+        cannot drop processors) but are switched off and pass spans through.
+        """
+        with self._lock:
+            self.listener.enabled = False
+            self.tracing.detach()
+            remove_log_filters()
+        self.reset()
+
+    # -- the runtime ---------------------------------------------------------------------
+
+    def settings(self) -> SynthObsSettings:
+        return self._settings.get()
+
+    def current_runtime(self) -> Runtime | None:
+        """The runtime if one was built, without building it."""
+        return self._runtime
+
+    def runtime(self) -> Runtime:
+        """The runtime, built (and its exporters started) on first use."""
+        with self._lock:
+            if self._runtime is None:
+                if not self._hooked:
+                    self._hooked = True
+                    self._settings.on_change(self._rebuild)
+                    atexit.register(self.shutdown)
+                self._runtime = self._build(self.settings())
+            return self._runtime
+
+    def _build(self, settings: SynthObsSettings) -> Runtime:
+        runtime = Runtime(settings, metrics=self.metrics(settings.metrics_prefix), sampler=self.sampler)
+        self.install()
+        try:
+            install_log_filters(redact_pii=settings.redact_pii)
+        except Exception as exc:
+            logger.warning("synthobs: log filters not installed (%s)", exc)
+        try:
+            self.tracing.configure(export_config(settings), sample_ratio=settings.trace_sample_ratio,
+                                   stable_names=settings.span_names == "stable")
+        except Exception as exc:  # a bad endpoint must not stop the run
+            logger.warning("synthobs: tracing not configured (%s); runs are still recorded", exc)
+        runtime.start()
+        bridge_to_prefect_client_metrics()
+        return runtime
+
+    def _rebuild(self, settings: SynthObsSettings) -> None:
+        with self._lock:
+            old = self._runtime
+            if old is None:
+                return
+            old.close()
+            new = self._build(settings)
+            new.adopt_scope(old)
+            self._runtime = new
+
+    def metrics(self, prefix: str) -> SynthObsMetrics:
+        """The metric catalog on the registry, rebuilt if the prefix changed."""
+        with self._lock:
+            if self._metrics is None or self._metrics.prefix != prefix:
+                if self._metrics is not None:
+                    self._metrics.unregister()
+                self._metrics = SynthObsMetrics(self.registry, prefix)
+            return self._metrics
+
+    def sampler(self) -> GpuSampler | None:
+        """The process's GPU sampler with the active settings, or ``None`` when GPU sampling is off."""
+        settings = self.settings()
+        if not settings.gpu_enabled:
+            return None
+        with self._lock:
+            if self._sampler is None:
+                self._sampler = GpuSampler(
+                    get_backend(), self.publisher, interval=settings.gpu_interval_seconds,
+                    store_interval=settings.gpu_store_interval_seconds,
+                    energy_interval=settings.gpu_energy_interval_seconds,
+                )
+            else:
+                self._sampler.interval = validate_interval(settings.gpu_interval_seconds)
+                self._sampler.energy_interval = settings.gpu_energy_interval_seconds
+                self._sampler.store_interval = settings.gpu_store_interval_seconds
+            return self._sampler
+
+    def current_sampler(self) -> GpuSampler | None:
+        """The sampler if one was made, without making it."""
+        return self._sampler
+
+    def reset(self) -> None:
+        """Close and forget the runtime (tests; ``uninstall``)."""
+        with self._lock:
+            old, self._runtime = self._runtime, None
+        if old is not None:
+            old.close()
+
+    def shutdown(self) -> None:
+        """At interpreter exit: stop the sampler, write what is buffered."""
+        sampler = self._sampler
+        if sampler is not None:
+            sampler.stop()
+        runtime = self._runtime
+        if runtime is not None:
+            try:
+                runtime.close()
+            except Exception as exc:  # never fail interpreter exit
+                logger.warning("synthobs: final flush failed: %s", exc)
+
+
+def _otel_service_name() -> bool:
+    return bool(os.environ.get("OTEL_SERVICE_NAME"))
+
+
+INSTRUMENTATION = Instrumentation()
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, built (and its exporters started) on first use."""
+    return INSTRUMENTATION.runtime()
+
+
+def current_runtime() -> Runtime | None:
+    """The process's runtime if one was built, without building it."""
+    return INSTRUMENTATION.current_runtime()
+
+
+def reset_runtime() -> None:
+    """Close and forget the process's runtime (for tests)."""
+    INSTRUMENTATION.reset()
+
+
+def current_sampler() -> GpuSampler | None:
+    """The process's GPU sampler if one was made."""
+    return INSTRUMENTATION.current_sampler()
+
+
+# Module functions, not the object: flow hooks are pickled by value when a flow
+# defined in ``__main__`` is served, and a function is pickled by reference.
+def install() -> bool:
+    """Install the process's instrumentation (idempotent); see ``Instrumentation.install``."""
+    return INSTRUMENTATION.install()
+
+
+def listener_active() -> bool:
+    """Whether the process's run listener sees every Prefect run span."""
+    return INSTRUMENTATION.listener_active()
+
+
+def stable_names() -> StableSpanNames:
+    """The process's stable span names processor."""
+    return INSTRUMENTATION.tracing.stable_names

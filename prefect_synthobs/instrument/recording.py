@@ -1,0 +1,251 @@
+"""The one recording seam: each thing synthobs observes becomes a row, metrics and span attributes here.
+
+Every event a run produces (a flow or task run finished, rows generated, an
+epoch, a quality score, a privacy spend, GPU samples) passes through one
+method of ``Recording``, which writes the health row (through the
+``Recorder``), updates the metric catalog and, where there is one, sets the
+span attributes. Nothing else in the package writes rows or touches metrics,
+so a new column, metric or attribute has one place to go.
+
+Pure of Prefect: callers pass plain values (names, ids, states, times).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from prefect_synthobs import catalog
+from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
+from prefect_synthobs.health.recorder import Recorder
+from prefect_synthobs.health.rows import Row, epoch_rows, flow_row, privacy_row, quality_row, task_row
+from prefect_synthobs.telemetry.metrics import SynthObsMetrics, label
+
+
+def gpu_span_attributes(gpu: Mapping[str, Any]) -> dict[str, Any]:
+    """The flow span's GPU summary attributes (the non-null ``flow_runs`` GPU columns)."""
+    pairs = (
+        (catalog.ATTR_GPU_UTIL_MEAN, gpu.get("gpu_util_mean")),
+        (catalog.ATTR_GPU_UTIL_MAX, gpu.get("gpu_util_max")),
+        (catalog.ATTR_GPU_MEMORY_PEAK, gpu.get("gpu_memory_peak_bytes")),
+        (catalog.ATTR_GPU_ENERGY, gpu.get("gpu_energy_j")),
+    )
+    return {key: value for key, value in pairs if value is not None}
+
+
+class Recording:
+    """Rows, metrics and span attributes for every observed event.
+
+    Args:
+        recorder: Buffers and writes health rows.
+        metrics: The metric catalog to update.
+        redact_pii: Redact PII from stored error messages.
+    """
+
+    def __init__(self, recorder: Recorder, metrics: SynthObsMetrics, *, redact_pii: bool) -> None:
+        self.recorder = recorder
+        self.metrics = metrics
+        self.redact_pii = redact_pii
+
+    # -- runs ----------------------------------------------------------------------
+
+    def flow_finished(
+        self,
+        *,
+        flow_run_id: str,
+        flow_name: str,
+        kind: str,
+        model_type: str | None,
+        table: str | None,
+        parent_flow_run_id: str | None,
+        state_type: str,
+        state_name: str | None,
+        start_time: datetime | None,
+        end_time: datetime,
+        rows: int,
+        rows_by_table: Mapping[str | None, int],
+        error_type: str | None,
+        error_message: str | None,
+        tags: Sequence[str],
+        host: str,
+        trace_id: str | None,
+        gpu: Mapping[str, Any] | None,
+        span_attributes: Mapping[str, Any],
+        run_span: Span | None,
+    ) -> Row:
+        """A finished flow run: its ``flow_runs`` row, run metrics and flow-span attributes."""
+        row = flow_row(
+            flow_run_id=flow_run_id, parent_flow_run_id=parent_flow_run_id, flow_name=flow_name, kind=kind,
+            model_type=model_type, table_name=table, state_type=state_type, state_name=state_name,
+            start_time=start_time, end_time=end_time, rows=rows, error_type=error_type,
+            error_message=error_message, tags=tags, host=host, trace_id=trace_id, redact_pii=self.redact_pii,
+            gpu=gpu,
+        )
+        self.recorder.add(catalog.FLOW_RUNS, row)
+        if run_span is not None:
+            run_span.set_attributes(dict(span_attributes))
+            run_span.set_attribute(catalog.ATTR_ROWS, rows)
+            if row["rows_per_s"] is not None:
+                run_span.set_attribute(catalog.ATTR_ROWS_PER_SECOND, row["rows_per_s"])
+            if gpu:
+                run_span.set_attributes(gpu_span_attributes(gpu))
+        m, flow_label, kind_label = self.metrics, label(flow_name), label(kind)
+        m.flow_runs.labels(flow_label, kind_label, state_type).inc()
+        duration = row["duration_s"]
+        if duration is not None:
+            m.flow_run_duration.labels(flow_label, kind_label).observe(duration)
+        if state_type == "COMPLETED":
+            m.last_success.labels(flow_label).set(end_time.timestamp())
+        elif state_type in ("FAILED", "CRASHED"):
+            m.errors.labels(flow_label, kind_label, label(error_type)).inc()
+        if duration:
+            for rows_table, count in rows_by_table.items():
+                m.generation_rows_per_second.labels(
+                    flow_label, label(rows_table if rows_table is not None else table), label(model_type)
+                ).set(count / duration)
+        return row
+
+    def task_finished(
+        self,
+        *,
+        task_run_id: str,
+        flow_run_id: str | None,
+        flow_name: str | None,
+        task_name: str,
+        state_type: str,
+        state_name: str | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        run_count: int,
+        run_time_s: float | None,
+        error_type: str | None,
+        error_message: str | None,
+        tags: Sequence[str],
+    ) -> Row:
+        """A finished task run (retries included): its ``task_runs`` row and task metrics."""
+        row = task_row(
+            task_run_id=task_run_id, flow_run_id=flow_run_id, flow_name=flow_name, task_name=task_name,
+            state_type=state_type, state_name=state_name, start_time=start_time, end_time=end_time,
+            run_count=run_count, run_time_s=run_time_s, error_type=error_type, error_message=error_message,
+            tags=tags, redact_pii=self.redact_pii,
+        )
+        self.recorder.add(catalog.TASK_RUNS, row)
+        m, fl, tl = self.metrics, label(flow_name), label(task_name)
+        m.task_runs.labels(fl, tl, state_type).inc()
+        if row["duration_s"] is not None:
+            m.task_run_duration.labels(fl, tl).observe(row["duration_s"])
+        if run_count > 1:
+            m.task_retries.labels(fl, tl).inc(run_count - 1)
+        return row
+
+    # -- measurements ---------------------------------------------------------------
+
+    def rows_generated(self, n: int, *, flow_name: str | None, table: str | None, model_type: str | None) -> None:
+        """Synthetic rows generated (the flow's own count is kept by its run scope)."""
+        self.metrics.generation_rows.labels(label(flow_name), label(table), label(model_type)).inc(n)
+
+    def epoch(
+        self,
+        epoch: int,
+        losses: Mapping[str, float],
+        *,
+        time: datetime,
+        flow_run_id: str | None,
+        flow_name: str | None,
+        model_type: str | None,
+        in_observed_run: bool,
+    ) -> None:
+        """A finished training epoch: ``training_epochs`` rows (in an observed run) and metrics."""
+        if in_observed_run:
+            self.recorder.add(catalog.TRAINING_EPOCHS, epoch_rows(
+                epoch=epoch, losses=losses, time=time, flow_run_id=flow_run_id, flow_name=flow_name,
+                model_type=model_type,
+            ))
+        m = self.metrics
+        m.training_epochs.labels(label(flow_name), label(model_type)).inc()
+        for loss_type, value in losses.items():
+            m.training_loss.labels(label(flow_name), label(model_type), loss_type).set(value)
+
+    def quality_checked(
+        self,
+        metric: str,
+        score: float,
+        *,
+        threshold: float | None,
+        passed: bool | None,
+        gate: str,
+        time: datetime,
+        table: str | None,
+        flow_run_id: str | None,
+        flow_name: str | None,
+        in_observed_run: bool,
+    ) -> None:
+        """One checked score: a ``quality_checks`` row (in an observed run), the score gauge
+        and, with a threshold, one gate check counted as ``pass`` or ``fail``."""
+        if in_observed_run:
+            self.recorder.add(catalog.QUALITY_CHECKS, quality_row(
+                metric=metric, score=score, threshold=threshold, time=time, table_name=table,
+                flow_run_id=flow_run_id, flow_name=flow_name, passed=passed,
+            ))
+        m = self.metrics
+        m.quality_score.labels(label(table), metric).set(score)
+        if passed is not None:
+            m.quality_gate_checks.labels(label(table), gate, "pass" if passed else "fail").inc()
+
+    def privacy_checked(
+        self,
+        dataset: str,
+        epsilon: float,
+        *,
+        spent: float,
+        budget: float,
+        allowed: bool,
+        time: datetime,
+        flow_run_id: str | None,
+        flow_name: str | None,
+    ) -> None:
+        """A privacy budget check: counted, the remaining budget, and (when allowed) the spend
+        and its ``privacy_ledger`` row. ``spent`` is the total after the check."""
+        m = self.metrics
+        m.privacy_checks.labels(dataset, "allowed" if allowed else "denied").inc()
+        m.privacy_remaining.labels(dataset).set(max(budget - spent, 0.0))
+        if not allowed:
+            return
+        m.privacy_spent.labels(dataset).inc(epsilon)
+        self.recorder.add(catalog.PRIVACY_LEDGER, privacy_row(
+            time=time, flow_run_id=flow_run_id, flow_name=flow_name, dataset=dataset, epsilon=epsilon,
+            spent=spent, budget=budget,
+        ))
+
+    # -- GPU ------------------------------------------------------------------------
+
+    def gpu_sampled(self, readings: Sequence[GpuReading], energy_j: Mapping[str, float], rows: list[Row]) -> None:
+        """GPU samples: the device gauges, the energy counter and ``gpu_samples`` rows."""
+        m = self.metrics
+        for r in readings:
+            labels = (str(r.index), r.uuid, r.name)
+            for gauge, value in (
+                (m.gpu_utilization, r.utilization),
+                (m.gpu_memory_used, r.memory_used_bytes),
+                (m.gpu_memory_total, r.memory_total_bytes),
+                (m.gpu_power, r.power_w),
+                (m.gpu_temperature, r.temperature_c),
+            ):
+                if value is not None:
+                    gauge.labels(*labels).set(value)
+            joules = energy_j.get(r.uuid)
+            if joules:
+                m.gpu_energy.labels(*labels).inc(joules)
+        if rows:
+            self.recorder.add(catalog.GPU_SAMPLES, rows)
+
+    def gpu_lost(self, device: GpuDevice) -> None:
+        """A lost GPU: its gauges go (stale gauges would show a dead GPU as busy)."""
+        m = self.metrics
+        for gauge in (m.gpu_utilization, m.gpu_memory_used, m.gpu_power, m.gpu_temperature):
+            with contextlib.suppress(KeyError):
+                gauge.remove(str(device.index), device.uuid, device.name)
