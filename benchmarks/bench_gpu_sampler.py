@@ -112,8 +112,10 @@ def child(seconds: float, samples: int, interval: float) -> dict[str, object]:
         "process_cpu_percent_with_sampler": round(100 * run_cpu / run_wall, 4),
         "process_cpu_percent_added": round(100 * (run_cpu / run_wall - idle_cpu / idle_wall), 4),
         "rows_stored": len(sink.rows),
-        "example_rows": [{k: (str(v) if k == "time" else v) for k, v in row.items() if k != "event_id"}
-                         for row in sink.rows[-min(3, len(sink.rows)):]],
+        "example_rows": [
+            {k: (str(v) if k == "time" else v) for k, v in row.items() if k != "event_id"}
+            for row in sink.rows[-min(3, len(sink.rows)) :]
+        ],
     }
 
 
@@ -121,8 +123,18 @@ def build_fake(directory: Path) -> None:
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise SystemExit("gcc is needed to build the fake NVML library")
-    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(directory / "libnvidia-ml.so.1"),
-                    str(REPO / "tests" / "fake_nvml" / "fake_nvml.c")], check=True)
+    subprocess.run(
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-o",
+            str(directory / "libnvidia-ml.so.1"),
+            str(REPO / "tests" / "fake_nvml" / "fake_nvml.c"),
+        ],
+        check=True,
+    )
 
 
 def main() -> None:
@@ -144,8 +156,17 @@ def main() -> None:
             build_fake(Path(tmp))
             env["LD_LIBRARY_PATH"] = tmp
             env["FAKE_NVML_DEVICES"] = str(args.devices)
-        cmd = [sys.executable, __file__, "--child", "--seconds", str(args.seconds),
-               "--samples", str(args.samples), "--interval", str(args.interval)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--seconds",
+            str(args.seconds),
+            "--samples",
+            str(args.samples),
+            "--interval",
+            str(args.interval),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:] or proc.stdout[-3000:])

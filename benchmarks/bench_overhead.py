@@ -23,8 +23,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Server services this benchmark does not use wake up periodically and add noise;
 # the task-run recorder and event persister stay on (the drain check needs them).
-for _service in ("SCHEDULER", "LATE_RUNS", "FOREMAN", "PAUSE_EXPIRATIONS", "REPOSSESSOR",
-                 "CANCELLATION_CLEANUP", "CLEANUP_RECONCILER", "TRIGGERS", "DB_VACUUM", "EVENT_LOGGER"):
+for _service in (
+    "SCHEDULER",
+    "LATE_RUNS",
+    "FOREMAN",
+    "PAUSE_EXPIRATIONS",
+    "REPOSSESSOR",
+    "CANCELLATION_CLEANUP",
+    "CLEANUP_RECONCILER",
+    "TRIGGERS",
+    "DB_VACUUM",
+    "EVENT_LOGGER",
+):
     os.environ.setdefault(f"PREFECT_SERVER_SERVICES_{_service}_ENABLED", "false")
 
 from prefect import flow, task  # noqa: E402
@@ -76,8 +86,12 @@ def _attribute(cls: type, name: str) -> None:
     setattr(cls, name, timed_call)
 
 
-for _cls, _name in ((Runtime, "begin_flow_run"), (Runtime, "end_flow_run"),
-                    (RunListener, "on_start"), (RunListener, "on_end")):
+for _cls, _name in (
+    (Runtime, "begin_flow_run"),
+    (Runtime, "end_flow_run"),
+    (RunListener, "on_start"),
+    (RunListener, "on_end"),
+):
     _attribute(_cls, _name)
 
 
@@ -101,7 +115,8 @@ def wait_drained(flow_run_id: str, n: int, settle: float, timeout: float = 120.0
             while True:  # the API returns at most 200 per page
                 page = client.read_task_runs(
                     flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                    limit=200, offset=offset,
+                    limit=200,
+                    offset=offset,
                 )
                 final += sum(1 for r in page if r.state and r.state.is_final())
                 if len(page) < 200:
@@ -117,12 +132,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--settle", type=float, default=1.0,
-                        help="seconds to wait after the server has drained the previous run")
+    parser.add_argument(
+        "--settle", type=float, default=1.0, help="seconds to wait after the server has drained the previous run"
+    )
     args = parser.parse_args()
     so.configure(store_url=tempfile.mkdtemp(prefix="synthobs-bench-"))
-    with prefect_test_harness(server_startup_timeout=120), \
-            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         for fn in (plain, observed):  # warm-up both paths
             wait_drained(timed(fn, args.tasks)[1], args.tasks, args.settle)
         plain_s, observed_s, ratios, inside_ms = [], [], [], []
@@ -138,21 +156,27 @@ def main() -> None:
             plain_s.append(pair["bench-plain"])
             observed_s.append(pair["bench-observed"])
             ratios.append(pair["bench-observed"] / pair["bench-plain"])
-            print(f"round {r + 1}/{args.rounds}: plain {pair['bench-plain']:.3f}s "
-                  f"observed {pair['bench-observed']:.3f}s ratio {ratios[-1]:.3f}", flush=True)
-    report("overhead", {
-        "tasks_per_flow": args.tasks,
-        "rounds": args.rounds,
-        "plain_median_s": round(median(plain_s), 4),
-        "observed_median_s": round(median(observed_s), 4),
-        "median_ratio": round(median(ratios), 4),
-        "ratio_of_medians": round(median(observed_s) / median(plain_s), 4),
-        "target_median_ratio": 1.05,
-        "synthobs_in_process_ms_median": round(median(inside_ms), 2),
-        "synthobs_in_process_share_of_plain": round(median(inside_ms) / 1000 / median(plain_s), 4),
-        "plain_min_s": round(min(plain_s), 4),
-        "observed_min_s": round(min(observed_s), 4),
-    })
+            print(
+                f"round {r + 1}/{args.rounds}: plain {pair['bench-plain']:.3f}s "
+                f"observed {pair['bench-observed']:.3f}s ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
+    report(
+        "overhead",
+        {
+            "tasks_per_flow": args.tasks,
+            "rounds": args.rounds,
+            "plain_median_s": round(median(plain_s), 4),
+            "observed_median_s": round(median(observed_s), 4),
+            "median_ratio": round(median(ratios), 4),
+            "ratio_of_medians": round(median(observed_s) / median(plain_s), 4),
+            "target_median_ratio": 1.05,
+            "synthobs_in_process_ms_median": round(median(inside_ms), 2),
+            "synthobs_in_process_share_of_plain": round(median(inside_ms) / 1000 / median(plain_s), 4),
+            "plain_min_s": round(min(plain_s), 4),
+            "observed_min_s": round(min(observed_s), 4),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,12 @@ def child(what: str, rows: int, chunk: int) -> dict:
         result = float(dcr(synthetic, real, meta, chunk_size=chunk).median())
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": round(elapsed, 3), "peak_rss_growth_mb": round((peak - before) / 1024, 1),
-            "peak_rss_mb": round(peak / 1024, 1), "value": result}
+    return {
+        "seconds": round(elapsed, 3),
+        "peak_rss_growth_mb": round((peak - before) / 1024, 1),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "value": result,
+    }
 
 
 def main() -> None:
@@ -78,14 +82,22 @@ def main() -> None:
         return
     out = {}
     for what, rows in (("report", args.report_rows), ("dcr", args.dcr_rows)):
-        proc = subprocess.run([sys.executable, __file__, "--child", what, str(rows), str(args.chunk)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", what, str(rows), str(args.chunk)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         out[what] = {"rows": rows, **json.loads(proc.stdout.strip().splitlines()[-1])}
         print(what, out[what], flush=True)
-    report("quality", {
-        "quality_report_100k_x_20": out["report"], "dcr_20k_x_20k": {**out["dcr"], "chunk_size": args.chunk},
-        "targets": {"quality_report_s": 2.0, "quality_report_mb": 1024, "dcr_s": 10.0},
-    })
+    report(
+        "quality",
+        {
+            "quality_report_100k_x_20": out["report"],
+            "dcr_20k_x_20k": {**out["dcr"], "chunk_size": args.chunk},
+            "targets": {"quality_report_s": 2.0, "quality_report_mb": 1024, "dcr_s": 10.0},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -39,25 +39,45 @@ def fill(store_url: str, rows: int, until: datetime) -> None:
         t0 = until - timedelta(hours=23)
         starts = pd_ts(t0, rng.uniform(0, 23 * 3600, n))
         dur = rng.exponential(2.0, n)
-        table = pa.table({
-            "event_id": [f"e{start + i}" for i in range(n)],
-            "task_run_id": [f"t{start + i}" for i in range(n)],
-            "flow_run_id": [f"f{(start + i) // 50}" for i in range(n)],
-            "flow_name": rng.choice([f"flow-{k}" for k in range(20)], n),
-            "task_name": rng.choice([f"task-{k}" for k in range(100)], n),
-            "state_type": np.where(rng.random(n) < 0.98, "COMPLETED", "FAILED"),
-            "state_name": ["Completed"] * n,
-            "start_time": starts, "end_time": starts + (dur * 1e6).astype("timedelta64[us]"),
-            "duration_s": dur, "run_time_s": dur, "run_count": np.ones(n, dtype="int64"),
-            "error_type": [None] * n, "error_message": [None] * n, "tags": [[]] * n,
-        }, schema=schema_for("task_runs"))
+        table = pa.table(
+            {
+                "event_id": [f"e{start + i}" for i in range(n)],
+                "task_run_id": [f"t{start + i}" for i in range(n)],
+                "flow_run_id": [f"f{(start + i) // 50}" for i in range(n)],
+                "flow_name": rng.choice([f"flow-{k}" for k in range(20)], n),
+                "task_name": rng.choice([f"task-{k}" for k in range(100)], n),
+                "state_type": np.where(rng.random(n) < 0.98, "COMPLETED", "FAILED"),
+                "state_name": ["Completed"] * n,
+                "start_time": starts,
+                "end_time": starts + (dur * 1e6).astype("timedelta64[us]"),
+                "duration_s": dur,
+                "run_time_s": dur,
+                "run_count": np.ones(n, dtype="int64"),
+                "error_type": [None] * n,
+                "error_message": [None] * n,
+                "tags": [[]] * n,
+            },
+            schema=schema_for("task_runs"),
+        )
         store.write("task_runs", table)
     flows = rows // 50
     starts = pd_ts(until - timedelta(hours=23), rng.uniform(0, 23 * 3600, flows))
-    store.write("flow_runs", [{
-        "event_id": f"fe{i}", "flow_run_id": f"f{i}", "flow_name": f"flow-{i % 20}", "kind": "generation",
-        "state_type": "COMPLETED", "start_time": starts[i].astype(datetime), "duration_s": 100.0, "rows": 1000,
-    } for i in range(flows)])
+    store.write(
+        "flow_runs",
+        [
+            {
+                "event_id": f"fe{i}",
+                "flow_run_id": f"f{i}",
+                "flow_name": f"flow-{i % 20}",
+                "kind": "generation",
+                "state_type": "COMPLETED",
+                "start_time": starts[i].astype(datetime),
+                "duration_s": 100.0,
+                "rows": 1000,
+            }
+            for i in range(flows)
+        ],
+    )
 
 
 def pd_ts(t0: datetime, seconds):  # type: ignore[no-untyped-def]
@@ -76,8 +96,12 @@ def child(store_url: str) -> dict:
     rep = build_report(load_frames(HealthStore(store_url), since, until), since, until)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": round(elapsed, 3), "peak_rss_mb": round(peak, 1), "tasks": rep.totals["tasks"],
-            "runs": rep.totals["runs"]}
+    return {
+        "seconds": round(elapsed, 3),
+        "peak_rss_mb": round(peak, 1),
+        "tasks": rep.totals["tasks"],
+        "runs": rep.totals["runs"],
+    }
 
 
 def main() -> None:
@@ -94,8 +118,9 @@ def main() -> None:
             t = time.perf_counter()
             fill(tmp, rows, datetime.now(timezone.utc))
             filled = time.perf_counter() - t
-            proc = subprocess.run([sys.executable, __file__, "--child", tmp], capture_output=True, text=True,
-                                  check=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", tmp], capture_output=True, text=True, check=True
+            )
             results[str(rows)] = {**json.loads(proc.stdout.strip().splitlines()[-1]), "fill_seconds": round(filled, 1)}
             print(rows, results[str(rows)], flush=True)
     report("report", {"results": results, "targets": {"1000000": "<= 1 s", "10000000": "<= 10 s, <= 2 GB"}})

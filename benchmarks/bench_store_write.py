@@ -32,24 +32,29 @@ def make_rows(n: int) -> pa.Table:
     starts = [start + timedelta(milliseconds=int(x)) for x in rng.integers(0, 3_600_000, n)]
     dur = rng.exponential(0.5, n)
     names = np.array([f"task_{i}" for i in range(40)])
-    return pa.table({
-        "event_id": [f"{i:032x}" for i in range(n)],
-        "task_run_id": [f"t{i:031x}" for i in range(n)],
-        "flow_run_id": [f"f{i // 200:031x}" for i in range(n)],
-        "flow_name": np.array(["train", "generate", "check"])[rng.integers(0, 3, n)],
-        "task_name": names[rng.integers(0, 40, n)],
-        "state_type": np.where(rng.random(n) < 0.98, "COMPLETED", "FAILED"),
-        "state_name": np.where(rng.random(n) < 0.98, "Completed", "Failed"),
-        "start_time": pa.array(starts, pa.timestamp("us", tz="UTC")),
-        "end_time": pa.array([s + timedelta(seconds=float(d)) for s, d in zip(starts, dur, strict=True)],
-                             pa.timestamp("us", tz="UTC")),
-        "duration_s": dur,
-        "run_time_s": dur,
-        "run_count": pa.array(rng.integers(1, 3, n), pa.int64()),
-        "error_type": pa.nulls(n, pa.string()),
-        "error_message": pa.nulls(n, pa.string()),
-        "tags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),
-    }, schema=schema_for("task_runs"))
+    return pa.table(
+        {
+            "event_id": [f"{i:032x}" for i in range(n)],
+            "task_run_id": [f"t{i:031x}" for i in range(n)],
+            "flow_run_id": [f"f{i // 200:031x}" for i in range(n)],
+            "flow_name": np.array(["train", "generate", "check"])[rng.integers(0, 3, n)],
+            "task_name": names[rng.integers(0, 40, n)],
+            "state_type": np.where(rng.random(n) < 0.98, "COMPLETED", "FAILED"),
+            "state_name": np.where(rng.random(n) < 0.98, "Completed", "Failed"),
+            "start_time": pa.array(starts, pa.timestamp("us", tz="UTC")),
+            "end_time": pa.array(
+                [s + timedelta(seconds=float(d)) for s, d in zip(starts, dur, strict=True)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "duration_s": dur,
+            "run_time_s": dur,
+            "run_count": pa.array(rng.integers(1, 3, n), pa.int64()),
+            "error_type": pa.nulls(n, pa.string()),
+            "error_message": pa.nulls(n, pa.string()),
+            "tags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),
+        },
+        schema=schema_for("task_runs"),
+    )
 
 
 def main() -> None:
@@ -61,7 +66,7 @@ def main() -> None:
     base_s, store_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            for which in (("raw", "store") if r % 2 == 0 else ("store", "raw")):
+            for which in ("raw", "store") if r % 2 == 0 else ("store", "raw"):
                 if which == "raw":
                     t = time.perf_counter()
                     pq.write_table(table, Path(tmp) / f"raw-{r}.parquet")
@@ -79,17 +84,20 @@ def main() -> None:
             "raw_bytes": (Path(tmp) / "raw-0.parquet").stat().st_size,
             "store_bytes": sum(p.stat().st_size for p in (Path(tmp) / "store-0").rglob("*.parquet")),
         }
-    report("store_write", {
-        "rows": args.rows,
-        "repeats": args.repeats,
-        "raw_write_table_median_s": round(median(base_s), 4),
-        "store_write_median_s": round(median(store_s), 4),
-        "ratio": round(median(store_s) / median(base_s), 4),
-        "target_ratio": 1.5,
-        "recorder_path_from_dicts_rows": len(rows),
-        "recorder_path_from_dicts_s": round(dict_s, 4),
-        **sizes,
-    })
+    report(
+        "store_write",
+        {
+            "rows": args.rows,
+            "repeats": args.repeats,
+            "raw_write_table_median_s": round(median(base_s), 4),
+            "store_write_median_s": round(median(store_s), 4),
+            "ratio": round(median(store_s) / median(base_s), 4),
+            "target_ratio": 1.5,
+            "recorder_path_from_dicts_rows": len(rows),
+            "recorder_path_from_dicts_s": round(dict_s, 4),
+            **sizes,
+        },
+    )
 
 
 if __name__ == "__main__":

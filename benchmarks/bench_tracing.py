@@ -46,8 +46,9 @@ class _Remote:
 @contextlib.contextmanager
 def receiver_process() -> Iterator[_Remote]:
     tests = os.path.join(os.path.dirname(__file__), "..", "tests")
-    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, tests], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, tests], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdin is not None
     remote = _Remote(proc.stdout.readline().strip())
     try:
@@ -69,9 +70,11 @@ def main() -> None:
     import tempfile
 
     so.configure(store_url=tempfile.mkdtemp(prefix="synthobs-bench-"))
-    with prefect_test_harness(server_startup_timeout=120), \
-            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), \
-            (http_receiver() if args.in_process_receiver else receiver_process()) as receiver:
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        http_receiver() if args.in_process_receiver else receiver_process() as receiver,
+    ):
         modes = {
             "off": {"otlp_endpoint": None, "otlp_protocol": None},
             "export": {"otlp_endpoint": receiver.endpoint, "otlp_protocol": "http/protobuf"},
@@ -82,26 +85,32 @@ def main() -> None:
         times: dict[str, list[float]] = {"off": [], "export": []}
         ratios = []
         for r in range(args.rounds):
-            for name in (("off", "export") if r % 2 == 0 else ("export", "off")):
+            for name in ("off", "export") if r % 2 == 0 else ("export", "off"):
                 so.configure(**modes[name])
                 elapsed, run_id = timed(observed, args.tasks)
                 times[name].append(elapsed)
                 wait_drained(run_id, args.tasks, args.settle)
             ratios.append(times["export"][-1] / times["off"][-1])
-            print(f"round {r + 1}/{args.rounds}: off {times['off'][-1]:.3f}s "
-                  f"export {times['export'][-1]:.3f}s ratio {ratios[-1]:.3f}", flush=True)
+            print(
+                f"round {r + 1}/{args.rounds}: off {times['off'][-1]:.3f}s "
+                f"export {times['export'][-1]:.3f}s ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
     spans = len(receiver.spans)
-    report("tracing", {
-        "tasks_per_flow": args.tasks,
-        "rounds": args.rounds,
-        "off_median_s": round(median(times["off"]), 4),
-        "export_median_s": round(median(times["export"]), 4),
-        "median_ratio": round(median(ratios), 4),
-        "ratio_of_medians": round(median(times["export"]) / median(times["off"]), 4),
-        "spans_received": spans,
-        "receiver": "in-process" if args.in_process_receiver else "separate process",
-        "target_median_ratio": 1.05,
-    })
+    report(
+        "tracing",
+        {
+            "tasks_per_flow": args.tasks,
+            "rounds": args.rounds,
+            "off_median_s": round(median(times["off"]), 4),
+            "export_median_s": round(median(times["export"]), 4),
+            "median_ratio": round(median(ratios), 4),
+            "ratio_of_medians": round(median(times["export"]) / median(times["off"]), 4),
+            "spans_received": spans,
+            "receiver": "in-process" if args.in_process_receiver else "separate process",
+            "target_median_ratio": 1.05,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,17 @@ def main() -> None:
     reader = so.HealthStore(store)
     run = reader.read(names.FLOW_RUNS).iloc[0]
     samples = reader.read(names.GPU_SAMPLES).sort_values("time")
-    cols = ["time", "gpu_index", "gpu_name", "utilization", "memory_used_bytes", "power_w",
-            "temperature_c", "sm_clock_mhz", "energy_j"]
+    cols = [
+        "time",
+        "gpu_index",
+        "gpu_name",
+        "utilization",
+        "memory_used_bytes",
+        "power_w",
+        "temperature_c",
+        "sm_clock_mhz",
+        "energy_j",
+    ]
     out = {
         "state": state.name,
         "epochs": state.result(),
@@ -73,10 +82,9 @@ def main() -> None:
         "samples_taken": sampler.samples_taken if sampler else None,
         "nvml_ms_per_sample": round(1000 * sampler.sample_seconds / sampler.samples_taken, 3) if sampler else None,
         "sampler_thread_cpu_s": round(sampler.thread_cpu_seconds, 4) if sampler else None,
-        "sampler_cpu_percent_of_core": round(100 * sampler.thread_cpu_seconds / run.duration_s, 4)
-        if sampler else None,
+        "sampler_cpu_percent_of_core": round(100 * sampler.thread_cpu_seconds / run.duration_s, 4) if sampler else None,
         "first_rows": samples[cols].head(3).astype(str).to_dict("records"),
-        "busy_rows": samples[cols].iloc[len(samples) // 2: len(samples) // 2 + 3].astype(str).to_dict("records"),
+        "busy_rows": samples[cols].iloc[len(samples) // 2 : len(samples) // 2 + 3].astype(str).to_dict("records"),
     }
     print(json.dumps(out, indent=2))
 

@@ -22,8 +22,7 @@ if runs.empty:
 pd.set_option("display.width", 120)
 print(f"store: {store.url}\n")
 print("flow runs per flow and final state:")
-print(runs.pivot_table(index="flow_name", columns="state_type", values="event_id",
-                       aggfunc="count", fill_value=0), "\n")
+print(runs.pivot_table(index="flow_name", columns="state_type", values="event_id", aggfunc="count", fill_value=0), "\n")
 print("flow duration (s):")
 print(runs.groupby("flow_name").duration_s.describe()[["count", "mean", "50%", "max"]].round(3), "\n")
 print("slowest tasks by p95 duration (s):")

@@ -23,8 +23,7 @@ from prefect_synthobs.reports.health import build_report, load_frames, publish_a
 
 
 @flow(name="synthobs-health-report", log_prints=True)
-def health_report(store_url: str | None = None, window_hours: float = 24.0,
-                  flow_name: str | None = None) -> dict:
+def health_report(store_url: str | None = None, window_hours: float = 24.0, flow_name: str | None = None) -> dict:
     """Publish the synthobs dashboards as artifacts for the last ``window_hours``.
 
     Args:
@@ -38,8 +37,10 @@ def health_report(store_url: str | None = None, window_hours: float = 24.0,
     store = so.HealthStore(store_url)
     report = build_report(load_frames(store, since, until, flow_name), since, until)
     publish_artifacts(report)
-    print(f"health report {since:%Y-%m-%d %H:%M} → {until:%H:%M} UTC: {report.totals['runs']} runs, "
-          f"{report.totals['failed']} not completed; artifacts published")
+    print(
+        f"health report {since:%Y-%m-%d %H:%M} → {until:%H:%M} UTC: {report.totals['runs']} runs, "
+        f"{report.totals['failed']} not completed; artifacts published"
+    )
     return report.as_dict()
 
 

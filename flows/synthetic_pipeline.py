@@ -24,15 +24,22 @@ from prefect_synthobs.quality import ks_complement
 
 MODEL_TYPE = "gaussian_copula"
 TABLE = "customers"
-METADATA = {"columns": {
-    "age": {"sdtype": "numerical"}, "income": {"sdtype": "numerical"}, "tenure_months": {"sdtype": "numerical"},
-    "purchases": {"sdtype": "numerical"}, "segment": {"sdtype": "categorical"},
-    "region": {"sdtype": "categorical"}, "churned": {"sdtype": "boolean"},
-}}
+METADATA = {
+    "columns": {
+        "age": {"sdtype": "numerical"},
+        "income": {"sdtype": "numerical"},
+        "tenure_months": {"sdtype": "numerical"},
+        "purchases": {"sdtype": "numerical"},
+        "segment": {"sdtype": "categorical"},
+        "region": {"sdtype": "categorical"},
+        "churned": {"sdtype": "boolean"},
+    }
+}
 # What the demo gates on. A team would save these as a QualityGates block and
 # name it: so.check_quality(..., gates="customers-gates").
-GATES = so.QualityGates(min_overall=0.75, max_exact_match_rate=0.01, max_membership_inference_auc=0.6,
-                        min_tstr_ratio=0.7, policy="warn")
+GATES = so.QualityGates(
+    min_overall=0.75, max_exact_match_rate=0.01, max_membership_inference_auc=0.6, min_tstr_ratio=0.7, policy="warn"
+)
 # Epsilon each generation run charges to the customers table's privacy budget
 # (illustrative: a DP generator would report its own epsilon).
 EPSILON_PER_RUN = 0.1
@@ -67,12 +74,23 @@ def make_customers(n: int = 5_000, seed: int = 7) -> pd.DataFrame:
 
 # -- the generator (pure numpy) -------------------------------------------------
 
-_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
-_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-      6.680131188771972e01, -1.328068155288572e01)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
+_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
 _D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 
 
@@ -84,12 +102,18 @@ def norm_ppf(p: np.ndarray) -> np.ndarray:
     mid = ~(lo | hi)
     q = p[mid] - 0.5
     r = q * q
-    out[mid] = (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q / (
-        ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1)
+    out[mid] = (
+        (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5])
+        * q
+        / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1)
+    )
     for mask, sign in ((lo, 1.0), (hi, -1.0)):
         t = np.sqrt(-2 * np.log(p[mask] if sign > 0 else 1 - p[mask]))
-        out[mask] = sign * (((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5]) / (
-            (((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1)
+        out[mask] = (
+            sign
+            * (((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5])
+            / ((((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1)
+        )
     return out
 
 
@@ -207,8 +231,7 @@ def fit_marginals(train_df: pd.DataFrame) -> GaussianCopula:
 
 
 @task
-def train_epoch(model: GaussianCopula, train_df: pd.DataFrame, valid_z: np.ndarray, epoch: int,
-                batches: int) -> float:
+def train_epoch(model: GaussianCopula, train_df: pd.DataFrame, valid_z: np.ndarray, epoch: int, batches: int) -> float:
     with so.span("training.epoch", epoch=epoch, model_type=MODEL_TYPE):
         rng = np.random.default_rng(epoch)
         order = rng.permutation(len(train_df))
@@ -263,19 +286,22 @@ def generate_synthetic(model: GaussianCopula, n_rows: int = 20_000, batch_size: 
 
 @so.observe(kind="quality", model_type=MODEL_TYPE, table=TABLE)
 @flow(name="check-quality", log_prints=True)
-def check_quality(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None,
-                  threshold: float = 0.8) -> dict[str, float]:
+def check_quality(
+    real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, threshold: float = 0.8
+) -> dict[str, float]:
     """KS complement per numeric column, then the quality report, privacy and
     utility scores checked against the demo's gates."""
-    numeric = [c for c in real.columns if pd.api.types.is_numeric_dtype(real[c])
-               and not pd.api.types.is_bool_dtype(real[c])]
+    numeric = [
+        c for c in real.columns if pd.api.types.is_numeric_dtype(real[c]) and not pd.api.types.is_bool_dtype(real[c])
+    ]
     futures = {c: column_ks.submit(real[c], synthetic[c]) for c in numeric}
     scores = {f"ks_complement:{c}": f.result() for c, f in futures.items()}
     for metric, score in scores.items():
         so.record_quality(metric, score, threshold=threshold)
         print(f"{metric:<28} {score:.3f}")
-    check = so.check_quality(real, synthetic, METADATA, gates=GATES, holdout=holdout, target="churned",
-                             privacy_sample=2_000, seed=7)
+    check = so.check_quality(
+        real, synthetic, METADATA, gates=GATES, holdout=holdout, target="churned", privacy_sample=2_000, seed=7
+    )
     for result in check.results:
         print(f"gate {result.gate:<30} {'pass' if result.passed else 'FAIL'}  ({result.describe()})")
     scores.update(check.scores)
@@ -284,8 +310,9 @@ def check_quality(real: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataF
 
 @so.observe(kind="other", model_type=MODEL_TYPE, table=TABLE)
 @flow(name="synthetic-pipeline", log_prints=True)
-def synthetic_pipeline(n_real: int = 5_000, n_synthetic: int = 20_000, epochs: int = 5,
-                       seed: int = 7) -> dict[str, float]:
+def synthetic_pipeline(
+    n_real: int = 5_000, n_synthetic: int = 20_000, epochs: int = 5, seed: int = 7
+) -> dict[str, float]:
     """Train a generator, spend privacy budget, sample a synthetic table, check it."""
     model = train_generator(n_real, epochs, seed)
     try:

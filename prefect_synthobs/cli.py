@@ -34,9 +34,7 @@ def _demo(args: argparse.Namespace) -> int:
     store = HealthStore(settings.resolved_store_url())
     started = time.time()
     print(f"synthobs demo: train → generate → quality check, store {store.url}", flush=True)
-    state = synthetic_pipeline(
-        n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
-    )
+    state = synthetic_pipeline(n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True)
     get_runtime().recorder.flush()
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     runs = runs.sort_values("start_time")
@@ -50,7 +48,8 @@ def _demo(args: argparse.Namespace) -> int:
         rows = f"{int(row.rows):>8,} rows" if row.rows else ""
         print(f"  {row.flow_name:<20} {row.kind:<10} {row.state_type:<10} {row.duration_s:7.2f} s {rows}")
     samples = [
-        line for line in _exposition(REGISTRY).splitlines()
+        line
+        for line in _exposition(REGISTRY).splitlines()
         if line.startswith(f"{settings.metrics_prefix}_flow_runs_total")
         or line.startswith(f"{settings.metrics_prefix}_generation_rows_total")
     ]
@@ -60,7 +59,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         "see them all: PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE=http (scrape 127.0.0.1:9464), "
         "=pushgateway or =textfile\n"
-        "read the store: python -c \"import prefect_synthobs as so; "
+        'read the store: python -c "import prefect_synthobs as so; '
         "print(so.HealthStore().read('flow_runs'))\""
     )
     return 0 if state.is_completed() else 1
@@ -166,12 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument("--store", help="health store URL (default: the configured store)")
     report.set_defaults(func=_report)
-    export = sub.add_parser("export-dashboards",
-                            help="write a Grafana dashboard, Prometheus alert rules, runbooks and a scrape config")
+    export = sub.add_parser(
+        "export-dashboards", help="write a Grafana dashboard, Prometheus alert rules, runbooks and a scrape config"
+    )
     export.add_argument("directory", help="where to write them (created if needed)")
     export.add_argument("--prefix", help="metric prefix (default: the configured one)")
-    export.add_argument("--runbook-base", default="runbooks",
-                        help="base of the alerts' runbook_url (default: the exported runbooks/ folder)")
+    export.add_argument(
+        "--runbook-base",
+        default="runbooks",
+        help="base of the alerts' runbook_url (default: the exported runbooks/ folder)",
+    )
     export.set_defaults(func=_export_dashboards)
     gpu = sub.add_parser("gpu", help="show the state of each GPU (through NVML)")
     gpu.add_argument("--watch", action="store_true", help="refresh until interrupted")

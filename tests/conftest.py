@@ -34,8 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[str]:
     """A real Prefect API server (temporary SQLite) for the whole session."""
-    with prefect_test_harness(server_startup_timeout=120), \
-            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         yield PREFECT_API_URL.value()
 
 
@@ -78,7 +80,8 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -106,22 +109,27 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 @contextlib.contextmanager
-def served_deployment(flow_file: Path, deployment: str, env: dict[str, str],
-                      timeout: float = 120) -> Iterator[subprocess.Popen[str]]:
+def served_deployment(
+    flow_file: Path, deployment: str, env: dict[str, str], timeout: float = 120
+) -> Iterator[subprocess.Popen[str]]:
     """Run ``flow_file`` (which calls ``.serve``) in a runner process until
     ``deployment`` ("flow/name") is registered; stop the runner afterwards."""
     from prefect.client.orchestration import get_client
 
-    runner = subprocess.Popen([sys.executable, flow_file.name], cwd=flow_file.parent, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, flow_file.name],
+        cwd=flow_file.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         with get_client(sync_client=True) as client:
@@ -151,8 +159,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-def wait_for_events(event: str, *, related_flow_run: Any = None, resource_id: str | None = None,
-                    timeout: float = 30.0) -> list[Any]:
+def wait_for_events(
+    event: str, *, related_flow_run: Any = None, resource_id: str | None = None, timeout: float = 30.0
+) -> list[Any]:
     """Events named ``event`` read back from the session's server, waiting until at
     least one arrives (events are ingested asynchronously) or ``timeout`` passes."""
     from prefect.client.orchestration import get_client

@@ -51,12 +51,17 @@ class Receiver:
             resource = {a.key: _value(a.value) for a in rs.resource.attributes}
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    out.append(ReceivedSpan(
-                        trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
-                        parent_span_id=s.parent_span_id.hex(), name=s.name,
-                        attributes={a.key: _value(a.value) for a in s.attributes},
-                        resource=resource, scope=ss.scope.name,
-                    ))
+                    out.append(
+                        ReceivedSpan(
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_span_id=s.parent_span_id.hex(),
+                            name=s.name,
+                            attributes={a.key: _value(a.value) for a in s.attributes},
+                            resource=resource,
+                            scope=ss.scope.name,
+                        )
+                    )
         with self.lock:
             self.spans.extend(out)
             self.headers.append(headers)

@@ -35,8 +35,13 @@ def _config(tmp_path: Path, tag: str) -> SynthObsConfig:
         environment="staging",
         store=HealthStoreConfig(url=str(tmp_path / "block-store"), spool_dir=str(tmp_path / "spool")),
         metrics=MetricsConfig(mode="none", prefix="blk"),
-        tracing=OtlpExporter(endpoint="http://127.0.0.1:9/", protocol="grpc", token=f"tok-{tag}",
-                             headers={"x-api-key": f"key-{tag}"}, timeout_seconds=0.5),
+        tracing=OtlpExporter(
+            endpoint="http://127.0.0.1:9/",
+            protocol="grpc",
+            token=f"tok-{tag}",
+            headers={"x-api-key": f"key-{tag}"},
+            timeout_seconds=0.5,
+        ),
         gpu_interval_seconds=2.0,
     )
 
@@ -91,6 +96,7 @@ def test_observe_with_a_block_name_records_where_the_block_says(tmp_path: Path) 
     config.tracing = None
     config.save(name)
     try:
+
         @so.observe(kind="generation", table="t", config=name)
         @flow(name=f"block-configured-{tag}")
         def generate() -> int:
@@ -111,10 +117,16 @@ def test_observe_rejects_a_config_that_is_not_a_block() -> None:
         so.observe(config=3.5)
 
 
+@pytest.mark.slow
 def test_prefect_block_register_finds_the_blocks() -> None:
     env = subprocess_env()
-    proc = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "prefect_synthobs"],
-                          env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "prefect_synthobs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"Successfully registered {len(BLOCKS)} block" in " ".join(proc.stdout.split()), proc.stdout
     with get_client(sync_client=True) as client:
@@ -122,25 +134,36 @@ def test_prefect_block_register_finds_the_blocks() -> None:
             assert client.read_block_type_by_slug(block.get_block_type_slug()).name == block.get_block_type_name()
 
 
+@pytest.mark.slow
 def test_blocks_scripts_register_and_create_from_env(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     env = subprocess_env(
         PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL="s3://synthobs-bucket/health",
-        AWS_ACCESS_KEY_ID=f"AKIA{tag}", AWS_SECRET_ACCESS_KEY=f"secret-{tag}",
-        AWS_ENDPOINT_URL="http://127.0.0.1:9000", AWS_REGION="eu-west-1",
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-        OTEL_EXPORTER_OTLP_HEADERS=f"x-tenant=team%20a,x-key={tag}", SYNTHOBS_OTLP_TOKEN=f"tok-{tag}",
-        PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE="pushgateway", PREFECT_INTEGRATIONS_SYNTHOBS_ENVIRONMENT="prod",
+        AWS_ACCESS_KEY_ID=f"AKIA{tag}",
+        AWS_SECRET_ACCESS_KEY=f"secret-{tag}",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9000",
+        AWS_REGION="eu-west-1",
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_HEADERS=f"x-tenant=team%20a,x-key={tag}",
+        SYNTHOBS_OTLP_TOKEN=f"tok-{tag}",
+        PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE="pushgateway",
+        PREFECT_INTEGRATIONS_SYNTHOBS_ENVIRONMENT="prod",
     )
     for script, args in (("register.py", []), ("create_from_env.py", [f"env-{tag}"])):
-        proc = subprocess.run([sys.executable, str(REPO / "blocks" / script), *args], env=env,
-                              capture_output=True, text=True, timeout=180)
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "blocks" / script), *args], env=env, capture_output=True, text=True, timeout=180
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     config = SynthObsConfig.load(f"env-{tag}")
     assert config.environment == "prod" and config.metrics is not None and config.metrics.mode == "pushgateway"
     assert config.store is not None and config.store.url == "s3://synthobs-bucket/health"
-    assert config.store.options() == {"access_key": f"AKIA{tag}", "secret_key": f"secret-{tag}",
-                                      "region": "eu-west-1", "endpoint_url": "http://127.0.0.1:9000"}
+    assert config.store.options() == {
+        "access_key": f"AKIA{tag}",
+        "secret_key": f"secret-{tag}",
+        "region": "eu-west-1",
+        "endpoint_url": "http://127.0.0.1:9000",
+    }
     assert config.tracing is not None and config.tracing.protocol == "grpc"
     assert config.tracing.export_headers() == {"x-tenant": "team a", "x-key": tag, "authorization": f"Bearer tok-{tag}"}
     assert HealthStoreConfig.load(f"env-{tag}-store").url == "s3://synthobs-bucket/health"

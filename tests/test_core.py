@@ -19,15 +19,24 @@ from prefect_synthobs.telemetry.redaction import luhn_valid, redact
 def test_flow_row_computes_duration_throughput_and_cuts_errors() -> None:
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     row = flow_row(
-        flow_run_id="r", flow_name="f", state_type="FAILED", state_name="Failed",
-        start_time=start, end_time=start + timedelta(seconds=4), rows=1000,
-        error_type="ValueError", error_message="x" * 5000 + " bob@corp.io",
+        flow_run_id="r",
+        flow_name="f",
+        state_type="FAILED",
+        state_name="Failed",
+        start_time=start,
+        end_time=start + timedelta(seconds=4),
+        rows=1000,
+        error_type="ValueError",
+        error_message="x" * 5000 + " bob@corp.io",
     )
     assert row["duration_s"] == 4.0 and row["rows_per_s"] == 250.0
     assert len(row["error_message"]) == 2000
-    assert row["event_id"] != flow_row(
-        flow_run_id="r", flow_name="f", state_type="COMPLETED", state_name=None,
-        start_time=None, end_time=None)["event_id"]
+    assert (
+        row["event_id"]
+        != flow_row(
+            flow_run_id="r", flow_name="f", state_type="COMPLETED", state_name=None, start_time=None, end_time=None
+        )["event_id"]
+    )
 
 
 def test_redaction() -> None:
@@ -36,8 +45,14 @@ def test_redaction() -> None:
         "phone +1 415-555-0134 api_key=sk_live_abc token: tok123 order 1234567890123"
     )
     out = redact(text)
-    for secret in ("jane.doe@example.com", "123-45-6789", "4111 1111 1111 1111", "415-555-0134",
-                   "sk_live_abc", "tok123"):
+    for secret in (
+        "jane.doe@example.com",
+        "123-45-6789",
+        "4111 1111 1111 1111",
+        "415-555-0134",
+        "sk_live_abc",
+        "tok123",
+    ):
         assert secret not in out
     assert "order 1234567890123" in out  # not Luhn-valid: not a card
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")

@@ -10,29 +10,49 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO, promtool, subprocess_env
 from prefect_synthobs import catalog as names
 from prefect_synthobs.reports.dashboards import alert_rules, alerts, grafana_dashboard, panel_queries, runbooks
 
-CATALOG = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str) and v.endswith(
-    ("_total", "_seconds", "_ratio", "_bytes", "_watts", "_celsius", "_second", "_loss", "_score", "_remaining"))}
+CATALOG = {
+    v
+    for k, v in vars(names).items()
+    if k.isupper()
+    and isinstance(v, str)
+    and v.endswith(
+        ("_total", "_seconds", "_ratio", "_bytes", "_watts", "_celsius", "_second", "_loss", "_score", "_remaining")
+    )
+}
 
 
+@pytest.mark.slow
 def test_export_command_writes_everything_and_promtool_accepts_it(tmp_path: Path) -> None:
     out = tmp_path / "dash"
-    proc = subprocess.run([sys.executable, "-m", "prefect_synthobs.cli", "export-dashboards", str(out)],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefect_synthobs.cli", "export-dashboards", str(out)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in out.iterdir()} == {"grafana-dashboard.json", "prometheus-rules.yml",
-                                                "prometheus-scrape.yml", "runbooks"}
-    check = subprocess.run([promtool(), "check", "rules", str(out / "prometheus-rules.yml")],
-                           capture_output=True, text=True)
+    assert {p.name for p in out.iterdir()} == {
+        "grafana-dashboard.json",
+        "prometheus-rules.yml",
+        "prometheus-scrape.yml",
+        "runbooks",
+    }
+    check = subprocess.run(
+        [promtool(), "check", "rules", str(out / "prometheus-rules.yml")], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"SUCCESS: {len(alerts())} rules found" in check.stdout
-    config = subprocess.run([promtool(), "check", "config", str(out / "prometheus-scrape.yml")],
-                            capture_output=True, text=True)
+    config = subprocess.run(
+        [promtool(), "check", "config", str(out / "prometheus-scrape.yml")], capture_output=True, text=True
+    )
     assert config.returncode == 0, config.stdout + config.stderr
     scrape = yaml.safe_load((out / "prometheus-scrape.yml").read_text())
     assert any(job.get("honor_labels") for job in scrape["scrape_configs"] if job["job_name"] == "pushgateway")
@@ -42,13 +62,15 @@ def test_export_command_writes_everything_and_promtool_accepts_it(tmp_path: Path
         assert rule["labels"]["severity"] in {"P1", "P2", "P3", "P4"}
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_fire_every_alert_and_stay_quiet(tmp_path: Path) -> None:
     (tmp_path / "prometheus-rules.yml").write_text(yaml.safe_dump(alert_rules(runbook_base="runbooks")))
     shutil.copy(REPO / "tests" / "promtool" / "alerts_test.yml", tmp_path / "alerts_test.yml")
     tested = set(re.findall(r"alertname: (\w+)", (tmp_path / "alerts_test.yml").read_text()))
     assert tested == {a.name for a in alerts()}  # no alert without a firing test
-    proc = subprocess.run([promtool(), "test", "rules", "alerts_test.yml"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [promtool(), "test", "rules", "alerts_test.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
@@ -62,8 +84,13 @@ def test_grafana_dashboard_uses_only_catalog_metrics() -> None:
     json.dumps(dash)  # serialisable
     panels = [p for p in dash["panels"] if p["type"] != "row"]
     assert len(panels) == len(panel_queries())
-    assert {p["title"] for p in dash["panels"] if p["type"] == "row"} == {"Overview", "Quality", "Training", "GPU",
-                                                                         "Privacy"}
+    assert {p["title"] for p in dash["panels"] if p["type"] == "row"} == {
+        "Overview",
+        "Quality",
+        "Training",
+        "GPU",
+        "Privacy",
+    }
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
     for panel in panels:
@@ -95,6 +122,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pushgateway: str) -> None:
     """A real Prometheus scrapes a synthobs http endpoint and the Pushgateway fed by a demo run; every
     dashboard query then evaluates through its HTTP API, and the ones the demo feeds return data."""
@@ -107,29 +135,60 @@ def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pu
     if binary is None:
         raise AssertionError("prometheus is not installed: run the README's test command")
     port, prom_port = free_port(), free_port()
-    worker = subprocess.Popen([sys.executable, "-c", HTTP_FLOW], env=subprocess_env(PORT=str(port),
-                              STORE=str(tmp_path / "store-http")), stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", HTTP_FLOW],
+        env=subprocess_env(PORT=str(port), STORE=str(tmp_path / "store-http")),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {"job_name": "synthobs", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]},
-            {"job_name": "pushgateway", "honor_labels": True,
-             "static_configs": [{"targets": [pushgateway.removeprefix("http://")]}]},
+            {
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "static_configs": [{"targets": [pushgateway.removeprefix("http://")]}],
+            },
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    prom = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prom = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = f"http://127.0.0.1:{prom_port}/api/v1/query?query="
     try:
         assert worker.stdout is not None and "READY" in worker.stdout.readline()
         demo = subprocess.run(
-            [sys.executable, "-m", "prefect_synthobs.cli", "demo", "--rows", "2000", "--real-rows", "1000",
-             "--epochs", "2", "--store", str(tmp_path / "store")],
-            env=subprocess_env(PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE="pushgateway",
-                               PREFECT_INTEGRATIONS_SYNTHOBS_PUSHGATEWAY_URL=pushgateway),
-            capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "prefect_synthobs.cli",
+                "demo",
+                "--rows",
+                "2000",
+                "--real-rows",
+                "1000",
+                "--epochs",
+                "2",
+                "--store",
+                str(tmp_path / "store"),
+            ],
+            env=subprocess_env(
+                PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE="pushgateway",
+                PREFECT_INTEGRATIONS_SYNTHOBS_PUSHGATEWAY_URL=pushgateway,
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
         wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
 
@@ -138,14 +197,26 @@ def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pu
                 return json.loads(resp.read())
 
         deadline = time.monotonic() + 60
-        wanted = ['synthobs_flow_runs_total{job="synthobs"}', 'synthobs_flow_runs_total{job="generate-synthetic"}',
-                  'synthobs_quality_score{job="synthobs"}']
+        wanted = [
+            'synthobs_flow_runs_total{job="synthobs"}',
+            'synthobs_flow_runs_total{job="generate-synthetic"}',
+            'synthobs_quality_score{job="synthobs"}',
+        ]
         while any(not query(w)["data"]["result"] for w in wanted):
             assert time.monotonic() < deadline, "Prometheus never scraped both targets"
             time.sleep(1)
         time.sleep(5)  # a few scrapes, so rate() has two points
-        fed = ("flow_runs_total", "duration_seconds", "rows_per_second", "last_success", "quality_score",
-               "gate_checks", "training_loss", "epsilon_remaining", "budget_checks")
+        fed = (
+            "flow_runs_total",
+            "duration_seconds",
+            "rows_per_second",
+            "last_success",
+            "quality_score",
+            "gate_checks",
+            "training_loss",
+            "epsilon_remaining",
+            "budget_checks",
+        )
         for _row, exprs, _unit in panel_queries():
             for expr, _legend in exprs:
                 concrete = expr.replace("$flow", ".*").replace("$__range", "1h").replace("$__rate_interval", "1m")

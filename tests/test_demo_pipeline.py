@@ -43,6 +43,7 @@ def test_norm_ppf_inverts_norm_cdf() -> None:
     assert np.allclose(demo.norm_cdf(demo.norm_ppf(p)), p, rtol=1e-7)
 
 
+@pytest.mark.slow
 def test_pipeline_records_every_stage(store_dir: Path) -> None:
     scores = demo.synthetic_pipeline(n_real=1500, n_synthetic=3000, epochs=3)
     assert {f"ks_complement:{c}" for c in ("age", "income", "tenure_months", "purchases")} <= set(scores)
@@ -69,18 +70,39 @@ def test_pipeline_records_every_stage(store_dir: Path) -> None:
 
     # the notebook-style example answers its questions from this store
     example = Path(__file__).resolve().parents[1] / "examples" / "read_store.py"
-    proc = subprocess.run([sys.executable, str(example), str(store_dir)], capture_output=True, text=True,
-                          timeout=120, env=subprocess_env())
+    proc = subprocess.run(
+        [sys.executable, str(example), str(store_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "generate-synthetic" in proc.stdout and "slowest tasks" in proc.stdout
 
 
+@pytest.mark.slow
 def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     env = subprocess_env()
     proc = subprocess.run(
-        [sys.executable, "-m", "prefect_synthobs.cli", "demo", "--rows", "2000", "--real-rows", "1000",
-         "--epochs", "2", "--store", str(tmp_path / "store")],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "prefect_synthobs.cli",
+            "demo",
+            "--rows",
+            "2000",
+            "--real-rows",
+            "1000",
+            "--epochs",
+            "2",
+            "--store",
+            str(tmp_path / "store"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -91,12 +113,15 @@ def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     assert len(runs) == 4
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_arguments() -> None:
-    proc = subprocess.run([sys.executable, "-m", "prefect_synthobs.cli", "demo", "--rows", "0"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefect_synthobs.cli", "demo", "--rows", "0"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "--rows must be at least 1" in proc.stderr
 
 
+@pytest.mark.slow
 def test_compact_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from datetime import datetime, timezone
 
@@ -105,13 +130,27 @@ def test_compact_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
     store = so.HealthStore(str(tmp_path))
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)
-    rows = [task_row(task_run_id=f"t{i}", flow_run_id="f", flow_name="f", task_name="t",
-                     state_type="COMPLETED", state_name="Completed", start_time=start,
-                     end_time=start, run_count=1) for i in range(3)]
+    rows = [
+        task_row(
+            task_run_id=f"t{i}",
+            flow_run_id="f",
+            flow_name="f",
+            task_name="t",
+            state_type="COMPLETED",
+            state_name="Completed",
+            start_time=start,
+            end_time=start,
+            run_count=1,
+        )
+        for i in range(3)
+    ]
     for row in rows:
         store.write("task_runs", [row])
     assert main(["compact", "--store", str(tmp_path), "--table", "task_runs"]) == 0
     assert "3 → 1 files, 3 rows" in capsys.readouterr().out
     assert len(list((tmp_path / "task_runs").rglob("*.parquet"))) == 1
-    pd.testing.assert_series_equal(store.read("task_runs").task_run_id.sort_values(ignore_index=True),
-                                   pd.Series(["t0", "t1", "t2"], name="task_run_id"), check_dtype=False)
+    pd.testing.assert_series_equal(
+        store.read("task_runs").task_run_id.sort_values(ignore_index=True),
+        pd.Series(["t0", "t1", "t2"], name="task_run_id"),
+        check_dtype=False,
+    )

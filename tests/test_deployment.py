@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 from prefect.deployments import run_deployment
 
 import prefect_synthobs as so
 from conftest import served_deployment, subprocess_env
 
-FLOW_FILE = '''
+FLOW_FILE = """
 from prefect import flow, task
 import prefect_synthobs as so
 
@@ -26,9 +27,10 @@ def served(n: int = 3) -> int:
 
 if __name__ == "__main__":
     served.serve(name="observed", limit=2)
-'''
+"""
 
 
+@pytest.mark.slow
 def test_served_observed_flow_records_from_the_runner_process(tmp_path: Path) -> None:
     name = f"served-{uuid.uuid4().hex[:6]}"
     flow_file = tmp_path / "served_flow.py"

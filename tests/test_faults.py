@@ -116,9 +116,7 @@ def test_metrics_port_in_use_warns_once_and_flow_is_unaffected(
         assert len(_warnings(caplog, "cannot serve metrics")) == 1
 
 
-def test_pushgateway_unreachable_is_bounded_and_warns_once(
-    store_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_pushgateway_unreachable_is_bounded_and_warns_once(store_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     # a listening socket that never answers: the worst case (a refused port fails fast)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -147,9 +145,7 @@ def test_pushgateway_unreachable_is_bounded_and_warns_once(
     assert time.monotonic() - start <= 2.5
 
 
-@pytest.mark.parametrize(
-    "flow_name", ["..", "..\\..\\escape", "with spaces", "ünïcødé-流程", 'quote"and\\back']
-)
+@pytest.mark.parametrize("flow_name", ["..", "..\\..\\escape", "with spaces", "ünïcødé-流程", 'quote"and\\back'])
 def test_hostile_flow_names_stay_inside_the_store(store_dir: Path, flow_name: str) -> None:
     # Prefect bans "/" in flow names; task names may hold it and reach labels too
     @task(name="../../a/b c")

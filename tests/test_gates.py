@@ -23,8 +23,9 @@ META = {"columns": {"x": {"sdtype": "numerical"}, "y": {"sdtype": "numerical"}, 
 def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(shift, 1, n)
-    return pd.DataFrame({"x": x, "y": 2 * x + rng.normal(0, 0.5, n),
-                         "c": rng.choice(["a", "b", "c"], n).astype(object)})
+    return pd.DataFrame(
+        {"x": x, "y": 2 * x + rng.normal(0, 0.5, n), "c": rng.choice(["a", "b", "c"], n).astype(object)}
+    )
 
 
 def events_for(flow_run_id: str) -> list[object]:
@@ -56,16 +57,30 @@ def test_passing_gates_record_scores(store_dir: Path) -> None:
     @flow(name=f"gated-ok-{table}")
     def check() -> bool:
         real, holdout = frame(400, 1), frame(400, 2)
-        result = so.check_quality(real, frame(400, 3), META, holdout=holdout, target="y",
-                                  gates=so.QualityGates(min_overall=0.7, max_membership_inference_auc=0.7,
-                                                        min_tstr_ratio=0.8, max_exact_match_rate=0.0))
+        result = so.check_quality(
+            real,
+            frame(400, 3),
+            META,
+            holdout=holdout,
+            target="y",
+            gates=so.QualityGates(
+                min_overall=0.7, max_membership_inference_auc=0.7, min_tstr_ratio=0.8, max_exact_match_rate=0.0
+            ),
+        )
         return result.passed
 
     assert check() is True
     rows = so.HealthStore(str(store_dir)).read(names.QUALITY_CHECKS)
     rows = rows[rows.table_name == table].set_index("metric")
-    assert set(rows.index) >= {"overall", "column_shapes", "column_pair_trends", "exact_match_rate",
-                               "membership_inference_auc", "dcr_overfitting_protection", "tstr_ratio"}
+    assert set(rows.index) >= {
+        "overall",
+        "column_shapes",
+        "column_pair_trends",
+        "exact_match_rate",
+        "membership_inference_auc",
+        "dcr_overfitting_protection",
+        "tstr_ratio",
+    }
     assert rows.loc["overall", "threshold"] == 0.7 and bool(rows.loc["overall", "passed"])
     assert bool(rows.loc["membership_inference_auc", "passed"])  # a max gate: value <= threshold
     assert pd.isna(rows.loc["column_shapes", "passed"])  # not gated: recorded, no verdict
@@ -92,8 +107,10 @@ def test_failing_gates_fail_the_flow_and_raise_events(store_dir: Path) -> None:
     events = events_for(str(state.state_details.flow_run_id))
     assert sorted(e.payload["gate"] for e in events) == ["max_exact_match_rate", "min_overall"]  # type: ignore[attr-defined]
     by_gate = {e.payload["gate"]: e for e in events}  # type: ignore[attr-defined]
-    assert by_gate["max_exact_match_rate"].payload["value"] == 0.5 and by_gate["max_exact_match_rate"].payload[
-        "threshold"] == 0.05
+    assert (
+        by_gate["max_exact_match_rate"].payload["value"] == 0.5
+        and by_gate["max_exact_match_rate"].payload["threshold"] == 0.05
+    )
     assert by_gate["min_overall"].resource.id == f"synthobs.table.{table}"
     rows = so.HealthStore(str(store_dir)).read(names.FLOW_RUNS)
     assert rows.loc[rows.flow_name == f"gated-fail-{table}", "error_type"].tolist() == ["QualityGateFailed"]
@@ -106,8 +123,9 @@ def test_warn_policy_logs_and_lets_the_flow_finish(store_dir: Path, caplog: pyte
     @so.observe(kind="quality", table=table)
     @flow(name=f"gated-warn-{table}")
     def check() -> bool:
-        result = so.check_quality(frame(300, 1), frame(300, 5, shift=3.0), META,
-                                  gates=so.QualityGates(min_overall=0.95, policy="warn"))
+        result = so.check_quality(
+            frame(300, 1), frame(300, 5, shift=3.0), META, gates=so.QualityGates(min_overall=0.95, policy="warn")
+        )
         return result.passed
 
     with caplog.at_level("WARNING", logger="prefect_synthobs"):

@@ -34,9 +34,18 @@ class FakeBackend:
     def __init__(self, n: int = 2) -> None:
         self.devs = [GpuDevice(i, f"GPU-{i}", f"Fake {i}") for i in range(n)]
         self.readings = {
-            d.uuid: GpuReading(d.index, d.uuid, d.name, utilization=0.5, memory_used_bytes=GIB,
-                               memory_total_bytes=8 * GIB, power_w=100.0, temperature_c=50.0,
-                               sm_clock_mhz=1000, energy_counter_j=500.0)
+            d.uuid: GpuReading(
+                d.index,
+                d.uuid,
+                d.name,
+                utilization=0.5,
+                memory_used_bytes=GIB,
+                memory_total_bytes=8 * GIB,
+                power_w=100.0,
+                temperature_c=50.0,
+                sm_clock_mhz=1000,
+                energy_counter_j=500.0,
+            )
             for d in self.devs
         }
         self.lost: set[str] = set()
@@ -105,7 +114,10 @@ def test_summary_aggregates_devices_and_samples() -> None:
     assert s.memory_peak_bytes == 5 * GIB  # total across devices at one sample
     assert s.energy_j == 15.0
     assert RunGpuSummary().columns() == {
-        "gpu_util_mean": None, "gpu_util_max": None, "gpu_memory_peak_bytes": None, "gpu_energy_j": None,
+        "gpu_util_mean": None,
+        "gpu_util_max": None,
+        "gpu_memory_peak_bytes": None,
+        "gpu_energy_j": None,
     }
 
 
@@ -327,11 +339,20 @@ class FakePynvml:
 
     def nvmlInit(self) -> None: ...
     def nvmlShutdown(self) -> None: ...
-    def nvmlDeviceGetCount(self) -> int: return 1
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int: return i
-    def nvmlDeviceGetUUID(self, h: int) -> bytes: return b"GPU-x"
-    def nvmlDeviceGetName(self, h: int) -> str: return "X"
-    def nvmlDeviceGetMigMode(self, h: int) -> list[int]: return [0, 0]
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetUUID(self, h: int) -> bytes:
+        return b"GPU-x"
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return "X"
+
+    def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
+        return [0, 0]
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
         return self._call("util", type("U", (), {"gpu": 40})())
@@ -339,17 +360,29 @@ class FakePynvml:
     def nvmlDeviceGetMemoryInfo(self, h: int, version: int | None = None) -> Any:
         return self._call("mem_v2" if version else "mem_v1", type("M", (), {"used": 1, "total": 2})())
 
-    def nvmlDeviceGetPowerUsage(self, h: int) -> int: return self._call("power", 150_000)
-    def nvmlDeviceGetTemperatureV(self, h: int, s: int) -> int: return self._call("temp_v", 55)
-    def nvmlDeviceGetTemperature(self, h: int, s: int) -> int: return self._call("temp", 56)
-    def nvmlDeviceGetClockInfo(self, h: int, t: int) -> int: return self._call("clock", 1500)
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int: return self._call("energy", 2_000)
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return self._call("power", 150_000)
+
+    def nvmlDeviceGetTemperatureV(self, h: int, s: int) -> int:
+        return self._call("temp_v", 55)
+
+    def nvmlDeviceGetTemperature(self, h: int, s: int) -> int:
+        return self._call("temp", 56)
+
+    def nvmlDeviceGetClockInfo(self, h: int, t: int) -> int:
+        return self._call("clock", 1500)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
+        return self._call("energy", 2_000)
 
 
 def test_backend_disables_not_supported_fields_once(caplog: pytest.LogCaptureFixture) -> None:
     nvml = FakePynvml()
-    nvml.errors = {"power": nvml.NVML_ERROR_NOT_SUPPORTED, "clock": nvml.NVML_ERROR_NO_PERMISSION,
-                   "util": nvml.NVML_ERROR_UNKNOWN}
+    nvml.errors = {
+        "power": nvml.NVML_ERROR_NOT_SUPPORTED,
+        "clock": nvml.NVML_ERROR_NO_PERMISSION,
+        "util": nvml.NVML_ERROR_UNKNOWN,
+    }
     backend = NvmlBackend(nvml, visible=[])
     (device,) = backend.devices()
     with caplog.at_level("INFO", logger="prefect_synthobs.gpu.sampler"):
@@ -398,8 +431,11 @@ def test_backend_without_library_is_empty(caplog: pytest.LogCaptureFixture) -> N
 
 def test_visible_devices_filter(monkeypatch: pytest.MonkeyPatch) -> None:
     class Two(FakePynvml):
-        def nvmlDeviceGetCount(self) -> int: return 2
-        def nvmlDeviceGetUUID(self, h: int) -> str: return f"GPU-{h}abc"
+        def nvmlDeviceGetCount(self) -> int:
+            return 2
+
+        def nvmlDeviceGetUUID(self, h: int) -> str:
+            return f"GPU-{h}abc"
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert [d.index for d in NvmlBackend(Two()).devices()] == [1]
@@ -410,9 +446,18 @@ def test_visible_devices_filter(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_format_table_shows_missing_fields_and_lost_devices() -> None:
-    r = GpuReading(0, "GPU-0", "NVIDIA H100 80GB HBM3", utilization=0.73, memory_used_bytes=40 * GIB,
-                   memory_total_bytes=80 * GIB, power_w=None, temperature_c=61.0, sm_clock_mhz=1980,
-                   energy_counter_j=123456.0)
+    r = GpuReading(
+        0,
+        "GPU-0",
+        "NVIDIA H100 80GB HBM3",
+        utilization=0.73,
+        memory_used_bytes=40 * GIB,
+        memory_total_bytes=80 * GIB,
+        power_w=None,
+        temperature_c=61.0,
+        sm_clock_mhz=1980,
+        energy_counter_j=123456.0,
+    )
     text = format_table([r], [GpuDevice(1, "GPU-1", "Dead")])
     assert "73%" in text and "40.0 / 80.0 GiB" in text and "n/a W" in text and "123.5 kJ" in text
     assert "LOST (GPU-1)" in text

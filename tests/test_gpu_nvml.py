@@ -36,8 +36,10 @@ def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for variant, flags in (("current", []), ("old", ["-DFAKE_NVML_OLD"])):
         directory = tmp_path_factory.mktemp(f"nvml-{variant}")
-        subprocess.run([gcc, "-shared", "-fPIC", "-O2", *flags, "-o", str(directory / "libnvidia-ml.so.1"),
-                        str(FAKE_SOURCE)], check=True)
+        subprocess.run(
+            [gcc, "-shared", "-fPIC", "-O2", *flags, "-o", str(directory / "libnvidia-ml.so.1"), str(FAKE_SOURCE)],
+            check=True,
+        )
         out[variant] = directory
     return out
 
@@ -69,6 +71,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_two_devices_through_real_pynvml(fake_nvml: dict[str, Path]) -> None:
     proc = run_python(BACKEND, nvml_env(fake_nvml["current"]))
     out = json.loads(proc.stdout)
@@ -88,6 +91,7 @@ def test_two_devices_through_real_pynvml(fake_nvml: dict[str, Path]) -> None:
     assert proc.stderr.count("utilization not sampled") == 1  # one line, not one per sample
 
 
+@pytest.mark.slow
 def test_old_driver_falls_back_to_older_calls(fake_nvml: dict[str, Path]) -> None:
     out = json.loads(run_python(BACKEND, nvml_env(fake_nvml["old"])).stdout)
     a100 = out["readings"][0]
@@ -136,13 +140,18 @@ def samples_by_name(exposition: str) -> dict[str, dict[tuple[str, str], float]]:
     return out
 
 
+@pytest.mark.slow
 def test_observed_flow_samples_gpus_and_survives_a_lost_gpu(fake_nvml: dict[str, Path], tmp_path: Path) -> None:
     store = tmp_path / "store"
     flow_name = f"gpu-train-{uuid.uuid4().hex[:6]}"
     with http_receiver() as receiver:
         env = nvml_env(
-            fake_nvml["current"], STORE=str(store), SPOOL=str(tmp_path / "spool"), FLOW_NAME=flow_name,
-            FAKE_NVML_LOST_FILE=str(tmp_path / "gpu1-lost"), OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            fake_nvml["current"],
+            STORE=str(store),
+            SPOOL=str(tmp_path / "spool"),
+            FLOW_NAME=flow_name,
+            FAKE_NVML_LOST_FILE=str(tmp_path / "gpu1-lost"),
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             ENERGY_INTERVAL="0.25",
         )
         started = time.monotonic()
@@ -183,7 +192,8 @@ def test_observed_flow_samples_gpus_and_survives_a_lost_gpu(fake_nvml: dict[str,
     assert metrics["synthobs_gpu_power_watts"][("0", "NVIDIA Fake A100")] == 250.0
     assert ("1", "NVIDIA Fake H100 MIG") not in metrics["synthobs_gpu_temperature_celsius"]  # lost: removed
     assert metrics["synthobs_gpu_energy_joules_total"][("0", "NVIDIA Fake A100")] == pytest.approx(
-        dev0.energy_j.sum(), rel=1e-6)
+        dev0.energy_j.sum(), rel=1e-6
+    )
 
     assert len(flow_spans) == 1  # the same summary on Prefect's flow span
     attrs = flow_spans[0].attributes
@@ -198,12 +208,18 @@ def test_observed_flow_samples_gpus_and_survives_a_lost_gpu(fake_nvml: dict[str,
     assert event.payload["gpu_index"] == 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["init_failure", "no_devices"])
 def test_no_gpu_leaves_everything_else_working(fake_nvml: dict[str, Path], tmp_path: Path, case: str) -> None:
     extra = {"FAKE_NVML_INIT_FAIL": "1"} if case == "init_failure" else {"FAKE_NVML_DEVICES": "0"}
     store = tmp_path / "store"
-    env = nvml_env(fake_nvml["current"], STORE=str(store), SPOOL=str(tmp_path / "spool"),
-                   FLOW_NAME=f"no-gpu-{uuid.uuid4().hex[:6]}", **extra)
+    env = nvml_env(
+        fake_nvml["current"],
+        STORE=str(store),
+        SPOOL=str(tmp_path / "spool"),
+        FLOW_NAME=f"no-gpu-{uuid.uuid4().hex[:6]}",
+        **extra,
+    )
     proc = run_python(OBSERVED_FLOW, env)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["result"] == 42
@@ -216,15 +232,20 @@ def test_no_gpu_leaves_everything_else_working(fake_nvml: dict[str, Path], tmp_p
     assert "synthobs_gpu_utilization_ratio" not in samples_by_name(out["metrics"])
 
 
+@pytest.mark.slow
 def test_cli_gpu_prints_a_table(fake_nvml: dict[str, Path]) -> None:
     cmd = [sys.executable, "-m", "prefect_synthobs.cli", "gpu", "--watch", "--interval", "0.2", "--count", "2"]
     proc = subprocess.run(cmd, env=nvml_env(fake_nvml["current"]), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("NVIDIA Fake A100") == 2  # refreshed twice
     assert "10.0 / 40.0 GiB" in proc.stdout and "250 W" in proc.stdout and "1410 MHz" in proc.stdout
-    none = subprocess.run([sys.executable, "-m", "prefect_synthobs.cli", "gpu"],
-                          env=nvml_env(fake_nvml["current"], FAKE_NVML_INIT_FAIL="1"),
-                          capture_output=True, text=True, timeout=120)
+    none = subprocess.run(
+        [sys.executable, "-m", "prefect_synthobs.cli", "gpu"],
+        env=nvml_env(fake_nvml["current"], FAKE_NVML_INIT_FAIL="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert none.returncode == 1 and "no GPU to show" in none.stdout and "Driver Not Loaded" in none.stdout
 
 
@@ -247,6 +268,7 @@ print(json.dumps({"devices": len(devices), "samples": summary.samples, "memory_t
 """
 
 
+@pytest.mark.slow
 def test_real_gpu_when_present() -> None:
     env = subprocess_env()
     out = json.loads(run_python(REAL_GPU, env).stdout.strip().splitlines()[-1])

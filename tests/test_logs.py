@@ -51,8 +51,9 @@ def test_run_logs_are_redacted_and_carry_the_trace_id(store_dir: Path) -> None:
     finally:
         for name, handler in handlers.items():
             logging.getLogger(name).removeHandler(handler)
-    flow_records = [r for r in handlers["prefect.flow_runs"].records if "card" in r.getMessage()
-                    or "call" in r.getMessage()]
+    flow_records = [
+        r for r in handlers["prefect.flow_runs"].records if "card" in r.getMessage() or "call" in r.getMessage()
+    ]
     task_records = [r for r in handlers["prefect.task_runs"].records if "retrying" in r.getMessage()]
     assert len(flow_records) == 2 and len(task_records) == 1
     text = " ".join(r.getMessage() for r in flow_records + task_records)

@@ -7,6 +7,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
 from prefect import flow, task
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -44,6 +45,7 @@ def _samples(text: str, name: str, **labels: str) -> list[float]:
     return out
 
 
+@pytest.mark.slow
 def test_pushgateway_counters_accumulate_across_processes(pushgateway: str, tmp_path: Path) -> None:
     name = f"push test ünï {uuid.uuid4().hex[:6]}"  # spaces and unicode in the job label
     env = subprocess_env(
@@ -66,6 +68,7 @@ def test_pushgateway_counters_accumulate_across_processes(pushgateway: str, tmp_
     assert len(so.HealthStore(str(tmp_path / "store")).read("flow_runs")) == 2
 
 
+@pytest.mark.slow
 def test_pushgateway_in_process_pushes_only_that_flows_series(store_dir: Path, pushgateway: str) -> None:
     so.configure(metrics_mode="pushgateway", pushgateway_url=pushgateway)
     a, b = f"flow-a-{uuid.uuid4().hex[:6]}", f"flow-b-{uuid.uuid4().hex[:6]}"
@@ -87,6 +90,7 @@ def test_pushgateway_in_process_pushes_only_that_flows_series(store_dir: Path, p
     assert _samples(text, "synthobs_flow_runs_total", job=a, flow=b) == []
 
 
+@pytest.mark.slow
 def test_pushgateway_pushes_flowless_series_to_a_shared_host_group(store_dir: Path, pushgateway: str) -> None:
     import socket
 
@@ -102,12 +106,14 @@ def test_pushgateway_pushes_flowless_series_to_a_shared_host_group(store_dir: Pa
     text = urllib.request.urlopen(f"{pushgateway}/metrics").read().decode()
     host = socket.gethostname()
     assert _samples(text, "synthobs_quality_score", job="synthobs", instance=host, table=table) == [0.7]
-    assert _samples(text, "synthobs_quality_gate_checks_total", job="synthobs", instance=host, table=table,
-                    result="pass") == [2.0]  # accumulated across pushes, not re-added
+    assert _samples(
+        text, "synthobs_quality_gate_checks_total", job="synthobs", instance=host, table=table, result="pass"
+    ) == [2.0]  # accumulated across pushes, not re-added
     assert _samples(text, "synthobs_quality_score", job=name) == []  # not in the flow's own group
     assert _samples(text, "synthobs_flow_runs_total", job=name, flow=name) == [2.0]
 
 
+@pytest.mark.slow
 def test_exposition_passes_promtool_check_metrics(store_dir: Path, tmp_path: Path) -> None:
     @task
     def t() -> None:
@@ -128,6 +134,7 @@ def test_exposition_passes_promtool_check_metrics(store_dir: Path, tmp_path: Pat
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
 
 
+@pytest.mark.slow
 def test_textfile_is_atomic_accumulates_across_processes_and_passes_promtool(tmp_path: Path) -> None:
     prom = tmp_path / "textfile" / "synthobs.prom"
     name = f"textfile-{uuid.uuid4().hex[:6]}"
@@ -173,8 +180,9 @@ def test_accumulate_is_pure_and_handles_counter_gauge_and_restart() -> None:
     assert out["x"].samples[key] == 12.0  # 10 + (3 - 1)
     assert out["g"].samples[gkey] == 5.0
     assert remote["x"].samples[key] == 10.0  # inputs untouched
-    restarted = accumulate(remote, {"x": Family("x", "counter", "h", {key: 2.0})}, baseline={
-        "x": Family("x", "counter", "h", {key: 7.0})})
+    restarted = accumulate(
+        remote, {"x": Family("x", "counter", "h", {key: 2.0})}, baseline={"x": Family("x", "counter", "h", {key: 7.0})}
+    )
     assert restarted["x"].samples[key] == 12.0  # a counter below its baseline restarted: +2
     text = render(out).decode()
     parsed = families_from_metrics(text_string_to_metric_families(text))

@@ -28,9 +28,7 @@ def _api_task_runs(flow_run_id: str, expected: int, timeout: float = 30.0) -> li
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
-            runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
             done = [r for r in runs if r.end_time is not None and r.state and r.state.is_final()]
             if len(done) >= expected or time.monotonic() > deadline:
                 return done
@@ -58,11 +56,11 @@ def _make_fifty_task_flow(flow_name: str):
     @so.observe(kind="generation", model_type="copula", table="customers")
     @flow(name=flow_name)
     def fifty(fail: bool) -> int:
-        direct = [work(i) for i in range(20)]                   # 20 direct calls
-        futures = [work.submit(i) for i in range(20, 44)]       # 24 submitted
-        mapped = work.map(range(44, 48))                        # 4 mapped
-        flaky(48)                                               # 1, retried once
-        bad = doomed.submit()                                   # 1, fails for good
+        direct = [work(i) for i in range(20)]  # 20 direct calls
+        futures = [work.submit(i) for i in range(20, 44)]  # 24 submitted
+        mapped = work.map(range(44, 48))  # 4 mapped
+        flaky(48)  # 1, retried once
+        bad = doomed.submit()  # 1, fails for good
         total = sum(direct) + sum(f.result() for f in futures) + sum(m.result() for m in mapped)
         bad.wait()
         so.record_rows(total)
@@ -129,16 +127,18 @@ def test_fifty_tasks_one_row_each_with_prefect_states_and_timings(store_dir: Pat
     assert abs(row.duration_s - api_flow_duration) <= 0.05
 
     # the metrics saw the same runs
-    assert REGISTRY.get_sample_value(
-        "synthobs_task_runs_total", {"flow": flow_name, "task": "work", "state": "COMPLETED"}
-    ) == 48
-    assert REGISTRY.get_sample_value(
-        "synthobs_task_retries_total", {"flow": flow_name, "task": "flaky"}
-    ) == 1
+    assert (
+        REGISTRY.get_sample_value("synthobs_task_runs_total", {"flow": flow_name, "task": "work", "state": "COMPLETED"})
+        == 48
+    )
+    assert REGISTRY.get_sample_value("synthobs_task_retries_total", {"flow": flow_name, "task": "flaky"}) == 1
     state_label = "FAILED" if fail else "COMPLETED"
-    assert REGISTRY.get_sample_value(
-        "synthobs_flow_runs_total", {"flow": flow_name, "kind": "generation", "state": state_label}
-    ) == 1
+    assert (
+        REGISTRY.get_sample_value(
+            "synthobs_flow_runs_total", {"flow": flow_name, "kind": "generation", "state": state_label}
+        )
+        == 1
+    )
 
 
 def test_one_file_per_flow_run_per_table(store_dir: Path) -> None:
@@ -160,7 +160,9 @@ def test_one_file_per_flow_run_per_table(store_dir: Path) -> None:
     assert not list(store_dir.rglob(".*.tmp"))
     epochs = so.HealthStore(str(store_dir)).read("training_epochs").sort_values(["epoch", "loss_type"])
     assert list(zip(epochs.epoch, epochs.loss_type, epochs.loss, strict=True)) == [
-        (0, "discriminator", 1.1), (0, "generator", 0.7), (1, "loss", 0.5)
+        (0, "discriminator", 1.1),
+        (0, "generator", 0.7),
+        (1, "loss", 0.5),
     ]
     assert (epochs.model_type == "m").all()
 

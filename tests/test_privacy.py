@@ -41,14 +41,16 @@ def test_dcr_equals_sdmetrics(name: str, chunk_size: int) -> None:
 def test_overfitting_protection_and_new_rows_equal_sdmetrics(name: str) -> None:
     real, synthetic, ref = data(name)
     half = len(real) // 2
-    out = dcr_overfitting_protection(real.iloc[:half], synthetic, real.iloc[half: 2 * half], ref["metadata"])
+    out = dcr_overfitting_protection(real.iloc[:half], synthetic, real.iloc[half : 2 * half], ref["metadata"])
     expected = ref["dcr_overfitting_protection"]["breakdown"]
     assert out["score"] == pytest.approx(expected["score"], abs=1e-9)
     assert out["closer_to_training"] == pytest.approx(
-        expected["synthetic_data_percentages"]["closer_to_training"], abs=1e-9)
+        expected["synthetic_data_percentages"]["closer_to_training"], abs=1e-9
+    )
     assert new_row_synthesis(real, synthetic, ref["metadata"]) == pytest.approx(ref["new_row_synthesis"], abs=1e-9)
     assert new_row_synthesis(real, synthetic, ref["metadata"], numerical_match_tolerance=0.05) == pytest.approx(
-        ref["new_row_synthesis_005"], abs=1e-9)
+        ref["new_row_synthesis_005"], abs=1e-9
+    )
 
 
 META = {"columns": {"x": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"}}}
@@ -82,7 +84,8 @@ def test_independent_samples_look_safe() -> None:
     assert dcr_baseline_protection(real, synthetic, META, seed=7)["score"] > 0.05
     # seeded: the same call gives the same number
     assert dcr_baseline_protection(real, synthetic, META, seed=7) == dcr_baseline_protection(
-        real, synthetic, META, seed=7)
+        real, synthetic, META, seed=7
+    )
 
 
 def test_unequal_train_and_holdout_are_compared_at_equal_size() -> None:

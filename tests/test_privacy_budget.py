@@ -36,13 +36,23 @@ print("RESULT " + generate(float(os.environ["EPS"])))
 """
 
 
+@pytest.mark.slow
 def test_concurrent_spenders_never_exceed_the_budget(tmp_path: Path) -> None:
     dataset = f"patients {uuid.uuid4().hex[:6]}"  # a space: names are made safe
     so.PrivacyBudget(dataset=dataset, total_epsilon=1.0).save(dataset_key(dataset))
-    env = subprocess_env(STORE=str(tmp_path / "store"), SPOOL=str(tmp_path / "spool"), DATASET=dataset, EPS="0.3",
-                         PREFECT_CLIENT_MAX_RETRIES="10")
-    procs = [subprocess.Popen([sys.executable, "-c", SPENDER], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    env = subprocess_env(
+        STORE=str(tmp_path / "store"),
+        SPOOL=str(tmp_path / "spool"),
+        DATASET=dataset,
+        EPS="0.3",
+        PREFECT_CLIENT_MAX_RETRIES="10",
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SPENDER], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -75,8 +85,9 @@ def test_denied_spend_raises_counts_and_emits(store_dir: Path) -> None:
     with pytest.raises(so.PrivacyBudgetExceeded, match=r"remaining 0\.1"):
         state.result()
     assert spent_epsilon(dataset) == pytest.approx(0.4)  # the denied spend took nothing
-    events = wait_for_events(names.EVENT_PRIVACY_BUDGET_EXCEEDED,
-                             resource_id=f"synthobs.dataset.{dataset_key(dataset)}")
+    events = wait_for_events(
+        names.EVENT_PRIVACY_BUDGET_EXCEEDED, resource_id=f"synthobs.dataset.{dataset_key(dataset)}"
+    )
     assert len(events) == 1 and events[0].payload["epsilon"] == 0.2 and events[0].payload["budget"] == 0.5
     from prometheus_client import generate_latest
 
@@ -111,9 +122,12 @@ def test_unreachable_api_refuses_the_spend_clearly(store_dir: Path) -> None:
 
     dataset = f"offline-{uuid.uuid4().hex[:6]}"
     budget = so.PrivacyBudget(dataset=dataset, total_epsilon=1.0)
-    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api",
-                                     PREFECT_CLIENT_MAX_RETRIES: 0}), \
-            pytest.raises(so.PrivacyBudgetUnavailable, match="nothing was spent"):
+    with (
+        temporary_settings(
+            updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api", PREFECT_CLIENT_MAX_RETRIES: 0}
+        ),
+        pytest.raises(so.PrivacyBudgetUnavailable, match="nothing was spent"),
+    ):
         so.record_privacy_spend(0.1, dataset=dataset, budget=budget)
     assert spent_epsilon(dataset) == 0.0  # the server (reachable again) holds no spend
     from prefect_synthobs.instrument.instrumentation import get_runtime

@@ -73,8 +73,9 @@ def test_quality_report_equals_sdmetrics(name: str, label: str) -> None:
     real, synthetic, ref = data(name)
     expected = ref["reports"][label]
     corr, assoc = expected["thresholds"]
-    report = quality_report(real, synthetic, ref["metadata"], real_correlation_threshold=corr,
-                            real_association_threshold=assoc)
+    report = quality_report(
+        real, synthetic, ref["metadata"], real_correlation_threshold=corr, real_association_threshold=assoc
+    )
     for prop, value in expected["properties"].items():
         assert same(report.properties[prop], value), (name, label, prop, report.properties[prop], value)
     assert same(report.overall, expected["overall"])
@@ -95,16 +96,26 @@ def test_quality_report_equals_sdmetrics(name: str, label: str) -> None:
 def _table(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
-    return pd.DataFrame({
-        "x": x, "y": 3 * x + rng.normal(size=n),
-        "c": np.where(x > 0, "a", "b").astype(object),
-        "t": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
-        "f": (x > 0.5).astype(object),
-    })
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": 3 * x + rng.normal(size=n),
+            "c": np.where(x > 0, "a", "b").astype(object),
+            "t": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
+            "f": (x > 0.5).astype(object),
+        }
+    )
 
 
-META = {"columns": {"x": {"sdtype": "numerical"}, "y": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"},
-                    "t": {"sdtype": "datetime"}, "f": {"sdtype": "boolean"}}}
+META = {
+    "columns": {
+        "x": {"sdtype": "numerical"},
+        "y": {"sdtype": "numerical"},
+        "c": {"sdtype": "categorical"},
+        "t": {"sdtype": "datetime"},
+        "f": {"sdtype": "boolean"},
+    }
+}
 
 
 def test_identical_tables_score_one() -> None:
@@ -120,22 +131,36 @@ def test_disjoint_supports_score_low_and_scores_stay_in_range() -> None:
     assert ks_complement(real, real + 1000) == 0.0
     assert tv_complement(pd.Series(["a", "b"] * 10), pd.Series(["c", "d"] * 10)) == pytest.approx(0.0, abs=1e-5)
     for seed in range(5):
-        report = quality_report(_table(200, seed), _table(150, seed + 100), META,
-                                real_correlation_threshold=0, real_association_threshold=0)
+        report = quality_report(
+            _table(200, seed), _table(150, seed + 100), META, real_correlation_threshold=0, real_association_threshold=0
+        )
         scores = [*report.column_shapes.Score, *report.column_pair_trends.Score, report.overall]
         assert all(0.0 <= s <= 1.0 for s in scores)
 
 
-@pytest.mark.parametrize(("real", "synthetic", "metadata", "message"), [
-    (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"b": [1.0]}), {"columns": {"a": {"sdtype": "numerical"}}},
-     "missing from the synthetic"),
-    (pd.DataFrame({"a": []}), pd.DataFrame({"a": [1.0]}), {"columns": {"a": {"sdtype": "numerical"}}}, "rows"),
-    (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [1.0]}), {"columns": {"a": {"sdtype": "text"}}}, "unknown sdtype"),
-    (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [1.0]}), {"cols": {}}, "metadata must look like"),
-    (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [1.0]}), {"columns": {"a": {}}}, "no sdtype"),
-])
-def test_invalid_input_is_a_clear_error(real: pd.DataFrame, synthetic: pd.DataFrame,
-                                        metadata: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("real", "synthetic", "metadata", "message"),
+    [
+        (
+            pd.DataFrame({"a": [1.0]}),
+            pd.DataFrame({"b": [1.0]}),
+            {"columns": {"a": {"sdtype": "numerical"}}},
+            "missing from the synthetic",
+        ),
+        (pd.DataFrame({"a": []}), pd.DataFrame({"a": [1.0]}), {"columns": {"a": {"sdtype": "numerical"}}}, "rows"),
+        (
+            pd.DataFrame({"a": [1.0]}),
+            pd.DataFrame({"a": [1.0]}),
+            {"columns": {"a": {"sdtype": "text"}}},
+            "unknown sdtype",
+        ),
+        (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [1.0]}), {"cols": {}}, "metadata must look like"),
+        (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [1.0]}), {"columns": {"a": {}}}, "no sdtype"),
+    ],
+)
+def test_invalid_input_is_a_clear_error(
+    real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         quality_report(real, synthetic, metadata)
 

@@ -33,8 +33,9 @@ HOSTILE_FLOW = "x|y *z*"
 
 def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.key: a for a in found}
 
 
@@ -55,11 +56,15 @@ def filled_store(store_dir: Path) -> Path:
 
     broken(return_state=True)
     now = datetime.now(timezone.utc)
-    readings = [GpuReading(0, "GPU-a", "Fake H100", utilization=u, memory_used_bytes=m, energy_counter_j=1.0)
-                for u, m in ((0.5, 10), (0.9, 30))]
+    readings = [
+        GpuReading(0, "GPU-a", "Fake H100", utilization=u, memory_used_bytes=m, energy_counter_j=1.0)
+        for u, m in ((0.5, 10), (0.9, 30))
+    ]
     for k, r in enumerate(readings):
-        so.HealthStore(str(store_dir)).write(names.GPU_SAMPLES, sample_rows(
-            [r], {"GPU-a": 100.0}, time=now - timedelta(seconds=10 - k), host="h1", run_ids=[]))
+        so.HealthStore(str(store_dir)).write(
+            names.GPU_SAMPLES,
+            sample_rows([r], {"GPU-a": 100.0}, time=now - timedelta(seconds=10 - k), host="h1", run_ids=[]),
+        )
     from prefect_synthobs.instrument.instrumentation import get_runtime
 
     get_runtime().recorder.flush()
@@ -70,8 +75,16 @@ def test_report_artifacts_match_the_store(filled_store: Path) -> None:
     state = hr.health_report(store_url=str(filled_store), window_hours=1, return_state=True)
     assert state.is_completed()
     arts = artifacts_of(state.state_details.flow_run_id)
-    assert set(arts) >= {"synthobs-overview", "synthobs-flows", "synthobs-slowest-tasks", "synthobs-failures",
-                         "synthobs-quality", "synthobs-gpu", "synthobs-privacy", "synthobs-quality-gates"}
+    assert set(arts) >= {
+        "synthobs-overview",
+        "synthobs-flows",
+        "synthobs-slowest-tasks",
+        "synthobs-failures",
+        "synthobs-quality",
+        "synthobs-gpu",
+        "synthobs-privacy",
+        "synthobs-quality-gates",
+    }
     store = so.HealthStore(str(filled_store))
     runs = store.read(names.FLOW_RUNS)
 
@@ -90,8 +103,9 @@ def test_report_artifacts_match_the_store(filled_store: Path) -> None:
     gated = quality[quality.threshold.notna()]
     progress = arts["synthobs-quality-gates"].data
     assert float(progress) == pytest.approx(100 * gated.passed.astype(bool).mean(), abs=0.01)
-    overall = next(r for r in table_of(arts["synthobs-quality"]) if r["metric"] == "overall"
-                   and r["table"] == "customers")
+    overall = next(
+        r for r in table_of(arts["synthobs-quality"]) if r["metric"] == "overall" and r["table"] == "customers"
+    )
     expected = quality.loc[(quality.metric == "overall") & (quality.table_name == "customers"), "score"].mean()
     assert overall["average"] == pytest.approx(expected, abs=1e-4)
 
@@ -115,6 +129,7 @@ def test_empty_store_gives_a_clear_dashboard(store_dir: Path) -> None:
     assert table_of(arts["synthobs-flows"]) == [{"": "none in this window"}]
 
 
+@pytest.mark.slow
 def test_cli_report_text_and_json(filled_store: Path) -> None:
     env = subprocess_env()
     cli = [sys.executable, "-m", "prefect_synthobs.cli", "report", "--store", str(filled_store)]

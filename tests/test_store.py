@@ -17,9 +17,15 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
 def _task(i: int, start: datetime) -> dict:
     return task_row(
-        task_run_id=f"t{i}", flow_run_id="f", flow_name="flow", task_name="step",
-        state_type="COMPLETED", state_name="Completed", start_time=start,
-        end_time=start + timedelta(seconds=1.5), run_count=1,
+        task_run_id=f"t{i}",
+        flow_run_id="f",
+        flow_name="flow",
+        task_name="step",
+        state_type="COMPLETED",
+        state_name="Completed",
+        start_time=start,
+        end_time=start + timedelta(seconds=1.5),
+        run_count=1,
     )
 
 
@@ -60,13 +66,23 @@ def test_unknown_table_and_empty_store(tmp_path: Path) -> None:
 
 def test_file_missing_a_later_column_reads_it_as_null(tmp_path: Path) -> None:
     """An old file without ``run_time_s`` and ``tags`` still reads, with those columns null."""
-    old = pa.table({
-        "event_id": ["old"], "task_run_id": ["t-old"], "flow_run_id": ["f"],
-        "flow_name": ["flow"], "task_name": ["step"], "state_type": ["FAILED"],
-        "state_name": ["Failed"], "start_time": pa.array([T0], pa.timestamp("us", tz="UTC")),
-        "end_time": pa.array([T0], pa.timestamp("us", tz="UTC")), "duration_s": [0.0],
-        "run_count": pa.array([1], pa.int64()), "error_type": ["X"], "error_message": ["m"],
-    })
+    old = pa.table(
+        {
+            "event_id": ["old"],
+            "task_run_id": ["t-old"],
+            "flow_run_id": ["f"],
+            "flow_name": ["flow"],
+            "task_name": ["step"],
+            "state_type": ["FAILED"],
+            "state_name": ["Failed"],
+            "start_time": pa.array([T0], pa.timestamp("us", tz="UTC")),
+            "end_time": pa.array([T0], pa.timestamp("us", tz="UTC")),
+            "duration_s": [0.0],
+            "run_count": pa.array([1], pa.int64()),
+            "error_type": ["X"],
+            "error_message": ["m"],
+        }
+    )
     directory = tmp_path / "task_runs" / "date=2026-11-01"
     directory.mkdir(parents=True)
     pq.write_table(old, directory / "part-old.parquet")
@@ -81,7 +97,7 @@ def test_compact_merges_closed_partitions_and_dedupes(tmp_path: Path) -> None:
     store = HealthStore(str(tmp_path))
     rows = [_task(i, T0) for i in range(6)]
     for i in range(0, 6, 2):
-        store.write("task_runs", rows[i:i + 2])
+        store.write("task_runs", rows[i : i + 2])
     store.write("task_runs", rows[:2])  # a re-sync wrote two rows twice
     today = datetime.now(timezone.utc)
     store.write("task_runs", [_task(99, today)])

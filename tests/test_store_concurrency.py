@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import prefect_synthobs as so
 from conftest import subprocess_env
 
@@ -34,6 +36,7 @@ assert results == [6] * 25, results
 """
 
 
+@pytest.mark.slow
 def test_four_processes_of_25_concurrent_flows_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     store_url = str(tmp_path / "store")
     env = subprocess_env(
@@ -47,8 +50,9 @@ def test_four_processes_of_25_concurrent_flows_lose_and_duplicate_nothing(tmp_pa
         PREFECT_API_REQUEST_TIMEOUT="120",
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(w)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(w)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for w in range(4)
     ]
     store = so.HealthStore(store_url)
@@ -71,9 +75,7 @@ def test_four_processes_of_25_concurrent_flows_lose_and_duplicate_nothing(tmp_pa
     tasks = store.read("task_runs")
     epochs = store.read("training_epochs")
     assert len(flows) == 100 and flows.flow_run_id.is_unique and flows.event_id.is_unique
-    assert sorted(flows.flow_name.value_counts().to_dict().items()) == [
-        (f"writer-{w}", 25) for w in range(4)
-    ]
+    assert sorted(flows.flow_name.value_counts().to_dict().items()) == [(f"writer-{w}", 25) for w in range(4)]
     assert (flows.state_type == "COMPLETED").all()
     assert len(tasks) == 400 and tasks.task_run_id.is_unique and tasks.event_id.is_unique
     assert set(tasks.flow_run_id) == set(flows.flow_run_id)

@@ -63,6 +63,7 @@ def _check_one_trace(spans: list[ReceivedSpan], flow_name: str, batches: int) ->
     assert all(w.attributes["synthobs.storage.bytes"] > 0 for w in writes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_generation_flow_arrives_as_one_enriched_trace(store_dir: Path, protocol: str) -> None:
     receiver_cm = http_receiver() if protocol == "http/protobuf" else grpc_receiver()
@@ -100,6 +101,7 @@ assert gen() == 1
 """
 
 
+@pytest.mark.slow
 def test_standard_otel_variables_alone_configure_export(tmp_path: Path) -> None:
     with grpc_receiver() as receiver:
         env = subprocess_env(
@@ -128,8 +130,11 @@ def test_endpoint_down_costs_at_most_the_timeout_and_one_warning(
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        so.configure(otlp_endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
-                     otlp_protocol="http/protobuf", otlp_timeout_seconds=1.0)
+        so.configure(
+            otlp_endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            otlp_protocol="http/protobuf",
+            otlp_timeout_seconds=1.0,
+        )
 
         @so.observe(kind="other")
         @flow(name=f"down-{uuid.uuid4().hex[:6]}")
@@ -163,7 +168,7 @@ def test_export_config_resolution_is_pure() -> None:
         export_config(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x", "OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"})
 
 
-SERVED = '''
+SERVED = """
 from prefect import flow, task
 import prefect_synthobs as so
 
@@ -179,9 +184,10 @@ def child(n: int = 2) -> int:
 
 if __name__ == "__main__":
     child.serve(name="remote", limit=2)
-'''
+"""
 
 
+@pytest.mark.slow
 def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Path) -> None:
     """The runner's flow-run subprocess sets tracing up from the environment alone
     (no code in the flow file) and its spans join the calling flow's trace."""
@@ -192,12 +198,14 @@ def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Pat
     flow_file.write_text(SERVED.format(name=name))
     with grpc_receiver() as receiver:
         env = subprocess_env(
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
             PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(tmp_path / "store"),
         )
         with served_deployment(flow_file, f"{name}/remote", env) as runner:
-            so.configure(store_url=str(tmp_path / "parent-store"), otlp_endpoint=receiver.endpoint,
-                         otlp_protocol="grpc")
+            so.configure(
+                store_url=str(tmp_path / "parent-store"), otlp_endpoint=receiver.endpoint, otlp_protocol="grpc"
+            )
 
             @so.observe(kind="other")
             @flow(name=f"caller-{uuid.uuid4().hex[:6]}")
@@ -224,11 +232,11 @@ def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Pat
     assert child_span.parent_span_id in in_parent_trace
     assert child_span.attributes["synthobs.kind"] == "generation"
     assert child_span.attributes["synthobs.rows"] == 3
-    child_tasks = [s for s in spans if s.attributes.get("prefect.run.type") == "task"
-                   and s.trace_id == parent.trace_id]
+    child_tasks = [s for s in spans if s.attributes.get("prefect.run.type") == "task" and s.trace_id == parent.trace_id]
     assert len(child_tasks) == 3
 
 
+@pytest.mark.slow
 def test_stable_span_names_are_opt_in(store_dir: Path) -> None:
     with http_receiver() as receiver:
         so.configure(otlp_endpoint=receiver.endpoint, otlp_protocol="http/protobuf")
@@ -254,6 +262,7 @@ def test_stable_span_names_are_opt_in(store_dir: Path) -> None:
     so.configure(span_names="prefect", otlp_endpoint=None, otlp_protocol=None)
 
 
+@pytest.mark.slow
 def test_telemetry_off_synthobs_opens_the_flow_span_itself(tmp_path: Path) -> None:
     with http_receiver() as receiver:
         env = subprocess_env(

@@ -9,8 +9,15 @@ import pytest
 from prefect_synthobs.quality import tstr
 from prefect_synthobs.scores.utility import LogisticRegression, RidgeRegression
 
-META = {"columns": {"x1": {"sdtype": "numerical"}, "x2": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"},
-                    "label": {"sdtype": "boolean"}, "amount": {"sdtype": "numerical"}}}
+META = {
+    "columns": {
+        "x1": {"sdtype": "numerical"},
+        "x2": {"sdtype": "numerical"},
+        "c": {"sdtype": "categorical"},
+        "label": {"sdtype": "boolean"},
+        "amount": {"sdtype": "numerical"},
+    }
+}
 
 
 def table(n: int, seed: int, broken: bool = False) -> pd.DataFrame:
@@ -29,8 +36,9 @@ def table(n: int, seed: int, broken: bool = False) -> pd.DataFrame:
 
 def test_faithful_synthetic_data_is_nearly_as_useful() -> None:
     train, test = table(1500, 1), table(800, 2)
-    good = tstr(train.drop(columns="amount"), table(1500, 3).drop(columns="amount"), test.drop(columns="amount"),
-                "label", META)
+    good = tstr(
+        train.drop(columns="amount"), table(1500, 3).drop(columns="amount"), test.drop(columns="amount"), "label", META
+    )
     assert good["task"] == "classification" and good["metric"] == "accuracy"
     assert good["real_score"] > 0.75 and good["ratio"] > 0.93
     reg = tstr(train, table(1500, 4), test, "amount", META)

@@ -45,9 +45,7 @@ def load_block(block_type: type[B], value: B | str, *, what: str) -> B:
             raise ValueError(f"block {value!r} is a {type(loaded).__name__}, not a {block_type.__name__}")
         return loaded
     if not isinstance(value, block_type):
-        raise ValueError(
-            f"{what} must be a {block_type.__name__} block or a block name, got {type(value).__name__}"
-        )
+        raise ValueError(f"{what} must be a {block_type.__name__} block or a block name, got {type(value).__name__}")
     return value
 
 

@@ -96,12 +96,8 @@ class OtlpExporter(_SettingsBlock):
         "otlp_endpoint", default=_REQUIRED, description="OTLP endpoint URL, e.g. http://otel-collector:4318."
     )
     protocol: OtlpProtocol = setting_field("otlp_protocol", default="http/protobuf")
-    headers: SecretDict | None = Field(
-        default=None, description="Extra headers sent with every export (kept secret)."
-    )
-    token: SecretStr | None = Field(
-        default=None, description="Bearer token sent as 'Authorization: Bearer <token>'."
-    )
+    headers: SecretDict | None = Field(default=None, description="Extra headers sent with every export (kept secret).")
+    token: SecretStr | None = Field(default=None, description="Bearer token sent as 'Authorization: Bearer <token>'.")
     timeout_seconds: float = setting_field("otlp_timeout_seconds")
     sample_ratio: float = setting_field("trace_sample_ratio")
 
@@ -307,9 +303,13 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> SynthOb
     if settings.store_url:
         options = settings.resolved_store_options() or {}
         if settings.store_url.startswith("s3://"):
-            for var, key in (("AWS_ACCESS_KEY_ID", "access_key"), ("AWS_SECRET_ACCESS_KEY", "secret_key"),
-                             ("AWS_SESSION_TOKEN", "session_token"), ("AWS_REGION", "region"),
-                             ("AWS_ENDPOINT_URL", "endpoint_url")):
+            for var, key in (
+                ("AWS_ACCESS_KEY_ID", "access_key"),
+                ("AWS_SECRET_ACCESS_KEY", "secret_key"),
+                ("AWS_SESSION_TOKEN", "session_token"),
+                ("AWS_REGION", "region"),
+                ("AWS_ENDPOINT_URL", "endpoint_url"),
+            ):
                 if env.get(var):
                     options.setdefault(key, env[var])
         store = HealthStoreConfig(**HealthStoreConfig.settings_values(settings), storage_options=options or None)
@@ -319,13 +319,21 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> SynthOb
         headers = dict(exported.headers or ())
         if not headers and env.get("OTEL_EXPORTER_OTLP_HEADERS"):
             headers = _parse_otel_headers(env["OTEL_EXPORTER_OTLP_HEADERS"])
-        tracing = OtlpExporter(**{**OtlpExporter.settings_values(settings), "endpoint": exported.endpoint,
-                                  "protocol": exported.protocol, "timeout_seconds": exported.timeout},
-                               headers=headers or None, token=env.get("SYNTHOBS_OTLP_TOKEN") or None)
+        tracing = OtlpExporter(
+            **{
+                **OtlpExporter.settings_values(settings),
+                "endpoint": exported.endpoint,
+                "protocol": exported.protocol,
+                "timeout_seconds": exported.timeout,
+            },
+            headers=headers or None,
+            token=env.get("SYNTHOBS_OTLP_TOKEN") or None,
+        )
     values = SynthObsConfig.settings_values(settings)
     values["service_name"] = env.get("OTEL_SERVICE_NAME") or settings.service_name
-    return SynthObsConfig(**values, store=store, metrics=MetricsConfig(**MetricsConfig.settings_values(settings)),
-                          tracing=tracing)
+    return SynthObsConfig(
+        **values, store=store, metrics=MetricsConfig(**MetricsConfig.settings_values(settings)), tracing=tracing
+    )
 
 
 def _parse_otel_headers(raw: str) -> dict[str, str]:

@@ -56,8 +56,7 @@ class SynthObsSettings(BaseSettings):
     )
     spool_dir: str | None = Field(
         default=None,
-        description="Local directory for health rows the store could not take (default: "
-        "$PREFECT_HOME/synthobs-spool).",
+        description="Local directory for health rows the store could not take (default: $PREFECT_HOME/synthobs-spool).",
     )
     flush_interval_seconds: float = Field(default=60.0, gt=0, description="How often long runs write their rows.")
     metrics_mode: MetricsMode = Field(

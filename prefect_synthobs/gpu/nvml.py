@@ -161,8 +161,7 @@ class NvmlBackend:
         visible = self._visible if self._visible is not None else _cuda_visible_devices()
         if not visible:
             return True
-        return any(v == str(device.index) or (v.startswith("GPU-") and device.uuid.startswith(v))
-                   for v in visible)
+        return any(v == str(device.index) or (v.startswith("GPU-") and device.uuid.startswith(v)) for v in visible)
 
     def close(self) -> None:
         with self._lock:
@@ -195,18 +194,29 @@ class NvmlBackend:
         state = self._states[device.index]
         nvml, h = self._nvml, state.handle
         util = self._field(state, "utilization", [lambda: nvml.nvmlDeviceGetUtilizationRates(h).gpu / 100.0])
-        memory = self._field(state, "memory", [
-            lambda: nvml.nvmlDeviceGetMemoryInfo(h, version=nvml.nvmlMemory_v2),
-            lambda: nvml.nvmlDeviceGetMemoryInfo(h),
-        ])
+        memory = self._field(
+            state,
+            "memory",
+            [
+                lambda: nvml.nvmlDeviceGetMemoryInfo(h, version=nvml.nvmlMemory_v2),
+                lambda: nvml.nvmlDeviceGetMemoryInfo(h),
+            ],
+        )
         power = self._field(state, "power", [lambda: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0])
-        temp = self._field(state, "temperature", [
-            lambda: float(nvml.nvmlDeviceGetTemperatureV(h, nvml.NVML_TEMPERATURE_GPU)),
-            lambda: float(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)),
-        ])
+        temp = self._field(
+            state,
+            "temperature",
+            [
+                lambda: float(nvml.nvmlDeviceGetTemperatureV(h, nvml.NVML_TEMPERATURE_GPU)),
+                lambda: float(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)),
+            ],
+        )
         clock = self._field(state, "sm_clock", [lambda: int(nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM))])
-        counter = self._field(state, "energy", [lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(h) / 1000.0]) \
-            if energy else None
+        counter = (
+            self._field(state, "energy", [lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(h) / 1000.0])
+            if energy
+            else None
+        )
         return GpuReading(
             index=device.index,
             uuid=device.uuid,
@@ -248,8 +258,7 @@ class NvmlBackend:
     @staticmethod
     def _disable(state: _DeviceState, name: str, why: str) -> None:
         state.disabled.add(name)
-        logger.info("synthobs: GPU %d (%s): %s not sampled (%s)",
-                    state.device.index, state.device.name, name, why)
+        logger.info("synthobs: GPU %d (%s): %s not sampled (%s)", state.device.index, state.device.name, name, why)
 
 
 def _text(value: Any) -> str:

@@ -399,8 +399,7 @@ class GpuSampler:
         if device.uuid in self._lost:
             return
         self._lost.add(device.uuid)
-        logger.warning("synthobs: GPU %d (%s, %s) is lost; no longer sampled",
-                       device.index, device.name, device.uuid)
+        logger.warning("synthobs: GPU %d (%s, %s) is lost; no longer sampled", device.index, device.name, device.uuid)
         if self.sink is not None:
             try:
                 self.sink.device_lost(device, run_ids)
@@ -418,13 +417,18 @@ def format_table(readings: list[GpuReading], lost: list[GpuDevice] = ()) -> str:
     def num(value: float | int | None, fmt: str) -> str:
         return "n/a" if value is None else format(value, fmt)
 
-    header = f"{'GPU':>3}  {'name':<24} {'util':>5} {'memory used / total':>21} {'power':>8} " \
-             f"{'temp':>6} {'SM clock':>9} {'energy':>10}"
+    header = (
+        f"{'GPU':>3}  {'name':<24} {'util':>5} {'memory used / total':>21} {'power':>8} "
+        f"{'temp':>6} {'SM clock':>9} {'energy':>10}"
+    )
     lines = [header, "-" * len(header)]
-    gib = 1024 ** 3
+    gib = 1024**3
     for r in readings:
-        memory = "n/a" if r.memory_used_bytes is None or r.memory_total_bytes is None else \
-            f"{r.memory_used_bytes / gib:.1f} / {r.memory_total_bytes / gib:.1f} GiB"
+        memory = (
+            "n/a"
+            if r.memory_used_bytes is None or r.memory_total_bytes is None
+            else f"{r.memory_used_bytes / gib:.1f} / {r.memory_total_bytes / gib:.1f} GiB"
+        )
         util = "n/a" if r.utilization is None else f"{r.utilization * 100:.0f}%"
         lines.append(
             f"{r.index:>3}  {r.name[:24]:<24} {util:>5} {memory:>21} {num(r.power_w, '.0f') + ' W':>8} "

@@ -111,7 +111,10 @@ class Recorder:
         self._store_warning.fail(
             "synthobs: cannot write the health store %s (%s: %s); rows are kept in %s "
             "and written on a later flush. The flow is unaffected.",
-            store.url if store is not None else "(unavailable)", type(exc).__name__, exc, self.spool_dir,
+            store.url if store is not None else "(unavailable)",
+            type(exc).__name__,
+            exc,
+            self.spool_dir,
         )
 
     def _spool(self, table: str, data: pa.Table, rows: list[Row]) -> None:
@@ -125,7 +128,10 @@ class Recorder:
         except Exception as exc:
             logger.warning(
                 "synthobs: cannot spool %d %s rows to %s (%s); keeping them in memory",
-                len(rows), table, directory, exc,
+                len(rows),
+                table,
+                directory,
+                exc,
             )
             with self._lock:
                 self._pending[table][:0] = rows
@@ -173,9 +179,7 @@ class Recorder:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="synthobs-flusher", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="synthobs-flusher", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:

@@ -53,8 +53,16 @@ def as_utc(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(timezone.utc)
-    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                    value.microsecond, tzinfo=timezone.utc)
+    return datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=timezone.utc,
+    )
 
 
 def duration_seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -119,9 +127,7 @@ def flow_row(
         "rows": int(rows),
         "rows_per_s": (rows / duration) if rows and duration else None,
         "error_type": error_type,
-        "error_message": clean_error_message(
-            error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii
-        ),
+        "error_message": clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
         "tags": sorted(tags),
         "host": host,
         "trace_id": trace_id,
@@ -165,9 +171,7 @@ def task_row(
         "run_time_s": run_time_s,
         "run_count": int(run_count),
         "error_type": error_type,
-        "error_message": clean_error_message(
-            error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii
-        ),
+        "error_message": clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
         "tags": sorted(tags),
     }
 

@@ -31,17 +31,24 @@ _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), fl
 
 
 _S3_OPTIONS = {
-    "access_key": "access_key", "aws_access_key_id": "access_key", "key": "access_key",
-    "secret_key": "secret_key", "aws_secret_access_key": "secret_key", "secret": "secret_key",
-    "session_token": "session_token", "aws_session_token": "session_token", "token": "session_token",
-    "region": "region", "region_name": "region",
-    "endpoint_override": "endpoint_override", "endpoint_url": "endpoint_override",
+    "access_key": "access_key",
+    "aws_access_key_id": "access_key",
+    "key": "access_key",
+    "secret_key": "secret_key",
+    "aws_secret_access_key": "secret_key",
+    "secret": "secret_key",
+    "session_token": "session_token",
+    "aws_session_token": "session_token",
+    "token": "session_token",
+    "region": "region",
+    "region_name": "region",
+    "endpoint_override": "endpoint_override",
+    "endpoint_url": "endpoint_override",
     "scheme": "scheme",
 }
 
 
-def resolve_filesystem(url: str, storage_options: Mapping[str, str] | None = None
-                       ) -> tuple[pafs.FileSystem, str, bool]:
+def resolve_filesystem(url: str, storage_options: Mapping[str, str] | None = None) -> tuple[pafs.FileSystem, str, bool]:
     """``(filesystem, root path, is_local)`` for a path, ``file://`` or object-store URL.
 
     ``storage_options`` (``s3://`` only) carry credentials and endpoint:
@@ -294,7 +301,7 @@ class HealthStore:
         infos = self._fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         prefix = f"{PARTITION_COLUMN}="
         return sorted(
-            Path(i.path).name[len(prefix):]
+            Path(i.path).name[len(prefix) :]
             for i in infos
             if i.type == pafs.FileType.Directory and Path(i.path).name.startswith(prefix)
         )
@@ -338,4 +345,3 @@ class HealthStore:
             stats["files_after"] += 1
             stats["rows"] += clean.num_rows
         return stats
-

@@ -84,8 +84,9 @@ class QualityCheck:
 
 def evaluate_gates(scores: Mapping[str, float], gates: Any) -> list[GateResult]:
     """Check ``scores`` against every threshold set on a ``QualityGates`` block (pure)."""
-    return [GateResult(gate, score, kind, threshold, scores.get(score))
-            for gate, score, kind, threshold in gates.gates()]
+    return [
+        GateResult(gate, score, kind, threshold, scores.get(score)) for gate, score, kind, threshold in gates.gates()
+    ]
 
 
 def _resolve_gates(gates: QualityGates | str | None) -> QualityGates | None:
@@ -150,7 +151,8 @@ def check_quality(
         if holdout is not None:
             scores["membership_inference_auc"] = membership_inference_auc(real, holdout, sample, metadata)
             scores["dcr_overfitting_protection"] = dcr_overfitting_protection(
-                real, sample, holdout, metadata, seed=seed)["score"]
+                real, sample, holdout, metadata, seed=seed
+            )["score"]
             if target is not None:
                 scores["tstr_ratio"] = tstr(real, synthetic, holdout, target, metadata)["ratio"]
         results = evaluate_gates(scores, resolved) if resolved is not None else []
@@ -159,17 +161,24 @@ def check_quality(
             if value is None or math.isnan(value):
                 continue
             result = by_score.get(score_name)
-            record_check(score_name, float(value), threshold=result.threshold if result else None,
-                         passed=result.passed if result else None, table=table,
-                         gate=result.gate if result else score_name)
+            record_check(
+                score_name,
+                float(value),
+                threshold=result.threshold if result else None,
+                passed=result.passed if result else None,
+                table=table,
+                gate=result.gate if result else score_name,
+            )
         for result in results:
             if result.value is None or math.isnan(result.value):  # a gate on a score never computed
-                record_check(result.score, math.nan, threshold=result.threshold, passed=False, table=table,
-                             gate=result.gate)
+                record_check(
+                    result.score, math.nan, threshold=result.threshold, passed=False, table=table, gate=result.gate
+                )
         check = QualityCheck(scores, results, report)
         if current.is_recording():
-            current.set_attributes({f"synthobs.quality.{k}": v for k, v in scores.items()
-                                    if v is not None and not math.isnan(v)})
+            current.set_attributes(
+                {f"synthobs.quality.{k}": v for k, v in scores.items() if v is not None and not math.isnan(v)}
+            )
             current.set_attribute("synthobs.quality.passed", check.passed)
     if check.failed:
         _emit_failures(check.failed, table)
@@ -195,16 +204,25 @@ def _emit_failures(failed: list[GateResult], table: str | None) -> None:
         ctx = FlowRunContext.get()
         related = []
         if ctx is not None and ctx.flow_run is not None:
-            related.append({"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}",
-                            "prefect.resource.role": "flow-run"})
+            related.append(
+                {"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}", "prefect.resource.role": "flow-run"}
+            )
         for result in failed:
             emit_event(
                 event=names.EVENT_QUALITY_GATE_FAILED,
-                resource={"prefect.resource.id": f"synthobs.table.{table or 'unknown'}",
-                          "prefect.resource.name": table or "unknown", "synthobs.gate": result.gate},
+                resource={
+                    "prefect.resource.id": f"synthobs.table.{table or 'unknown'}",
+                    "prefect.resource.name": table or "unknown",
+                    "synthobs.gate": result.gate,
+                },
                 related=related,
-                payload={"gate": result.gate, "score": result.score, "value": result.value,
-                         "threshold": result.threshold, "table": table},
+                payload={
+                    "gate": result.gate,
+                    "score": result.score,
+                    "value": result.value,
+                    "threshold": result.threshold,
+                    "table": table,
+                },
             )
     except Exception as exc:  # the gate's verdict stands even if the event cannot be sent
         logger.warning("synthobs: quality gate event not emitted (%s)", exc)

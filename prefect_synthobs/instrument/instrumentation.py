@@ -85,11 +85,13 @@ class Instrumentation:
         if not isinstance(provider, TracerProvider) and type(provider).__name__ == "ProxyTracerProvider":
             settings = self.settings()
             explicit = "service_name" in settings.model_fields_set
-            trace.set_tracer_provider(self.tracing.build_provider(
-                service_name=settings.service_name if explicit or not _otel_service_name() else None,
-                environment=settings.environment,
-                sample_ratio=settings.trace_sample_ratio,
-            ))
+            trace.set_tracer_provider(
+                self.tracing.build_provider(
+                    service_name=settings.service_name if explicit or not _otel_service_name() else None,
+                    environment=settings.environment,
+                    sample_ratio=settings.trace_sample_ratio,
+                )
+            )
             provider = trace.get_tracer_provider()
         return provider
 
@@ -116,8 +118,9 @@ class Instrumentation:
                 logger.warning(
                     "synthobs: Prefect run spans are unavailable (%s); only flows and tasks "
                     "decorated with observe() are recorded, not other task runs.",
-                    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY is off" if ok else
-                    f"tracer provider {type(provider).__name__} takes no span processors",
+                    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY is off"
+                    if ok
+                    else f"tracer provider {type(provider).__name__} takes no span processors",
                 )
             return ok and telemetry_on
 
@@ -167,8 +170,11 @@ class Instrumentation:
         except Exception as exc:
             logger.warning("synthobs: log filters not installed (%s)", exc)
         try:
-            self.tracing.configure(export_config(settings), sample_ratio=settings.trace_sample_ratio,
-                                   stable_names=settings.span_names == "stable")
+            self.tracing.configure(
+                export_config(settings),
+                sample_ratio=settings.trace_sample_ratio,
+                stable_names=settings.span_names == "stable",
+            )
         except Exception as exc:  # a bad endpoint must not stop the run
             logger.warning("synthobs: tracing not configured (%s); runs are still recorded", exc)
         runtime.start()
@@ -202,7 +208,9 @@ class Instrumentation:
         with self._lock:
             if self._sampler is None:
                 self._sampler = GpuSampler(
-                    get_backend(), self.publisher, interval=settings.gpu_interval_seconds,
+                    get_backend(),
+                    self.publisher,
+                    interval=settings.gpu_interval_seconds,
                     store_interval=settings.gpu_store_interval_seconds,
                     energy_interval=settings.gpu_energy_interval_seconds,
                 )

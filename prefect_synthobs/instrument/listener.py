@@ -47,8 +47,11 @@ class RunListener(SpanProcessor):
             parent_id = str(parent.flow_run.id)
             if runtime.in_scope(parent_id):
                 runtime.begin_flow_run(
-                    attrs.get(catalog.PREFECT_RUN_NAME, "subflow"), attrs[catalog.PREFECT_RUN_ID],
-                    ObserveSpec(), observed=False, parent_flow_run_id=parent_id,
+                    attrs.get(catalog.PREFECT_RUN_NAME, "subflow"),
+                    attrs[catalog.PREFECT_RUN_ID],
+                    ObserveSpec(),
+                    observed=False,
+                    parent_flow_run_id=parent_id,
                 )
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener on_start failed: %s", exc)

@@ -89,13 +89,16 @@ def record_epoch(epoch: int, *, loss: float | Mapping[str, float] | None = None)
         info, run_id, flow_name = _current(runtime)
         model_type = info.spec.model_type if info else None
         runtime.recording.epoch(
-            epoch, losses, time=datetime.now(timezone.utc), flow_run_id=run_id, flow_name=flow_name,
-            model_type=model_type, in_observed_run=info is not None,
+            epoch,
+            losses,
+            time=datetime.now(timezone.utc),
+            flow_run_id=run_id,
+            flow_name=flow_name,
+            model_type=model_type,
+            in_observed_run=info is not None,
         )
     except Exception as exc:
         logger.warning("synthobs: record_epoch failed (%s); the run is unaffected", exc)
-
-
 
 
 def record_quality(
@@ -122,8 +125,9 @@ def record_quality(
     return passed
 
 
-def record_check(metric: str, score: float, *, threshold: float | None, passed: bool | None,
-                 table: str | None, gate: str) -> None:
+def record_check(
+    metric: str, score: float, *, threshold: float | None, passed: bool | None, table: str | None, gate: str
+) -> None:
     """Record one checked score: a ``quality_checks`` row (inside an observed
     run), the ``quality_score`` gauge and, with a threshold, one
     ``quality_gate_checks_total`` count labelled ``gate``. Never raises."""
@@ -132,8 +136,16 @@ def record_check(metric: str, score: float, *, threshold: float | None, passed: 
         info, run_id, flow_name = _current(runtime)
         resolved = table or (info.spec.table if info else None)
         runtime.recording.quality_checked(
-            metric, score, threshold=threshold, passed=passed, gate=gate, time=datetime.now(timezone.utc),
-            table=resolved, flow_run_id=run_id, flow_name=flow_name, in_observed_run=info is not None,
+            metric,
+            score,
+            threshold=threshold,
+            passed=passed,
+            gate=gate,
+            time=datetime.now(timezone.utc),
+            table=resolved,
+            flow_run_id=run_id,
+            flow_name=flow_name,
+            in_observed_run=info is not None,
         )
     except Exception as exc:
         logger.warning("synthobs: recording quality score %r failed (%s); the run is unaffected", metric, exc)

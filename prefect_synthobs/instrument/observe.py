@@ -40,8 +40,7 @@ def _guard(name: str, what: str, fn: Callable[..., None]) -> Callable[..., None]
         try:
             fn(*args, **kwargs)
         except Exception as exc:
-            logger.warning("synthobs: %s failed (%s: %s); the run is unaffected",
-                           what, type(exc).__name__, exc)
+            logger.warning("synthobs: %s failed (%s: %s); the run is unaffected", what, type(exc).__name__, exc)
 
     call.__name__ = call.__qualname__ = name
     setattr(call, _HOOK_MARK, True)
@@ -55,7 +54,10 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
         runtime = get_runtime()
         parent = runtime.run_info(flow_run.id)
         runtime.begin_flow_run(
-            flow, flow_run, spec, observed=True,
+            flow,
+            flow_run,
+            spec,
+            observed=True,
             parent_flow_run_id=parent.parent_flow_run_id if parent else None,
             start_time=flow_run.start_time or state.timestamp,
         )
@@ -99,13 +101,17 @@ def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
     if labels.get(n.TRACEPARENT_LABEL):
         parent = TraceContextTextMapPropagator().extract({"traceparent": labels[n.TRACEPARENT_LABEL]})
     name = f"flow/{flow.name}" if stable_names().enabled else flow_run.name
-    span = trace.get_tracer(n.TRACER_NAME).start_span(name, context=parent, attributes={
-        n.PREFECT_RUN_NAME: flow_run.name,
-        n.PREFECT_RUN_TYPE: "flow",
-        n.PREFECT_RUN_ID: str(flow_run.id),
-        n.PREFECT_TAGS: [str(t) for t in flow_run.tags or []],
-        n.ATTR_SPAN_ORIGIN: "synthobs",
-    })
+    span = trace.get_tracer(n.TRACER_NAME).start_span(
+        name,
+        context=parent,
+        attributes={
+            n.PREFECT_RUN_NAME: flow_run.name,
+            n.PREFECT_RUN_TYPE: "flow",
+            n.PREFECT_RUN_ID: str(flow_run.id),
+            n.PREFECT_TAGS: [str(t) for t in flow_run.tags or []],
+            n.ATTR_SPAN_ORIGIN: "synthobs",
+        },
+    )
     token = context.attach(trace.set_span_in_context(span))
     _own_spans[str(flow_run.id)] = (span, token)
     return span
@@ -161,9 +167,7 @@ def observe(
 ) -> Callable[[F], F]: ...
 
 
-def observe(
-    kind: Any = "other", *, model_type: str | None = None, table: str | None = None, config: Any = None
-) -> Any:
+def observe(kind: Any = "other", *, model_type: str | None = None, table: str | None = None, config: Any = None) -> Any:
     """Observe a Prefect flow or task: health rows, metrics, traces.
 
     Place it above ``@flow`` or ``@task``. Every task run inside an observed

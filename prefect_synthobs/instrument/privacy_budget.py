@@ -28,6 +28,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.variables import Variable
 
 from prefect_synthobs import catalog as names
@@ -60,8 +61,9 @@ class PrivacyBudgetUnavailable(RuntimeError):
 
     def __init__(self, dataset: str, reason: BaseException) -> None:
         self.dataset = dataset
-        super().__init__(f"privacy budget of {dataset!r} could not be checked ({type(reason).__name__}: "
-                         f"{reason}); nothing was spent")
+        super().__init__(
+            f"privacy budget of {dataset!r} could not be checked ({type(reason).__name__}: {reason}); nothing was spent"
+        )
 
 
 @dataclass(frozen=True)
@@ -83,20 +85,31 @@ def _ensure_limit(name: str) -> None:
         if name in _created:
             return
         with get_client(sync_client=True) as client:
-            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+            try:
+                client.upsert_global_concurrency_limit_by_name(name, limit=1)
+            except PrefectHTTPStatusError as exc:
+                # Prefect's upsert reads, then creates: another process may create the
+                # limit in between (409). It exists then, which is all that is needed.
+                if exc.response.status_code != 409:
+                    raise
+                client.read_global_concurrency_limit_by_name(name)
         _created.add(name)
 
 
 def _resolve_budget(budget: PrivacyBudget | str | None, dataset: str) -> PrivacyBudget:
-    block = load_block(PrivacyBudget, dataset_key(dataset) if budget is None else budget,
-                       what=f"the privacy budget of dataset {dataset!r}")
+    block = load_block(
+        PrivacyBudget,
+        dataset_key(dataset) if budget is None else budget,
+        what=f"the privacy budget of dataset {dataset!r}",
+    )
     if block.dataset != dataset:
         raise ValueError(f"the PrivacyBudget block is for dataset {block.dataset!r}, not {dataset!r}")
     return block
 
 
-def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
-                         timeout_seconds: float = 60.0) -> PrivacySpend:
+def record_privacy_spend(
+    epsilon: float, *, dataset: str, budget: Any = None, timeout_seconds: float = 60.0
+) -> PrivacySpend:
     """Spend ``epsilon`` of ``dataset``'s privacy budget, or refuse.
 
     Args:
@@ -122,8 +135,7 @@ def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
         so.record_privacy_spend(0.5, dataset="customers")
         ```
     """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) \
-            or epsilon <= 0:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(f"dataset must be a non-empty string, got {dataset!r}")
@@ -138,8 +150,12 @@ def record_privacy_spend(epsilon: float, *, dataset: str, budget: Any = None,
                 spent = spent_epsilon(dataset)
                 allowed = spent + epsilon <= total * (1 + 1e-12)
                 if allowed:
-                    Variable.set(spent_variable(dataset), spent + epsilon, overwrite=True,  # type: ignore[call-arg]
-                                 _sync=True)
+                    Variable.set(
+                        spent_variable(dataset),
+                        spent + epsilon,
+                        overwrite=True,  # type: ignore[call-arg]
+                        _sync=True,
+                    )
         except Exception as exc:
             raise PrivacyBudgetUnavailable(dataset, exc) from exc
         if current.is_recording():
@@ -156,7 +172,12 @@ def _record(dataset: str, epsilon: float, spent: float, total: float, allowed: b
         runtime = get_runtime()
         ctx = FlowRunContext.get()
         runtime.recording.privacy_checked(
-            dataset, epsilon, spent=spent, budget=total, allowed=allowed, time=datetime.now(timezone.utc),
+            dataset,
+            epsilon,
+            spent=spent,
+            budget=total,
+            allowed=allowed,
+            time=datetime.now(timezone.utc),
             flow_run_id=str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
             flow_name=ctx.flow.name if ctx and ctx.flow else None,
         )
@@ -169,15 +190,25 @@ def _record(dataset: str, epsilon: float, spent: float, total: float, allowed: b
 def _emit_exceeded(dataset: str, epsilon: float, spent: float, total: float) -> None:
     try:
         ctx = FlowRunContext.get()
-        related = [{"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}",
-                    "prefect.resource.role": "flow-run"}] if ctx and ctx.flow_run else []
+        related = (
+            [{"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}", "prefect.resource.role": "flow-run"}]
+            if ctx and ctx.flow_run
+            else []
+        )
         emit_event(
             event=names.EVENT_PRIVACY_BUDGET_EXCEEDED,
-            resource={"prefect.resource.id": f"synthobs.dataset.{dataset_key(dataset)}",
-                      "prefect.resource.name": dataset},
+            resource={
+                "prefect.resource.id": f"synthobs.dataset.{dataset_key(dataset)}",
+                "prefect.resource.name": dataset,
+            },
             related=related,
-            payload={"dataset": dataset, "epsilon": epsilon, "spent": spent, "budget": total,
-                     "remaining": max(total - spent, 0.0)},
+            payload={
+                "dataset": dataset,
+                "epsilon": epsilon,
+                "spent": spent,
+                "budget": total,
+                "remaining": max(total - spent, 0.0),
+            },
         )
     except Exception as exc:
         logger.warning("synthobs: privacy budget event not emitted (%s)", exc)

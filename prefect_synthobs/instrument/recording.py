@@ -79,10 +79,23 @@ class Recording:
     ) -> Row:
         """A finished flow run: its ``flow_runs`` row, run metrics and flow-span attributes."""
         row = flow_row(
-            flow_run_id=flow_run_id, parent_flow_run_id=parent_flow_run_id, flow_name=flow_name, kind=kind,
-            model_type=model_type, table_name=table, state_type=state_type, state_name=state_name,
-            start_time=start_time, end_time=end_time, rows=rows, error_type=error_type,
-            error_message=error_message, tags=tags, host=host, trace_id=trace_id, redact_pii=self.redact_pii,
+            flow_run_id=flow_run_id,
+            parent_flow_run_id=parent_flow_run_id,
+            flow_name=flow_name,
+            kind=kind,
+            model_type=model_type,
+            table_name=table,
+            state_type=state_type,
+            state_name=state_name,
+            start_time=start_time,
+            end_time=end_time,
+            rows=rows,
+            error_type=error_type,
+            error_message=error_message,
+            tags=tags,
+            host=host,
+            trace_id=trace_id,
+            redact_pii=self.redact_pii,
             gpu=gpu,
         )
         self.recorder.add(catalog.FLOW_RUNS, row)
@@ -128,10 +141,20 @@ class Recording:
     ) -> Row:
         """A finished task run (retries included): its ``task_runs`` row and task metrics."""
         row = task_row(
-            task_run_id=task_run_id, flow_run_id=flow_run_id, flow_name=flow_name, task_name=task_name,
-            state_type=state_type, state_name=state_name, start_time=start_time, end_time=end_time,
-            run_count=run_count, run_time_s=run_time_s, error_type=error_type, error_message=error_message,
-            tags=tags, redact_pii=self.redact_pii,
+            task_run_id=task_run_id,
+            flow_run_id=flow_run_id,
+            flow_name=flow_name,
+            task_name=task_name,
+            state_type=state_type,
+            state_name=state_name,
+            start_time=start_time,
+            end_time=end_time,
+            run_count=run_count,
+            run_time_s=run_time_s,
+            error_type=error_type,
+            error_message=error_message,
+            tags=tags,
+            redact_pii=self.redact_pii,
         )
         self.recorder.add(catalog.TASK_RUNS, row)
         m, fl, tl = self.metrics, label(flow_name), label(task_name)
@@ -161,10 +184,17 @@ class Recording:
     ) -> None:
         """A finished training epoch: ``training_epochs`` rows (in an observed run) and metrics."""
         if in_observed_run:
-            self.recorder.add(catalog.TRAINING_EPOCHS, epoch_rows(
-                epoch=epoch, losses=losses, time=time, flow_run_id=flow_run_id, flow_name=flow_name,
-                model_type=model_type,
-            ))
+            self.recorder.add(
+                catalog.TRAINING_EPOCHS,
+                epoch_rows(
+                    epoch=epoch,
+                    losses=losses,
+                    time=time,
+                    flow_run_id=flow_run_id,
+                    flow_name=flow_name,
+                    model_type=model_type,
+                ),
+            )
         m = self.metrics
         m.training_epochs.labels(label(flow_name), label(model_type)).inc()
         for loss_type, value in losses.items():
@@ -187,10 +217,19 @@ class Recording:
         """One checked score: a ``quality_checks`` row (in an observed run), the score gauge
         and, with a threshold, one gate check counted as ``pass`` or ``fail``."""
         if in_observed_run:
-            self.recorder.add(catalog.QUALITY_CHECKS, quality_row(
-                metric=metric, score=score, threshold=threshold, time=time, table_name=table,
-                flow_run_id=flow_run_id, flow_name=flow_name, passed=passed,
-            ))
+            self.recorder.add(
+                catalog.QUALITY_CHECKS,
+                quality_row(
+                    metric=metric,
+                    score=score,
+                    threshold=threshold,
+                    time=time,
+                    table_name=table,
+                    flow_run_id=flow_run_id,
+                    flow_name=flow_name,
+                    passed=passed,
+                ),
+            )
         m = self.metrics
         m.quality_score.labels(label(table), metric).set(score)
         if passed is not None:
@@ -216,10 +255,18 @@ class Recording:
         if not allowed:
             return
         m.privacy_spent.labels(dataset).inc(epsilon)
-        self.recorder.add(catalog.PRIVACY_LEDGER, privacy_row(
-            time=time, flow_run_id=flow_run_id, flow_name=flow_name, dataset=dataset, epsilon=epsilon,
-            spent=spent, budget=budget,
-        ))
+        self.recorder.add(
+            catalog.PRIVACY_LEDGER,
+            privacy_row(
+                time=time,
+                flow_run_id=flow_run_id,
+                flow_name=flow_name,
+                dataset=dataset,
+                epsilon=epsilon,
+                spent=spent,
+                budget=budget,
+            ),
+        )
 
     # -- GPU ------------------------------------------------------------------------
 

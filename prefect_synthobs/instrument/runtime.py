@@ -172,9 +172,16 @@ class Runtime:
     def in_scope(self, flow_run_id: Any) -> bool:
         return self.run_info(flow_run_id) is not None
 
-    def begin_flow_run(self, flow: Any, flow_run: Any, spec: ObserveSpec, *, observed: bool,
-                       parent_flow_run_id: str | None = None,
-                       start_time: datetime | None = None) -> RunInfo:
+    def begin_flow_run(
+        self,
+        flow: Any,
+        flow_run: Any,
+        spec: ObserveSpec,
+        *,
+        observed: bool,
+        parent_flow_run_id: str | None = None,
+        start_time: datetime | None = None,
+    ) -> RunInfo:
         key = str(flow_run.id) if hasattr(flow_run, "id") else str(flow_run)
         with self._lock:
             info = self._runs.get(key)
@@ -229,8 +236,7 @@ class Runtime:
 
     # -- flows ---------------------------------------------------------------
 
-    def end_flow_run(self, flow: Any, flow_run: Any, state: Any, spec: ObserveSpec | None,
-                     *, flush: bool) -> None:
+    def end_flow_run(self, flow: Any, flow_run: Any, state: Any, spec: ObserveSpec | None, *, flush: bool) -> None:
         """Record a finished flow run: health row, metrics, span attributes, export."""
         key = str(flow_run.id)
         with self._lock:
@@ -270,8 +276,9 @@ class Runtime:
 
     # -- tasks ---------------------------------------------------------------
 
-    def record_task_run(self, task: Any, task_run: Any, flow_name: str | None,
-                        error: tuple[str | None, str | None] | None = None) -> None:
+    def record_task_run(
+        self, task: Any, task_run: Any, flow_name: str | None, error: tuple[str | None, str | None] | None = None
+    ) -> None:
         """Record a finished task run (one row, retries included)."""
         state = task_run.state
         state_type = _state_type(state)
@@ -328,8 +335,13 @@ class GpuPublisher:
                 {"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"}
                 for run_id in run_ids
             ],
-            payload={"gpu_index": device.index, "gpu_uuid": device.uuid, "gpu_name": device.name,
-                     "host": self.host, "flow_run_ids": run_ids},
+            payload={
+                "gpu_index": device.index,
+                "gpu_uuid": device.uuid,
+                "gpu_name": device.name,
+                "host": self.host,
+                "flow_run_ids": run_ids,
+            },
         )
 
 

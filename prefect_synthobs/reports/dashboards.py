@@ -47,8 +47,10 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
     last_ok = _m(prefix, names.LAST_SUCCESS)
     return [
         Alert(
-            "SynthobsPrivacyBudgetExceeded", "P1",
-            f"sum by (dataset) (increase({checks}{{result=\"denied\"}}[15m])) > 0", "0m",
+            "SynthobsPrivacyBudgetExceeded",
+            "P1",
+            f'sum by (dataset) (increase({checks}{{result="denied"}}[15m])) > 0',
+            "0m",
             "A flow tried to spend more privacy budget than {{ $labels.dataset }} has left",
             "{{ $value }} privacy spend(s) on {{ $labels.dataset }} were denied in the last 15 minutes.",
             "A generation flow asked for more epsilon than the dataset's `PrivacyBudget` allows. Nothing was "
@@ -57,8 +59,9 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
             "(edit the `PrivacyBudget` block) or the flow must stop requesting data from this dataset.",
         ),
         Alert(
-            "SynthobsFlowFailureRateHigh", "P2",
-            f"(sum by (flow) (increase({runs}{{state=~\"FAILED|CRASHED\"}}[1h])) "
+            "SynthobsFlowFailureRateHigh",
+            "P2",
+            f'(sum by (flow) (increase({runs}{{state=~"FAILED|CRASHED"}}[1h])) '
             f"/ sum by (flow) (increase({runs}[1h]))) > 0.2 and sum by (flow) (increase({runs}[1h])) >= 3",
             "10m",
             "Flow {{ $labels.flow }} fails more than 20 % of its runs",
@@ -68,8 +71,10 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
             "workers), failures at code or data. Pause the deployment if it burns resources.",
         ),
         Alert(
-            "SynthobsQualityGateFailures", "P2",
-            f"sum by (table, gate) (increase({gate}{{result=\"fail\"}}[1h])) > 0", "0m",
+            "SynthobsQualityGateFailures",
+            "P2",
+            f'sum by (table, gate) (increase({gate}{{result="fail"}}[1h])) > 0',
+            "0m",
             "Quality gate {{ $labels.gate }} failed for table {{ $labels.table }}",
             "{{ $value }} check(s) of {{ $labels.gate }} on {{ $labels.table }} failed in the last hour.",
             "The synthetic table missed a threshold of its `QualityGates` block. Look at the `quality_checks` "
@@ -77,33 +82,40 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
             "roll back the generator. Do not ship the table: with policy `fail` the flow already failed.",
         ),
         Alert(
-            "SynthobsNoRecentSuccess", "P2",
-            f"time() - {last_ok} > 26 * 3600", "15m",
+            "SynthobsNoRecentSuccess",
+            "P2",
+            f"time() - {last_ok} > 26 * 3600",
+            "15m",
             "Flow {{ $labels.flow }} has not succeeded for more than 26 hours",
             "The last successful run of {{ $labels.flow }} was {{ $value | humanizeDuration }} ago.",
             "A scheduled flow (daily by default) stopped succeeding. Check its deployment's schedule and work "
             "pool in the Prefect UI, then its recent runs. Adjust the threshold for flows on other schedules.",
         ),
         Alert(
-            "SynthobsPrivacyBudgetLow", "P3",
-            f"{remaining} / ({remaining} + {spent}) < 0.2 and {remaining} > 0", "0m",
+            "SynthobsPrivacyBudgetLow",
+            "P3",
+            f"{remaining} / ({remaining} + {spent}) < 0.2 and {remaining} > 0",
+            "0m",
             "Privacy budget of {{ $labels.dataset }} is below 20 %",
             "Only {{ $value | humanizePercentage }} of {{ $labels.dataset }}'s privacy budget is left.",
             "Plan with the data owner: fewer or cheaper (smaller epsilon) generation runs, or a new budget "
             "period. The `synthobs-privacy` artifact shows the ledger.",
         ),
         Alert(
-            "SynthobsGpuIdleWhileTraining", "P3",
-            f"avg by (gpu, uuid, model) (avg_over_time({util}[15m])) < 0.1 "
-            f"and on() sum(increase({epochs}[15m])) > 0", "15m",
+            "SynthobsGpuIdleWhileTraining",
+            "P3",
+            f"avg by (gpu, uuid, model) (avg_over_time({util}[15m])) < 0.1 and on() sum(increase({epochs}[15m])) > 0",
+            "15m",
             "GPU {{ $labels.gpu }} ({{ $labels.model }}) is idle while training runs",
             "Average utilisation {{ $value | humanizePercentage }} over 15 minutes while epochs are recorded.",
             "Training is running but not on this GPU: check that the model and data are moved to the device, "
             "that `CUDA_VISIBLE_DEVICES` matches, and that the input pipeline is not the bottleneck.",
         ),
         Alert(
-            "SynthobsPushgatewayStale", "P4",
-            "time() - max by (job) (push_time_seconds) > 2 * 86400", "30m",
+            "SynthobsPushgatewayStale",
+            "P4",
+            "time() - max by (job) (push_time_seconds) > 2 * 86400",
+            "30m",
             "No push to the Pushgateway from {{ $labels.job }} for two days",
             "The last push of {{ $labels.job }} was {{ $value | humanizeDuration }} ago.",
             "Either the flow stopped running (check its schedule) or it cannot reach the Pushgateway (its logs "
@@ -114,17 +126,27 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
 
 def alert_rules(prefix: str = "synthobs", runbook_base: str = RUNBOOK_DIR) -> dict[str, Any]:
     """A Prometheus rules file (as a dict: write it as YAML or JSON)."""
-    return {"groups": [{
-        "name": "synthobs",
-        "rules": [{
-            "alert": a.name,
-            "expr": a.expr,
-            "for": a.for_,
-            "labels": {"severity": a.severity},
-            "annotations": {"summary": a.summary, "description": a.description,
-                            "runbook_url": f"{runbook_base.rstrip('/')}/{a.name}.md"},
-        } for a in alerts(prefix)],
-    }]}
+    return {
+        "groups": [
+            {
+                "name": "synthobs",
+                "rules": [
+                    {
+                        "alert": a.name,
+                        "expr": a.expr,
+                        "for": a.for_,
+                        "labels": {"severity": a.severity},
+                        "annotations": {
+                            "summary": a.summary,
+                            "description": a.description,
+                            "runbook_url": f"{runbook_base.rstrip('/')}/{a.name}.md",
+                        },
+                    }
+                    for a in alerts(prefix)
+                ],
+            }
+        ]
+    }
 
 
 def runbooks(prefix: str = "synthobs") -> dict[str, str]:
@@ -139,15 +161,32 @@ def runbooks(prefix: str = "synthobs") -> dict[str, str]:
     return out
 
 
-def _panel(pid: int, title: str, exprs: list[tuple[str, str]], x: int, y: int, unit: str = "short",
-           kind: str = "timeseries", w: int = 12) -> dict[str, Any]:
+def _panel(
+    pid: int,
+    title: str,
+    exprs: list[tuple[str, str]],
+    x: int,
+    y: int,
+    unit: str = "short",
+    kind: str = "timeseries",
+    w: int = 12,
+) -> dict[str, Any]:
     return {
-        "id": pid, "type": kind, "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "id": pid,
+        "type": kind,
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "gridPos": {"h": 8, "w": w, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": legend,
-                     "datasource": {"type": "prometheus", "uid": "${datasource}"}}
-                    for i, (e, legend) in enumerate(exprs)],
+        "targets": [
+            {
+                "refId": chr(65 + i),
+                "expr": e,
+                "legendFormat": legend,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            }
+            for i, (e, legend) in enumerate(exprs)
+        ],
     }
 
 
@@ -159,27 +198,65 @@ def panel_queries(prefix: str = "synthobs") -> list[tuple[str, list[tuple[str, s
 
     f = 'flow=~"$flow"'
     return [
-        ("Overview", [(f"sum by (flow, state) (increase({m(names.FLOW_RUNS_TOTAL)}{{{f}}}[$__range]))",
-                       "{{flow}} {{state}}")], "short"),
-        ("Overview", [(f"histogram_quantile(0.95, sum by (le, flow) "
-                       f"(rate({m(names.FLOW_RUN_DURATION)}_bucket{{{f}}}[$__rate_interval])))", "p95 {{flow}}")],
-         "s"),
-        ("Overview", [(f"sum by (flow, error_type) (increase({m(names.ERRORS_TOTAL)}{{{f}}}[$__range]))",
-                       "{{flow}} {{error_type}}")], "short"),
+        (
+            "Overview",
+            [(f"sum by (flow, state) (increase({m(names.FLOW_RUNS_TOTAL)}{{{f}}}[$__range]))", "{{flow}} {{state}}")],
+            "short",
+        ),
+        (
+            "Overview",
+            [
+                (
+                    f"histogram_quantile(0.95, sum by (le, flow) "
+                    f"(rate({m(names.FLOW_RUN_DURATION)}_bucket{{{f}}}[$__rate_interval])))",
+                    "p95 {{flow}}",
+                )
+            ],
+            "s",
+        ),
+        (
+            "Overview",
+            [
+                (
+                    f"sum by (flow, error_type) (increase({m(names.ERRORS_TOTAL)}{{{f}}}[$__range]))",
+                    "{{flow}} {{error_type}}",
+                )
+            ],
+            "short",
+        ),
         ("Overview", [(f"{m(names.GENERATION_ROWS_PER_SECOND)}{{{f}}}", "{{flow}} {{table}}")], "short"),
         ("Overview", [(f"time() - {m(names.LAST_SUCCESS)}{{{f}}}", "{{flow}}")], "s"),
         ("Quality", [(f"{m(names.QUALITY_SCORE)}", "{{table}} {{metric}}")], "percentunit"),
-        ("Quality", [(f"sum by (table, gate, result) (increase({m(names.QUALITY_GATE_CHECKS_TOTAL)}[$__range]))",
-                      "{{table}} {{gate}} {{result}}")], "short"),
+        (
+            "Quality",
+            [
+                (
+                    f"sum by (table, gate, result) (increase({m(names.QUALITY_GATE_CHECKS_TOTAL)}[$__range]))",
+                    "{{table}} {{gate}} {{result}}",
+                )
+            ],
+            "short",
+        ),
         ("Training", [(f"{m(names.TRAINING_LOSS)}{{{f}}}", "{{flow}} {{loss_type}}")], "short"),
         ("GPU", [(f"{m(names.GPU_UTILIZATION)}", "GPU {{gpu}} {{model}}")], "percentunit"),
-        ("GPU", [(f"{m(names.GPU_MEMORY_USED)}", "used {{gpu}}"), (f"{m(names.GPU_MEMORY_TOTAL)}", "total {{gpu}}")],
-         "bytes"),
+        (
+            "GPU",
+            [(f"{m(names.GPU_MEMORY_USED)}", "used {{gpu}}"), (f"{m(names.GPU_MEMORY_TOTAL)}", "total {{gpu}}")],
+            "bytes",
+        ),
         ("GPU", [(f"{m(names.GPU_POWER)}", "GPU {{gpu}}"), (f"{m(names.GPU_TEMPERATURE)}", "°C {{gpu}}")], "watt"),
         ("GPU", [(f"rate({m(names.GPU_ENERGY_TOTAL)}[$__rate_interval])", "J/s {{gpu}}")], "watt"),
         ("Privacy", [(f"{m(names.PRIVACY_EPSILON_REMAINING)}", "{{dataset}}")], "short"),
-        ("Privacy", [(f"sum by (dataset, result) (increase({m(names.PRIVACY_BUDGET_CHECKS_TOTAL)}[$__range]))",
-                      "{{dataset}} {{result}}")], "short"),
+        (
+            "Privacy",
+            [
+                (
+                    f"sum by (dataset, result) (increase({m(names.PRIVACY_BUDGET_CHECKS_TOTAL)}[$__range]))",
+                    "{{dataset}} {{result}}",
+                )
+            ],
+            "short",
+        ),
     ]
 
 
@@ -191,8 +268,16 @@ def grafana_dashboard(prefix: str = "synthobs") -> dict[str, Any]:
         if row_name != row:
             if col:
                 y += 8
-            panels.append({"id": pid, "type": "row", "title": row_name, "collapsed": False,
-                           "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+            panels.append(
+                {
+                    "id": pid,
+                    "type": "row",
+                    "title": row_name,
+                    "collapsed": False,
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                    "panels": [],
+                }
+            )
             pid, y, col, row = pid + 1, y + 1, 0, row_name
         panels.append(_panel(pid, _title(exprs[0][0], row_name), exprs, 12 * col, y, unit))
         pid += 1
@@ -200,36 +285,62 @@ def grafana_dashboard(prefix: str = "synthobs") -> dict[str, Any]:
         if col == 0:
             y += 8
     return {
-        "title": "synthobs: synthetic-data pipelines", "uid": "synthobs-overview", "schemaVersion": 39,
-        "version": 1, "editable": True, "tags": ["synthobs", "prefect"], "time": {"from": "now-24h", "to": "now"},
+        "title": "synthobs: synthetic-data pipelines",
+        "uid": "synthobs-overview",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "tags": ["synthobs", "prefect"],
+        "time": {"from": "now-24h", "to": "now"},
         "refresh": "1m",
-        "templating": {"list": [
-            {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
-            {"name": "flow", "type": "query", "label": "Flow", "multi": True, "includeAll": True,
-             "allValue": ".*", "current": {"text": "All", "value": "$__all"},
-             "datasource": {"type": "prometheus", "uid": "${datasource}"},
-             "query": {"query": f"label_values({_m(prefix, names.FLOW_RUNS_TOTAL)}, flow)", "refId": "flows"},
-             "refresh": 2},
-        ]},
+        "templating": {
+            "list": [
+                {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
+                {
+                    "name": "flow",
+                    "type": "query",
+                    "label": "Flow",
+                    "multi": True,
+                    "includeAll": True,
+                    "allValue": ".*",
+                    "current": {"text": "All", "value": "$__all"},
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "query": {"query": f"label_values({_m(prefix, names.FLOW_RUNS_TOTAL)}, flow)", "refId": "flows"},
+                    "refresh": 2,
+                },
+            ]
+        },
         "panels": panels,
     }
 
 
 def _title(expr: str, row: str) -> str:
-    for key, title in (("flow_runs_total", "Flow runs by state"), ("duration_seconds", "Run duration p95"),
-                       ("errors_total", "Errors by type"), ("rows_per_second", "Rows per second"),
-                       ("last_success", "Since last success"), ("quality_score", "Quality scores"),
-                       ("gate_checks", "Quality gate checks"), ("training_loss", "Training loss"),
-                       ("utilization", "GPU utilisation"), ("memory_used", "GPU memory"),
-                       ("power", "GPU power and temperature"), ("energy", "GPU energy rate"),
-                       ("epsilon_remaining", "Privacy budget left"), ("budget_checks", "Privacy budget checks")):
+    for key, title in (
+        ("flow_runs_total", "Flow runs by state"),
+        ("duration_seconds", "Run duration p95"),
+        ("errors_total", "Errors by type"),
+        ("rows_per_second", "Rows per second"),
+        ("last_success", "Since last success"),
+        ("quality_score", "Quality scores"),
+        ("gate_checks", "Quality gate checks"),
+        ("training_loss", "Training loss"),
+        ("utilization", "GPU utilisation"),
+        ("memory_used", "GPU memory"),
+        ("power", "GPU power and temperature"),
+        ("energy", "GPU energy rate"),
+        ("epsilon_remaining", "Privacy budget left"),
+        ("budget_checks", "Privacy budget checks"),
+    ):
         if key in expr:
             return title
     return row
 
 
-def scrape_config(http_target: str = "127.0.0.1:9464", pushgateway_target: str = "127.0.0.1:9091",
-                  rules_file: str = "prometheus-rules.yml") -> dict[str, Any]:
+def scrape_config(
+    http_target: str = "127.0.0.1:9464",
+    pushgateway_target: str = "127.0.0.1:9091",
+    rules_file: str = "prometheus-rules.yml",
+) -> dict[str, Any]:
     """An example Prometheus configuration: the http exporter and the Pushgateway."""
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},

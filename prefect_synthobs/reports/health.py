@@ -28,12 +28,31 @@ from prefect_synthobs import catalog as names
 LOW_BUDGET_SHARE = 0.2  # a privacy budget with less than this share left is flagged LOW
 
 COLUMNS: dict[str, list[str]] = {
-    names.FLOW_RUNS: ["flow_run_id", "flow_name", "kind", "state_type", "start_time", "end_time", "duration_s",
-                      "rows", "error_type", "error_message", "gpu_util_mean"],
+    names.FLOW_RUNS: [
+        "flow_run_id",
+        "flow_name",
+        "kind",
+        "state_type",
+        "start_time",
+        "end_time",
+        "duration_s",
+        "rows",
+        "error_type",
+        "error_message",
+        "gpu_util_mean",
+    ],
     names.TASK_RUNS: ["flow_name", "task_name", "duration_s"],
     names.QUALITY_CHECKS: ["time", "table_name", "metric", "score", "threshold", "passed"],
-    names.GPU_SAMPLES: ["time", "host", "gpu_index", "gpu_uuid", "gpu_name", "utilization", "memory_used_bytes",
-                        "energy_j"],
+    names.GPU_SAMPLES: [
+        "time",
+        "host",
+        "gpu_index",
+        "gpu_uuid",
+        "gpu_name",
+        "utilization",
+        "memory_used_bytes",
+        "energy_j",
+    ],
     names.PRIVACY_LEDGER: ["time", "dataset", "epsilon", "spent", "budget", "remaining"],
 }
 
@@ -60,9 +79,16 @@ class HealthReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "since": self.since.isoformat(), "until": self.until.isoformat(), "totals": self.totals,
-            "overview": self.overview, "flows": self.flows, "slowest_tasks": self.slowest_tasks,
-            "failures": self.failures, "quality": self.quality, "gpus": self.gpus, "privacy": self.privacy,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "totals": self.totals,
+            "overview": self.overview,
+            "flows": self.flows,
+            "slowest_tasks": self.slowest_tasks,
+            "failures": self.failures,
+            "quality": self.quality,
+            "gpus": self.gpus,
+            "privacy": self.privacy,
             "gate_pass_rate": self.gate_pass_rate,
         }
 
@@ -70,20 +96,25 @@ class HealthReport:
 # -- reading (edge) ----------------------------------------------------------------
 
 
-def load_frames(store: Any, since: datetime, until: datetime, flow_name: str | None = None,
-                previous: bool = True) -> dict[str, pd.DataFrame]:
+def load_frames(
+    store: Any, since: datetime, until: datetime, flow_name: str | None = None, previous: bool = True
+) -> dict[str, pd.DataFrame]:
     """The tables the report needs, for ``[since, until)`` (and, for quality
     trends, the window before it), read with column and partition pruning."""
     span = until - since
     frames = {}
     for table, columns in COLUMNS.items():
         start = since - span if previous and table == names.QUALITY_CHECKS else since
-        strings = [c for c in ("flow_name", "task_name", "kind", "state_type", "table_name", "metric", "dataset")
-                   if c in columns]
+        strings = [
+            c
+            for c in ("flow_name", "task_name", "kind", "state_type", "table_name", "metric", "dataset")
+            if c in columns
+        ]
         # task rows are the millions: skip the event-id dedupe there (only a compaction running at
         # that very moment can show a row twice; a dashboard can live with one double count)
-        df = store.read(table, since=start, until=until, columns=columns, categorical=strings,
-                        deduplicate=table != names.TASK_RUNS)
+        df = store.read(
+            table, since=start, until=until, columns=columns, categorical=strings, deduplicate=table != names.TASK_RUNS
+        )
         if flow_name is not None and "flow_name" in df.columns:
             df = df[df.flow_name == flow_name]
         frames[table] = df
@@ -110,12 +141,12 @@ def _ts(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
 
 
-def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: datetime,
-                 *, top: int = 10) -> HealthReport:
+def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: datetime, *, top: int = 10) -> HealthReport:
     """Compute every dashboard table from the store's frames for the window."""
     runs = frames[names.FLOW_RUNS]
-    runs = runs[(runs.start_time >= pd.Timestamp(since)) & (runs.start_time < pd.Timestamp(until))] \
-        if len(runs) else runs
+    runs = (
+        runs[(runs.start_time >= pd.Timestamp(since)) & (runs.start_time < pd.Timestamp(until))] if len(runs) else runs
+    )
     tasks = frames[names.TASK_RUNS]
     quality = frames[names.QUALITY_CHECKS]
     gpu = frames[names.GPU_SAMPLES]
@@ -131,22 +162,32 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
         ok = group.state_type == "COMPLETED"
         duration = group.duration_s.dropna()
         rows = int(group["rows"].fillna(0).sum())
-        overview.append({
-            "kind": kind, "runs": len(group), "success_rate": _num(ok.mean()),
-            "avg_duration_s": _num(duration.mean(), 3) if len(duration) else None,
-            "p95_duration_s": _p95(group.duration_s), "rows": rows,
-            "rows_per_s": _num(rows / duration.sum(), 1) if rows and duration.sum() > 0 else None,
-            "gpu_util_mean": _num(group.gpu_util_mean.mean()) if group.gpu_util_mean.notna().any() else None,
-        })
+        overview.append(
+            {
+                "kind": kind,
+                "runs": len(group),
+                "success_rate": _num(ok.mean()),
+                "avg_duration_s": _num(duration.mean(), 3) if len(duration) else None,
+                "p95_duration_s": _p95(group.duration_s),
+                "rows": rows,
+                "rows_per_s": _num(rows / duration.sum(), 1) if rows and duration.sum() > 0 else None,
+                "gpu_util_mean": _num(group.gpu_util_mean.mean()) if group.gpu_util_mean.notna().any() else None,
+            }
+        )
 
     flows = []
     for flow, group in runs.groupby("flow_name", sort=True) if len(runs) else []:
         ok = group[group.state_type == "COMPLETED"]
-        flows.append({
-            "flow": flow, "runs": len(group), "failed": int((group.state_type != "COMPLETED").sum()),
-            "success_rate": _num(len(ok) / len(group)), "p95_duration_s": _p95(group.duration_s),
-            "last_success": _ts(ok.end_time.max()) if len(ok) else None,
-        })
+        flows.append(
+            {
+                "flow": flow,
+                "runs": len(group),
+                "failed": int((group.state_type != "COMPLETED").sum()),
+                "success_rate": _num(len(ok) / len(group)),
+                "p95_duration_s": _p95(group.duration_s),
+                "last_success": _ts(ok.end_time.max()) if len(ok) else None,
+            }
+        )
     flows.sort(key=lambda r: (r["success_rate"] if r["success_rate"] is not None else 1.0, r["flow"]))
 
     slowest = []
@@ -154,57 +195,98 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
         grouped = tasks.groupby(["flow_name", "task_name"], dropna=False, observed=True).duration_s
         stats = pd.DataFrame({"runs": grouped.size(), "p95": grouped.quantile(0.95), "max": grouped.max()})
         for (flow, task), row in stats.sort_values("p95", ascending=False).head(top).iterrows():
-            slowest.append({"flow": flow, "task": task, "runs": int(row["runs"]), "p95_duration_s": _num(row["p95"]),
-                            "max_duration_s": _num(row["max"])})
+            slowest.append(
+                {
+                    "flow": flow,
+                    "task": task,
+                    "runs": int(row["runs"]),
+                    "p95_duration_s": _num(row["p95"]),
+                    "max_duration_s": _num(row["max"]),
+                }
+            )
 
     failed = runs[runs.state_type.isin(["FAILED", "CRASHED", "CANCELLED"])] if len(runs) else runs
-    failures = [{"time": _ts(r.start_time), "flow": r.flow_name, "state": r.state_type,
-                 "error_type": r.error_type, "error_message": r.error_message}
-                for r in failed.sort_values("start_time", ascending=False).head(top).itertuples()] \
-        if len(failed) else []
+    failures = (
+        [
+            {
+                "time": _ts(r.start_time),
+                "flow": r.flow_name,
+                "state": r.state_type,
+                "error_type": r.error_type,
+                "error_message": r.error_message,
+            }
+            for r in failed.sort_values("start_time", ascending=False).head(top).itertuples()
+        ]
+        if len(failed)
+        else []
+    )
 
     quality_rows = []
-    for (table, metric), group in current_q.groupby(["table_name", "metric"], dropna=False, sort=True) \
-            if len(current_q) else []:
-        before = previous_q[(previous_q.table_name == table) & (previous_q.metric == metric)] \
-            if len(previous_q) else previous_q
+    for (table, metric), group in (
+        current_q.groupby(["table_name", "metric"], dropna=False, sort=True) if len(current_q) else []
+    ):
+        before = (
+            previous_q[(previous_q.table_name == table) & (previous_q.metric == metric)]
+            if len(previous_q)
+            else previous_q
+        )
         checked = group[group.threshold.notna()]
         average = group.score.mean()
-        quality_rows.append({
-            "table": table, "metric": metric, "checks": len(group),
-            "pass_rate": _num(checked.passed.astype(bool).mean()) if len(checked) else None,
-            "threshold": _num(checked.threshold.iloc[-1]) if len(checked) else None,
-            "average": _num(average),
-            "trend": _num(average - before.score.mean()) if len(before) else None,
-        })
+        quality_rows.append(
+            {
+                "table": table,
+                "metric": metric,
+                "checks": len(group),
+                "pass_rate": _num(checked.passed.astype(bool).mean()) if len(checked) else None,
+                "threshold": _num(checked.threshold.iloc[-1]) if len(checked) else None,
+                "average": _num(average),
+                "trend": _num(average - before.score.mean()) if len(before) else None,
+            }
+        )
 
     gpus = []
     if len(gpu):
         for (host, index, _uuid), group in gpu.groupby(["host", "gpu_index", "gpu_uuid"], dropna=False, sort=True):
-            gpus.append({
-                "host": host, "gpu": int(str(index)), "name": group.gpu_name.iloc[-1],
-                "util_mean": _num(group.utilization.mean()), "util_max": _num(group.utilization.max()),
-                "memory_peak_bytes": int(group.memory_used_bytes.max()) if group.memory_used_bytes.notna().any()
-                else None,
-                "energy_j": _num(group.energy_j.sum(), 1) if group.energy_j.notna().any() else None,
-                "samples": len(group),
-            })
+            gpus.append(
+                {
+                    "host": host,
+                    "gpu": int(str(index)),
+                    "name": group.gpu_name.iloc[-1],
+                    "util_mean": _num(group.utilization.mean()),
+                    "util_max": _num(group.utilization.max()),
+                    "memory_peak_bytes": int(group.memory_used_bytes.max())
+                    if group.memory_used_bytes.notna().any()
+                    else None,
+                    "energy_j": _num(group.energy_j.sum(), 1) if group.energy_j.notna().any() else None,
+                    "samples": len(group),
+                }
+            )
 
     privacy = []
     if len(ledger):
         for dataset, group in ledger.sort_values("time").groupby("dataset", sort=True):
             last = group.iloc[-1]
             share = last.remaining / last.budget if last.budget else 0.0
-            privacy.append({
-                "dataset": dataset, "spent_in_window": _num(group.epsilon.sum()), "used": _num(last.spent),
-                "budget": _num(last.budget), "remaining": _num(last.remaining),
-                "status": "LOW" if share < LOW_BUDGET_SHARE else "ok",
-            })
+            privacy.append(
+                {
+                    "dataset": dataset,
+                    "spent_in_window": _num(group.epsilon.sum()),
+                    "used": _num(last.spent),
+                    "budget": _num(last.budget),
+                    "remaining": _num(last.remaining),
+                    "status": "LOW" if share < LOW_BUDGET_SHARE else "ok",
+                }
+            )
 
-    totals = {"runs": len(runs), "failed": int((runs.state_type != "COMPLETED").sum()) if len(runs) else 0,
-              "rows": int(runs["rows"].fillna(0).sum()) if len(runs) else 0, "tasks": len(tasks)}
-    return HealthReport(since, until, overview, flows, slowest, failures, quality_rows, gpus, privacy,
-                        gate_pass_rate, totals)
+    totals = {
+        "runs": len(runs),
+        "failed": int((runs.state_type != "COMPLETED").sum()) if len(runs) else 0,
+        "rows": int(runs["rows"].fillna(0).sum()) if len(runs) else 0,
+        "tasks": len(tasks),
+    }
+    return HealthReport(
+        since, until, overview, flows, slowest, failures, quality_rows, gpus, privacy, gate_pass_rate, totals
+    )
 
 
 # -- rendering (pure) ----------------------------------------------------------------------
@@ -245,21 +327,29 @@ def overview_markdown(report: HealthReport) -> str:
     """The overview artifact: per kind, then quality, privacy and GPU at a glance."""
     window = f"{report.since:%Y-%m-%d %H:%M} → {report.until:%Y-%m-%d %H:%M} UTC"
     if report.empty:
-        return f"# synthobs health\n\n{window}\n\n**No runs in this window.** Nothing was recorded " \
-               "between these times; check that flows are decorated with `observe` and write to this store."
-    lines = [f"# synthobs health\n\n{window} · {report.totals['runs']} runs, {report.totals['failed']} not "
-             f"completed, {report.totals['rows']:,} rows generated\n",
-             "| kind | runs | success | | avg s | p95 s | rows | rows/s | GPU util |",
-             "|---|---|---|---|---|---|---|---|---|"]
+        return (
+            f"# synthobs health\n\n{window}\n\n**No runs in this window.** Nothing was recorded "
+            "between these times; check that flows are decorated with `observe` and write to this store."
+        )
+    lines = [
+        f"# synthobs health\n\n{window} · {report.totals['runs']} runs, {report.totals['failed']} not "
+        f"completed, {report.totals['rows']:,} rows generated\n",
+        "| kind | runs | success | | avg s | p95 s | rows | rows/s | GPU util |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report.overview:
         lines.append(
             f"| {escape(r['kind'])} | {r['runs']} | {_pct(r['success_rate'])} | `{bar(r['success_rate'])}` | "
             f"{escape(r['avg_duration_s'])} | {escape(r['p95_duration_s'])} | {r['rows']:,} | "
-            f"{escape(r['rows_per_s'])} | {_pct(r['gpu_util_mean']) if r['gpu_util_mean'] is not None else ''} |")
+            f"{escape(r['rows_per_s'])} | {_pct(r['gpu_util_mean']) if r['gpu_util_mean'] is not None else ''} |"
+        )
     lines.append(f"\n**Quality gates passed:** {_pct(report.gate_pass_rate)} `{bar(report.gate_pass_rate)}`")
     if report.privacy:
-        budgets = ", ".join(f"{escape(p['dataset'])} {escape(p['remaining'])} left of {escape(p['budget'])}"
-                            + (" **LOW**" if p["status"] == "LOW" else "") for p in report.privacy)
+        budgets = ", ".join(
+            f"{escape(p['dataset'])} {escape(p['remaining'])} left of {escape(p['budget'])}"
+            + (" **LOW**" if p["status"] == "LOW" else "")
+            for p in report.privacy
+        )
         lines.append(f"\n**Privacy budgets:** {budgets}")
     if report.gpus:
         util = [g["util_mean"] for g in report.gpus if g["util_mean"] is not None]
@@ -270,8 +360,7 @@ def overview_markdown(report: HealthReport) -> str:
 
 def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for a Prefect table artifact: names escaped, missing values empty."""
-    return [{k: (escape(v) if isinstance(v, str) else ("" if v is None else v)) for k, v in r.items()}
-            for r in rows]
+    return [{k: (escape(v) if isinstance(v, str) else ("" if v is None else v)) for k, v in r.items()} for r in rows]
 
 
 ARTIFACTS = {  # key -> (report attribute, description)
@@ -286,20 +375,25 @@ ARTIFACTS = {  # key -> (report attribute, description)
 
 def publish_artifacts(report: HealthReport) -> dict[str, Any]:
     """Create the report's Prefect artifacts (inside a flow run); returns their ids by key."""
-    ids: dict[str, Any] = {"synthobs-overview": create_markdown_artifact(
-        markdown=overview_markdown(report), key="synthobs-overview", description="synthobs health overview")}
+    ids: dict[str, Any] = {
+        "synthobs-overview": create_markdown_artifact(
+            markdown=overview_markdown(report), key="synthobs-overview", description="synthobs health overview"
+        )
+    }
     for key, (attr, description) in ARTIFACTS.items():
         rows = table_rows(getattr(report, attr))
-        ids[key] = create_table_artifact(table=rows or [{"": "none in this window"}], key=key,
-                                         description=description)
+        ids[key] = create_table_artifact(table=rows or [{"": "none in this window"}], key=key, description=description)
     ids["synthobs-quality-gates"] = create_progress_artifact(
-        progress=100.0 * (report.gate_pass_rate or 0.0), key="synthobs-quality-gates",
-        description="Share of quality gate checks passed in the window.")
+        progress=100.0 * (report.gate_pass_rate or 0.0),
+        key="synthobs-quality-gates",
+        description="Share of quality gate checks passed in the window.",
+    )
     return ids
 
 
-def window(since: str | datetime | None, until: datetime | None = None,
-           default: timedelta = timedelta(hours=24)) -> tuple[datetime, datetime]:
+def window(
+    since: str | datetime | None, until: datetime | None = None, default: timedelta = timedelta(hours=24)
+) -> tuple[datetime, datetime]:
     """``(since, until)`` from a timestamp or a duration such as ``24h``, ``7d``, ``90m``."""
     until = until or datetime.now(timezone.utc)
     if since is None:
@@ -327,11 +421,19 @@ def render_text(report: HealthReport, console: Any = None) -> None:
         console.print("No runs in this window.")
         return
     t = report.totals
-    console.print(f"{t['runs']} runs, {t['failed']} not completed, {t['rows']:,} rows generated; "
-                  f"quality gates passed {_pct(report.gate_pass_rate)} {bar(report.gate_pass_rate)}")
-    sections = [("Overview", report.overview), ("Flows", report.flows), ("Slowest tasks", report.slowest_tasks),
-                ("Recent failures", report.failures), ("Quality", report.quality), ("GPUs", report.gpus),
-                ("Privacy budgets", report.privacy)]
+    console.print(
+        f"{t['runs']} runs, {t['failed']} not completed, {t['rows']:,} rows generated; "
+        f"quality gates passed {_pct(report.gate_pass_rate)} {bar(report.gate_pass_rate)}"
+    )
+    sections = [
+        ("Overview", report.overview),
+        ("Flows", report.flows),
+        ("Slowest tasks", report.slowest_tasks),
+        ("Recent failures", report.failures),
+        ("Quality", report.quality),
+        ("GPUs", report.gpus),
+        ("Privacy budgets", report.privacy),
+    ]
     for title, rows in sections:
         if not rows:
             continue

@@ -184,8 +184,9 @@ def _pair_numbers(df: pd.DataFrame, a: Any, b: Any) -> tuple[np.ndarray, np.ndar
     return _as_numbers(pair[a], "correlation_similarity"), _as_numbers(pair[b], "correlation_similarity")
 
 
-def correlation_breakdown(real: pd.DataFrame, synthetic: pd.DataFrame, coefficient: str = "pearson",
-                          real_correlation_threshold: float = 0.0) -> dict[str, float]:
+def correlation_breakdown(
+    real: pd.DataFrame, synthetic: pd.DataFrame, coefficient: str = "pearson", real_correlation_threshold: float = 0.0
+) -> dict[str, float]:
     """``{"score", "real", "synthetic"}`` of ``correlation_similarity``.
 
     The score is NaN when |ρ_real| is not above ``real_correlation_threshold``
@@ -208,8 +209,9 @@ def correlation_breakdown(real: pd.DataFrame, synthetic: pd.DataFrame, coefficie
     return {"score": 1 - abs(corr_real - corr_syn) / 2, "real": corr_real, "synthetic": corr_syn}
 
 
-def correlation_similarity(real: pd.DataFrame, synthetic: pd.DataFrame,
-                           coefficient: Literal["pearson", "spearman"] = "pearson") -> float:
+def correlation_similarity(
+    real: pd.DataFrame, synthetic: pd.DataFrame, coefficient: Literal["pearson", "spearman"] = "pearson"
+) -> float:
     """1 − |ρ_real − ρ_synthetic| / 2 for the first two columns of two frames.
 
     Rows with a NaN in either column are dropped; datetimes count as integers.
@@ -241,8 +243,9 @@ def _joint(df: pd.DataFrame, a: Any, b: Any) -> pd.Series:
     return df.groupby([a, b], dropna=False, sort=False).size()
 
 
-def contingency_breakdown(real: pd.DataFrame, synthetic: pd.DataFrame, *,
-                          real_association_threshold: float = 0.0) -> dict[str, float]:
+def contingency_breakdown(
+    real: pd.DataFrame, synthetic: pd.DataFrame, *, real_association_threshold: float = 0.0
+) -> dict[str, float]:
     """``{"score", "real_association"}`` of ``contingency_similarity`` (already binned data).
 
     With a threshold above 0, the score is NaN unless the real data's Cramér's V
@@ -265,8 +268,13 @@ def contingency_breakdown(real: pd.DataFrame, synthetic: pd.DataFrame, *,
     return {"score": float(1 - (diff / 2).sum()), "real_association": association}
 
 
-def contingency_similarity(real: pd.DataFrame, synthetic: pd.DataFrame, *,
-                           continuous_columns: list[str] | None = None, bins: int = DEFAULT_NUM_BINS) -> float:
+def contingency_similarity(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    *,
+    continuous_columns: list[str] | None = None,
+    bins: int = DEFAULT_NUM_BINS,
+) -> float:
     """1 − the total variation distance of the joint frequencies of two columns.
 
     NaN counts as a value. Columns named in ``continuous_columns`` are first cut
@@ -341,10 +349,15 @@ def _validate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str
     return sdtypes
 
 
-def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any], *,
-                   real_correlation_threshold: float = DEFAULT_REAL_CORRELATION_THRESHOLD,
-                   real_association_threshold: float = DEFAULT_REAL_ASSOCIATION_THRESHOLD,
-                   bins: int = DEFAULT_NUM_BINS) -> QualityReport:
+def quality_report(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    metadata: Mapping[str, Any],
+    *,
+    real_correlation_threshold: float = DEFAULT_REAL_CORRELATION_THRESHOLD,
+    real_association_threshold: float = DEFAULT_REAL_ASSOCIATION_THRESHOLD,
+    bins: int = DEFAULT_NUM_BINS,
+) -> QualityReport:
     """SDMetrics' single-table quality report, without SDMetrics.
 
     Column Shapes: KS complement (numerical, datetime) or TV complement
@@ -381,8 +394,10 @@ def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mappin
     unknown = sorted({t for t in sdtypes.values() if t not in SDTYPES and t != "id"})
     if unknown:
         raise ValueError(f"unknown sdtype(s) {unknown}; known: {', '.join(SDTYPES)} (and id, skipped)")
-    for name, value in (("real_correlation_threshold", real_correlation_threshold),
-                        ("real_association_threshold", real_association_threshold)):
+    for name, value in (
+        ("real_correlation_threshold", real_correlation_threshold),
+        ("real_association_threshold", real_association_threshold),
+    ):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be between 0 and 1, got {value}")
     usable = [n for n, t in sdtypes.items() if t in SDTYPES]
@@ -403,30 +418,51 @@ def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mappin
     pair_rows = []
     for a, b in itertools.combinations(usable, 2):
         ca, cb = cols[a], cols[b]
-        row: dict[str, Any] = {"Column 1": a, "Column 2": b, "Real Correlation": math.nan,
-                               "Synthetic Correlation": math.nan, "Real Association": math.nan, "Error": None}
+        row: dict[str, Any] = {
+            "Column 1": a,
+            "Column 2": b,
+            "Real Correlation": math.nan,
+            "Synthetic Correlation": math.nan,
+            "Real Association": math.nan,
+            "Error": None,
+        }
         try:
             if ca.continuous and cb.continuous:
                 row["Metric"] = "CorrelationSimilarity"
                 out = _report_correlation(ca, cb, real_correlation_threshold)
-                row.update({"Score": out["score"], "Real Correlation": out["real"],
-                            "Synthetic Correlation": out["synthetic"]})
+                row.update(
+                    {"Score": out["score"], "Real Correlation": out["real"], "Synthetic Correlation": out["synthetic"]}
+                )
                 row["Meets Threshold?"] = (real_correlation_threshold <= 0) or (
-                    not math.isnan(out["real"]) and abs(out["real"]) > real_correlation_threshold)
+                    not math.isnan(out["real"]) and abs(out["real"]) > real_correlation_threshold
+                )
             else:
                 row["Metric"] = "ContingencySimilarity"
                 out = _report_contingency(ca, cb, real_association_threshold)
                 row.update({"Score": out["score"], "Real Association": out["real_association"]})
                 row["Meets Threshold?"] = (real_association_threshold <= 0) or (
-                    not math.isnan(out["real_association"]) and out["real_association"] > real_association_threshold)
+                    not math.isnan(out["real_association"]) and out["real_association"] > real_association_threshold
+                )
         except Exception as exc:
             row.update({"Score": math.nan, "Meets Threshold?": None, "Error": f"{type(exc).__name__}: {exc}"})
-            row.setdefault("Metric", "CorrelationSimilarity" if ca.continuous and cb.continuous
-                           else "ContingencySimilarity")
+            row.setdefault(
+                "Metric", "CorrelationSimilarity" if ca.continuous and cb.continuous else "ContingencySimilarity"
+            )
         pair_rows.append(row)
-    trends = pd.DataFrame(pair_rows, columns=["Column 1", "Column 2", "Metric", "Score", "Real Correlation",
-                                              "Synthetic Correlation", "Real Association", "Meets Threshold?",
-                                              "Error"])
+    trends = pd.DataFrame(
+        pair_rows,
+        columns=[
+            "Column 1",
+            "Column 2",
+            "Metric",
+            "Score",
+            "Real Correlation",
+            "Synthetic Correlation",
+            "Real Association",
+            "Meets Threshold?",
+            "Error",
+        ],
+    )
     trends["Meets Threshold?"] = trends["Meets Threshold?"].astype("boolean")
 
     shapes_score = float(shapes["Score"].mean()) if len(shapes) else math.nan
@@ -461,12 +497,20 @@ class _ReportColumn:
     def build(cls, real: pd.Series, synthetic: pd.Series, sdtype: str, bins: int) -> _ReportColumn:
         if sdtype in _CONTINUOUS:
             vr, vs = numeric_values(real), numeric_values(synthetic)
-            return cls(True, _digitize(vr, bins), _digitize(vs, bins), bins + 2, vr, vs,
-                       int(real.nunique()), int(synthetic.nunique()))
+            return cls(
+                True,
+                _digitize(vr, bins),
+                _digitize(vs, bins),
+                bins + 2,
+                vr,
+                vs,
+                int(real.nunique()),
+                int(synthetic.nunique()),
+            )
         both = pd.concat([real, synthetic], ignore_index=True).astype(object)
         codes, uniques = pd.factorize(both, use_na_sentinel=True)
         codes = np.where(codes < 0, len(uniques), codes)
-        return cls(False, codes[: len(real)], codes[len(real):], len(uniques) + 1)
+        return cls(False, codes[: len(real)], codes[len(real) :], len(uniques) + 1)
 
 
 def _report_correlation(a: _ReportColumn, b: _ReportColumn, threshold: float) -> dict[str, float]:

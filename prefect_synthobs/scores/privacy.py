@@ -61,10 +61,21 @@ class _Encoded:
 
     def as_float32(self) -> _Encoded:
         """The same tables in float32: half the memory traffic, for screening."""
-        return _Encoded(self.cont_data.astype(np.float32), self.cont_ref.astype(np.float32), self.nan_data,
-                        self.nan_ref, self.const, self.outside, self.onehot_data.astype(np.float32),
-                        self.onehot_ref.astype(np.float32), self.codes_data, self.codes_ref, self.n_discrete,
-                        self.columns, self.offset)
+        return _Encoded(
+            self.cont_data.astype(np.float32),
+            self.cont_ref.astype(np.float32),
+            self.nan_data,
+            self.nan_ref,
+            self.const,
+            self.outside,
+            self.onehot_data.astype(np.float32),
+            self.onehot_ref.astype(np.float32),
+            self.codes_data,
+            self.codes_ref,
+            self.n_discrete,
+            self.columns,
+            self.offset,
+        )
 
 
 def _columns(metadata: Mapping[str, Any], data: pd.DataFrame, reference: pd.DataFrame) -> dict[str, str]:
@@ -114,8 +125,9 @@ def _encode(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, 
     codes_data = np.empty((n, len(disc)), dtype=np.int64)
     codes_ref = np.empty((m, len(disc)), dtype=np.int64)
     for k, c in enumerate(disc):
-        codes, uniques = pd.factorize(pd.concat([data[c], reference[c]], ignore_index=True).astype(object),
-                                      use_na_sentinel=True)
+        codes, uniques = pd.factorize(
+            pd.concat([data[c], reference[c]], ignore_index=True).astype(object), use_na_sentinel=True
+        )
         codes = np.where(codes < 0, len(uniques), codes)  # missing: a category of its own
         codes_data[:, k], codes_ref[:, k] = codes[:n], codes[n:]
         eye = np.eye(len(uniques) + 1)
@@ -123,8 +135,21 @@ def _encode(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, 
         blocks_ref.append(eye[codes[n:]])
     onehot_data = np.hstack(blocks_data) if blocks_data else np.empty((n, 0))
     onehot_ref = np.hstack(blocks_ref) if blocks_ref else np.empty((m, 0))
-    return _Encoded(cont_data, cont_ref, nan_data, nan_ref, const, outside, onehot_data, onehot_ref,
-                    codes_data, codes_ref, len(disc), [*cont, *disc], origin / scale)
+    return _Encoded(
+        cont_data,
+        cont_ref,
+        nan_data,
+        nan_ref,
+        const,
+        outside,
+        onehot_data,
+        onehot_ref,
+        codes_data,
+        codes_ref,
+        len(disc),
+        [*cont, *disc],
+        origin / scale,
+    )
 
 
 def _block_distances(enc: _Encoded, rows: slice, refs: slice) -> np.ndarray:
@@ -175,8 +200,9 @@ def _screening_margin(columns: int) -> float:
     return 4 * (columns * 2.4e-7 + columns * columns * 6e-8) + 1e-6
 
 
-def dcr(data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any], *,
-        chunk_size: int = DEFAULT_CHUNK_SIZE) -> pd.Series:
+def dcr(
+    data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any], *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> pd.Series:
     """Distance to closest record: for each row of ``data``, its distance to the
     nearest row of ``reference`` (0 = an identical row exists, 1 = nothing alike).
 
@@ -237,8 +263,11 @@ def _workers() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def exact_match_rate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any] | None = None,
-                     ) -> float:
+def exact_match_rate(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    metadata: Mapping[str, Any] | None = None,
+) -> float:
     """Share of synthetic rows identical to some real row (over the common
     columns, or the metadata's; missing equals missing). Lower is safer."""
     if metadata is not None:
@@ -252,11 +281,17 @@ def exact_match_rate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapp
     keys = pd.concat([real[columns], synthetic[columns]], ignore_index=True).astype(object)
     codes = np.column_stack([pd.factorize(keys[c], use_na_sentinel=True)[0] for c in columns])
     real_rows = {tuple(row) for row in codes[: len(real)]}
-    return float(np.mean([tuple(row) in real_rows for row in codes[len(real):]]))
+    return float(np.mean([tuple(row) in real_rows for row in codes[len(real) :]]))
 
 
-def new_row_synthesis(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any], *,
-                      numerical_match_tolerance: float = 0.01, chunk_size: int = DEFAULT_CHUNK_SIZE) -> float:
+def new_row_synthesis(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    metadata: Mapping[str, Any],
+    *,
+    numerical_match_tolerance: float = 0.01,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> float:
     """Share of synthetic rows that match no real row (SDMetrics' NewRowSynthesis).
 
     A numerical or datetime value matches when within ``numerical_match_tolerance``
@@ -285,9 +320,16 @@ def new_row_synthesis(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Map
     return float(new.mean())
 
 
-def dcr_overfitting_protection(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
-                               metadata: Mapping[str, Any], *, iterations: int = 10, seed: int = 0,
-                               chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float]:
+def dcr_overfitting_protection(
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    holdout: pd.DataFrame,
+    metadata: Mapping[str, Any],
+    *,
+    iterations: int = 10,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, float]:
     """Whether synthetic rows sit closer to the training rows than to unseen ones.
 
     A synthetic row counts as "closer to training" when its DCR to the training
@@ -340,8 +382,14 @@ def _random_like(real: pd.DataFrame, columns: dict[str, str], n: int, rng: np.ra
     return frame
 
 
-def dcr_baseline_protection(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any], *,
-                            seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float]:
+def dcr_baseline_protection(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    metadata: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, float]:
     """How far synthetic rows are from real ones, against random rows drawn from
     the real columns' ranges and categories: ``min(median DCR synthetic /
     median DCR random, 1)`` (1 = as far as random noise). Seeded (SDMetrics'
@@ -365,8 +413,14 @@ def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def membership_inference_auc(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
-                             metadata: Mapping[str, Any], *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> float:
+def membership_inference_auc(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    metadata: Mapping[str, Any],
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> float:
     """AUC of a distance attack telling training rows from holdout rows.
 
     The attacker scores each real row by how close the synthetic table comes

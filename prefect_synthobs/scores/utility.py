@@ -101,8 +101,9 @@ class _Features:
     @classmethod
     def fit(cls, df: pd.DataFrame, sdtypes: Mapping[str, str]) -> _Features:
         numeric = [c for c, t in sdtypes.items() if t in ("numerical", "datetime")]
-        categories = {c: sorted(map(str, df[c].dropna().unique())) for c, t in sdtypes.items()
-                      if t in ("categorical", "boolean")}
+        categories = {
+            c: sorted(map(str, df[c].dropna().unique())) for c, t in sdtypes.items() if t in ("categorical", "boolean")
+        }
         values = {c: _numbers(df[c]) for c in numeric}
         means = {c: float(np.nanmean(v)) if np.isfinite(v).any() else 0.0 for c, v in values.items()}
         stds = {c: float(np.nanstd(v)) or 1.0 if np.isfinite(v).any() else 1.0 for c, v in values.items()}
@@ -116,8 +117,9 @@ class _Features:
             parts.append(np.isnan(v).astype(np.float64)[:, None])
         for c, cats in self.categories.items():
             s = df[c].astype(object).map(lambda v: None if pd.isna(v) else str(v))
-            parts.append(np.column_stack([(s == k).to_numpy(dtype=np.float64) for k in cats])
-                         if cats else np.zeros((len(df), 0)))
+            parts.append(
+                np.column_stack([(s == k).to_numpy(dtype=np.float64) for k in cats]) if cats else np.zeros((len(df), 0))
+            )
         return np.hstack(parts) if parts else np.zeros((len(df), 0))
 
 
@@ -130,8 +132,15 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     return math.nan if ss_tot == 0 else 1.0 - float(((y - pred) ** 2).sum()) / ss_tot
 
 
-def tstr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.DataFrame, target: str,
-         metadata: Mapping[str, Any], *, estimator: Any = None) -> dict[str, Any]:
+def tstr(
+    real_train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    real_test: pd.DataFrame,
+    target: str,
+    metadata: Mapping[str, Any],
+    *,
+    estimator: Any = None,
+) -> dict[str, Any]:
     """Train on synthetic, test on real, against train on real, test on real.
 
     Args:
@@ -160,9 +169,14 @@ def tstr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.DataFr
             raise ValueError(f"target column {target!r} is missing from {label}")
         if df[target].notna().sum() == 0:
             raise ValueError(f"{label} has no row with a {target!r} value")
-    sdtypes = {str(c): str(m.get("sdtype")) for c, m in columns.items()
-               if c != target and all(c in df.columns for df in (real_train, synthetic, real_test))
-               and isinstance(m, Mapping) and m.get("sdtype") in ("numerical", "datetime", "categorical", "boolean")}
+    sdtypes = {
+        str(c): str(m.get("sdtype"))
+        for c, m in columns.items()
+        if c != target
+        and all(c in df.columns for df in (real_train, synthetic, real_test))
+        and isinstance(m, Mapping)
+        and m.get("sdtype") in ("numerical", "datetime", "categorical", "boolean")
+    }
     task = "regression" if columns[target].get("sdtype") in ("numerical", "datetime") else "classification"
     features = _Features.fit(real_train, sdtypes)
     test = real_test[real_test[target].notna()]
@@ -176,9 +190,17 @@ def tstr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.DataFr
         model = factory()
         model.fit(features.transform(train), y)
         pred = np.asarray(model.predict(x_test))
-        scores[name] = _r2(y_test, pred.astype(np.float64)) if task == "regression" else float(
-            np.mean(pred.astype(str) == y_test.astype(str)))
+        scores[name] = (
+            _r2(y_test, pred.astype(np.float64))
+            if task == "regression"
+            else float(np.mean(pred.astype(str) == y_test.astype(str)))
+        )
     real_score, syn_score = scores["real"], scores["synthetic"]
     ratio = syn_score / real_score if real_score > 0 and not math.isnan(syn_score) else math.nan
-    return {"ratio": ratio, "synthetic_score": syn_score, "real_score": real_score, "task": task,
-            "metric": "r2" if task == "regression" else "accuracy"}
+    return {
+        "ratio": ratio,
+        "synthetic_score": syn_score,
+        "real_score": real_score,
+        "task": task,
+        "metric": "r2" if task == "regression" else "accuracy",
+    }

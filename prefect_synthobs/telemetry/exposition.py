@@ -107,9 +107,7 @@ def accumulate(remote: Families, local: Families, baseline: Families) -> Familie
     Counter, histogram and summary samples add ``local - baseline`` to the remote
     value; gauges take the local value. Series only the remote has are kept.
     """
-    out: Families = {
-        name: Family(f.name, f.type, f.documentation, dict(f.samples)) for name, f in remote.items()
-    }
+    out: Families = {name: Family(f.name, f.type, f.documentation, dict(f.samples)) for name, f in remote.items()}
     for name, fam in local.items():
         target = out.setdefault(name, Family(fam.name, fam.type, fam.documentation))
         target.type, target.documentation = fam.type, fam.documentation
@@ -181,7 +179,9 @@ class HttpExporter(MetricsExporter):
             logger.warning(
                 "synthobs: cannot serve metrics on %s:%s (%s); metrics stay in-process and "
                 "flows are unaffected. Set PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_PORT to a free port.",
-                self.host, self.port, exc,
+                self.host,
+                self.port,
+                exc,
             )
             return
         self.port = self._server.server_port
@@ -233,17 +233,18 @@ class PushgatewayExporter(MetricsExporter):
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as resp:
             text = resp.read().decode("utf-8")
         match = {"job": job, **grouping}
-        return families_from_metrics(
-            text_string_to_metric_families(text), prefix=self.prefix, match=match, strip=match
-        )
+        return families_from_metrics(text_string_to_metric_families(text), prefix=self.prefix, match=match, strip=match)
 
     def _push(self, job: str, grouping: Mapping[str, str], local: Families, deadline: float) -> None:
         key = (job, ",".join(f"{k}={v}" for k, v in sorted(grouping.items())))
         remote = self._read_group(job, grouping, max(deadline - time.monotonic(), 0.05))
         merged = accumulate(remote, local, self._baselines.get(key, {}))
         pushadd_to_gateway(
-            self.url, job=job, registry=registry_of(merged),
-            grouping_key=dict(grouping), timeout=max(deadline - time.monotonic(), 0.05),
+            self.url,
+            job=job,
+            registry=registry_of(merged),
+            grouping_key=dict(grouping),
+            timeout=max(deadline - time.monotonic(), 0.05),
         )
         self._baselines[key] = local
 
@@ -261,7 +262,8 @@ class PushgatewayExporter(MetricsExporter):
                 self._warn.fail(
                     "synthobs: Pushgateway %s unreachable (%s); metrics of this run will be "
                     "included in the next successful push. The flow is unaffected.",
-                    self.url, exc,
+                    self.url,
+                    exc,
                 )
                 return
             self._warn.ok()
@@ -305,7 +307,8 @@ class TextfileExporter(MetricsExporter):
             except (OSError, ValueError) as exc:
                 self._warn.fail(
                     "synthobs: cannot write metrics textfile %s (%s); the flow is unaffected.",
-                    self.path, exc,
+                    self.path,
+                    exc,
                 )
                 return
             self._baseline = local
@@ -319,8 +322,10 @@ def make_exporter(settings: Any) -> MetricsExporter:
         return HttpExporter(settings.metrics_host, settings.metrics_port)
     if mode == "pushgateway":
         return PushgatewayExporter(
-            settings.pushgateway_url, prefix=settings.metrics_prefix,
-            grouping=settings.pushgateway_grouping, timeout=settings.pushgateway_timeout_seconds,
+            settings.pushgateway_url,
+            prefix=settings.metrics_prefix,
+            grouping=settings.pushgateway_grouping,
+            timeout=settings.pushgateway_timeout_seconds,
         )
     if mode == "textfile":
         return TextfileExporter(settings.resolved_textfile_path(), prefix=settings.metrics_prefix)
@@ -351,5 +356,3 @@ def bridge_to_prefect_client_metrics() -> bool:
         _bridge = _Bridge()
         DEFAULT_REGISTRY.register(_bridge)
     return True
-
-

@@ -12,7 +12,7 @@ a Prefect logging config (``PREFECT_LOGGING_SETTINGS_PATH``):
 ```yaml
 formatters:
   json:
-    (): prefect_synthobs.logs.JsonFormatter
+    (): prefect_synthobs.telemetry.logs.JsonFormatter
 handlers:
   console:
     formatter: json
@@ -72,8 +72,16 @@ class JsonFormatter(logging.Formatter):
         }
         if not hasattr(record, "trace_id"):
             TraceContextFilter().filter(record)
-        for key in ("trace_id", "span_id", "flow_run_id", "flow_run_name", "flow_name",
-                    "task_run_id", "task_run_name", "task_name"):
+        for key in (
+            "trace_id",
+            "span_id",
+            "flow_run_id",
+            "flow_run_name",
+            "flow_name",
+            "task_run_id",
+            "task_run_name",
+            "task_name",
+        ):
             value = getattr(record, key, None)
             if value:
                 data[key] = str(value)

@@ -98,8 +98,7 @@ def export_config(settings: Any, environ: Mapping[str, str] | None = None) -> Ex
     )
     if protocol not in ("grpc", "http/protobuf"):
         raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
-    revealed = settings.resolved_otlp_headers() if hasattr(settings, "resolved_otlp_headers") else \
-        settings.otlp_headers
+    revealed = settings.resolved_otlp_headers() if hasattr(settings, "resolved_otlp_headers") else settings.otlp_headers
     headers = tuple(sorted(revealed.items())) if revealed else None
     return ExportConfig(endpoint, protocol, headers, settings.otlp_timeout_seconds, settings.trace_console)
 
@@ -145,8 +144,9 @@ class ReportingExporter(SpanExporter):
             reason = "the endpoint refused or did not answer"
         if result is SpanExportResult.FAILURE:
             self._warning.fail(
-                "synthobs: cannot export spans to %s (%s); spans are dropped until it answers. "
-                "Flows are unaffected.", self.endpoint, reason,
+                "synthobs: cannot export spans to %s (%s); spans are dropped until it answers. Flows are unaffected.",
+                self.endpoint,
+                reason,
             )
         else:
             self._warning.ok()
@@ -325,8 +325,9 @@ class TracingSetup:
         self._active: ExportConfig | None = None
         self._quiet: list[tuple[logging.Logger, logging.Filter]] = []
 
-    def build_provider(self, *, service_name: str | None, environment: str | None,
-                       sample_ratio: float) -> TracerProvider:
+    def build_provider(
+        self, *, service_name: str | None, environment: str | None, sample_ratio: float
+    ) -> TracerProvider:
         """An SDK tracer provider with synthobs' resource and recording sampler.
 
         ``service_name`` ``None`` leaves ``service.name`` to ``OTEL_SERVICE_NAME``.
@@ -374,9 +375,11 @@ class TracingSetup:
                 if config.endpoint:
                     self._quiet_exporter_logs()
                     exporter = ReportingExporter(build_exporter(config), config.endpoint)
-                    processors.append(BatchSpanProcessor(
-                        exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.timeout * 1000)
-                    ))
+                    processors.append(
+                        BatchSpanProcessor(
+                            exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.timeout * 1000)
+                        )
+                    )
                 if config.console:
                     processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
                 delegate = processors[0] if len(processors) == 1 else _Fanout(processors)

@@ -65,45 +65,81 @@ def _datasets() -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]]:
         plan = rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.3, 0.2]).astype(object)
         if new_category:
             plan[rng.random(n) < 0.05] = "enterprise"  # seen only in the synthetic table
-        region = np.where(rng.random(n) < 0.7, np.where(plan == "basic", "north", "south"),
-                          rng.choice(["north", "south", "east"], n)).astype(object)
+        region = np.where(
+            rng.random(n) < 0.7, np.where(plan == "basic", "north", "south"), rng.choice(["north", "south", "east"], n)
+        ).astype(object)
         active = (rng.random(n) < 0.6 + 0.1 * (plan != "basic")).astype(object)
-        signup = pd.Timestamp("2024-01-01") + pd.to_timedelta(
-            (rng.exponential(200 + shift * 5, n) + age * 3).round(), unit="D") + pd.to_timedelta(
-            rng.integers(0, 86400, n), unit="s")
-        df = pd.DataFrame({"age": age, "income": income, "plan": plan, "region": region,
-                           "active": active, "signup": signup})
+        signup = (
+            pd.Timestamp("2024-01-01")
+            + pd.to_timedelta((rng.exponential(200 + shift * 5, n) + age * 3).round(), unit="D")
+            + pd.to_timedelta(rng.integers(0, 86400, n), unit="s")
+        )
+        df = pd.DataFrame(
+            {"age": age, "income": income, "plan": plan, "region": region, "active": active, "signup": signup}
+        )
         for column, rate in (("age", 0.03), ("income", 0.02), ("active", 0.04), ("signup", 0.03), ("plan", 0.02)):
             df.loc[rng.random(n) < rate, column] = None
         return df
 
-    mixed_meta = {"columns": {"age": {"sdtype": "numerical"}, "income": {"sdtype": "numerical"},
-                              "plan": {"sdtype": "categorical"}, "region": {"sdtype": "categorical"},
-                              "active": {"sdtype": "boolean"},
-                              "signup": {"sdtype": "datetime", "datetime_format": "%Y-%m-%d %H:%M:%S"}}}
+    mixed_meta = {
+        "columns": {
+            "age": {"sdtype": "numerical"},
+            "income": {"sdtype": "numerical"},
+            "plan": {"sdtype": "categorical"},
+            "region": {"sdtype": "categorical"},
+            "active": {"sdtype": "boolean"},
+            "signup": {"sdtype": "datetime", "datetime_format": "%Y-%m-%d %H:%M:%S"},
+        }
+    }
 
     n = 600
     x = rng.normal(0, 1, n)
-    strong = pd.DataFrame({"x": x.round(6), "y": (2 * x + rng.normal(0, 0.3, n)).round(6),
-                           "z": (-x + rng.normal(0, 2, n)).round(6),
-                           "k": np.where(x > 0, "high", "low").astype(object),
-                           "w": rng.choice(["a", "b", "c", "d"], n).astype(object)})
+    strong = pd.DataFrame(
+        {
+            "x": x.round(6),
+            "y": (2 * x + rng.normal(0, 0.3, n)).round(6),
+            "z": (-x + rng.normal(0, 2, n)).round(6),
+            "k": np.where(x > 0, "high", "low").astype(object),
+            "w": rng.choice(["a", "b", "c", "d"], n).astype(object),
+        }
+    )
     xs = rng.normal(0.2, 1.1, 450)
-    strong_syn = pd.DataFrame({"x": xs.round(6), "y": (1.5 * xs + rng.normal(0, 0.8, 450)).round(6),
-                               "z": rng.normal(0, 2, 450).round(6),
-                               "k": np.where(rng.random(450) < 0.8, np.where(xs > 0, "high", "low"),
-                                             "low").astype(object),
-                               "w": rng.choice(["a", "b", "c", "d"], 450, p=[0.4, 0.3, 0.2, 0.1]).astype(object)})
-    strong_meta = {"columns": {"x": {"sdtype": "numerical"}, "y": {"sdtype": "numerical"},
-                               "z": {"sdtype": "numerical"}, "k": {"sdtype": "categorical"},
-                               "w": {"sdtype": "categorical"}}}
+    strong_syn = pd.DataFrame(
+        {
+            "x": xs.round(6),
+            "y": (1.5 * xs + rng.normal(0, 0.8, 450)).round(6),
+            "z": rng.normal(0, 2, 450).round(6),
+            "k": np.where(rng.random(450) < 0.8, np.where(xs > 0, "high", "low"), "low").astype(object),
+            "w": rng.choice(["a", "b", "c", "d"], 450, p=[0.4, 0.3, 0.2, 0.1]).astype(object),
+        }
+    )
+    strong_meta = {
+        "columns": {
+            "x": {"sdtype": "numerical"},
+            "y": {"sdtype": "numerical"},
+            "z": {"sdtype": "numerical"},
+            "k": {"sdtype": "categorical"},
+            "w": {"sdtype": "categorical"},
+        }
+    }
 
-    ties = pd.DataFrame({"n": rng.integers(0, 5, 80).astype(float), "m": rng.integers(0, 3, 80).astype(float),
-                         "c": rng.choice(["u", "v"], 80).astype(object)})
-    ties_syn = pd.DataFrame({"n": rng.integers(0, 6, 50).astype(float), "m": rng.integers(0, 3, 50).astype(float),
-                             "c": rng.choice(["u", "v", "w"], 50).astype(object)})
-    ties_meta = {"columns": {"n": {"sdtype": "numerical"}, "m": {"sdtype": "numerical"},
-                             "c": {"sdtype": "categorical"}}}
+    ties = pd.DataFrame(
+        {
+            "n": rng.integers(0, 5, 80).astype(float),
+            "m": rng.integers(0, 3, 80).astype(float),
+            "c": rng.choice(["u", "v"], 80).astype(object),
+        }
+    )
+    ties_syn = pd.DataFrame(
+        {
+            "n": rng.integers(0, 6, 50).astype(float),
+            "m": rng.integers(0, 3, 50).astype(float),
+            "c": rng.choice(["u", "v", "w"], 50).astype(object),
+        }
+    )
+    ties_meta = {
+        "columns": {"n": {"sdtype": "numerical"}, "m": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"}}
+    }
     return {
         "mixed": (mixed(500, 0.0, False), mixed(350, 3.0, True), mixed_meta),
         "strong": (strong, strong_syn, strong_meta),
@@ -135,14 +171,15 @@ def _scores(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict) -> dict
             out["tv"][column] = TVComplement.compute(real[column], synthetic[column])
     names = list(cols)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             key = f"{a}|{b}"
             shapes = {cols[a]["sdtype"] in ("numerical", "datetime"), cols[b]["sdtype"] in ("numerical", "datetime")}
             if shapes == {True}:
                 for coef in ("Pearson", "Spearman"):
                     try:
-                        out[coef.lower()][key] = CorrelationSimilarity.compute(real[[a, b]], synthetic[[a, b]],
-                                                                               coefficient=coef)
+                        out[coef.lower()][key] = CorrelationSimilarity.compute(
+                            real[[a, b]], synthetic[[a, b]], coefficient=coef
+                        )
                     except Exception as exc:
                         out[coef.lower()][key] = f"error: {type(exc).__name__}"
             elif shapes == {False}:
@@ -170,12 +207,11 @@ def _scores(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict) -> dict
 
     out["dcr_synthetic_to_real"] = calculate_dcr(synthetic, real, metadata).tolist()
     half = len(real) // 2
-    train, holdout = real.iloc[:half], real.iloc[half: 2 * half]
+    train, holdout = real.iloc[:half], real.iloc[half : 2 * half]
     breakdown = DCROverfittingProtection.compute_breakdown(train, synthetic, holdout, metadata, None)
     out["dcr_overfitting_protection"] = {"score": breakdown["score"], "breakdown": breakdown}
     out["new_row_synthesis"] = NewRowSynthesis.compute(real, synthetic, metadata)
-    out["new_row_synthesis_005"] = NewRowSynthesis.compute(real, synthetic, metadata,
-                                                           numerical_match_tolerance=0.05)
+    out["new_row_synthesis_005"] = NewRowSynthesis.compute(real, synthetic, metadata, numerical_match_tolerance=0.05)
     return out
 
 
