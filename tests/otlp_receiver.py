@@ -66,7 +66,7 @@ class Receiver:
             self.spans.extend(out)
             self.headers.append(headers)
 
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[ReceivedSpan]:
+    def wait_for(self, predicate: Any, timeout: float = 60.0) -> list[ReceivedSpan]:
         deadline = time.monotonic() + timeout
         while True:
             with self.lock:

@@ -193,7 +193,7 @@ def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pu
         wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
 
         def query(expr: str) -> dict:
-            with urllib.request.urlopen(api + urllib.parse.quote(expr), timeout=10) as resp:
+            with urllib.request.urlopen(api + urllib.parse.quote(expr), timeout=60) as resp:
                 return json.loads(resp.read())
 
         deadline = time.monotonic() + 60
@@ -205,7 +205,6 @@ def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pu
         while any(not query(w)["data"]["result"] for w in wanted):
             assert time.monotonic() < deadline, "Prometheus never scraped both targets"
             time.sleep(1)
-        time.sleep(5)  # a few scrapes, so rate() has two points
         fed = (
             "flow_runs_total",
             "duration_seconds",
@@ -217,13 +216,27 @@ def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pu
             "epsilon_remaining",
             "budget_checks",
         )
-        for _row, exprs, _unit in panel_queries():
-            for expr, _legend in exprs:
-                concrete = expr.replace("$flow", ".*").replace("$__range", "1h").replace("$__rate_interval", "1m")
-                body = query(concrete)
-                assert body["status"] == "success", (concrete, body)
-                if any(key in expr for key in fed):
-                    assert body["data"]["result"], f"no data for {concrete}"
+        concrete = [
+            (
+                expr.replace("$flow", ".*").replace("$__range", "1h").replace("$__rate_interval", "1m"),
+                any(key in expr for key in fed),
+            )
+            for _row, exprs, _unit in panel_queries()
+            for expr, _legend in exprs
+        ]
+        # rate() needs two scrapes of a series: wait until the fed expressions have data (a fixed
+        # sleep can be outrun by a loaded machine), then check every expression
+        deadline = time.monotonic() + 120
+        while (
+            any(not query(expr)["data"]["result"] for expr, is_fed in concrete if is_fed)
+            and time.monotonic() < deadline
+        ):
+            time.sleep(1)
+        for expr, is_fed in concrete:
+            body = query(expr)
+            assert body["status"] == "success", (expr, body)
+            if is_fed:
+                assert body["data"]["result"], f"no data for {expr}"
     finally:
         prom.terminate()
         worker.terminate()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import time
+import threading
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect import flow, task
@@ -15,6 +17,7 @@ from prefect import flow, task
 import prefect_synthobs as so
 from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.instrument.instrumentation import get_runtime, reset_runtime
+from prefect_synthobs.telemetry import exposition
 
 
 def _warnings(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
@@ -116,7 +119,52 @@ def test_metrics_port_in_use_warns_once_and_flow_is_unaffected(
         assert len(_warnings(caplog, "cannot serve metrics")) == 1
 
 
-def test_pushgateway_unreachable_is_bounded_and_warns_once(store_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_pushgateway_unreachable_is_bounded_and_warns_once(
+    store_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway that hangs costs each push at most ``pushgateway_timeout_seconds``
+    and the process one warning; a refused one fails fast.
+
+    Checked on the network calls themselves, not with a stopwatch (a loaded
+    machine stretches wall time, never the timeouts passed): each push makes
+    one read-back call whose timeout is at most the configured one (the read
+    hangs until it expires), and neither retries nor pushes after it."""
+    calls: list[list[tuple[str, float | None, BaseException | None]]] = []  # per push: (call, timeout, error)
+    real_on_flow_end = exposition.PushgatewayExporter.on_flow_end
+    real_urlopen, real_push = urllib.request.urlopen, exposition.pushadd_to_gateway
+
+    pushing = threading.local()
+
+    def on_flow_end(self: exposition.PushgatewayExporter, flow_name: str) -> None:
+        calls.append([])
+        pushing.calls = calls[-1]
+        try:
+            real_on_flow_end(self, flow_name)
+        finally:
+            pushing.calls = None
+
+    def recorded(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            record = getattr(pushing, "calls", None)  # only what on_flow_end calls, on its thread
+            if record is None:
+                return real(*args, **kwargs)
+            try:
+                result = real(*args, **kwargs)
+            except BaseException as exc:
+                record.append((name, kwargs.get("timeout"), exc))
+                raise
+            record.append((name, kwargs.get("timeout"), None))
+            return result
+
+        return call
+
+    monkeypatch.setattr(exposition.PushgatewayExporter, "on_flow_end", on_flow_end)
+    monkeypatch.setattr(urllib.request, "urlopen", recorded("read-back", real_urlopen))
+    monkeypatch.setattr(exposition, "pushadd_to_gateway", recorded("push", real_push))
+
+    def timed_out(exc: BaseException | None) -> bool:
+        return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+
     # a listening socket that never answers: the worst case (a refused port fails fast)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -132,17 +180,26 @@ def test_pushgateway_unreachable_is_bounded_and_warns_once(store_dir: Path, capl
         get_runtime()
         with caplog.at_level(logging.WARNING):
             exporter = get_runtime().exporter
-            start = time.monotonic()
+            assert isinstance(exporter, exposition.PushgatewayExporter) and exporter.timeout == 1.0
             exporter.on_flow_end("x")
-            elapsed = time.monotonic() - start
             assert f() == "ok"
             assert f() == "ok"
-        assert elapsed <= 2.0 + 0.5
+        assert len(calls) == 3, calls  # the direct push and one per flow run
+        for pushed in calls:
+            # the read-back hangs until its timeout; nothing is retried or pushed after it
+            assert [(name, timed_out(exc)) for name, _, exc in pushed] == [("read-back", True)], pushed
+            assert 0 < sum(timeout for _, timeout, _ in pushed) <= 1.0, pushed
         assert len(_warnings(caplog, "Pushgateway")) == 1
-    so.configure(metrics_mode="pushgateway", pushgateway_url="http://127.0.0.1:1")  # refused
-    start = time.monotonic()
-    get_runtime().exporter.on_flow_end("y")
-    assert time.monotonic() - start <= 2.5
+
+    with socket.socket() as closed:  # bound, not listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        so.configure(metrics_mode="pushgateway", pushgateway_url=f"http://127.0.0.1:{closed.getsockname()[1]}")
+        calls.clear()
+        get_runtime().exporter.on_flow_end("y")
+    assert len(calls) == 1 and len(calls[0]) == 1, calls  # refused: one attempt, no retry
+    name, timeout, exc = calls[0][0]
+    assert name == "read-back" and 0 < timeout <= 1.0
+    assert isinstance(getattr(exc, "reason", None), ConnectionRefusedError), exc  # failed fast, did not hang
 
 
 @pytest.mark.parametrize("flow_name", ["..", "..\\..\\escape", "with spaces", "ünïcødé-流程", 'quote"and\\back'])

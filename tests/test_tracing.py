@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
@@ -13,7 +13,7 @@ from prefect import flow, task
 
 import prefect_synthobs as so
 from conftest import run_python, served_deployment, subprocess_env
-from prefect_synthobs.instrument.instrumentation import reset_runtime
+from prefect_synthobs.instrument.instrumentation import INSTRUMENTATION, get_runtime, reset_runtime
 from prefect_synthobs.telemetry.tracing import export_config
 
 
@@ -123,33 +123,91 @@ def test_standard_otel_variables_alone_configure_export(tmp_path: Path) -> None:
 
 
 def test_endpoint_down_costs_at_most_the_timeout_and_one_warning(
-    store_dir: Path, caplog: pytest.LogCaptureFixture
+    store_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An endpoint that accepts connections and never answers (the worst case: a
+    refused port fails fast) costs each flow run one flush bounded by
+    ``otlp_timeout_seconds``, and the whole process one warning.
+
+    Checked on the calls themselves, not with a stopwatch (a loaded machine
+    stretches wall time, never the timeouts passed): the flow's thread flushes
+    once per run with the configured timeout and exports at most one batch in
+    it, every HTTP request the exporter makes carries at most that timeout
+    (the exporter's default is 10 s), and each ends in a timeout (the endpoint
+    really hung)."""
     import socket
+    import threading
+
+    import requests
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+    from prefect_synthobs.telemetry.tracing import ReportingExporter
 
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        so.configure(
-            otlp_endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
-            otlp_protocol="http/protobuf",
-            otlp_timeout_seconds=1.0,
-        )
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        so.configure(otlp_endpoint=endpoint, otlp_protocol="http/protobuf", otlp_timeout_seconds=1.0)
+        get_runtime()  # applies the settings: export goes through synthobs' one processor
+
+        processor = INSTRUMENTATION.tracing.switch.delegate
+        assert isinstance(processor, BatchSpanProcessor)
+        reporting = processor.span_exporter
+        assert isinstance(reporting, ReportingExporter) and reporting.endpoint == endpoint
+
+        flushes: list[tuple[int, int | None]] = []  # (thread, timeout_millis)
+        exports: list[tuple[int, SpanExportResult]] = []  # (thread, result)
+        http: list[tuple[Any, str]] = []  # (timeout, how the request ended)
+        real_flush, real_export = processor.force_flush, reporting.inner.export
+        real_request = requests.Session.request
+
+        def force_flush(timeout_millis: int | None = None) -> bool:
+            flushes.append((threading.get_ident(), timeout_millis))
+            return real_flush() if timeout_millis is None else real_flush(timeout_millis)
+
+        def export(spans: Any) -> SpanExportResult:
+            result = real_export(spans)
+            exports.append((threading.get_ident(), result))
+            return result
+
+        def request(self: requests.Session, *args: Any, **kwargs: Any) -> Any:
+            url = str(kwargs.get("url", args[1] if len(args) > 1 else ""))
+            if not url.startswith(endpoint):
+                return real_request(self, *args, **kwargs)
+            try:
+                response = real_request(self, *args, **kwargs)
+            except Exception as exc:
+                http.append((kwargs.get("timeout"), type(exc).__name__))
+                raise
+            http.append((kwargs.get("timeout"), f"answered {response.status_code}"))
+            return response
+
+        monkeypatch.setattr(processor, "force_flush", force_flush)
+        monkeypatch.setattr(reporting.inner, "export", export)
+        monkeypatch.setattr(requests.Session, "request", request)
 
         @so.observe(kind="other")
         @flow(name=f"down-{uuid.uuid4().hex[:6]}")
         def f() -> str:
             return "unchanged"
 
-        durations = []
+        caller = threading.get_ident()
         with caplog.at_level(logging.WARNING):
             for _ in range(2):
-                start = time.monotonic()
+                flushes_before, exports_before = len(flushes), len(exports)
                 assert f() == "unchanged"
-                durations.append(time.monotonic() - start)
-            time.sleep(1.5)  # let the background export give up
-        assert max(durations) < 1.0 + 1.5, durations
-        warnings = [r for r in caplog.records if "cannot export spans" in r.getMessage()]
+                # one flush per run, on the flow's own thread, bounded by the configured timeout
+                assert flushes[flushes_before:] == [(caller, 1000)]
+                # and within it at most one (timeout-bound) export: no retry loop on the flow's time
+                assert len([t for t, _ in exports[exports_before:] if t == caller]) <= 1
+            real_flush()  # deliver (and fail) whatever the background thread still holds
+        # each flow's spans were exported (and failed) before the flow returned: at least two failures
+        assert len(exports) >= 2 and all(r is SpanExportResult.FAILURE for _, r in exports), exports
+        assert http, "the exporter never reached the endpoint"
+        assert all(t is not None and 0 < t <= 1.0 for t, _ in http), http  # the exporter's default: 10 s
+        assert all(how in ("ReadTimeout", "ConnectTimeout") for _, how in http), http
+        # (this endpoint's: an exporter a previous test left shutting down may still report its own)
+        warnings = [r for r in caplog.records if f"cannot export spans to {endpoint} " in r.getMessage()]
         assert len(warnings) == 1
         assert not [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
     so.configure(otlp_endpoint=None, otlp_protocol=None, otlp_timeout_seconds=5.0)
