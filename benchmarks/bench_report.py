@@ -28,8 +28,8 @@ def fill(store_url: str, rows: int, until: datetime) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from prefect_synthobs.health.schemas import schema_for
     from prefect_synthobs.health.store import HealthStore
+    from prefect_synthobs.health.tables import schema_for
 
     store = HealthStore(store_url)
     rng = np.random.default_rng(0)

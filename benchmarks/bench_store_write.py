@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefect_synthobs import HealthStore
-from prefect_synthobs.health.schemas import schema_for
+from prefect_synthobs.health.tables import schema_for
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pyarrow as pa
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
@@ -14,7 +15,7 @@ from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuReading
 from prefect_synthobs.gpu.sampler import sample_rows
 from prefect_synthobs.health.rows import epoch_rows, flow_row, privacy_row, quality_row, task_row
-from prefect_synthobs.health.schemas import SCHEMAS
+from prefect_synthobs.health.tables import TABLES, Table
 from prefect_synthobs.instrument.instrumentation import Instrumentation
 from prefect_synthobs.reports.health import COLUMNS as REPORT_COLUMNS
 
@@ -70,15 +71,15 @@ ROWS = {
 }
 
 
-@pytest.mark.parametrize("table", sorted(SCHEMAS))
+@pytest.mark.parametrize("table", sorted(TABLES))
 def test_every_row_builder_writes_exactly_its_tables_columns(table: str) -> None:
     rows = ROWS[table]()
-    assert rows and all(list(row) == SCHEMAS[table].names for row in rows)
+    assert rows and all(list(row) == TABLES[table].schema.names for row in rows)
 
 
 def test_report_reads_only_columns_the_tables_have() -> None:
     for table, columns in REPORT_COLUMNS.items():
-        missing = set(columns) - set(SCHEMAS[table].names)
+        missing = set(columns) - set(TABLES[table].schema.names)
         assert not missing, f"{table}: {missing}"
 
 
@@ -133,3 +134,14 @@ def test_instrumentations_with_their_own_registries_do_not_share_metrics() -> No
     assert a.get_sample_value("x_flow_runs_total", {"flow": "f", "kind": "other", "state": "COMPLETED"}) == 1.0
     assert b.get_sample_value("x_flow_runs_total", {"flow": "f", "kind": "other", "state": "COMPLETED"}) is None
     assert mb.registry is b
+
+
+def test_a_row_with_a_missing_or_unknown_column_is_refused() -> None:
+    table = Table("t", {"time": pa.timestamp("us", tz="UTC"), "x": pa.int64()}, time_column="time")
+    assert table.row(time=NOW, x=1)["x"] == 1
+    with pytest.raises(ValueError, match=r"missing columns \['x'\], unknown columns \['y'\]"):
+        table.row(time=NOW, y=1)
+    with pytest.raises(ValueError, match="has no columns"):
+        table.select("time", "nope")
+    with pytest.raises(ValueError, match="time column"):
+        Table("t", {"x": pa.int64()}, time_column="time")

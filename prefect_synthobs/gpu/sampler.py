@@ -33,7 +33,8 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from prefect_synthobs.gpu.nvml import DeviceLost, GpuBackend, GpuDevice, GpuReading
-from prefect_synthobs.health.rows import Row, new_event_id
+from prefect_synthobs.health import tables
+from prefect_synthobs.health.tables import Row
 
 logger = logging.getLogger("prefect_synthobs.gpu.sampler")
 
@@ -127,23 +128,22 @@ def sample_rows(
     innermost subflow), ``flow_run_ids`` all of them.
     """
     return [
-        {
-            "event_id": new_event_id(),
-            "time": time,
-            "host": host,
-            "gpu_index": r.index,
-            "gpu_uuid": r.uuid,
-            "gpu_name": r.name,
-            "utilization": r.utilization,
-            "memory_used_bytes": r.memory_used_bytes,
-            "memory_total_bytes": r.memory_total_bytes,
-            "power_w": r.power_w,
-            "temperature_c": r.temperature_c,
-            "sm_clock_mhz": r.sm_clock_mhz,
-            "energy_j": energy_j.get(r.uuid),
-            "flow_run_id": run_ids[-1] if run_ids else None,
-            "flow_run_ids": list(run_ids),
-        }
+        tables.GPU_SAMPLES.row(
+            time=time,
+            host=host,
+            gpu_index=r.index,
+            gpu_uuid=r.uuid,
+            gpu_name=r.name,
+            utilization=r.utilization,
+            memory_used_bytes=r.memory_used_bytes,
+            memory_total_bytes=r.memory_total_bytes,
+            power_w=r.power_w,
+            temperature_c=r.temperature_c,
+            sm_clock_mhz=r.sm_clock_mhz,
+            energy_j=energy_j.get(r.uuid),
+            flow_run_id=run_ids[-1] if run_ids else None,
+            flow_run_ids=list(run_ids),
+        )
         for r in readings
     ]
 

@@ -21,9 +21,8 @@ import pyarrow.parquet as pq
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.health.rows import Row
-from prefect_synthobs.health.schemas import schema_for
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.health.tables import Row, schema_for
 from prefect_synthobs.telemetry.tracing import open_span
 
 logger = logging.getLogger("prefect_synthobs.health.store")

@@ -1,46 +1,23 @@
-"""Health rows as pure functions of values (no Prefect, no I/O)."""
+"""Health rows as pure functions of values (no Prefect, no I/O).
+
+Each builder computes its values and hands them to its table's ``row`` (in
+``health/tables.py``), which checks the columns and adds the ``event_id``.
+"""
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
-import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from prefect_synthobs.catalog import MAX_ERROR_CHARS
+from prefect_synthobs.health import tables
+from prefect_synthobs.health.tables import Row
 from prefect_synthobs.telemetry.redaction import clean_error_message
 
-Row = dict[str, Any]
-
 DEFAULT_LOSS_TYPE = "loss"
-
-
-class _EventIds:
-    """Unique ids without a system call each: 64 random bits drawn once per
-    process (again after ``fork``) followed by a 64-bit counter.
-
-    ``uuid4()`` reads ``os.urandom`` for every id, which costs ~150 µs on some
-    virtual machines: too much on the per-task path.
-    """
-
-    def __init__(self) -> None:
-        self._reseed()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reseed)
-
-    def _reseed(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
-new_event_id = _EventIds()
-"""A unique 32-hex id for one health row (the deduplication key)."""
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -111,31 +88,30 @@ def flow_row(
     """
     start_time, end_time = as_utc(start_time), as_utc(end_time)
     duration = duration_seconds(start_time, end_time)
-    return {
-        "event_id": new_event_id(),
-        "flow_run_id": flow_run_id,
-        "parent_flow_run_id": parent_flow_run_id,
-        "flow_name": flow_name,
-        "kind": kind,
-        "model_type": model_type,
-        "table_name": table_name,
-        "state_type": state_type,
-        "state_name": state_name,
-        "start_time": start_time,
-        "end_time": end_time,
-        "duration_s": duration,
-        "rows": int(rows),
-        "rows_per_s": (rows / duration) if rows and duration else None,
-        "error_type": error_type,
-        "error_message": clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
-        "tags": sorted(tags),
-        "host": host,
-        "trace_id": trace_id,
-        "gpu_util_mean": (gpu or {}).get("gpu_util_mean"),
-        "gpu_util_max": (gpu or {}).get("gpu_util_max"),
-        "gpu_memory_peak_bytes": (gpu or {}).get("gpu_memory_peak_bytes"),
-        "gpu_energy_j": (gpu or {}).get("gpu_energy_j"),
-    }
+    return tables.FLOW_RUNS.row(
+        flow_run_id=flow_run_id,
+        parent_flow_run_id=parent_flow_run_id,
+        flow_name=flow_name,
+        kind=kind,
+        model_type=model_type,
+        table_name=table_name,
+        state_type=state_type,
+        state_name=state_name,
+        start_time=start_time,
+        end_time=end_time,
+        duration_s=duration,
+        rows=int(rows),
+        rows_per_s=(rows / duration) if rows and duration else None,
+        error_type=error_type,
+        error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
+        tags=sorted(tags),
+        host=host,
+        trace_id=trace_id,
+        gpu_util_mean=(gpu or {}).get("gpu_util_mean"),
+        gpu_util_max=(gpu or {}).get("gpu_util_max"),
+        gpu_memory_peak_bytes=(gpu or {}).get("gpu_memory_peak_bytes"),
+        gpu_energy_j=(gpu or {}).get("gpu_energy_j"),
+    )
 
 
 def task_row(
@@ -157,23 +133,22 @@ def task_row(
 ) -> Row:
     """One ``task_runs`` row for a finished task run (retries included in one row)."""
     start_time, end_time = as_utc(start_time), as_utc(end_time)
-    return {
-        "event_id": new_event_id(),
-        "task_run_id": task_run_id,
-        "flow_run_id": flow_run_id,
-        "flow_name": flow_name,
-        "task_name": task_name,
-        "state_type": state_type,
-        "state_name": state_name,
-        "start_time": start_time,
-        "end_time": end_time,
-        "duration_s": duration_seconds(start_time, end_time),
-        "run_time_s": run_time_s,
-        "run_count": int(run_count),
-        "error_type": error_type,
-        "error_message": clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
-        "tags": sorted(tags),
-    }
+    return tables.TASK_RUNS.row(
+        task_run_id=task_run_id,
+        flow_run_id=flow_run_id,
+        flow_name=flow_name,
+        task_name=task_name,
+        state_type=state_type,
+        state_name=state_name,
+        start_time=start_time,
+        end_time=end_time,
+        duration_s=duration_seconds(start_time, end_time),
+        run_time_s=run_time_s,
+        run_count=int(run_count),
+        error_type=error_type,
+        error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
+        tags=sorted(tags),
+    )
 
 
 def validate_rows(n: Any) -> int:
@@ -236,16 +211,15 @@ def epoch_rows(
     """``training_epochs`` rows: one per loss type, or one with a null loss."""
     items: list[tuple[str | None, float | None]] = list(losses.items()) or [(None, None)]
     return [
-        {
-            "event_id": new_event_id(),
-            "time": as_utc(time),
-            "flow_run_id": flow_run_id,
-            "flow_name": flow_name,
-            "model_type": model_type,
-            "epoch": epoch,
-            "loss_type": loss_type,
-            "loss": loss,
-        }
+        tables.TRAINING_EPOCHS.row(
+            time=as_utc(time),
+            flow_run_id=flow_run_id,
+            flow_name=flow_name,
+            model_type=model_type,
+            epoch=epoch,
+            loss_type=loss_type,
+            loss=loss,
+        )
         for loss_type, loss in items
     ]
 
@@ -281,17 +255,16 @@ def quality_row(
     ``passed`` defaults to ``score >= threshold``; a gate with a maximum (an
     attack AUC, an exact-match rate) passes it explicitly.
     """
-    return {
-        "event_id": new_event_id(),
-        "time": as_utc(time),
-        "flow_run_id": flow_run_id,
-        "flow_name": flow_name,
-        "table_name": table_name,
-        "metric": metric,
-        "score": score,
-        "threshold": threshold,
-        "passed": passed if passed is not None or threshold is None else score >= threshold,
-    }
+    return tables.QUALITY_CHECKS.row(
+        time=as_utc(time),
+        flow_run_id=flow_run_id,
+        flow_name=flow_name,
+        table_name=table_name,
+        metric=metric,
+        score=score,
+        threshold=threshold,
+        passed=passed if passed is not None or threshold is None else score >= threshold,
+    )
 
 
 def privacy_row(
@@ -305,14 +278,13 @@ def privacy_row(
     budget: float,
 ) -> Row:
     """One ``privacy_ledger`` row for an allowed spend (``spent``: the total after it)."""
-    return {
-        "event_id": new_event_id(),
-        "time": as_utc(time),
-        "flow_run_id": flow_run_id,
-        "flow_name": flow_name,
-        "dataset": dataset,
-        "epsilon": epsilon,
-        "spent": spent,
-        "budget": budget,
-        "remaining": max(budget - spent, 0.0),
-    }
+    return tables.PRIVACY_LEDGER.row(
+        time=as_utc(time),
+        flow_run_id=flow_run_id,
+        flow_name=flow_name,
+        dataset=dataset,
+        epsilon=epsilon,
+        spent=spent,
+        budget=budget,
+        remaining=max(budget - spent, 0.0),
+    )

@@ -25,7 +25,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from prefect.settings import get_current_settings
 
-from prefect_synthobs.health.schemas import PARTITION_COLUMN, TIME_COLUMN, schema_for
+from prefect_synthobs.health import tables
+from prefect_synthobs.health.tables import PARTITION_COLUMN, schema_for
 
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
 
@@ -164,7 +165,7 @@ class HealthStore:
     def _partition_days(table: str, data: pa.Table) -> str | pa.Array:
         """The partition of every row: one ``YYYY-MM-DD`` string when all rows
         share a day (checked from min/max, no per-row work), else a date array."""
-        times = data.column(TIME_COLUMN[table])
+        times = data.column(tables.table(table).time_column)
         today = datetime.now(timezone.utc).date()
         bounds = pc.min_max(times).as_py()
         lo, hi = bounds["min"], bounds["max"]
@@ -256,7 +257,7 @@ class HealthStore:
             empty = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
             nothing: pd.DataFrame = empty.empty_table().select(wanted).to_pandas()
             return nothing
-        time_col = TIME_COLUMN[table]
+        time_col = tables.table(table).time_column
         expr = None
         if since is not None:
             since_ts = _to_timestamp(since)

@@ -22,7 +22,8 @@ from opentelemetry.trace import Span
 from prefect_synthobs import catalog
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
 from prefect_synthobs.health.recorder import Recorder
-from prefect_synthobs.health.rows import Row, epoch_rows, flow_row, privacy_row, quality_row, task_row
+from prefect_synthobs.health.rows import epoch_rows, flow_row, privacy_row, quality_row, task_row
+from prefect_synthobs.health.tables import Row
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics, label
 
 

@@ -28,8 +28,9 @@ from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
 from prefect_synthobs.gpu.sampler import GpuSampler
 from prefect_synthobs.health.recorder import Recorder
-from prefect_synthobs.health.rows import Row, trace_id_from_traceparent
+from prefect_synthobs.health.rows import trace_id_from_traceparent
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.health.tables import Row
 from prefect_synthobs.instrument.recording import Recording
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics

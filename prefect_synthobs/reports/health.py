@@ -24,36 +24,38 @@ from rich.table import Table
 from rich.text import Text
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs.health import tables
 
 LOW_BUDGET_SHARE = 0.2  # a privacy budget with less than this share left is flagged LOW
 
+# the columns the report reads, checked against the table definitions at import
 COLUMNS: dict[str, list[str]] = {
-    names.FLOW_RUNS: [
-        "flow_run_id",
-        "flow_name",
-        "kind",
-        "state_type",
-        "start_time",
-        "end_time",
-        "duration_s",
-        "rows",
-        "error_type",
-        "error_message",
-        "gpu_util_mean",
-    ],
-    names.TASK_RUNS: ["flow_name", "task_name", "duration_s"],
-    names.QUALITY_CHECKS: ["time", "table_name", "metric", "score", "threshold", "passed"],
-    names.GPU_SAMPLES: [
-        "time",
-        "host",
-        "gpu_index",
-        "gpu_uuid",
-        "gpu_name",
-        "utilization",
-        "memory_used_bytes",
-        "energy_j",
-    ],
-    names.PRIVACY_LEDGER: ["time", "dataset", "epsilon", "spent", "budget", "remaining"],
+    t.name: t.select(*columns)
+    for t, columns in (
+        (
+            tables.FLOW_RUNS,
+            (
+                "flow_run_id",
+                "flow_name",
+                "kind",
+                "state_type",
+                "start_time",
+                "end_time",
+                "duration_s",
+                "rows",
+                "error_type",
+                "error_message",
+                "gpu_util_mean",
+            ),
+        ),
+        (tables.TASK_RUNS, ("flow_name", "task_name", "duration_s")),
+        (tables.QUALITY_CHECKS, ("time", "table_name", "metric", "score", "threshold", "passed")),
+        (
+            tables.GPU_SAMPLES,
+            ("time", "host", "gpu_index", "gpu_uuid", "gpu_name", "utilization", "memory_used_bytes", "energy_j"),
+        ),
+        (tables.PRIVACY_LEDGER, ("time", "dataset", "epsilon", "spent", "budget", "remaining")),
+    )
 }
 
 
