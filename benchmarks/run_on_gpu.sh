@@ -35,4 +35,4 @@ $PY benchmarks/bench_gpu_sampler.py --real --seconds "${BENCH_SECONDS:-30}" --sa
 echo "bench exit $?"; cat "$OUT/bench_real.json"
 wait $LOAD
 echo "== GPU tests"
-$PY -m pytest tests/test_gpu.py tests/test_gpu_nvml.py -q -p no:cacheprovider -rs 2>&1 | tail -15 | tee "$OUT/pytest.txt"
+$PY -m pytest tests/gpu -q -p no:cacheprovider -rs 2>&1 | tail -15 | tee "$OUT/pytest.txt"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from sdmetrics_reference import reference, reference_data
 
 from prefect_synthobs.quality import (
     contingency_similarity,
@@ -18,9 +17,6 @@ from prefect_synthobs.quality import (
     quality_report,
     tv_complement,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
-from sdmetrics_reference import reference, reference_data
 
 REFERENCE = reference()
 DATASETS = sorted(REFERENCE["datasets"])
@@ -172,3 +168,16 @@ def test_column_errors_are_values_errors() -> None:
         ks_complement(pd.Series(["a"]), pd.Series(["b"]))
     with pytest.raises(ValueError, match="coefficient"):
         correlation_similarity(_table(10, 1)[["x", "y"]], _table(10, 2)[["x", "y"]], "kendall")  # type: ignore[arg-type]
+
+
+def test_ks_complement_matches_its_definition() -> None:
+    rng = np.random.default_rng(0)
+    a = pd.Series(rng.normal(0, 1, 500))
+    assert ks_complement(a, a) == 1.0
+    assert ks_complement(pd.Series([1.0, 2.0]), pd.Series([10.0, 11.0])) == 0.0
+    # hand-computed: real {1,2,3,4}, synthetic {3,4,5,6} -> D = 0.5
+    assert ks_complement(pd.Series([1, 2, 3, 4]), pd.Series([3, 4, 5, 6, np.nan])) == 0.5
+    dates = pd.Series(pd.to_datetime(["2026-01-01", "2026-01-02"]))
+    assert ks_complement(dates, dates) == 1.0
+    with pytest.raises(ValueError):
+        ks_complement(pd.Series(["a"]), pd.Series(["b"]))

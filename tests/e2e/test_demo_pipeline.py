@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import prefect_synthobs as so
-from conftest import subprocess_env
+from conftest import REPO, subprocess_env
 from prefect_synthobs.quality import ks_complement
 from prefect_synthobs.sample_flows import synthetic_pipeline as demo
 
@@ -69,7 +69,7 @@ def test_pipeline_records_every_stage(store_dir: Path) -> None:
     assert (tasks.task_name == "sample_batch").sum() == 1 and (tasks.task_name == "train_epoch").sum() == 3
 
     # the notebook-style example answers its questions from this store
-    example = Path(__file__).resolve().parents[1] / "examples" / "read_store.py"
+    example = REPO / "examples" / "read_store.py"
     proc = subprocess.run(
         [sys.executable, str(example), str(store_dir)],
         capture_output=True,

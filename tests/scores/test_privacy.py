@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from sdmetrics_reference import reference, reference_data
 
 from prefect_synthobs.quality import (
     dcr,
@@ -17,9 +15,6 @@ from prefect_synthobs.quality import (
     membership_inference_auc,
     new_row_synthesis,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
-from sdmetrics_reference import reference, reference_data
 
 REFERENCE = reference()
 DATASETS = sorted(REFERENCE["datasets"])
