@@ -11,36 +11,9 @@ Example:
     ```
 """
 
-from prefect_synthobs.scores.fidelity import (
-    QualityReport,
-    contingency_similarity,
-    correlation_similarity,
-    ks_complement,
-    quality_report,
-    tv_complement,
-)
-from prefect_synthobs.scores.privacy import (
-    dcr,
-    dcr_baseline_protection,
-    dcr_overfitting_protection,
-    exact_match_rate,
-    membership_inference_auc,
-    new_row_synthesis,
-)
-from prefect_synthobs.scores.utility import tstr
+from prefect_synthobs.scores import fidelity, privacy, utility
+from prefect_synthobs.scores.fidelity import *  # noqa: F403
+from prefect_synthobs.scores.privacy import *  # noqa: F403
+from prefect_synthobs.scores.utility import *  # noqa: F403
 
-__all__ = [
-    "QualityReport",
-    "contingency_similarity",
-    "correlation_similarity",
-    "dcr",
-    "dcr_baseline_protection",
-    "dcr_overfitting_protection",
-    "exact_match_rate",
-    "ks_complement",
-    "membership_inference_auc",
-    "new_row_synthesis",
-    "quality_report",
-    "tstr",
-    "tv_complement",
-]
+__all__ = [*fidelity.__all__, *privacy.__all__, *utility.__all__]

@@ -176,6 +176,8 @@ class HealthStoreConfig(_SettingsBlock):
             e.g. ``access_key``, ``secret_key``, ``region``, ``endpoint_override``.
         spool_dir: Local directory for rows the store could not take.
         flush_interval_seconds: How often long runs write their rows.
+        store_timeout_seconds: Longest one store write may take before its rows
+            go to the spool.
 
     Example:
         ```python
@@ -196,6 +198,7 @@ class HealthStoreConfig(_SettingsBlock):
         "url": "store_url",
         "spool_dir": "spool_dir",
         "flush_interval_seconds": "flush_interval_seconds",
+        "store_timeout_seconds": "store_timeout_seconds",
     }
 
     url: str = setting_field(
@@ -207,6 +210,7 @@ class HealthStoreConfig(_SettingsBlock):
     )
     spool_dir: str | None = setting_field("spool_dir")
     flush_interval_seconds: float = setting_field("flush_interval_seconds")
+    store_timeout_seconds: float = setting_field("store_timeout_seconds")
 
     def options(self) -> dict[str, str] | None:
         """The storage options with their secrets revealed."""

@@ -59,6 +59,13 @@ class SynthObsSettings(BaseSettings):
         description="Local directory for health rows the store could not take (default: $PREFECT_HOME/synthobs-spool).",
     )
     flush_interval_seconds: float = Field(default=60.0, gt=0, description="How often long runs write their rows.")
+    store_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Longest one store write may take; past it the rows go to the spool and the store is "
+        "skipped until a background retry succeeds.",
+    )
     metrics_mode: MetricsMode = Field(
         default="none", description="none (in-process only), http, pushgateway or textfile."
     )

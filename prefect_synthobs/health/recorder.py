@@ -5,16 +5,26 @@ flush, not one per task) and, for long runs, by a daemon thread every
 ``flush_interval_seconds``. If the store cannot be written, rows go to a local
 spool directory as Parquet files and are written on a later flush: a store
 fault costs one warning, never a row and never the flow's result.
+
+Time is bounded: each store write runs on its own daemon thread and the flush
+waits for it at most ``store_timeout`` seconds; past that its rows are spooled.
+A store that failed is then skipped (``StoreBreaker``): flushes spool at once,
+costing a flow nothing, until the background flusher's retry (after a backoff
+that doubles up to five minutes) succeeds. A write that was given up on may
+still land later; its rows are then in the store twice with the same
+``event_id``, which ``HealthStore.read`` drops.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +37,83 @@ from prefect_synthobs.telemetry.tracing import open_span
 
 logger = logging.getLogger("prefect_synthobs.health.store")
 
+T = TypeVar("T")
+
+
+class StoreTimeout(TimeoutError):
+    """A store call did not finish within the store timeout."""
+
+
+def call_bounded(fn: Callable[[], T], timeout: float, *, name: str = "synthobs-store-write") -> T:
+    """``fn()`` on a daemon thread, waited for at most ``timeout`` seconds.
+
+    Raises:
+        StoreTimeout: ``fn`` had not finished in time (it goes on in the
+            background; a daemon thread never holds the interpreter's exit).
+        Exception: whatever ``fn`` raised.
+    """
+    done = threading.Event()
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    if not done.wait(timeout):
+        raise StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+class StoreBreaker:
+    """Skips a store that failed until a background retry succeeds.
+
+    Closed (the store answered last time): every flush writes. Open (it
+    failed): foreground flushes spool at once; the background flusher retries
+    once the backoff (``base`` seconds, doubled per failure up to ``cap``)
+    has passed.
+
+    Args:
+        base: Seconds before the first retry.
+        cap: The longest backoff.
+        clock: Monotonic seconds (injected by tests).
+    """
+
+    def __init__(self, *, base: float = 5.0, cap: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.base, self.cap, self._clock = base, cap, clock
+        self.failures = 0
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self.failures > 0
+
+    def allows(self, *, background: bool) -> bool:
+        """Whether a write may go to the store now."""
+        with self._lock:
+            return self.failures == 0 or (background and self._clock() >= self._retry_at)
+
+    def seconds_to_retry(self) -> float | None:
+        """Seconds until a background retry is due (``None`` while closed)."""
+        with self._lock:
+            return None if self.failures == 0 else max(self._retry_at - self._clock(), 0.0)
+
+    def failed(self) -> None:
+        with self._lock:
+            self.failures += 1
+            self._retry_at = self._clock() + min(self.cap, self.base * 2 ** (self.failures - 1))
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures = 0
+
 
 class Recorder:
     """Buffer, writer and spool for health rows.
@@ -36,6 +123,9 @@ class Recorder:
             so a store that was unreachable at start-up can come back).
         spool_dir: Local directory for rows the store could not take.
         flush_interval: Seconds between background flushes.
+        store_timeout: The longest one store call may hold a flush.
+        breaker: Decides when a failed store is tried again (tests inject one
+            with their own clock).
     """
 
     def __init__(
@@ -43,10 +133,15 @@ class Recorder:
         store_factory: Callable[[], HealthStore],
         spool_dir: Path,
         flush_interval: float = 60.0,
+        *,
+        store_timeout: float = 10.0,
+        breaker: StoreBreaker | None = None,
     ) -> None:
         self._store_factory = store_factory
         self.spool_dir = Path(spool_dir)
         self.flush_interval = flush_interval
+        self.store_timeout = store_timeout
+        self.breaker = breaker or StoreBreaker()
         self._pending: dict[str, list[Row]] = defaultdict(list)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -68,40 +163,68 @@ class Recorder:
 
     # -- flushing ------------------------------------------------------------
 
-    def flush(self) -> int:
+    def flush(self, *, background: bool = False) -> int:
         """Write spooled rows, then buffered rows; spool what the store refuses.
 
-        Never raises. Returns the number of rows the store accepted.
+        Never raises, and never waits on the store longer than ``store_timeout``
+        per call; while the store is skipped (``breaker``), only a
+        ``background`` flush (the flusher thread's) tries it. Returns the number
+        of rows the store accepted.
         """
         with self._flush_lock:
             with self._lock:
                 batches = {t: rows for t, rows in self._pending.items() if rows}
                 self._pending = defaultdict(list)
-            try:
-                store = self._store_factory()
-            except Exception as exc:  # bad URL, missing credentials...
-                store = None
-                self._store_fault(exc)
-            written = self._drain_spool(store) if store is not None else 0
+            store = self._open_store(background)
+            retrying = store is not None and self.breaker.is_open
+            written = self._drain_spool(store, background) if store is not None else 0
             for table, rows in batches.items():
                 data = pa.Table.from_pylist(rows, schema=schema_for(table))
-                if store is not None and self._try_write(store, table, data):
+                if store is not None and self._try_write(store, table, data, background):
                     written += data.num_rows
                 else:
                     self._spool(table, data, rows)
+            if retrying and self.breaker.is_open and self.breaker.allows(background=background):
+                self._probe(store)  # nothing was written: ask the store itself
             return written
 
-    def _try_write(self, store: HealthStore, table: str, data: pa.Table) -> bool:
+    def _probe(self, store: HealthStore | None) -> None:
+        assert store is not None
+        try:
+            call_bounded(store.check, self.store_timeout, name="synthobs-store-probe")
+        except Exception as exc:
+            self.breaker.failed()
+            self._store_fault(exc, store)
+            return
+        self.breaker.succeeded()
+        if self._store_warning.ok():
+            logger.info("synthobs: health store %s answers again", store.url)
+
+    def _open_store(self, background: bool) -> HealthStore | None:
+        if not self.breaker.allows(background=background):
+            return None
+        try:
+            return call_bounded(self._store_factory, self.store_timeout, name="synthobs-store-open")
+        except Exception as exc:  # bad URL, missing credentials, no answer...
+            self.breaker.failed()
+            self._store_fault(exc)
+            return None
+
+    def _try_write(self, store: HealthStore, table: str, data: pa.Table, background: bool) -> bool:
+        if not self.breaker.allows(background=background):
+            return False  # failed earlier in this flush: spool the rest at once
         try:
             attributes = {names.ATTR_STORAGE_TABLE: table, names.ATTR_STORAGE_ROWS: data.num_rows}
             with open_span(names.SPAN_STORAGE_WRITE, attributes, redact_pii=False) as write_span:
-                paths = store.write(table, data)
+                paths = call_bounded(lambda: store.write(table, data), self.store_timeout)
                 if write_span.is_recording():
                     write_span.set_attribute(names.ATTR_STORAGE_FILES, len(paths))
                     write_span.set_attribute(names.ATTR_STORAGE_BYTES, store.size_of(paths))
         except Exception as exc:
+            self.breaker.failed()
             self._store_fault(exc, store)
             return False
+        self.breaker.succeeded()
         if self._store_warning.ok():
             logger.info("synthobs: health store %s is writable again", store.url)
         return True
@@ -109,7 +232,7 @@ class Recorder:
     def _store_fault(self, exc: BaseException, store: HealthStore | None = None) -> None:
         self._store_warning.fail(
             "synthobs: cannot write the health store %s (%s: %s); rows are kept in %s "
-            "and written on a later flush. The flow is unaffected.",
+            "and written once a background retry reaches the store. The flow is unaffected.",
             store.url if store is not None else "(unavailable)",
             type(exc).__name__,
             exc,
@@ -135,7 +258,7 @@ class Recorder:
             with self._lock:
                 self._pending[table][:0] = rows
 
-    def _drain_spool(self, store: HealthStore) -> int:
+    def _drain_spool(self, store: HealthStore, background: bool) -> int:
         written = 0
         if not self.spool_dir.is_dir():
             return 0
@@ -156,7 +279,7 @@ class Recorder:
                     logger.warning("synthobs: unreadable spool file %s (%s); left in place", path, exc)
                     claimed.rename(path.with_suffix(".bad"))
                     continue
-                if self._try_write(store, table_dir.name, data):
+                if self._try_write(store, table_dir.name, data, background):
                     claimed.unlink(missing_ok=True)
                     written += data.num_rows
                 else:
@@ -182,9 +305,14 @@ class Recorder:
             self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            if self.pending() or self.spooled_files():
-                self.flush()
+        while not self._stop.wait(self._next_wait()):
+            retry = self.breaker.seconds_to_retry()
+            if self.pending() or self.spooled_files() or retry == 0.0:
+                self.flush(background=True)
+
+    def _next_wait(self) -> float:
+        retry = self.breaker.seconds_to_retry()
+        return self.flush_interval if retry is None else min(self.flush_interval, max(retry, 0.05))
 
     def stop(self, *, flush: bool = True) -> None:
         """Stop the periodic flusher and write what is left."""

@@ -46,16 +46,21 @@ _S3_OPTIONS = {
     "endpoint_override": "endpoint_override",
     "endpoint_url": "endpoint_override",
     "scheme": "scheme",
+    "connect_timeout": "connect_timeout",
+    "request_timeout": "request_timeout",
 }
 
 
-def resolve_filesystem(url: str, storage_options: Mapping[str, str] | None = None) -> tuple[pafs.FileSystem, str, bool]:
+def resolve_filesystem(
+    url: str, storage_options: Mapping[str, str] | None = None, *, timeout: float | None = None
+) -> tuple[pafs.FileSystem, str, bool]:
     """``(filesystem, root path, is_local)`` for a path, ``file://`` or object-store URL.
 
     ``storage_options`` (``s3://`` only) carry credentials and endpoint:
     ``access_key``, ``secret_key``, ``session_token``, ``region``,
     ``endpoint_override`` (boto-style names such as ``aws_access_key_id`` or
-    ``endpoint_url`` are accepted too).
+    ``endpoint_url`` are accepted too). ``timeout`` bounds each S3 connection
+    and request (seconds), so a frozen endpoint cannot hold a writer forever.
     """
     parsed = urlparse(url)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
@@ -63,13 +68,21 @@ def resolve_filesystem(url: str, storage_options: Mapping[str, str] | None = Non
             raise ValueError("storage options are for object stores (s3://), not local paths")
         path = parsed.path if parsed.scheme == "file" else url
         return pafs.LocalFileSystem(), str(Path(path).expanduser().absolute()), True
+    if parsed.scheme == "s3" and timeout is not None:
+        storage_options = {"connect_timeout": str(timeout), "request_timeout": str(timeout), **(storage_options or {})}
     if storage_options:
         if parsed.scheme != "s3":
             raise ValueError(f"storage options are supported for s3:// stores, not {parsed.scheme}://")
         unknown = sorted(set(storage_options) - set(_S3_OPTIONS))
         if unknown:
             raise ValueError(f"unknown s3 storage option(s) {unknown}; known: {sorted(_S3_OPTIONS)}")
-        kwargs = {_S3_OPTIONS[k]: v for k, v in storage_options.items()}
+        kwargs: dict[str, Any] = {_S3_OPTIONS[k]: v for k, v in storage_options.items()}
+        for key in ("connect_timeout", "request_timeout"):
+            if key in kwargs:
+                try:
+                    kwargs[key] = float(kwargs[key])
+                except ValueError:
+                    raise ValueError(f"s3 storage option {key} must be seconds, got {kwargs[key]!r}") from None
         endpoint = kwargs.get("endpoint_override", "")
         if "://" in endpoint:  # boto-style URL: pyarrow wants host[:port] and a scheme
             scheme, _, rest = endpoint.partition("://")
@@ -111,6 +124,8 @@ class HealthStore:
             ``$PREFECT_HOME/synthobs``).
         storage_options: Object-store credentials and endpoint (``s3://``
             only; see ``resolve_filesystem``). Default: the configured ones.
+        timeout: Seconds each object-store connection and request may take
+            (``s3://``; default: the AWS SDK's own).
 
     Example:
         ```python
@@ -121,13 +136,19 @@ class HealthStore:
         ```
     """
 
-    def __init__(self, url: str | None = None, *, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        storage_options: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         if url is None:
             url, configured_options = default_location()
             if storage_options is None:
                 storage_options = configured_options
         self.url = url
-        self._fs, self._root, self._local = resolve_filesystem(url, storage_options)
+        self._fs, self._root, self._local = resolve_filesystem(url, storage_options, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"HealthStore({self.url!r})"
@@ -194,6 +215,14 @@ class HealthStore:
         else:
             pq.write_table(data, final, filesystem=self._fs)
         return final
+
+    def check(self) -> None:
+        """Ask the store for its root (the breaker's probe).
+
+        Raises:
+            OSError: The store does not answer or refuses.
+        """
+        self._fs.get_file_info(self._root)
 
     def size_of(self, paths: Sequence[str]) -> int:
         """Total bytes of the files at ``paths``."""

@@ -2,6 +2,7 @@
 
 It holds what would otherwise be scattered module globals: the tracer
 provider hook-up (``TracingSetup``), the run listener, the log filters, the
+bridge to Prefect's client metrics, the flow spans synthobs opened itself, the
 metric set, the GPU sampler and the runtime (recorder and metrics exporter).
 ``install()`` and ``uninstall()`` are symmetric and idempotent, as
 OpenTelemetry's instrumentors are; the tracer provider, the registry and the
@@ -31,8 +32,8 @@ from prefect_synthobs.gpu.nvml import get_backend
 from prefect_synthobs.gpu.sampler import GpuSampler, validate_interval
 from prefect_synthobs.instrument.listener import RunListener
 from prefect_synthobs.instrument.runtime import GpuPublisher, Runtime
-from prefect_synthobs.telemetry.exposition import bridge_to_prefect_client_metrics
-from prefect_synthobs.telemetry.logs import install_log_filters, remove_log_filters
+from prefect_synthobs.telemetry.exposition import ClientMetricsBridge
+from prefect_synthobs.telemetry.logs import LogFilters
 from prefect_synthobs.telemetry.metrics import REGISTRY, SynthObsMetrics
 from prefect_synthobs.telemetry.tracing import StableSpanNames, TracingSetup, export_config
 
@@ -60,6 +61,10 @@ class Instrumentation:
         self._tracer_provider = tracer_provider
         self.registry = registry
         self.tracing = TracingSetup()
+        self.log_filters = LogFilters()
+        self.client_metrics = ClientMetricsBridge(registry)
+        self.own_spans: dict[str, tuple[Any, object]] = {}
+        """Flow spans synthobs opened itself (Prefect's run telemetry off), by flow run id."""
         self.listener = RunListener(self.current_runtime)
         self.publisher = GpuPublisher(socket.gethostname(), self.current_runtime)
         self._lock = threading.RLock()
@@ -139,7 +144,8 @@ class Instrumentation:
         with self._lock:
             self.listener.enabled = False
             self.tracing.detach()
-            remove_log_filters()
+            self.log_filters.remove()
+            self.client_metrics.detach()
         self.reset()
 
     # -- the runtime ---------------------------------------------------------------------
@@ -166,7 +172,7 @@ class Instrumentation:
         runtime = Runtime(settings, metrics=self.metrics(settings.metrics_prefix), sampler=self.sampler)
         self.install()
         try:
-            install_log_filters(redact_pii=settings.redact_pii)
+            self.log_filters.install(redact_pii=settings.redact_pii)
         except Exception as exc:
             logger.warning("synthobs: log filters not installed (%s)", exc)
         try:
@@ -178,7 +184,7 @@ class Instrumentation:
         except Exception as exc:  # a bad endpoint must not stop the run
             logger.warning("synthobs: tracing not configured (%s); runs are still recorded", exc)
         runtime.start()
-        bridge_to_prefect_client_metrics()
+        self.client_metrics.attach()
         return runtime
 
     def _rebuild(self, settings: SynthObsSettings) -> None:

@@ -23,7 +23,13 @@ from prefect.settings import get_current_settings
 from prefect_synthobs import catalog as n
 from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.config.blocks import SynthObsConfig
-from prefect_synthobs.instrument.instrumentation import get_runtime, install, listener_active, stable_names
+from prefect_synthobs.instrument.instrumentation import (
+    INSTRUMENTATION,
+    get_runtime,
+    install,
+    listener_active,
+    stable_names,
+)
 from prefect_synthobs.instrument.runtime import ObserveSpec, span_attributes
 from prefect_synthobs.telemetry.tracing import current_run_span
 
@@ -81,9 +87,6 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     )
 
 
-_own_spans: dict[str, tuple[Any, object]] = {}
-
-
 def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
     """The flow's span when Prefect's run telemetry is off: synthobs opens one.
 
@@ -113,12 +116,12 @@ def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
         },
     )
     token = context.attach(trace.set_span_in_context(span))
-    _own_spans[str(flow_run.id)] = (span, token)
+    INSTRUMENTATION.own_spans[str(flow_run.id)] = (span, token)
     return span
 
 
 def _end_own_span(flow_run: Any, state: Any) -> None:
-    own = _own_spans.pop(str(getattr(flow_run, "id", "")), None)
+    own = INSTRUMENTATION.own_spans.pop(str(getattr(flow_run, "id", "")), None)
     if own is None:
         return
     span, token = own

@@ -129,10 +129,12 @@ class Runtime:
         self.metrics = metrics
         store_url = settings.resolved_store_url()
         store_options = settings.resolved_store_options()
+        timeout = settings.store_timeout_seconds
         self.recorder = recorder or Recorder(
-            lambda: HealthStore(store_url, storage_options=store_options),
+            lambda: HealthStore(store_url, storage_options=store_options, timeout=timeout),
             settings.resolved_spool_dir(),
             settings.flush_interval_seconds,
+            store_timeout=timeout,
         )
         self.recording = Recording(self.recorder, metrics, redact_pii=settings.redact_pii)
         self.exporter = exporter or make_exporter(settings)

@@ -14,10 +14,9 @@ pins ``pandas<3``, so it cannot be installed beside this project.
   frequencies of two columns.
 - ``quality_report``: SDMetrics' single-table quality report: Column Shapes,
   Column Pair Trends (with its relevance thresholds) and their mean.
-- Privacy scores (``dcr``, ``exact_match_rate``, ``new_row_synthesis``,
-  ``dcr_overfitting_protection``, ``dcr_baseline_protection``,
-  ``membership_inference_auc``) live in ``prefect_synthobs.scores.privacy`` and are
-  re-exported here.
+- Privacy scores live in ``prefect_synthobs.scores.privacy`` and TSTR in
+  ``prefect_synthobs.scores.utility``; ``prefect_synthobs.quality`` is the
+  public home of all of them.
 
 Metadata uses the SDV single-table form
 ``{"columns": {"age": {"sdtype": "numerical"}, ...}}`` with sdtypes
@@ -37,30 +36,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs.scores.privacy import (
-    dcr,
-    dcr_baseline_protection,
-    dcr_overfitting_protection,
-    exact_match_rate,
-    membership_inference_auc,
-    new_row_synthesis,
-)
 from prefect_synthobs.scores.stats import average_ranks, numeric_values
-from prefect_synthobs.scores.utility import tstr
 
 __all__ = [
     "QualityReport",
     "contingency_similarity",
     "correlation_similarity",
-    "dcr",
-    "dcr_baseline_protection",
-    "dcr_overfitting_protection",
-    "exact_match_rate",
     "ks_complement",
-    "membership_inference_auc",
-    "new_row_synthesis",
     "quality_report",
-    "tstr",
     "tv_complement",
 ]
 

@@ -28,6 +28,15 @@ import pandas as pd
 
 from prefect_synthobs.scores.stats import average_ranks, numeric_values
 
+__all__ = [
+    "dcr",
+    "dcr_baseline_protection",
+    "dcr_overfitting_protection",
+    "exact_match_rate",
+    "membership_inference_auc",
+    "new_row_synthesis",
+]
+
 DEFAULT_CHUNK_SIZE = 1000
 _CONTINUOUS = ("numerical", "datetime")
 _DISCRETE = ("categorical", "boolean")

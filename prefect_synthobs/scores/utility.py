@@ -26,6 +26,8 @@ import pandas as pd
 
 from prefect_synthobs.scores.stats import numeric_values
 
+__all__ = ["tstr"]
+
 
 class Estimator(Protocol):
     def fit(self, x: np.ndarray, y: np.ndarray) -> Any: ...

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prefect.settings import get_current_settings
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
@@ -315,7 +315,27 @@ class TextfileExporter(MetricsExporter):
             self._warn.ok()
 
 
-def make_exporter(settings: Any) -> MetricsExporter:
+class MetricsExportSettings(Protocol):
+    """What ``make_exporter`` reads (``SynthObsSettings`` is one)."""
+
+    @property
+    def metrics_mode(self) -> str: ...
+    @property
+    def metrics_prefix(self) -> str: ...
+    @property
+    def metrics_host(self) -> str: ...
+    @property
+    def metrics_port(self) -> int: ...
+    @property
+    def pushgateway_url(self) -> str: ...
+    @property
+    def pushgateway_grouping(self) -> dict[str, str]: ...
+    @property
+    def pushgateway_timeout_seconds(self) -> float: ...
+    def resolved_textfile_path(self) -> Path: ...
+
+
+def make_exporter(settings: MetricsExportSettings) -> MetricsExporter:
     """The exporter for ``settings.metrics_mode``."""
     mode = settings.metrics_mode
     if mode == "http":
@@ -332,27 +352,43 @@ def make_exporter(settings: Any) -> MetricsExporter:
     return MetricsExporter()
 
 
-class _Bridge:
-    """Exposes ``REGISTRY`` through prometheus_client's default registry."""
+class ClientMetricsBridge:
+    """Exposes a registry through prometheus_client's default registry, which
+    Prefect's client metrics endpoint serves (``PREFECT_CLIENT_METRICS_ENABLED``).
+
+    ``attach`` twice is harmless; ``detach`` removes what ``attach`` added.
+
+    Args:
+        registry: The registry to expose.
+        target: Where to expose it (default: prometheus_client's default registry).
+    """
+
+    def __init__(self, registry: CollectorRegistry, target: CollectorRegistry = DEFAULT_REGISTRY) -> None:
+        self._registry = registry
+        self._target = target
+        self._lock = threading.Lock()
+        self._attached = False
 
     def collect(self) -> Iterable[Metric]:
-        return REGISTRY.collect()
+        return self._registry.collect()
 
+    def attach(self) -> bool:
+        """Expose the registry when Prefect's client metrics are enabled.
 
-_bridge: _Bridge | None = None
+        Returns:
+            Whether the bridge is in place.
+        """
+        if not get_current_settings().client.metrics.enabled:
+            return False
+        with self._lock:
+            if not self._attached:
+                self._target.register(self)
+                self._attached = True
+        return True
 
-
-def bridge_to_prefect_client_metrics() -> bool:
-    """When ``PREFECT_CLIENT_METRICS_ENABLED`` is on, also expose synthobs metrics
-    on Prefect's client metrics endpoint (which serves the default registry).
-
-    Returns:
-        Whether the bridge is in place.
-    """
-    global _bridge
-    if not get_current_settings().client.metrics.enabled:
-        return False
-    if _bridge is None:
-        _bridge = _Bridge()
-        DEFAULT_REGISTRY.register(_bridge)
-    return True
+    def detach(self) -> None:
+        """Stop exposing the registry (nothing when not attached)."""
+        with self._lock:
+            if self._attached:
+                self._target.unregister(self)
+                self._attached = False

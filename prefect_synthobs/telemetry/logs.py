@@ -1,13 +1,14 @@
 """Trace-linked, PII-redacted run logs.
 
-``install_log_filters`` adds two filters to Prefect's run loggers
+``LogFilters.install`` adds two filters to Prefect's run loggers
 (``prefect.flow_runs`` and ``prefect.task_runs``, which also carry
 ``log_prints`` output): ``TraceContextFilter`` puts ``trace_id`` and ``span_id``
 of the current span on every record, and ``RedactionFilter`` redacts emails,
 phone numbers, SSNs, Luhn-valid card numbers and secret-looking fields.
-Installing twice is harmless; ``remove_log_filters`` removes exactly what was
-added. ``JsonFormatter`` renders records as one JSON object per line; use it from
-a Prefect logging config (``PREFECT_LOGGING_SETTINGS_PATH``):
+Installing twice is harmless; ``LogFilters.remove`` removes exactly what was
+added (``Instrumentation`` owns the process's ``LogFilters``). ``JsonFormatter``
+renders records as one JSON object per line; use it from a Prefect logging
+config (``PREFECT_LOGGING_SETTINGS_PATH``):
 
 ```yaml
 formatters:
@@ -90,35 +91,41 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
-_lock = threading.Lock()
-_installed: list[tuple[logging.Logger, logging.Filter]] = []
+class LogFilters:
+    """The filters synthobs adds to Prefect's run loggers, added and removed as one.
 
+    ``install`` twice is harmless; ``remove`` removes exactly what ``install``
+    added and leaves every other filter in place.
+    """
 
-def install_log_filters(*, redact_pii: bool = True) -> None:
-    """Add the trace-context filter (and the redaction filter) to Prefect's run loggers."""
-    with _lock:
-        wanted: list[type[logging.Filter]] = [TraceContextFilter]
-        if redact_pii:
-            wanted.append(RedactionFilter)
-        for name in RUN_LOGGERS:
-            log = logging.getLogger(name)
-            for cls in wanted:
-                if not any(type(f) is cls and lg is log for lg, f in _installed):
-                    flt = cls()
-                    log.addFilter(flt)
-                    _installed.append((log, flt))
-        if not redact_pii:
-            _remove(RedactionFilter)
+    def __init__(self, loggers: tuple[str, ...] = RUN_LOGGERS) -> None:
+        self._loggers = loggers
+        self._lock = threading.Lock()
+        self._installed: list[tuple[logging.Logger, logging.Filter]] = []
 
+    def install(self, *, redact_pii: bool = True) -> None:
+        """Add the trace-context filter (and the redaction filter) to the run loggers."""
+        with self._lock:
+            wanted: list[type[logging.Filter]] = [TraceContextFilter]
+            if redact_pii:
+                wanted.append(RedactionFilter)
+            for name in self._loggers:
+                log = logging.getLogger(name)
+                for cls in wanted:
+                    if not any(type(f) is cls and lg is log for lg, f in self._installed):
+                        flt = cls()
+                        log.addFilter(flt)
+                        self._installed.append((log, flt))
+            if not redact_pii:
+                self._remove(RedactionFilter)
 
-def remove_log_filters() -> None:
-    """Remove exactly the filters ``install_log_filters`` added."""
-    with _lock:
-        _remove(logging.Filter)
+    def remove(self) -> None:
+        """Remove exactly the filters ``install`` added."""
+        with self._lock:
+            self._remove(logging.Filter)
 
-
-def _remove(cls: type[logging.Filter]) -> None:
-    for log, flt in list(_installed):
-        if isinstance(flt, cls):
-            log.removeFilter(flt)
-            _installed.remove((log, flt))
+    def _remove(self, cls: type[logging.Filter]) -> None:
+        for log, flt in list(self._installed):
+            if isinstance(flt, cls):
+                log.removeFilter(flt)
+                self._installed.remove((log, flt))

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -82,7 +82,21 @@ class ExportConfig:
         return bool(self.endpoint) or self.console
 
 
-def export_config(settings: Any, environ: Mapping[str, str] | None = None) -> ExportConfig:
+class TraceExportSettings(Protocol):
+    """What ``export_config`` reads (``SynthObsSettings`` is one)."""
+
+    @property
+    def otlp_endpoint(self) -> str | None: ...
+    @property
+    def otlp_protocol(self) -> str | None: ...
+    @property
+    def otlp_timeout_seconds(self) -> float: ...
+    @property
+    def trace_console(self) -> bool: ...
+    def resolved_otlp_headers(self) -> dict[str, str] | None: ...
+
+
+def export_config(settings: TraceExportSettings, environ: Mapping[str, str] | None = None) -> ExportConfig:
     """Resolve the export configuration from settings, then ``OTEL_*`` variables."""
     env = os.environ if environ is None else environ
     endpoint = (
@@ -98,7 +112,7 @@ def export_config(settings: Any, environ: Mapping[str, str] | None = None) -> Ex
     )
     if protocol not in ("grpc", "http/protobuf"):
         raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
-    revealed = settings.resolved_otlp_headers() if hasattr(settings, "resolved_otlp_headers") else settings.otlp_headers
+    revealed = settings.resolved_otlp_headers()
     headers = tuple(sorted(revealed.items())) if revealed else None
     return ExportConfig(endpoint, protocol, headers, settings.otlp_timeout_seconds, settings.trace_console)
 
@@ -129,11 +143,16 @@ def build_exporter(config: ExportConfig, environ: Mapping[str, str] | None = Non
 
 
 class ReportingExporter(SpanExporter):
-    """Wraps an exporter: a failure is one warning (until it recovers), never an error."""
+    """Wraps an exporter: a failure is one warning (until it recovers), never an error.
+
+    ``answering`` is False from a failed export (or a flush that timed out) until
+    an export succeeds: flows then stop waiting for their spans to be flushed.
+    """
 
     def __init__(self, inner: SpanExporter, endpoint: str) -> None:
         self.inner, self.endpoint = inner, endpoint
         self._warning = WarnOnce(logger)
+        self.answering = True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -142,6 +161,7 @@ class ReportingExporter(SpanExporter):
             result, reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
         else:
             reason = "the endpoint refused or did not answer"
+        self.answering = result is not SpanExportResult.FAILURE
         if result is SpanExportResult.FAILURE:
             self._warning.fail(
                 "synthobs: cannot export spans to %s (%s); spans are dropped until it answers. Flows are unaffected.",
@@ -171,16 +191,22 @@ class SwitchableSpanProcessor(SpanProcessor):
 
     When the span of an observed flow run ends, it flushes with a bounded
     timeout so that nothing is lost when the flow process exits right after.
+    Once the endpoint failed (``ReportingExporter.answering`` is False), flows
+    no longer wait: the spans are still exported in the background, and an
+    unreachable collector costs a process one timeout, not one per run.
     """
 
     def __init__(self) -> None:
         self._delegate: SpanProcessor | None = None
+        self._exporter: ReportingExporter | None = None
         self._timeout = 5.0
         self._lock = threading.Lock()
 
-    def set_delegate(self, delegate: SpanProcessor | None, timeout: float) -> SpanProcessor | None:
+    def set_delegate(
+        self, delegate: SpanProcessor | None, timeout: float, exporter: ReportingExporter | None = None
+    ) -> SpanProcessor | None:
         with self._lock:
-            old, self._delegate, self._timeout = self._delegate, delegate, timeout
+            old, self._delegate, self._timeout, self._exporter = self._delegate, delegate, timeout, exporter
         return old
 
     @property
@@ -199,9 +225,16 @@ class SwitchableSpanProcessor(SpanProcessor):
         delegate.on_end(span)
         attrs = span.attributes or {}
         observed_flow = attrs.get(names.PREFECT_RUN_TYPE) == "flow" and attrs.get(names.ATTR_KIND) is not None
+        if not observed_flow:
+            return
+        exporter = self._exporter
+        if exporter is not None and not exporter.answering:
+            return  # the endpoint failed: export goes on in the background, the flow does not wait
         # an observed flow run just ended: deliver its trace now, bounded
-        if observed_flow and not delegate.force_flush(int(self._timeout * 1000)):
+        if not delegate.force_flush(int(self._timeout * 1000)):
             logger.debug("synthobs: span flush timed out after %.1fs", self._timeout)
+            if exporter is not None:
+                exporter.answering = False
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         delegate = self._delegate
@@ -370,6 +403,7 @@ class TracingSetup:
                 return config
             self._active = config
             delegate: SpanProcessor | None = None
+            exporter: ReportingExporter | None = None
             if config.enabled:
                 processors: list[SpanProcessor] = []
                 if config.endpoint:
@@ -383,7 +417,7 @@ class TracingSetup:
                 if config.console:
                     processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
                 delegate = processors[0] if len(processors) == 1 else _Fanout(processors)
-            old = self.switch.set_delegate(delegate, config.timeout)
+            old = self.switch.set_delegate(delegate, config.timeout, exporter)
         if old is not None:
             threading.Thread(target=old.shutdown, name="synthobs-span-shutdown", daemon=True).start()
         return config

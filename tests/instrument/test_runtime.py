@@ -11,7 +11,7 @@ from prefect import flow, task
 from prefect.settings import PREFECT_CLIENT_METRICS_ENABLED, temporary_settings
 
 import prefect_synthobs as so
-from prefect_synthobs.telemetry.exposition import bridge_to_prefect_client_metrics
+from prefect_synthobs.instrument.instrumentation import INSTRUMENTATION
 
 
 def test_long_runs_flush_periodically_before_the_flow_ends(store_dir: Path) -> None:
@@ -69,12 +69,13 @@ def test_metrics_reach_prefects_client_metrics_endpoint_when_enabled(store_dir: 
 
     f()
     with temporary_settings(updates={PREFECT_CLIENT_METRICS_ENABLED: True}):
-        assert bridge_to_prefect_client_metrics()
-        assert bridge_to_prefect_client_metrics()  # twice is harmless
-    value = prometheus_client.REGISTRY.get_sample_value(
-        "synthobs_flow_runs_total", {"flow": name, "kind": "other", "state": "COMPLETED"}
-    )
-    assert value == 1.0
+        assert INSTRUMENTATION.client_metrics.attach()
+        assert INSTRUMENTATION.client_metrics.attach()  # twice is harmless
+    labels = {"flow": name, "kind": "other", "state": "COMPLETED"}
+    assert prometheus_client.REGISTRY.get_sample_value("synthobs_flow_runs_total", labels) == 1.0
+    INSTRUMENTATION.client_metrics.detach()
+    assert prometheus_client.REGISTRY.get_sample_value("synthobs_flow_runs_total", labels) is None
+    INSTRUMENTATION.client_metrics.detach()  # twice is harmless
 
 
 def test_prefect_loads_the_collection_entry_point() -> None:

@@ -13,10 +13,9 @@ import prefect_synthobs as so
 from prefect_synthobs.telemetry.logs import (
     RUN_LOGGERS,
     JsonFormatter,
+    LogFilters,
     RedactionFilter,
     TraceContextFilter,
-    install_log_filters,
-    remove_log_filters,
 )
 
 
@@ -75,18 +74,20 @@ def test_filters_install_once_and_remove_exactly_what_they_added() -> None:
 
     foreign = logging.Filter("keep-me")
     logging.getLogger("prefect.flow_runs").addFilter(foreign)
+    before = {n: ours(n) for n in RUN_LOGGERS}  # the process's own instrumentation may have some
+    filters = LogFilters()
     try:
-        install_log_filters()
-        install_log_filters()
-        assert all(len(ours(n)) == 2 for n in RUN_LOGGERS)
-        install_log_filters(redact_pii=False)
-        assert all([type(f) for f in ours(n)] == [TraceContextFilter] for n in RUN_LOGGERS)
-        remove_log_filters()
-        assert all(ours(n) == [] for n in RUN_LOGGERS)
+        filters.install()
+        filters.install()
+        assert all(len(ours(n)) == len(before[n]) + 2 for n in RUN_LOGGERS)
+        filters.install(redact_pii=False)
+        assert all([type(f) for f in ours(n)[len(before[n]) :]] == [TraceContextFilter] for n in RUN_LOGGERS)
+        filters.remove()
+        assert all(ours(n) == before[n] for n in RUN_LOGGERS)
         assert foreign in logging.getLogger("prefect.flow_runs").filters
     finally:
         logging.getLogger("prefect.flow_runs").removeFilter(foreign)
-        install_log_filters()
+        filters.remove()
 
 
 def test_json_formatter_outside_a_run() -> None:

@@ -126,15 +126,16 @@ def test_endpoint_down_costs_at_most_the_timeout_and_one_warning(
     store_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An endpoint that accepts connections and never answers (the worst case: a
-    refused port fails fast) costs each flow run one flush bounded by
-    ``otlp_timeout_seconds``, and the whole process one warning.
+    refused port fails fast) costs the process one flush bounded by
+    ``otlp_timeout_seconds``, not one per observed run, and one warning.
 
     Checked on the calls themselves, not with a stopwatch (a loaded machine
-    stretches wall time, never the timeouts passed): the flow's thread flushes
-    once per run with the configured timeout and exports at most one batch in
-    it, every HTTP request the exporter makes carries at most that timeout
-    (the exporter's default is 10 s), and each ends in a timeout (the endpoint
-    really hung)."""
+    stretches wall time, never the timeouts passed): the first flow's thread
+    flushes once with the configured timeout and exports at most one batch in
+    it; later runs (a parent with three observed subflows among them) do not
+    wait at all; every HTTP request the exporter makes carries at most that
+    timeout (the exporter's default is 10 s), and each ends in a timeout (the
+    endpoint really hung)."""
     import socket
     import threading
 
@@ -191,15 +192,22 @@ def test_endpoint_down_costs_at_most_the_timeout_and_one_warning(
         def f() -> str:
             return "unchanged"
 
+        @so.observe(kind="other")
+        @flow(name=f"down-parent-{uuid.uuid4().hex[:6]}")
+        def parent() -> list[str]:
+            return [f() for _ in range(3)]
+
         caller = threading.get_ident()
         with caplog.at_level(logging.WARNING):
-            for _ in range(2):
-                flushes_before, exports_before = len(flushes), len(exports)
-                assert f() == "unchanged"
-                # one flush per run, on the flow's own thread, bounded by the configured timeout
-                assert flushes[flushes_before:] == [(caller, 1000)]
-                # and within it at most one (timeout-bound) export: no retry loop on the flow's time
-                assert len([t for t, _ in exports[exports_before:] if t == caller]) <= 1
+            assert f() == "unchanged"
+            # one flush, on the flow's own thread, bounded by the configured timeout
+            assert flushes == [(caller, 1000)]
+            # and within it at most one (timeout-bound) export: no retry loop on the flow's time
+            assert len([t for t, _ in exports if t == caller]) <= 1
+            assert not reporting.answering
+            # the endpoint failed: later runs do not wait for it, nested or not
+            assert f() == "unchanged" and parent() == ["unchanged"] * 3
+            assert flushes == [(caller, 1000)]
             real_flush()  # deliver (and fail) whatever the background thread still holds
         # each flow's spans were exported (and failed) before the flow returned: at least two failures
         assert len(exports) >= 2 and all(r is SpanExportResult.FAILURE for _, r in exports), exports

@@ -1,0 +1,140 @@
+"""The recorder: bounded store writes, the spool and the store breaker."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from prefect_synthobs.health.recorder import Recorder, StoreBreaker, StoreTimeout, call_bounded
+from prefect_synthobs.health.rows import task_row
+from prefect_synthobs.health.store import HealthStore
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class StuckStore(HealthStore):
+    """A real local store whose writes hang until ``release`` is set."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.release = threading.Event()
+        self.writes = 0
+
+    def write(self, table: str, rows: Any) -> list[str]:
+        self.writes += 1
+        self.release.wait(60)
+        return super().write(table, rows)
+
+
+def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        task_row(
+            task_run_id=f"t{i}",
+            flow_run_id="f",
+            flow_name="flow",
+            task_name="t",
+            state_type="COMPLETED",
+            state_name="Completed",
+            start_time=NOW,
+            end_time=NOW,
+            run_count=1,
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def test_breaker_backs_off_doubling_up_to_the_cap() -> None:
+    clock = Clock()
+    breaker = StoreBreaker(base=5, cap=30, clock=clock)
+    assert breaker.allows(background=False) and breaker.seconds_to_retry() is None
+    waits = []
+    for _ in range(5):
+        breaker.failed()
+        waits.append(breaker.seconds_to_retry())
+    assert waits == [5, 10, 20, 30, 30]
+    assert not breaker.allows(background=False) and not breaker.allows(background=True)
+    clock.now += 30
+    assert breaker.allows(background=True) and not breaker.allows(background=False)
+    breaker.succeeded()
+    assert breaker.allows(background=False) and not breaker.is_open
+
+
+def test_call_bounded_returns_raises_and_gives_up_after_the_timeout() -> None:
+    assert call_bounded(lambda: 7, 5.0) == 7
+    with pytest.raises(ZeroDivisionError):
+        call_bounded(lambda: 1 / 0, 5.0)
+    release = threading.Event()
+    with pytest.raises(StoreTimeout, match=r"0\.2 s"):
+        call_bounded(lambda: release.wait(60), 0.2)
+    release.set()
+
+
+def test_a_stuck_store_costs_one_timeout_then_flushes_spool_until_a_background_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = StuckStore(str(tmp_path / "store"))
+    clock = Clock()
+    recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=0.2, breaker=StoreBreaker(clock=clock))
+
+    recorder.add("task_runs", rows(3))
+    assert recorder.flush() == 0  # the write hung: given up after the timeout, rows spooled
+    assert store.writes == 1 and recorder.breaker.is_open
+    assert len(recorder.spooled_files()) == 1
+    assert "store_timeout_seconds" in caplog.text
+
+    recorder.add("task_runs", rows(2, start=3))
+    assert recorder.flush() == 0  # the store is skipped: not even tried
+    assert store.writes == 1 and len(recorder.spooled_files()) == 2
+
+    clock.now += 4.9
+    assert recorder.flush(background=True) == 0  # the backoff (5 s) has not passed
+    assert store.writes == 1
+
+    store.release.set()  # the store answers again (the hung write lands too)
+    clock.now += 0.1
+    assert recorder.flush(background=True) == 5  # the retry drains the spool
+    assert not recorder.breaker.is_open and recorder.spooled_files() == []
+    table = store.read("task_runs")  # the late write duplicated 3 rows; read drops them by event_id
+    assert sorted(table.task_run_id) == [f"t{i}" for i in range(5)]
+
+
+def test_an_empty_spool_retry_probes_the_store(tmp_path: Path) -> None:
+    clock = Clock()
+    store = HealthStore(str(tmp_path / "store"))
+    breaker = StoreBreaker(clock=clock)
+    recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=5, breaker=breaker)
+    breaker.failed()
+    clock.now += 5
+    assert recorder.flush(background=True) == 0
+    assert not breaker.is_open
+
+
+def test_a_store_that_cannot_be_opened_opens_the_breaker(tmp_path: Path) -> None:
+    opened = []
+
+    def factory() -> HealthStore:
+        opened.append(1)
+        raise OSError("no credentials")
+
+    recorder = Recorder(factory, tmp_path / "spool", store_timeout=5)
+    recorder.add("task_runs", rows(1))
+    recorder.flush()
+    recorder.add("task_runs", rows(1, start=1))
+    recorder.flush()
+    assert len(opened) == 1 and len(recorder.spooled_files()) == 2
+    data = pa.concat_tables([pq.read_table(p) for p in recorder.spooled_files()])
+    assert sorted(data.column("task_run_id").to_pylist()) == ["t0", "t1"]
