@@ -85,8 +85,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("prefect_synthobs").setLevel(logging.ERROR)
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(), temporary_settings(
-        {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        prefect_test_harness(),
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         base = {"spool_dir": f"{tmp}/spool", "metrics_mode": "none"}
         sequence()  # warm-up: server, imports, first-run costs
