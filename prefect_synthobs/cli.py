@@ -84,6 +84,7 @@ def _compact(args: argparse.Namespace) -> int:
         print(
             f"{table}: {stats['partitions']} partition(s) compacted, "
             f"{stats['files_before']} → {stats['files_after']} files, {stats['rows']:,} rows"
+            + (f", {stats['quarantined']} unreadable file(s) moved to _quarantine/" if stats["quarantined"] else "")
         )
     return 0
 

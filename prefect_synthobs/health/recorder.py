@@ -33,6 +33,7 @@ from prefect_synthobs import catalog as names
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row, schema_for
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
 from prefect_synthobs.telemetry.tracing import open_span
 
 logger = logging.getLogger("prefect_synthobs.health.store")
@@ -198,7 +199,7 @@ class Recorder:
             return
         self.breaker.succeeded()
         if self._store_warning.ok():
-            logger.info("synthobs: health store %s answers again", store.url)
+            logger.info("synthobs: health store %s answers again", strip_url_credentials(store.url))
 
     def _open_store(self, background: bool) -> HealthStore | None:
         if not self.breaker.allows(background=background):
@@ -226,16 +227,16 @@ class Recorder:
             return False
         self.breaker.succeeded()
         if self._store_warning.ok():
-            logger.info("synthobs: health store %s is writable again", store.url)
+            logger.info("synthobs: health store %s is writable again", strip_url_credentials(store.url))
         return True
 
     def _store_fault(self, exc: BaseException, store: HealthStore | None = None) -> None:
         self._store_warning.fail(
             "synthobs: cannot write the health store %s (%s: %s); rows are kept in %s "
             "and written once a background retry reaches the store. The flow is unaffected.",
-            store.url if store is not None else "(unavailable)",
+            strip_url_credentials(store.url) if store is not None else "(unavailable)",
             type(exc).__name__,
-            exc,
+            strip_url_credentials(str(exc)),
             self.spool_dir,
         )
 

@@ -10,6 +10,7 @@ writers never collide because every file name is unique.
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timezone
@@ -27,8 +28,14 @@ from prefect.settings import get_current_settings
 
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.tables import PARTITION_COLUMN, schema_for
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
+
+QUARANTINE = "_quarantine"
+"""Where ``compact`` moves files that are not readable Parquet (``<root>/_quarantine/<table>/...``)."""
+
+logger = logging.getLogger("prefect_synthobs.health.store")
 
 
 _S3_OPTIONS = {
@@ -95,7 +102,8 @@ def resolve_filesystem(
     try:
         fs, root = pafs.FileSystem.from_uri(url)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ValueError(f"unsupported health store URL {url!r}: {exc}") from exc
+        shown = strip_url_credentials(url)
+        raise ValueError(f"unsupported health store URL {shown!r}: {strip_url_credentials(str(exc))}") from None
     return fs, root.rstrip("/"), False
 
 
@@ -149,9 +157,10 @@ class HealthStore:
                 storage_options = configured_options
         self.url = url
         self._fs, self._root, self._local = resolve_filesystem(url, storage_options, timeout=timeout)
+        self._reported_unreadable: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"HealthStore({self.url!r})"
+        return f"HealthStore({strip_url_credentials(self.url)!r})"
 
     def table_path(self, table: str) -> str:
         schema_for(table)  # validates the name: tables are never user input paths
@@ -302,7 +311,10 @@ class HealthStore:
         read_cols = list(wanted)
         if deduplicate and "event_id" not in read_cols:
             read_cols.append("event_id")
-        data = dataset.to_table(columns=read_cols, filter=expr)
+        try:
+            data = dataset.to_table(columns=read_cols, filter=expr)
+        except (pa.ArrowInvalid, OSError):  # a zero-byte or garbage file: read the others
+            data = self._readable(table, dataset).to_table(columns=read_cols, filter=expr)
         if deduplicate and data.num_rows and pc.count_distinct(data["event_id"]).as_py() == data.num_rows:
             deduplicate = False  # the usual case: nothing to drop, no need to hash ids in pandas
             if "event_id" not in wanted:
@@ -321,9 +333,66 @@ class HealthStore:
     def count(self, table: str) -> int:
         """Rows in ``table`` (duplicates included), read from file metadata."""
         dataset = self.dataset(table)
-        return 0 if dataset is None else dataset.count_rows()
+        if dataset is None:
+            return 0
+        try:
+            return int(dataset.count_rows())
+        except (pa.ArrowInvalid, OSError):
+            return int(self._readable(table, dataset).count_rows())
+
+    def unreadable_files(self, table: str) -> list[str]:
+        """Files of ``table`` that are not readable Parquet (zero bytes, garbage, cut short)."""
+        dataset = self.dataset(table)
+        return [] if dataset is None else [f for f in dataset.files if not self._is_readable(f)]
+
+    def _is_readable(self, path: str) -> bool:
+        try:
+            pq.read_metadata(path, filesystem=self._fs)
+        except (pa.ArrowInvalid, OSError):
+            return False
+        return True
+
+    def _readable(self, table: str, dataset: ds.Dataset) -> ds.Dataset:
+        """``dataset`` without its unreadable files, each named in one warning."""
+        good: list[str] = []
+        bad: list[str] = []
+        for path in dataset.files:
+            (good if self._is_readable(path) else bad).append(path)
+        for path in bad:
+            if path not in self._reported_unreadable:
+                self._reported_unreadable.add(path)
+                logger.warning(
+                    "synthobs: skipping unreadable health-store file %s (not Parquet); "
+                    "`synthobs compact` moves it to %s/",
+                    path,
+                    QUARANTINE,
+                )
+        return ds.dataset(
+            good,
+            schema=dataset.schema,
+            format="parquet",
+            filesystem=self._fs,
+            partitioning=_PARTITIONING,
+            partition_base_dir=self.table_path(table),
+        )
 
     # -- maintenance ---------------------------------------------------------
+
+    def quarantine(self, table: str) -> list[str]:
+        """Move the unreadable files of ``table`` to ``<root>/_quarantine/`` (kept, never deleted).
+
+        Returns:
+            Where each file went.
+        """
+        moved = []
+        base = self.table_path(table)
+        for path in self.unreadable_files(table):
+            target = f"{self._root}/{QUARANTINE}/{table}/{path[len(base) + 1 :]}"
+            self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            self._fs.move(path, target)
+            logger.warning("synthobs: moved unreadable health-store file %s to %s", path, target)
+            moved.append(target)
+        return moved
 
     def partitions(self, table: str) -> list[str]:
         """The ``YYYY-MM-DD`` partitions of ``table``, oldest first."""
@@ -345,12 +414,17 @@ class HealthStore:
         compacted can briefly see old and new files together: ``read``
         deduplicates on ``event_id``.
 
+        Files that are not readable Parquet (in any partition) are first moved,
+        never deleted, to ``<root>/_quarantine/<table>/date=.../``.
+
         Returns:
-            ``{"partitions": n, "files_before": n, "files_after": n, "rows": n}``.
+            ``{"partitions": n, "files_before": n, "files_after": n, "rows": n,
+            "quarantined": n}``.
         """
         schema = schema_for(table)
         cutoff = (before or datetime.now(timezone.utc).date()).isoformat()
-        stats = {"partitions": 0, "files_before": 0, "files_after": 0, "rows": 0}
+        quarantined = self.quarantine(table)
+        stats = {"partitions": 0, "files_before": 0, "files_after": 0, "rows": 0, "quarantined": len(quarantined)}
         for day in self.partitions(table):
             if day >= cutoff:
                 continue

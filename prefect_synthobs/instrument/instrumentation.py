@@ -35,6 +35,7 @@ from prefect_synthobs.instrument.runtime import GpuPublisher, Runtime
 from prefect_synthobs.telemetry.exposition import ClientMetricsBridge
 from prefect_synthobs.telemetry.logs import LogFilters
 from prefect_synthobs.telemetry.metrics import REGISTRY, SynthObsMetrics
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
 from prefect_synthobs.telemetry.tracing import StableSpanNames, TracingSetup, export_config
 
 logger = logging.getLogger("prefect_synthobs")
@@ -182,7 +183,9 @@ class Instrumentation:
                 stable_names=settings.span_names == "stable",
             )
         except Exception as exc:  # a bad endpoint must not stop the run
-            logger.warning("synthobs: tracing not configured (%s); runs are still recorded", exc)
+            logger.warning(
+                "synthobs: tracing not configured (%s); runs are still recorded", strip_url_credentials(str(exc))
+            )
         runtime.start()
         self.client_metrics.attach()
         return runtime

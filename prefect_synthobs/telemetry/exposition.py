@@ -13,13 +13,15 @@ writing are around it.
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,11 +35,13 @@ from prometheus_client import (
     start_http_server,
     write_to_textfile,
 )
+from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.telemetry.metrics import REGISTRY
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
 logger = logging.getLogger("prefect_synthobs.telemetry.metrics")
 
@@ -219,7 +223,7 @@ class PushgatewayExporter(MetricsExporter):
         registry: CollectorRegistry = REGISTRY,
         instance: str | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url, self._auth = _split_user_info(url.rstrip("/"))
         self.prefix = prefix + "_"
         self.grouping = dict(grouping or {})
         self.timeout = timeout
@@ -230,7 +234,11 @@ class PushgatewayExporter(MetricsExporter):
         self._warn = WarnOnce(logger)
 
     def _read_group(self, job: str, grouping: Mapping[str, str], timeout: float) -> Families:
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as resp:
+        request = urllib.request.Request(f"{self.url}/metrics")
+        if self._auth is not None:
+            token = base64.b64encode(f"{self._auth[0]}:{self._auth[1]}".encode()).decode("ascii")
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             text = resp.read().decode("utf-8")
         match = {"job": job, **grouping}
         return families_from_metrics(text_string_to_metric_families(text), prefix=self.prefix, match=match, strip=match)
@@ -245,6 +253,7 @@ class PushgatewayExporter(MetricsExporter):
             registry=registry_of(merged),
             grouping_key=dict(grouping),
             timeout=max(deadline - time.monotonic(), 0.05),
+            handler=self._handler,
         )
         self._baselines[key] = local
 
@@ -263,10 +272,31 @@ class PushgatewayExporter(MetricsExporter):
                     "synthobs: Pushgateway %s unreachable (%s); metrics of this run will be "
                     "included in the next successful push. The flow is unaffected.",
                     self.url,
-                    exc,
+                    strip_url_credentials(str(exc)),
                 )
                 return
             self._warn.ok()
+
+    def _handler(
+        self, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        if self._auth is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, self._auth[0], self._auth[1])
+
+
+def _split_user_info(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``(url without user info, (user, password) or None)``: the Pushgateway's basic auth."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    plain = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    user = urllib.parse.unquote(parts.username)
+    return plain, (user, urllib.parse.unquote(parts.password or ""))
 
 
 class TextfileExporter(MetricsExporter):

@@ -17,6 +17,18 @@ _SECRET_FIELD = re.compile(
 )
 
 
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]+@")
+
+
+def strip_url_credentials(text: str) -> str:
+    """``text`` with the user info of every URL in it replaced by ``***``.
+
+    ``s3://KEY:SECRET@bucket`` becomes ``s3://***@bucket``; used on every URL
+    and error message that reaches a log line, an exception or a span.
+    """
+    return _URL_USERINFO.sub(r"\1***@", text) if "@" in text else text
+
+
 def luhn_valid(digits: str) -> bool:
     """Whether a digit string passes the Luhn checksum used by payment cards."""
     total = 0

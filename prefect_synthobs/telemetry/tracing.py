@@ -56,7 +56,7 @@ from prefect.context import TaskRunContext
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.telemetry.redaction import redact
+from prefect_synthobs.telemetry.redaction import redact, strip_url_credentials
 
 logger = logging.getLogger("prefect_synthobs.telemetry.tracing")
 
@@ -151,6 +151,7 @@ class ReportingExporter(SpanExporter):
 
     def __init__(self, inner: SpanExporter, endpoint: str) -> None:
         self.inner, self.endpoint = inner, endpoint
+        self._shown = strip_url_credentials(endpoint)
         self._warning = WarnOnce(logger)
         self.answering = True
 
@@ -165,8 +166,8 @@ class ReportingExporter(SpanExporter):
         if result is SpanExportResult.FAILURE:
             self._warning.fail(
                 "synthobs: cannot export spans to %s (%s); spans are dropped until it answers. Flows are unaffected.",
-                self.endpoint,
-                reason,
+                self._shown,
+                strip_url_credentials(reason),
             )
         else:
             self._warning.ok()

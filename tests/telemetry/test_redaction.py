@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prefect_synthobs.telemetry.redaction import luhn_valid, redact
+import pytest
+
+from prefect_synthobs.telemetry.redaction import luhn_valid, redact, strip_url_credentials
 
 
 def test_redaction() -> None:
@@ -22,3 +24,20 @@ def test_redaction() -> None:
         assert secret not in out
     assert "order 1234567890123" in out  # not Luhn-valid: not a card
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("s3://AKIAKEY:SeCrEt@bucket/prefix", "s3://***@bucket/prefix"),
+        ("http://user:pass@collector:4318/v1/traces", "http://***@collector:4318/v1/traces"),
+        (
+            "failed: https://token@host/x and http://a:b@c/d?q=e@f",
+            "failed: https://***@host/x and http://***@c/d?q=e@f",
+        ),
+        ("s3://bucket/prefix", "s3://bucket/prefix"),
+        ("mail bob@corp.io", "mail bob@corp.io"),
+    ],
+)
+def test_url_credentials_are_stripped(text: str, shown: str) -> None:
+    assert strip_url_credentials(text) == shown
