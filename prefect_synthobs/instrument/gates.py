@@ -27,7 +27,7 @@ from prefect_synthobs.config.blocks import QualityGates
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import record_check
 from prefect_synthobs.instrument.spans import span
-from prefect_synthobs.scores.fidelity import quality_report
+from prefect_synthobs.scores.fidelity import quality_report, strict_scores
 from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
 from prefect_synthobs.scores.utility import tstr
 
@@ -72,6 +72,8 @@ class QualityCheck:
     scores: dict[str, float]
     results: list[GateResult]
     report: Any = field(repr=False, default=None)
+    notes: list[str] = field(default_factory=list)
+    """Why a score differs from the SDMetrics report's (e.g. empty synthetic columns)."""
 
     @property
     def passed(self) -> bool:
@@ -139,10 +141,19 @@ def check_quality(
     table = table or _observed_table()
     with span(names.SPAN_QUALITY_CHECK, table=table or "", gated=resolved is not None) as current:
         report = quality_report(real, synthetic, metadata)
+        strict = strict_scores(report, real, synthetic)  # what gates decide on: empty columns count as 0
+        notes = []
+        if strict.empty_columns:
+            notes.append(
+                f"synthetic column(s) {', '.join(strict.empty_columns)} have no values: they count as 0 in the "
+                f"quality scores and gates (overall {strict.overall:.4f}; SDMetrics' report, which leaves "
+                f"them out, gives {report.overall:.4f})"
+            )
+            logger.warning("synthobs: %s%s", f"table {table!r}: " if table else "", notes[-1])
         scores: dict[str, float] = {
-            "overall": report.overall,
-            "column_shapes": report.properties["Column Shapes"],
-            "column_pair_trends": report.properties["Column Pair Trends"],
+            "overall": strict.overall,
+            "column_shapes": strict.properties["Column Shapes"],
+            "column_pair_trends": strict.properties["Column Pair Trends"],
             "exact_match_rate": exact_match_rate(real, synthetic, metadata),
         }
         sample = synthetic
@@ -174,7 +185,7 @@ def check_quality(
                 record_check(
                     result.score, math.nan, threshold=result.threshold, passed=False, table=table, gate=result.gate
                 )
-        check = QualityCheck(scores, results, report)
+        check = QualityCheck(scores, results, report, notes)
         if current.is_recording():
             current.set_attributes(
                 {f"synthobs.quality.{k}": v for k, v in scores.items() if v is not None and not math.isnan(v)}

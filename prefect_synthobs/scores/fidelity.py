@@ -40,10 +40,12 @@ from prefect_synthobs.scores.stats import average_ranks, numeric_values
 
 __all__ = [
     "QualityReport",
+    "StrictScores",
     "contingency_similarity",
     "correlation_similarity",
     "ks_complement",
     "quality_report",
+    "strict_scores",
     "tv_complement",
 ]
 
@@ -308,6 +310,48 @@ class QualityReport:
         if prop == "Column Pair Trends":
             return self.column_pair_trends
         raise ValueError(f"unknown property {prop!r}; known: Column Shapes, Column Pair Trends")
+
+
+@dataclass(frozen=True)
+class StrictScores:
+    """A quality report's scores with the columns the synthetic table left empty counted as 0.
+
+    SDMetrics leaves a score it cannot compute out of its averages, so a
+    synthetic column with no values at all raises the overall score instead of
+    lowering it. Gates use these numbers; the report keeps SDMetrics' own.
+
+    Attributes:
+        overall: Mean of the two strict property scores.
+        properties: ``{"Column Shapes": float, "Column Pair Trends": float}``.
+        empty_columns: Columns with values in the real table and none in the
+            synthetic one (each scored 0, with every contributing pair it is in).
+    """
+
+    overall: float
+    properties: dict[str, float]
+    empty_columns: list[str]
+
+
+def strict_scores(report: QualityReport, real: pd.DataFrame, synthetic: pd.DataFrame) -> StrictScores:
+    """``report``'s scores, with the columns ``synthetic`` left empty counted as 0 (see ``StrictScores``)."""
+    columns = list(report.column_shapes["Column"])
+    empty = [c for c in columns if real[c].notna().any() and not synthetic[c].notna().any()]
+    if not empty:
+        return StrictScores(report.overall, dict(report.properties), [])
+    shapes = report.column_shapes
+    shape_scores = shapes["Score"].mask(shapes["Column"].isin(empty) & shapes["Score"].isna(), 0.0)
+    trends = report.column_pair_trends
+    contributing = trends["Meets Threshold?"].fillna(False).astype(bool)
+    touches_empty = trends["Column 1"].isin(empty) | trends["Column 2"].isin(empty)
+    # a pair with an empty column counts as 0 whether or not its (real) threshold was met
+    counted = contributing | touches_empty
+    pair_scores = trends["Score"].mask(touches_empty & trends["Score"].isna(), 0.0)[counted]
+    properties = {
+        "Column Shapes": float(shape_scores.mean()) if len(shape_scores) else math.nan,
+        "Column Pair Trends": float(pair_scores.mean()) if len(pair_scores) else math.nan,
+    }
+    finite = [v for v in properties.values() if not math.isnan(v)]
+    return StrictScores(float(np.mean(finite)) if finite else math.nan, properties, empty)
 
 
 def _validate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any]) -> dict[str, str]:
