@@ -34,6 +34,13 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     scope: str
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    status_message: str = ""
+
+    def texts(self) -> list[str]:
+        """Every string the span carries: attributes, event attributes, status message."""
+        values = [*self.attributes.values(), *(v for _, attrs in self.events for v in attrs.values())]
+        return [str(v) for v in values] + [self.status_message]
 
 
 @dataclass
@@ -60,6 +67,8 @@ class Receiver:
                             attributes={a.key: _value(a.value) for a in s.attributes},
                             resource=resource,
                             scope=ss.scope.name,
+                            events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in s.events],
+                            status_message=s.status.message,
                         )
                     )
         with self.lock:

@@ -239,7 +239,8 @@ class SynthObsConfig(_SettingsBlock):
         gpu_enabled: Sample GPUs through NVML during observed runs.
         gpu_interval_seconds: GPU sampling interval (0.25 to 60 s).
         gpu_store_interval_seconds: Downsampling of ``gpu_samples``.
-        redact_pii: Redact PII from logs, span attributes and stored errors.
+        redact_pii: Redact PII from logs, exported spans and stored errors.
+        redact_ip_addresses: Also redact IPv4 addresses in exported spans.
         quality_gates: Name of the quality gates block flows check against.
 
     Example:
@@ -265,6 +266,7 @@ class SynthObsConfig(_SettingsBlock):
         "gpu_interval_seconds": "gpu_interval_seconds",
         "gpu_store_interval_seconds": "gpu_store_interval_seconds",
         "redact_pii": "redact_pii",
+        "redact_ip_addresses": "redact_ip_addresses",
         "quality_gates": "quality_gates_block",
     }
 
@@ -277,6 +279,7 @@ class SynthObsConfig(_SettingsBlock):
     gpu_interval_seconds: float = setting_field("gpu_interval_seconds")
     gpu_store_interval_seconds: float | None = setting_field("gpu_store_interval_seconds")
     redact_pii: bool = setting_field("redact_pii")
+    redact_ip_addresses: bool = setting_field("redact_ip_addresses")
     quality_gates: str | None = setting_field("quality_gates_block")
 
     def settings(self) -> dict[str, Any]:

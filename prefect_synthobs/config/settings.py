@@ -110,7 +110,12 @@ class SynthObsSettings(BaseSettings):
     )
     environment: str | None = Field(default=None, description="deployment.environment of traces, e.g. prod.")
     redact_pii: bool = Field(
-        default=True, description="Redact PII from run logs, span attributes and stored error messages."
+        default=True,
+        description="Redact PII from run logs, stored error messages and every exported span (attributes, "
+        "event attributes and status messages, whoever made the span).",
+    )
+    redact_ip_addresses: bool = Field(
+        default=False, description="Also redact IPv4 addresses in exported spans (with redact_pii)."
     )
     otlp_endpoint: str | None = Field(
         default=None,

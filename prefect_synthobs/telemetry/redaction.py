@@ -9,6 +9,7 @@ REDACTED = "[REDACTED]"
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
 _PHONE = re.compile(r"(?<![\w])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}\b")
 _SECRET_FIELD = re.compile(
     r"(?i)\b([\w-]*(?:password|passwd|pwd|token|secret|api[_-]?key|apikey)[\w-]*)"
@@ -47,16 +48,18 @@ def _card(match: re.Match[str]) -> str:
     return REDACTED if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
 
 
-def redact(text: str) -> str:
+def redact(text: str, *, ip_addresses: bool = False) -> str:
     """Replace emails, SSNs, card numbers (Luhn-valid), phone numbers and the
     values of secret-looking fields (password, token, secret, api_key) with
-    ``[REDACTED]``.
+    ``[REDACTED]``; IPv4 addresses too with ``ip_addresses``.
 
     Example:
         >>> redact("login failed for ann@example.com password=hunter2")
         'login failed for [REDACTED] password=[REDACTED]'
     """
     text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    if ip_addresses:
+        text = _IPV4.sub(REDACTED, text)
     text = _EMAIL.sub(REDACTED, text)
     text = _SSN.sub(REDACTED, text)
     text = _CARD.sub(_card, text)

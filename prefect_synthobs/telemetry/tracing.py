@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -48,7 +48,7 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind, Status
 from opentelemetry.util.types import Attributes
 from prefect.client.orchestration import get_client
 from prefect.context import TaskRunContext
@@ -76,6 +76,8 @@ class ExportConfig:
     headers: tuple[tuple[str, str], ...] | None = field(repr=False)  # may carry tokens
     timeout: float
     console: bool
+    redact_pii: bool = True
+    redact_ip_addresses: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -93,6 +95,10 @@ class TraceExportSettings(Protocol):
     def otlp_timeout_seconds(self) -> float: ...
     @property
     def trace_console(self) -> bool: ...
+    @property
+    def redact_pii(self) -> bool: ...
+    @property
+    def redact_ip_addresses(self) -> bool: ...
     def resolved_otlp_headers(self) -> dict[str, str] | None: ...
 
 
@@ -114,7 +120,15 @@ def export_config(settings: TraceExportSettings, environ: Mapping[str, str] | No
         raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
     revealed = settings.resolved_otlp_headers()
     headers = tuple(sorted(revealed.items())) if revealed else None
-    return ExportConfig(endpoint, protocol, headers, settings.otlp_timeout_seconds, settings.trace_console)
+    return ExportConfig(
+        endpoint,
+        protocol,
+        headers,
+        settings.otlp_timeout_seconds,
+        settings.trace_console,
+        settings.redact_pii,
+        settings.redact_ip_addresses,
+    )
 
 
 def _http_traces_url(endpoint: str, env: Mapping[str, str]) -> str:
@@ -172,6 +186,64 @@ class ReportingExporter(SpanExporter):
         else:
             self._warning.ok()
         return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+_ID_SUFFIXES = (".id", "_id", ".ids", "_ids")
+
+
+def _redacted_value(value: Any, ip_addresses: bool) -> Any:
+    if isinstance(value, str):
+        return redact(value, ip_addresses=ip_addresses)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value):
+        return tuple(redact(v, ip_addresses=ip_addresses) if isinstance(v, str) else v for v in value)
+    return value
+
+
+def _redacted_attributes(attributes: Attributes, ip_addresses: bool) -> dict[str, Any]:
+    return {
+        k: v if k.endswith(_ID_SUFFIXES) else _redacted_value(v, ip_addresses) for k, v in (attributes or {}).items()
+    }
+
+
+def redact_span(span: ReadableSpan, *, ip_addresses: bool = False) -> ReadableSpan:
+    """A copy of ``span`` with PII redacted from its attributes, its events'
+    attributes (``exception.message``, ``exception.stacktrace``, Prefect's state
+    messages) and its status description. Id attributes are kept as they are."""
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redact(status.description, ip_addresses=ip_addresses))
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_redacted_attributes(span.attributes, ip_addresses),
+        events=[Event(e.name, _redacted_attributes(e.attributes, ip_addresses), e.timestamp) for e in span.events],
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingExporter(SpanExporter):
+    """Redacts every span (``redact_span``) before the wrapped exporter sees it,
+    whoever made the span: Prefect's run spans carry exception messages, stack
+    traces and state messages."""
+
+    def __init__(self, inner: SpanExporter, *, ip_addresses: bool = False) -> None:
+        self.inner, self.ip_addresses = inner, ip_addresses
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([redact_span(s, ip_addresses=self.ip_addresses) for s in spans])
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -409,19 +481,25 @@ class TracingSetup:
                 processors: list[SpanProcessor] = []
                 if config.endpoint:
                     self._quiet_exporter_logs()
-                    exporter = ReportingExporter(build_exporter(config), config.endpoint)
+                    exporter = ReportingExporter(self._redacting(build_exporter(config), config), config.endpoint)
                     processors.append(
                         BatchSpanProcessor(
                             exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.timeout * 1000)
                         )
                     )
                 if config.console:
-                    processors.append(SimpleSpanProcessor(ConsoleSpanExporter()))
+                    processors.append(SimpleSpanProcessor(self._redacting(ConsoleSpanExporter(), config)))
                 delegate = processors[0] if len(processors) == 1 else _Fanout(processors)
             old = self.switch.set_delegate(delegate, config.timeout, exporter)
         if old is not None:
             threading.Thread(target=old.shutdown, name="synthobs-span-shutdown", daemon=True).start()
         return config
+
+    @staticmethod
+    def _redacting(exporter: SpanExporter, config: ExportConfig) -> SpanExporter:
+        if not config.redact_pii:
+            return exporter
+        return RedactingExporter(exporter, ip_addresses=config.redact_ip_addresses)
 
     def detach(self) -> None:
         """Stop exporting and renaming; undo the exporter log filters."""
