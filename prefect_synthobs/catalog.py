@@ -118,3 +118,21 @@ ATTR_PRIVACY_ALLOWED: Final = "synthobs.privacy.allowed"
 ATTR_PRIVACY_SPENT: Final = "synthobs.privacy.spent"
 # The tracer synthobs opens its own spans with.
 TRACER_NAME: Final = "prefect_synthobs"
+
+# Quality metrics defined on [0, 1]: a recorded score outside it is refused.
+UNIT_INTERVAL_METRICS: Final = frozenset(
+    {
+        "overall",
+        "column_shapes",
+        "column_pair_trends",
+        "exact_match_rate",
+        "membership_inference_auc",
+        "dcr_overfitting_protection",
+        "dcr_baseline_protection",
+        "new_row_synthesis",
+        "ks_complement",
+        "tv_complement",
+        "correlation_similarity",
+        "contingency_similarity",
+    }
+)

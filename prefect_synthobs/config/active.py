@@ -49,6 +49,20 @@ def load_block(block_type: type[B], value: B | str, *, what: str) -> B:
     return value
 
 
+def _message(error: Any) -> str:
+    message = str(error.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """``key: why`` for each error, without echoing the values (they may hold secrets)."""
+    parts = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"]) or "settings"
+        parts.append(f"{key}: {_message(error)}")
+    return "; ".join(parts)
+
+
 class ActiveSettings:
     """Keyword overrides, the loaded config block and the settings they make.
 
@@ -62,6 +76,7 @@ class ActiveSettings:
         self._listeners: list[SettingsListener] = []
         self._block_name: str | None = None
         self._block_values: dict[str, Any] = {}
+        self._env_warned: set[tuple[str, str]] = set()
 
     def configure(self, config: SynthObsConfig | str | None = None, **overrides: Any) -> SynthObsSettings:
         unknown = sorted(set(overrides) - set(SynthObsSettings.model_fields))
@@ -75,7 +90,7 @@ class ActiveSettings:
                 block_name, block_values = block_settings(config)
                 merged["config_block"] = block_name
             try:
-                settings = SynthObsSettings(**{**block_values, **merged})
+                settings = self._build({**block_values, **merged})
                 wanted = settings.config_block
                 if wanted and wanted != block_name:  # named by keyword or environment: load it
                     try:
@@ -88,9 +103,9 @@ class ActiveSettings:
                             wanted,
                         )
                         block_name, block_values = wanted, {}
-                    settings = SynthObsSettings(**{**block_values, **merged})
+                    settings = self._build({**block_values, **merged})
             except ValidationError as exc:
-                raise ValueError(f"invalid synthobs settings: {exc}") from None
+                raise ValueError(f"invalid synthobs settings: {describe_errors(exc)}") from None
             changed = settings != self._active
             self._overrides = merged
             self._block_name, self._block_values = block_name, block_values
@@ -100,6 +115,31 @@ class ActiveSettings:
             for listener in listeners:
                 listener(settings)
         return settings
+
+    def _build(self, values: dict[str, Any]) -> SynthObsSettings:
+        """Settings from ``values`` and the environment. A bad environment
+        variable is one warning naming it and its key falls back to the default
+        (as the OpenTelemetry SDK does); a bad explicit value raises."""
+        try:
+            return SynthObsSettings(**values)
+        except ValidationError as exc:
+            from_env: dict[str, str] = {}
+            for error in exc.errors():
+                key = str(error["loc"][0]) if error["loc"] else ""
+                if key not in SynthObsSettings.model_fields or key in values:
+                    raise
+                from_env[key] = _message(error)
+        defaults = {key: SynthObsSettings.model_fields[key].get_default(call_default_factory=True) for key in from_env}
+        for key, why in from_env.items():
+            if (key, why) not in self._env_warned:
+                self._env_warned.add((key, why))
+                logger.warning(
+                    "synthobs: ignoring %s (%s); using the default %r. Everything else keeps recording.",
+                    env_name(key),
+                    why,
+                    defaults[key],
+                )
+        return SynthObsSettings(**{**values, **defaults})
 
     def get(self) -> SynthObsSettings:
         with self._lock:

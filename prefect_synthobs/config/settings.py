@@ -16,13 +16,16 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from prefect.settings import get_current_settings
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prefect_synthobs.catalog import ENV_PREFIX
+from prefect_synthobs.health.store import check_store_url
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
 MetricsMode = Literal["none", "http", "pushgateway", "textfile"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
@@ -42,6 +45,7 @@ class SynthObsSettings(BaseSettings):
         extra="forbid",
         validate_assignment=True,
         case_sensitive=False,
+        allow_inf_nan=False,
     )
 
     store_url: str | None = Field(
@@ -58,7 +62,9 @@ class SynthObsSettings(BaseSettings):
         default=None,
         description="Local directory for health rows the store could not take (default: $PREFECT_HOME/synthobs-spool).",
     )
-    flush_interval_seconds: float = Field(default=60.0, gt=0, description="How often long runs write their rows.")
+    flush_interval_seconds: float = Field(
+        default=60.0, gt=0, le=86400, description="How often long runs write their rows (at most a day)."
+    )
     store_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
@@ -152,6 +158,22 @@ class SynthObsSettings(BaseSettings):
         description="Name of a SynthObsConfig block to load; its values sit between keyword overrides and "
         "environment variables (set it in a deployment's environment).",
     )
+
+    @field_validator("store_url")
+    @classmethod
+    def _supported_store(cls, value: str | None) -> str | None:
+        return None if value is None else check_store_url(value)
+
+    @field_validator("otlp_endpoint", "pushgateway_url")
+    @classmethod
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            shown = strip_url_credentials(value)
+            raise ValueError(f"{info.field_name} must be an http:// or https:// URL with a host, got {shown!r}")
+        return value
 
     @field_validator("pushgateway_grouping")
     @classmethod

@@ -17,6 +17,7 @@ still land later; its rows are then in the store twice with the same
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -180,7 +181,9 @@ class Recorder:
             retrying = store is not None and self.breaker.is_open
             written = self._drain_spool(store, background) if store is not None else 0
             for table, rows in batches.items():
-                data = pa.Table.from_pylist(rows, schema=schema_for(table))
+                data = self._to_arrow(table, rows)
+                if data.num_rows == 0:
+                    continue
                 if store is not None and self._try_write(store, table, data, background):
                     written += data.num_rows
                 else:
@@ -200,6 +203,43 @@ class Recorder:
         self.breaker.succeeded()
         if self._store_warning.ok():
             logger.info("synthobs: health store %s answers again", strip_url_credentials(store.url))
+
+    def _to_arrow(self, table: str, rows: list[Row]) -> pa.Table:
+        """``rows`` as an Arrow table. A row that does not fit its columns' types
+        is set aside in ``<spool_dir>/_rejected/<table>.jsonl`` (one warning);
+        the others are kept: a conversion error never drops a batch."""
+        schema = schema_for(table)
+        try:
+            return pa.Table.from_pylist(rows, schema=schema)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            pass
+        good: list[Row] = []
+        rejected: list[tuple[Row, str]] = []
+        for row in rows:
+            try:
+                pa.Table.from_pylist([row], schema=schema)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+                rejected.append((row, f"{type(exc).__name__}: {exc}"))
+            else:
+                good.append(row)
+        path = self.spool_dir / "_rejected" / f"{table}.jsonl"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as out:
+                for row, why in rejected:
+                    out.write(json.dumps({"table": table, "error": why, "row": row}, default=str) + "\n")
+            kept = f"kept in {path}"
+        except OSError as exc:
+            kept = f"and could not be kept ({exc})"
+        logger.warning(
+            "synthobs: %d %s row(s) do not fit the table's column types (%s); %s. The other %d row(s) are written.",
+            len(rejected),
+            table,
+            rejected[0][1],
+            kept,
+            len(good),
+        )
+        return pa.Table.from_pylist(good, schema=schema)
 
     def _open_store(self, background: bool) -> HealthStore | None:
         if not self.breaker.allows(background=background):

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from prefect_synthobs.catalog import MAX_ERROR_CHARS
+from prefect_synthobs.catalog import MAX_ERROR_CHARS, UNIT_INTERVAL_METRICS
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.telemetry.redaction import clean_error_message
@@ -151,6 +151,9 @@ def task_row(
     )
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def validate_rows(n: Any) -> int:
     """``n`` as a row count; ``ValueError`` unless a whole number ≥ 0."""
     if isinstance(n, bool):
@@ -162,12 +165,14 @@ def validate_rows(n: Any) -> int:
             raise ValueError(f"rows must be a whole number >= 0, got {n!r}")
     if n < 0:
         raise ValueError(f"rows must be >= 0, got {n}")
+    if n > _INT64_MAX:
+        raise ValueError(f"rows must be at most {_INT64_MAX:,} (a 64-bit count), got {n}")
     return int(n)
 
 
 def validate_epoch(epoch: Any) -> int:
-    """``epoch`` as an epoch number; ``ValueError`` unless a whole number ≥ 0."""
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+    """``epoch`` as an epoch number; ``ValueError`` unless a whole number from 0 to 2**63 - 1."""
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or not 0 <= int(epoch) <= _INT64_MAX:
         raise ValueError(f"epoch must be a whole number >= 0, got {epoch!r}")
     return int(epoch)
 
@@ -225,7 +230,13 @@ def epoch_rows(
 
 
 def validate_score(metric: Any, score: Any, threshold: Any) -> tuple[str, float, float | None]:
-    """Check a quality measurement; ``ValueError`` on a bad name, NaN or non-number."""
+    """Check a quality measurement.
+
+    Raises:
+        ValueError: a bad metric name; a score or threshold that is not a
+            finite number; or, for a metric defined on [0, 1]
+            (``UNIT_INTERVAL_METRICS``), one outside it.
+    """
     if not isinstance(metric, str) or not metric:
         raise ValueError(f"metric must be a non-empty string, got {metric!r}")
     out: list[float | None] = []
@@ -233,8 +244,10 @@ def validate_score(metric: Any, score: Any, threshold: Any) -> tuple[str, float,
         if value is None and name == "threshold":
             out.append(None)
             continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-            raise ValueError(f"quality {name} for {metric!r} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"quality {name} for {metric!r} must be a finite number, got {value!r}")
+        if metric in UNIT_INTERVAL_METRICS and not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"quality {name} for {metric!r} must be between 0 and 1, got {value!r}")
         out.append(float(value))
     return metric, out[0], out[1]  # type: ignore[return-value]
 

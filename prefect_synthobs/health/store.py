@@ -58,6 +58,30 @@ _S3_OPTIONS = {
 }
 
 
+STORE_SCHEMES = ("file", "s3")
+
+
+def check_store_url(url: str) -> str:
+    """``url`` if it is a health-store root synthobs supports: a local path, a
+    ``file://`` URL or an ``s3://`` prefix.
+
+    Raises:
+        ValueError: naming the URL (credentials stripped) and what is allowed.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("the health store URL must be a non-empty path, file:// URL or s3:// prefix")
+    parsed = urlparse(url)
+    local = parsed.scheme == "" or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/"))
+    if not local and parsed.scheme not in STORE_SCHEMES:
+        raise ValueError(
+            f"unsupported health store URL {strip_url_credentials(url)!r}: use a local path, a file:// URL "
+            "or an s3:// prefix"
+        )
+    if parsed.scheme == "s3" and not parsed.netloc:
+        raise ValueError(f"health store URL {strip_url_credentials(url)!r} names no bucket (s3://bucket/prefix)")
+    return url
+
+
 def resolve_filesystem(
     url: str, storage_options: Mapping[str, str] | None = None, *, timeout: float | None = None
 ) -> tuple[pafs.FileSystem, str, bool]:
@@ -69,7 +93,7 @@ def resolve_filesystem(
     ``endpoint_url`` are accepted too). ``timeout`` bounds each S3 connection
     and request (seconds), so a frozen endpoint cannot hold a writer forever.
     """
-    parsed = urlparse(url)
+    parsed = urlparse(check_store_url(url))
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
         if storage_options:
             raise ValueError("storage options are for object stores (s3://), not local paths")

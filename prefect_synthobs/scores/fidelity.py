@@ -428,7 +428,14 @@ def quality_report(
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be between 0 and 1, got {value}")
     usable = [n for n, t in sdtypes.items() if t in SDTYPES]
-    cols = {n: _ReportColumn.build(real[n], synthetic[n], sdtypes[n], bins) for n in usable}
+    cols = {}
+    for n in usable:
+        try:
+            cols[n] = _ReportColumn.build(real[n], synthetic[n], sdtypes[n], bins)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"column {n!r} is declared {sdtypes[n]!r} in the metadata but does not hold such values: {exc}"
+            ) from None
 
     shape_rows = []
     for name in usable:

@@ -1,0 +1,140 @@
+"""Late or missing validation: bad values are refused where they are given, with
+the key and what is allowed; a bad environment variable is one warning and its
+key's default, never the end of recording."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect import flow
+
+import prefect_synthobs as so
+from prefect_synthobs.config import active as so_settings
+from prefect_synthobs.health.recorder import Recorder
+from prefect_synthobs.health.rows import task_row
+from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.instrument.instrumentation import reset_runtime
+from prefect_synthobs.quality import quality_report
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("store_url", "ftp://admin:hunter2@files.example/x", "use a local path, a file:// URL or an s3:// prefix"),
+        ("store_url", "gs://bucket/synthobs", "use a local path, a file:// URL or an s3:// prefix"),
+        ("store_url", "s3://", "names no bucket"),
+        ("otlp_endpoint", "not a url", "otlp_endpoint must be an http:// or https:// URL"),
+        ("pushgateway_url", "localhost:9091", "pushgateway_url must be an http:// or https:// URL"),
+        ("flush_interval_seconds", float("inf"), "finite number"),
+        ("flush_interval_seconds", 10**9, "less than or equal to 86400"),
+        ("store_timeout_seconds", 0, "greater than 0"),
+    ],
+)
+def test_configure_refuses_bad_values_naming_the_key(key: str, value: object, says: str) -> None:
+    try:
+        with pytest.raises(ValueError) as raised:
+            so.configure(**{key: value})
+        message = str(raised.value)
+        assert f"{key}: " in message and says in message
+        assert "hunter2" not in message  # values are not echoed with their secrets
+    finally:
+        so_settings.reset()
+
+
+def test_health_store_refuses_unsupported_urls() -> None:
+    with pytest.raises(ValueError, match="use a local path, a file:// URL or an s3:// prefix"):
+        HealthStore("gs://bucket/synthobs")
+
+
+def test_a_bad_environment_variable_is_one_warning_and_its_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_SYNTHOBS_FLUSH_INTERVAL_SECONDS", "inf")
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_SYNTHOBS_OTLP_ENDPOINT", "collector-without-scheme")
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_SYNTHOBS_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("PREFECT_INTEGRATIONS_SYNTHOBS_SPOOL_DIR", str(tmp_path / "spool"))
+    so_settings.reset()
+    reset_runtime()
+    name = f"bad-env-{uuid.uuid4().hex[:6]}"
+
+    @so.observe
+    @flow(name=name)
+    def f() -> int:
+        return 5
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="prefect_synthobs"):
+            settings = so.configure()
+            so.configure()  # again: no second warning
+            assert f() == 5
+        assert settings.flush_interval_seconds == 60.0 and settings.otlp_endpoint is None
+        assert settings.service_name == "from-env"  # the rest of the environment still applies
+        warnings = [
+            r.getMessage() for r in caplog.records if "ignoring PREFECT_INTEGRATIONS_SYNTHOBS_" in r.getMessage()
+        ]
+        assert len(warnings) == 2
+        assert any("FLUSH_INTERVAL_SECONDS" in w and "60.0" in w for w in warnings)
+        reset_runtime()
+        rows = HealthStore(str(tmp_path / "store")).read("flow_runs")
+        assert rows.flow_name.tolist() == [name]  # recording went on
+    finally:
+        reset_runtime()
+        so_settings.reset()
+
+
+@pytest.mark.parametrize("score", [float("inf"), -5.0, 7.0, float("nan")])
+def test_record_quality_refuses_scores_outside_their_range(score: float) -> None:
+    with pytest.raises(ValueError, match="overall"):
+        so.record_quality("overall", score)
+
+
+def test_a_score_without_a_fixed_range_may_exceed_one() -> None:
+    so.record_quality("tstr_ratio", 1.07)  # outside a run: validated, then nothing to record
+
+
+def test_a_column_declared_with_the_wrong_sdtype_is_named() -> None:
+    real = pd.DataFrame({"plan": ["basic", "pro", "basic"], "age": [30, 40, 50]})
+    meta = {"columns": {"plan": {"sdtype": "numerical"}, "age": {"sdtype": "numerical"}}}
+    with pytest.raises(ValueError, match="column 'plan' is declared 'numerical'"):
+        quality_report(real, real, meta)
+
+
+def test_row_counts_beyond_64_bits_are_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="64-bit"):
+        so.record_rows(10**30)
+
+
+def test_a_row_that_does_not_fit_its_columns_never_drops_the_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
+
+    def row(i: int, run_count: int) -> dict[str, object]:
+        return task_row(
+            task_run_id=f"t{i}",
+            flow_run_id="f",
+            flow_name="flow",
+            task_name="t",
+            state_type="COMPLETED",
+            state_name="Completed",
+            start_time=now,
+            end_time=now,
+            run_count=run_count,
+        )
+
+    store = HealthStore(str(tmp_path / "store"))
+    recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=30)
+    recorder.add("task_runs", [row(0, 1), row(1, 10**30), row(2, 1)])
+    with caplog.at_level(logging.WARNING, logger="prefect_synthobs.health.store"):
+        assert recorder.flush() == 2
+    assert sorted(store.read("task_runs").task_run_id) == ["t0", "t2"]
+    rejected = (tmp_path / "spool" / "_rejected" / "task_runs.jsonl").read_text().splitlines()
+    assert len(rejected) == 1 and '"t1"' in rejected[0]
+    assert "do not fit the table's column types" in caplog.text
+    assert not list((tmp_path / "spool").glob("task_runs/*.parquet"))  # nothing left half-converted
