@@ -44,6 +44,7 @@ GPU_MEMORY_TOTAL: Final = "gpu_memory_total_bytes"
 GPU_POWER: Final = "gpu_power_watts"
 GPU_TEMPERATURE: Final = "gpu_temperature_celsius"
 GPU_ENERGY_TOTAL: Final = "gpu_energy_joules_total"
+ROWS_DROPPED_TOTAL: Final = "rows_dropped_total"
 
 # Buckets for batch work: 0.1 s to 4 h.
 DURATION_BUCKETS: Final = (

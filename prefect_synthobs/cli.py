@@ -85,6 +85,7 @@ def _compact(args: argparse.Namespace) -> int:
             f"{table}: {stats['partitions']} partition(s) compacted, "
             f"{stats['files_before']} → {stats['files_after']} files, {stats['rows']:,} rows"
             + (f", {stats['quarantined']} unreadable file(s) moved to _quarantine/" if stats["quarantined"] else "")
+            + (f", {stats['temporary_removed']} stale temporary file(s) removed" if stats["temporary_removed"] else "")
         )
     return 0
 

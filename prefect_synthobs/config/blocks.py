@@ -178,6 +178,7 @@ class HealthStoreConfig(_SettingsBlock):
         flush_interval_seconds: How often long runs write their rows.
         store_timeout_seconds: Longest one store write may take before its rows
             go to the spool.
+        spool_max_bytes: The most the spool may hold before its oldest rows are dropped.
 
     Example:
         ```python
@@ -199,6 +200,7 @@ class HealthStoreConfig(_SettingsBlock):
         "spool_dir": "spool_dir",
         "flush_interval_seconds": "flush_interval_seconds",
         "store_timeout_seconds": "store_timeout_seconds",
+        "spool_max_bytes": "spool_max_bytes",
     }
 
     url: str = setting_field(
@@ -211,6 +213,7 @@ class HealthStoreConfig(_SettingsBlock):
     spool_dir: str | None = setting_field("spool_dir")
     flush_interval_seconds: float = setting_field("flush_interval_seconds")
     store_timeout_seconds: float = setting_field("store_timeout_seconds")
+    spool_max_bytes: int = setting_field("spool_max_bytes")
 
     def options(self) -> dict[str, str] | None:
         """The storage options with their secrets revealed."""

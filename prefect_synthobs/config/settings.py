@@ -65,6 +65,12 @@ class SynthObsSettings(BaseSettings):
     flush_interval_seconds: float = Field(
         default=60.0, gt=0, le=86400, description="How often long runs write their rows (at most a day)."
     )
+    spool_max_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 20,
+        description="The most the spool may hold (bytes, at least 1 MiB); past it the oldest spooled rows are "
+        "dropped, counted in rows_dropped_total.",
+    )
     store_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -17,8 +17,10 @@ still land later; its rows are then in the store twice with the same
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -128,6 +130,11 @@ class Recorder:
         store_timeout: The longest one store call may hold a flush.
         breaker: Decides when a failed store is tried again (tests inject one
             with their own clock).
+        spool_max_bytes: The most the spool may hold; past it the oldest spool
+            files are dropped (counted in ``on_dropped`` and a warning).
+        max_pending_rows: The most rows kept in memory when even the spool
+            cannot be written; past it the oldest are dropped.
+        on_dropped: Called with ``(table, rows)`` for every row dropped.
     """
 
     def __init__(
@@ -138,12 +145,20 @@ class Recorder:
         *,
         store_timeout: float = 10.0,
         breaker: StoreBreaker | None = None,
+        spool_max_bytes: int = 1 << 30,
+        max_pending_rows: int = 1_000_000,
+        on_dropped: Callable[[str, int], None] | None = None,
     ) -> None:
         self._store_factory = store_factory
         self.spool_dir = Path(spool_dir)
         self.flush_interval = flush_interval
         self.store_timeout = store_timeout
         self.breaker = breaker or StoreBreaker()
+        self.spool_max_bytes = spool_max_bytes
+        self.max_pending_rows = max_pending_rows
+        self._on_dropped = on_dropped
+        self.dropped: dict[str, int] = defaultdict(int)
+        """Rows dropped per table (spool or memory full) since this recorder started."""
         self._pending: dict[str, list[Row]] = defaultdict(list)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -290,14 +305,76 @@ class Recorder:
             tmp.replace(directory / name)
         except Exception as exc:
             logger.warning(
-                "synthobs: cannot spool %d %s rows to %s (%s); keeping them in memory",
+                "synthobs: cannot spool %d %s rows to %s (%s); keeping them in memory (at most %d rows)",
                 len(rows),
                 table,
                 directory,
                 exc,
+                self.max_pending_rows,
             )
             with self._lock:
                 self._pending[table][:0] = rows
+                excess = sum(len(v) for v in self._pending.values()) - self.max_pending_rows
+                if excess > 0:
+                    del self._pending[table][:excess]  # the oldest go first
+            if excess > 0:
+                self._dropped(table, min(excess, len(rows)), "memory")
+            return
+        self._limit_spool()
+
+    def _limit_spool(self) -> None:
+        """Drop the oldest spool files while the spool holds more than ``spool_max_bytes``."""
+        files = []
+        for path in self.spooled_files():
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                files.append((info.st_mtime, info.st_size, path))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.spool_max_bytes:
+                break
+            try:
+                rows = pq.read_metadata(path).num_rows
+            except Exception:
+                rows = 0
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= size
+                self._dropped(path.parent.name, rows, "spool")
+
+    def _dropped(self, table: str, rows: int, where: str) -> None:
+        self.dropped[table] += rows
+        logger.warning(
+            "synthobs: the %s is full: dropped %d of the oldest %s rows (%d dropped in all); "
+            "raise spool_max_bytes or bring the store back.",
+            where,
+            rows,
+            table,
+            sum(self.dropped.values()),
+        )
+        if self._on_dropped is not None:
+            with contextlib.suppress(Exception):
+                self._on_dropped(table, rows)
+
+    @property
+    def claim_lease(self) -> float:
+        """Seconds after which a spool file claimed by a drainer that never
+        finished (killed mid-drain) is given back to the spool."""
+        return max(60.0, 6 * self.store_timeout)
+
+    def _recover_claims(self, table_dir: Path) -> None:
+        now = time.time()
+        for claim in table_dir.glob(".part-*.claim"):
+            try:
+                if now - claim.stat().st_mtime <= self.claim_lease:
+                    continue
+                original = claim.name[1:].rsplit(".", 2)[0]  # .part-X.parquet.<uuid>.claim -> part-X.parquet
+                claim.rename(table_dir / original)
+                logger.info(
+                    "synthobs: spool file %s was claimed by a drainer that never finished; retrying it", original
+                )
+            except OSError:
+                continue
 
     def _drain_spool(self, store: HealthStore, background: bool) -> int:
         written = 0
@@ -308,10 +385,12 @@ class Recorder:
                 schema = schema_for(table_dir.name)
             except ValueError:
                 continue
+            self._recover_claims(table_dir)
             for path in sorted(table_dir.glob("part-*.parquet")):
                 claimed = path.with_name(f".{path.name}.{uuid.uuid4().hex}.claim")
                 try:
                     path.rename(claimed)  # another process may be draining too
+                    os.utime(claimed)  # the claim's age starts now (its lease)
                 except OSError:
                     continue
                 try:

@@ -32,6 +32,9 @@ from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
 
+TEMPORARY_LEASE_SECONDS = 3600.0
+"""Age after which ``compact`` removes a writer's leftover temporary file."""
+
 QUARANTINE = "_quarantine"
 """Where ``compact`` moves files that are not readable Parquet (``<root>/_quarantine/<table>/...``)."""
 
@@ -402,6 +405,30 @@ class HealthStore:
 
     # -- maintenance ---------------------------------------------------------
 
+    def remove_orphaned_temporaries(self, table: str, *, older_than: float = 0.0) -> list[str]:
+        """Delete the hidden ``.part-*.tmp`` files of ``table`` a killed writer
+        left, once older than ``older_than`` seconds (default:
+        ``TEMPORARY_LEASE_SECONDS``; a live writer's file is seconds old).
+
+        Returns:
+            The paths removed.
+        """
+        lease = older_than or TEMPORARY_LEASE_SECONDS
+        now = datetime.now(timezone.utc)
+        removed = []
+        infos = self._fs.get_file_info(pafs.FileSelector(self.table_path(table), recursive=True, allow_not_found=True))
+        for info in infos:
+            name = Path(info.path).name
+            if info.type != pafs.FileType.File or not (name.startswith(".part-") and name.endswith(".tmp")):
+                continue
+            mtime = info.mtime
+            if mtime is None or (now - mtime.astimezone(timezone.utc)).total_seconds() <= lease:
+                continue
+            with contextlib.suppress(OSError):
+                self._fs.delete_file(info.path)
+                removed.append(info.path)
+        return removed
+
     def quarantine(self, table: str) -> list[str]:
         """Move the unreadable files of ``table`` to ``<root>/_quarantine/`` (kept, never deleted).
 
@@ -439,16 +466,25 @@ class HealthStore:
         deduplicates on ``event_id``.
 
         Files that are not readable Parquet (in any partition) are first moved,
-        never deleted, to ``<root>/_quarantine/<table>/date=.../``.
+        never deleted, to ``<root>/_quarantine/<table>/date=.../``, and
+        temporary files that killed writers left behind are removed once older
+        than ``TEMPORARY_LEASE_SECONDS``.
 
         Returns:
             ``{"partitions": n, "files_before": n, "files_after": n, "rows": n,
-            "quarantined": n}``.
+            "quarantined": n, "temporary_removed": n}``.
         """
         schema = schema_for(table)
         cutoff = (before or datetime.now(timezone.utc).date()).isoformat()
         quarantined = self.quarantine(table)
-        stats = {"partitions": 0, "files_before": 0, "files_after": 0, "rows": 0, "quarantined": len(quarantined)}
+        stats = {
+            "partitions": 0,
+            "files_before": 0,
+            "files_after": 0,
+            "rows": 0,
+            "quarantined": len(quarantined),
+            "temporary_removed": len(self.remove_orphaned_temporaries(table)),
+        }
         for day in self.partitions(table):
             if day >= cutoff:
                 continue

@@ -135,6 +135,8 @@ class Runtime:
             settings.resolved_spool_dir(),
             settings.flush_interval_seconds,
             store_timeout=timeout,
+            spool_max_bytes=settings.spool_max_bytes,
+            on_dropped=lambda table, rows: metrics.rows_dropped.labels(table=table).inc(rows),
         )
         self.recording = Recording(self.recorder, metrics, redact_pii=settings.redact_pii)
         self.exporter = exporter or make_exporter(settings)

@@ -68,6 +68,12 @@ class SynthObsMetrics:
             ["flow", "task"],
             registry=registry,
         )
+        self.rows_dropped = Counter(
+            p + names.ROWS_DROPPED_TOTAL,
+            "Health rows dropped because the spool (or memory, when the spool is unwritable) was full.",
+            ["table"],
+            registry=registry,
+        )
         self.errors = Counter(
             p + names.ERRORS_TOTAL,
             "Failed or crashed flow runs by exception type.",

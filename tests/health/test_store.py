@@ -104,7 +104,14 @@ def test_compact_merges_closed_partitions_and_dedupes(tmp_path: Path) -> None:
     store.write("task_runs", [_task(99, today)])
     assert store.count("task_runs") == 9
     stats = store.compact("task_runs")
-    assert stats == {"partitions": 1, "files_before": 4, "files_after": 1, "rows": 6, "quarantined": 0}
+    assert stats == {
+        "partitions": 1,
+        "files_before": 4,
+        "files_after": 1,
+        "rows": 6,
+        "quarantined": 0,
+        "temporary_removed": 0,
+    }
     assert len(list((tmp_path / "task_runs" / "date=2026-11-01").glob("*.parquet"))) == 1
     assert store.count("task_runs") == 7  # today's open partition untouched
     assert sorted(store.read("task_runs").task_run_id) == sorted([f"t{i}" for i in range(6)] + ["t99"])
