@@ -63,7 +63,11 @@ class SynthObsSettings(BaseSettings):
         description="Local directory for health rows the store could not take (default: $PREFECT_HOME/synthobs-spool).",
     )
     flush_interval_seconds: float = Field(
-        default=60.0, gt=0, le=86400, description="How often long runs write their rows (at most a day)."
+        default=5.0,
+        gt=0,
+        le=86400,
+        description="How often buffered rows are written while runs go on (at most a day): a killed process "
+        "loses at most the rows of this window.",
     )
     spool_max_bytes: int = Field(
         default=1 << 30,

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from uuid import UUID
 
 from opentelemetry import trace
+from prefect.client.orchestration import get_client
 from prefect.events import emit_event
 
 from prefect_synthobs import catalog
@@ -114,6 +116,9 @@ class Runtime:
         exporter: Metrics exporter (defaults to the one for ``metrics_mode``).
         recorder: Row recorder (defaults to one writing to ``store_url``).
         sampler: Returns the process's GPU sampler (``None``: GPU sampling off).
+        read_flow_run: Reads a flow run from the Prefect API (default: Prefect's
+            sync client); used when a run ends in a process that did not see it
+            start (a runner recording a crash), whose flow run is stale.
     """
 
     def __init__(
@@ -124,6 +129,7 @@ class Runtime:
         exporter: MetricsExporter | None = None,
         recorder: Recorder | None = None,
         sampler: Callable[[], GpuSampler | None] = lambda: None,
+        read_flow_run: Callable[[str], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -142,6 +148,7 @@ class Runtime:
         self.exporter = exporter or make_exporter(settings)
         self.host = socket.gethostname()
         self._sampler = sampler
+        self._read_flow_run = read_flow_run or _read_flow_run_from_api
         self._runs: dict[str, RunInfo] = {}
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
@@ -253,6 +260,14 @@ class Runtime:
         spec = info.spec
         error_type, error_message = _error_of(state)
         labels = getattr(flow_run, "labels", None) or {}
+        start_time = getattr(flow_run, "start_time", None) or info.start_time
+        if start_time is None:  # a stale flow run (a runner recording a crash): ask the API
+            try:
+                fresh = self._read_flow_run(key)
+                start_time = getattr(fresh, "start_time", None)
+                flow_run = fresh if fresh is not None else flow_run
+            except Exception as exc:
+                logger.debug("synthobs: could not read flow run %s from the API: %s", key, exc)
         self.recording.flow_finished(
             flow_run_id=key,
             flow_name=flow.name,
@@ -262,7 +277,7 @@ class Runtime:
             parent_flow_run_id=info.parent_flow_run_id,
             state_type=_state_type(state),
             state_name=getattr(state, "name", None),
-            start_time=getattr(flow_run, "start_time", None) or info.start_time,
+            start_time=start_time,
             end_time=getattr(state, "timestamp", None) or datetime.now(timezone.utc),
             rows=info.rows,
             rows_by_table=dict(info.rows_by_table),
@@ -353,3 +368,9 @@ class GpuPublisher:
 def _current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def _read_flow_run_from_api(flow_run_id: str) -> Any:
+    """The flow run as the Prefect API has it now (bounded by the client's own timeouts)."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id))

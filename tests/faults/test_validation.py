@@ -73,13 +73,13 @@ def test_a_bad_environment_variable_is_one_warning_and_its_default(
             settings = so.configure()
             so.configure()  # again: no second warning
             assert f() == 5
-        assert settings.flush_interval_seconds == 60.0 and settings.otlp_endpoint is None
+        assert settings.flush_interval_seconds == 5.0 and settings.otlp_endpoint is None
         assert settings.service_name == "from-env"  # the rest of the environment still applies
         warnings = [
             r.getMessage() for r in caplog.records if "ignoring PREFECT_INTEGRATIONS_SYNTHOBS_" in r.getMessage()
         ]
         assert len(warnings) == 2
-        assert any("FLUSH_INTERVAL_SECONDS" in w and "60.0" in w for w in warnings)
+        assert any("FLUSH_INTERVAL_SECONDS" in w and "default 5.0" in w for w in warnings)
         reset_runtime()
         rows = HealthStore(str(tmp_path / "store")).read("flow_runs")
         assert rows.flow_name.tolist() == [name]  # recording went on

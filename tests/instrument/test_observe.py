@@ -146,6 +146,8 @@ def test_fifty_tasks_one_row_each_with_prefect_states_and_timings(store_dir: Pat
 
 
 def test_one_file_per_flow_run_per_table(store_dir: Path) -> None:
+    so.configure(flush_interval_seconds=600)  # no periodic flush inside the run: one flush, at its end
+
     @task
     def t(i: int) -> int:
         return i

@@ -6,7 +6,6 @@ import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prefect import flow, task
@@ -188,57 +187,3 @@ def test_accumulate_is_pure_and_handles_counter_gauge_and_restart() -> None:
     text = render(out).decode()
     parsed = families_from_metrics(text_string_to_metric_families(text))
     assert parsed["x"].samples[key] == 12.0
-
-
-def test_pushgateway_basic_auth_from_the_url_and_no_password_in_warnings(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """User info in ``pushgateway_url`` becomes HTTP basic auth on the read-back
-    and the push (prometheus_client's handler), and is never printed."""
-    import base64
-    import http.server
-    import threading
-
-    from prometheus_client import CollectorRegistry, Counter
-
-    from prefect_synthobs.telemetry.exposition import PushgatewayExporter
-
-    seen: list[tuple[str, str | None]] = []
-
-    class Gateway(http.server.BaseHTTPRequestHandler):
-        def _answer(self, status: int, body: bytes = b"") -> None:
-            seen.append((self.command, self.headers.get("Authorization")))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            self._answer(200)
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self._answer(500 if self.path.endswith("/fail") else 200)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        registry = CollectorRegistry()
-        Counter("synthobs_things", "things", ["flow"], registry=registry).labels(flow="f").inc()
-        url = f"http://pusher:s3cr%40t@127.0.0.1:{server.server_address[1]}"
-        exporter = PushgatewayExporter(url, prefix="synthobs", registry=registry, timeout=5)
-        assert exporter.url == f"http://127.0.0.1:{server.server_address[1]}"
-        exporter.on_flow_end("f")
-        expected = "Basic " + base64.b64encode(b"pusher:s3cr@t").decode()
-        assert [m for m, _ in seen] == ["GET", "POST"]
-        assert all(auth == expected for _, auth in seen)
-
-        server.shutdown()  # now unreachable: the warning names the gateway without the password
-        with caplog.at_level("WARNING"):
-            exporter.on_flow_end("f")
-        assert "unreachable" in caplog.text and "s3cr" not in caplog.text and "pusher" not in caplog.text
-    finally:
-        server.server_close()

@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from prefect import flow, task
 
@@ -282,71 +281,3 @@ def test_invalid_environment_settings_never_break_the_flow(
         monkeypatch.delenv("PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE")
         so_settings.reset()
         reset_runtime()
-
-
-def test_a_frozen_s3_store_costs_one_timeout_per_process_not_per_run(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An S3 endpoint that accepts connections and never answers (the real
-    client, pyarrow's S3 filesystem): the first flush gives the write up after
-    ``store_timeout_seconds`` and spools its rows; later runs skip the store.
-
-    Checked on the calls made, not a stopwatch: one store write in all, the
-    S3 client's own connect and request timeouts are the configured one, every
-    row is in the spool and the flows' results are unchanged."""
-    from prefect_synthobs.health.store import HealthStore
-
-    writes: list[float | None] = []  # the S3 request timeout of each write's filesystem
-    real_write = HealthStore.write
-
-    def write(self: HealthStore, table: str, rows: Any) -> list[str]:
-        writes.append(self._fs.__reduce__()[1][0].get("request_timeout"))
-        return real_write(self, table, rows)
-
-    monkeypatch.setattr(HealthStore, "write", write)
-    with socket.socket() as silent:  # accepts connections, never answers
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(64)
-        so_settings.reset()
-        reset_runtime()
-        so.configure(
-            store_url="s3://frozen-bucket/synthobs",
-            store_options={
-                "access_key": "AKIAEXAMPLE",
-                "secret_key": "not-a-secret",
-                "endpoint_override": f"http://127.0.0.1:{silent.getsockname()[1]}",
-                "region": "us-east-1",
-            },
-            spool_dir=str(tmp_path / "spool"),
-            store_timeout_seconds=1.0,
-        )
-
-        @task
-        def t(i: int) -> int:
-            return i
-
-        @so.observe(kind="generation")
-        @flow(name=f"frozen-s3-{uuid.uuid4().hex[:6]}")
-        def f(n: int) -> int:
-            return sum(t(i) for i in range(n))
-
-        @so.observe(kind="other")
-        @flow(name=f"frozen-s3-parent-{uuid.uuid4().hex[:6]}")
-        def parent() -> list[int]:
-            return [f(2) for _ in range(3)]
-
-        try:
-            with caplog.at_level(logging.WARNING):
-                assert f(3) == 3
-                assert parent() == [1, 1, 1]
-            assert writes == [1.0]  # one write in all, with the S3 client bounded by the same timeout
-            assert len(_warnings(caplog, "cannot write the health store")) == 1
-            assert "store_timeout_seconds" in caplog.text
-            recorder = get_runtime().recorder
-            assert recorder.breaker.is_open
-            spooled = pq.read_table(tmp_path / "spool" / "flow_runs").num_rows
-            assert spooled == 5  # f, parent and its three subflows: nothing lost
-            assert pq.read_table(tmp_path / "spool" / "task_runs").num_rows == 3 + 3 * 2
-        finally:
-            reset_runtime()
-            so_settings.reset()
