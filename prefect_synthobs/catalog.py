@@ -137,3 +137,7 @@ UNIT_INTERVAL_METRICS: Final = frozenset(
         "contingency_similarity",
     }
 )
+
+# The attribute of synthobs' flow end hook that carries an observed flow's spec
+# and settings to worker processes (``instrument.observe.WorkerCarrier``).
+CARRIER_ATTRIBUTE: Final = "synthobs_carrier"

@@ -130,6 +130,7 @@ def task_row(
     error_message: str | None = None,
     tags: Sequence[str] = (),
     redact_pii: bool = True,
+    rows: int = 0,
 ) -> Row:
     """One ``task_runs`` row for a finished task run (retries included in one row)."""
     start_time, end_time = as_utc(start_time), as_utc(end_time)
@@ -148,6 +149,7 @@ def task_row(
         error_type=error_type,
         error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
         tags=sorted(tags),
+        rows=int(rows),
     )
 
 

@@ -158,6 +158,7 @@ TASK_RUNS = Table(
         "error_type": _STR,
         "error_message": _STR,
         "tags": _STRS,
+        "rows": _I64,
     },
     time_column="start_time",
 )

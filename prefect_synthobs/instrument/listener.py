@@ -24,6 +24,15 @@ from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime
 logger = logging.getLogger("prefect_synthobs")
 
 
+def remote_spec(flow: Any) -> ObserveSpec | None:
+    """The observe spec an observed flow's hooks carry to worker processes (``None``: not observed)."""
+    for hook in getattr(flow, "on_completion_hooks", None) or []:
+        spec = getattr(getattr(hook, catalog.CARRIER_ATTRIBUTE, None), "spec", None)
+        if isinstance(spec, ObserveSpec):
+            return spec
+    return None
+
+
 class RunListener(SpanProcessor):
     """Records run spans of flows in scope through the current runtime.
 
@@ -37,7 +46,13 @@ class RunListener(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         attrs = span.attributes
-        if not self.enabled or not attrs or attrs.get(catalog.PREFECT_RUN_TYPE) != "flow":
+        if not self.enabled or not attrs:
+            return
+        run_type = attrs.get(catalog.PREFECT_RUN_TYPE)
+        if run_type == "task":
+            self._task_start()
+            return
+        if run_type != "flow":
             return
         try:
             runtime = self._runtime()
@@ -74,6 +89,24 @@ class RunListener(SpanProcessor):
         except Exception as exc:
             logger.warning("synthobs: could not record a %s run: %s", run_type, exc)
 
+    def _task_start(self) -> None:
+        """A task of an observed flow starting in a worker process puts its flow run in (remote) scope."""
+        try:
+            flow_ctx = FlowRunContext.get()
+            if flow_ctx is None or flow_ctx.flow_run is None:
+                return
+            runtime = self._runtime()
+            if runtime is None:
+                return
+            info = runtime.run_info(flow_ctx.flow_run.id)
+            if info is not None and not info.remote:
+                return  # the flow's own process (or a subflow of it): in scope already
+            spec = info.spec if info is not None else remote_spec(flow_ctx.flow)
+            if spec is not None:
+                runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec)
+        except Exception as exc:  # never disturb the run
+            logger.debug("synthobs: run listener task start failed: %s", exc)
+
     @staticmethod
     def _task_end(runtime: Runtime, span: ReadableSpan, attrs: Any) -> None:
         ctx = TaskRunContext.get()
@@ -83,6 +116,15 @@ class RunListener(SpanProcessor):
         info = runtime.run_info(task_run.flow_run_id) if task_run.flow_run_id else None
         if info is None:
             return
+        try:
+            RunListener._record_task(runtime, ctx, span, info)
+        finally:
+            if info.remote:
+                runtime.end_remote_task(info.flow_run_id)
+
+    @staticmethod
+    def _record_task(runtime: Runtime, ctx: TaskRunContext, span: ReadableSpan, info: Any) -> None:
+        task_run = ctx.task_run
         flow_ctx = FlowRunContext.get()
         flow_name = flow_ctx.flow.name if flow_ctx and flow_ctx.flow else info.flow_name
         error = None

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
 from prefect_synthobs.instrument.instrumentation import get_runtime
@@ -57,6 +57,9 @@ def record_rows(n: int, *, table: str | None = None) -> None:
             with info.lock:
                 info.rows += n
                 info.rows_by_table[resolved] = info.rows_by_table.get(resolved, 0) + n
+        task_ctx = TaskRunContext.get()
+        if info is not None and task_ctx is not None and task_ctx.task_run is not None:
+            runtime.add_task_rows(task_ctx.task_run.id, n)  # the task row's ``rows``
         runtime.recording.rows_generated(n, flow_name=flow_name, table=resolved, model_type=model_type)
     except Exception as exc:
         logger.warning("synthobs: record_rows failed (%s); the run is unaffected", exc)

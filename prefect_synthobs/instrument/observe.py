@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -53,10 +54,70 @@ def _guard(name: str, what: str, fn: Callable[..., None]) -> Callable[..., None]
     return call
 
 
+class WorkerCarrier:
+    """What a worker process needs to record an observed flow's task runs.
+
+    A task submitted to another process (``ProcessPoolTaskRunner``, Dask, Ray)
+    travels with Prefect's serialized run context, which holds the flow object
+    and so these hooks; the end hook carries this object. It holds the observe
+    spec and the flow process's active settings (refreshed as each run starts).
+    Unpickled in another process, it configures synthobs there with those
+    settings and installs the run listener, before the task's span starts: no
+    synthobs code in the task and no set-up call in the worker.
+
+    Args:
+        spec: The flow's ``observe`` arguments.
+    """
+
+    def __init__(self, spec: ObserveSpec) -> None:
+        self.spec = spec
+        self.settings: dict[str, Any] | None = None
+        self.traceparent: str | None = None
+        self.origin_pid = os.getpid()
+
+    def refresh(self, settings: Any, traceparent: str | None) -> None:
+        """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``."""
+        values = {key: getattr(settings, key) for key in type(settings).model_fields}
+        values["config_block"] = None  # its values are merged in already: never load it again
+        self.settings = values
+        self.traceparent = traceparent
+        self.origin_pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "settings": self.settings,
+            "traceparent": self.traceparent,
+            "origin_pid": self.origin_pid,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if os.getpid() != self.origin_pid:
+            self.activate()
+
+    def activate(self) -> None:
+        """Configure and install synthobs in this (worker) process. Never raises."""
+        try:
+            if self.settings is not None:
+                configure(**self.settings)
+            install()
+            get_runtime()  # recorder, flusher and exporters ready before the task's span starts
+            if self.traceparent:
+                # Prefect parents a task span on the current span (in the flow's process, the flow's);
+                # a worker has none: make the flow's span current where the task is about to run
+                context.attach(TraceContextTextMapPropagator().extract({"traceparent": self.traceparent}))
+        except Exception as exc:  # the worker runs its task whatever happens here
+            logger.warning("synthobs: could not set up recording in worker process %d (%s)", os.getpid(), exc)
+
+
 def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., None]]:
+    carrier = WorkerCarrier(spec)
+
     def on_running(flow: Any, flow_run: Any, state: Any) -> None:
         if spec.config is not None:
             _apply_config(spec.config)
+        carrier.refresh(get_settings(), (getattr(flow_run, "labels", None) or {}).get(n.TRACEPARENT_LABEL))
         runtime = get_runtime()
         parent = runtime.run_info(flow_run.id)
         runtime.begin_flow_run(
@@ -81,10 +142,9 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
         finally:
             _end_own_span(flow_run, state)
 
-    return (
-        _guard("synthobs_flow_started", "recording a flow run start", on_running),
-        _guard("synthobs_flow_finished", "recording a flow run", on_end),
-    )
+    ended = _guard("synthobs_flow_finished", "recording a flow run", on_end)
+    setattr(ended, n.CARRIER_ATTRIBUTE, carrier)
+    return _guard("synthobs_flow_started", "recording a flow run start", on_running), ended
 
 
 def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:

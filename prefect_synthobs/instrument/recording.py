@@ -139,6 +139,7 @@ class Recording:
         error_type: str | None,
         error_message: str | None,
         tags: Sequence[str],
+        rows: int = 0,
     ) -> Row:
         """A finished task run (retries included): its ``task_runs`` row and task metrics."""
         row = task_row(
@@ -156,6 +157,7 @@ class Recording:
             error_message=error_message,
             tags=tags,
             redact_pii=self.redact_pii,
+            rows=rows,
         )
         self.recorder.add(catalog.TASK_RUNS, row)
         m, fl, tl = self.metrics, label(flow_name), label(task_name)

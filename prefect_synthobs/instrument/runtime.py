@@ -77,6 +77,9 @@ class RunInfo:
     rows: int = 0
     rows_by_table: dict[str | None, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    remote: bool = False
+    """Seen from a worker process running some of the flow's tasks (never writes the flow's row)."""
+    active_tasks: int = 0
 
 
 def _state_type(state: Any) -> str:
@@ -150,6 +153,7 @@ class Runtime:
         self._sampler = sampler
         self._read_flow_run = read_flow_run or _read_flow_run_from_api
         self._runs: dict[str, RunInfo] = {}
+        self._task_rows: dict[str, int] = {}
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
         self._started = False
@@ -217,6 +221,41 @@ class Runtime:
         if new:
             self._gpu_attach(key)
         return info
+
+    def begin_remote_task(self, flow: Any, flow_run: Any, spec: ObserveSpec) -> RunInfo:
+        """A task of an observed flow starts in this worker process: the flow run is in scope (remotely)."""
+        key = str(flow_run.id)
+        with self._lock:
+            info = self._runs.get(key)
+            if info is None:
+                info = RunInfo(key, getattr(flow, "name", key), spec, observed=False, remote=True)
+                self._runs[key] = info
+                new = True
+            else:
+                new = False
+            info.active_tasks += 1
+        if new:
+            self._gpu_attach(key)  # this host's GPU samples count for the run while its tasks run here
+        return info
+
+    def end_remote_task(self, flow_run_id: Any) -> None:
+        """A task of a remote-scope flow run ended here; the scope ends with its last running task."""
+        key = str(flow_run_id)
+        with self._lock:
+            info = self._runs.get(key)
+            if info is None or not info.remote:
+                return
+            info.active_tasks -= 1
+            if info.active_tasks > 0:
+                return
+        self._finish_scope(key)
+        self._gpu_detach(key)
+
+    def add_task_rows(self, task_run_id: Any, n: int) -> None:
+        """Count ``n`` generated rows toward a task run (its row's ``rows``)."""
+        key = str(task_run_id)
+        with self._lock:
+            self._task_rows[key] = self._task_rows.get(key, 0) + n
 
     # -- GPU -----------------------------------------------------------------
 
@@ -306,6 +345,8 @@ class Runtime:
         if state_type == "COMPLETED":
             error_type = error_message = None
         total = getattr(task_run, "total_run_time", None)
+        with self._lock:
+            rows = self._task_rows.pop(str(task_run.id), 0)
         self.recording.task_finished(
             task_run_id=str(task_run.id),
             flow_run_id=str(task_run.flow_run_id) if task_run.flow_run_id else None,
@@ -320,6 +361,7 @@ class Runtime:
             error_type=error_type,
             error_message=error_message,
             tags=_tags(task_run),
+            rows=rows,
         )
 
 

@@ -1,0 +1,93 @@
+"""Task runs of an observed flow on Prefect's ProcessPoolTaskRunner: recorded and
+traced in the worker processes, with no synthobs code in the tasks and no
+set-up call in the workers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from otlp_receiver import http_receiver
+
+import prefect_synthobs as so
+from conftest import run_python, subprocess_env
+
+POOL_FLOW = """
+import json, os, sys
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner
+
+@task(retries=1, retry_delay_seconds=0)
+def step(i, marker):
+    so.record_rows(10)
+    if i == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    with so.span("step.work", i=i):
+        pass
+    return os.getpid()
+
+@so.observe(kind="generation", table="customers")
+@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
+def generate(marker):
+    futures = [step.submit(i, marker) for i in range(6)]
+    return sorted({f.result() for f in futures})
+
+if __name__ == "__main__":
+    # configured in the flow's process only: the workers get these settings from synthobs
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], otlp_endpoint=os.environ["OTLP"])
+    state = generate(os.environ["MARKER"], return_state=True)
+    print(json.dumps({"pids": state.result(), "me": os.getpid(), "flow_run_id": str(state.state_details.flow_run_id)}))
+"""
+
+
+@pytest.mark.slow
+def test_process_pool_task_runs_are_recorded_and_traced_in_the_workers(tmp_path: Path) -> None:
+    script = tmp_path / "pool_flow.py"  # a file: spawned workers import the flow's module
+    script.write_text(POOL_FLOW)
+    with http_receiver() as receiver:
+        env = subprocess_env(
+            FLOW_NAME=f"pool-{uuid.uuid4().hex[:6]}",
+            STORE=str(tmp_path / "store"),
+            SPOOL=str(tmp_path / "spool"),
+            OTLP=receiver.endpoint,
+            MARKER=str(tmp_path / "marker"),
+        )
+        proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        run_id = out["flow_run_id"]
+        spans = receiver.wait_for(
+            lambda got: (
+                len([s for s in got if s.name == "step.work"]) >= 6
+                and any(s.attributes.get("prefect.run.id") == run_id for s in got)
+            )
+        )
+    assert out["me"] not in out["pids"]  # the tasks really ran in other processes
+
+    store = so.HealthStore(str(tmp_path / "store"))
+    tasks = store.read("task_runs")
+    tasks = tasks[tasks.flow_run_id == run_id]
+    assert len(tasks) == 6 and tasks.task_run_id.is_unique  # each task run once
+    assert set(tasks.state_type) == {"COMPLETED"}
+    assert sorted(tasks.run_count) == [1, 1, 1, 1, 1, 2]  # the retried one
+    assert sorted(tasks.rows) == [
+        10,
+        10,
+        10,
+        10,
+        10,
+        20,
+    ]  # record_rows in a worker counts toward its task (per attempt)
+    flows = store.read("flow_runs")
+    assert flows[flows.flow_run_id == run_id].state_type.tolist() == ["COMPLETED"]
+
+    flow_span = next(s for s in spans if s.attributes.get("prefect.run.id") == run_id)
+    task_spans = [s for s in spans if s.attributes.get("prefect.run.type") == "task"]
+    work = [s for s in spans if s.name == "step.work"]
+    assert len(task_spans) == 6 and all(s.trace_id == flow_span.trace_id for s in task_spans)
+    assert all(s.parent_span_id == flow_span.span_id for s in task_spans)  # children of the flow's span
+    task_ids = {s.span_id for s in task_spans}
+    assert all(s.parent_span_id in task_ids and s.trace_id == flow_span.trace_id for s in work)
