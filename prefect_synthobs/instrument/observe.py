@@ -79,6 +79,9 @@ class WorkerCarrier:
         """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``."""
         values = {key: getattr(settings, key) for key in type(settings).model_fields}
         values["config_block"] = None  # its values are merged in already: never load it again
+        # workers do not export metrics yet (an http port per worker, pushes without a flow end):
+        # their task runs reach the store and the trace, their metrics stay in the worker
+        values["metrics_mode"] = "none"
         self.settings = values
         self.traceparent = traceparent
         self.origin_pid = os.getpid()

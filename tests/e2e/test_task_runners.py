@@ -1,5 +1,6 @@
-"""Task runs of an observed flow on Prefect's ProcessPoolTaskRunner: recorded and
-traced in the worker processes, with no synthobs code in the tasks and no
+"""Task runs of an observed flow in other processes (Prefect's
+ProcessPoolTaskRunner, prefect-dask's DaskTaskRunner on a LocalCluster of worker
+processes): recorded and traced there, with no synthobs code in the tasks and no
 set-up call in the workers."""
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ import prefect_synthobs as so
 from prefect import flow, task
 from prefect.task_runners import ProcessPoolTaskRunner
 
+def runner():
+    if os.environ["RUNNER"] == "dask":
+        from prefect_dask import DaskTaskRunner
+        return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": True, "threads_per_worker": 1})
+    return ProcessPoolTaskRunner(max_workers=2)
+
 @task(retries=1, retry_delay_seconds=0)
 def step(i, marker):
     so.record_rows(10)
@@ -31,7 +38,7 @@ def step(i, marker):
     return os.getpid()
 
 @so.observe(kind="generation", table="customers")
-@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
+@flow(name=os.environ["FLOW_NAME"], task_runner=runner())
 def generate(marker):
     futures = [step.submit(i, marker) for i in range(6)]
     return sorted({f.result() for f in futures})
@@ -45,7 +52,8 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_process_pool_task_runs_are_recorded_and_traced_in_the_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", ["process_pool", "dask"])
+def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, runner: str) -> None:
     script = tmp_path / "pool_flow.py"  # a file: spawned workers import the flow's module
     script.write_text(POOL_FLOW)
     with http_receiver() as receiver:
@@ -55,6 +63,7 @@ def test_process_pool_task_runs_are_recorded_and_traced_in_the_workers(tmp_path:
             SPOOL=str(tmp_path / "spool"),
             OTLP=receiver.endpoint,
             MARKER=str(tmp_path / "marker"),
+            RUNNER=runner,
         )
         proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
         out = json.loads(proc.stdout.strip().splitlines()[-1])
