@@ -18,6 +18,7 @@ from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 from prefect_synthobs.gpu.sampler import format_table
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument.instrumentation import get_runtime
+from prefect_synthobs.instrument.reconcile import reconcile
 from prefect_synthobs.reports.dashboards import export
 from prefect_synthobs.reports.health import build_report, load_frames, render_text, window
 from prefect_synthobs.sample_flows.synthetic_pipeline import synthetic_pipeline
@@ -138,6 +139,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    try:
+        since, until = window(args.since)
+    except ValueError as exc:
+        print(f"synthobs reconcile: {exc}", file=sys.stderr)
+        return 2
+    result = reconcile(HealthStore(args.store), since=since, until=until, redact_pii=get_settings().redact_pii)
+    print(
+        f"reconciled {result.flow_runs} flow run(s) and {result.task_runs} task run(s) from the Prefect API "
+        f"({result.flows_checked} flow runs and {result.task_runs_checked} task runs compared since "
+        f"{since:%Y-%m-%d %H:%M} UTC)"
+    )
+    return 0
+
+
 def _export_dashboards(args: argparse.Namespace) -> int:
 
     prefix = args.prefix or get_settings().metrics_prefix
@@ -161,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--table", choices=names.TABLES, help="one table (default: all)")
     compact.add_argument("--store", help="health store URL (default: the configured store)")
     compact.set_defaults(func=_compact)
+    rec = sub.add_parser("reconcile", help="write rows for finished runs the hooks never saw, from the Prefect API")
+    rec.add_argument("--since", default="24h", help="window start: a duration (24h, 7d, 90m) or a timestamp")
+    rec.add_argument("--store", help="health store URL (default: the configured store)")
+    rec.set_defaults(func=_reconcile)
     report = sub.add_parser("report", help="the health dashboards in the terminal")
     report.add_argument("--since", default="24h", help="window start: a duration (24h, 7d, 90m) or a timestamp")
     report.add_argument("--flow", help="only this flow's runs")

@@ -80,6 +80,7 @@ def flow_row(
     trace_id: str | None = None,
     redact_pii: bool = True,
     gpu: Mapping[str, Any] | None = None,
+    source: str = tables.SOURCE_HOOK,
 ) -> Row:
     """One ``flow_runs`` row for a finished flow run.
 
@@ -111,6 +112,7 @@ def flow_row(
         gpu_util_max=(gpu or {}).get("gpu_util_max"),
         gpu_memory_peak_bytes=(gpu or {}).get("gpu_memory_peak_bytes"),
         gpu_energy_j=(gpu or {}).get("gpu_energy_j"),
+        source=source,
     )
 
 
@@ -131,6 +133,7 @@ def task_row(
     tags: Sequence[str] = (),
     redact_pii: bool = True,
     rows: int = 0,
+    source: str = tables.SOURCE_HOOK,
 ) -> Row:
     """One ``task_runs`` row for a finished task run (retries included in one row)."""
     start_time, end_time = as_utc(start_time), as_utc(end_time)
@@ -150,6 +153,7 @@ def task_row(
         error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
         tags=sorted(tags),
         rows=int(rows),
+        source=source,
     )
 
 

@@ -26,6 +26,11 @@ Row = dict[str, Any]
 PARTITION_COLUMN = "date"
 """The hive partition column: ``date=YYYY-MM-DD`` of the table's time column."""
 
+SOURCE_HOOK = "hook"
+"""``source`` of a run row written as the run ended, in a process that ran it."""
+SOURCE_API = "api"
+"""``source`` of a run row written by reconciliation from the Prefect API's records."""
+
 EVENT_ID = "event_id"
 """Every table's first column: a unique id per row, the deduplication key."""
 
@@ -137,6 +142,7 @@ FLOW_RUNS = Table(
         "gpu_util_max": _F64,
         "gpu_memory_peak_bytes": _I64,
         "gpu_energy_j": _F64,
+        "source": _STR,
     },
     time_column="start_time",
 )
@@ -159,6 +165,7 @@ TASK_RUNS = Table(
         "error_message": _STR,
         "tags": _STRS,
         "rows": _I64,
+        "source": _STR,
     },
     time_column="start_time",
 )

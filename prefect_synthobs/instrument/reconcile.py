@@ -1,0 +1,202 @@
+"""Reconciliation: rows for the runs the hooks never saw, from the Prefect API's records.
+
+A worker lost, a SIGKILL, an infrastructure crash: the process that ran a flow
+or task run may never have written its row. ``reconcile`` reads, from the
+Prefect API, the finished runs of the flows the store knows (by flow name) in a
+time window and their task runs, and writes a row (``source = "api"``) for each
+run the store does not hold yet (compared by run id). Running it twice adds
+nothing. Requests are paginated (the API caps ``limit`` at 200).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterId,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+
+from prefect_synthobs import catalog
+from prefect_synthobs.health.rows import flow_row, task_row
+from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.health.tables import SOURCE_API, Row
+
+logger = logging.getLogger("prefect_synthobs")
+
+PAGE = 200
+"""The Prefect API's largest ``limit``."""
+
+FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconciliation wrote."""
+
+    flow_runs: int
+    task_runs: int
+    flows_checked: int
+    task_runs_checked: int
+
+
+def _pages(read: Any, **kwargs: Any) -> Iterator[Any]:
+    offset = 0
+    while True:
+        page = read(limit=PAGE, offset=offset, **kwargs)
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
+def _state_type(run: Any) -> str:
+    state = getattr(run, "state", None)
+    return str(getattr(getattr(state, "type", None), "value", "UNKNOWN"))
+
+
+def _message(run: Any) -> str | None:
+    if _state_type(run) == "COMPLETED":
+        return None
+    return getattr(getattr(run, "state", None), "message", None)
+
+
+def reconcile(
+    store: HealthStore,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    client: SyncPrefectClient | None = None,
+    redact_pii: bool = True,
+) -> ReconcileResult:
+    """Write rows for the finished runs in ``[since, until)`` that the store lacks.
+
+    Args:
+        store: The health store to complete.
+        since: Runs that started at or after this (UTC if naive).
+        until: Runs that started before this (default: now).
+        client: A Prefect sync client (default: a new one for the configured API).
+        redact_pii: Redact PII in error messages (as the hooks do).
+
+    Returns:
+        How many rows were written, and how many runs were compared.
+    """
+    since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    until = until or datetime.now(timezone.utc)
+    # the store's side, one day wider: a run that started just before ``since`` may have its row there
+    lo, hi = since - timedelta(days=1), until + timedelta(days=1)
+    known_flows = store.read(catalog.FLOW_RUNS, columns=["flow_run_id", "flow_name"], since=lo, until=hi)
+    known_tasks = set(store.read(catalog.TASK_RUNS, columns=["task_run_id"], since=lo, until=hi).task_run_id)
+    names = sorted(set(known_flows.flow_name.dropna()))
+    if not names:
+        return ReconcileResult(0, 0, 0, 0)
+    if client is None:
+        with get_client(sync_client=True) as own:
+            return _reconcile(store, own, names, set(known_flows.flow_run_id), known_tasks, since, until, redact_pii)
+    return _reconcile(store, client, names, set(known_flows.flow_run_id), known_tasks, since, until, redact_pii)
+
+
+def _reconcile(
+    store: HealthStore,
+    client: SyncPrefectClient,
+    names: Sequence[str],
+    known_flow_runs: set[str],
+    known_task_runs: set[str],
+    since: datetime,
+    until: datetime,
+    redact_pii: bool,
+) -> ReconcileResult:
+    flow_runs = list(
+        _pages(
+            client.read_flow_runs,
+            flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))),
+            flow_run_filter=FlowRunFilter(
+                start_time=FlowRunFilterStartTime(after_=since, before_=until),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=FINAL)),
+            ),
+        )
+    )
+    flow_names = {
+        f.id: f.name
+        for f in _pages(client.read_flows, flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in flow_runs])))
+    }
+    new_flows: list[Row] = []
+    for run in flow_runs:
+        if str(run.id) in known_flow_runs:
+            continue
+        new_flows.append(
+            flow_row(
+                flow_run_id=str(run.id),
+                flow_name=flow_names.get(run.flow_id, "unknown"),
+                state_type=_state_type(run),
+                state_name=getattr(run.state, "name", None),
+                start_time=run.start_time,
+                end_time=run.end_time,
+                error_type=None if _state_type(run) == "COMPLETED" else _state_type(run).title(),
+                error_message=_message(run),
+                tags=[str(t) for t in run.tags or []],
+                redact_pii=redact_pii,
+                source=SOURCE_API,
+            )
+        )
+    new_tasks: list[Row] = []
+    checked = 0
+    ids = [r.id for r in flow_runs]
+    for start in range(0, len(ids), PAGE):
+        by_id = {r.id: flow_names.get(r.flow_id) for r in flow_runs[start : start + PAGE]}
+        for task_run in _pages(
+            client.read_task_runs,
+            task_run_filter=TaskRunFilter(
+                flow_run_id=TaskRunFilterFlowRunId(any_=ids[start : start + PAGE]),
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL)),
+            ),
+        ):
+            checked += 1
+            if str(task_run.id) in known_task_runs:
+                continue
+            total = getattr(task_run, "total_run_time", None)
+            new_tasks.append(
+                task_row(
+                    task_run_id=str(task_run.id),
+                    flow_run_id=str(task_run.flow_run_id),
+                    flow_name=by_id.get(task_run.flow_run_id),
+                    task_name=task_run.task_key.rsplit("-", 1)[0] if task_run.task_key else task_run.name,
+                    state_type=_state_type(task_run),
+                    state_name=getattr(task_run.state, "name", None),
+                    start_time=task_run.start_time,
+                    end_time=task_run.end_time,
+                    run_count=task_run.run_count,
+                    run_time_s=total.total_seconds() if total is not None else None,
+                    error_type=None if _state_type(task_run) == "COMPLETED" else _state_type(task_run).title(),
+                    error_message=_message(task_run),
+                    tags=[str(t) for t in task_run.tags or []],
+                    redact_pii=redact_pii,
+                    source=SOURCE_API,
+                )
+            )
+    if new_flows:
+        store.write(catalog.FLOW_RUNS, new_flows)
+    if new_tasks:
+        store.write(catalog.TASK_RUNS, new_tasks)
+    if new_flows or new_tasks:
+        logger.info(
+            "synthobs: reconciled %d flow run(s) and %d task run(s) from the Prefect API",
+            len(new_flows),
+            len(new_tasks),
+        )
+    return ReconcileResult(len(new_flows), len(new_tasks), len(flow_runs), checked)

@@ -1,0 +1,58 @@
+"""Reconciliation from the Prefect API: rows for runs the hooks never saw, once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from prefect import flow, task
+
+import prefect_synthobs as so
+from prefect_synthobs.cli import main
+from prefect_synthobs.instrument.reconcile import reconcile
+
+
+def test_runs_the_hooks_never_saw_are_written_once_from_the_api(store_dir: Path, capsys: object) -> None:
+    name = f"recon-{uuid.uuid4().hex[:6]}"
+
+    @task
+    def step(i: int) -> int:
+        if i == 2:
+            raise ValueError("bad batch for ann@example.com")
+        return i
+
+    def body() -> int:
+        total = 0
+        for i in range(3):
+            state = step(i, return_state=True)
+            total += state.result() if state.is_completed() else 0
+        return total
+
+    observed = so.observe(kind="generation")(flow(name=name)(body))
+    unseen = flow(name=name)(body)  # the same flow, run where synthobs never looked (a lost process)
+
+    since = datetime.now(timezone.utc) - timedelta(minutes=5)
+    assert observed() == 1
+    state = unseen(return_state=True)
+    unseen_id = str(state.state_details.flow_run_id)
+    store = so.HealthStore(str(store_dir))
+    assert store.count("flow_runs") == 1 and store.count("task_runs") == 3
+
+    result = reconcile(store, since=since)
+    assert (result.flow_runs, result.task_runs) == (1, 3)
+    flows = store.read("flow_runs")
+    row = flows[flows.flow_run_id == unseen_id].iloc[0]
+    assert row.source == "api" and row.flow_name == name and row.state_type == "COMPLETED"
+    assert row.duration_s is not None and row.duration_s >= 0
+    assert sorted(flows.source) == ["api", "hook"]
+    tasks = store.read("task_runs")
+    from_api = tasks[tasks.flow_run_id == unseen_id]
+    assert sorted(from_api.state_type) == ["COMPLETED", "COMPLETED", "FAILED"]
+    assert set(from_api.source) == {"api"} and set(from_api.task_name) == {"step"}
+
+    again = reconcile(store, since=since)  # idempotent
+    assert (again.flow_runs, again.task_runs) == (0, 0)
+    assert main(["reconcile", "--since", "1h", "--store", str(store_dir)]) == 0
+    assert "reconciled 0 flow run(s) and 0 task run(s)" in capsys.readouterr().out  # type: ignore[attr-defined]
+    assert store.count("flow_runs") == 2 and store.count("task_runs") == 6
