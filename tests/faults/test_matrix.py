@@ -64,6 +64,7 @@ def test_configure_rejects_unknown_and_invalid_settings() -> None:
         so_settings.reset()
 
 
+@pytest.mark.slow
 def test_store_not_writable_spools_then_writes_later(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the store's directory should be")

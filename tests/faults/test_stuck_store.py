@@ -22,6 +22,7 @@ def _warnings(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.Log
     return [r for r in caplog.records if r.levelno == logging.WARNING and needle in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_a_frozen_s3_store_costs_one_timeout_per_process_not_per_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,6 +91,7 @@ def test_a_frozen_s3_store_costs_one_timeout_per_process_not_per_run(
             so_settings.reset()
 
 
+@pytest.mark.slow
 def test_endpoint_down_costs_at_most_the_timeout_and_one_warning(
     store_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

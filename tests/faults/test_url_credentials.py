@@ -95,7 +95,8 @@ def test_pushgateway_basic_auth_from_the_url_and_no_password_in_warnings(
         assert [m for m, _ in seen] == ["GET", "POST"]
         assert all(auth == expected for _, auth in seen)
 
-        server.shutdown()  # now unreachable: the warning names the gateway without the password
+        server.shutdown()  # now unreachable (refused): the warning names the gateway without the password
+        server.server_close()
         with caplog.at_level("WARNING"):
             exporter.on_flow_end("f")
         assert "unreachable" in caplog.text and "s3cr" not in caplog.text and "pusher" not in caplog.text
