@@ -140,6 +140,7 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
                 run_span.update_name(f"flow/{flow.name}")
 
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
+        carrier.traceparent = None  # the run is over: a flow pickled later must not join its trace
         try:
             get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True)
         finally:
