@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from prefect_synthobs.config import active as so_settings  # noqa: E402
+from prefect_synthobs.health.rows import task_row  # noqa: E402
 from prefect_synthobs.instrument.instrumentation import reset_runtime  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,3 +182,27 @@ def wait_for_events(
             if events or time.monotonic() > deadline:
                 return list(events)
             time.sleep(0.5)
+
+
+def task_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    """``n`` completed ``task_runs`` rows with ids ``t<start>`` … ``t<start + n - 1>``."""
+    when = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+    return [
+        task_row(
+            task_run_id=f"t{i}",
+            flow_run_id="f",
+            flow_name="flow",
+            task_name="t",
+            state_type="COMPLETED",
+            state_name="Completed",
+            start_time=when,
+            end_time=when,
+            run_count=1,
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def warnings_with(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
+    """The WARNING records whose message contains ``needle``."""
+    return [r for r in caplog.records if r.levelno == logging.WARNING and needle in r.getMessage()]

@@ -6,37 +6,16 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import task_rows
 from prefect_synthobs.health.recorder import Recorder, StoreBreaker
-from prefect_synthobs.health.rows import task_row
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import schema_for
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
-
-NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
-
-
-def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        task_row(
-            task_run_id=f"t{i}",
-            flow_run_id="f",
-            flow_name="flow",
-            task_name="t",
-            state_type="COMPLETED",
-            state_name="Completed",
-            start_time=NOW,
-            end_time=NOW,
-            run_count=1,
-        )
-        for i in range(start, start + n)
-    ]
 
 
 def spool_file(spool: Path, name: str, n: int, start: int) -> Path:
@@ -44,7 +23,7 @@ def spool_file(spool: Path, name: str, n: int, start: int) -> Path:
 
     path = spool / "task_runs" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows(n, start), schema=schema_for("task_runs")), path)
+    pq.write_table(pa.Table.from_pylist(task_rows(n, start), schema=schema_for("task_runs")), path)
     return path
 
 
@@ -82,10 +61,13 @@ def test_the_spool_is_bounded_and_drops_the_oldest_with_a_count(
         spool_max_bytes=int(one_file * 2.5),
         on_dropped=lambda table, n: metrics.rows_dropped.labels(table=table).inc(n),
     )
+    base = time.time() - 1000
     for batch in range(4):
-        recorder.add("task_runs", rows(50, start=batch * 50))
+        before = set(recorder.spooled_files())
+        recorder.add("task_runs", task_rows(50, start=batch * 50))
         recorder.flush()
-        time.sleep(0.01)  # distinct modification times: "oldest" is well defined
+        for path in set(recorder.spooled_files()) - before:  # distinct modification times, whatever the
+            os.utime(path, (base + batch, base + batch))  # file system's resolution: "oldest" is well defined
     kept = pq.read_table(spool / "task_runs").column("task_run_id").to_pylist()
     assert sorted(kept, key=lambda t: int(t[1:])) == [f"t{i}" for i in range(100, 200)]  # the newest two batches
     assert recorder.dropped == {"task_runs": 100}
@@ -105,7 +87,7 @@ def test_rows_in_memory_are_bounded_when_the_spool_is_unwritable(tmp_path: Path)
         down, blocker, store_timeout=5, max_pending_rows=120, on_dropped=lambda t, n: dropped.append((t, n))
     )
     for batch in range(3):
-        recorder.add("task_runs", rows(50, start=batch * 50))
+        recorder.add("task_runs", task_rows(50, start=batch * 50))
         recorder.flush()
     assert recorder.pending() == 120 and dropped == [("task_runs", 30)]
     blocker.unlink()  # the spool comes back: what memory holds is written at stop (interpreter exit)
@@ -115,7 +97,7 @@ def test_rows_in_memory_are_bounded_when_the_spool_is_unwritable(tmp_path: Path)
 
 def test_compact_removes_temporary_files_a_killed_writer_left(tmp_path: Path) -> None:
     store = HealthStore(str(tmp_path / "store"))
-    (written,) = store.write("task_runs", rows(3))
+    (written,) = store.write("task_runs", task_rows(3))
     partition = Path(written).parent
     stale, fresh = partition / ".part-dead.parquet.tmp", partition / ".part-live.parquet.tmp"
     stale.write_bytes(b"half a file")

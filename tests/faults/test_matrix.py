@@ -16,13 +16,10 @@ import pytest
 from prefect import flow, task
 
 import prefect_synthobs as so
+from conftest import warnings_with
 from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.instrument.instrumentation import get_runtime, reset_runtime
 from prefect_synthobs.telemetry import exposition
-
-
-def _warnings(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno == logging.WARNING and needle in r.getMessage()]
 
 
 def test_observe_rejects_unknown_kind_naming_the_allowed_ones() -> None:
@@ -87,7 +84,7 @@ def test_store_not_writable_spools_then_writes_later(tmp_path: Path, caplog: pyt
         with caplog.at_level(logging.WARNING):
             assert f(5) == 10
             assert f(3) == 3
-        assert len(_warnings(caplog, "cannot write the health store")) == 1
+        assert len(warnings_with(caplog, "cannot write the health store")) == 1
         spooled = get_runtime().recorder.spooled_files()
         assert spooled, "rows must be spooled locally"
         recorder = get_runtime().recorder
@@ -124,7 +121,7 @@ def test_metrics_port_in_use_warns_once_and_flow_is_unaffected(
 
             assert f() == 7
             assert f() == 7
-        assert len(_warnings(caplog, "cannot serve metrics")) == 1
+        assert len(warnings_with(caplog, "cannot serve metrics")) == 1
 
 
 def test_pushgateway_unreachable_is_bounded_and_warns_once(
@@ -197,7 +194,7 @@ def test_pushgateway_unreachable_is_bounded_and_warns_once(
             # the read-back hangs until its timeout; nothing is retried or pushed after it
             assert [(name, timed_out(exc)) for name, _, exc in pushed] == [("read-back", True)], pushed
             assert 0 < sum(timeout for _, timeout, _ in pushed) <= 1.0, pushed
-        assert len(_warnings(caplog, "Pushgateway")) == 1
+        assert len(warnings_with(caplog, "Pushgateway")) == 1
 
     with socket.socket() as closed:  # bound, not listening: connections are refused
         closed.bind(("127.0.0.1", 0))
@@ -249,7 +246,7 @@ def test_observability_errors_never_change_the_result(
     with caplog.at_level(logging.WARNING):
         state = f(return_state=True)
     assert state.is_completed() and state.result() == 42
-    assert _warnings(caplog, "recorder exploded")
+    assert warnings_with(caplog, "recorder exploded")
 
 
 def test_invalid_environment_settings_never_break_the_flow(

@@ -14,12 +14,9 @@ import pytest
 from prefect import flow, task
 
 import prefect_synthobs as so
+from conftest import warnings_with
 from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.instrument.instrumentation import INSTRUMENTATION, get_runtime, reset_runtime
-
-
-def _warnings(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno == logging.WARNING and needle in r.getMessage()]
 
 
 @pytest.mark.slow
@@ -79,7 +76,7 @@ def test_a_frozen_s3_store_costs_one_timeout_per_process_not_per_run(
                 assert f(3) == 3
                 assert parent() == [1, 1, 1]
             assert writes == [1.0]  # one write in all, with the S3 client bounded by the same timeout
-            assert len(_warnings(caplog, "cannot write the health store")) == 1
+            assert len(warnings_with(caplog, "cannot write the health store")) == 1
             assert "store_timeout_seconds" in caplog.text
             recorder = get_runtime().recorder
             assert recorder.breaker.is_open

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import task_rows
 from prefect_synthobs.health.recorder import Recorder
-from prefect_synthobs.health.rows import task_row
 from prefect_synthobs.health.store import HealthStore
-
-
-def rows(n: int) -> list[dict[str, Any]]:
-    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
-    return [
-        task_row(
-            task_run_id=f"t{i}",
-            flow_run_id="f",
-            flow_name="flow",
-            task_name="t",
-            state_type="COMPLETED",
-            state_name="Completed",
-            start_time=now,
-            end_time=now,
-            run_count=1,
-        )
-        for i in range(n)
-    ]
 
 
 def test_credentials_in_store_urls_never_reach_warnings_or_errors(
@@ -43,7 +24,7 @@ def test_credentials_in_store_urls_never_reach_warnings_or_errors(
         raise OSError("cannot reach s3://AKIAKEY:hunter2@bucket/synthobs")
 
     recorder = Recorder(factory, tmp_path / "spool", store_timeout=5)
-    recorder.add("task_runs", rows(1))
+    recorder.add("task_runs", task_rows(1))
     with caplog.at_level("WARNING"):
         recorder.flush()
     assert "cannot write the health store" in caplog.text

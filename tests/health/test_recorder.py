@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import task_rows
 from prefect_synthobs.health.recorder import Recorder, StoreBreaker, StoreTimeout, call_bounded
-from prefect_synthobs.health.rows import task_row
 from prefect_synthobs.health.store import HealthStore
-
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
 
 class Clock:
@@ -38,23 +35,6 @@ class StuckStore(HealthStore):
         self.writes += 1
         self.release.wait(60)
         return super().write(table, rows)
-
-
-def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        task_row(
-            task_run_id=f"t{i}",
-            flow_run_id="f",
-            flow_name="flow",
-            task_name="t",
-            state_type="COMPLETED",
-            state_name="Completed",
-            start_time=NOW,
-            end_time=NOW,
-            run_count=1,
-        )
-        for i in range(start, start + n)
-    ]
 
 
 def test_breaker_backs_off_doubling_up_to_the_cap() -> None:
@@ -90,13 +70,13 @@ def test_a_stuck_store_costs_one_timeout_then_flushes_spool_until_a_background_r
     clock = Clock()
     recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=0.2, breaker=StoreBreaker(clock=clock))
 
-    recorder.add("task_runs", rows(3))
+    recorder.add("task_runs", task_rows(3))
     assert recorder.flush() == 0  # the write hung: given up after the timeout, rows spooled
     assert store.writes == 1 and recorder.breaker.is_open
     assert len(recorder.spooled_files()) == 1
     assert "store_timeout_seconds" in caplog.text
 
-    recorder.add("task_runs", rows(2, start=3))
+    recorder.add("task_runs", task_rows(2, start=3))
     assert recorder.flush() == 0  # the store is skipped: not even tried
     assert store.writes == 1 and len(recorder.spooled_files()) == 2
 
@@ -131,9 +111,9 @@ def test_a_store_that_cannot_be_opened_opens_the_breaker(tmp_path: Path) -> None
         raise OSError("no credentials")
 
     recorder = Recorder(factory, tmp_path / "spool", store_timeout=5)
-    recorder.add("task_runs", rows(1))
+    recorder.add("task_runs", task_rows(1))
     recorder.flush()
-    recorder.add("task_runs", rows(1, start=1))
+    recorder.add("task_runs", task_rows(1, start=1))
     recorder.flush()
     assert len(opened) == 1 and len(recorder.spooled_files()) == 2
     data = pa.concat_tables([pq.read_table(p) for p in recorder.spooled_files()])
