@@ -28,7 +28,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
 from prefect.variables import Variable
 
 from prefect_synthobs import catalog as names
@@ -87,10 +87,11 @@ def _ensure_limit(name: str) -> None:
         with get_client(sync_client=True) as client:
             try:
                 client.upsert_global_concurrency_limit_by_name(name, limit=1)
-            except PrefectHTTPStatusError as exc:
+            except (ObjectAlreadyExists, PrefectHTTPStatusError) as exc:
                 # Prefect's upsert reads, then creates: another process may create the
-                # limit in between (409). It exists then, which is all that is needed.
-                if exc.response.status_code != 409:
+                # limit in between (409, raised as ObjectAlreadyExists by Prefect 3.8).
+                # It exists then, which is all that is needed.
+                if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 409:
                     raise
                 client.read_global_concurrency_limit_by_name(name)
         _created.add(name)

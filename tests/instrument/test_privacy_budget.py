@@ -135,3 +135,31 @@ def test_unreachable_api_refuses_the_spend_clearly(store_dir: Path) -> None:
     get_runtime().recorder.flush()
     ledger = so.HealthStore(str(store_dir)).read(names.PRIVACY_LEDGER)
     assert dataset not in set(ledger.dataset)
+
+
+def test_a_lock_created_by_another_process_between_read_and_create_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's upsert reads, then creates; a rival creating in between gets a 409 (the CI failure)."""
+    from prefect.client.orchestration import SyncPrefectClient, get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    from prefect_synthobs.config.budget_state import lock_name
+    from prefect_synthobs.instrument import privacy_budget
+
+    dataset = f"race-{uuid.uuid4().hex[:6]}"
+    lock = lock_name(dataset)
+    original_read = SyncPrefectClient.read_global_concurrency_limit_by_name
+    raced: list[str] = []
+
+    def read_then_lose_the_race(self: SyncPrefectClient, name: str):  # type: ignore[no-untyped-def]
+        if not raced:
+            raced.append(name)
+            with get_client(sync_client=True) as rival:  # the other process wins
+                rival.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            raise ObjectNotFound(http_exc=Exception("not yet"))
+        return original_read(self, name)
+
+    monkeypatch.setattr(SyncPrefectClient, "read_global_concurrency_limit_by_name", read_then_lose_the_race)
+    spend = so.record_privacy_spend(0.25, dataset=dataset, budget=so.PrivacyBudget(dataset=dataset, total_epsilon=1))
+    assert raced == [lock] and spend.spent == pytest.approx(0.25)
+    assert lock in privacy_budget._created
