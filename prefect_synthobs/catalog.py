@@ -141,3 +141,7 @@ UNIT_INTERVAL_METRICS: Final = frozenset(
 # The attribute of synthobs' flow end hook that carries an observed flow's spec
 # and settings to worker processes (``instrument.observe.WorkerCarrier``).
 CARRIER_ATTRIBUTE: Final = "synthobs_carrier"
+
+# The Prefect artifact type a task in a worker process leaves on its task run with the
+# rows it generated, read by the flow's process at the flow's end (``instrument.remote``).
+ROWS_ARTIFACT_TYPE: Final = "synthobs-rows"

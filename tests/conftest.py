@@ -62,6 +62,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def silent_port(backlog: int = 64) -> Iterator[int]:
+    """A loopback port that accepts connections and never answers: the worst case (a refused one fails fast)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(backlog)
+        yield int(silent.getsockname()[1])
+
+
 def wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:

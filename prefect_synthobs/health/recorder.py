@@ -18,6 +18,7 @@ still land later; its rows are then in the store twice with the same
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -67,7 +68,8 @@ def call_bounded(fn: Callable[[], T], timeout: float, *, name: str = "synthobs-s
         finally:
             done.set()
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    # in the caller's context: Prefect's settings (API URL, client timeouts) are context variables
+    threading.Thread(target=contextvars.copy_context().run, args=(run,), name=name, daemon=True).start()
     if not done.wait(timeout):
         raise StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
     if "error" in box:

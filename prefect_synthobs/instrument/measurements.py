@@ -59,7 +59,7 @@ def record_rows(n: int, *, table: str | None = None) -> None:
                 info.rows_by_table[resolved] = info.rows_by_table.get(resolved, 0) + n
         task_ctx = TaskRunContext.get()
         if info is not None and task_ctx is not None and task_ctx.task_run is not None:
-            runtime.add_task_rows(task_ctx.task_run.id, n)  # the task row's ``rows``
+            runtime.add_task_rows(task_ctx.task_run.id, n, resolved)  # the task row's ``rows``
         runtime.recording.rows_generated(n, flow_name=flow_name, table=resolved, model_type=model_type)
     except Exception as exc:
         logger.warning("synthobs: record_rows failed (%s); the run is unaffected", exc)

@@ -74,6 +74,8 @@ class WorkerCarrier:
         self.settings: dict[str, Any] | None = None
         self.traceparent: str | None = None
         self.origin_pid = os.getpid()
+        self.shipped = False
+        """Pickled since the run started: some task may run in another process."""
 
     def refresh(self, settings: Any, traceparent: str | None) -> None:
         """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``."""
@@ -85,8 +87,15 @@ class WorkerCarrier:
         self.settings = values
         self.traceparent = traceparent
         self.origin_pid = os.getpid()
+        self.shipped = False
+
+    def take_shipped(self) -> bool:
+        """Whether the carrier left this process since the run started (and reset it)."""
+        shipped, self.shipped = self.shipped, False
+        return shipped
 
     def __getstate__(self) -> dict[str, Any]:
+        self.shipped = True
         return {
             "spec": self.spec,
             "settings": self.settings,
@@ -96,6 +105,7 @@ class WorkerCarrier:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.shipped = False
         if os.getpid() != self.origin_pid:
             self.activate()
 
@@ -142,7 +152,7 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
         carrier.traceparent = None  # the run is over: a flow pickled later must not join its trace
         try:
-            get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True)
+            get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True, remote=carrier.take_shipped())
         finally:
             _end_own_span(flow_run, state)
 

@@ -55,7 +55,7 @@ class ReconcileResult:
     task_runs_checked: int
 
 
-def _pages(read: Any, **kwargs: Any) -> Iterator[Any]:
+def pages(read: Any, **kwargs: Any) -> Iterator[Any]:
     offset = 0
     while True:
         page = read(limit=PAGE, offset=offset, **kwargs)
@@ -122,7 +122,7 @@ def _reconcile(
     redact_pii: bool,
 ) -> ReconcileResult:
     flow_runs = list(
-        _pages(
+        pages(
             client.read_flow_runs,
             flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))),
             flow_run_filter=FlowRunFilter(
@@ -133,7 +133,7 @@ def _reconcile(
     )
     flow_names = {
         f.id: f.name
-        for f in _pages(client.read_flows, flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in flow_runs])))
+        for f in pages(client.read_flows, flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in flow_runs])))
     }
     new_flows: list[Row] = []
     for run in flow_runs:
@@ -159,7 +159,7 @@ def _reconcile(
     ids = [r.id for r in flow_runs]
     for start in range(0, len(ids), PAGE):
         by_id = {r.id: flow_names.get(r.flow_id) for r in flow_runs[start : start + PAGE]}
-        for task_run in _pages(
+        for task_run in pages(
             client.read_task_runs,
             task_run_filter=TaskRunFilter(
                 flow_run_id=TaskRunFilterFlowRunId(any_=ids[start : start + PAGE]),

@@ -160,13 +160,25 @@ class Recording:
             rows=rows,
         )
         self.recorder.add(catalog.TASK_RUNS, row)
+        self.task_counted(
+            flow_name=flow_name,
+            task_name=task_name,
+            state_type=state_type,
+            duration_s=row["duration_s"],
+            run_count=run_count,
+        )
+        return row
+
+    def task_counted(
+        self, *, flow_name: str | None, task_name: str, state_type: str, duration_s: float | None, run_count: int
+    ) -> None:
+        """A finished task run's metrics (also for one recorded in a worker process, which exports none)."""
         m, fl, tl = self.metrics, label(flow_name), label(task_name)
         m.task_runs.labels(fl, tl, state_type).inc()
-        if row["duration_s"] is not None:
-            m.task_run_duration.labels(fl, tl).observe(row["duration_s"])
+        if duration_s is not None:
+            m.task_run_duration.labels(fl, tl).observe(duration_s)
         if run_count > 1:
             m.task_retries.labels(fl, tl).inc(run_count - 1)
-        return row
 
     # -- measurements ---------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from prefect_synthobs.health.rows import trace_id_from_traceparent
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.instrument.recording import Recording
+from prefect_synthobs.instrument.remote import read_remote_work
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 from prefect_synthobs.telemetry.tracing import current_run_span
@@ -80,6 +81,8 @@ class RunInfo:
     remote: bool = False
     """Seen from a worker process running some of the flow's tasks (never writes the flow's row)."""
     active_tasks: int = 0
+    local_task_run_ids: set[str] = field(default_factory=set)
+    """Task runs recorded in this process (the flow's): the rest ran in other processes."""
 
 
 def _state_type(state: Any) -> str:
@@ -153,11 +156,12 @@ class Runtime:
         self._sampler = sampler
         self._read_flow_run = read_flow_run or _read_flow_run_from_api
         self._runs: dict[str, RunInfo] = {}
-        self._task_rows: dict[str, int] = {}
+        self._task_rows: dict[str, dict[str | None, int]] = {}
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
         self._started = False
         self._gpu_warning = WarnOnce(logger)
+        self._remote_warning = WarnOnce(logger)
 
     def start(self) -> None:
         """Start the metrics exporter and the periodic flusher (idempotent)."""
@@ -251,11 +255,12 @@ class Runtime:
         self._finish_scope(key)
         self._gpu_detach(key)
 
-    def add_task_rows(self, task_run_id: Any, n: int) -> None:
-        """Count ``n`` generated rows toward a task run (its row's ``rows``)."""
+    def add_task_rows(self, task_run_id: Any, n: int, table: str | None = None) -> None:
+        """Count ``n`` generated rows of ``table`` toward a task run (its row's ``rows``)."""
         key = str(task_run_id)
         with self._lock:
-            self._task_rows[key] = self._task_rows.get(key, 0) + n
+            counts = self._task_rows.setdefault(key, {})
+            counts[table] = counts.get(table, 0) + n
 
     # -- GPU -----------------------------------------------------------------
 
@@ -287,8 +292,15 @@ class Runtime:
 
     # -- flows ---------------------------------------------------------------
 
-    def end_flow_run(self, flow: Any, flow_run: Any, state: Any, spec: ObserveSpec | None, *, flush: bool) -> None:
-        """Record a finished flow run: health row, metrics, span attributes, export."""
+    def end_flow_run(
+        self, flow: Any, flow_run: Any, state: Any, spec: ObserveSpec | None, *, flush: bool, remote: bool = False
+    ) -> None:
+        """Record a finished flow run: health row, metrics, span attributes, export.
+
+        Args:
+            remote: Some of the run's tasks may have run in other processes:
+                read what they did from the Prefect API (bounded) first.
+        """
         key = str(flow_run.id)
         with self._lock:
             if key in self._recent and key not in self._runs:
@@ -297,6 +309,8 @@ class Runtime:
         if info is None:
             info = RunInfo(key, flow.name, spec or ObserveSpec(), observed=spec is not None)
         spec = info.spec
+        if remote:
+            self._add_remote_work(info, flow.name)
         error_type, error_message = _error_of(state)
         labels = getattr(flow_run, "labels", None) or {}
         start_time = getattr(flow_run, "start_time", None) or info.start_time
@@ -333,12 +347,42 @@ class Runtime:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
 
+    def _add_remote_work(self, info: RunInfo, flow_name: str) -> None:
+        """Count the rows and task runs of the flow's tasks in other processes into this process's records."""
+        try:
+            work = read_remote_work(info.flow_run_id, set(info.local_task_run_ids), self.settings.store_timeout_seconds)
+        except Exception as exc:
+            self._remote_warning.fail(
+                "synthobs: could not read what flow run %s's tasks did in other processes from the Prefect API "
+                "(%s); its row and metrics count this process's work only",
+                info.flow_run_id,
+                exc,
+            )
+            return
+        for table, n in work.rows_by_table.items():
+            with info.lock:
+                info.rows += n
+                info.rows_by_table[table] = info.rows_by_table.get(table, 0) + n
+            self.recording.rows_generated(n, flow_name=flow_name, table=table, model_type=info.spec.model_type)
+        for task in work.tasks:
+            self.recording.task_counted(
+                flow_name=flow_name,
+                task_name=task.task_name,
+                state_type=task.state_type,
+                duration_s=task.duration_s,
+                run_count=task.run_count,
+            )
+
     # -- tasks ---------------------------------------------------------------
 
     def record_task_run(
         self, task: Any, task_run: Any, flow_name: str | None, error: tuple[str | None, str | None] | None = None
-    ) -> None:
-        """Record a finished task run (one row, retries included)."""
+    ) -> dict[str | None, int]:
+        """Record a finished task run (one row, retries included).
+
+        Returns:
+            The rows the task generated, by table.
+        """
         state = task_run.state
         state_type = _state_type(state)
         error_type, error_message = error if error and error[0] else _error_of(state)
@@ -346,7 +390,10 @@ class Runtime:
             error_type = error_message = None
         total = getattr(task_run, "total_run_time", None)
         with self._lock:
-            rows = self._task_rows.pop(str(task_run.id), 0)
+            rows_by_table = self._task_rows.pop(str(task_run.id), {})
+            info = self._runs.get(str(task_run.flow_run_id)) if task_run.flow_run_id else None
+            if info is not None and not info.remote:
+                info.local_task_run_ids.add(str(task_run.id))
         self.recording.task_finished(
             task_run_id=str(task_run.id),
             flow_run_id=str(task_run.flow_run_id) if task_run.flow_run_id else None,
@@ -361,8 +408,9 @@ class Runtime:
             error_type=error_type,
             error_message=error_message,
             tags=_tags(task_run),
-            rows=rows,
+            rows=sum(rows_by_table.values()),
         )
+        return rows_by_table
 
 
 class GpuPublisher:

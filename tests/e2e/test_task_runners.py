@@ -47,7 +47,16 @@ if __name__ == "__main__":
     # configured in the flow's process only: the workers get these settings from synthobs
     so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], otlp_endpoint=os.environ["OTLP"])
     state = generate(os.environ["MARKER"], return_state=True)
-    print(json.dumps({"pids": state.result(), "me": os.getpid(), "flow_run_id": str(state.state_details.flow_run_id)}))
+    from prometheus_client import generate_latest
+    from prefect_synthobs.metrics import REGISTRY
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(REGISTRY).decode().splitlines()
+        if line.startswith(("synthobs_task_runs_total", "synthobs_generation_rows_total",
+                            "synthobs_task_retries_total"))
+    }
+    print(json.dumps({"pids": state.result(), "me": os.getpid(), "flow_run_id": str(state.state_details.flow_run_id),
+                      "metrics": metrics}))
 """
 
 
@@ -91,7 +100,15 @@ def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, r
         20,
     ]  # record_rows in a worker counts toward its task (per attempt)
     flows = store.read("flow_runs")
-    assert flows[flows.flow_run_id == run_id].state_type.tolist() == ["COMPLETED"]
+    flow_row = flows[flows.flow_run_id == run_id]
+    assert flow_row.state_type.tolist() == ["COMPLETED"]
+    # the workers' rows count toward the flow run, and its process counts the task runs once
+    assert flow_row.rows.tolist() == [70] and flow_row.rows_per_s.iloc[0] > 0
+    flow_name = env["FLOW_NAME"]
+    metrics = out["metrics"]
+    assert metrics[f'synthobs_task_runs_total{{flow="{flow_name}",state="COMPLETED",task="step"}}'] == 6
+    assert metrics[f'synthobs_task_retries_total{{flow="{flow_name}",task="step"}}'] == 1
+    assert [v for k, v in metrics.items() if k.startswith("synthobs_generation_rows_total") and flow_name in k] == [70]
 
     flow_span = next(s for s in spans if s.attributes.get("prefect.run.id") == run_id)
     task_spans = [s for s in spans if s.attributes.get("prefect.run.type") == "task"]

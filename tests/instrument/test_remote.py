@@ -1,0 +1,60 @@
+"""Work done by a flow's tasks in other processes, read back through the Prefect API."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prefect import flow, task
+from prefect.context import TaskRunContext
+
+from prefect_synthobs.health.recorder import StoreTimeout
+from prefect_synthobs.instrument.remote import read_remote_work, report_task_rows
+
+
+def test_rows_and_task_runs_left_by_workers_are_read_once_and_local_ones_left_out() -> None:
+    @task(retries=1, retry_delay_seconds=0)
+    def step(i: int, attempts: list[int]) -> str:
+        ctx = TaskRunContext.get()
+        assert ctx is not None
+        attempts.append(i)
+        if i == 2 and attempts.count(2) == 1:
+            raise RuntimeError("first attempt fails")
+        return str(ctx.task_run.id)
+
+    @flow(name=f"remote-{uuid.uuid4().hex[:6]}")
+    def run() -> tuple[str, list[str]]:
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        assert ctx is not None and ctx.flow_run is not None
+        attempts: list[int] = []
+        return str(ctx.flow_run.id), [step(i, attempts) for i in range(3)]
+
+    flow_run_id, task_run_ids = run()
+    # as workers would: rows of two tables from one task, rows without a table from another
+    report_task_rows(flow_run_id, task_run_ids[0], {"customers": 100, "orders": 5}, timeout=10)
+    report_task_rows(flow_run_id, task_run_ids[1], {None: 7, "customers": 0}, timeout=10)
+    report_task_rows(flow_run_id, task_run_ids[2], {"customers": 1000}, timeout=10)
+
+    work = read_remote_work(flow_run_id, {task_run_ids[2]}, timeout=10)  # the third ran in the flow's process
+    assert work.rows_by_table == {"customers": 100, "orders": 5, None: 7} and work.rows == 112
+    assert sorted(t.task_run_id for t in work.tasks) == sorted(task_run_ids[:2])
+    assert {t.task_name for t in work.tasks} == {"step"} and {t.state_type for t in work.tasks} == {"COMPLETED"}
+    assert all(t.duration_s is not None and t.duration_s >= 0 for t in work.tasks)
+
+    everything = read_remote_work(flow_run_id, set(), timeout=10)
+    assert everything.rows == 1112 and sorted(t.run_count for t in everything.tasks) == [1, 1, 2]
+
+
+def test_an_unanswering_api_costs_at_most_the_timeout() -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from conftest import silent_port
+
+    with (
+        silent_port() as port,
+        temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api", PREFECT_CLIENT_MAX_RETRIES: 0}),
+        pytest.raises(StoreTimeout),
+    ):
+        read_remote_work(str(uuid.uuid4()), set(), timeout=0.2)
