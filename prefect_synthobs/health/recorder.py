@@ -49,6 +49,10 @@ class StoreTimeout(TimeoutError):
     """A store call did not finish within the store timeout."""
 
 
+FLUSH_SOON_LINGER_SECONDS = 1.0
+"""How long the flusher gathers rows after ``flush_soon`` before it writes them."""
+
+
 def call_bounded(fn: Callable[[], T], timeout: float, *, name: str = "synthobs-store-write") -> T:
     """``fn()`` on a daemon thread, waited for at most ``timeout`` seconds.
 
@@ -165,6 +169,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and flush_soon()
         self._thread: threading.Thread | None = None
         self._store_warning = WarnOnce(logger)
 
@@ -423,11 +428,23 @@ class Recorder:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
+            self._wake.clear()
             self._thread = threading.Thread(target=self._run, name="synthobs-flusher", daemon=True)
             self._thread.start()
 
+    def flush_soon(self) -> None:
+        """Ask the flusher thread to flush now instead of at its next interval (never waits)."""
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self._next_wait()):
+        while True:
+            woken = self._wake.wait(self._next_wait())
+            if woken and not self._stop.is_set():
+                # rows of tasks ending about now go into one file, not one file each
+                self._stop.wait(min(FLUSH_SOON_LINGER_SECONDS, self.flush_interval))
+            if self._stop.is_set():
+                return
+            self._wake.clear()
             retry = self.breaker.seconds_to_retry()
             if self.pending() or self.spooled_files() or retry == 0.0:
                 self.flush(background=True)
@@ -439,6 +456,7 @@ class Recorder:
     def stop(self, *, flush: bool = True) -> None:
         """Stop the periodic flusher and write what is left."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)

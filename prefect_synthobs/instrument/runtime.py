@@ -254,6 +254,8 @@ class Runtime:
                 return
         self._finish_scope(key)
         self._gpu_detach(key)
+        # a long-lived worker (Dask, Ray) may idle for hours: its rows of the run go out now, off the task's thread
+        self.recorder.flush_soon()
 
     def add_task_rows(self, task_run_id: Any, n: int, table: str | None = None) -> None:
         """Count ``n`` generated rows of ``table`` toward a task run (its row's ``rows``)."""

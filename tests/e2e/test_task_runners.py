@@ -5,15 +5,22 @@ set-up call in the workers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from otlp_receiver import http_receiver
 
 import prefect_synthobs as so
-from conftest import run_python, subprocess_env
+from conftest import free_port, run_python, subprocess_env
 
 POOL_FLOW = """
 import json, os, sys
@@ -25,6 +32,9 @@ def runner():
     if os.environ["RUNNER"] == "dask":
         from prefect_dask import DaskTaskRunner
         return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": True, "threads_per_worker": 1})
+    if os.environ["RUNNER"] == "dask-cluster":  # `dask scheduler` and `dask worker` started on their own
+        from prefect_dask import DaskTaskRunner
+        return DaskTaskRunner(address=os.environ["DASK_SCHEDULER"])
     return ProcessPoolTaskRunner(max_workers=2)
 
 @task(retries=1, retry_delay_seconds=0)
@@ -60,13 +70,59 @@ if __name__ == "__main__":
 """
 
 
+@contextlib.contextmanager
+def dask_cluster(tmp_path: Path, workers: int = 2) -> Iterator[str]:
+    """A Dask cluster started as users start one: `dask scheduler` and `dask worker` processes on loopback.
+
+    The workers' environment has no synthobs settings and no store: what they record, they learn from the flow.
+    """
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith(("SYNTHOBS", "OTEL"))}
+    dask = str(Path(sys.executable).with_name("dask"))
+    log = (tmp_path / "dask.log").open("w")
+    common = {"env": env, "cwd": tmp_path, "stdout": log, "stderr": subprocess.STDOUT, "start_new_session": True}
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            **common,  # type: ignore[call-overload]
+        )
+    ]
+    try:
+        procs.append(
+            subprocess.Popen(
+                [dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard"],
+                **common,  # type: ignore[call-overload]
+            )
+        )
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("runner", ["process_pool", "dask"])
+@pytest.mark.parametrize("runner", ["process_pool", "dask", "dask-cluster"])
 def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, runner: str) -> None:
     script = tmp_path / "pool_flow.py"  # a file: spawned workers import the flow's module
     script.write_text(POOL_FLOW)
-    with http_receiver() as receiver:
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(http_receiver())
+        scheduler = stack.enter_context(dask_cluster(tmp_path)) if runner == "dask-cluster" else ""
         env = subprocess_env(
+            DASK_SCHEDULER=scheduler,
             FLOW_NAME=f"pool-{uuid.uuid4().hex[:6]}",
             STORE=str(tmp_path / "store"),
             SPOOL=str(tmp_path / "spool"),
@@ -86,8 +142,13 @@ def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, r
     assert out["me"] not in out["pids"]  # the tasks really ran in other processes
 
     store = so.HealthStore(str(tmp_path / "store"))
-    tasks = store.read("task_runs")
-    tasks = tasks[tasks.flow_run_id == run_id]
+    deadline = time.monotonic() + 60  # a long-lived worker flushes soon after its tasks, off their thread
+    while True:
+        tasks = store.read("task_runs")
+        tasks = tasks[tasks.flow_run_id == run_id]
+        if len(tasks) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(tasks) == 6 and tasks.task_run_id.is_unique  # each task run once
     assert set(tasks.state_type) == {"COMPLETED"}
     assert sorted(tasks.run_count) == [1, 1, 1, 1, 1, 2]  # the retried one

@@ -118,3 +118,23 @@ def test_a_store_that_cannot_be_opened_opens_the_breaker(tmp_path: Path) -> None
     assert len(opened) == 1 and len(recorder.spooled_files()) == 2
     data = pa.concat_tables([pq.read_table(p) for p in recorder.spooled_files()])
     assert sorted(data.column("task_run_id").to_pylist()) == ["t0", "t1"]
+
+
+def test_flush_soon_writes_long_before_the_interval_and_gathers_rows_into_one_file(tmp_path: Path) -> None:
+    store = HealthStore(str(tmp_path / "store"))
+    recorder = Recorder(lambda: store, tmp_path / "spool", flush_interval=3600, store_timeout=5)
+    recorder.start()
+    try:
+        for row in task_rows(3):  # three tasks ending one after the other, each asking for a flush
+            recorder.add("task_runs", row)
+            recorder.flush_soon()
+        deadline = threading.Event()
+        for _ in range(300):  # an hour-long interval: only flush_soon can have written them
+            if store.count("task_runs") == 3:
+                break
+            deadline.wait(0.1)
+        assert store.count("task_runs") == 3
+        assert len(list((tmp_path / "store").rglob("*.parquet"))) == 1  # one file for the three
+    finally:
+        recorder.stop(flush=False)
+    assert recorder._thread is None
