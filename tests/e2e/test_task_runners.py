@@ -1,7 +1,8 @@
 """Task runs of an observed flow in other processes (Prefect's
 ProcessPoolTaskRunner, prefect-dask's DaskTaskRunner on a LocalCluster of worker
-processes): recorded and traced there, with no synthobs code in the tasks and no
-set-up call in the workers."""
+processes and on a cluster started on its own, prefect-ray's RayTaskRunner):
+recorded and traced there, counted toward the flow run in its process, with no
+synthobs code in the tasks and no set-up call in the workers."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def runner():
     if os.environ["RUNNER"] == "dask-cluster":  # `dask scheduler` and `dask worker` started on their own
         from prefect_dask import DaskTaskRunner
         return DaskTaskRunner(address=os.environ["DASK_SCHEDULER"])
+    if os.environ["RUNNER"] == "ray":  # a local Ray cluster of 2 worker processes
+        from prefect_ray import RayTaskRunner
+        return RayTaskRunner(init_kwargs={"num_cpus": 2, "include_dashboard": False})
     return ProcessPoolTaskRunner(max_workers=2)
 
 @task(retries=1, retry_delay_seconds=0)
@@ -114,7 +118,7 @@ def dask_cluster(tmp_path: Path, workers: int = 2) -> Iterator[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runner", ["process_pool", "dask", "dask-cluster"])
+@pytest.mark.parametrize("runner", ["process_pool", "dask", "dask-cluster", "ray"])
 def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, runner: str) -> None:
     script = tmp_path / "pool_flow.py"  # a file: spawned workers import the flow's module
     script.write_text(POOL_FLOW)
