@@ -10,12 +10,15 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from prefect import __version__ as prefect_version
 from prometheus_client import generate_latest
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._version import __version__
 from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 from prefect_synthobs.gpu.sampler import format_table
+from prefect_synthobs.health.maintenance import describe, maintain, parse_retention
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.reconcile import reconcile
@@ -77,17 +80,15 @@ def _ts(epoch: float) -> str:
 
 
 def _compact(args: argparse.Namespace) -> int:
-
+    try:
+        retain = parse_retention(args.retain) if args.retain is not None else None
+    except ValueError as exc:
+        print(f"synthobs compact: {exc}", file=sys.stderr)
+        return 2
     store = HealthStore(args.store)
-    tables = [args.table] if args.table else list(names.TABLES)
-    for table in tables:
-        stats = store.compact(table)
-        print(
-            f"{table}: {stats['partitions']} partition(s) compacted, "
-            f"{stats['files_before']} → {stats['files_after']} files, {stats['rows']:,} rows"
-            + (f", {stats['quarantined']} unreadable file(s) moved to _quarantine/" if stats["quarantined"] else "")
-            + (f", {stats['temporary_removed']} stale temporary file(s) removed" if stats["temporary_removed"] else "")
-        )
+    results = maintain(store, retain=retain, table_names=[args.table] if args.table else None)
+    for table, stats in results.items():
+        print(describe(table, stats))
     return 0
 
 
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synthobs", description="Observability for synthetic-data pipelines on Prefect."
     )
+    parser.add_argument("--version", action="version", version=f"synthobs {__version__} (prefect {prefect_version})")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the observed sample pipeline and summarise what was recorded")
     demo.add_argument("--rows", type=int, default=20_000, help="synthetic rows to generate")
@@ -173,7 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=5, help="training epochs")
     demo.add_argument("--store", help="health store URL (default: the configured store)")
     demo.set_defaults(func=_demo)
-    compact = sub.add_parser("compact", help="merge closed partitions of the health store")
+    compact = sub.add_parser(
+        "compact", help="merge closed partitions of the health store; with --retain, drop old ones"
+    )
+    compact.add_argument(
+        "--retain",
+        metavar="DURATION",
+        help="keep this many days before today (30d, 8w); older partitions are deleted (default: keep all)",
+    )
     compact.add_argument("--table", choices=names.TABLES, help="one table (default: all)")
     compact.add_argument("--store", help="health store URL (default: the configured store)")
     compact.set_defaults(func=_compact)

@@ -64,6 +64,10 @@ _S3_OPTIONS = {
 STORE_SCHEMES = ("file", "s3")
 
 
+VANISHED_FILE_RETRIES = 5
+"""How often ``read`` lists a table again when a listed file vanished (compaction, retention)."""
+
+
 def check_store_url(url: str) -> str:
     """``url`` if it is a health-store root synthobs supports: a local path, a
     ``file://`` URL or an ``s3://`` prefix.
@@ -319,9 +323,7 @@ class HealthStore:
         dataset = self.dataset(table)
         wanted = list(columns) if columns is not None else [*schema.names, PARTITION_COLUMN]
         if dataset is None:
-            empty = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
-            nothing: pd.DataFrame = empty.empty_table().select(wanted).to_pandas()
-            return nothing
+            return self._empty(table, wanted)
         time_col = tables.table(table).time_column
         expr = None
         if since is not None:
@@ -338,10 +340,21 @@ class HealthStore:
         read_cols = list(wanted)
         if deduplicate and "event_id" not in read_cols:
             read_cols.append("event_id")
-        try:
-            data = dataset.to_table(columns=read_cols, filter=expr)
-        except (pa.ArrowInvalid, OSError):  # a zero-byte or garbage file: read the others
-            data = self._readable(table, dataset).to_table(columns=read_cols, filter=expr)
+        for attempt in range(VANISHED_FILE_RETRIES + 1):
+            try:
+                data = dataset.to_table(columns=read_cols, filter=expr)
+                break
+            except FileNotFoundError:
+                # compaction or retention removed a file after it was listed: list again
+                if attempt == VANISHED_FILE_RETRIES:
+                    raise
+                relisted = self.dataset(table)
+                if relisted is None:  # retention dropped the whole table
+                    return self._empty(table, wanted)
+                dataset = relisted
+            except (pa.ArrowInvalid, OSError):  # a zero-byte or garbage file: read the others
+                data = self._readable(table, dataset).to_table(columns=read_cols, filter=expr)
+                break
         if deduplicate and data.num_rows and pc.count_distinct(data["event_id"]).as_py() == data.num_rows:
             deduplicate = False  # the usual case: nothing to drop, no need to hash ids in pandas
             if "event_id" not in wanted:
@@ -356,6 +369,12 @@ class HealthStore:
             if "event_id" not in wanted:
                 frame = frame.drop(columns="event_id")
         return frame
+
+    @staticmethod
+    def _empty(table: str, columns: Sequence[str]) -> pd.DataFrame:
+        empty = schema_for(table).append(pa.field(PARTITION_COLUMN, pa.string()))
+        nothing: pd.DataFrame = empty.empty_table().select(list(columns)).to_pandas()
+        return nothing
 
     def count(self, table: str) -> int:
         """Rows in ``table`` (duplicates included), read from file metadata."""
@@ -455,6 +474,23 @@ class HealthStore:
             for i in infos
             if i.type == pafs.FileType.Directory and Path(i.path).name.startswith(prefix)
         )
+
+    def drop_partitions(self, table: str, *, before: date) -> list[str]:
+        """Delete the whole ``YYYY-MM-DD`` partitions of ``table`` older than ``before`` (retention).
+
+        Returns:
+            The days dropped, oldest first.
+        """
+        cutoff = before.isoformat()
+        dropped = []
+        for day in self.partitions(table):
+            if day >= cutoff:
+                break
+            self._fs.delete_dir(f"{self.table_path(table)}/{PARTITION_COLUMN}={day}")
+            dropped.append(day)
+        if dropped:
+            logger.info("synthobs: dropped %d %s partition(s) before %s (retention)", len(dropped), table, cutoff)
+        return dropped
 
     def compact(self, table: str, *, before: date | None = None) -> dict[str, int]:
         """Merge each closed partition of ``table`` into one file, dropping

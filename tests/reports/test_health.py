@@ -163,3 +163,9 @@ def test_prefect_yaml_deploys_the_health_report() -> None:
     assert (REPO / path).is_file() and getattr(hr, func) is hr.health_report
     assert deployment["schedules"][0]["cron"] == "0 * * * *"
     assert set(deployment["parameters"]) <= set(hr.health_report.parameters.properties)
+    import importlib
+
+    for each in config["deployments"]:  # the maintenance and reconcile flows too: each entrypoint loads
+        path, func = each["entrypoint"].split(":")
+        module = importlib.import_module(Path(path).stem)
+        assert set(each["parameters"]) <= set(getattr(module, func).parameters.properties), each["name"]
