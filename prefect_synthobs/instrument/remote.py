@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -102,6 +103,10 @@ def report_task_rows(
     call_bounded(create, timeout, name="synthobs-report-rows")
 
 
+def _created(artifact: Any) -> datetime:
+    return artifact.created or datetime.min.replace(tzinfo=timezone.utc)
+
+
 def _task_name(task_run: Any) -> str:
     name = str(getattr(task_run, "name", "") or "")
     # Prefect names a task run "<task name>-<3 hex digits>"
@@ -125,6 +130,7 @@ def read_remote_work(flow_run_id: str, local_task_run_ids: set[str], timeout: fl
     def read() -> RemoteWork:
         work = RemoteWork()
         with get_client(sync_client=True) as client:
+            latest: dict[str, Any] = {}  # a task run executed twice (Dask recomputing a lost result): its last
             for artifact in pages(
                 client.read_artifacts,
                 artifact_filter=ArtifactFilter(
@@ -132,11 +138,15 @@ def read_remote_work(flow_run_id: str, local_task_run_ids: set[str], timeout: fl
                     type=ArtifactFilterType(any_=[catalog.ROWS_ARTIFACT_TYPE]),
                 ),
             ):
-                if str(artifact.task_run_id) in local_task_run_ids or not isinstance(artifact.data, dict):
+                task_run_id = str(artifact.task_run_id)
+                if task_run_id in local_task_run_ids or not isinstance(artifact.data, dict):
                     continue
+                if task_run_id not in latest or _created(artifact) >= _created(latest[task_run_id]):
+                    latest[task_run_id] = artifact
+            for artifact in latest.values():
                 for table, n in artifact.data.items():
-                    key = None if table == NO_TABLE else str(table)
-                    work.rows_by_table[key] = work.rows_by_table.get(key, 0) + int(n)
+                    name = None if table == NO_TABLE else str(table)
+                    work.rows_by_table[name] = work.rows_by_table.get(name, 0) + int(n)
             for task_run in pages(
                 client.read_task_runs,
                 task_run_filter=TaskRunFilter(
