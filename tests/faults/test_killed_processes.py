@@ -204,3 +204,43 @@ def test_a_killed_worker_process_and_the_store_after_reconciliation(tmp_path: Pa
     # each step reported its rows through the API as it ended, before the kill: the flow row counts them all,
     # whether or not the worker lived to flush its task row
     assert row.rows == 40
+
+
+def test_a_flow_run_process_killed_under_a_process_worker_ends_as_a_crashed_row(tmp_path: Path) -> None:
+    from prefect import Flow
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    name = f"doomed-{uuid.uuid4().hex[:6]}"
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "doomed.py").write_text(RUNNER_FLOW.format(name=name))
+    store_url = str(tmp_path / "store")
+    pid_file = tmp_path / "pid"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    remote = Flow.from_source(source=str(tmp_path), entrypoint="doomed.py:doomed")
+    remote.deploy(name="doomed", work_pool_name=pool, print_next_steps=False)  # type: ignore[attr-defined]
+    env = subprocess_env(PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url)
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", pool, "--type", "process"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    store = so.HealthStore(store_url)
+    try:
+        flow_run = run_deployment(f"{name}/doomed", parameters={"pid_file": str(pid_file)}, timeout=0)
+        pid = int(wait_until("the flow's pid", lambda: pid_file.exists() and pid_file.read_text(), timeout=180))
+        assert pid != worker.pid
+        os.kill(pid, signal.SIGKILL)
+        wait_until("the crashed flow row", lambda: len(store.read("flow_runs")) == 1)
+    finally:
+        worker.terminate()
+        out, _ = worker.communicate(timeout=30)
+    rows = store.read("flow_runs")
+    assert rows.flow_run_id.tolist() == [str(flow_run.id)] and rows.state_type.tolist() == ["CRASHED"], out[-3000:]
+    assert len(store.read("task_runs")) == 2  # flushed before the kill
+
+    assert reconcile(store, since=datetime.now(timezone.utc) - timedelta(minutes=10)).task_runs == 1
+    assert_store_agrees_with_api(store, str(flow_run.id))
