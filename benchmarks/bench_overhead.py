@@ -1,5 +1,12 @@
 """Overhead of observe(): a flow of 200 trivial tasks, observed vs plain.
 
+``--runner`` picks where the tasks run: ``thread`` (Prefect's default
+ThreadPoolTaskRunner, tasks called in the flow), ``process_pool``
+(ProcessPoolTaskRunner, 2 workers) or ``dask`` (DaskTaskRunner, a LocalCluster
+of 2 worker processes started once for the whole benchmark). With a process
+runner the tasks are submitted, and synthobs' own time per task in the worker
+(run listener) is reported too.
+
 The two flows alternate in one process against one Prefect server, with the
 heartbeat off, and the server is given time to drain its event backlog before
 each timed run: the next run starts only once every task run of the previous
@@ -49,56 +56,109 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import median, report  # noqa: E402
 
 
-@task
-def trivial(i: int) -> int:
-    return i
+def _accumulator() -> list[float]:
+    """Seconds inside synthobs in this process, kept on a synthobs module: a task unpickled by value in a
+    worker gets fresh copies of this script's globals each time, the imported package is there once."""
+    import prefect_synthobs.instrument.listener as home
+
+    return home.__dict__.setdefault("_bench_inside", [0.0])  # type: ignore[no-any-return]
 
 
-def body(n: int) -> int:
-    return sum(trivial(i) for i in range(n))
-
-
-@flow(name="bench-plain")
-def plain(n: int) -> int:
-    return body(n)
-
-
-@so.observe(kind="other")
-@flow(name="bench-observed")
-def observed(n: int) -> int:
-    return body(n)
-
-
-_inside = [0.0]
+_inside = _accumulator()
 
 
 def _attribute(cls: type, name: str) -> None:
     """Count the time spent inside a synthobs entry point (hooks, listener)."""
     original = getattr(cls, name)
+    if getattr(original, "_bench_timed", False):
+        return
 
     def timed_call(*args, **kwargs):
         start = time.perf_counter()
         try:
             return original(*args, **kwargs)
         finally:
-            _inside[0] += time.perf_counter() - start
+            _accumulator()[0] += time.perf_counter() - start
 
+    timed_call._bench_timed = True  # type: ignore[attr-defined]
     setattr(cls, name, timed_call)
 
 
-for _cls, _name in (
-    (Runtime, "begin_flow_run"),
-    (Runtime, "end_flow_run"),
-    (RunListener, "on_start"),
-    (RunListener, "on_end"),
-):
-    _attribute(_cls, _name)
+def _time_entry_points() -> None:
+    for cls, name in (
+        (Runtime, "begin_flow_run"),
+        (Runtime, "end_flow_run"),
+        (RunListener, "on_start"),
+        (RunListener, "on_end"),
+    ):
+        _attribute(cls, name)
+
+
+_time_entry_points()
+
+
+@task
+def trivial(i: int) -> tuple[int, int, float]:
+    """``(i, pid, seconds inside synthobs so far in this process)``: a worker's own cost, read back."""
+    from prefect_synthobs.instrument.listener import RunListener as Listener
+    from prefect_synthobs.instrument.runtime import Runtime as WorkerRuntime
+
+    for cls, name in ((Listener, "on_start"), (Listener, "on_end"), (WorkerRuntime, "end_remote_task")):
+        _attribute(cls, name)  # in a Dask worker, this module's import-time patching never ran
+    return i, os.getpid(), _accumulator()[0]
+
+
+RUNNER = os.environ.get("BENCH_RUNNER", "thread")
+
+
+def _task_runner():
+    if RUNNER == "process_pool":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=2)
+    if RUNNER == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=os.environ["BENCH_DASK_ADDRESS"])
+    return None
+
+
+def body(n: int) -> list[tuple[int, int, float]]:
+    if RUNNER == "thread":
+        return [trivial(i) for i in range(n)]
+    return [f.result() for f in trivial.map(range(n))]
+
+
+@flow(name="bench-plain")
+def plain(n: int) -> list[tuple[int, int, float]]:
+    return body(n)
+
+
+@so.observe(kind="other")
+@flow(name="bench-observed")
+def observed(n: int) -> list[tuple[int, int, float]]:
+    return body(n)
+
+
+def worker_ms_per_task(results: list[tuple[int, int, float]]) -> float | None:
+    """synthobs' time per task in worker processes, from the counters the tasks read back."""
+    by_pid: dict[int, list[float]] = {}
+    for _, pid, inside in results:
+        by_pid.setdefault(pid, []).append(inside)
+    spans = [(max(v) - min(v), len(v) - 1) for pid, v in by_pid.items() if pid != os.getpid() and len(v) > 1]
+    tasks = sum(n for _, n in spans)
+    return 1000 * sum(s for s, _ in spans) / tasks if tasks else None
+
+
+_last_results: list[list[tuple[int, int, float]]] = []
 
 
 def timed(fn, n: int) -> tuple[float, str]:
     start = time.perf_counter()
     state = fn(n, return_state=True)
-    return time.perf_counter() - start, str(state.state_details.flow_run_id)
+    elapsed = time.perf_counter() - start
+    _last_results[:] = [state.result()]
+    return elapsed, str(state.state_details.flow_run_id)
 
 
 def wait_drained(flow_run_id: str, n: int, settle: float, timeout: float = 120.0) -> None:
@@ -131,19 +191,33 @@ def wait_drained(flow_run_id: str, n: int, settle: float, timeout: float = 120.0
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--runner", choices=["thread", "process_pool", "dask"], default=RUNNER)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument(
         "--settle", type=float, default=1.0, help="seconds to wait after the server has drained the previous run"
     )
     args = parser.parse_args()
+    if args.runner != RUNNER:  # the flows read it at import: this module again, in a child, with it set
+        os.environ["BENCH_RUNNER"] = args.runner
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     so.configure(store_url=tempfile.mkdtemp(prefix="synthobs-bench-"))
+    cluster = None
+    if RUNNER == "dask":  # one cluster for the whole benchmark, as a long-lived deployment has
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        os.environ["BENCH_DASK_ADDRESS"] = cluster.scheduler_address
+    global plain, observed
+    runner = _task_runner()
+    if runner is not None:  # with_options keeps synthobs' hooks (and their worker carrier)
+        plain, observed = plain.with_options(task_runner=runner), observed.with_options(task_runner=runner)
     with (
         prefect_test_harness(server_startup_timeout=120),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         for fn in (plain, observed):  # warm-up both paths
             wait_drained(timed(fn, args.tasks)[1], args.tasks, args.settle)
-        plain_s, observed_s, ratios, inside_ms = [], [], [], []
+        plain_s, observed_s, ratios, inside_ms, worker_ms = [], [], [], [], []
         for r in range(args.rounds):
             pair = {}
             order = (plain, observed) if r % 2 == 0 else (observed, plain)
@@ -152,6 +226,9 @@ def main() -> None:
                 pair[fn.name], run_id = timed(fn, args.tasks)
                 if fn is observed:
                     inside_ms.append(_inside[0] * 1000)
+                    per_task = worker_ms_per_task(_last_results[0])
+                    if per_task is not None:
+                        worker_ms.append(per_task)
                 wait_drained(run_id, args.tasks, args.settle)
             plain_s.append(pair["bench-plain"])
             observed_s.append(pair["bench-observed"])
@@ -161,9 +238,12 @@ def main() -> None:
                 f"observed {pair['bench-observed']:.3f}s ratio {ratios[-1]:.3f}",
                 flush=True,
             )
+    if cluster is not None:
+        cluster.close()
     report(
-        "overhead",
+        "overhead" if RUNNER == "thread" else f"overhead_{RUNNER}",
         {
+            "runner": RUNNER,
             "tasks_per_flow": args.tasks,
             "rounds": args.rounds,
             "plain_median_s": round(median(plain_s), 4),
@@ -173,6 +253,7 @@ def main() -> None:
             "target_median_ratio": 1.05,
             "synthobs_in_process_ms_median": round(median(inside_ms), 2),
             "synthobs_in_process_share_of_plain": round(median(inside_ms) / 1000 / median(plain_s), 4),
+            "synthobs_worker_ms_per_task_median": round(median(worker_ms), 3) if worker_ms else None,
             "plain_min_s": round(min(plain_s), 4),
             "observed_min_s": round(min(observed_s), 4),
         },

@@ -1,0 +1,296 @@
+"""Run the CPU benchmarks and print one table: figure, baseline measured in the same run, ratio, target, pass/fail.
+
+    .venv/bin/python -m benchmarks                   # every CPU benchmark (about 25 minutes on 2 cores)
+    .venv/bin/python -m benchmarks overhead writers  # some of them
+    .venv/bin/python -m benchmarks --table           # the table from the last results, nothing run
+
+Each benchmark runs in its own process (one at a time: they measure ratios, and two at once
+on a small machine measure each other) and leaves its JSON in ``benchmarks/results/``. The GPU
+ones (``run_on_gpu.sh``) need a GPU and are not part of this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+Row = tuple[str, str, str, str, str, str]  # figure, value, baseline, ratio, target, result
+
+
+def _ratio_row(figure: str, value: float, baseline: float, ratio: float, target: float, unit: str = "s") -> Row:
+    return (
+        figure,
+        f"{value:.3f} {unit}",
+        f"{baseline:.3f} {unit}",
+        f"{ratio:.3f}",
+        f"≤ {target:g}",
+        _pf(ratio <= target),
+    )
+
+
+def _pf(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def _overhead(name: str, label: str) -> Callable[[dict[str, Any]], list[Row]]:
+    def rows(r: dict[str, Any]) -> list[Row]:
+        out = [
+            _ratio_row(
+                f"{label}: observed / plain flow, {r['tasks_per_flow']} tasks (median of {r['rounds']} rounds)",
+                r["observed_median_s"],
+                r["plain_median_s"],
+                r["median_ratio"],
+                r["target_median_ratio"],
+            ),
+            (
+                f"{label}: synthobs in the flow's process per run",
+                f"{r['synthobs_in_process_ms_median']:.1f} ms",
+                "",
+                "",
+                "(reported)",
+                "",
+            ),
+        ]
+        if r.get("synthobs_worker_ms_per_task_median") is not None:
+            out.append(
+                (
+                    f"{label}: synthobs in the worker per task",
+                    f"{r['synthobs_worker_ms_per_task_median']:.3f} ms",
+                    "",
+                    "",
+                    "(reported)",
+                    "",
+                )
+            )
+        return out
+
+    return rows
+
+
+def _store_write(r: dict[str, Any]) -> list[Row]:
+    return [
+        _ratio_row(
+            f"HealthStore.write of {r['rows']:,} rows / raw pyarrow write_table",
+            r["store_write_median_s"],
+            r["raw_write_table_median_s"],
+            r["ratio"],
+            r["target_ratio"],
+        )
+    ]
+
+
+def _tracing(r: dict[str, Any]) -> list[Row]:
+    return [
+        _ratio_row(
+            f"span export to OTLP / export off, {r['tasks_per_flow']} tasks",
+            r["export_median_s"],
+            r["off_median_s"],
+            r["median_ratio"],
+            r["target_median_ratio"],
+        )
+    ]
+
+
+def _quality(r: dict[str, Any]) -> list[Row]:
+    rep, dcr, t = r["quality_report_100k_x_20"], r["dcr_20k_x_20k"], r["targets"]
+    return [
+        (
+            "quality_report, 100k × 20 columns",
+            f"{rep['seconds']:.2f} s",
+            "",
+            "",
+            f"≤ {t['quality_report_s']:g} s",
+            _pf(rep["seconds"] <= t["quality_report_s"]),
+        ),
+        (
+            "quality_report peak memory growth",
+            f"{rep['peak_rss_growth_mb']:.0f} MB",
+            "",
+            "",
+            f"≤ {t['quality_report_mb']} MB",
+            _pf(rep["peak_rss_growth_mb"] <= t["quality_report_mb"]),
+        ),
+        (
+            "dcr, 20k × 20k rows",
+            f"{dcr['seconds']:.2f} s",
+            "",
+            "",
+            f"≤ {t['dcr_s']:g} s",
+            _pf(dcr["seconds"] <= t["dcr_s"]),
+        ),
+    ]
+
+
+def _report(r: dict[str, Any]) -> list[Row]:
+    out = []
+    for rows, res in r["results"].items():
+        target = 1.0 if rows == "1000000" else 10.0
+        out.append(
+            (
+                f"health report over {int(rows):,} task rows",
+                f"{res['seconds']:.2f} s",
+                "",
+                "",
+                f"≤ {target:g} s",
+                _pf(res["seconds"] <= target),
+            )
+        )
+    return out
+
+
+def _faults(r: dict[str, Any]) -> list[Row]:
+    out = []
+    healthy = r["healthy"]["runs_s"]
+    for case in ("frozen_s3", "stuck_collector"):
+        runs = r[case]["runs_s"]
+        timeout = r["timeouts"]["store_timeout_seconds" if case == "frozen_s3" else "otlp_timeout_seconds"]
+        extra_first, extra_later = runs[0] - healthy[0], runs[-1] - healthy[-1]
+        out.append(
+            (
+                f"{case.replace('_', ' ')}: first run, extra time",
+                f"{extra_first:.2f} s",
+                f"{healthy[0]:.2f} s",
+                "",
+                f"≈ one timeout ({timeout:g} s)",
+                _pf(extra_first <= timeout * 1.5 + 1),
+            )
+        )
+        out.append(
+            (
+                f"{case.replace('_', ' ')}: later run, extra time",
+                f"{extra_later:.2f} s",
+                f"{healthy[-1]:.2f} s",
+                "",
+                "≈ 0",
+                _pf(extra_later <= 1.0),
+            )
+        )
+    return out
+
+
+def _gpu_sampler(r: dict[str, Any]) -> list[Row]:
+    cpu = r["sampler_thread_cpu_percent_of_core"]
+    return [
+        (
+            f"GPU sampler at 1 Hz, {r['devices']} fake devices: CPU % of one core",
+            f"{cpu:.4f} %",
+            f"{r['process_cpu_percent_idle_baseline']:.4f} % (idle)",
+            "",
+            "≤ 0.2 %",
+            _pf(cpu <= 0.2),
+        ),
+    ]
+
+
+def _writers(r: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"{r['writers']} writer processes at once, rows/s ({r['cores']} cores)",
+            f"{r['concurrent_rows_per_s']:,}",
+            f"{r['one_writer_rows_per_s']:,} (one)",
+            f"{r['concurrent_over_one']:.2f}",
+            "(reported)",
+            "",
+        ),
+        (
+            "S3 (moto on loopback) / local store, one writer, rows/s",
+            f"{r['s3_moto_one_writer_rows_per_s']:,}",
+            f"{r['one_writer_rows_per_s']:,}",
+            f"{r['s3_over_local']:.2f}",
+            "(reported)",
+            "",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    args: list[str]
+    result: str
+    rows: Callable[[dict[str, Any]], list[Row]]
+
+
+SUITE = [
+    Benchmark(
+        "overhead", ["bench_overhead.py", "--rounds", "9"], "overhead", _overhead("overhead", "in-process tasks")
+    ),
+    Benchmark(
+        "overhead_process_pool",
+        ["bench_overhead.py", "--runner", "process_pool", "--rounds", "5"],
+        "overhead_process_pool",
+        _overhead("overhead_process_pool", "ProcessPoolTaskRunner"),
+    ),
+    Benchmark(
+        "overhead_dask",
+        ["bench_overhead.py", "--runner", "dask", "--rounds", "5"],
+        "overhead_dask",
+        _overhead("overhead_dask", "DaskTaskRunner"),
+    ),
+    Benchmark("tracing", ["bench_tracing.py", "--rounds", "9"], "tracing", _tracing),
+    Benchmark("store_write", ["bench_store_write.py", "--repeats", "5"], "store_write", _store_write),
+    Benchmark("writers", ["bench_writers.py"], "writers", _writers),
+    Benchmark("quality", ["bench_quality.py"], "quality", _quality),
+    Benchmark("report", ["bench_report.py", "--rows", "1000000"], "report", _report),
+    Benchmark("faults", ["bench_faults.py"], "bench_faults", _faults),
+    Benchmark("gpu_sampler", ["bench_gpu_sampler.py", "--seconds", "30"], "gpu_sampler", _gpu_sampler),
+]
+
+
+def table(rows: list[Row]) -> str:
+    head: Row = ("figure", "value", "baseline (same run)", "ratio", "target", "result")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+    return "\n".join(
+        ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head]]
+        + [line]
+        + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    known = [b.name for b in SUITE]
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all): {', '.join(known)}"
+    )
+    parser.add_argument("--table", action="store_true", help="print the table from the last results, run nothing")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(known))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    chosen = [b for b in SUITE if not args.names or b.name in args.names]
+    failed_to_run = []
+    if not args.table:
+        for bench in chosen:
+            print(f"== {bench.name}: {' '.join(bench.args)}", flush=True)
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, str(HERE / bench.args[0]), *bench.args[1:]], cwd=HERE.parent)
+            print(f"== {bench.name}: exit {proc.returncode} after {time.perf_counter() - start:.0f} s", flush=True)
+            if proc.returncode != 0:
+                failed_to_run.append(bench.name)
+    rows: list[Row] = []
+    for bench in chosen:
+        path = RESULTS / f"{bench.result}.json"
+        if bench.name in failed_to_run or not path.exists():
+            rows.append((bench.name, "no result", "", "", "", "FAIL" if bench.name in failed_to_run else "not run"))
+            continue
+        data = json.loads(path.read_text())
+        rows.extend((f"{r[0]}", *r[1:]) for r in bench.rows(data))
+    print()
+    print(table(rows))
+    return 1 if failed_to_run or any(r[5] == "FAIL" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
