@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from prefect.settings import get_current_settings
 
 from prefect_synthobs.health import tables
-from prefect_synthobs.health.tables import PARTITION_COLUMN, schema_for
+from prefect_synthobs.health.tables import PARTITION_COLUMN, SOURCE_API, schema_for
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
@@ -62,6 +62,23 @@ _S3_OPTIONS = {
 
 
 STORE_SCHEMES = ("file", "s3")
+
+
+def prefer_hook_rows(data: pa.Table, run_id: str) -> pa.Table:
+    """One row per run: drop ``source = "api"`` rows (reconciliation) of runs that also have a hook row.
+
+    A worker that flushed late (its spool drained after an outage) and a
+    reconciliation that ran meanwhile both wrote the run; the hook's row has
+    more (rows, GPU, trace id).
+    """
+    if not data.num_rows:
+        return data
+    is_api = pc.equal(data["source"], SOURCE_API)
+    if not pc.any(is_api).as_py():
+        return data  # the usual case: nothing was reconciled
+    hooked = pc.unique(pc.filter(data[run_id], pc.invert(pc.fill_null(is_api, False))))
+    superseded = pc.and_(pc.fill_null(is_api, False), pc.is_in(data[run_id], value_set=hooked))
+    return data.filter(pc.invert(superseded))
 
 
 VANISHED_FILE_RETRIES = 5
@@ -340,6 +357,9 @@ class HealthStore:
         read_cols = list(wanted)
         if deduplicate and "event_id" not in read_cols:
             read_cols.append("event_id")
+        run_id = tables.table(table).run_id_column if deduplicate else None
+        if run_id is not None:
+            read_cols += [c for c in (run_id, "source") if c not in read_cols]
         for attempt in range(VANISHED_FILE_RETRIES + 1):
             try:
                 data = dataset.to_table(columns=read_cols, filter=expr)
@@ -355,10 +375,13 @@ class HealthStore:
             except (pa.ArrowInvalid, OSError):  # a zero-byte or garbage file: read the others
                 data = self._readable(table, dataset).to_table(columns=read_cols, filter=expr)
                 break
+        if run_id is not None:
+            data = prefer_hook_rows(data, run_id)
         if deduplicate and data.num_rows and pc.count_distinct(data["event_id"]).as_py() == data.num_rows:
             deduplicate = False  # the usual case: nothing to drop, no need to hash ids in pandas
-            if "event_id" not in wanted:
-                data = data.drop_columns(["event_id"])
+        extra = [c for c in data.column_names if c not in wanted and (c != "event_id" or not deduplicate)]
+        if extra:
+            data = data.drop_columns(extra)
         for name in categorical:
             if name in data.column_names:
                 index = data.column_names.index(name)
@@ -494,7 +517,8 @@ class HealthStore:
 
     def compact(self, table: str, *, before: date | None = None) -> dict[str, int]:
         """Merge each closed partition of ``table`` into one file, dropping
-        duplicate ``event_id`` rows.
+        duplicate ``event_id`` rows (and, for runs, a reconciled row of a run
+        that also has its hook's row).
 
         Only partitions older than ``before`` (default: today, UTC) are touched,
         so no writer is adding to them. Readers that list a partition while it is
@@ -535,6 +559,9 @@ class HealthStore:
             if len(files) < 2:
                 continue
             merged = ds.dataset(files, schema=schema, format="parquet", filesystem=self._fs).to_table()
+            run_id = tables.table(table).run_id_column
+            if run_id is not None:
+                merged = prefer_hook_rows(merged, run_id)
             frame = merged.to_pandas().drop_duplicates(subset="event_id", ignore_index=True)
             clean = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
             self._write_file(table, day, clean)

@@ -70,6 +70,8 @@ class Table:
     name: str
     columns: Mapping[str, pa.DataType]
     time_column: str
+    run_id_column: str | None = None
+    """For a table of runs with a ``source`` column: one run, one row (a hook row wins over an API row)."""
     _value_names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +147,7 @@ FLOW_RUNS = Table(
         "source": _STR,
     },
     time_column="start_time",
+    run_id_column="flow_run_id",
 )
 
 TASK_RUNS = Table(
@@ -168,6 +171,7 @@ TASK_RUNS = Table(
         "source": _STR,
     },
     time_column="start_time",
+    run_id_column="task_run_id",
 )
 
 TRAINING_EPOCHS = Table(

@@ -76,6 +76,52 @@ def _message(run: Any) -> str | None:
     return getattr(getattr(run, "state", None), "message", None)
 
 
+def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool) -> Row:
+    """A ``task_runs`` row (``source = "api"``) from the API's record of a task run."""
+    total = getattr(task_run, "total_run_time", None)
+    return task_row(
+        task_run_id=str(task_run.id),
+        flow_run_id=str(task_run.flow_run_id),
+        flow_name=flow_name,
+        task_name=task_run.task_key.rsplit("-", 1)[0] if task_run.task_key else task_run.name,
+        state_type=_state_type(task_run),
+        state_name=getattr(task_run.state, "name", None),
+        start_time=task_run.start_time,
+        end_time=task_run.end_time,
+        run_count=task_run.run_count,
+        run_time_s=total.total_seconds() if total is not None else None,
+        error_type=None if _state_type(task_run) == "COMPLETED" else _state_type(task_run).title(),
+        error_message=_message(task_run),
+        tags=[str(t) for t in task_run.tags or []],
+        redact_pii=redact_pii,
+        source=SOURCE_API,
+    )
+
+
+def missing_task_rows(
+    store: HealthStore, flow_run_id: str, flow_name: str | None, since: datetime, *, redact_pii: bool = True
+) -> list[Row]:
+    """Rows (``source = "api"``) for the finished task runs of one flow run that the store lacks.
+
+    The reconciliation an observed flow's process runs shortly after the flow's
+    end, for tasks whose worker never wrote its row (killed, lost).
+    """
+    known = store.read(catalog.TASK_RUNS, columns=["task_run_id", "flow_run_id"], since=since - timedelta(days=1))
+    known_ids = set(known.task_run_id[known.flow_run_id == flow_run_id])
+    with get_client(sync_client=True) as client:
+        return [
+            api_task_row(task_run, flow_name, redact_pii)
+            for task_run in pages(
+                client.read_task_runs,
+                task_run_filter=TaskRunFilter(
+                    flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL)),
+                ),
+            )
+            if str(task_run.id) not in known_ids
+        ]
+
+
 def reconcile(
     store: HealthStore,
     *,
@@ -169,26 +215,7 @@ def _reconcile(
             checked += 1
             if str(task_run.id) in known_task_runs:
                 continue
-            total = getattr(task_run, "total_run_time", None)
-            new_tasks.append(
-                task_row(
-                    task_run_id=str(task_run.id),
-                    flow_run_id=str(task_run.flow_run_id),
-                    flow_name=by_id.get(task_run.flow_run_id),
-                    task_name=task_run.task_key.rsplit("-", 1)[0] if task_run.task_key else task_run.name,
-                    state_type=_state_type(task_run),
-                    state_name=getattr(task_run.state, "name", None),
-                    start_time=task_run.start_time,
-                    end_time=task_run.end_time,
-                    run_count=task_run.run_count,
-                    run_time_s=total.total_seconds() if total is not None else None,
-                    error_type=None if _state_type(task_run) == "COMPLETED" else _state_type(task_run).title(),
-                    error_message=_message(task_run),
-                    tags=[str(t) for t in task_run.tags or []],
-                    redact_pii=redact_pii,
-                    source=SOURCE_API,
-                )
-            )
+            new_tasks.append(api_task_row(task_run, by_id.get(task_run.flow_run_id), redact_pii))
     if new_flows:
         store.write(catalog.FLOW_RUNS, new_flows)
     if new_tasks:

@@ -9,10 +9,12 @@ sampler to them, and turns a run's end into one call of the recording seam
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from uuid import UUID
 
 from opentelemetry import trace
 from prefect.client.orchestration import get_client
+from prefect.context import SettingsContext
 from prefect.events import emit_event
 
 from prefect_synthobs import catalog
@@ -33,6 +36,7 @@ from prefect_synthobs.health.recorder import Recorder
 from prefect_synthobs.health.rows import trace_id_from_traceparent
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row
+from prefect_synthobs.instrument.reconcile import missing_task_rows
 from prefect_synthobs.instrument.recording import Recording
 from prefect_synthobs.instrument.remote import read_remote_work
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
@@ -43,6 +47,8 @@ logger = logging.getLogger("prefect_synthobs")
 
 TRACEPARENT_LABEL = catalog.TRACEPARENT_LABEL
 _RECENT_RUNS = 1024
+RECONCILE_DELAY_SECONDS = 3.0
+"""How long after a flow's end its process waits before writing API rows for task runs no worker recorded."""
 
 
 @dataclass
@@ -142,8 +148,11 @@ class Runtime:
         store_url = settings.resolved_store_url()
         store_options = settings.resolved_store_options()
         timeout = settings.store_timeout_seconds
+        self._new_store: Callable[[], HealthStore] = lambda: HealthStore(
+            store_url, storage_options=store_options, timeout=timeout
+        )
         self.recorder = recorder or Recorder(
-            lambda: HealthStore(store_url, storage_options=store_options, timeout=timeout),
+            self._new_store,
             settings.resolved_spool_dir(),
             settings.flush_interval_seconds,
             store_timeout=timeout,
@@ -162,6 +171,8 @@ class Runtime:
         self._started = False
         self._gpu_warning = WarnOnce(logger)
         self._remote_warning = WarnOnce(logger)
+        self._closing = threading.Event()
+        self._reconciling: list[threading.Thread] = []
 
     def start(self) -> None:
         """Start the metrics exporter and the periodic flusher (idempotent)."""
@@ -172,7 +183,13 @@ class Runtime:
         self.recorder.start()
 
     def close(self) -> None:
-        """Write what is buffered and release exporters."""
+        """Finish pending reconciliations (bounded), write what is buffered and release exporters."""
+        self._closing.set()
+        with self._lock:
+            pending = list(self._reconciling)
+        deadline = time.monotonic() + self.settings.store_timeout_seconds
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.recorder.stop(flush=True)
         self.exporter.close()
         self._started = False
@@ -308,6 +325,8 @@ class Runtime:
             if key in self._recent and key not in self._runs:
                 return  # already recorded (e.g. on_failure then on_crashed)
         info = self._finish_scope(key)
+        # not in scope here: a runner or worker recording the crash of a run whose own process died
+        recorded_elsewhere = info is None
         if info is None:
             info = RunInfo(key, flow.name, spec or ObserveSpec(), observed=spec is not None)
         spec = info.spec
@@ -323,6 +342,9 @@ class Runtime:
                 flow_run = fresh if fresh is not None else flow_run
             except Exception as exc:
                 logger.debug("synthobs: could not read flow run %s from the API: %s", key, exc)
+        if remote or recorded_elsewhere:  # task runs whose process may never have written their rows
+            info.start_time = info.start_time or start_time
+            self._reconcile_later(info, flow.name)
         self.recording.flow_finished(
             flow_run_id=key,
             flow_name=flow.name,
@@ -374,6 +396,52 @@ class Runtime:
                 duration_s=task.duration_s,
                 run_count=task.run_count,
             )
+
+    def _reconcile_later(self, info: RunInfo, flow_name: str) -> None:
+        """Shortly after the flow's end, write API rows for its task runs no worker recorded (killed, lost).
+
+        Workers flush their rows about a second after their last task; this waits
+        ``RECONCILE_DELAY_SECONDS`` (or until the process exits, see ``close``)
+        on a daemon thread. A worker row that lands later still wins over the
+        API's (``HealthStore.read`` keeps one row per run, the hook's).
+        """
+        since = info.start_time or datetime.now(timezone.utc)
+
+        def run() -> None:
+            self._closing.wait(RECONCILE_DELAY_SECONDS)
+            try:
+                rows = missing_task_rows(
+                    self._new_store(), info.flow_run_id, flow_name, since, redact_pii=self.settings.redact_pii
+                )
+                if rows:
+                    self.recorder.add(catalog.TASK_RUNS, rows)
+                    self.recorder.flush_soon()
+                    logger.info(
+                        "synthobs: %d task run(s) of flow run %s that no worker recorded were written from the "
+                        "Prefect API",
+                        len(rows),
+                        info.flow_run_id,
+                    )
+            except Exception as exc:
+                self._remote_warning.fail("synthobs: reconciling flow run %s failed (%s)", info.flow_run_id, exc)
+
+        # a fresh context with only Prefect's settings (the API URL): the flow's context holds its client,
+        # closed by the time this runs
+        settings_context = SettingsContext.get()
+
+        def in_settings() -> None:
+            if settings_context is None:
+                run()
+                return
+            with SettingsContext(profile=settings_context.profile, settings=settings_context.settings):
+                run()
+
+        thread = threading.Thread(
+            target=contextvars.Context().run, args=(in_settings,), daemon=True, name="synthobs-reconcile"
+        )
+        with self._lock:
+            self._reconciling = [t for t in self._reconciling if t.is_alive()] + [thread]
+        thread.start()
 
     # -- tasks ---------------------------------------------------------------
 

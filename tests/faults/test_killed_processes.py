@@ -104,18 +104,17 @@ def test_a_flow_run_process_killed_under_a_runner_ends_as_a_crashed_row(tmp_path
         # the runner sees the process die, marks the run crashed and runs its on_crashed hooks: synthobs writes
         # the flow row from the runner's process
         wait_until("the crashed flow row", lambda: len(store.read("flow_runs")) == 1)
+        # and, a few seconds later, reconciles the run's task runs from the API: the third row, lost in memory
+        wait_until("the reconciled task row", lambda: len(store.read("task_runs")) == 3)
         runner.terminate()
         out, _ = runner.communicate(timeout=30)
     rows = store.read("flow_runs")
     assert rows.flow_run_id.tolist() == [str(flow_run.id)] and rows.state_type.tolist() == ["CRASHED"], out[-3000:]
-    tasks = store.read("task_runs")
-    assert len(tasks) == 2 and set(tasks.source) == {"hook"}  # flushed before the kill: kept; the third was lost
-
-    since = datetime.now(timezone.utc) - timedelta(minutes=10)
-    assert reconcile(store, since=since).task_runs == 1  # the lost row, from the API
     _, tasks = assert_store_agrees_with_api(store, str(flow_run.id))
-    assert sorted(tasks.source) == ["api", "hook", "hook"]
-    assert reconcile(store, since=since).task_runs == 0  # idempotent
+    assert sorted(tasks.source) == ["api", "hook", "hook"]  # two flushed before the kill, one from the API
+    assert tasks[tasks.source == "hook"].rows.tolist() == [5, 5]
+    since = datetime.now(timezone.utc) - timedelta(minutes=10)
+    assert reconcile(store, since=since).task_runs == 0  # a scheduled reconcile finds nothing left to add
 
 
 POOL_FLOW = """
@@ -195,8 +194,10 @@ def test_a_killed_worker_process_and_the_store_after_reconciliation(tmp_path: Pa
     else:
         assert result["state"] in ("FAILED", "CRASHED"), result  # a broken pool fails its futures
 
-    reconcile(store, since=since)
+    # the flow's process reconciled its run as it exited (tasks no worker recorded, from the API): the store
+    # agrees with the API without a scheduled reconcile
     row, tasks = assert_store_agrees_with_api(store, result["flow_run_id"])
+    assert reconcile(store, since=since).task_runs == 0
     steps = tasks[tasks.task_name == "step"]
     assert len(steps) == 4 and set(steps.state_type) == {"COMPLETED"}
     hook_steps = steps[steps.source == "hook"]
@@ -235,12 +236,11 @@ def test_a_flow_run_process_killed_under_a_process_worker_ends_as_a_crashed_row(
         assert pid != worker.pid
         os.kill(pid, signal.SIGKILL)
         wait_until("the crashed flow row", lambda: len(store.read("flow_runs")) == 1)
+        wait_until("the reconciled task row", lambda: len(store.read("task_runs")) == 3)
     finally:
         worker.terminate()
         out, _ = worker.communicate(timeout=30)
     rows = store.read("flow_runs")
     assert rows.flow_run_id.tolist() == [str(flow_run.id)] and rows.state_type.tolist() == ["CRASHED"], out[-3000:]
-    assert len(store.read("task_runs")) == 2  # flushed before the kill
-
-    assert reconcile(store, since=datetime.now(timezone.utc) - timedelta(minutes=10)).task_runs == 1
-    assert_store_agrees_with_api(store, str(flow_run.id))
+    _, tasks = assert_store_agrees_with_api(store, str(flow_run.id))
+    assert sorted(tasks.source) == ["api", "hook", "hook"]

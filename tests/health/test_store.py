@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import task_rows
 from prefect_synthobs import HealthStore
 from prefect_synthobs.health.rows import task_row
 
@@ -125,3 +126,28 @@ def test_read_deduplicates_event_ids(tmp_path: Path) -> None:
     assert store.count("task_runs") == 2
     assert len(store.read("task_runs")) == 1
     assert len(store.read("task_runs", deduplicate=False)) == 2
+
+
+def test_a_hook_row_wins_over_a_reconciled_row_of_the_same_run(tmp_path: Path) -> None:
+    """A worker's spool drained after reconciliation wrote the run from the API: one row per run, the hook's."""
+    store = HealthStore(str(tmp_path))
+    hook = task_rows(3)  # t0, t1, t2 from the hooks
+    api = task_rows(2, start=1)  # t1 and t2 again from the API, and t3 only from the API
+    api += task_rows(1, start=3)
+    for row in api:
+        row["source"] = "api"
+    hook[0]["rows"] = 7
+    store.write("task_runs", api)
+    store.write("task_runs", hook)
+    frame = store.read("task_runs")
+    assert sorted(zip(frame.task_run_id, frame.source, strict=True)) == [
+        ("t0", "hook"),
+        ("t1", "hook"),
+        ("t2", "hook"),
+        ("t3", "api"),
+    ]
+    assert store.read("task_runs", columns=["task_run_id"]).task_run_id.tolist().count("t1") == 1
+    assert list(store.read("task_runs", columns=["rows"]).columns) == ["rows"]  # helper columns not returned
+    assert len(store.read("task_runs", deduplicate=False)) == 6  # raw rows still there
+    store.compact("task_runs", before=date(2026, 11, 24))
+    assert store.count("task_runs") == 4  # compaction keeps the same one row per run
