@@ -145,3 +145,7 @@ CARRIER_ATTRIBUTE: Final = "synthobs_carrier"
 # The Prefect artifact type a task in a worker process leaves on its task run with the
 # rows it generated, read by the flow's process at the flow's end (``instrument.remote``).
 ROWS_ARTIFACT_TYPE: Final = "synthobs-rows"
+
+# The Prefect artifact type a worker on another host leaves on a flow run with the GPU use of
+# the run's tasks there, merged into the flow row's GPU summary at the flow's end.
+GPU_ARTIFACT_TYPE: Final = "synthobs-gpu"

@@ -215,3 +215,29 @@ def task_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
 def warnings_with(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
     """The WARNING records whose message contains ``needle``."""
     return [r for r in caplog.records if r.levelno == logging.WARNING and needle in r.getMessage()]
+
+
+FAKE_NVML_SOURCE = REPO / "tests" / "fake_nvml" / "fake_nvml.c"
+
+
+@pytest.fixture(scope="session")
+def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Directories holding a fake ``libnvidia-ml.so.1``: a current and an old driver's."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.fail("gcc is needed to build the fake NVML library (apt-get install gcc)")
+    out: dict[str, Path] = {}
+    for variant, flags in (("current", []), ("old", ["-DFAKE_NVML_OLD"])):
+        directory = tmp_path_factory.mktemp(f"nvml-{variant}")
+        subprocess.run(
+            [gcc, "-shared", "-fPIC", "-O2", *flags, "-o", str(directory / "libnvidia-ml.so.1"), str(FAKE_NVML_SOURCE)],
+            check=True,
+        )
+        out[variant] = directory
+    return out
+
+
+def nvml_env(lib_dir: Path, **extra: str) -> dict[str, str]:
+    env = subprocess_env(LD_LIBRARY_PATH=str(lib_dir), **extra)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env

@@ -27,7 +27,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -102,6 +102,28 @@ class RunGpuSummary:
     def util_mean(self) -> float | None:
         return self.util_sum / self.util_count if self.util_count else None
 
+    def merge(self, other: RunGpuSummary) -> None:
+        """Fold in the summary of the same run on another host: utilization over every reading of both,
+        the higher memory peak (hosts are not sampled at the same moments), energy summed."""
+        self.samples += other.samples
+        self.util_sum += other.util_sum
+        self.util_count += other.util_count
+        if other.util_max is not None:
+            self.util_max = other.util_max if self.util_max is None else max(self.util_max, other.util_max)
+        if other.memory_peak_bytes is not None:
+            self.memory_peak_bytes = max(self.memory_peak_bytes or 0, other.memory_peak_bytes)
+        if other.energy_j is not None:
+            self.energy_j = (self.energy_j or 0.0) + other.energy_j
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values (``from_dict`` reads them back)."""
+        return {name: getattr(self, name) for name in _SUMMARY_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunGpuSummary:
+        """A summary from ``as_dict``'s values (unknown keys ignored)."""
+        return cls(**{name: data[name] for name in _SUMMARY_FIELDS if name in data})
+
     def columns(self) -> dict[str, Any]:
         """The ``flow_runs`` GPU columns (all ``None`` when nothing was sampled)."""
         return {
@@ -110,6 +132,9 @@ class RunGpuSummary:
             "gpu_memory_peak_bytes": self.memory_peak_bytes,
             "gpu_energy_j": self.energy_j,
         }
+
+
+_SUMMARY_FIELDS = ("samples", "util_sum", "util_count", "util_max", "memory_peak_bytes", "energy_j")
 
 
 def sample_rows(

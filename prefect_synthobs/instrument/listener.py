@@ -25,12 +25,12 @@ from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime
 logger = logging.getLogger("prefect_synthobs")
 
 
-def remote_spec(flow: Any) -> ObserveSpec | None:
-    """The observe spec an observed flow's hooks carry to worker processes (``None``: not observed)."""
+def carrier_of(flow: Any) -> Any:
+    """The worker carrier an observed flow's hooks hold (``None``: not observed)."""
     for hook in getattr(flow, "on_completion_hooks", None) or []:
-        spec = getattr(getattr(hook, catalog.CARRIER_ATTRIBUTE, None), "spec", None)
-        if isinstance(spec, ObserveSpec):
-            return spec
+        carrier = getattr(hook, catalog.CARRIER_ATTRIBUTE, None)
+        if isinstance(getattr(carrier, "spec", None), ObserveSpec):
+            return carrier
     return None
 
 
@@ -102,9 +102,12 @@ class RunListener(SpanProcessor):
             info = runtime.run_info(flow_ctx.flow_run.id)
             if info is not None and not info.remote:
                 return  # the flow's own process (or a subflow of it): in scope already
-            spec = info.spec if info is not None else remote_spec(flow_ctx.flow)
+            carrier = carrier_of(flow_ctx.flow)
+            spec = info.spec if info is not None else carrier.spec if carrier is not None else None
             if spec is not None:
-                runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec)
+                # the flow's process samples its own host's GPUs: a worker there must not sample them again
+                other_host = getattr(carrier, "origin_host", None) not in (None, runtime.host)
+                runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec, sample_gpu=other_host)
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener task start failed: %s", exc)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -74,6 +75,7 @@ class WorkerCarrier:
         self.settings: dict[str, Any] | None = None
         self.traceparent: str | None = None
         self.origin_pid = os.getpid()
+        self.origin_host = socket.gethostname()
         self.shipped = False
         """Pickled since the run started: some task may run in another process."""
 
@@ -87,6 +89,7 @@ class WorkerCarrier:
         self.settings = values
         self.traceparent = traceparent
         self.origin_pid = os.getpid()
+        self.origin_host = socket.gethostname()
         self.shipped = False
 
     def take_shipped(self) -> bool:
@@ -101,12 +104,13 @@ class WorkerCarrier:
             "settings": self.settings,
             "traceparent": self.traceparent,
             "origin_pid": self.origin_pid,
+            "origin_host": self.origin_host,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.shipped = False
-        if os.getpid() != self.origin_pid:
+        if (socket.gethostname(), os.getpid()) != (getattr(self, "origin_host", None), self.origin_pid):
             self.activate()
 
     def activate(self) -> None:

@@ -21,6 +21,7 @@ counts, never the run.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +41,7 @@ from prefect.client.schemas.filters import (
 )
 
 from prefect_synthobs import catalog
+from prefect_synthobs.gpu.sampler import RunGpuSummary
 from prefect_synthobs.health.recorder import call_bounded
 from prefect_synthobs.health.rows import duration_seconds
 from prefect_synthobs.instrument.reconcile import FINAL, pages
@@ -67,6 +69,8 @@ class RemoteWork:
 
     rows_by_table: dict[str | None, int] = field(default_factory=dict)
     tasks: list[RemoteTask] = field(default_factory=list)
+    gpu: dict[str, RunGpuSummary] = field(default_factory=dict)
+    """GPU use of the run on other hosts, by host."""
 
     @property
     def rows(self) -> int:
@@ -103,6 +107,28 @@ def report_task_rows(
     call_bounded(create, timeout, name="synthobs-report-rows")
 
 
+def report_gpu_summary(flow_run_id: str, host: str, summary: RunGpuSummary, timeout: float) -> None:
+    """Worker side (another host): leave the GPU use of the run's tasks on this host, for the flow's process.
+
+    Raises:
+        StoreTimeout: The API did not answer within ``timeout`` seconds.
+        Exception: The API refused the artifact.
+    """
+
+    def create() -> None:
+        with get_client(sync_client=True) as client:
+            client.create_artifact(
+                ArtifactCreate(
+                    type=catalog.GPU_ARTIFACT_TYPE,
+                    data={"host": host, "pid": os.getpid(), **summary.as_dict()},
+                    description=f"synthobs: GPU use of this flow run's tasks on {host} ({summary.samples} samples)",
+                    flow_run_id=UUID(flow_run_id),
+                )
+            )
+
+    call_bounded(create, timeout, name="synthobs-report-gpu")
+
+
 def _created(artifact: Any) -> datetime:
     return artifact.created or datetime.min.replace(tzinfo=timezone.utc)
 
@@ -130,19 +156,34 @@ def read_remote_work(flow_run_id: str, local_task_run_ids: set[str], timeout: fl
     def read() -> RemoteWork:
         work = RemoteWork()
         with get_client(sync_client=True) as client:
+            by_process: dict[tuple[str, int], RunGpuSummary] = {}
             latest: dict[str, Any] = {}  # a task run executed twice (Dask recomputing a lost result): its last
             for artifact in pages(
                 client.read_artifacts,
                 artifact_filter=ArtifactFilter(
                     flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-                    type=ArtifactFilterType(any_=[catalog.ROWS_ARTIFACT_TYPE]),
+                    type=ArtifactFilterType(any_=[catalog.ROWS_ARTIFACT_TYPE, catalog.GPU_ARTIFACT_TYPE]),
                 ),
             ):
+                if artifact.type == catalog.GPU_ARTIFACT_TYPE:
+                    if isinstance(artifact.data, dict) and artifact.data.get("host"):
+                        process = (str(artifact.data["host"]), int(artifact.data.get("pid") or 0))
+                        summary = RunGpuSummary.from_dict(artifact.data)
+                        if process in by_process:  # one process's successive stretches of the run's tasks
+                            by_process[process].merge(summary)
+                        else:
+                            by_process[process] = summary
+                    continue
                 task_run_id = str(artifact.task_run_id)
                 if task_run_id in local_task_run_ids or not isinstance(artifact.data, dict):
                     continue
                 if task_run_id not in latest or _created(artifact) >= _created(latest[task_run_id]):
                     latest[task_run_id] = artifact
+            for (host, _), summary in by_process.items():
+                # worker processes on one host sample the same devices at the same moments: per host, the
+                # process that sampled longest (adding them would count the devices twice)
+                if host not in work.gpu or summary.samples > work.gpu[host].samples:
+                    work.gpu[host] = summary
             for artifact in latest.values():
                 for table, n in artifact.data.items():
                     name = None if table == NO_TABLE else str(table)

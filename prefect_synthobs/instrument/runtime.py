@@ -31,14 +31,14 @@ from prefect_synthobs import catalog
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
-from prefect_synthobs.gpu.sampler import GpuSampler
+from prefect_synthobs.gpu.sampler import GpuSampler, RunGpuSummary
 from prefect_synthobs.health.recorder import Recorder
 from prefect_synthobs.health.rows import trace_id_from_traceparent
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.instrument.reconcile import missing_task_rows
 from prefect_synthobs.instrument.recording import Recording
-from prefect_synthobs.instrument.remote import read_remote_work
+from prefect_synthobs.instrument.remote import RemoteWork, read_remote_work, report_gpu_summary
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 from prefect_synthobs.telemetry.tracing import current_run_span
@@ -87,6 +87,8 @@ class RunInfo:
     remote: bool = False
     """Seen from a worker process running some of the flow's tasks (never writes the flow's row)."""
     active_tasks: int = 0
+    gpu_sampled: bool = True
+    """This process attributes its host's GPU samples to the run (a worker on the flow's host does not)."""
     local_task_run_ids: set[str] = field(default_factory=set)
     """Task runs recorded in this process (the flow's): the rest ran in other processes."""
 
@@ -243,20 +245,26 @@ class Runtime:
             self._gpu_attach(key)
         return info
 
-    def begin_remote_task(self, flow: Any, flow_run: Any, spec: ObserveSpec) -> RunInfo:
-        """A task of an observed flow starts in this worker process: the flow run is in scope (remotely)."""
+    def begin_remote_task(self, flow: Any, flow_run: Any, spec: ObserveSpec, *, sample_gpu: bool = True) -> RunInfo:
+        """A task of an observed flow starts in this worker process: the flow run is in scope (remotely).
+
+        Args:
+            sample_gpu: Attribute this host's GPU samples to the run while its
+                tasks run here (not on the flow's own host, sampled there).
+        """
         key = str(flow_run.id)
         with self._lock:
             info = self._runs.get(key)
             if info is None:
                 info = RunInfo(key, getattr(flow, "name", key), spec, observed=False, remote=True)
+                info.gpu_sampled = sample_gpu
                 self._runs[key] = info
                 new = True
             else:
                 new = False
             info.active_tasks += 1
-        if new:
-            self._gpu_attach(key)  # this host's GPU samples count for the run while its tasks run here
+        if new and sample_gpu:
+            self._gpu_attach(key)
         return info
 
     def end_remote_task(self, flow_run_id: Any) -> None:
@@ -270,7 +278,15 @@ class Runtime:
             if info.active_tasks > 0:
                 return
         self._finish_scope(key)
-        self._gpu_detach(key)
+        if info.gpu_sampled:
+            summary = self._gpu_summary(key)
+            if summary is not None and summary.samples:
+                try:  # for the flow row's GPU summary, written in the flow's process on another host
+                    report_gpu_summary(key, self.host, summary, self.settings.store_timeout_seconds)
+                except Exception as exc:
+                    self._remote_warning.fail(
+                        "synthobs: could not report this host's GPU use of flow run %s (%s)", key, exc
+                    )
         # a long-lived worker (Dask, Ray) may idle for hours: its rows of the run go out now, off the task's thread
         self.recorder.flush_soon()
 
@@ -291,14 +307,14 @@ class Runtime:
         except Exception as exc:  # NVML trouble never reaches the run
             self._gpu_warning.fail("synthobs: GPU sampling failed to start (%s)", exc)
 
-    def _gpu_detach(self, key: str) -> dict[str, Any] | None:
+    def _gpu_summary(self, key: str) -> RunGpuSummary | None:
+        """Stop attributing this host's GPU samples to the run; its summary here."""
         try:
             sampler = self._sampler()
-            summary = sampler.detach(key) if sampler is not None else None
+            return sampler.detach(key) if sampler is not None else None
         except Exception as exc:
             self._gpu_warning.fail("synthobs: GPU summary failed (%s)", exc)
             return None
-        return summary.columns() if summary is not None and summary.samples else None
 
     def _finish_scope(self, key: str) -> RunInfo | None:
         with self._lock:
@@ -330,8 +346,11 @@ class Runtime:
         if info is None:
             info = RunInfo(key, flow.name, spec or ObserveSpec(), observed=spec is not None)
         spec = info.spec
-        if remote:
-            self._add_remote_work(info, flow.name)
+        work = self._add_remote_work(info, flow.name) if remote else None
+        gpu = self._gpu_summary(key)
+        for other in (work.gpu if work is not None else {}).values():  # the run's tasks on other hosts
+            gpu = gpu or RunGpuSummary()
+            gpu.merge(other)
         error_type, error_message = _error_of(state)
         labels = getattr(flow_run, "labels", None) or {}
         start_time = getattr(flow_run, "start_time", None) or info.start_time
@@ -363,7 +382,7 @@ class Runtime:
             tags=_tags(flow_run),
             host=self.host,
             trace_id=trace_id_from_traceparent(labels.get(TRACEPARENT_LABEL)) or _current_trace_id(),
-            gpu=self._gpu_detach(key),
+            gpu=gpu.columns() if gpu is not None and gpu.samples else None,
             span_attributes=span_attributes(spec),
             run_span=current_run_span(key),
         )
@@ -371,7 +390,7 @@ class Runtime:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
 
-    def _add_remote_work(self, info: RunInfo, flow_name: str) -> None:
+    def _add_remote_work(self, info: RunInfo, flow_name: str) -> RemoteWork | None:
         """Count the rows and task runs of the flow's tasks in other processes into this process's records."""
         try:
             work = read_remote_work(info.flow_run_id, set(info.local_task_run_ids), self.settings.store_timeout_seconds)
@@ -382,7 +401,7 @@ class Runtime:
                 info.flow_run_id,
                 exc,
             )
-            return
+            return None
         for table, n in work.rows_by_table.items():
             with info.lock:
                 info.rows += n
@@ -396,6 +415,7 @@ class Runtime:
                 duration_s=task.duration_s,
                 run_count=task.run_count,
             )
+        return work
 
     def _reconcile_later(self, info: RunInfo, flow_name: str) -> None:
         """Shortly after the flow's end, write API rows for its task runs no worker recorded (killed, lost).

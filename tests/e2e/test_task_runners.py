@@ -75,7 +75,9 @@ if __name__ == "__main__":
 
 
 @contextlib.contextmanager
-def dask_cluster(tmp_path: Path, workers: int = 2) -> Iterator[str]:
+def dask_cluster(
+    tmp_path: Path, workers: int = 2, worker_env: dict[str, str] | None = None, preload: Path | None = None
+) -> Iterator[str]:
     """A Dask cluster started as users start one: `dask scheduler` and `dask worker` processes on loopback.
 
     The workers' environment has no synthobs settings and no store: what they record, they learn from the flow.
@@ -83,6 +85,7 @@ def dask_cluster(tmp_path: Path, workers: int = 2) -> Iterator[str]:
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {k: v for k, v in subprocess_env().items() if not k.startswith(("SYNTHOBS", "OTEL"))}
+    extra = ["--preload", str(preload)] if preload is not None else []
     dask = str(Path(sys.executable).with_name("dask"))
     log = (tmp_path / "dask.log").open("w")
     common = {"env": env, "cwd": tmp_path, "stdout": log, "stderr": subprocess.STDOUT, "start_new_session": True}
@@ -95,8 +98,8 @@ def dask_cluster(tmp_path: Path, workers: int = 2) -> Iterator[str]:
     try:
         procs.append(
             subprocess.Popen(
-                [dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard"],
-                **common,  # type: ignore[call-overload]
+                [dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard", *extra],
+                **{**common, "env": {**env, **(worker_env or {})}},  # type: ignore[call-overload]
             )
         )
         from distributed import Client
@@ -182,3 +185,66 @@ def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, r
     assert all(s.parent_span_id == flow_span.span_id for s in task_spans)  # children of the flow's span
     task_ids = {s.span_id for s in task_spans}
     assert all(s.parent_span_id in task_ids and s.trace_id == flow_span.trace_id for s in work)
+
+
+GPU_FLOW = """
+import json, os, time
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect_dask import DaskTaskRunner
+
+@task
+def train_on_gpu(i):
+    time.sleep(1.5)  # the worker host's sampler takes several samples meanwhile
+    return i
+
+@so.observe(kind="training", model_type="ctgan")
+@flow(name=os.environ["FLOW_NAME"], task_runner=DaskTaskRunner(address=os.environ["DASK_SCHEDULER"]))
+def train():
+    return sum(f.result() for f in [train_on_gpu.submit(i) for i in range(2)])
+
+if __name__ == "__main__":
+    # the flow's host has no GPU (no NVML here); the workers' host has two
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], gpu_interval_seconds=0.25)
+    state = train(return_state=True)
+    print(json.dumps({"result": state.result(), "flow_run_id": str(state.state_details.flow_run_id)}))
+"""
+
+OTHER_HOST = """
+# A worker host other than the flow's: this Dask worker's processes report another host name.
+import socket
+socket.gethostname = lambda: "gpu-node-1"
+"""
+
+
+@pytest.mark.slow
+def test_gpus_of_a_worker_host_count_in_the_flow_row(tmp_path: Path, fake_nvml: dict[str, Path]) -> None:
+    script = tmp_path / "gpu_flow.py"
+    script.write_text(GPU_FLOW)
+    preload = tmp_path / "other_host.py"
+    preload.write_text(OTHER_HOST)
+    gpu_env = {"LD_LIBRARY_PATH": str(fake_nvml["current"])}
+    with dask_cluster(tmp_path, worker_env=gpu_env, preload=preload) as scheduler:
+        env = subprocess_env(
+            FLOW_NAME=f"gpu-workers-{uuid.uuid4().hex[:6]}",
+            STORE=str(tmp_path / "store"),
+            SPOOL=str(tmp_path / "spool"),
+            DASK_SCHEDULER=scheduler,
+        )
+        env.pop("LD_LIBRARY_PATH", None)
+        proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        store = so.HealthStore(str(tmp_path / "store"))
+        deadline = time.monotonic() + 60
+        while store.count("gpu_samples") == 0 and time.monotonic() < deadline:  # workers flush soon after
+            time.sleep(0.2)
+    assert out["result"] == 1
+    samples = store.read("gpu_samples")
+    assert len(samples) and set(samples.host) == {"gpu-node-1"}  # sampled on the workers' host only
+    assert (samples.flow_run_id == out["flow_run_id"]).sum() >= 4  # attributed to the run while its tasks ran
+    row = store.read("flow_runs").iloc[0]
+    assert row.host != "gpu-node-1"  # the flow row is the flow's host's...
+    # ...and its GPU summary covers the workers' host: the fake's device 0 at 50 %, 10 + 20 GiB in use
+    assert row.gpu_util_mean == pytest.approx(0.5) and row.gpu_util_max == pytest.approx(0.5)
+    assert row.gpu_memory_peak_bytes == 30 * 1024**3
+    assert row.gpu_energy_j > 0

@@ -9,7 +9,6 @@ GPU when one is present.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import uuid
@@ -19,34 +18,10 @@ import pytest
 from otlp_receiver import http_receiver
 
 import prefect_synthobs as so
-from conftest import REPO, run_python, subprocess_env, wait_for_events
+from conftest import nvml_env, run_python, subprocess_env, wait_for_events
 from prefect_synthobs import catalog as names
 
 GIB = 1024**3
-FAKE_SOURCE = REPO / "tests" / "fake_nvml" / "fake_nvml.c"
-
-
-@pytest.fixture(scope="session")
-def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Directories holding a fake ``libnvidia-ml.so.1``: a current and an old driver's."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        pytest.fail("gcc is needed to build the fake NVML library (apt-get install gcc)")
-    out: dict[str, Path] = {}
-    for variant, flags in (("current", []), ("old", ["-DFAKE_NVML_OLD"])):
-        directory = tmp_path_factory.mktemp(f"nvml-{variant}")
-        subprocess.run(
-            [gcc, "-shared", "-fPIC", "-O2", *flags, "-o", str(directory / "libnvidia-ml.so.1"), str(FAKE_SOURCE)],
-            check=True,
-        )
-        out[variant] = directory
-    return out
-
-
-def nvml_env(lib_dir: Path, **extra: str) -> dict[str, str]:
-    env = subprocess_env(LD_LIBRARY_PATH=str(lib_dir), **extra)
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
 
 
 BACKEND = """

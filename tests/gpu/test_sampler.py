@@ -461,3 +461,21 @@ def test_format_table_shows_missing_fields_and_lost_devices() -> None:
     text = format_table([r], [GpuDevice(1, "GPU-1", "Dead")])
     assert "73%" in text and "40.0 / 80.0 GiB" in text and "n/a W" in text and "123.5 kJ" in text
     assert "LOST (GPU-1)" in text
+
+
+def test_summaries_of_one_run_on_two_hosts_merge() -> None:
+    from prefect_synthobs.gpu.sampler import RunGpuSummary
+
+    here = RunGpuSummary(samples=4, util_sum=2.0, util_count=4, util_max=0.6, memory_peak_bytes=10, energy_j=100.0)
+    there = RunGpuSummary(samples=2, util_sum=1.8, util_count=2, util_max=0.9, memory_peak_bytes=30, energy_j=50.0)
+    here.merge(RunGpuSummary.from_dict(there.as_dict()))  # as it travels between hosts
+    assert (here.samples, here.util_max, here.memory_peak_bytes, here.energy_j) == (6, 0.9, 30, 150.0)
+    assert here.util_mean == pytest.approx(3.8 / 6)
+    nothing = RunGpuSummary()
+    nothing.merge(RunGpuSummary(samples=1))  # a host whose devices answer nothing adds no values
+    assert nothing.columns() == {
+        "gpu_util_mean": None,
+        "gpu_util_max": None,
+        "gpu_memory_peak_bytes": None,
+        "gpu_energy_j": None,
+    }

@@ -60,3 +60,42 @@ def test_an_unanswering_api_costs_at_most_the_timeout() -> None:
         pytest.raises(StoreTimeout),
     ):
         read_remote_work(str(uuid.uuid4()), set(), timeout=0.2)
+
+
+def test_gpu_use_on_other_hosts_is_one_summary_per_host() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    from prefect_synthobs import catalog
+    from prefect_synthobs.gpu.sampler import RunGpuSummary
+    from prefect_synthobs.instrument.remote import report_gpu_summary
+
+    @flow(name=f"remote-gpu-{uuid.uuid4().hex[:6]}")
+    def run() -> str:
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        assert ctx is not None and ctx.flow_run is not None
+        return str(ctx.flow_run.id)
+
+    flow_run_id = run()
+
+    def leave(host: str, pid: int, samples: int, energy: float) -> None:
+        summary = RunGpuSummary(samples=samples, util_sum=0.5 * samples, util_count=samples, energy_j=energy)
+        with get_client(sync_client=True) as client:
+            client.create_artifact(
+                ArtifactCreate(
+                    type=catalog.GPU_ARTIFACT_TYPE,
+                    data={"host": host, "pid": pid, **summary.as_dict()},
+                    flow_run_id=uuid.UUID(flow_run_id),
+                )
+            )
+
+    leave("node-a", 1, 3, 30.0)  # one worker process, two stretches of the run's tasks: added
+    leave("node-a", 1, 2, 20.0)
+    leave("node-a", 2, 4, 40.0)  # another process on node-a sampling the same devices meanwhile: not added
+    report_gpu_summary(flow_run_id, "node-b", RunGpuSummary(samples=1, energy_j=7.0), timeout=10)
+    work = read_remote_work(flow_run_id, set(), timeout=10)
+    assert sorted(work.gpu) == ["node-a", "node-b"]
+    assert (work.gpu["node-a"].samples, work.gpu["node-a"].energy_j) == (5, 50.0)  # pid 1 sampled longest
+    assert work.gpu["node-b"].energy_j == 7.0 and work.rows == 0 and work.tasks == []
