@@ -64,21 +64,26 @@ _S3_OPTIONS = {
 STORE_SCHEMES = ("file", "s3")
 
 
-def prefer_hook_rows(data: pa.Table, run_id: str) -> pa.Table:
-    """One row per run: drop ``source = "api"`` rows (reconciliation) of runs that also have a hook row.
+def one_row_per_run(data: pa.Table, run_id: str, order_by: str) -> pa.Table:
+    """One row per run: a hook row before a reconciled (``source = "api"``) one, then the latest ``order_by``.
 
     A worker that flushed late (its spool drained after an outage) and a
     reconciliation that ran meanwhile both wrote the run; the hook's row has
-    more (rows, GPU, trace id).
+    more (rows, GPU, trace id). Dask may run a task run twice (its result lost
+    with a killed worker): both executions wrote a row; the last one counts.
     """
-    if not data.num_rows:
-        return data
-    is_api = pc.equal(data["source"], SOURCE_API)
-    if not pc.any(is_api).as_py():
-        return data  # the usual case: nothing was reconciled
-    hooked = pc.unique(pc.filter(data[run_id], pc.invert(pc.fill_null(is_api, False))))
-    superseded = pc.and_(pc.fill_null(is_api, False), pc.is_in(data[run_id], value_set=hooked))
-    return data.filter(pc.invert(superseded))
+    if data.num_rows < 2 or pc.count_distinct(data[run_id]).as_py() == data.num_rows:
+        return data  # the usual case: one row per run already
+    frame = pd.DataFrame(
+        {
+            "run": data[run_id].to_pandas(),
+            "api": pc.fill_null(pc.equal(data["source"], SOURCE_API), False).to_pandas(),
+            "at": data[order_by].to_pandas(),
+            "index": range(data.num_rows),
+        }
+    )
+    keep = frame.sort_values(["run", "api", "at"], ascending=[True, True, False], na_position="last")
+    return data.take(sorted(keep.drop_duplicates("run")["index"]))
 
 
 VANISHED_FILE_RETRIES = 5
@@ -359,7 +364,7 @@ class HealthStore:
             read_cols.append("event_id")
         run_id = tables.table(table).run_id_column if deduplicate else None
         if run_id is not None:
-            read_cols += [c for c in (run_id, "source") if c not in read_cols]
+            read_cols += [c for c in (run_id, "source", "end_time") if c not in read_cols]
         for attempt in range(VANISHED_FILE_RETRIES + 1):
             try:
                 data = dataset.to_table(columns=read_cols, filter=expr)
@@ -376,7 +381,7 @@ class HealthStore:
                 data = self._readable(table, dataset).to_table(columns=read_cols, filter=expr)
                 break
         if run_id is not None:
-            data = prefer_hook_rows(data, run_id)
+            data = one_row_per_run(data, run_id, "end_time")
         if deduplicate and data.num_rows and pc.count_distinct(data["event_id"]).as_py() == data.num_rows:
             deduplicate = False  # the usual case: nothing to drop, no need to hash ids in pandas
         extra = [c for c in data.column_names if c not in wanted and (c != "event_id" or not deduplicate)]
@@ -517,8 +522,8 @@ class HealthStore:
 
     def compact(self, table: str, *, before: date | None = None) -> dict[str, int]:
         """Merge each closed partition of ``table`` into one file, dropping
-        duplicate ``event_id`` rows (and, for runs, a reconciled row of a run
-        that also has its hook's row).
+        duplicate ``event_id`` rows (and, for runs, keeping one row per run:
+        ``one_row_per_run``).
 
         Only partitions older than ``before`` (default: today, UTC) are touched,
         so no writer is adding to them. Readers that list a partition while it is
@@ -561,7 +566,7 @@ class HealthStore:
             merged = ds.dataset(files, schema=schema, format="parquet", filesystem=self._fs).to_table()
             run_id = tables.table(table).run_id_column
             if run_id is not None:
-                merged = prefer_hook_rows(merged, run_id)
+                merged = one_row_per_run(merged, run_id, "end_time")
             frame = merged.to_pandas().drop_duplicates(subset="event_id", ignore_index=True)
             clean = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
             self._write_file(table, day, clean)

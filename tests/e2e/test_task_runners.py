@@ -143,6 +143,7 @@ def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, r
         spans = receiver.wait_for(
             lambda got: (
                 len([s for s in got if s.name == "step.work"]) >= 6
+                and len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 6
                 and any(s.attributes.get("prefect.run.id") == run_id for s in got)
             )
         )

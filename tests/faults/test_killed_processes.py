@@ -79,6 +79,7 @@ def doomed(pid_file: str) -> None:
     step(1)
     time.sleep(7)  # the flusher (every 5 s) writes the first two task rows
     step(2)        # this row is still in memory when the process dies
+    time.sleep(1)  # Prefect's own events of step 2 reach the server (what the API knows is what reconcile can restore)
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
     time.sleep(600)

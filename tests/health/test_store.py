@@ -151,3 +151,16 @@ def test_a_hook_row_wins_over_a_reconciled_row_of_the_same_run(tmp_path: Path) -
     assert len(store.read("task_runs", deduplicate=False)) == 6  # raw rows still there
     store.compact("task_runs", before=date(2026, 11, 24))
     assert store.count("task_runs") == 4  # compaction keeps the same one row per run
+
+
+def test_a_task_run_executed_twice_keeps_its_last_execution(tmp_path: Path) -> None:
+    """Dask re-ran a finished task whose result was lost with its worker: both executions wrote a row."""
+    store = HealthStore(str(tmp_path))
+    (first,) = task_rows(1)
+    (second,) = task_rows(1)
+    second["end_time"] = first["end_time"] + timedelta(seconds=30)
+    second["rows"] = 11
+    store.write("task_runs", [second])
+    store.write("task_runs", [first])
+    frame = store.read("task_runs")
+    assert len(frame) == 1 and frame.rows.tolist() == [11]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,6 +12,22 @@ from prefect import flow, task
 import prefect_synthobs as so
 from prefect_synthobs.cli import main
 from prefect_synthobs.instrument.reconcile import reconcile
+
+
+def api_has_final_task_runs(flow_run_id: str, n: int, timeout: float = 60) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[uuid.UUID(flow_run_id)]))
+            )
+            if sum(1 for r in runs if r.state is not None and r.state.is_final()) >= n:
+                return
+            assert time.monotonic() < deadline, f"the API never showed {n} finished task runs"
+            time.sleep(0.1)
 
 
 def test_runs_the_hooks_never_saw_are_written_once_from_the_api(store_dir: Path, capsys: object) -> None:
@@ -38,6 +55,7 @@ def test_runs_the_hooks_never_saw_are_written_once_from_the_api(store_dir: Path,
     unseen_id = str(state.state_details.flow_run_id)
     store = so.HealthStore(str(store_dir))
     assert store.count("flow_runs") == 1 and store.count("task_runs") == 3
+    api_has_final_task_runs(unseen_id, 3)  # Prefect's server records task runs from events, a moment later
 
     result = reconcile(store, since=since)
     assert (result.flow_runs, result.task_runs) == (1, 3)
