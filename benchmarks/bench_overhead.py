@@ -5,7 +5,9 @@ ThreadPoolTaskRunner, tasks called in the flow), ``process_pool``
 (ProcessPoolTaskRunner, 2 workers) or ``dask`` (DaskTaskRunner, a LocalCluster
 of 2 worker processes started once for the whole benchmark). With a process
 runner the tasks are submitted, and synthobs' own time per task in the worker
-(run listener) is reported too.
+(run listener) is reported too. ``BENCH_ROWS=1`` makes each task call
+``record_rows(1)``: in a worker that costs one API request per task (the
+``synthobs-rows`` artifact), which this measures.
 
 The two flows alternate in one process against one Prefect server, with the
 heartbeat off, and the server is given time to drain its event backlog before
