@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+from _common import RESULTS  # noqa: E402
 
 Row = tuple[str, str, str, str, str, str]  # figure, value, baseline, ratio, target, result
 

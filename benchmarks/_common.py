@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("SYNTHOBS_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+"""Where results go (``SYNTHOBS_BENCH_RESULTS``: elsewhere, e.g. the tests' smoke runs)."""
 
 
 def report(name: str, data: dict[str, Any]) -> None:

@@ -56,6 +56,8 @@ def fill(store_url: str, rows: int, until: datetime) -> None:
                 "error_type": [None] * n,
                 "error_message": [None] * n,
                 "tags": [[]] * n,
+                "rows": np.zeros(n, dtype="int64"),
+                "source": ["hook"] * n,
             },
             schema=schema_for("task_runs"),
         )

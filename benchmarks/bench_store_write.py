@@ -52,6 +52,8 @@ def make_rows(n: int) -> pa.Table:
             "error_type": pa.nulls(n, pa.string()),
             "error_message": pa.nulls(n, pa.string()),
             "tags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),
+            "rows": np.zeros(n, dtype="int64"),
+            "source": ["hook"] * n,
         },
         schema=schema_for("task_runs"),
     )

@@ -65,6 +65,8 @@ class Instrumentation:
         self.log_filters = LogFilters()
         self.client_metrics = ClientMetricsBridge(registry)
         self.own_spans: dict[str, tuple[Any, object]] = {}
+        self.carried_settings: dict[str, Any] | None = None
+        """The settings a worker carrier last applied in this process (``observe.WorkerCarrier``)."""
         """Flow spans synthobs opened itself (Prefect's run telemetry off), by flow run id."""
         self.listener = RunListener(self.current_runtime)
         self.publisher = GpuPublisher(socket.gethostname(), self.current_runtime)
@@ -237,6 +239,7 @@ class Instrumentation:
         """Close and forget the runtime (tests; ``uninstall``)."""
         with self._lock:
             old, self._runtime = self._runtime, None
+            self.carried_settings = None
         if old is not None:
             old.close()
 

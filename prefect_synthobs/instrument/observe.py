@@ -116,10 +116,15 @@ class WorkerCarrier:
     def activate(self) -> None:
         """Configure and install synthobs in this (worker) process. Never raises."""
         try:
-            if self.settings is not None:
+            # Dask unpickles a task's context several times, a worker runs many tasks: set up once per settings
+            if self.settings is not None and self.settings != INSTRUMENTATION.carried_settings:
                 configure(**self.settings)
-            install()
-            get_runtime()  # recorder, flusher and exporters ready before the task's span starts
+                install()
+                get_runtime()  # recorder, flusher and exporters ready before the task's span starts
+                INSTRUMENTATION.carried_settings = self.settings
+            elif self.settings is None:
+                install()
+                get_runtime()
             if self.traceparent:
                 # Prefect parents a task span on the current span (in the flow's process, the flow's);
                 # a worker has none: make the flow's span current where the task is about to run

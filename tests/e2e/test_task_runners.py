@@ -49,6 +49,9 @@ def step(i, marker):
         raise RuntimeError("first attempt fails")
     with so.span("step.work", i=i):
         pass
+    if i == 0:  # measurements in a worker belong to the flow run
+        so.record_epoch(0, loss=0.25)
+        so.record_quality("overall", 0.9, threshold=0.8)
     return os.getpid()
 
 @so.observe(kind="generation", table="customers")
@@ -171,6 +174,9 @@ def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, r
     flows = store.read("flow_runs")
     flow_row = flows[flows.flow_run_id == run_id]
     assert flow_row.state_type.tolist() == ["COMPLETED"]
+    epochs, checks = store.read("training_epochs"), store.read("quality_checks")
+    assert epochs.flow_run_id.tolist() == [run_id] and epochs.loss.tolist() == [0.25]
+    assert checks.flow_run_id.tolist() == [run_id] and checks.passed.tolist() == [True]
     # the workers' rows count toward the flow run, and its process counts the task runs once
     assert flow_row.rows.tolist() == [70] and flow_row.rows_per_s.iloc[0] > 0
     flow_name = env["FLOW_NAME"]

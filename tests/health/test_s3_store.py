@@ -22,6 +22,7 @@ from prefect import flow, task
 import prefect_synthobs as so
 from conftest import free_port
 from prefect_synthobs.config import active as so_settings
+from prefect_synthobs.health.maintenance import maintain
 from prefect_synthobs.health.rows import task_row
 from prefect_synthobs.instrument.instrumentation import get_runtime, reset_runtime
 
@@ -89,6 +90,28 @@ def test_writes_reads_and_compaction_on_a_real_s3_server(s3_server: tuple[Any, s
     stats = store.compact("task_runs", before=date(2026, 1, 6))
     assert (stats["files_before"], stats["files_after"], stats["rows"]) == (3, 1, 3)
     assert sorted(store.read("task_runs").task_run_id) == ["t0", "t1", "t2"]
+
+    # retention on S3: a later day kept, the old one dropped (prefix deleted), readers see what is left
+    later = day + timedelta(days=40)
+    store.write(
+        "task_runs",
+        [
+            task_row(
+                task_run_id="t9",
+                flow_run_id="f",
+                flow_name="flow",
+                task_name="t",
+                state_type="COMPLETED",
+                state_name="Completed",
+                start_time=later,
+                end_time=later,
+                run_count=1,
+            )
+        ],
+    )
+    stats = maintain(store, retain=timedelta(days=30), today=later.date())["task_runs"]
+    assert stats["expired"] == 1 and store.partitions("task_runs") == [later.date().isoformat()]
+    assert store.read("task_runs").task_run_id.tolist() == ["t9"]
 
 
 def test_an_s3_outage_spools_and_the_background_retry_writes_everything(
