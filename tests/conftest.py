@@ -126,6 +126,18 @@ def run_python(code: str, env: dict[str, str], timeout: float = 300) -> subproce
     return proc
 
 
+def stop(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    """Terminate ``proc`` and return its output; killed if it has not stopped within ``timeout`` (a loaded
+    machine stops a Prefect runner or worker slowly)."""
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""
+
+
 @contextlib.contextmanager
 def served_deployment(
     flow_file: Path, deployment: str, env: dict[str, str], timeout: float = 120

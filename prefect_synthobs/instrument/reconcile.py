@@ -11,10 +11,11 @@ nothing. Requests are paginated (the API caps ``limit`` at 200).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
@@ -30,19 +31,14 @@ from prefect.client.schemas.filters import (
     TaskRunFilterState,
     TaskRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
 
 from prefect_synthobs import catalog
 from prefect_synthobs.health.rows import flow_row, task_row
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import SOURCE_API, Row
+from prefect_synthobs.instrument.remote import FINAL, PAGE, pages, rows_reported, settled_task_runs
 
 logger = logging.getLogger("prefect_synthobs")
-
-PAGE = 200
-"""The Prefect API's largest ``limit``."""
-
-FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 
 
 @dataclass(frozen=True)
@@ -53,16 +49,6 @@ class ReconcileResult:
     task_runs: int
     flows_checked: int
     task_runs_checked: int
-
-
-def pages(read: Any, **kwargs: Any) -> Iterator[Any]:
-    offset = 0
-    while True:
-        page = read(limit=PAGE, offset=offset, **kwargs)
-        yield from page
-        if len(page) < PAGE:
-            return
-        offset += PAGE
 
 
 def _state_type(run: Any) -> str:
@@ -99,27 +85,35 @@ def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool) -> Row:
 
 
 def missing_task_rows(
-    store: HealthStore, flow_run_id: str, flow_name: str | None, since: datetime, *, redact_pii: bool = True
+    store: HealthStore,
+    flow_run_id: str,
+    flow_name: str | None,
+    since: datetime,
+    *,
+    redact_pii: bool = True,
+    settle_seconds: float = 2.0,
 ) -> list[Row]:
     """Rows (``source = "api"``) for the finished task runs of one flow run that the store lacks.
 
     The reconciliation an observed flow's process runs shortly after the flow's
-    end, for tasks whose worker never wrote its row (killed, lost).
+    end, for tasks whose worker never wrote its row (killed, lost, shut down
+    with its rows unflushed). Waits up to ``settle_seconds`` for Prefect to
+    record the last task runs; a row's ``rows`` comes from the task's
+    ``synthobs-rows`` artifact when it left one.
     """
     known = store.read(catalog.TASK_RUNS, columns=["task_run_id", "flow_run_id"], since=since - timedelta(days=1))
     known_ids = set(known.task_run_id[known.flow_run_id == flow_run_id])
     with get_client(sync_client=True) as client:
-        return [
-            api_task_row(task_run, flow_name, redact_pii)
-            for task_run in pages(
-                client.read_task_runs,
-                task_run_filter=TaskRunFilter(
-                    flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL)),
-                ),
-            )
-            if str(task_run.id) not in known_ids
+        missing = [
+            run for run in settled_task_runs(client, UUID(flow_run_id), settle_seconds) if str(run.id) not in known_ids
         ]
+        reported = rows_reported(client, UUID(flow_run_id)) if missing else {}
+    rows = []
+    for task_run in missing:
+        row = api_task_row(task_run, flow_name, redact_pii)
+        row["rows"] = sum(reported.get(str(task_run.id), {}).values())
+        rows.append(row)
+    return rows
 
 
 def reconcile(

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -41,15 +41,31 @@ from prefect.client.schemas.filters import (
     TaskRunFilterState,
     TaskRunFilterStateType,
 )
+from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 
 from prefect_synthobs import catalog
 from prefect_synthobs.gpu.sampler import RunGpuSummary
 from prefect_synthobs.health.recorder import call_bounded
 from prefect_synthobs.health.rows import duration_seconds
-from prefect_synthobs.instrument.reconcile import FINAL, pages
 
 logger = logging.getLogger("prefect_synthobs")
+
+PAGE = 200
+"""The Prefect API's largest ``limit``."""
+
+FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+
+
+def pages(read: Any, **kwargs: Any) -> Iterator[Any]:
+    offset = 0
+    while True:
+        page = read(limit=PAGE, offset=offset, **kwargs)
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
 
 NO_TABLE = ""
 """The artifact's key for rows recorded without a table (JSON keys are strings)."""
@@ -166,7 +182,7 @@ SETTLE_SECONDS = 2.0
 SETTLE_POLL_SECONDS = 0.25
 
 
-def _settled_task_runs(client: SyncPrefectClient, run_id: UUID, budget: float) -> list[Any]:
+def settled_task_runs(client: SyncPrefectClient, run_id: UUID, budget: float) -> list[Any]:
     """The flow run's finished task runs, once their count stops growing (or ``budget`` seconds passed).
 
     Prefect's server records task runs from the events their engines emit, a
@@ -193,6 +209,50 @@ def _settled_task_runs(client: SyncPrefectClient, run_id: UUID, budget: float) -
         time.sleep(SETTLE_POLL_SECONDS)
 
 
+def _artifacts(client: SyncPrefectClient, run_id: UUID, kind: str) -> list[Any]:
+    return list(
+        pages(
+            client.read_artifacts,
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), type=ArtifactFilterType(any_=[kind])
+            ),
+        )
+    )
+
+
+def rows_reported(client: SyncPrefectClient, run_id: UUID) -> dict[str, dict[str | None, int]]:
+    """``{task_run_id: {table: rows}}`` that the flow run's tasks in workers reported (``report_task_rows``).
+
+    A task run executed twice (Dask recomputing a result lost with its worker) counts its last execution.
+    """
+    latest: dict[str, Any] = {}
+    for artifact in _artifacts(client, run_id, catalog.ROWS_ARTIFACT_TYPE):
+        if not isinstance(artifact.data, dict):
+            continue
+        key = str(artifact.task_run_id)
+        if key not in latest or _created(artifact) >= _created(latest[key]):
+            latest[key] = artifact
+    return {
+        key: {None if table == NO_TABLE else str(table): int(n) for table, n in artifact.data.items()}
+        for key, artifact in latest.items()
+    }
+
+
+def _gpu_reported(client: SyncPrefectClient, run_id: UUID) -> dict[tuple[str, int], RunGpuSummary]:
+    """The GPU summaries workers on other hosts reported, merged per ``(host, pid)``."""
+    by_process: dict[tuple[str, int], RunGpuSummary] = {}
+    for artifact in _artifacts(client, run_id, catalog.GPU_ARTIFACT_TYPE):
+        if not isinstance(artifact.data, dict) or not artifact.data.get("host"):
+            continue
+        process = (str(artifact.data["host"]), int(artifact.data.get("pid") or 0))
+        summary = RunGpuSummary.from_dict(artifact.data)
+        if process in by_process:  # one process's successive stretches of the run's tasks
+            by_process[process].merge(summary)
+        else:
+            by_process[process] = summary
+    return by_process
+
+
 def read_remote_work(flow_run_id: str, local_task_run_ids: set[str], timeout: float) -> RemoteWork:
     """Flow side: the rows and finished task runs the flow's tasks left in other processes.
 
@@ -209,39 +269,18 @@ def read_remote_work(flow_run_id: str, local_task_run_ids: set[str], timeout: fl
     def read() -> RemoteWork:
         work = RemoteWork()
         with get_client(sync_client=True) as client:
-            by_process: dict[tuple[str, int], RunGpuSummary] = {}
-            latest: dict[str, Any] = {}  # a task run executed twice (Dask recomputing a lost result): its last
-            for artifact in pages(
-                client.read_artifacts,
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-                    type=ArtifactFilterType(any_=[catalog.ROWS_ARTIFACT_TYPE, catalog.GPU_ARTIFACT_TYPE]),
-                ),
-            ):
-                if artifact.type == catalog.GPU_ARTIFACT_TYPE:
-                    if isinstance(artifact.data, dict) and artifact.data.get("host"):
-                        process = (str(artifact.data["host"]), int(artifact.data.get("pid") or 0))
-                        summary = RunGpuSummary.from_dict(artifact.data)
-                        if process in by_process:  # one process's successive stretches of the run's tasks
-                            by_process[process].merge(summary)
-                        else:
-                            by_process[process] = summary
-                    continue
-                task_run_id = str(artifact.task_run_id)
-                if task_run_id in local_task_run_ids or not isinstance(artifact.data, dict):
-                    continue
-                if task_run_id not in latest or _created(artifact) >= _created(latest[task_run_id]):
-                    latest[task_run_id] = artifact
-            for (host, _), summary in by_process.items():
+            for process, summary in _gpu_reported(client, run_id).items():
+                host = process[0]
                 # worker processes on one host sample the same devices at the same moments: per host, the
                 # process that sampled longest (adding them would count the devices twice)
                 if host not in work.gpu or summary.samples > work.gpu[host].samples:
                     work.gpu[host] = summary
-            for artifact in latest.values():
-                for table, n in artifact.data.items():
-                    name = None if table == NO_TABLE else str(table)
-                    work.rows_by_table[name] = work.rows_by_table.get(name, 0) + int(n)
-            for task_run in _settled_task_runs(client, run_id, min(timeout / 2, SETTLE_SECONDS)):
+            for task_run_id, counts in rows_reported(client, run_id).items():
+                if task_run_id in local_task_run_ids:
+                    continue
+                for table, n in counts.items():
+                    work.rows_by_table[table] = work.rows_by_table.get(table, 0) + n
+            for task_run in settled_task_runs(client, run_id, min(timeout / 2, SETTLE_SECONDS)):
                 if str(task_run.id) in local_task_run_ids:
                     continue
                 state = getattr(task_run, "state", None)

@@ -9,7 +9,7 @@ import pytest
 from prefect.deployments import run_deployment
 
 import prefect_synthobs as so
-from conftest import served_deployment, subprocess_env
+from conftest import served_deployment, stop, subprocess_env
 
 FLOW_FILE = """
 from prefect import flow, task
@@ -40,8 +40,7 @@ def test_served_observed_flow_records_from_the_runner_process(tmp_path: Path) ->
     with served_deployment(flow_file, f"{name}/observed", env) as runner:
         flow_run = run_deployment(f"{name}/observed", parameters={"n": 4}, timeout=180)
         assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
-        runner.terminate()
-        out, _ = runner.communicate(timeout=30)
+        out = stop(runner)
     store = so.HealthStore(store_url)
     runs = store.read("flow_runs")
     assert list(runs.flow_run_id) == [str(flow_run.id)], out[-3000:]

@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskR
 from prefect.deployments import run_deployment
 
 import prefect_synthobs as so
-from conftest import served_deployment, subprocess_env
+from conftest import served_deployment, stop, subprocess_env
 from prefect_synthobs.instrument.reconcile import reconcile
 
 pytestmark = pytest.mark.slow
@@ -107,8 +107,7 @@ def test_a_flow_run_process_killed_under_a_runner_ends_as_a_crashed_row(tmp_path
         wait_until("the crashed flow row", lambda: len(store.read("flow_runs")) == 1)
         # and, a few seconds later, reconciles the run's task runs from the API: the third row, lost in memory
         wait_until("the reconciled task row", lambda: len(store.read("task_runs")) == 3)
-        runner.terminate()
-        out, _ = runner.communicate(timeout=30)
+        out = stop(runner)
     rows = store.read("flow_runs")
     assert rows.flow_run_id.tolist() == [str(flow_run.id)] and rows.state_type.tolist() == ["CRASHED"], out[-3000:]
     _, tasks = assert_store_agrees_with_api(store, str(flow_run.id))
@@ -239,8 +238,7 @@ def test_a_flow_run_process_killed_under_a_process_worker_ends_as_a_crashed_row(
         wait_until("the crashed flow row", lambda: len(store.read("flow_runs")) == 1)
         wait_until("the reconciled task row", lambda: len(store.read("task_runs")) == 3)
     finally:
-        worker.terminate()
-        out, _ = worker.communicate(timeout=30)
+        out = stop(worker)
     rows = store.read("flow_runs")
     assert rows.flow_run_id.tolist() == [str(flow_run.id)] and rows.state_type.tolist() == ["CRASHED"], out[-3000:]
     _, tasks = assert_store_agrees_with_api(store, str(flow_run.id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from prefect import flow, task
@@ -99,3 +100,32 @@ def test_gpu_use_on_other_hosts_is_one_summary_per_host() -> None:
     assert sorted(work.gpu) == ["node-a", "node-b"]
     assert (work.gpu["node-a"].samples, work.gpu["node-a"].energy_j) == (5, 50.0)  # pid 1 sampled longest
     assert work.gpu["node-b"].energy_j == 7.0 and work.rows == 0 and work.tasks == []
+
+
+def test_rows_restored_from_the_api_carry_the_rows_their_task_reported(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from prefect_synthobs.health.store import HealthStore
+    from prefect_synthobs.instrument.reconcile import missing_task_rows
+
+    @task
+    def step(i: int) -> str:
+        ctx = TaskRunContext.get()
+        assert ctx is not None
+        return str(ctx.task_run.id)
+
+    @flow(name=f"restored-{uuid.uuid4().hex[:6]}")
+    def run() -> tuple[str, list[str]]:
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        assert ctx is not None and ctx.flow_run is not None
+        return str(ctx.flow_run.id), [step(i) for i in range(2)]
+
+    since = datetime.now(timezone.utc)
+    flow_run_id, task_run_ids = run()
+    report_task_rows(flow_run_id, task_run_ids[1], {"customers": 40, None: 2}, timeout=10)
+    rows = missing_task_rows(HealthStore(str(tmp_path / "store")), flow_run_id, "restored", since, settle_seconds=5)
+    by_id = {row["task_run_id"]: row for row in rows}
+    assert set(by_id) == set(task_run_ids) and {row["source"] for row in rows} == {"api"}
+    assert by_id[task_run_ids[0]]["rows"] == 0 and by_id[task_run_ids[1]]["rows"] == 42

@@ -10,7 +10,7 @@ from otlp_receiver import ReceivedSpan, grpc_receiver, http_receiver
 from prefect import flow, task
 
 import prefect_synthobs as so
-from conftest import run_python, served_deployment, subprocess_env
+from conftest import run_python, served_deployment, stop, subprocess_env
 from prefect_synthobs.telemetry.tracing import export_config
 
 
@@ -181,8 +181,7 @@ def test_deployment_run_in_a_runner_process_joins_the_parent_trace(tmp_path: Pat
             spans = receiver.wait_for(
                 lambda ss: any(s.attributes.get("prefect.run.id") == child_run_id for s in ss), timeout=30
             )
-            runner.terminate()
-            out, _ = runner.communicate(timeout=30)
+            out = stop(runner)
         so.configure(otlp_endpoint=None, otlp_protocol=None)
     flows = {s.attributes.get("prefect.run.id"): s for s in spans if s.attributes.get("prefect.run.type") == "flow"}
     assert child_run_id in flows, out[-3000:]
