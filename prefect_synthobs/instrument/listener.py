@@ -19,7 +19,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs import catalog
-from prefect_synthobs.instrument.remote import report_task_rows
 from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime
 
 logger = logging.getLogger("prefect_synthobs")
@@ -123,24 +122,10 @@ class RunListener(SpanProcessor):
         try:
             rows_by_table = RunListener._record_task(runtime, ctx, span, info)
             if info.remote and rows_by_table:
-                RunListener._report_rows(runtime, info.flow_run_id, str(task_run.id), rows_by_table)
+                runtime.report_task_rows(info.flow_run_id, str(task_run.id), rows_by_table)
         finally:
             if info.remote:
                 runtime.end_remote_task(info.flow_run_id)
-
-    @staticmethod
-    def _report_rows(runtime: Runtime, flow_run_id: str, task_run_id: str, rows: dict[str | None, int]) -> None:
-        """A worker's task generated rows: leave them for the flow's process to count (``instrument.remote``)."""
-        try:
-            report_task_rows(flow_run_id, task_run_id, rows, runtime.settings.store_timeout_seconds)
-        except Exception as exc:
-            logger.warning(
-                "synthobs: could not report the %d rows task run %s generated to its flow run (%s); "
-                "they are in its task_runs row only",
-                sum(rows.values()),
-                task_run_id,
-                exc,
-            )
 
     @staticmethod
     def _record_task(runtime: Runtime, ctx: TaskRunContext, span: ReadableSpan, info: Any) -> dict[str | None, int]:

@@ -118,10 +118,10 @@ class WorkerCarrier:
         try:
             # Dask unpickles a task's context several times, a worker runs many tasks: set up once per settings
             if self.settings is not None and self.settings != INSTRUMENTATION.carried_settings:
+                INSTRUMENTATION.carried_settings = self.settings  # tried once: a failure warns once, not per task
                 configure(**self.settings)
                 install()
                 get_runtime()  # recorder, flusher and exporters ready before the task's span starts
-                INSTRUMENTATION.carried_settings = self.settings
             elif self.settings is None:
                 install()
                 get_runtime()

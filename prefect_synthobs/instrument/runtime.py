@@ -38,7 +38,7 @@ from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.instrument.reconcile import missing_task_rows
 from prefect_synthobs.instrument.recording import Recording
-from prefect_synthobs.instrument.remote import RemoteWork, read_remote_work, report_gpu_summary
+from prefect_synthobs.instrument.remote import RemoteWork, read_remote_work, report_gpu_summary, report_task_rows
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 from prefect_synthobs.telemetry.tracing import current_run_span
@@ -283,12 +283,27 @@ class Runtime:
             if summary is not None and summary.samples:
                 try:  # for the flow row's GPU summary, written in the flow's process on another host
                     report_gpu_summary(key, self.host, summary, self.settings.store_timeout_seconds)
+                    self._remote_warning.ok()
                 except Exception as exc:
                     self._remote_warning.fail(
                         "synthobs: could not report this host's GPU use of flow run %s (%s)", key, exc
                     )
         # a long-lived worker (Dask, Ray) may idle for hours: its rows of the run go out now, off the task's thread
         self.recorder.flush_soon()
+
+    def report_task_rows(self, flow_run_id: str, task_run_id: str, rows: dict[str | None, int]) -> None:
+        """A worker's task generated rows: leave them for the flow's process to count (one warning while failing)."""
+        try:
+            report_task_rows(flow_run_id, task_run_id, rows, self.settings.store_timeout_seconds)
+            self._remote_warning.ok()
+        except Exception as exc:
+            self._remote_warning.fail(
+                "synthobs: could not report the %d rows task run %s generated to its flow run (%s); they are in "
+                "its task_runs row, and the flow row counts this process's rows only until the API answers",
+                sum(rows.values()),
+                task_run_id,
+                exc,
+            )
 
     def add_task_rows(self, task_run_id: Any, n: int, table: str | None = None) -> None:
         """Count ``n`` generated rows of ``table`` toward a task run (its row's ``rows``)."""

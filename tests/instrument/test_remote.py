@@ -129,3 +129,20 @@ def test_rows_restored_from_the_api_carry_the_rows_their_task_reported(tmp_path:
     by_id = {row["task_run_id"]: row for row in rows}
     assert set(by_id) == set(task_run_ids) and {row["source"] for row in rows} == {"api"}
     assert by_id[task_run_ids[0]]["rows"] == 0 and by_id[task_run_ids[1]]["rows"] == 42
+
+
+def test_an_unreachable_api_in_a_worker_is_one_warning_not_one_per_task(
+    store_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from conftest import free_port, warnings_with
+    from prefect_synthobs.instrument.instrumentation import get_runtime
+
+    runtime = get_runtime()
+    with temporary_settings(
+        updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api", PREFECT_CLIENT_MAX_RETRIES: 0}
+    ):
+        for _ in range(3):  # three tasks ending while the API is down: nothing raised
+            runtime.report_task_rows(str(uuid.uuid4()), str(uuid.uuid4()), {"customers": 5})
+    assert len(warnings_with(caplog, "could not report the 5 rows")) == 1
