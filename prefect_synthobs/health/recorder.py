@@ -141,6 +141,8 @@ class Recorder:
         max_pending_rows: The most rows kept in memory when even the spool
             cannot be written; past it the oldest are dropped.
         on_dropped: Called with ``(table, rows)`` for every row dropped.
+        linger: Seconds the flusher gathers rows after ``flush_soon`` before
+            writing them (one file for the tasks ending about then).
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class Recorder:
         spool_max_bytes: int = 1 << 30,
         max_pending_rows: int = 1_000_000,
         on_dropped: Callable[[str, int], None] | None = None,
+        linger: float = FLUSH_SOON_LINGER_SECONDS,
     ) -> None:
         self._store_factory = store_factory
         self.spool_dir = Path(spool_dir)
@@ -163,6 +166,7 @@ class Recorder:
         self.spool_max_bytes = spool_max_bytes
         self.max_pending_rows = max_pending_rows
         self._on_dropped = on_dropped
+        self.linger = linger
         self.dropped: dict[str, int] = defaultdict(int)
         """Rows dropped per table (spool or memory full) since this recorder started."""
         self._pending: dict[str, list[Row]] = defaultdict(list)
@@ -441,7 +445,7 @@ class Recorder:
             woken = self._wake.wait(self._next_wait())
             if woken and not self._stop.is_set():
                 # rows of tasks ending about now go into one file, not one file each
-                self._stop.wait(min(FLUSH_SOON_LINGER_SECONDS, self.flush_interval))
+                self._stop.wait(min(self.linger, self.flush_interval))
             if self._stop.is_set():
                 return
             self._wake.clear()

@@ -248,7 +248,7 @@ def test_gpus_of_a_worker_host_count_in_the_flow_row(tmp_path: Path, fake_nvml: 
     assert out["result"] == 1
     samples = store.read("gpu_samples")
     assert len(samples) and set(samples.host) == {"gpu-node-1"}  # sampled on the workers' host only
-    assert (samples.flow_run_id == out["flow_run_id"]).sum() >= 4  # attributed to the run while its tasks ran
+    assert (samples.flow_run_id == out["flow_run_id"]).sum() >= 2  # at least the final sample of each stretch
     row = store.read("flow_runs").iloc[0]
     assert row.host != "gpu-node-1"  # the flow row is the flow's host's...
     # ...and its GPU summary covers the workers' host: the fake's device 0 at 50 %, 10 + 20 GiB in use

@@ -75,11 +75,19 @@ def step(i: int) -> int:
 @so.observe(kind="generation", table="orders")
 @flow(name={name!r})
 def doomed(pid_file: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+    from prefect.context import FlowRunContext
+    from prefect_synthobs.instrument.instrumentation import get_runtime
+
     step(0)
     step(1)
-    time.sleep(7)  # the flusher (every 5 s) writes the first two task rows
-    step(2)        # this row is still in memory when the process dies
-    time.sleep(1)  # Prefect's own events of step 2 reach the server (what the API knows is what reconcile can restore)
+    get_runtime().recorder.flush()  # as the periodic flusher would: the first two rows are in the store
+    step(2)  # this row stays in memory (flush interval: an hour) when the process dies
+    mine = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[FlowRunContext.get().flow_run.id]))
+    with get_client(sync_client=True) as client:  # what the API knows is what reconcile can restore
+        while sum(1 for r in client.read_task_runs(task_run_filter=mine) if r.state and r.state.is_final()) < 3:
+            time.sleep(0.1)
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
     time.sleep(600)
@@ -95,7 +103,9 @@ def test_a_flow_run_process_killed_under_a_runner_ends_as_a_crashed_row(tmp_path
     flow_file.write_text(RUNNER_FLOW.format(name=name))
     store_url = str(tmp_path / "store")
     pid_file = tmp_path / "pid"
-    env = subprocess_env(PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url)
+    env = subprocess_env(
+        PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url, PREFECT_INTEGRATIONS_SYNTHOBS_FLUSH_INTERVAL_SECONDS="3600"
+    )
     store = so.HealthStore(store_url)
     with served_deployment(flow_file, f"{name}/doomed", env) as runner:
         flow_run = run_deployment(f"{name}/doomed", parameters={"pid_file": str(pid_file)}, timeout=0)
@@ -220,7 +230,9 @@ def test_a_flow_run_process_killed_under_a_process_worker_ends_as_a_crashed_row(
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
     remote = Flow.from_source(source=str(tmp_path), entrypoint="doomed.py:doomed")
     remote.deploy(name="doomed", work_pool_name=pool, print_next_steps=False)  # type: ignore[attr-defined]
-    env = subprocess_env(PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url)
+    env = subprocess_env(
+        PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url, PREFECT_INTEGRATIONS_SYNTHOBS_FLUSH_INTERVAL_SECONDS="3600"
+    )
     worker = subprocess.Popen(
         [str(Path(sys.executable).with_name("prefect")), "worker", "start", "--pool", pool, "--type", "process"],
         cwd=tmp_path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,15 @@ def test_a_reader_during_compaction_never_errors_and_never_double_counts(tmp_pat
 
     thread = threading.Thread(target=read_throughout)
     thread.start()
+    rounds = 0
+    deadline = time.monotonic() + 120
     try:
-        for _ in range(40):  # each round: a second file with the same rows appears, then compaction merges them
+        # each round: a second file with the same rows appears, then compaction merges them; at least 40 rounds
+        # and 20 reads in between, however the two threads are scheduled
+        while (rounds < 40 or len(seen) < 20) and not errors and time.monotonic() < deadline:
             store.write("task_runs", rows)
             assert store.compact("task_runs", before=TODAY)["rows"] == 50
+            rounds += 1
             done.wait(0.01)  # real compactions are minutes apart; this one leaves the reader room to finish
     finally:
         done.set()

@@ -122,14 +122,15 @@ def test_a_store_that_cannot_be_opened_opens_the_breaker(tmp_path: Path) -> None
 
 def test_flush_soon_writes_long_before_the_interval_and_gathers_rows_into_one_file(tmp_path: Path) -> None:
     store = HealthStore(str(tmp_path / "store"))
-    recorder = Recorder(lambda: store, tmp_path / "spool", flush_interval=3600, store_timeout=5)
+    # a long linger: the three adds below fall inside it however loaded the machine is
+    recorder = Recorder(lambda: store, tmp_path / "spool", flush_interval=3600, store_timeout=5, linger=5)
     recorder.start()
     try:
         for row in task_rows(3):  # three tasks ending one after the other, each asking for a flush
             recorder.add("task_runs", row)
             recorder.flush_soon()
         deadline = threading.Event()
-        for _ in range(300):  # an hour-long interval: only flush_soon can have written them
+        for _ in range(600):  # an hour-long interval: only flush_soon can have written them
             if store.count("task_runs") == 3:
                 break
             deadline.wait(0.1)
