@@ -205,9 +205,10 @@ def wait_for_events(
             time.sleep(0.5)
 
 
-def task_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
-    """``n`` completed ``task_runs`` rows with ids ``t<start>`` … ``t<start + n - 1>``."""
-    when = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+def task_rows(n: int, start: int = 0, when: datetime | None = None) -> list[dict[str, Any]]:
+    """``n`` completed ``task_runs`` rows with ids ``t<start>`` … ``t<start + n - 1>``, started and ended at
+    ``when`` (default 2026-11-23 12:00 UTC)."""
+    when = when or datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
     return [
         task_row(
             task_run_id=f"t{i}",

@@ -23,11 +23,7 @@ TODAY = date(2026, 11, 23)
 
 
 def rows_on(day: date, n: int, start: int) -> list[dict[str, Any]]:
-    when = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
-    rows = task_rows(n, start)
-    for row in rows:
-        row["start_time"] = row["end_time"] = when
-    return rows
+    return task_rows(n, start, when=datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc))
 
 
 def filled(root: Path, days: list[date], files_per_day: int = 2, rows_per_file: int = 3) -> HealthStore:

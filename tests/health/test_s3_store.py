@@ -20,10 +20,9 @@ import pytest
 from prefect import flow, task
 
 import prefect_synthobs as so
-from conftest import free_port
+from conftest import free_port, task_rows
 from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.health.maintenance import maintain
-from prefect_synthobs.health.rows import task_row
 from prefect_synthobs.instrument.instrumentation import get_runtime, reset_runtime
 
 pytestmark = pytest.mark.slow
@@ -69,22 +68,7 @@ def test_writes_reads_and_compaction_on_a_real_s3_server(s3_server: tuple[Any, s
     store = so.HealthStore(url, storage_options=options, timeout=10)
     day = datetime(2026, 1, 5, 12, tzinfo=timezone.utc)
     for i in range(3):
-        store.write(
-            "task_runs",
-            [
-                task_row(
-                    task_run_id=f"t{i}",
-                    flow_run_id="f",
-                    flow_name="flow",
-                    task_name="t",
-                    state_type="COMPLETED",
-                    state_name="Completed",
-                    start_time=day,
-                    end_time=day + timedelta(seconds=1),
-                    run_count=1,
-                )
-            ],
-        )
+        store.write("task_runs", task_rows(1, i, when=day))
     assert store.count("task_runs") == 3
     assert sorted(store.read("task_runs", since=day.date()).task_run_id) == ["t0", "t1", "t2"]
     stats = store.compact("task_runs", before=date(2026, 1, 6))
@@ -93,22 +77,7 @@ def test_writes_reads_and_compaction_on_a_real_s3_server(s3_server: tuple[Any, s
 
     # retention on S3: a later day kept, the old one dropped (prefix deleted), readers see what is left
     later = day + timedelta(days=40)
-    store.write(
-        "task_runs",
-        [
-            task_row(
-                task_run_id="t9",
-                flow_run_id="f",
-                flow_name="flow",
-                task_name="t",
-                state_type="COMPLETED",
-                state_name="Completed",
-                start_time=later,
-                end_time=later,
-                run_count=1,
-            )
-        ],
-    )
+    store.write("task_runs", task_rows(1, 9, when=later))
     stats = maintain(store, retain=timedelta(days=30), today=later.date())["task_runs"]
     assert stats["expired"] == 1 and store.partitions("task_runs") == [later.date().isoformat()]
     assert store.read("task_runs").task_run_id.tolist() == ["t9"]

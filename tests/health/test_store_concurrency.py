@@ -36,6 +36,21 @@ assert results == [6] * 25, results
 """
 
 
+def writers_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Writer processes' environment: the store and spool under ``tmp_path``, and a patient Prefect client."""
+    return subprocess_env(
+        PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(tmp_path / "store"),
+        PREFECT_INTEGRATIONS_SYNTHOBS_SPOOL_DIR=str(tmp_path / "spool"),
+        # many concurrent flows against the session's SQLite test server on 2 cores:
+        # once in several runs it answered create_flow_run with an error before any
+        # synthobs code ran. Let Prefect's client retry, as a production client would.
+        PREFECT_CLIENT_MAX_RETRIES="10",
+        PREFECT_CLIENT_RETRY_EXTRA_CODES="500,504",
+        PREFECT_API_REQUEST_TIMEOUT="120",
+        **extra,
+    )
+
+
 def read_throughout(store: so.HealthStore, procs: list[subprocess.Popen[str]], tables: tuple[str, ...]) -> None:
     """Read ``tables`` until every writer process has exited; any reader error, or a writer's, fails."""
     reads, errors = 0, []
@@ -57,16 +72,7 @@ def read_throughout(store: so.HealthStore, procs: list[subprocess.Popen[str]], t
 @pytest.mark.slow
 def test_four_processes_of_25_concurrent_flows_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     store_url = str(tmp_path / "store")
-    env = subprocess_env(
-        PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url,
-        PREFECT_INTEGRATIONS_SYNTHOBS_SPOOL_DIR=str(tmp_path / "spool"),
-        # 12 concurrent flows against the session's SQLite test server on 2 cores:
-        # once in several runs it answered create_flow_run with an error before any
-        # synthobs code ran. Let Prefect's client retry, as a production client would.
-        PREFECT_CLIENT_MAX_RETRIES="10",
-        PREFECT_CLIENT_RETRY_EXTRA_CODES="500,504",
-        PREFECT_API_REQUEST_TIMEOUT="120",
-    )
+    env = writers_env(tmp_path)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, str(w)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -118,14 +124,7 @@ def test_processes_whose_flows_run_tasks_on_process_pools_lose_and_duplicate_not
     store_url = str(tmp_path / "store")
     script = tmp_path / "pool_writer.py"  # a file: spawned pool workers import the flow's module
     script.write_text(POOL_WRITER)
-    env = subprocess_env(
-        PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=store_url,
-        PREFECT_INTEGRATIONS_SYNTHOBS_SPOOL_DIR=str(tmp_path / "spool"),
-        PREFECT_CLIENT_MAX_RETRIES="10",
-        PREFECT_CLIENT_RETRY_EXTRA_CODES="500,504",
-        PREFECT_API_REQUEST_TIMEOUT="120",
-        FLOWS="2",
-    )
+    env = writers_env(tmp_path, FLOWS="2")
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), str(w)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
