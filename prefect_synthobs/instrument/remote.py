@@ -1,21 +1,24 @@
 """Work a flow's tasks did in other processes, brought back to the flow's own process.
 
 A task on a ``ProcessPoolTaskRunner``, a Dask or a Ray worker writes its own
-``task_runs`` row and spans there (see ``observe.WorkerCarrier``). Two things
+``task_runs`` row and spans there (see ``observe.WorkerCarrier``). Three things
 must still reach the flow's process before it writes the flow row:
 
 * the synthetic rows the task generated (``record_rows``), so the flow row's
-  ``rows``/``rows_per_s`` and ``synthobs_rows_generated_total`` count them;
+  ``rows``/``rows_per_s`` and ``synthobs_generation_rows_total`` count them;
 * the task run itself, so ``synthobs_task_runs_total`` and the task duration
-  histogram count it once, in the flow's process (workers export no metrics).
+  histogram count it once, in the flow's process (workers export no metrics);
+* on a worker host other than the flow's, the GPU use of the run's tasks there.
 
 The channel is the Prefect API, the one thing every worker and the flow's
 process share on any deployment (another host, a Kubernetes pod): a task that
 generated rows leaves a small artifact of type ``synthobs-rows`` on its task
-run (one request, only for tasks that recorded rows); at the flow's end its
-process reads those artifacts and the flow's finished task runs (paginated).
-Both calls are bounded by ``store_timeout_seconds``; a failure costs the
-counts, never the run.
+run (one request, only for tasks that recorded rows), a worker on another host
+a ``synthobs-gpu`` one on the flow run; at the flow's end its process reads
+those artifacts and the flow's finished task runs (paginated; Prefect records
+task runs from events a moment after they end, so the count is read until it
+settles, at most ``SETTLE_SECONDS``). Every call is bounded by
+``store_timeout_seconds``; a failure costs the counts, never the run.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ import pytest
 from prefect import flow
 
 import prefect_synthobs as so
+from conftest import task_rows
 from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.health.recorder import Recorder
-from prefect_synthobs.health.rows import task_row
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument.instrumentation import reset_runtime
 from prefect_synthobs.quality import quality_report
@@ -113,24 +113,12 @@ def test_row_counts_beyond_64_bits_are_refused_up_front() -> None:
 def test_a_row_that_does_not_fit_its_columns_never_drops_the_batch(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    now = datetime(2026, 11, 23, tzinfo=timezone.utc)
-
-    def row(i: int, run_count: int) -> dict[str, object]:
-        return task_row(
-            task_run_id=f"t{i}",
-            flow_run_id="f",
-            flow_name="flow",
-            task_name="t",
-            state_type="COMPLETED",
-            state_name="Completed",
-            start_time=now,
-            end_time=now,
-            run_count=run_count,
-        )
+    rows = task_rows(3, when=datetime(2026, 11, 23, tzinfo=timezone.utc))
+    rows[1]["run_count"] = 10**30  # the middle row does not fit int64
 
     store = HealthStore(str(tmp_path / "store"))
     recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=30)
-    recorder.add("task_runs", [row(0, 1), row(1, 10**30), row(2, 1)])
+    recorder.add("task_runs", rows)
     with caplog.at_level(logging.WARNING, logger="prefect_synthobs.health.store"):
         assert recorder.flush() == 2
     assert sorted(store.read("task_runs").task_run_id) == ["t0", "t2"]
