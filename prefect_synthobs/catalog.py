@@ -45,6 +45,70 @@ GPU_POWER: Final = "gpu_power_watts"
 GPU_TEMPERATURE: Final = "gpu_temperature_celsius"
 GPU_ENERGY_TOTAL: Final = "gpu_energy_joules_total"
 ROWS_DROPPED_TOTAL: Final = "rows_dropped_total"
+FLOW_RUNS_IN_PROGRESS: Final = "flow_runs_in_progress"
+FLOW_RUN_OLDEST_IN_PROGRESS_AGE: Final = "flow_run_oldest_in_progress_age_seconds"
+
+# The same metrics on OTLP: (name after the prefix and a dot, unit). OpenTelemetry's
+# Prometheus translation (dots to underscores, unit suffix from the unit, ``_total`` on
+# monotonic sums, ``ratio`` for unit ``1``) gives back the Prometheus names above, so
+# dashboards and alert rules work on both wires (tests/telemetry/test_otel_metrics.py
+# proves it for every metric). Units in braces are annotations and add no suffix.
+# ``gpu.utilization_ratio`` spells its ``ratio`` out: Prometheus' translator adds it for
+# unit ``1``, OpenTelemetry Python's does not, and both must give the same name.
+OTEL_METRICS: Final = {
+    FLOW_RUNS_TOTAL: ("flow.runs", "{run}"),
+    FLOW_RUN_DURATION: ("flow.run.duration", "s"),
+    TASK_RUNS_TOTAL: ("task.runs", "{run}"),
+    TASK_RUN_DURATION: ("task.run.duration", "s"),
+    TASK_RETRIES_TOTAL: ("task.retries", "{retry}"),
+    ERRORS_TOTAL: ("errors", "{error}"),
+    LAST_SUCCESS: ("last_success.timestamp", "s"),
+    GENERATION_ROWS_TOTAL: ("generation.rows", "{row}"),
+    GENERATION_ROWS_PER_SECOND: ("generation.rows_per_second", "{row}/s"),
+    TRAINING_EPOCHS_TOTAL: ("training.epochs", "{epoch}"),
+    TRAINING_LOSS: ("training.loss", "{loss}"),
+    QUALITY_SCORE: ("quality.score", "{score}"),
+    QUALITY_GATE_CHECKS_TOTAL: ("quality.gate.checks", "{check}"),
+    PRIVACY_EPSILON_SPENT_TOTAL: ("privacy.epsilon.spent", "{epsilon}"),
+    PRIVACY_EPSILON_REMAINING: ("privacy.epsilon.remaining", "{epsilon}"),
+    PRIVACY_BUDGET_CHECKS_TOTAL: ("privacy.budget.checks", "{check}"),
+    GPU_UTILIZATION: ("gpu.utilization_ratio", "1"),
+    GPU_MEMORY_USED: ("gpu.memory.used", "By"),
+    GPU_MEMORY_TOTAL: ("gpu.memory.total", "By"),
+    GPU_POWER: ("gpu.power", "W"),
+    GPU_TEMPERATURE: ("gpu.temperature", "Cel"),
+    GPU_ENERGY_TOTAL: ("gpu.energy", "J"),
+    ROWS_DROPPED_TOTAL: ("rows.dropped", "{row}"),
+    FLOW_RUNS_IN_PROGRESS: ("flow.runs_in_progress", "{run}"),
+    FLOW_RUN_OLDEST_IN_PROGRESS_AGE: ("flow.run.oldest_in_progress_age", "s"),
+}
+
+# GPU metrics on OTLP under the OpenTelemetry semantic conventions
+# (model/hardware/gpu-metrics.yaml): name, unit, instrument.
+HW_GPU_UTILIZATION: Final = ("hw.gpu.utilization", "1", "gauge")
+HW_GPU_MEMORY_USAGE: Final = ("hw.gpu.memory.usage", "By", "updowncounter")
+HW_GPU_MEMORY_LIMIT: Final = ("hw.gpu.memory.limit", "By", "updowncounter")
+HW_GPU_MEMORY_UTILIZATION: Final = ("hw.gpu.memory.utilization", "1", "gauge")
+HW_POWER: Final = ("hw.power", "W", "gauge")
+HW_ENERGY: Final = ("hw.energy", "J", "counter")
+HW_TEMPERATURE: Final = ("hw.temperature", "Cel", "gauge")
+HW_GPU_METRICS: Final = (
+    HW_GPU_UTILIZATION,
+    HW_GPU_MEMORY_USAGE,
+    HW_GPU_MEMORY_LIMIT,
+    HW_GPU_MEMORY_UTILIZATION,
+    HW_POWER,
+    HW_ENERGY,
+    HW_TEMPERATURE,
+)
+HW_ID: Final = "hw.id"
+HW_NAME: Final = "hw.name"
+HW_MODEL: Final = "hw.model"
+HW_VENDOR: Final = "hw.vendor"
+HW_TYPE: Final = "hw.type"
+
+# The instrumentation scope of synthobs' OTLP metrics and logs.
+METER_NAME: Final = "prefect_synthobs"
 
 # Buckets for batch work: 0.1 s to 4 h.
 DURATION_BUCKETS: Final = (

@@ -27,7 +27,10 @@ from prefect_synthobs.catalog import ENV_PREFIX
 from prefect_synthobs.health.store import check_store_url
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
-MetricsMode = Literal["none", "http", "pushgateway", "textfile"]
+MetricsMode = Literal["none", "http", "pushgateway", "textfile", "otlp"]
+"""One metrics mode; ``metrics_mode`` holds a comma list of them (``pushgateway,otlp``)."""
+METRICS_MODES: tuple[MetricsMode, ...] = ("none", "http", "pushgateway", "textfile", "otlp")
+Temporality = Literal["cumulative", "delta", "lowmemory"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
 SpanNames = Literal["prefect", "stable"]
 
@@ -82,8 +85,11 @@ class SynthObsSettings(BaseSettings):
         description="Longest one store write may take; past it the rows go to the spool and the store is "
         "skipped until a background retry succeeds.",
     )
-    metrics_mode: MetricsMode = Field(
-        default="none", description="none (in-process only), http, pushgateway or textfile."
+    metrics_mode: str = Field(
+        default="none",
+        description="Where metrics go, one or a comma list: none (in-process only), http, pushgateway, textfile, "
+        "otlp (e.g. pushgateway,otlp). Unset, OTEL_METRICS_EXPORTER=otlp (or console) also exports over OTLP; "
+        "none set explicitly exports nothing.",
     )
     metrics_prefix: str = Field(
         default="synthobs", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="Prefix of every metric name."
@@ -135,12 +141,30 @@ class SynthObsSettings(BaseSettings):
     )
     otlp_endpoint: str | None = Field(
         default=None,
-        description="OTLP endpoint for spans (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then "
+        description="OTLP endpoint (the base URL; /v1/traces, /v1/metrics, /v1/logs are added for "
+        "http/protobuf) for spans, metrics and logs (default: OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT, then "
         "OTEL_EXPORTER_OTLP_ENDPOINT; with neither, spans are not exported).",
     )
     otlp_protocol: OtlpProtocol | None = Field(
         default=None,
-        description="grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, then http/protobuf).",
+        description="grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_(<SIGNAL>_)PROTOCOL, then http/protobuf).",
+    )
+    otlp_metrics_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        description="How often metrics are exported over OTLP while a process runs (default: "
+        "OTEL_METRIC_EXPORT_INTERVAL, then 60 s); every observed flow's end exports too.",
+    )
+    otlp_metrics_temporality: Temporality | None = Field(
+        default=None,
+        description="cumulative, delta or lowmemory (default: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, "
+        "then cumulative).",
+    )
+    otlp_logs: bool | None = Field(
+        default=None,
+        description="Export the run logs of observed runs as OpenTelemetry log records (default: on when "
+        "OTEL_LOGS_EXPORTER names otlp or console).",
     )
     otlp_headers: dict[str, SecretStr] | None = Field(
         default=None, description="Extra export headers (default: OTEL_EXPORTER_OTLP_HEADERS), kept secret."
@@ -168,6 +192,29 @@ class SynthObsSettings(BaseSettings):
         description="Name of a SynthObsConfig block to load; its values sit between keyword overrides and "
         "environment variables (set it in a deployment's environment).",
     )
+
+    @field_validator("metrics_mode", mode="before")
+    @classmethod
+    def _metrics_modes(cls, value: Any) -> str:
+        if isinstance(value, (list, tuple)):
+            items = [str(v) for v in value]
+        elif isinstance(value, str):
+            items = value.split(",")
+        else:
+            raise ValueError(f"metrics_mode must be a mode or a comma list of modes, got {value!r}")
+        modes: list[str] = []
+        for item in (i.strip().lower() for i in items):
+            if item not in METRICS_MODES:
+                raise ValueError(f"unknown metrics_mode {item!r}: choose from {', '.join(METRICS_MODES)}")
+            if item not in modes:
+                modes.append(item)
+        if "none" in modes and len(modes) > 1:
+            raise ValueError(f"metrics_mode 'none' cannot be combined with other modes, got {value!r}")
+        return ",".join(modes) or "none"
+
+    def metrics_modes(self) -> tuple[MetricsMode, ...]:
+        """``metrics_mode`` as a tuple of modes (``("none",)`` when nothing is exported)."""
+        return tuple(m for m in METRICS_MODES if m in self.metrics_mode.split(","))
 
     @field_validator("store_url")
     @classmethod
@@ -242,4 +289,13 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.upper()
 
 
-__all__ = ["MetricsMode", "OtlpProtocol", "SynthObsSettings", "env_name", "prefect_home", "setting_field"]
+__all__ = [
+    "METRICS_MODES",
+    "MetricsMode",
+    "OtlpProtocol",
+    "SynthObsSettings",
+    "Temporality",
+    "env_name",
+    "prefect_home",
+    "setting_field",
+]

@@ -22,6 +22,7 @@ device's ``energy_j`` over any span of rows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import socket
@@ -236,6 +237,7 @@ class GpuSampler:
         self._devices: list[GpuDevice] | None = None
         self._lost: set[str] = set()
         self._last_counter: dict[str, float] = {}
+        self._latest: dict[str, GpuReading] = {}
         self._last_energy_read: float | None = None
         self._unstored_energy: dict[str, float] = {}
         self._last_stored: dict[str, float] = {}
@@ -315,6 +317,10 @@ class GpuSampler:
             thread.join(timeout=max(self.interval, 1.0) + 1.0)
         return run.summary
 
+    def latest_readings(self) -> list[GpuReading]:
+        """Each device's latest sample (its energy counter as last read), for OTLP's ``hw.*`` metrics."""
+        return list(self._latest.values())
+
     def running_runs(self) -> list[str]:
         with self._lock:
             return list(self._runs)
@@ -378,6 +384,12 @@ class GpuSampler:
                 except Exception as exc:
                     logger.debug("synthobs: GPU %d read failed: %s", device.index, exc)
             energy = self._energy(readings)
+            latest = dict(self._latest)  # replaced, never changed in place: readers take no lock
+            for r in readings:  # each device's latest state, its energy counter as last read
+                latest[r.uuid] = dataclasses.replace(r, energy_counter_j=self._last_counter.get(r.uuid))
+            for device in lost:
+                latest.pop(device.uuid, None)
+            self._latest = latest
             with self._lock:
                 run_ids = list(self._runs)
                 for run in self._runs.values():

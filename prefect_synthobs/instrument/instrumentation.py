@@ -22,19 +22,23 @@ import threading
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prefect.settings import get_current_settings
 from prometheus_client import CollectorRegistry
 
 from prefect_synthobs.config.active import ACTIVE, ActiveSettings
 from prefect_synthobs.config.settings import SynthObsSettings
-from prefect_synthobs.gpu.nvml import get_backend
+from prefect_synthobs.gpu.nvml import GpuReading, get_backend
 from prefect_synthobs.gpu.sampler import GpuSampler, validate_interval
 from prefect_synthobs.instrument.listener import RunListener
 from prefect_synthobs.instrument.runtime import GpuPublisher, Runtime
 from prefect_synthobs.telemetry.exposition import ClientMetricsBridge
 from prefect_synthobs.telemetry.logs import LogFilters
 from prefect_synthobs.telemetry.metrics import REGISTRY, SynthObsMetrics
+from prefect_synthobs.telemetry.otel_logs import LogsExportSetup, logs_export_config
+from prefect_synthobs.telemetry.otel_metrics import MetricsExportSetup, metrics_export_config
+from prefect_synthobs.telemetry.otlp import synthobs_resource
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 from prefect_synthobs.telemetry.tracing import StableSpanNames, TracingSetup, export_config
 
@@ -57,11 +61,17 @@ class Instrumentation:
         settings: ActiveSettings = ACTIVE,
         tracer_provider: TracerProvider | None = None,
         registry: CollectorRegistry = REGISTRY,
+        meter_provider: Any = None,
+        logger_provider: Any = None,
     ) -> None:
         self._settings = settings
         self._tracer_provider = tracer_provider
         self.registry = registry
         self.tracing = TracingSetup()
+        self.otel_metrics = MetricsExportSetup(meter_provider, resource=self._resource)
+        """Metrics over OTLP (``metrics_mode`` with ``otlp``, or ``OTEL_METRICS_EXPORTER``)."""
+        self.otel_logs = LogsExportSetup(logger_provider, resource=self._resource)
+        """Run logs over OTLP (``otlp_logs``, or ``OTEL_LOGS_EXPORTER``)."""
         self.log_filters = LogFilters()
         self.client_metrics = ClientMetricsBridge(registry)
         self.own_spans: dict[str, tuple[Any, object]] = {}
@@ -92,10 +102,9 @@ class Instrumentation:
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider) and type(provider).__name__ == "ProxyTracerProvider":
             settings = self.settings()
-            explicit = "service_name" in settings.model_fields_set
             trace.set_tracer_provider(
                 self.tracing.build_provider(
-                    service_name=settings.service_name if explicit or not _otel_service_name() else None,
+                    service_name=_service_name(settings),
                     environment=settings.environment,
                     sample_ratio=settings.trace_sample_ratio,
                 )
@@ -147,6 +156,8 @@ class Instrumentation:
         with self._lock:
             self.listener.enabled = False
             self.tracing.detach()
+            self.otel_metrics.detach()
+            self.otel_logs.detach()
             self.log_filters.remove()
             self.client_metrics.detach()
         self.reset()
@@ -172,7 +183,11 @@ class Instrumentation:
             return self._runtime
 
     def _build(self, settings: SynthObsSettings) -> Runtime:
-        runtime = Runtime(settings, metrics=self.metrics(settings.metrics_prefix), sampler=self.sampler)
+        metrics = self.metrics(settings.metrics_prefix)
+        timeout = settings.otlp_timeout_seconds
+        runtime = Runtime(
+            settings, metrics=metrics, sampler=self.sampler, after_flow=lambda: self.flush_telemetry(timeout)
+        )
         self.install()
         try:
             self.log_filters.install(redact_pii=settings.redact_pii)
@@ -188,9 +203,38 @@ class Instrumentation:
             logger.warning(
                 "synthobs: tracing not configured (%s); runs are still recorded", strip_url_credentials(str(exc))
             )
+        try:
+            self.otel_metrics.configure(metrics_export_config(settings), metrics, self._gpu_readings)
+        except Exception as exc:
+            logger.warning(
+                "synthobs: OTLP metrics not configured (%s); runs are still recorded", strip_url_credentials(str(exc))
+            )
+        try:
+            self.otel_logs.configure(logs_export_config(settings), self._observed_run)
+        except Exception as exc:
+            logger.warning(
+                "synthobs: OTLP run logs not configured (%s); runs are still recorded", strip_url_credentials(str(exc))
+            )
         runtime.start()
         self.client_metrics.attach()
         return runtime
+
+    def _resource(self) -> Resource:
+        settings = self.settings()
+        return synthobs_resource(_service_name(settings), settings.environment)
+
+    def _gpu_readings(self) -> list[GpuReading]:
+        sampler = self._sampler
+        return sampler.latest_readings() if sampler is not None else []
+
+    def _observed_run(self, flow_run_id: str) -> bool:
+        runtime = self._runtime
+        return runtime is not None and runtime.in_scope(flow_run_id)
+
+    def flush_telemetry(self, timeout: float) -> None:
+        """Export OTLP metrics and run logs now, each waiting at most ``timeout`` seconds."""
+        self.otel_metrics.flush(timeout)
+        self.otel_logs.flush(timeout)
 
     def _rebuild(self, settings: SynthObsSettings) -> None:
         with self._lock:
@@ -254,10 +298,13 @@ class Instrumentation:
                 runtime.close()
             except Exception as exc:  # never fail interpreter exit
                 logger.warning("synthobs: final flush failed: %s", exc)
+            self.flush_telemetry(runtime.settings.otlp_timeout_seconds)
 
 
-def _otel_service_name() -> bool:
-    return bool(os.environ.get("OTEL_SERVICE_NAME"))
+def _service_name(settings: SynthObsSettings) -> str | None:
+    """``service_name``, unless it is the default and ``OTEL_SERVICE_NAME`` is set (``None``: that one)."""
+    explicit = "service_name" in settings.model_fields_set
+    return settings.service_name if explicit or not os.environ.get("OTEL_SERVICE_NAME") else None
 
 
 INSTRUMENTATION = Instrumentation()

@@ -140,7 +140,7 @@ class RunListener(SpanProcessor):
                     str(event.attributes.get("exception.message", "")) or None,
                 )
                 break
-        return runtime.record_task_run(ctx.task, task_run, flow_name, error)
+        return runtime.record_task_run(ctx.task, task_run, flow_name, error, span_context=span.context)
 
     @staticmethod
     def _flow_end(runtime: Runtime, attrs: Any) -> None:

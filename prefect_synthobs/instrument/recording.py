@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanContext
 
 from prefect_synthobs import catalog
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
@@ -111,7 +111,9 @@ class Recording:
         m.flow_runs.labels(flow_label, kind_label, state_type).inc()
         duration = row["duration_s"]
         if duration is not None:
-            m.flow_run_duration.labels(flow_label, kind_label).observe(duration)
+            m.observe_flow_duration(
+                flow_label, kind_label, duration, run_span.get_span_context() if run_span is not None else None
+            )
         if state_type == "COMPLETED":
             m.last_success.labels(flow_label).set(end_time.timestamp())
         elif state_type in ("FAILED", "CRASHED"):
@@ -140,6 +142,7 @@ class Recording:
         error_message: str | None,
         tags: Sequence[str],
         rows: int = 0,
+        span_context: SpanContext | None = None,
     ) -> Row:
         """A finished task run (retries included): its ``task_runs`` row and task metrics."""
         row = task_row(
@@ -166,17 +169,28 @@ class Recording:
             state_type=state_type,
             duration_s=row["duration_s"],
             run_count=run_count,
+            span_context=span_context,
         )
         return row
 
     def task_counted(
-        self, *, flow_name: str | None, task_name: str, state_type: str, duration_s: float | None, run_count: int
+        self,
+        *,
+        flow_name: str | None,
+        task_name: str,
+        state_type: str,
+        duration_s: float | None,
+        run_count: int,
+        span_context: SpanContext | None = None,
     ) -> None:
-        """A finished task run's metrics (also for one recorded in a worker process, which exports none)."""
+        """A finished task run's metrics (also for one recorded in a worker process, which exports none).
+
+        ``span_context``: the task run's span, the exemplar of its duration.
+        """
         m, fl, tl = self.metrics, label(flow_name), label(task_name)
         m.task_runs.labels(fl, tl, state_type).inc()
         if duration_s is not None:
-            m.task_run_duration.labels(fl, tl).observe(duration_s)
+            m.observe_task_duration(fl, tl, duration_s, span_context)
         if run_count > 1:
             m.task_retries.labels(fl, tl).inc(run_count - 1)
 

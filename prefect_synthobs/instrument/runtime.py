@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 from prefect.client.orchestration import get_client
 from prefect.context import SettingsContext
 from prefect.events import emit_event
@@ -91,6 +92,8 @@ class RunInfo:
     """This process attributes its host's GPU samples to the run (a worker on the flow's host does not)."""
     local_task_run_ids: set[str] = field(default_factory=set)
     """Task runs recorded in this process (the flow's): the rest ran in other processes."""
+    began_at: float = field(default_factory=time.time)
+    """Unix time this process put the run in scope (its start when Prefect's is not known yet)."""
 
 
 def _state_type(state: Any) -> str:
@@ -133,6 +136,8 @@ class Runtime:
         read_flow_run: Reads a flow run from the Prefect API (default: Prefect's
             sync client); used when a run ends in a process that did not see it
             start (a runner recording a crash), whose flow run is stale.
+        after_flow: Called once an observed flow's row and metrics are
+            published (the instrumentation's bounded OTLP metrics and logs flush).
     """
 
     def __init__(
@@ -144,6 +149,7 @@ class Runtime:
         recorder: Recorder | None = None,
         sampler: Callable[[], GpuSampler | None] = lambda: None,
         read_flow_run: Callable[[str], Any] | None = None,
+        after_flow: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -166,6 +172,7 @@ class Runtime:
         self.host = socket.gethostname()
         self._sampler = sampler
         self._read_flow_run = read_flow_run or _read_flow_run_from_api
+        self._after_flow = after_flow
         self._runs: dict[str, RunInfo] = {}
         self._task_rows: dict[str, dict[str | None, int]] = {}
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
@@ -175,6 +182,7 @@ class Runtime:
         self._remote_warning = WarnOnce(logger)
         self._closing = threading.Event()
         self._reconciling: list[threading.Thread] = []
+        metrics.in_progress.source = self.runs_in_progress
 
     def start(self) -> None:
         """Start the metrics exporter and the periodic flusher (idempotent)."""
@@ -207,6 +215,12 @@ class Runtime:
         key = str(flow_run_id)
         with self._lock:
             return self._runs.get(key) or self._recent.get(key)
+
+    def runs_in_progress(self) -> list[tuple[str, float]]:
+        """``(flow name, start as Unix time)`` of each observed flow run this process is running."""
+        with self._lock:
+            infos = [i for i in self._runs.values() if i.observed and not i.remote]
+        return [(i.flow_name, i.start_time.timestamp() if i.start_time else i.began_at) for i in infos]
 
     def in_scope(self, flow_run_id: Any) -> bool:
         return self.run_info(flow_run_id) is not None
@@ -404,6 +418,7 @@ class Runtime:
         if flush:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
+            self._after_flow()
 
     def _add_remote_work(self, info: RunInfo, flow_name: str) -> RemoteWork | None:
         """Count the rows and task runs of the flow's tasks in other processes into this process's records."""
@@ -481,9 +496,15 @@ class Runtime:
     # -- tasks ---------------------------------------------------------------
 
     def record_task_run(
-        self, task: Any, task_run: Any, flow_name: str | None, error: tuple[str | None, str | None] | None = None
+        self,
+        task: Any,
+        task_run: Any,
+        flow_name: str | None,
+        error: tuple[str | None, str | None] | None = None,
+        *,
+        span_context: SpanContext | None = None,
     ) -> dict[str | None, int]:
-        """Record a finished task run (one row, retries included).
+        """Record a finished task run (one row, retries included); ``span_context`` is its span's.
 
         Returns:
             The rows the task generated, by table.
@@ -514,6 +535,7 @@ class Runtime:
             error_message=error_message,
             tags=_tags(task_run),
             rows=sum(rows_by_table.values()),
+            span_context=span_context,
         )
         return rows_by_table
 

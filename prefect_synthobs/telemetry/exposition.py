@@ -366,20 +366,49 @@ class MetricsExportSettings(Protocol):
 
 
 def make_exporter(settings: MetricsExportSettings) -> MetricsExporter:
-    """The exporter for ``settings.metrics_mode``."""
-    mode = settings.metrics_mode
-    if mode == "http":
-        return HttpExporter(settings.metrics_host, settings.metrics_port)
-    if mode == "pushgateway":
-        return PushgatewayExporter(
-            settings.pushgateway_url,
-            prefix=settings.metrics_prefix,
-            grouping=settings.pushgateway_grouping,
-            timeout=settings.pushgateway_timeout_seconds,
-        )
-    if mode == "textfile":
-        return TextfileExporter(settings.resolved_textfile_path(), prefix=settings.metrics_prefix)
-    return MetricsExporter()
+    """The Prometheus exporters ``settings.metrics_mode`` names, as one (``otlp`` is the OTLP setup's)."""
+    exporters: list[MetricsExporter] = []
+    for mode in settings.metrics_mode.split(","):
+        if mode == "http":
+            exporters.append(HttpExporter(settings.metrics_host, settings.metrics_port))
+        elif mode == "pushgateway":
+            exporters.append(
+                PushgatewayExporter(
+                    settings.pushgateway_url,
+                    prefix=settings.metrics_prefix,
+                    grouping=settings.pushgateway_grouping,
+                    timeout=settings.pushgateway_timeout_seconds,
+                )
+            )
+        elif mode == "textfile":
+            exporters.append(TextfileExporter(settings.resolved_textfile_path(), prefix=settings.metrics_prefix))
+    if len(exporters) == 1:
+        return exporters[0]
+    return ExporterGroup(exporters) if exporters else MetricsExporter()
+
+
+class ExporterGroup(MetricsExporter):
+    """Several exporters as one (``metrics_mode="http,pushgateway"``); one failing never stops the others."""
+
+    def __init__(self, exporters: list[MetricsExporter]) -> None:
+        self.exporters = exporters
+        self.mode = ",".join(e.mode for e in exporters)
+
+    def _each(self, action: Callable[[MetricsExporter], None]) -> None:
+        for exporter in self.exporters:
+            try:
+                action(exporter)
+            except Exception as exc:  # each exporter warns on its own; this is the last guard
+                logger.warning("synthobs: %s metrics exporter failed: %s", exporter.mode, exc)
+
+    def start(self) -> None:
+        self._each(lambda e: e.start())
+
+    def on_flow_end(self, flow_name: str) -> None:
+        self._each(lambda e: e.on_flow_end(flow_name))
+
+    def close(self) -> None:
+        self._each(lambda e: e.close())
 
 
 class ClientMetricsBridge:

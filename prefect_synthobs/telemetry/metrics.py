@@ -16,12 +16,93 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
+from opentelemetry.trace import SpanContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from prefect_synthobs import catalog as names
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+RunsInProgress = Callable[[], Iterable[tuple[str, float]]]
+"""Returns ``(flow name, start as Unix time)`` for each observed flow run in progress."""
+
+
+class DurationListener(Protocol):
+    """Told of every duration observed, with the span of the run it measured (OTLP histograms)."""
+
+    def __call__(
+        self, metric: str, labels: dict[str, str], seconds: float, span_context: SpanContext | None
+    ) -> None: ...
+
+
+def exemplar_of(span_context: SpanContext | None) -> dict[str, str] | None:
+    """The exemplar labels (``trace_id``, ``span_id``) of a sampled span, else ``None``.
+
+    An unsampled trace never reaches a backend: an exemplar pointing at it would lead nowhere.
+    """
+    if span_context is None or not span_context.is_valid or not span_context.trace_flags.sampled:
+        return None
+    return {"trace_id": format(span_context.trace_id, "032x"), "span_id": format(span_context.span_id, "016x")}
+
+
+class InProgressCollector:
+    """``flow_runs_in_progress{flow}`` and ``flow_run_oldest_in_progress_age_seconds{flow}``, read at collection.
+
+    A flow seen in progress once keeps its series at 0 afterwards, so a pushed or
+    scraped ``1`` never outlives its run.
+
+    Args:
+        prefix: Metric name prefix.
+        clock: Unix time now (tests pass their own).
+    """
+
+    def __init__(self, prefix: str, clock: Callable[[], float] = time.time) -> None:
+        self.count_name = f"{prefix}_{names.FLOW_RUNS_IN_PROGRESS}"
+        self.age_name = f"{prefix}_{names.FLOW_RUN_OLDEST_IN_PROGRESS_AGE}"
+        self.source: RunsInProgress = lambda: ()
+        self.clock = clock
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(self.count_name, "Observed flow runs in progress.", labels=["flow"]),
+            GaugeMetricFamily(
+                self.age_name,
+                "Age of the oldest observed flow run in progress (0 when none is).",
+                labels=["flow"],
+                unit="seconds",
+            ),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def snapshot(self) -> dict[str, tuple[int, float]]:
+        """``{flow: (runs in progress, age of the oldest in seconds)}``, zeros for flows seen before."""
+        now = self.clock()
+        by_flow: dict[str, tuple[int, float]] = {}
+        for flow, started in self.source():
+            count, age = by_flow.get(flow, (0, 0.0))
+            by_flow[flow] = (count + 1, max(age, now - started, 0.0))
+        with self._lock:
+            self._seen.update(by_flow)
+            return {flow: by_flow.get(flow, (0, 0.0)) for flow in sorted(self._seen)}
+
+    def collect(self) -> Iterator[Metric]:
+        count, age = self._families()
+        for flow, (n, oldest) in self.snapshot().items():
+            count.add_metric([flow], n)
+            age.add_metric([flow], oldest)
+        yield count
+        yield age
 
 
 class SynthObsMetrics:
@@ -32,9 +113,17 @@ class SynthObsMetrics:
         prefix: Prefix of every metric name (``synthobs`` gives ``synthobs_...``).
     """
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY, prefix: str = "synthobs") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry = REGISTRY,
+        prefix: str = "synthobs",
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.registry = registry
         self.prefix = prefix
+        self.duration_listener: DurationListener | None = None
+        """Also told of every duration (the OTLP histograms); set by the instrumentation."""
         p = f"{prefix}_"
         self.flow_runs = Counter(
             p + names.FLOW_RUNS_TOTAL,
@@ -177,30 +266,64 @@ class SynthObsMetrics:
             gpu_labels,
             registry=registry,
         )
-        self._collectors = [
-            self.flow_runs,
-            self.flow_run_duration,
-            self.task_runs,
-            self.task_run_duration,
-            self.task_retries,
-            self.errors,
-            self.last_success,
-            self.generation_rows,
-            self.generation_rows_per_second,
-            self.training_epochs,
-            self.training_loss,
-            self.quality_score,
-            self.quality_gate_checks,
-            self.privacy_spent,
-            self.privacy_remaining,
-            self.privacy_checks,
-            self.gpu_utilization,
-            self.gpu_memory_used,
-            self.gpu_memory_total,
-            self.gpu_power,
-            self.gpu_temperature,
-            self.gpu_energy,
-        ]
+        self.by_name: dict[str, Counter | Gauge | Histogram] = {
+            names.FLOW_RUNS_TOTAL: self.flow_runs,
+            names.FLOW_RUN_DURATION: self.flow_run_duration,
+            names.TASK_RUNS_TOTAL: self.task_runs,
+            names.TASK_RUN_DURATION: self.task_run_duration,
+            names.TASK_RETRIES_TOTAL: self.task_retries,
+            names.ERRORS_TOTAL: self.errors,
+            names.LAST_SUCCESS: self.last_success,
+            names.GENERATION_ROWS_TOTAL: self.generation_rows,
+            names.GENERATION_ROWS_PER_SECOND: self.generation_rows_per_second,
+            names.TRAINING_EPOCHS_TOTAL: self.training_epochs,
+            names.TRAINING_LOSS: self.training_loss,
+            names.QUALITY_SCORE: self.quality_score,
+            names.QUALITY_GATE_CHECKS_TOTAL: self.quality_gate_checks,
+            names.PRIVACY_EPSILON_SPENT_TOTAL: self.privacy_spent,
+            names.PRIVACY_EPSILON_REMAINING: self.privacy_remaining,
+            names.PRIVACY_BUDGET_CHECKS_TOTAL: self.privacy_checks,
+            names.GPU_UTILIZATION: self.gpu_utilization,
+            names.GPU_MEMORY_USED: self.gpu_memory_used,
+            names.GPU_MEMORY_TOTAL: self.gpu_memory_total,
+            names.GPU_POWER: self.gpu_power,
+            names.GPU_TEMPERATURE: self.gpu_temperature,
+            names.GPU_ENERGY_TOTAL: self.gpu_energy,
+            names.ROWS_DROPPED_TOTAL: self.rows_dropped,
+        }
+        """Each collector by its catalog name (without the prefix)."""
+        self.in_progress = InProgressCollector(prefix, clock)
+        registry.register(self.in_progress)
+        self._collectors: list[Any] = [self.in_progress, *self.by_name.values()]
+
+    def observe_flow_duration(
+        self, flow: str, kind: str, seconds: float, span_context: SpanContext | None = None
+    ) -> None:
+        """A flow run's duration, with its span as the exemplar (OpenMetrics and OTLP)."""
+        self._observe(
+            self.flow_run_duration, names.FLOW_RUN_DURATION, {"flow": flow, "kind": kind}, seconds, span_context
+        )
+
+    def observe_task_duration(
+        self, flow: str, task: str, seconds: float, span_context: SpanContext | None = None
+    ) -> None:
+        """A task run's duration, with its span as the exemplar (OpenMetrics and OTLP)."""
+        self._observe(
+            self.task_run_duration, names.TASK_RUN_DURATION, {"flow": flow, "task": task}, seconds, span_context
+        )
+
+    def _observe(
+        self,
+        histogram: Histogram,
+        metric: str,
+        labels: dict[str, str],
+        seconds: float,
+        span_context: SpanContext | None,
+    ) -> None:
+        histogram.labels(**labels).observe(seconds, exemplar=exemplar_of(span_context))
+        listener = self.duration_listener
+        if listener is not None:
+            listener(metric, labels, seconds, span_context)
 
     def unregister(self) -> None:
         """Remove exactly the collectors this object registered."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,7 +31,6 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -56,6 +54,7 @@ from prefect.context import TaskRunContext
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
 from prefect_synthobs._warnings import WarnOnce
+from prefect_synthobs.telemetry.otlp import quiet_exporter_logs, signal_url, synthobs_resource
 from prefect_synthobs.telemetry.redaction import redact, strip_url_credentials
 
 logger = logging.getLogger("prefect_synthobs.telemetry.tracing")
@@ -133,9 +132,9 @@ def export_config(settings: TraceExportSettings, environ: Mapping[str, str] | No
 
 def _http_traces_url(endpoint: str, env: Mapping[str, str]) -> str:
     # OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; the signal path is appended.
-    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == endpoint or endpoint.rstrip("/").endswith("/v1/traces"):
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == endpoint:
         return endpoint
-    return endpoint.rstrip("/") + "/v1/traces"
+    return signal_url(endpoint, "traces")
 
 
 def build_exporter(config: ExportConfig, environ: Mapping[str, str] | None = None) -> SpanExporter:
@@ -250,13 +249,6 @@ class RedactingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
-
-
-class _QuietExporterLogs(logging.Filter):
-    """The OTLP exporters log every failed attempt; ``ReportingExporter`` says it once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.CRITICAL
 
 
 class SwitchableSpanProcessor(SpanProcessor):
@@ -438,14 +430,8 @@ class TracingSetup:
 
         ``service_name`` ``None`` leaves ``service.name`` to ``OTEL_SERVICE_NAME``.
         """
-        attributes: dict[str, Any] = {"service.version": __version__, "host.name": socket.gethostname()}
-        if service_name is not None:
-            attributes["service.name"] = service_name
-        if environment:
-            attributes["deployment.environment"] = environment
         self.sampler.set_ratio(sample_ratio)
-        # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
-        return TracerProvider(resource=Resource.create(attributes), sampler=self.sampler)
+        return TracerProvider(resource=synthobs_resource(service_name, environment), sampler=self.sampler)
 
     def attach(self, provider: Any) -> bool:
         """Add the stable-names and export processors to ``provider`` once.
@@ -512,12 +498,7 @@ class TracingSetup:
         self.switch.shutdown()
 
     def _quiet_exporter_logs(self) -> None:
-        for name in _EXPORTER_LOGGERS:
-            log = logging.getLogger(name)
-            if not any(isinstance(f, _QuietExporterLogs) for f in log.filters):
-                flt = _QuietExporterLogs()
-                log.addFilter(flt)
-                self._quiet.append((log, flt))
+        self._quiet.extend(quiet_exporter_logs(_EXPORTER_LOGGERS))
 
 
 class _Fanout(SpanProcessor):

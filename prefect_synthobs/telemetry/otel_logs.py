@@ -1,0 +1,310 @@
+"""Run logs over OTLP: Prefect's run logs of observed runs as OpenTelemetry log records.
+
+``RunLogHandler`` sits on Prefect's run loggers (``prefect.flow_runs`` and
+``prefect.task_runs``, which also carry ``log_prints``), after the redaction
+filter, and turns each record of an observed run into a log record with the
+current trace and span ids, the severity and the run's ids and names.
+``LogsExportSetup`` adds it and removes exactly what it added; like metrics, an
+SDK ``LoggerProvider`` already set globally is used, otherwise synthobs builds
+its own (not global). At an observed flow's end the provider is flushed,
+bounded, so a short-lived flow process loses no record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from opentelemetry import _logs as otel_logs
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import get_current
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    ConsoleLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
+    SimpleLogRecordProcessor,
+)
+from opentelemetry.sdk.resources import Resource
+
+from prefect_synthobs import catalog as names
+from prefect_synthobs._version import __version__
+from prefect_synthobs.telemetry.logs import RUN_LOGGERS
+from prefect_synthobs.telemetry.otlp import (
+    ExportHealth,
+    OtlpTarget,
+    flush_bounded,
+    named_exporters,
+    otlp_target,
+    quiet_exporter_logs,
+)
+
+logger = logging.getLogger("prefect_synthobs.telemetry.logs")
+
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
+)
+
+# Prefect's log record extras and the log record attributes they become.
+RUN_ATTRIBUTES = (
+    ("flow_run_id", "prefect.flow_run.id"),
+    ("flow_run_name", "prefect.flow_run.name"),
+    ("flow_name", "prefect.flow.name"),
+    ("task_run_id", "prefect.task_run.id"),
+    ("task_run_name", "prefect.task_run.name"),
+    ("task_name", "prefect.task.name"),
+)
+
+
+# -- configuration (pure) -------------------------------------------------------------
+
+
+class LogsOtlpSettings(Protocol):
+    """What ``logs_export_config`` reads (``SynthObsSettings`` is one)."""
+
+    @property
+    def otlp_logs(self) -> bool | None: ...
+    @property
+    def otlp_endpoint(self) -> str | None: ...
+    @property
+    def otlp_protocol(self) -> str | None: ...
+    @property
+    def otlp_timeout_seconds(self) -> float: ...
+    def resolved_otlp_headers(self) -> dict[str, str] | None: ...
+
+
+@dataclass(frozen=True)
+class LogsExportConfig:
+    """Whether and where the run logs of observed runs go as OpenTelemetry log records."""
+
+    otlp: OtlpTarget | None
+    console: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.otlp is not None or self.console
+
+
+def logs_export_config(settings: LogsOtlpSettings, environ: Mapping[str, str] | None = None) -> LogsExportConfig:
+    """On with ``otlp_logs=True``, or (``otlp_logs`` unset) when ``OTEL_LOGS_EXPORTER`` names ``otlp``
+    or ``console``; ``otlp_logs=False`` turns both off."""
+    env = os.environ if environ is None else environ
+    if settings.otlp_logs is False:
+        return LogsExportConfig(None)
+    named = named_exporters("OTEL_LOGS_EXPORTER", env)
+    on = settings.otlp_logs is True or "otlp" in named
+    return LogsExportConfig(otlp_target(settings, "logs", env) if on else None, console="console" in named)
+
+
+def build_log_exporter(target: OtlpTarget) -> LogRecordExporter:
+    """The OTLP log exporter for ``target``."""
+    headers = dict(target.headers) if target.headers else None
+    if target.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
+
+        insecure = (target.endpoint or "").startswith("http://") or None
+        return GrpcExporter(endpoint=target.endpoint, headers=headers, timeout=target.timeout, insecure=insecure)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
+
+    return HttpExporter(endpoint=target.endpoint, headers=headers, timeout=target.timeout)
+
+
+_SEVERITY = (
+    (logging.CRITICAL, SeverityNumber.FATAL, "FATAL"),
+    (logging.ERROR, SeverityNumber.ERROR, "ERROR"),
+    (logging.WARNING, SeverityNumber.WARN, "WARN"),
+    (logging.INFO, SeverityNumber.INFO, "INFO"),
+    (logging.DEBUG, SeverityNumber.DEBUG, "DEBUG"),
+)
+
+
+def severity(levelno: int) -> tuple[SeverityNumber, str]:
+    """OpenTelemetry's severity number and text for a ``logging`` level."""
+    for level, number, text in _SEVERITY:
+        if levelno >= level:
+            return number, text
+    return SeverityNumber.TRACE, "TRACE"
+
+
+def record_attributes(record: logging.LogRecord) -> dict[str, Any]:
+    """A log record's attributes: the run's ids and names, the logger, the exception (pure)."""
+    attributes: dict[str, Any] = {"logger.name": record.name}
+    for extra, key in RUN_ATTRIBUTES:
+        value = getattr(record, extra, None)
+        if value and value != "<unknown>":
+            attributes[key] = str(value)
+    if record.exc_info and record.exc_info[0] is not None:
+        attributes["exception.type"] = record.exc_info[0].__name__
+        # exc_text is what the redaction filter left (set when redacting)
+        attributes["exception.stacktrace"] = record.exc_text or logging.Formatter().formatException(record.exc_info)
+    return attributes
+
+
+# -- the handler --------------------------------------------------------------------------
+
+
+class RunLogHandler(logging.Handler):
+    """Emits the run logs of observed runs as OpenTelemetry log records.
+
+    Args:
+        provider: The logger provider the records go to.
+        in_scope: Whether a flow run id is observed (or a subflow of one).
+    """
+
+    def __init__(self, provider: Any, in_scope: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.provider, self.in_scope = provider, in_scope
+        self._logger = provider.get_logger(names.METER_NAME, __version__)
+        self.enabled = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.enabled:
+            return
+        try:
+            run_id = getattr(record, "flow_run_id", None)
+            if not run_id or not self.in_scope(str(run_id)):
+                return
+            number, text = severity(record.levelno)
+            self._logger.emit(
+                timestamp=int(record.created * 1e9),
+                observed_timestamp=time.time_ns(),
+                context=get_current(),
+                severity_number=number,
+                severity_text=text,
+                body=record.getMessage(),
+                attributes=record_attributes(record),
+            )
+        except Exception as exc:  # a log line is never worth a failed run
+            logger.debug("synthobs: run log not exported: %s", exc)
+
+
+class ReportingLogExporter(LogRecordExporter):
+    """Wraps a log exporter: a failure is one warning (until it recovers), never an error."""
+
+    def __init__(self, inner: LogRecordExporter, health: ExportHealth) -> None:
+        self.inner, self.health = inner, health
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        try:
+            result = self.inner.export(batch)
+        except Exception as exc:
+            self.health.failed(f"{type(exc).__name__}: {exc}")
+            return LogRecordExportResult.FAILURE
+        if getattr(result, "name", "") == "FAILURE":
+            self.health.failed("the endpoint refused or did not answer")
+            return LogRecordExportResult.FAILURE
+        self.health.ok()
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+
+class LogsExportSetup:
+    """The run-log handler and its provider, configured and removed as one (owned by the instrumentation).
+
+    Args:
+        logger_provider: The provider to emit to (tests); default: the global
+            one when it is an SDK provider, else one synthobs builds.
+        resource: The resource of a provider synthobs builds.
+        loggers: The run loggers the handler goes on.
+    """
+
+    def __init__(
+        self,
+        logger_provider: Any = None,
+        resource: Callable[[], Resource] = Resource.create,
+        loggers: tuple[str, ...] = RUN_LOGGERS,
+    ) -> None:
+        self._injected, self._resource, self._loggers = logger_provider, resource, loggers
+        self._lock = threading.Lock()
+        self._active: LogsExportConfig | None = None
+        self._own: LoggerProvider | None = None
+        self._handler: RunLogHandler | None = None
+        self._health: ExportHealth | None = None
+        self._quiet: list[tuple[logging.Logger, logging.Filter]] = []
+
+    @property
+    def handler(self) -> RunLogHandler | None:
+        return self._handler
+
+    def configure(self, config: LogsExportConfig, in_scope: Callable[[str], bool]) -> None:
+        """Export the run logs as ``config`` says (the same config twice changes nothing)."""
+        old_own: LoggerProvider | None = None
+        with self._lock:
+            if config == self._active and self._handler is not None:
+                self._handler.in_scope = in_scope
+                return
+            self._active = config
+            self._remove_handler()
+            old_own, self._own = self._own, None
+            if config.enabled:
+                provider = self._injected or _global_sdk_provider()
+                if provider is None:
+                    provider = self._own = self._build_provider(config)
+                self._handler = RunLogHandler(provider, in_scope)
+                for name in self._loggers:
+                    logging.getLogger(name).addHandler(self._handler)
+        if old_own is not None:
+            threading.Thread(target=old_own.shutdown, name="synthobs-logs-shutdown", daemon=True).start()
+
+    def _build_provider(self, config: LogsExportConfig) -> LoggerProvider:
+        provider = LoggerProvider(resource=self._resource(), shutdown_on_exit=False)
+        self._health = None
+        if config.otlp is not None:
+            self._quiet = self._quiet or quiet_exporter_logs(_EXPORTER_LOGGERS)
+            self._health = ExportHealth(logger, "run logs", config.otlp)
+            exporter = ReportingLogExporter(build_log_exporter(config.otlp), self._health)
+            provider.add_log_record_processor(
+                BatchLogRecordProcessor(
+                    exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.otlp.timeout * 1000)
+                )
+            )
+        if config.console:
+            provider.add_log_record_processor(SimpleLogRecordProcessor(ConsoleLogRecordExporter()))
+        return provider
+
+    def _remove_handler(self) -> None:
+        if self._handler is not None:
+            self._handler.enabled = False
+            for name in self._loggers:
+                logging.getLogger(name).removeHandler(self._handler)
+            self._handler = None
+
+    def flush(self, timeout: float) -> bool:
+        """Export the buffered records now, waiting at most ``timeout`` seconds (an observed flow's end)."""
+        handler = self._handler
+        if handler is None:
+            return True
+        health = self._health if handler.provider is self._own else None
+        return flush_bounded(handler.provider, timeout, health, what="logs")
+
+    def detach(self) -> None:
+        """Remove the handler; shut a provider synthobs built down."""
+        with self._lock:
+            self._remove_handler()
+            own, self._own, self._active = self._own, None, None
+            for log, flt in self._quiet:
+                log.removeFilter(flt)
+            self._quiet = []
+        if own is not None:
+            own.shutdown()
+
+
+def _global_sdk_provider() -> LoggerProvider | None:
+    provider = otel_logs.get_logger_provider()
+    return provider if isinstance(provider, LoggerProvider) else None
