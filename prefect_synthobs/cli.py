@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -155,10 +156,18 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A duration such as ``6h``, ``90m``, ``3600s``, ``1d`` or plain seconds, in seconds (an argparse type)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 6h, 90m, 3600s or 3600, got {text!r}")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
 def _export_dashboards(args: argparse.Namespace) -> int:
 
     prefix = args.prefix or get_settings().metrics_prefix
-    for path in export(args.directory, prefix, args.runbook_base):
+    for path in export(args.directory, prefix, args.runbook_base, stuck_after_seconds=args.stuck_after):
         print(path)
     return 0
 
@@ -205,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--runbook-base",
         default="runbooks",
         help="base of the alerts' runbook_url (default: the exported runbooks/ folder)",
+    )
+    export.add_argument(
+        "--stuck-after",
+        metavar="DURATION",
+        type=_seconds,
+        default="6h",
+        help="alert SynthobsFlowRunStuck when a flow run is in progress longer than this "
+        "(6h, 90m, 3600s or seconds; default: %(default)s)",
     )
     export.set_defaults(func=_export_dashboards)
     gpu = sub.add_parser("gpu", help="show the state of each GPU (through NVML)")

@@ -18,6 +18,7 @@ import yaml
 from prefect_synthobs import catalog as names
 
 RUNBOOK_DIR = "docs/runbooks"
+STUCK_AFTER_SECONDS = 6 * 3600.0  # default limit of SynthobsFlowRunStuck
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,30 @@ def _m(prefix: str, name: str) -> str:
     return f"{prefix}_{name}"
 
 
-def alerts(prefix: str = "synthobs") -> list[Alert]:
-    """The alert catalog: what each alert means and what to do about it."""
+def _number(value: float) -> str:
+    """A PromQL literal: ``21600`` rather than ``21600.0``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _duration(seconds: float) -> str:
+    """``6h``, ``90m``, ``45s``: the largest whole unit, for alert texts."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    return f"{_number(seconds)}s"
+
+
+def alerts(prefix: str = "synthobs", *, stuck_after_seconds: float = STUCK_AFTER_SECONDS) -> list[Alert]:
+    """The alert catalog: what each alert means and what to do about it.
+
+    ``stuck_after_seconds`` is how long a flow run may stay in progress before
+    ``SynthobsFlowRunStuck`` fires (6 hours by default).
+
+    Raises:
+        ValueError: ``stuck_after_seconds`` is not positive.
+    """
+    if not stuck_after_seconds > 0:
+        raise ValueError(f"stuck_after_seconds must be positive, got {stuck_after_seconds!r}")
     runs = _m(prefix, names.FLOW_RUNS_TOTAL)
     gate = _m(prefix, names.QUALITY_GATE_CHECKS_TOTAL)
     checks = _m(prefix, names.PRIVACY_BUDGET_CHECKS_TOTAL)
@@ -45,6 +68,8 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
     util = _m(prefix, names.GPU_UTILIZATION)
     epochs = _m(prefix, names.TRAINING_EPOCHS_TOTAL)
     last_ok = _m(prefix, names.LAST_SUCCESS)
+    oldest = _m(prefix, names.FLOW_RUN_OLDEST_IN_PROGRESS_AGE)
+    stuck = _duration(stuck_after_seconds)
     return [
         Alert(
             "SynthobsPrivacyBudgetExceeded",
@@ -92,6 +117,22 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
             "pool in the Prefect UI, then its recent runs. Adjust the threshold for flows on other schedules.",
         ),
         Alert(
+            "SynthobsFlowRunStuck",
+            "P2",
+            f"max by (flow) ({oldest}) > {_number(stuck_after_seconds)}",
+            "5m",
+            f"A run of flow {{{{ $labels.flow }}}} has been in progress for more than {stuck}",
+            "The oldest run in progress of {{ $labels.flow }} started {{ $value | humanizeDuration }} ago.",
+            "A flow run started and has not finished. Open the flow's running runs in the Prefect UI: is the "
+            "run still making progress (recent logs, task runs, training epochs) or hanging? Check that the "
+            "process running it is alive (the worker's host, container or pod) and read the worker's logs for "
+            "crashes, OOM kills or lost infrastructure. The gauge comes from the process itself: with "
+            "`metrics_mode=pushgateway` it is only pushed when a flow ends, so it cannot see a process that "
+            "hangs; use `http` or `otlp` for this alert. To resolve, cancel the run (and fix what hung it); "
+            "for flows that legitimately run longer, raise the limit "
+            "(`synthobs export-dashboards --stuck-after 12h`).",
+        ),
+        Alert(
             "SynthobsPrivacyBudgetLow",
             "P3",
             f"{remaining} / ({remaining} + {spent}) < 0.2 and {remaining} > 0",
@@ -124,7 +165,9 @@ def alerts(prefix: str = "synthobs") -> list[Alert]:
     ]
 
 
-def alert_rules(prefix: str = "synthobs", runbook_base: str = RUNBOOK_DIR) -> dict[str, Any]:
+def alert_rules(
+    prefix: str = "synthobs", runbook_base: str = RUNBOOK_DIR, *, stuck_after_seconds: float = STUCK_AFTER_SECONDS
+) -> dict[str, Any]:
     """A Prometheus rules file (as a dict: write it as YAML or JSON)."""
     return {
         "groups": [
@@ -142,17 +185,17 @@ def alert_rules(prefix: str = "synthobs", runbook_base: str = RUNBOOK_DIR) -> di
                             "runbook_url": f"{runbook_base.rstrip('/')}/{a.name}.md",
                         },
                     }
-                    for a in alerts(prefix)
+                    for a in alerts(prefix, stuck_after_seconds=stuck_after_seconds)
                 ],
             }
         ]
     }
 
 
-def runbooks(prefix: str = "synthobs") -> dict[str, str]:
+def runbooks(prefix: str = "synthobs", *, stuck_after_seconds: float = STUCK_AFTER_SECONDS) -> dict[str, str]:
     """``{file name: markdown}``, one runbook per alert."""
     out = {}
-    for a in alerts(prefix):
+    for a in alerts(prefix, stuck_after_seconds=stuck_after_seconds):
         out[f"{a.name}.md"] = (
             f"# {a.name} ({a.severity})\n\n**Fires when:** `{a.expr}` holds for {a.for_}.\n\n"
             f"**Means:** {a.summary.replace('{{ $labels.', '<').replace(' }}', '>')}.\n\n"
@@ -353,21 +396,32 @@ def scrape_config(
     }
 
 
-def export(directory: str | Path, prefix: str = "synthobs", runbook_base: str = "runbooks") -> list[Path]:
+def export(
+    directory: str | Path,
+    prefix: str = "synthobs",
+    runbook_base: str = "runbooks",
+    *,
+    stuck_after_seconds: float = STUCK_AFTER_SECONDS,
+) -> list[Path]:
     """Write the dashboard, rules, scrape config and runbooks into ``directory``.
 
     ``runbook_base`` is where the alerts' ``runbook_url`` points: the exported
     ``runbooks/`` folder by default, or e.g. your repository's URL of it.
+    ``stuck_after_seconds`` is the limit of ``SynthobsFlowRunStuck``.
     """
     out = Path(directory)
     (out / "runbooks").mkdir(parents=True, exist_ok=True)
     written = []
     files = {
         "grafana-dashboard.json": json.dumps(grafana_dashboard(prefix), indent=2),
-        "prometheus-rules.yml": yaml.safe_dump(alert_rules(prefix, runbook_base), sort_keys=False, width=120),
+        "prometheus-rules.yml": yaml.safe_dump(
+            alert_rules(prefix, runbook_base, stuck_after_seconds=stuck_after_seconds), sort_keys=False, width=120
+        ),
         "prometheus-scrape.yml": yaml.safe_dump(scrape_config(), sort_keys=False),
     }
-    files.update({f"runbooks/{name}": text for name, text in runbooks(prefix).items()})
+    files.update(
+        {f"runbooks/{name}": text for name, text in runbooks(prefix, stuck_after_seconds=stuck_after_seconds).items()}
+    )
     for name, text in files.items():
         path = out / name
         path.write_text(text)

@@ -74,6 +74,47 @@ def test_promtool_unit_tests_fire_every_alert_and_stay_quiet(tmp_path: Path) -> 
     assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
+def test_stuck_run_limit_flows_into_rules_and_runbooks() -> None:
+    def stuck(rules: dict) -> dict:
+        (rule,) = [r for r in rules["groups"][0]["rules"] if r["alert"] == "SynthobsFlowRunStuck"]
+        return rule
+
+    default = stuck(alert_rules())
+    assert default["expr"] == "max by (flow) (synthobs_flow_run_oldest_in_progress_age_seconds) > 21600"
+    assert default["labels"] == {"severity": "P2"} and default["for"] == "5m"
+    assert default["annotations"]["summary"].endswith("for more than 6h")
+    short = stuck(alert_rules("acme", stuck_after_seconds=600))
+    assert short["expr"] == "max by (flow) (acme_flow_run_oldest_in_progress_age_seconds) > 600"
+    assert short["annotations"]["summary"].endswith("for more than 10m")
+    assert stuck(alert_rules(stuck_after_seconds=5400.5))["expr"].endswith("> 5400.5")
+    assert "> 600` holds for 5m" in runbooks(stuck_after_seconds=600)["SynthobsFlowRunStuck.md"]
+    with pytest.raises(ValueError, match="positive"):
+        alerts(stuck_after_seconds=0)
+
+
+def test_cli_export_dashboards_stuck_after(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from prefect_synthobs.cli import main
+
+    for text, seconds in (("90m", 5400), ("2h", 7200), ("3600s", 3600), ("3600", 3600), ("1d", 86400)):
+        out = tmp_path / text
+        assert main(["export-dashboards", str(out), "--prefix", "synthobs", "--stuck-after", text]) == 0
+        rules = yaml.safe_load((out / "prometheus-rules.yml").read_text())["groups"][0]["rules"]
+        (rule,) = [r for r in rules if r["alert"] == "SynthobsFlowRunStuck"]
+        assert rule["expr"].endswith(f"> {seconds}")
+        assert f"> {seconds}` holds" in (out / "runbooks" / "SynthobsFlowRunStuck.md").read_text()
+    assert main(["export-dashboards", str(tmp_path / "default"), "--prefix", "synthobs"]) == 0
+    assert "> 21600" in (tmp_path / "default" / "prometheus-rules.yml").read_text()
+    capsys.readouterr()
+    for bad in ("0", "-1h", "6x", "soon"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["export-dashboards", str(tmp_path / "bad"), "--stuck-after", bad])
+        assert exit_info.value.code == 2
+        assert "--stuck-after" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export-dashboards", "--help"])
+    assert "default: 6h" in " ".join(capsys.readouterr().out.split())
+
+
 def test_shipped_runbooks_match_the_catalog() -> None:
     shipped = {p.name: p.read_text() for p in (REPO / "docs" / "runbooks").glob("*.md")}
     assert shipped == runbooks(), "regenerate docs/runbooks with synthobs export-dashboards"
