@@ -421,7 +421,8 @@ class MetricsExportSetup:
             )
         if config.console:
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=interval))
-        return MeterProvider(resource=self._resource(), metric_readers=readers)
+        # no atexit shutdown of its own: the instrumentation flushes it, bounded, at exit
+        return MeterProvider(resource=self._resource(), metric_readers=readers, shutdown_on_exit=False)
 
     def flush(self, timeout: float) -> bool:
         """Export now, waiting at most ``timeout`` seconds (at an observed flow's end).
