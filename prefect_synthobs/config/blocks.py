@@ -22,12 +22,20 @@ from urllib.parse import unquote
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticUndefined
 
 from prefect_synthobs.config.budget_state import spent_epsilon
-from prefect_synthobs.config.settings import MetricsMode, OtlpProtocol, SynthObsSettings, setting_field
+from prefect_synthobs.config.settings import (
+    OtlpProtocol,
+    SynthObsSettings,
+    Temporality,
+    parse_metrics_modes,
+    setting_field,
+)
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.telemetry.otel_logs import logs_export_config
+from prefect_synthobs.telemetry.otel_metrics import metrics_export_config
 from prefect_synthobs.telemetry.tracing import ExportConfig, build_exporter, export_config
 
 _LOGO = "https://cdn.sanity.io/images/3ugk85nk/production/fb3f4debabcda1c5a3aeea4f5b3f94c28845e23e-250x250.png"
@@ -60,7 +68,7 @@ class _SettingsBlock(Block):
 
 
 class OtlpExporter(_SettingsBlock):
-    """Where synthobs sends OpenTelemetry spans (an OTLP endpoint).
+    """Where synthobs sends OpenTelemetry spans, metrics and run logs (an OTLP endpoint).
 
     Attributes:
         endpoint: OTLP endpoint URL.
@@ -69,6 +77,8 @@ class OtlpExporter(_SettingsBlock):
         token: Bearer token sent as ``Authorization: Bearer <token>``.
         timeout_seconds: Bound on one export and on the end-of-run flush.
         sample_ratio: Share of traces exported.
+        logs: Export the run logs of observed runs (unset: when ``OTEL_LOGS_EXPORTER``
+            names ``otlp``). Metrics go here when the metrics mode includes ``otlp``.
 
     Example:
         ```python
@@ -83,13 +93,14 @@ class OtlpExporter(_SettingsBlock):
     _block_type_slug = "synthobs-otlp-exporter"
     _logo_url = _LOGO  # type: ignore[assignment]
     _documentation_url = _DOCS  # type: ignore[assignment]
-    _description = "OTLP endpoint, protocol and credentials for prefect-synthobs traces."
+    _description = "OTLP endpoint, protocol and credentials for prefect-synthobs traces, metrics and logs."
 
     _settings_keys: ClassVar[dict[str, str]] = {
         "endpoint": "otlp_endpoint",
         "protocol": "otlp_protocol",
         "timeout_seconds": "otlp_timeout_seconds",
         "sample_ratio": "trace_sample_ratio",
+        "logs": "otlp_logs",
     }
 
     endpoint: str = setting_field(
@@ -100,6 +111,7 @@ class OtlpExporter(_SettingsBlock):
     token: SecretStr | None = Field(default=None, description="Bearer token sent as 'Authorization: Bearer <token>'.")
     timeout_seconds: float = setting_field("otlp_timeout_seconds")
     sample_ratio: float = setting_field("trace_sample_ratio")
+    logs: bool | None = setting_field("otlp_logs")
 
     def export_headers(self) -> dict[str, str]:
         """The headers to send, secrets revealed, the token as a bearer header."""
@@ -119,10 +131,12 @@ class OtlpExporter(_SettingsBlock):
 
 
 class MetricsConfig(_SettingsBlock):
-    """How synthobs publishes Prometheus metrics.
+    """How synthobs publishes metrics: to Prometheus (scrape, Pushgateway, textfile) and/or over OTLP.
 
     Attributes:
-        mode: ``none``, ``http``, ``pushgateway`` or ``textfile``.
+        mode: ``none``, or one or more of ``http``, ``pushgateway``, ``textfile``,
+            ``otlp`` as a comma list (``pushgateway,otlp``). ``otlp`` sends to the
+            ``OtlpExporter`` endpoint (or ``OTEL_EXPORTER_OTLP_*``).
         prefix: Prefix of every metric name.
         host: Bind address of the ``http`` exporter.
         port: Port of the ``http`` exporter.
@@ -130,6 +144,9 @@ class MetricsConfig(_SettingsBlock):
         pushgateway_timeout_seconds: Bound on one push.
         pushgateway_grouping: Extra grouping-key labels.
         textfile_path: ``.prom`` file for node exporter's textfile collector.
+        otlp_interval_seconds: How often metrics are exported over OTLP while a
+            process runs (every observed flow's end exports too).
+        otlp_temporality: ``cumulative``, ``delta`` or ``lowmemory``.
 
     Example:
         ```python
@@ -144,7 +161,7 @@ class MetricsConfig(_SettingsBlock):
     _block_type_slug = "synthobs-metrics"
     _logo_url = _LOGO  # type: ignore[assignment]
     _documentation_url = _DOCS  # type: ignore[assignment]
-    _description = "Prometheus publishing for prefect-synthobs: scrape endpoint, Pushgateway or textfile."
+    _description = "Metrics publishing for prefect-synthobs: scrape endpoint, Pushgateway, textfile or OTLP."
 
     _settings_keys: ClassVar[dict[str, str]] = {
         "mode": "metrics_mode",
@@ -155,9 +172,11 @@ class MetricsConfig(_SettingsBlock):
         "pushgateway_timeout_seconds": "pushgateway_timeout_seconds",
         "pushgateway_grouping": "pushgateway_grouping",
         "textfile_path": "textfile_path",
+        "otlp_interval_seconds": "otlp_metrics_interval_seconds",
+        "otlp_temporality": "otlp_metrics_temporality",
     }
 
-    mode: MetricsMode = setting_field("metrics_mode")
+    mode: str = setting_field("metrics_mode")
     prefix: str = setting_field("metrics_prefix")
     host: str = setting_field("metrics_host")
     port: int = setting_field("metrics_port")
@@ -165,6 +184,13 @@ class MetricsConfig(_SettingsBlock):
     pushgateway_timeout_seconds: float = setting_field("pushgateway_timeout_seconds")
     pushgateway_grouping: dict[str, str] = setting_field("pushgateway_grouping")
     textfile_path: str | None = setting_field("textfile_path")
+    otlp_interval_seconds: float | None = setting_field("otlp_metrics_interval_seconds")
+    otlp_temporality: Temporality | None = setting_field("otlp_metrics_temporality")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _modes(cls, value: Any) -> str:
+        return parse_metrics_modes(value)
 
 
 class HealthStoreConfig(_SettingsBlock):
@@ -302,7 +328,9 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> SynthOb
     """A ``SynthObsConfig`` (with its component blocks) from environment variables.
 
     Reads ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` (as ``configure`` does), the
-    standard ``OTEL_EXPORTER_OTLP_*`` variables, ``SYNTHOBS_OTLP_TOKEN`` for a
+    standard ``OTEL_EXPORTER_OTLP_*``, ``OTEL_METRICS_EXPORTER`` (``otlp`` adds the
+    ``otlp`` metrics mode), ``OTEL_METRIC_EXPORT_INTERVAL`` and ``OTEL_LOGS_EXPORTER``
+    variables, ``SYNTHOBS_OTLP_TOKEN`` for a
     bearer token, and ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
     ``AWS_SESSION_TOKEN`` / ``AWS_REGION`` / ``AWS_ENDPOINT_URL`` as the
     store's storage options when the store is on ``s3://``.
@@ -339,11 +367,16 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> SynthOb
             headers=headers or None,
             token=env.get("SYNTHOBS_OTLP_TOKEN") or None,
         )
+        if logs_export_config(settings, env).otlp is not None:
+            tracing.logs = True
     values = SynthObsConfig.settings_values(settings)
     values["service_name"] = env.get("OTEL_SERVICE_NAME") or settings.service_name
-    return SynthObsConfig(
-        **values, store=store, metrics=MetricsConfig(**MetricsConfig.settings_values(settings)), tracing=tracing
-    )
+    metrics = MetricsConfig(**MetricsConfig.settings_values(settings))
+    if metrics_export_config(settings, env).otlp is not None and "otlp" not in metrics.mode:
+        metrics.mode = "otlp" if metrics.mode == "none" else f"{metrics.mode},otlp"
+    if metrics.otlp_interval_seconds is None and env.get("OTEL_METRIC_EXPORT_INTERVAL"):
+        metrics.otlp_interval_seconds = float(env["OTEL_METRIC_EXPORT_INTERVAL"]) / 1000
+    return SynthObsConfig(**values, store=store, metrics=metrics, tracing=tracing)
 
 
 def _parse_otel_headers(raw: str) -> dict[str, str]:

@@ -196,21 +196,7 @@ class SynthObsSettings(BaseSettings):
     @field_validator("metrics_mode", mode="before")
     @classmethod
     def _metrics_modes(cls, value: Any) -> str:
-        if isinstance(value, (list, tuple)):
-            items = [str(v) for v in value]
-        elif isinstance(value, str):
-            items = value.split(",")
-        else:
-            raise ValueError(f"metrics_mode must be a mode or a comma list of modes, got {value!r}")
-        modes: list[str] = []
-        for item in (i.strip().lower() for i in items):
-            if item not in METRICS_MODES:
-                raise ValueError(f"unknown metrics_mode {item!r}: choose from {', '.join(METRICS_MODES)}")
-            if item not in modes:
-                modes.append(item)
-        if "none" in modes and len(modes) > 1:
-            raise ValueError(f"metrics_mode 'none' cannot be combined with other modes, got {value!r}")
-        return ",".join(modes) or "none"
+        return parse_metrics_modes(value)
 
     def metrics_modes(self) -> tuple[MetricsMode, ...]:
         """``metrics_mode`` as a tuple of modes (``("none",)`` when nothing is exported)."""
@@ -264,6 +250,29 @@ class SynthObsSettings(BaseSettings):
         if self.textfile_path:
             return Path(self.textfile_path)
         return prefect_home() / "synthobs-metrics" / "synthobs.prom"
+
+
+def parse_metrics_modes(value: Any) -> str:
+    """``metrics_mode`` from a mode, a comma list or a list of modes, as ``"pushgateway,otlp"``.
+
+    Raises:
+        ValueError: An unknown mode, or ``none`` with another mode.
+    """
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    elif isinstance(value, str):
+        items = value.split(",")
+    else:
+        raise ValueError(f"metrics_mode must be a mode or a comma list of modes, got {value!r}")
+    modes: list[str] = []
+    for item in (i.strip().lower() for i in items):
+        if item not in METRICS_MODES:
+            raise ValueError(f"unknown metrics_mode {item!r}: choose from {', '.join(METRICS_MODES)}")
+        if item not in modes:
+            modes.append(item)
+    if "none" in modes and len(modes) > 1:
+        raise ValueError(f"metrics_mode 'none' cannot be combined with other modes, got {value!r}")
+    return ",".join(modes) or "none"
 
 
 def setting_field(key: str, **changes: Any) -> Any:

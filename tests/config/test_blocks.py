@@ -149,6 +149,9 @@ def test_blocks_scripts_register_and_create_from_env(tmp_path: Path) -> None:
         SYNTHOBS_OTLP_TOKEN=f"tok-{tag}",
         PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE="pushgateway",
         PREFECT_INTEGRATIONS_SYNTHOBS_ENVIRONMENT="prod",
+        OTEL_METRICS_EXPORTER="otlp",
+        OTEL_METRIC_EXPORT_INTERVAL="15000",
+        OTEL_LOGS_EXPORTER="otlp",
     )
     for script, args in (("register.py", []), ("create_from_env.py", [f"env-{tag}"])):
         proc = subprocess.run(
@@ -156,7 +159,8 @@ def test_blocks_scripts_register_and_create_from_env(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     config = SynthObsConfig.load(f"env-{tag}")
-    assert config.environment == "prod" and config.metrics is not None and config.metrics.mode == "pushgateway"
+    assert config.environment == "prod" and config.metrics is not None
+    assert config.metrics.mode == "pushgateway,otlp" and config.metrics.otlp_interval_seconds == 15.0
     assert config.store is not None and config.store.url == "s3://synthobs-bucket/health"
     assert config.store.options() == {
         "access_key": f"AKIA{tag}",
@@ -164,9 +168,18 @@ def test_blocks_scripts_register_and_create_from_env(tmp_path: Path) -> None:
         "region": "eu-west-1",
         "endpoint_url": "http://127.0.0.1:9000",
     }
-    assert config.tracing is not None and config.tracing.protocol == "grpc"
+    assert config.tracing is not None and config.tracing.protocol == "grpc" and config.tracing.logs is True
     assert config.tracing.export_headers() == {"x-tenant": "team a", "x-key": tag, "authorization": f"Bearer tok-{tag}"}
     assert HealthStoreConfig.load(f"env-{tag}-store").url == "s3://synthobs-bucket/health"
     # the store block opens an S3 filesystem with those options (no request is made)
     store = config.store.get_store()
     assert type(store._fs).__name__ == "S3FileSystem"
+
+
+def test_metrics_block_takes_a_list_of_modes_and_refuses_unknown_ones() -> None:
+    assert MetricsConfig(mode=" HTTP , otlp").mode == "http,otlp"
+    assert MetricsConfig(mode=["pushgateway", "otlp"]).settings()["metrics_mode"] == "pushgateway,otlp"
+    with pytest.raises(ValueError, match="unknown metrics_mode 'statsd'"):
+        MetricsConfig(mode="statsd")
+    assert MetricsConfig(otlp_temporality="delta").settings()["otlp_metrics_temporality"] == "delta"
+    assert OtlpExporter(endpoint="http://c:4318", logs=True).settings()["otlp_logs"] is True
