@@ -102,6 +102,43 @@ def _tracing(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _otel(r: dict[str, Any]) -> list[Row]:
+    rows = []
+    flow = r.get("flow")
+    if flow:
+        rows += [
+            _ratio_row(
+                f"OTLP metrics + run logs on / off, {flow['tasks_per_flow']} tasks (spans on in both)",
+                flow["export_median_s"],
+                flow["off_median_s"],
+                flow["median_ratio"],
+                flow["target_median_ratio"],
+            ),
+            (
+                "OTLP metrics + run logs: synthobs in the flow's process per run",
+                f"{flow['synthobs_ms_per_run_export']:.1f} ms",
+                f"{flow['synthobs_ms_per_run_off']:.1f} ms",
+                "",
+                "",
+                "",
+            ),
+        ]
+    c = r.get("collection")
+    if c:
+        rows.append(
+            _ratio_row(
+                f"OTLP collection + encoding, {c['gpus']} GPUs, {c['flows']} flows ({c['otlp_points']} points) "
+                "/ a Prometheus scrape of the same",
+                c["otlp_collect_and_encode_ms_median"],
+                c["prometheus_scrape_ms_median"],
+                c["ratio"],
+                c["target_ratio"],
+                unit="ms",
+            )
+        )
+    return rows
+
+
 def _quality(r: dict[str, Any]) -> list[Row]:
     rep, dcr, t = r["quality_report_100k_x_20"], r["dcr_20k_x_20k"], r["targets"]
     return [
@@ -239,6 +276,7 @@ SUITE = [
         _overhead("overhead_dask", "DaskTaskRunner"),
     ),
     Benchmark("tracing", ["bench_tracing.py", "--rounds", "9"], "tracing", _tracing),
+    Benchmark("otel", ["bench_otel.py", "--rounds", "9"], "otel", _otel),
     Benchmark("store_write", ["bench_store_write.py", "--repeats", "5"], "store_write", _store_write),
     Benchmark("writers", ["bench_writers.py"], "writers", _writers),
     Benchmark("quality", ["bench_quality.py"], "quality", _quality),

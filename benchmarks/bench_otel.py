@@ -1,0 +1,189 @@
+"""OpenTelemetry export cost.
+
+1. ``flow``: a 200-task observed flow with OTLP metrics and run-log export on vs
+   off, alternating in one process (spans go to the same receiver in both, so the
+   difference is metrics and logs). Prefect's run loggers are at INFO, so every
+   task run's "Finished in state" line is a log record to export. The receiver
+   runs in its own process, as a collector would. Also reports synthobs' own
+   time per observed run (hooks and run listener).
+2. ``collection``: one metric collection with 8 GPUs and 50 flows' series
+   (counters, gauges, both duration histograms, in-progress gauges, ``hw.*``),
+   read by the OTLP bridge and encoded as an OTLP request, against a Prometheus
+   scrape of the same registry (``generate_latest``) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"  # run logs to export (bench_overhead would set WARNING)
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from _common import median, report  # noqa: E402
+from bench_overhead import _inside, observed, timed, wait_drained  # noqa: E402
+from bench_tracing import receiver_process  # noqa: E402
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+import prefect_synthobs as so  # noqa: E402
+
+
+def flow_cost(rounds: int, tasks: int, settle: float) -> dict[str, object]:
+    import logging
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):  # the console is not what is measured
+        logging.getLogger(name).propagate = False
+        for handler in list(logging.getLogger(name).handlers):
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                logging.getLogger(name).removeHandler(handler)
+    so.configure(store_url=tempfile.mkdtemp(prefix="synthobs-bench-"))
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        receiver_process() as receiver,
+    ):
+        modes = {
+            "off": {"otlp_endpoint": receiver.endpoint, "metrics_mode": "none", "otlp_logs": False},
+            "export": {"otlp_endpoint": receiver.endpoint, "metrics_mode": "otlp", "otlp_logs": True},
+        }
+        for mode in modes.values():  # warm-up both paths
+            so.configure(**mode)
+            wait_drained(timed(observed, tasks)[1], tasks, settle)
+        times: dict[str, list[float]] = {"off": [], "export": []}
+        inside: dict[str, list[float]] = {"off": [], "export": []}
+        ratios = []
+        for r in range(rounds):
+            for name in ("off", "export") if r % 2 == 0 else ("export", "off"):
+                so.configure(**modes[name])
+                _inside[0] = 0.0
+                elapsed, run_id = timed(observed, tasks)
+                inside[name].append(_inside[0] * 1000)
+                times[name].append(elapsed)
+                wait_drained(run_id, tasks, settle)
+            ratios.append(times["export"][-1] / times["off"][-1])
+            print(
+                f"round {r + 1}/{rounds}: off {times['off'][-1]:.3f}s export {times['export'][-1]:.3f}s "
+                f"ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
+    return {
+        "tasks_per_flow": tasks,
+        "rounds": rounds,
+        "off_median_s": round(median(times["off"]), 4),
+        "export_median_s": round(median(times["export"]), 4),
+        "median_ratio": round(median(ratios), 4),
+        "ratio_of_medians": round(median(times["export"]) / median(times["off"]), 4),
+        "target_median_ratio": 1.03,
+        "synthobs_ms_per_run_off": round(median(inside["off"]), 2),
+        "synthobs_ms_per_run_export": round(median(inside["export"]), 2),
+    }
+
+
+def collection_cost(repeats: int) -> dict[str, object]:
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from prefect_synthobs.gpu.nvml import GpuReading
+    from prefect_synthobs.telemetry.metrics import SynthObsMetrics
+    from prefect_synthobs.telemetry.otel_metrics import MetricsBridge
+
+    registry = CollectorRegistry()
+    m = SynthObsMetrics(registry)
+    gpus = [
+        GpuReading(i, f"GPU-{i:04d}", "NVIDIA H100", 0.5, 10**9, 8 * 10**10, 300.0, 60.0, None, 1e6)
+        for i in range(8)
+    ]
+    for g in gpus:
+        labels = (str(g.index), g.uuid, g.name)
+        m.gpu_utilization.labels(*labels).set(0.5)
+        m.gpu_memory_used.labels(*labels).set(1e9)
+        m.gpu_memory_total.labels(*labels).set(8e10)
+        m.gpu_power.labels(*labels).set(300)
+        m.gpu_temperature.labels(*labels).set(60)
+        m.gpu_energy.labels(*labels).inc(1000)
+    for f in range(50):
+        flow = f"flow-{f:02d}"
+        for state in ("COMPLETED", "FAILED", "CRASHED"):
+            m.flow_runs.labels(flow, "training", state).inc()
+        m.observe_flow_duration(flow, "training", 12.0)
+        m.last_success.labels(flow).set(1.7e9)
+        m.errors.labels(flow, "training", "ValueError").inc()
+        for t in range(5):
+            m.task_runs.labels(flow, f"task-{t}", "COMPLETED").inc(3)
+            m.observe_task_duration(flow, f"task-{t}", 0.5)
+            m.task_retries.labels(flow, f"task-{t}").inc()
+        m.generation_rows.labels(flow, "customers", "ctgan").inc(1000)
+        m.generation_rows_per_second.labels(flow, "customers", "ctgan").set(500)
+        m.training_epochs.labels(flow, "ctgan").inc(10)
+        m.training_loss.labels(flow, "ctgan", "generator").set(0.3)
+    m.in_progress.source = lambda: [(f"flow-{f:02d}", time.time() - 60) for f in range(50)]
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    bridge = MetricsBridge(provider.get_meter("bench"), lambda: m, lambda: gpus)
+    m.duration_listener = bridge.record_duration
+    for f in range(50):  # the histograms have their series on the OTLP side too
+        m.observe_flow_duration(f"flow-{f:02d}", "training", 12.0)
+        for t in range(5):
+            m.observe_task_duration(f"flow-{f:02d}", f"task-{t}", 0.5)
+
+    def otlp() -> int:
+        return len(encode_metrics(reader.get_metrics_data()).SerializeToString())
+
+    def scrape() -> int:
+        return len(generate_latest(registry))
+
+    points = sum(
+        len(metric.data.data_points)
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    )
+    timings: dict[str, list[float]] = {"otlp": [], "scrape": []}
+    sizes = {}
+    for i in range(repeats):
+        for name, fn in (("otlp", otlp), ("scrape", scrape)) if i % 2 == 0 else (("scrape", scrape), ("otlp", otlp)):
+            start = time.perf_counter()
+            sizes[name] = fn()
+            timings[name].append((time.perf_counter() - start) * 1000)
+    provider.shutdown()
+    otlp_ms, scrape_ms = median(timings["otlp"]), median(timings["scrape"])
+    return {
+        "gpus": 8,
+        "flows": 50,
+        "otlp_points": points,
+        "otlp_collect_and_encode_ms_median": round(otlp_ms, 3),
+        "prometheus_scrape_ms_median": round(scrape_ms, 3),
+        "ratio": round(otlp_ms / scrape_ms, 3),
+        "target_ratio": 2.0,
+        "otlp_request_bytes": sizes["otlp"],
+        "scrape_bytes": sizes["scrape"],
+        "repeats": repeats,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--only", choices=["flow", "collection"], default=None)
+    args = parser.parse_args()
+    results: dict[str, object] = {}
+    if args.only in (None, "collection"):
+        results["collection"] = collection_cost(args.repeats)
+        print(results["collection"], flush=True)
+    if args.only in (None, "flow"):
+        results["flow"] = flow_cost(args.rounds, args.tasks, args.settle)
+    report("otel", results)
+
+
+if __name__ == "__main__":
+    main()
