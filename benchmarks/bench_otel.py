@@ -24,13 +24,13 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"  # run logs to export (bench_overhe
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from _common import median, report  # noqa: E402
-from bench_overhead import _inside, observed, timed, wait_drained  # noqa: E402
-from bench_tracing import receiver_process  # noqa: E402
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from _common import median, report
+from bench_overhead import _inside, observed, timed, wait_drained
+from bench_tracing import receiver_process
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
 
-import prefect_synthobs as so  # noqa: E402
+import prefect_synthobs as so
 
 
 def flow_cost(rounds: int, tasks: int, settle: float) -> dict[str, object]:
@@ -97,8 +97,7 @@ def collection_cost(repeats: int) -> dict[str, object]:
     registry = CollectorRegistry()
     m = SynthObsMetrics(registry)
     gpus = [
-        GpuReading(i, f"GPU-{i:04d}", "NVIDIA H100", 0.5, 10**9, 8 * 10**10, 300.0, 60.0, None, 1e6)
-        for i in range(8)
+        GpuReading(i, f"GPU-{i:04d}", "NVIDIA H100", 0.5, 10**9, 8 * 10**10, 300.0, 60.0, None, 1e6) for i in range(8)
     ]
     for g in gpus:
         labels = (str(g.index), g.uuid, g.name)
