@@ -33,7 +33,9 @@ from prefect.testing.utilities import prefect_test_harness
 import prefect_synthobs as so
 
 
-def flow_cost(rounds: int, tasks: int, settle: float) -> dict[str, object]:
+def flow_cost(
+    rounds: int, tasks: int, settle: float, signals: tuple[str, ...] = ("metrics", "logs")
+) -> dict[str, object]:
     import logging
 
     for name in ("prefect.flow_runs", "prefect.task_runs"):  # the console is not what is measured
@@ -49,7 +51,11 @@ def flow_cost(rounds: int, tasks: int, settle: float) -> dict[str, object]:
     ):
         modes = {
             "off": {"otlp_endpoint": receiver.endpoint, "metrics_mode": "none", "otlp_logs": False},
-            "export": {"otlp_endpoint": receiver.endpoint, "metrics_mode": "otlp", "otlp_logs": True},
+            "export": {
+                "otlp_endpoint": receiver.endpoint,
+                "metrics_mode": "otlp" if "metrics" in signals else "none",
+                "otlp_logs": "logs" in signals,
+            },
         }
         for mode in modes.values():  # warm-up both paths
             so.configure(**mode)
@@ -72,6 +78,7 @@ def flow_cost(rounds: int, tasks: int, settle: float) -> dict[str, object]:
                 flush=True,
             )
     return {
+        "signals": list(signals),
         "tasks_per_flow": tasks,
         "rounds": rounds,
         "off_median_s": round(median(times["off"]), 4),
@@ -174,13 +181,14 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--only", choices=["flow", "collection"], default=None)
+    parser.add_argument("--signals", default="metrics,logs", help="what the export side turns on: metrics, logs")
     args = parser.parse_args()
     results: dict[str, object] = {}
     if args.only in (None, "collection"):
         results["collection"] = collection_cost(args.repeats)
         print(results["collection"], flush=True)
     if args.only in (None, "flow"):
-        results["flow"] = flow_cost(args.rounds, args.tasks, args.settle)
+        results["flow"] = flow_cost(args.rounds, args.tasks, args.settle, tuple(args.signals.split(",")))
     report("otel", results)
 
 

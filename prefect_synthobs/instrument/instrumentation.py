@@ -87,6 +87,7 @@ class Instrumentation:
         self._sampler: GpuSampler | None = None
         self._warned = False
         self._hooked = False
+        self._flushing: threading.Thread | None = None
 
     # -- install / uninstall -----------------------------------------------------------
 
@@ -186,7 +187,10 @@ class Instrumentation:
         metrics = self.metrics(settings.metrics_prefix)
         timeout = settings.otlp_timeout_seconds
         runtime = Runtime(
-            settings, metrics=metrics, sampler=self.sampler, after_flow=lambda: self.flush_telemetry(timeout)
+            settings,
+            metrics=metrics,
+            sampler=self.sampler,
+            after_flow=lambda: self.flush_telemetry(timeout, wait=False),
         )
         self.install()
         try:
@@ -231,8 +235,25 @@ class Instrumentation:
         runtime = self._runtime
         return runtime is not None and runtime.in_scope(flow_run_id)
 
-    def flush_telemetry(self, timeout: float) -> None:
-        """Export OTLP metrics and run logs now, each waiting at most ``timeout`` seconds."""
+    def flush_telemetry(self, timeout: float, *, wait: bool = True) -> None:
+        """Export OTLP metrics and run logs now, each waiting at most ``timeout`` seconds.
+
+        With ``wait=False`` (an observed flow's end) the export runs on a daemon
+        thread and the flow does not wait for it; ``shutdown`` at exit waits for
+        it (bounded) and exports what came after, so a short-lived flow process
+        still loses nothing.
+        """
+        if not wait:
+            with self._lock:
+                pending = self._flushing
+                if pending is not None and pending.is_alive():
+                    return  # one in flight already: it exports what is there when it runs
+                thread = threading.Thread(
+                    target=self.flush_telemetry, args=(timeout,), name="synthobs-otlp-flush", daemon=True
+                )
+                self._flushing = thread
+            thread.start()
+            return
         self.otel_metrics.flush(timeout)
         self.otel_logs.flush(timeout)
 
@@ -298,7 +319,11 @@ class Instrumentation:
                 runtime.close()
             except Exception as exc:  # never fail interpreter exit
                 logger.warning("synthobs: final flush failed: %s", exc)
-            self.flush_telemetry(runtime.settings.otlp_timeout_seconds)
+            timeout = runtime.settings.otlp_timeout_seconds
+            pending = self._flushing
+            if pending is not None:
+                pending.join(timeout)
+            self.flush_telemetry(timeout)
 
 
 def _service_name(settings: SynthObsSettings) -> str | None:

@@ -288,7 +288,7 @@ class MetricsBridge:
 
     def _instrument(self, key: str, name: str, unit: str, current: SynthObsMetrics | None) -> None:
         collector = _collector(current, key) if current is not None else None
-        description = next(iter(collector.describe())).documentation if collector is not None else key
+        description = _description(collector, key) if collector is not None else key
         if key in (names.FLOW_RUN_DURATION, names.TASK_RUN_DURATION):
             self.histograms[key] = self.meter.create_histogram(
                 name, unit=unit, description=description, explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS
@@ -296,7 +296,7 @@ class MetricsBridge:
             return
         callback = self._registry_callback(key)
         if key == names.FLOW_RUNS_IN_PROGRESS:
-            self.meter.create_observable_up_down_counter(name, [callback], unit, "Observed flow runs in progress.")
+            self.meter.create_observable_up_down_counter(name, [callback], unit, description)
         elif isinstance(collector, PromCounter):
             self.meter.create_observable_counter(name, [callback], unit, description)
         else:
@@ -337,6 +337,13 @@ class MetricsBridge:
 
     def close(self) -> None:
         self.closed = True
+
+
+def _description(collector: Any, key: str) -> str:
+    """The help text of catalog metric ``key`` (a collector may describe several families)."""
+    families = list(collector.describe())
+    wanted = key.removesuffix("_total")
+    return str(next((f.documentation for f in families if f.name.endswith(wanted)), families[0].documentation))
 
 
 def _collector(metrics: SynthObsMetrics, key: str) -> Any:
