@@ -34,6 +34,8 @@ def load(name: str, metadata: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
             sdtype = meta["sdtype"]
             if sdtype == "numerical":
                 df[column] = pd.to_numeric(values).astype("float64")
+            elif sdtype == "id":
+                df[column] = pd.to_numeric(values).astype("Int64").astype(object)
             elif sdtype == "datetime":
                 df[column] = pd.to_datetime(values, format="%Y-%m-%d %H:%M:%S")
             elif sdtype == "boolean":
@@ -145,6 +147,51 @@ def _datasets() -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]]:
         "strong": (strong, strong_syn, strong_meta),
         "ties": (ties, ties_syn, ties_meta),
     }
+
+
+def keyed_dataset() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """A table with a primary key (duplicated in the synthetic one), values out of the real range,
+    an unseen category, NaNs, a boolean and a datetime: for the diagnostic and validity scores."""
+    rng = np.random.default_rng(20261124)
+
+    def keyed(n: int, start: int, shift: float, drift: bool) -> pd.DataFrame:
+        ids = np.arange(start, start + n).astype(object)
+        if drift:
+            ids[rng.random(n) < 0.1] = start  # duplicated keys
+        amount = rng.gamma(2.0, 50 + shift, n).round(2)
+        kind = rng.choice(["card", "cash", "wire"], n, p=[0.6, 0.3, 0.1]).astype(object)
+        flag = (rng.random(n) < 0.3).astype(object)
+        when = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 365 * 86400, n), unit="s")
+        if drift:  # values out of the real range, an unseen category, later dates
+            amount[rng.random(n) < 0.05] = -10.0
+            kind[rng.random(n) < 0.05] = "crypto"
+            when = when + pd.to_timedelta(30, unit="D")
+        df = pd.DataFrame({"id": ids, "amount": amount, "kind": kind, "flag": flag, "when": when})
+        for column, rate in (("amount", 0.05), ("kind", 0.03 if drift else 0.0), ("when", 0.02)):
+            df.loc[rng.random(n) < rate, column] = None
+        return df
+
+    keyed_meta = {
+        "primary_key": "id",
+        "columns": {
+            "id": {"sdtype": "id"},
+            "amount": {"sdtype": "numerical"},
+            "kind": {"sdtype": "categorical"},
+            "flag": {"sdtype": "boolean"},
+            "when": {"sdtype": "datetime", "datetime_format": "%Y-%m-%d %H:%M:%S"},
+        },
+    }
+    return keyed(400, 1000, 0.0, False), keyed(300, 1000, 15.0, True), keyed_meta
+
+
+def all_datasets() -> dict[str, tuple[pd.DataFrame, pd.DataFrame, dict]]:
+    """Every reference dataset: the fidelity ones and the keyed one."""
+    return {**_datasets(), "keyed": keyed_dataset()}
+
+
+def write_dataset(name: str, real: pd.DataFrame, synthetic: pd.DataFrame) -> None:
+    """Write a dataset's CSVs (what ``load`` reads back)."""
+    _write(name, real, synthetic)
 
 
 def _write(name: str, real: pd.DataFrame, synthetic: pd.DataFrame) -> None:
