@@ -199,6 +199,11 @@ UNIT_INTERVAL_METRICS: Final = frozenset(
         "tv_complement",
         "correlation_similarity",
         "contingency_similarity",
+        "diagnostic",
+        "data_validity",
+        "data_structure",
+        "detection",
+        "disclosure_protection",
     }
 )
 

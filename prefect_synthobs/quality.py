@@ -11,11 +11,21 @@ Example:
     ```
 """
 
-from prefect_synthobs.scores import columns, diagnostic, fidelity, privacy, utility
+from prefect_synthobs.scores import columns, detection, diagnostic, disclosure, fidelity, privacy, utility
 from prefect_synthobs.scores.columns import *  # noqa: F403
+from prefect_synthobs.scores.detection import *  # noqa: F403
 from prefect_synthobs.scores.diagnostic import *  # noqa: F403
+from prefect_synthobs.scores.disclosure import *  # noqa: F403
 from prefect_synthobs.scores.fidelity import *  # noqa: F403
 from prefect_synthobs.scores.privacy import *  # noqa: F403
 from prefect_synthobs.scores.utility import *  # noqa: F403
 
-__all__ = [*columns.__all__, *diagnostic.__all__, *fidelity.__all__, *privacy.__all__, *utility.__all__]
+__all__ = [
+    *columns.__all__,
+    *detection.__all__,
+    *diagnostic.__all__,
+    *disclosure.__all__,
+    *fidelity.__all__,
+    *privacy.__all__,
+    *utility.__all__,
+]

@@ -400,6 +400,10 @@ class QualityGates(Block):
         max_membership_inference_auc: Maximum AUC of the distance attack.
         max_exact_match_rate: Maximum share of synthetic rows copied from real ones.
         min_dcr_overfitting_protection: Minimum DCR overfitting protection.
+        min_diagnostic: Minimum Diagnostic report score (Data Validity and Data Structure).
+        min_detection: Minimum logistic detection score (1: a classifier cannot tell synthetic from real).
+        min_disclosure_protection: Minimum disclosure protection (CAP) of the sensitive columns
+            ``check_quality`` is given.
         policy: ``fail`` raises ``QualityGateFailed`` (the flow fails); ``warn`` logs.
 
     Example:
@@ -434,6 +438,21 @@ class QualityGates(Block):
     )
     min_dcr_overfitting_protection: float | None = Field(
         default=None, ge=0, le=1, description="Minimum DCR overfitting protection score."
+    )
+    min_diagnostic: float | None = Field(
+        default=None, ge=0, le=1, description="Minimum Diagnostic report score (Data Validity, Data Structure)."
+    )
+    min_detection: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Minimum logistic detection score (1: a classifier cannot tell the tables apart).",
+    )
+    min_disclosure_protection: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Minimum disclosure protection (CAP) of the sensitive columns given to check_quality.",
     )
     policy: Literal["fail", "warn"] = Field(
         default="fail", description="fail: a missed gate fails the flow; warn: it is logged and recorded."

@@ -27,6 +27,9 @@ from prefect_synthobs.config.blocks import QualityGates
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import record_check
 from prefect_synthobs.instrument.spans import span
+from prefect_synthobs.scores.detection import logistic_detection
+from prefect_synthobs.scores.diagnostic import diagnostic_report
+from prefect_synthobs.scores.disclosure import disclosure_protection
 from prefect_synthobs.scores.fidelity import quality_report, strict_scores
 from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
 from prefect_synthobs.scores.utility import tstr
@@ -73,6 +76,8 @@ class QualityCheck:
     results: list[GateResult]
     report: Any = field(repr=False, default=None)
     notes: list[str] = field(default_factory=list)
+    diagnostic: Any = field(repr=False, default=None)
+    """The ``DiagnosticReport`` (its details name each invalid column)."""
     """Why a score differs from the SDMetrics report's (e.g. empty synthetic columns)."""
 
     @property
@@ -110,6 +115,9 @@ def check_quality(
     target: str | None = None,
     privacy_sample: int | None = None,
     seed: int = 0,
+    known_columns: list[str] | None = None,
+    sensitive_columns: list[str] | None = None,
+    detection: bool | None = None,
 ) -> QualityCheck:
     """Score ``synthetic`` against ``real``, check the gates, record everything.
 
@@ -128,6 +136,14 @@ def check_quality(
             most this many synthetic rows (distance work grows with
             synthetic × real rows); ``None`` uses every row.
         seed: Seed of that sample and of the privacy scores' own sampling.
+        known_columns: Columns an attacker knows (quasi-identifiers); with
+            ``sensitive_columns``, enables ``disclosure_protection`` (CAP).
+        sensitive_columns: Columns an attacker wants to infer.
+        detection: Compute ``logistic_detection`` (a classifier telling the
+            tables apart); default: when a gate needs it.
+
+    The Diagnostic report (``diagnostic``, ``data_validity``, ``data_structure``)
+    is always computed: it is cheap.
 
     Returns:
         The scores and the gate results.
@@ -138,6 +154,14 @@ def check_quality(
             cannot be loaded.
     """
     resolved = _resolve_gates(gates)
+    if (
+        resolved is not None
+        and resolved.min_disclosure_protection is not None
+        and not (known_columns and sensitive_columns)
+    ):
+        raise ValueError("the min_disclosure_protection gate needs check_quality(known_columns=, sensitive_columns=)")
+    if detection is None:
+        detection = resolved is not None and resolved.min_detection is not None
     table = table or _observed_table()
     with span(names.SPAN_QUALITY_CHECK, table=table or "", gated=resolved is not None) as current:
         report = quality_report(real, synthetic, metadata)
@@ -156,9 +180,19 @@ def check_quality(
             "column_pair_trends": strict.properties["Column Pair Trends"],
             "exact_match_rate": exact_match_rate(real, synthetic, metadata),
         }
+        diagnostic = diagnostic_report(real, synthetic, metadata)
+        scores["diagnostic"] = diagnostic.overall
+        scores["data_validity"] = diagnostic.properties["Data Validity"]
+        scores["data_structure"] = diagnostic.properties["Data Structure"]
         sample = synthetic
         if privacy_sample is not None and len(synthetic) > privacy_sample:
             sample = synthetic.sample(n=privacy_sample, random_state=seed)
+        if known_columns and sensitive_columns:
+            scores["disclosure_protection"] = disclosure_protection(
+                real, sample, known_column_names=known_columns, sensitive_column_names=sensitive_columns
+            )
+        if detection:
+            scores["detection"] = logistic_detection(real, synthetic, metadata, seed=seed)
         if holdout is not None:
             scores["membership_inference_auc"] = membership_inference_auc(real, holdout, sample, metadata)
             scores["dcr_overfitting_protection"] = dcr_overfitting_protection(
@@ -185,7 +219,7 @@ def check_quality(
                 record_check(
                     result.score, math.nan, threshold=result.threshold, passed=False, table=table, gate=result.gate
                 )
-        check = QualityCheck(scores, results, report, notes)
+        check = QualityCheck(scores, results, report, notes, diagnostic)
         if current.is_recording():
             current.set_attributes(
                 {f"synthobs.quality.{k}": v for k, v in scores.items() if v is not None and not math.isnan(v)}

@@ -233,6 +233,10 @@ def _panel(
     }
 
 
+# the Diagnostic report and the privacy-review scores, in a panel of their own
+_VALIDITY_METRICS = "diagnostic|data_validity|data_structure|detection|disclosure_protection"
+
+
 def panel_queries(prefix: str = "synthobs") -> list[tuple[str, list[tuple[str, str]], str]]:
     """``(row, [(expr, legend)], unit)`` for every panel, in order (also what tests evaluate)."""
 
@@ -269,7 +273,20 @@ def panel_queries(prefix: str = "synthobs") -> list[tuple[str, list[tuple[str, s
         ),
         ("Overview", [(f"{m(names.GENERATION_ROWS_PER_SECOND)}{{{f}}}", "{{flow}} {{table}}")], "short"),
         ("Overview", [(f"time() - {m(names.LAST_SUCCESS)}{{{f}}}", "{{flow}}")], "s"),
+        (
+            "Overview",
+            [
+                (f"max by (flow) ({m(names.FLOW_RUNS_IN_PROGRESS)}{{{f}}})", "{{flow}} in progress"),
+                (f"max by (flow) ({m(names.FLOW_RUN_OLDEST_IN_PROGRESS_AGE)}{{{f}}}) / 60", "{{flow}} oldest (min)"),
+            ],
+            "short",
+        ),
         ("Quality", [(f"{m(names.QUALITY_SCORE)}", "{{table}} {{metric}}")], "percentunit"),
+        (
+            "Quality",
+            [(f'{m(names.QUALITY_SCORE)}{{metric=~"{_VALIDITY_METRICS}"}}', "{{table}} {{metric}}")],
+            "percentunit",
+        ),
         (
             "Quality",
             [
@@ -364,6 +381,8 @@ def _title(expr: str, row: str) -> str:
         ("errors_total", "Errors by type"),
         ("rows_per_second", "Rows per second"),
         ("last_success", "Since last success"),
+        ("in_progress", "Runs in progress"),
+        ("disclosure_protection", "Diagnostic, detection and disclosure protection"),
         ("quality_score", "Quality scores"),
         ("gate_checks", "Quality gate checks"),
         ("training_loss", "Training loss"),

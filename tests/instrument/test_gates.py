@@ -149,3 +149,45 @@ def test_gates_by_block_name_and_from_settings(store_dir: Path) -> None:
     assert so.check_quality(real, frame(200, 2), META, table="t").results == []  # no gates: scores only
     with pytest.raises(ValueError, match="could not load QualityGates block"):
         so.check_quality(real, real, META, gates="no-such-gates")
+
+
+def test_diagnostic_always_detection_and_disclosure_when_asked(store_dir: Path) -> None:
+    table = f"breadth-{uuid.uuid4().hex[:6]}"
+    meta = {"columns": {**META["columns"], "id": {"sdtype": "id"}}, "primary_key": "id"}
+
+    def keyed(df: pd.DataFrame, duplicate: bool) -> pd.DataFrame:
+        df = df.assign(id=np.arange(len(df)))
+        if duplicate:
+            df.loc[df.index[:40], "id"] = 0  # 39 repeats of the first key
+        return df
+
+    @so.observe(kind="quality", table=table)
+    @flow(name=f"gated-breadth-{table}")
+    def check() -> dict[str, float]:
+        real = keyed(frame(400, 1), False)
+        synthetic = keyed(frame(400, 3, shift=0.1), True)
+        result = so.check_quality(
+            real,
+            synthetic,
+            meta,
+            known_columns=["c"],
+            sensitive_columns=["x"],
+            gates=so.QualityGates(min_overall=0.5, min_diagnostic=0.99, min_detection=0.0, policy="warn"),
+        )
+        assert [g.gate for g in result.failed] == ["min_diagnostic"]
+        assert result.diagnostic is not None and "KeyUniqueness" in set(result.diagnostic.details["Metric"])
+        return result.scores
+
+    scores = check()
+    assert 0 < scores["diagnostic"] < 0.99 and scores["data_structure"] == 1.0
+    assert 0 <= scores["detection"] <= 1 and 0 <= scores["disclosure_protection"] <= 1
+    rows = so.HealthStore(str(store_dir)).read(names.QUALITY_CHECKS)
+    rows = rows[rows.table_name == table].set_index("metric")
+    assert {"diagnostic", "data_validity", "data_structure", "detection", "disclosure_protection"} <= set(rows.index)
+    assert not bool(rows.loc["diagnostic", "passed"]) and rows.loc["diagnostic", "threshold"] == 0.99
+    assert gate_counts(table)[("min_diagnostic", "fail")] == 1
+
+
+def test_disclosure_gate_without_its_columns_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="known_columns=, sensitive_columns="):
+        so.check_quality(frame(50, 1), frame(50, 2), META, gates=so.QualityGates(min_disclosure_protection=0.5))

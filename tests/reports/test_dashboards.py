@@ -23,7 +23,19 @@ CATALOG = {
     if k.isupper()
     and isinstance(v, str)
     and v.endswith(
-        ("_total", "_seconds", "_ratio", "_bytes", "_watts", "_celsius", "_second", "_loss", "_score", "_remaining")
+        (
+            "_total",
+            "_seconds",
+            "_ratio",
+            "_bytes",
+            "_watts",
+            "_celsius",
+            "_second",
+            "_loss",
+            "_score",
+            "_remaining",
+            "_progress",
+        )
     )
 }
 
