@@ -8,8 +8,11 @@ UI shows under Artifacts: ``synthobs-overview`` (markdown), tables
 artifact ``synthobs-quality-gates``.
 
 Run it once:      python flows/health_report.py --once
-Serve it hourly:  python flows/health_report.py        (health_report.serve(cron="0 * * * *"))
-Deploy it:        prefect deploy --name health-report-hourly   (see prefect.yaml)
+Serve it hourly:  python flows/health_report.py        (deployment "health-report-served": this process
+                  runs it, no work pool; for one machine)
+Deploy it:        prefect deploy --name health-report-hourly   (see prefect.yaml; a worker of the
+                  work pool runs it)
+The two deployments have different names, so serving never rewrites the deployed one.
 """
 
 from __future__ import annotations
@@ -38,14 +41,19 @@ def health_report(store_url: str | None = None, window_hours: float = 24.0, flow
     report = build_report(load_frames(store, since, until, flow_name), since, until)
     publish_artifacts(report)
     print(
-        f"health report {since:%Y-%m-%d %H:%M} → {until:%H:%M} UTC: {report.totals['runs']} runs, "
+        f"health report {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC: {report.totals['runs']} runs, "
         f"{report.totals['failed']} not completed; artifacts published"
     )
     return report.as_dict()
+
+
+# serve() creates or updates a deployment of this name: it must differ from prefect.yaml's, or serving
+# after `prefect deploy` would silently turn the worker deployment into a served one (work pool gone)
+SERVED_NAME = "health-report-served"
 
 
 if __name__ == "__main__":
     if "--once" in sys.argv:
         health_report()
     else:
-        health_report.serve(name="health-report-hourly", cron="0 * * * *")
+        health_report.serve(name=SERVED_NAME, cron="0 * * * *")

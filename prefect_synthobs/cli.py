@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+import pandas as pd
 from prefect import __version__ as prefect_version
 from prometheus_client import generate_latest
 
@@ -42,7 +43,8 @@ def _demo(args: argparse.Namespace) -> int:
     state = synthetic_pipeline(n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True)
     get_runtime().recorder.flush()
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
-    runs = runs.sort_values("start_time")
+    root = getattr(state.state_details, "flow_run_id", None)  # this demo's runs, not others' in the same window
+    runs = runs_of(runs, str(root)).sort_values("start_time") if root else runs.sort_values("start_time")
     print("\n── synthobs demo summary " + "─" * 40)
     print(f"pipeline: {state.name}")
     print(f"store:    {store.url}")
@@ -68,6 +70,17 @@ def _demo(args: argparse.Namespace) -> int:
         "print(so.HealthStore().read('flow_runs'))\""
     )
     return 0 if state.is_completed() else 1
+
+
+def runs_of(runs: pd.DataFrame, root: str) -> pd.DataFrame:
+    """The ``flow_runs`` rows of flow run ``root`` and its subflows, at any depth (pure)."""
+    ids = {root}
+    while True:
+        more = set(runs.loc[runs.parent_flow_run_id.isin(ids), "flow_run_id"]) - ids
+        if not more:
+            out: pd.DataFrame = runs[runs.flow_run_id.isin(ids)]
+            return out
+        ids |= more
 
 
 def _exposition(registry: object) -> str:
@@ -133,7 +146,20 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"synthobs report: {exc}", file=sys.stderr)
         return 2
-    report = build_report(load_frames(HealthStore(args.store), since, until, args.flow), since, until)
+    store = HealthStore(args.store)
+    if not store.exists():
+        print(
+            f"synthobs report: no health store at {store.url} (nothing was ever recorded there); check --store "
+            "or PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL",
+            file=sys.stderr,
+        )
+        return 2
+    if args.tables:
+        print(f"health store {store.url}")
+        for table in names.TABLES:
+            print(f"  {table:<16} {store.count(table):>10,} rows")
+        return 0
+    report = build_report(load_frames(store, since, until, args.flow), since, until)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
@@ -204,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--flow", help="only this flow's runs")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument("--store", help="health store URL (default: the configured store)")
+    report.add_argument("--tables", action="store_true", help="list the store's tables and their row counts")
     report.set_defaults(func=_report)
     export = sub.add_parser(
         "export-dashboards", help="write a Grafana dashboard, Prometheus alert rules, runbooks and a scrape config"

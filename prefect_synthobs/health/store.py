@@ -286,6 +286,14 @@ class HealthStore:
         """
         self._fs.get_file_info(self._root)
 
+    def exists(self) -> bool:
+        """Whether the store's root exists (anything was ever written there).
+
+        Raises:
+            OSError: The store does not answer.
+        """
+        return bool(self._fs.get_file_info(self._root).type != pafs.FileType.NotFound)
+
     def size_of(self, paths: Sequence[str]) -> int:
         """Total bytes of the files at ``paths``."""
         return sum(info.size or 0 for info in self._fs.get_file_info(list(paths)))

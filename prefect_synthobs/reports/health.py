@@ -375,6 +375,18 @@ ARTIFACTS = {  # key -> (report attribute, description)
 }
 
 
+# What an empty table artifact says, in a real column: a table whose only column has no name renders
+# as an empty header and an empty row in the Prefect UI.
+EMPTY_TABLES = {
+    "synthobs-flows": "No flow runs in this window.",
+    "synthobs-slowest-tasks": "No task runs in this window.",
+    "synthobs-failures": "No failed, crashed or cancelled flow runs in this window.",
+    "synthobs-quality": "No quality checks in this window.",
+    "synthobs-gpu": "No GPU samples in this window (no GPU on these hosts, or GPU sampling is off).",
+    "synthobs-privacy": "No privacy budget spent in this window.",
+}
+
+
 def publish_artifacts(report: HealthReport) -> dict[str, Any]:
     """Create the report's Prefect artifacts (inside a flow run); returns their ids by key."""
     ids: dict[str, Any] = {
@@ -384,7 +396,8 @@ def publish_artifacts(report: HealthReport) -> dict[str, Any]:
     }
     for key, (attr, description) in ARTIFACTS.items():
         rows = table_rows(getattr(report, attr))
-        ids[key] = create_table_artifact(table=rows or [{"": "none in this window"}], key=key, description=description)
+        table = rows or [{"status": EMPTY_TABLES[key]}]
+        ids[key] = create_table_artifact(table=table, key=key, description=description)
     ids["synthobs-quality-gates"] = create_progress_artifact(
         progress=100.0 * (report.gate_pass_rate or 0.0),
         key="synthobs-quality-gates",

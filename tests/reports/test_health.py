@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -126,7 +127,9 @@ def test_empty_store_gives_a_clear_dashboard(store_dir: Path) -> None:
     assert state.is_completed()
     arts = artifacts_of(state.state_details.flow_run_id)
     assert "No runs in this window" in arts["synthobs-overview"].data
-    assert table_of(arts["synthobs-flows"]) == [{"": "none in this window"}]
+    assert table_of(arts["synthobs-flows"]) == [{"status": "No flow runs in this window."}]
+    gpu = table_of(arts["synthobs-gpu"])
+    assert list(gpu[0]) == ["status"] and "no GPU" in gpu[0]["status"]  # a real column, not an empty header
 
 
 @pytest.mark.slow
@@ -141,6 +144,25 @@ def test_cli_report_text_and_json(filled_store: Path) -> None:
     assert text.returncode == 0 and "synthetic-pipeline" in text.stdout and HOSTILE_FLOW in text.stdout
     bad = subprocess.run([*cli, "--since", "yesterday-ish"], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "duration like 24h" in bad.stderr
+    tables = subprocess.run([*cli, "--tables"], env=env, capture_output=True, text=True, timeout=120)
+    count = len(so.HealthStore(str(filled_store)).read(names.FLOW_RUNS))
+    assert tables.returncode == 0 and re.search(rf"flow_runs\s+{count:,}\s+rows", tables.stdout), tables.stdout
+    missing = [*cli[:-1], str(filled_store / "no-such-store")]
+    typo = subprocess.run(missing, env=env, capture_output=True, text=True, timeout=120)
+    assert typo.returncode == 2 and "no health store at" in typo.stderr and "no-such-store" in typo.stderr
+
+
+def test_runs_of_keeps_a_run_and_its_subflows_only() -> None:
+    from prefect_synthobs.cli import runs_of
+
+    runs = pd.DataFrame(
+        {
+            "flow_run_id": ["root", "child", "grandchild", "other", "others-child"],
+            "parent_flow_run_id": [None, "root", "child", None, "other"],
+        }
+    )
+    assert list(runs_of(runs, "root").flow_run_id) == ["root", "child", "grandchild"]
+    assert runs_of(runs, "nobody").empty
 
 
 def test_pure_helpers() -> None:
@@ -163,6 +185,8 @@ def test_prefect_yaml_deploys_the_health_report() -> None:
     assert (REPO / path).is_file() and getattr(hr, func) is hr.health_report
     assert deployment["schedules"][0]["cron"] == "0 * * * *"
     assert set(deployment["parameters"]) <= set(hr.health_report.parameters.properties)
+    # serving must not rewrite a deployed one: serve() upserts the deployment of its name
+    assert hr.SERVED_NAME not in {d["name"] for d in config["deployments"]}
     import importlib
 
     for each in config["deployments"]:  # the maintenance and reconcile flows too: each entrypoint loads
