@@ -12,12 +12,14 @@ import pytest
 from conftest import REPO, subprocess_env
 
 RUNNER = """
-import json, sys
-nb = json.load(open(sys.argv[1]))
-namespace = {"__name__": "__main__"}
-for i, cell in enumerate(nb["cells"]):
-    if cell["cell_type"] == "code":
-        exec(compile("".join(cell["source"]), f"cell {i}", "exec"), namespace)
+import sys
+import nbformat
+from nbclient import NotebookClient
+
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, kernel_name="python3", timeout=240).execute()  # a real kernel, as Jupyter runs it
+out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+print(out)
 print("NOTEBOOK OK")
 """
 
@@ -60,3 +62,6 @@ def test_notebook_executes_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "NOTEBOOK OK" in proc.stdout and "4 flow runs" in proc.stdout
     assert plot.stat().st_size > 10_000  # the figure was drawn
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["store", "plot.png"])  # nothing in the cwd
+    source = notebook.read_text()
+    assert "._" not in source.replace("__", "")  # no private attributes (store._fs)
