@@ -3,7 +3,7 @@
 Reads the health store for a time window (column and partition pruning) and
 publishes artifacts with stable keys, so each run replaces the dashboards the
 UI shows under Artifacts: ``synthobs-overview`` (markdown), tables
-``synthobs-flows``, ``synthobs-slowest-tasks``, ``synthobs-failures``,
+``synthobs-flows``, ``synthobs-slowest-tasks``, ``synthobs-failures``, ``synthobs-failed-tasks``,
 ``synthobs-quality``, ``synthobs-gpu``, ``synthobs-privacy``, and the progress
 artifact ``synthobs-quality-gates``.
 

@@ -48,7 +48,19 @@ COLUMNS: dict[str, list[str]] = {
                 "gpu_util_mean",
             ),
         ),
-        (tables.TASK_RUNS, ("flow_name", "task_name", "duration_s")),
+        (
+            tables.TASK_RUNS,
+            (
+                "flow_name",
+                "task_name",
+                "state_type",
+                "start_time",
+                "duration_s",
+                "run_count",
+                "error_type",
+                "error_message",
+            ),
+        ),
         (tables.QUALITY_CHECKS, ("time", "table_name", "metric", "score", "threshold", "passed")),
         (
             tables.GPU_SAMPLES,
@@ -74,6 +86,8 @@ class HealthReport:
     privacy: list[dict[str, Any]]
     gate_pass_rate: float | None
     totals: dict[str, Any] = field(default_factory=dict)
+    failed_tasks: list[dict[str, Any]] = field(default_factory=list)
+    """Most recent failed or crashed task runs, in completed flows too (messages redacted)."""
 
     @property
     def empty(self) -> bool:
@@ -88,6 +102,7 @@ class HealthReport:
             "flows": self.flows,
             "slowest_tasks": self.slowest_tasks,
             "failures": self.failures,
+            "failed_tasks": self.failed_tasks,
             "quality": self.quality,
             "gpus": self.gpus,
             "privacy": self.privacy,
@@ -177,9 +192,20 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
             }
         )
 
+    if len(tasks):  # the window's task runs (the store's day partitions can hold earlier ones)
+        tasks = tasks[(tasks.start_time >= pd.Timestamp(since)) & (tasks.start_time < pd.Timestamp(until))]
+    task_failed = tasks.state_type.isin(["FAILED", "CRASHED"]) if len(tasks) else pd.Series(dtype=bool)
+    task_counts: dict[Any, tuple[int, int]] = {}
+    if len(tasks):
+        per_flow = pd.DataFrame(
+            {"flow": tasks.flow_name.astype(object), "failed": task_failed, "retried": tasks.run_count.fillna(1) > 1}
+        ).groupby("flow", dropna=False)
+        task_counts = {flow: (int(g.failed.sum()), int(g.retried.sum())) for flow, g in per_flow}
+
     flows = []
     for flow, group in runs.groupby("flow_name", sort=True) if len(runs) else []:
         ok = group[group.state_type == "COMPLETED"]
+        n_failed, n_retried = task_counts.get(flow, (0, 0))
         flows.append(
             {
                 "flow": flow,
@@ -188,6 +214,8 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
                 "success_rate": _num(len(ok) / len(group)),
                 "p95_duration_s": _p95(group.duration_s),
                 "last_success": _ts(ok.end_time.max()) if len(ok) else None,
+                "failed_tasks": n_failed,
+                "retried_tasks": n_retried,
             }
         )
     flows.sort(key=lambda r: (r["success_rate"] if r["success_rate"] is not None else 1.0, r["flow"]))
@@ -280,14 +308,40 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
                 }
             )
 
+    bad_tasks = tasks[task_failed] if len(tasks) else tasks
+    failed_tasks = [
+        {
+            "time": _ts(r.start_time),
+            "flow": r.flow_name,
+            "task": r.task_name,
+            "state": r.state_type,
+            "attempts": int(r.run_count) if not pd.isna(r.run_count) else None,
+            "error_type": r.error_type,
+            "error_message": r.error_message,
+        }
+        for r in (bad_tasks.sort_values("start_time", ascending=False).head(top).itertuples() if len(bad_tasks) else [])
+    ]
     totals = {
         "runs": len(runs),
         "failed": int((runs.state_type != "COMPLETED").sum()) if len(runs) else 0,
         "rows": int(runs["rows"].fillna(0).sum()) if len(runs) else 0,
         "tasks": len(tasks),
+        "failed_tasks": int(task_failed.sum()) if len(tasks) else 0,
+        "retried_tasks": int((tasks.run_count.fillna(1) > 1).sum()) if len(tasks) else 0,
     }
     return HealthReport(
-        since, until, overview, flows, slowest, failures, quality_rows, gpus, privacy, gate_pass_rate, totals
+        since,
+        until,
+        overview,
+        flows,
+        slowest,
+        failures,
+        quality_rows,
+        gpus,
+        privacy,
+        gate_pass_rate,
+        totals,
+        failed_tasks,
     )
 
 
@@ -335,7 +389,8 @@ def overview_markdown(report: HealthReport) -> str:
         )
     lines = [
         f"# synthobs health\n\n{window} · {report.totals['runs']} runs, {report.totals['failed']} not "
-        f"completed, {report.totals['rows']:,} rows generated\n",
+        f"completed, {report.totals['rows']:,} rows generated; {report.totals.get('failed_tasks', 0)} task runs "
+        f"failed, {report.totals.get('retried_tasks', 0)} retried\n",
         "| kind | runs | success | | avg s | p95 s | rows | rows/s | GPU util |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -369,6 +424,10 @@ ARTIFACTS = {  # key -> (report attribute, description)
     "synthobs-flows": ("flows", "Per-flow health: runs, failures, success rate, p95 duration, last success."),
     "synthobs-slowest-tasks": ("slowest_tasks", "Slowest tasks by p95 duration."),
     "synthobs-failures": ("failures", "Most recent failed, crashed or cancelled flow runs (messages redacted)."),
+    "synthobs-failed-tasks": (
+        "failed_tasks",
+        "Most recent failed or crashed task runs, in completed flows too (messages redacted).",
+    ),
     "synthobs-quality": ("quality", "Quality checks: pass rate, threshold, average, trend vs the previous window."),
     "synthobs-gpu": ("gpus", "GPU per device: mean/max utilisation, peak memory, energy."),
     "synthobs-privacy": ("privacy", "Privacy budgets: used, remaining, LOW under 20 % left."),
@@ -381,6 +440,7 @@ EMPTY_TABLES = {
     "synthobs-flows": "No flow runs in this window.",
     "synthobs-slowest-tasks": "No task runs in this window.",
     "synthobs-failures": "No failed, crashed or cancelled flow runs in this window.",
+    "synthobs-failed-tasks": "No failed or crashed task runs in this window.",
     "synthobs-quality": "No quality checks in this window.",
     "synthobs-gpu": "No GPU samples in this window (no GPU on these hosts, or GPU sampling is off).",
     "synthobs-privacy": "No privacy budget spent in this window.",
@@ -437,7 +497,8 @@ def render_text(report: HealthReport, console: Any = None) -> None:
         return
     t = report.totals
     console.print(
-        f"{t['runs']} runs, {t['failed']} not completed, {t['rows']:,} rows generated; "
+        f"{t['runs']} runs, {t['failed']} not completed, {t['rows']:,} rows generated, "
+        f"{t.get('failed_tasks', 0)} task runs failed, {t.get('retried_tasks', 0)} retried; "
         f"quality gates passed {_pct(report.gate_pass_rate)} {bar(report.gate_pass_rate)}"
     )
     sections = [
@@ -445,6 +506,7 @@ def render_text(report: HealthReport, console: Any = None) -> None:
         ("Flows", report.flows),
         ("Slowest tasks", report.slowest_tasks),
         ("Recent failures", report.failures),
+        ("Failed tasks", report.failed_tasks),
         ("Quality", report.quality),
         ("GPUs", report.gpus),
         ("Privacy budgets", report.privacy),

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from prefect import flow
+from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -56,6 +56,27 @@ def filled_store(store_dir: Path) -> Path:
         raise RuntimeError("generator diverged for alice@example.com")
 
     broken(return_state=True)
+
+    attempts: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=0)
+    def flaky() -> int:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("first attempt")
+        return 1
+
+    @task
+    def doomed() -> None:
+        raise ValueError("bad row for bob@example.com")
+
+    @so.observe(kind="generation", table="customers")
+    @flow(name="task-failures")
+    def completes_despite_a_failed_task() -> int:
+        doomed(return_state=True)  # its failure is handled: the flow completes
+        return flaky()
+
+    assert completes_despite_a_failed_task(return_state=True).is_completed()
     now = datetime.now(timezone.utc)
     readings = [
         GpuReading(0, "GPU-a", "Fake H100", utilization=u, memory_used_bytes=m, energy_counter_j=1.0)
@@ -81,6 +102,7 @@ def test_report_artifacts_match_the_store(filled_store: Path) -> None:
         "synthobs-flows",
         "synthobs-slowest-tasks",
         "synthobs-failures",
+        "synthobs-failed-tasks",
         "synthobs-quality",
         "synthobs-gpu",
         "synthobs-privacy",
@@ -95,6 +117,18 @@ def test_report_artifacts_match_the_store(filled_store: Path) -> None:
     assert HOSTILE_FLOW not in json.dumps(table_of(arts["synthobs-flows"]))  # escaped, cannot break a table
     tables = {r["table"] for r in table_of(arts["synthobs-quality"])}
     assert escape(HOSTILE) in tables and HOSTILE not in tables
+
+    # a failed task inside a completed flow: counted per flow and listed, not only in task_runs
+    assert flows["task-failures"]["failed"] == 0
+    assert (flows["task-failures"]["failed_tasks"], flows["task-failures"]["retried_tasks"]) == (1, 1)
+    (failed_task,) = table_of(arts["synthobs-failed-tasks"])
+    assert (failed_task["flow"], failed_task["task"], failed_task["error_type"]) == (
+        "task-failures",
+        "doomed",
+        "ValueError",
+    )
+    assert "bob@example.com" not in failed_task["error_message"]
+    assert "1 task runs failed, 1 retried" in arts["synthobs-overview"].data
 
     failures = table_of(arts["synthobs-failures"])
     assert len(failures) == 1 and failures[0]["error_type"] == "RuntimeError"
