@@ -100,21 +100,25 @@ def _converted(
     the synthetic one does not parse, the real one stays converted (and the
     checks of that column report an error).
     """
-    real, synthetic = real.copy(), synthetic.copy()
+    tables = [real, synthetic]
+    copied = [False, False]  # copy a table only when one of its columns is converted
     for name, meta in columns.items():
         if not isinstance(meta, Mapping) or meta.get("sdtype") != "datetime":
             continue
-        for table in (real, synthetic):
-            if pd.api.types.is_datetime64_any_dtype(table[name]):
+        for i in (0, 1):
+            if pd.api.types.is_datetime64_any_dtype(tables[i][name]):
                 continue
             fmt = meta.get("datetime_format")
             try:
                 if fmt is None:
                     raise ValueError(f"datetime column {name!r} has no datetime_format")
-                table[name] = pd.to_datetime(table[name], format=fmt)
+                parsed = pd.to_datetime(tables[i][name], format=fmt)
             except (ValueError, TypeError):
                 break
-    return real, synthetic
+            if not copied[i]:
+                tables[i], copied[i] = tables[i].copy(), True
+            tables[i][name] = parsed
+    return tables[0], tables[1]
 
 
 def _boundary(real: pd.Series, synthetic: pd.Series) -> float:

@@ -423,6 +423,10 @@ def _score(protection: float, baseline: float) -> float:
     return float(min(protection / baseline, 1.0))
 
 
+def _breakdown(protection: float, baseline: float) -> dict[str, float]:
+    return {"score": _score(protection, baseline), "cap_protection": protection, "baseline_protection": baseline}
+
+
 def categorical_cap(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -500,11 +504,7 @@ def disclosure_protection_breakdown(
     protection = _protection(
         method, prep.known_real, prep.known_synthetic, prep.sensitive_real, prep.sensitive_synthetic
     )
-    return {
-        "score": _score(protection, prep.baseline),
-        "cap_protection": protection,
-        "baseline_protection": prep.baseline,
-    }
+    return _breakdown(protection, prep.baseline)
 
 
 def disclosure_protection(
@@ -614,11 +614,7 @@ def disclosure_protection_estimate_breakdown(
             prep.sensitive_synthetic[synthetic_rows],
         )
     protection = total / iterations
-    return {
-        "score": _score(protection, prep.baseline),
-        "cap_protection": protection,
-        "baseline_protection": prep.baseline,
-    }
+    return _breakdown(protection, prep.baseline)
 
 
 def disclosure_protection_estimate(

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -323,7 +324,12 @@ class SynthObsMetrics:
         histogram.labels(**labels).observe(seconds, exemplar=exemplar_of(span_context))
         listener = self.duration_listener
         if listener is not None:
-            listener(metric, labels, seconds, span_context)
+            try:
+                listener(metric, labels, seconds, span_context)
+            except Exception as exc:  # the OTLP side never costs the Prometheus side, nor the run
+                logging.getLogger("prefect_synthobs.telemetry.metrics").debug(
+                    "synthobs: duration not recorded on OTLP: %s", exc
+                )
 
     def unregister(self) -> None:
         """Remove exactly the collectors this object registered."""

@@ -38,11 +38,13 @@ from prefect_synthobs._version import __version__
 from prefect_synthobs.telemetry.logs import RUN_LOGGERS
 from prefect_synthobs.telemetry.otlp import (
     ExportHealth,
+    OtlpSettings,
     OtlpTarget,
     flush_bounded,
     named_exporters,
     otlp_target,
     quiet_exporter_logs,
+    restore_exporter_logs,
 )
 
 logger = logging.getLogger("prefect_synthobs.telemetry.logs")
@@ -67,18 +69,11 @@ RUN_ATTRIBUTES = (
 # -- configuration (pure) -------------------------------------------------------------
 
 
-class LogsOtlpSettings(Protocol):
+class LogsOtlpSettings(OtlpSettings, Protocol):
     """What ``logs_export_config`` reads (``SynthObsSettings`` is one)."""
 
     @property
     def otlp_logs(self) -> bool | None: ...
-    @property
-    def otlp_endpoint(self) -> str | None: ...
-    @property
-    def otlp_protocol(self) -> str | None: ...
-    @property
-    def otlp_timeout_seconds(self) -> float: ...
-    def resolved_otlp_headers(self) -> dict[str, str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -298,8 +293,7 @@ class LogsExportSetup:
         with self._lock:
             self._remove_handler()
             own, self._own, self._active = self._own, None, None
-            for log, flt in self._quiet:
-                log.removeFilter(flt)
+            restore_exporter_logs(self._quiet)
             self._quiet = []
         if own is not None:
             own.shutdown()

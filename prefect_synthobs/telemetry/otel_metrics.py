@@ -56,11 +56,13 @@ from prefect_synthobs._version import __version__
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 from prefect_synthobs.telemetry.otlp import (
     ExportHealth,
+    OtlpSettings,
     OtlpTarget,
     flush_bounded,
     named_exporters,
     otlp_target,
     quiet_exporter_logs,
+    restore_exporter_logs,
 )
 
 logger = logging.getLogger("prefect_synthobs.telemetry.metrics")
@@ -76,7 +78,7 @@ _EXPORTER_LOGGERS = (
 # -- configuration (pure) --------------------------------------------------------------
 
 
-class MetricsOtlpSettings(Protocol):
+class MetricsOtlpSettings(OtlpSettings, Protocol):
     """What ``metrics_export_config`` reads (``SynthObsSettings`` is one)."""
 
     @property
@@ -84,16 +86,9 @@ class MetricsOtlpSettings(Protocol):
     @property
     def model_fields_set(self) -> set[str]: ...
     @property
-    def otlp_endpoint(self) -> str | None: ...
-    @property
-    def otlp_protocol(self) -> str | None: ...
-    @property
-    def otlp_timeout_seconds(self) -> float: ...
-    @property
     def otlp_metrics_interval_seconds(self) -> float | None: ...
     @property
     def otlp_metrics_temporality(self) -> str | None: ...
-    def resolved_otlp_headers(self) -> dict[str, str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -451,8 +446,7 @@ class MetricsExportSetup:
             if self._metrics is not None:
                 self._metrics.duration_listener = None
             own, self._own, self._provider, self._bridge, self._active = self._own, None, None, None, None
-            for log, flt in self._quiet:
-                log.removeFilter(flt)
+            restore_exporter_logs(self._quiet)
             self._quiet = []
         if own is not None:
             own.shutdown(timeout_millis=1000)

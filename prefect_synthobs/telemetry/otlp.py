@@ -32,7 +32,7 @@ _SIGNAL_PATH = re.compile(r"/v1/(traces|metrics|logs)/?$")
 
 
 class OtlpSettings(Protocol):
-    """What ``otlp_target`` reads (``SynthObsSettings`` is one)."""
+    """What ``otlp_target`` reads (``SynthObsSettings`` is one); each signal's settings protocol extends it."""
 
     @property
     def otlp_endpoint(self) -> str | None: ...
@@ -138,15 +138,23 @@ class _QuietExporterLogs(logging.Filter):
 
 
 def quiet_exporter_logs(logger_names: tuple[str, ...]) -> list[tuple[logging.Logger, logging.Filter]]:
-    """Filter the exporters' per-attempt logs; returns what was added, for removal."""
+    """Filter the exporters' per-attempt logs; returns what was added, for ``restore_exporter_logs``.
+
+    Each caller adds its own filter (traces, metrics and logs share a gRPC logger), so
+    one signal's removal never unfilters another's.
+    """
     added: list[tuple[logging.Logger, logging.Filter]] = []
     for name in logger_names:
-        log = logging.getLogger(name)
-        if not any(isinstance(f, _QuietExporterLogs) for f in log.filters):
-            flt = _QuietExporterLogs()
-            log.addFilter(flt)
-            added.append((log, flt))
+        log, flt = logging.getLogger(name), _QuietExporterLogs()
+        log.addFilter(flt)
+        added.append((log, flt))
     return added
+
+
+def restore_exporter_logs(added: list[tuple[logging.Logger, logging.Filter]]) -> None:
+    """Remove exactly the filters ``quiet_exporter_logs`` added."""
+    for log, flt in added:
+        log.removeFilter(flt)
 
 
 _INSTANCE_IDS: dict[int, str] = {}

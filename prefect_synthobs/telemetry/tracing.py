@@ -54,7 +54,13 @@ from prefect.context import TaskRunContext
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
 from prefect_synthobs._warnings import WarnOnce
-from prefect_synthobs.telemetry.otlp import quiet_exporter_logs, signal_url, synthobs_resource
+from prefect_synthobs.telemetry.otlp import (
+    OtlpSettings,
+    quiet_exporter_logs,
+    restore_exporter_logs,
+    signal_url,
+    synthobs_resource,
+)
 from prefect_synthobs.telemetry.redaction import redact, strip_url_credentials
 
 logger = logging.getLogger("prefect_synthobs.telemetry.tracing")
@@ -83,22 +89,15 @@ class ExportConfig:
         return bool(self.endpoint) or self.console
 
 
-class TraceExportSettings(Protocol):
+class TraceExportSettings(OtlpSettings, Protocol):
     """What ``export_config`` reads (``SynthObsSettings`` is one)."""
 
-    @property
-    def otlp_endpoint(self) -> str | None: ...
-    @property
-    def otlp_protocol(self) -> str | None: ...
-    @property
-    def otlp_timeout_seconds(self) -> float: ...
     @property
     def trace_console(self) -> bool: ...
     @property
     def redact_pii(self) -> bool: ...
     @property
     def redact_ip_addresses(self) -> bool: ...
-    def resolved_otlp_headers(self) -> dict[str, str] | None: ...
 
 
 def export_config(settings: TraceExportSettings, environ: Mapping[str, str] | None = None) -> ExportConfig:
@@ -492,8 +491,7 @@ class TracingSetup:
         with self._lock:
             self._active = None
             self.stable_names.enabled = False
-            for log, flt in self._quiet:
-                log.removeFilter(flt)
+            restore_exporter_logs(self._quiet)
             self._quiet = []
         self.switch.shutdown()
 
