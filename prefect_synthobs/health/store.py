@@ -374,6 +374,15 @@ class HealthStore:
         if run_id is not None:
             read_cols += [c for c in (run_id, "source", "end_time") if c not in read_cols]
         for attempt in range(VANISHED_FILE_RETRIES + 1):
+            if not dataset.files and attempt < VANISHED_FILE_RETRIES and self.partitions(table):
+                # a listing racing a compaction can miss every file (the merged file renamed in behind the
+                # directory cursor, the old ones deleted ahead of it): a table with partitions and no file
+                # listed is most likely that, so list again (a truly empty one costs a few listings)
+                relisted = self.dataset(table)
+                if relisted is None:
+                    return self._empty(table, wanted)
+                dataset = relisted
+                continue
             try:
                 data = dataset.to_table(columns=read_cols, filter=expr)
                 break

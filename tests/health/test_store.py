@@ -164,3 +164,26 @@ def test_a_task_run_executed_twice_keeps_its_last_execution(tmp_path: Path) -> N
     store.write("task_runs", [first])
     frame = store.read("task_runs")
     assert len(frame) == 1 and frame.rows.tolist() == [11]
+
+
+def test_a_listing_that_missed_every_file_is_taken_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory listing racing a compaction can return no file at all (the merged file renamed in behind the
+    cursor, the old ones deleted ahead of it): the read lists again instead of answering with no rows."""
+    import pyarrow.dataset as pds
+
+    store = HealthStore(str(tmp_path))
+    store.write("task_runs", task_rows(5))
+    real_dataset = HealthStore.dataset
+    listings: list[int] = []
+
+    def racing(self: HealthStore, table: str) -> pds.Dataset | None:
+        full = real_dataset(self, table)
+        listings.append(1)
+        if len(listings) == 1 and full is not None:  # the first listing saw no file
+            return pds.dataset([], schema=full.schema, format="parquet")
+        return full
+
+    monkeypatch.setattr(HealthStore, "dataset", racing)
+    assert len(store.read("task_runs")) == 5 and len(listings) == 2
+    empty = HealthStore(str(tmp_path / "nothing"))
+    assert empty.read("task_runs").empty  # a store without partitions is not listed again
