@@ -22,23 +22,32 @@ import sys
 from prefect import flow
 
 import prefect_synthobs as so
-from prefect_synthobs.reports.health import build_report, load_frames, publish_artifacts, window
+from prefect_synthobs.reports.health import publish_artifacts, report_for, window
+from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
 
 
 @flow(name="synthobs-health-report", log_prints=True)
-def health_report(store_url: str | None = None, window_hours: float = 24.0, flow_name: str | None = None) -> dict:
+def health_report(
+    store_url: str | None = None,
+    window_hours: float = 24.0,
+    flow_name: str | None = None,
+    trend_days: int = DEFAULT_TREND_DAYS,
+) -> dict:
     """Publish the synthobs dashboards as artifacts for the last ``window_hours``.
 
     Args:
         store_url: Health store to read (default: the configured store).
         window_hours: Length of the window, ending now.
         flow_name: Only this flow's runs (default: every flow).
+        trend_days: Days of daily trend pictures in the overview (at least; the window if longer).
     """
     if window_hours <= 0:
         raise ValueError(f"window_hours must be > 0, got {window_hours}")
+    if trend_days < 1:
+        raise ValueError(f"trend_days must be at least 1, got {trend_days}")
     since, until = window(f"{window_hours}h")
     store = so.HealthStore(store_url)
-    report = build_report(load_frames(store, since, until, flow_name), since, until)
+    report = report_for(store, since, until, flow_name, days=trend_days)
     publish_artifacts(report)
     print(
         f"health report {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC: {report.totals['runs']} runs, "

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: set up (Python deps; Debian's prometheus,
-# prometheus-pushgateway and gcc when running as root), then pytest.
+# prometheus-pushgateway, gcc and chromium when running as root), then pytest.
 # Extra arguments go to pytest (e.g. -k pushgateway).
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh" "test"
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 command -v gcc >/dev/null || missing+=(gcc)  # builds the tests' fake libnvidia-ml.so.1
+command -v chromium >/dev/null || missing+=(chromium)  # renders the health report's artifacts (headless)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     echo "==> installing ${missing[*]} (nothing is started)"

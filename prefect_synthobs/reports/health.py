@@ -9,6 +9,7 @@ it lands in markdown, so a flow called ``<b>|x`` cannot break a table.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import sys
@@ -25,6 +26,14 @@ from rich.text import Text
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs.health import tables
+from prefect_synthobs.reports.charts import line_chart, markdown_image, sparkline
+from prefect_synthobs.reports.trends import (
+    DEFAULT_TREND_DAYS,
+    Trends,
+    build_trends,
+    load_trend_frames,
+    trend_days,
+)
 
 LOW_BUDGET_SHARE = 0.2  # a privacy budget with less than this share left is flagged LOW
 
@@ -88,6 +97,8 @@ class HealthReport:
     totals: dict[str, Any] = field(default_factory=dict)
     failed_tasks: list[dict[str, Any]] = field(default_factory=list)
     """Most recent failed or crashed task runs, in completed flows too (messages redacted)."""
+    trends: Trends | None = None
+    """Daily series over the trend's days (``with_trends``); ``None``: no trend pictures."""
 
     @property
     def empty(self) -> bool:
@@ -107,6 +118,7 @@ class HealthReport:
             "gpus": self.gpus,
             "privacy": self.privacy,
             "gate_pass_rate": self.gate_pass_rate,
+            "trends": self.trends.as_dict() if self.trends is not None else None,
         }
 
 
@@ -152,6 +164,11 @@ def _num(value: Any, digits: int = 4) -> float | None:
 def _p95(values: pd.Series) -> float | None:
     values = values.dropna()
     return _num(np.percentile(values, 95)) if len(values) else None
+
+
+def _text(value: Any) -> Any:
+    """A missing value (``None``, ``NaN``, ``pd.NA``) as ``None``, so no table shows ``nan``."""
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
 def _ts(value: Any) -> str | None:
@@ -242,8 +259,8 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
                 "time": _ts(r.start_time),
                 "flow": r.flow_name,
                 "state": r.state_type,
-                "error_type": r.error_type,
-                "error_message": r.error_message,
+                "error_type": _text(r.error_type),
+                "error_message": _text(r.error_message),
             }
             for r in failed.sort_values("start_time", ascending=False).head(top).itertuples()
         ]
@@ -316,8 +333,8 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
             "task": r.task_name,
             "state": r.state_type,
             "attempts": int(r.run_count) if not pd.isna(r.run_count) else None,
-            "error_type": r.error_type,
-            "error_message": r.error_message,
+            "error_type": _text(r.error_type),
+            "error_message": _text(r.error_message),
         }
         for r in (bad_tasks.sort_values("start_time", ascending=False).head(top).itertuples() if len(bad_tasks) else [])
     ]
@@ -343,6 +360,46 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
         totals,
         failed_tasks,
     )
+
+
+def with_trends(report: HealthReport, trends: Trends) -> HealthReport:
+    """The report with its trends, and a sparkline column (one character per day, oldest first) in the
+    flows, quality and GPU tables, where a picture cannot go (pure: returns a new report)."""
+    quality_by_name = {(str(t), str(m)): v for (t, m), v in trends.quality_by_metric.items()}
+    flows = [
+        {
+            **r,
+            "success_by_day": sparkline(trends.success_rate.get(r["flow"], []), 0.0, 1.0),
+            "p95_by_day": sparkline(trends.p95_duration_s.get(r["flow"], [])),
+        }
+        for r in report.flows
+    ]
+    quality = [
+        {**r, "score_by_day": sparkline(quality_by_name.get((str(r["table"]), str(r["metric"])), []))}
+        for r in report.quality
+    ]
+    gpus = [
+        {**g, "util_by_day": sparkline(trends.gpu_util.get(f"{g['host']}/gpu{g['gpu']}", []), 0.0, 1.0)}
+        for g in report.gpus
+    ]
+    return dataclasses.replace(report, flows=flows, quality=quality, gpus=gpus, trends=trends)
+
+
+def report_for(
+    store: Any,
+    since: datetime,
+    until: datetime,
+    flow_name: str | None = None,
+    *,
+    days: int | None = DEFAULT_TREND_DAYS,
+) -> HealthReport:
+    """Read the store and build the report for ``[since, until)``, with daily trends over at least
+    ``days`` days ending at ``until`` (``None``: no trends, one read less)."""
+    report = build_report(load_frames(store, since, until, flow_name), since, until)
+    if days is None:
+        return report
+    trend = trend_days(since, until, days)
+    return with_trends(report, build_trends(load_trend_frames(store, trend, until, flow_name), trend))
 
 
 # -- rendering (pure) ----------------------------------------------------------------------
@@ -412,7 +469,40 @@ def overview_markdown(report: HealthReport) -> str:
         util = [g["util_mean"] for g in report.gpus if g["util_mean"] is not None]
         mean = sum(util) / len(util) if util else None
         lines.append(f"\n**GPU utilisation:** {_pct(mean)} `{bar(mean)}` over {len(report.gpus)} device(s)")
+    if report.trends is not None:
+        pictures = trend_pictures(report.trends)
+        if pictures:
+            t = report.trends
+            lines.append(f"\n## Trends, {len(t.days)} days to {t.days[-1]:%Y-%m-%d} (UTC days, today so far)\n")
+            lines += [f"{markdown_image(svg, alt)}\n" for alt, svg in pictures]
     return "\n".join(lines)
+
+
+def _pct_tick(value: float) -> str:
+    return f"{100 * value:.0f} %"
+
+
+def trend_pictures(trends: Trends) -> list[tuple[str, str]]:
+    """The overview's charts as ``(alt text, SVG)``: success rate and p95 duration per flow, quality per
+    table, GPU utilisation and energy, privacy budget used; a chart with no data is left out (pure)."""
+    days = trends.days
+    charts = [
+        ("Success rate per flow per day", trends.success_rate, {"y_min": 0.0, "y_max": 1.0, "y_format": _pct_tick}),
+        ("p95 duration per flow per day (s)", trends.p95_duration_s, {}),
+        ("Quality score per table per day (mean of its checks)", trends.quality, {"from_zero": False}),
+        ("GPU utilisation per device per day", trends.gpu_util, {"y_min": 0.0, "y_max": 1.0, "y_format": _pct_tick}),
+        ("GPU energy per host per day (kWh)", trends.gpu_energy_kwh, {}),
+        (
+            "Privacy budget used per dataset (ε, end of day; dashed: its budget)",
+            trends.privacy_used,
+            {"limits": {k: v for k, v in trends.privacy_budget.items() if v is not None}},
+        ),
+    ]
+    out = []
+    for title, series, options in charts:
+        if any(v is not None for values in series.values() for v in values):
+            out.append((title, line_chart(title, days, {str(k): v for k, v in series.items()}, **options)))  # type: ignore[arg-type]
+    return out
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,227 @@
+"""Daily trends for the health report: success rate and p95 duration per flow, quality per table,
+GPU utilisation and energy, privacy budget used.
+
+``build_trends`` is pure (frames in, daily series out); ``load_trend_frames`` reads the store for
+the trend's days with column and partition pruning, reducing ``gpu_samples`` (the one large table
+here: a sample per device per interval) to daily figures one day at a time, so memory stays that of
+one day's samples whatever the period. Days are UTC calendar days; the last one ends at the report's
+``until`` (so today is partial).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+
+from prefect_synthobs import catalog as names
+
+DEFAULT_TREND_DAYS = 14
+MAX_TREND_DAYS = 92
+
+TREND_COLUMNS: dict[str, list[str]] = {
+    names.FLOW_RUNS: ["flow_name", "state_type", "start_time", "duration_s"],
+    names.QUALITY_CHECKS: ["time", "table_name", "metric", "score"],
+    names.PRIVACY_LEDGER: ["time", "dataset", "spent", "budget"],
+}
+GPU_COLUMNS = ["time", "host", "gpu_index", "utilization", "energy_j"]
+GPU_DAILY = "gpu_daily"  # the frame key of the reduced GPU samples
+
+Daily = list[float | None]
+
+
+@dataclass
+class Trends:
+    """One value per day per series (``None``: nothing recorded that day). Plain values, no I/O."""
+
+    days: list[date]
+    success_rate: dict[str, Daily] = field(default_factory=dict)
+    """Per flow: share of its runs that started that day and completed (flows with most runs first)."""
+    p95_duration_s: dict[str, Daily] = field(default_factory=dict)
+    """Per flow: p95 duration of its runs that started that day, seconds."""
+    quality: dict[str, Daily] = field(default_factory=dict)
+    """Per table: mean score of all its quality checks that day."""
+    quality_by_metric: dict[tuple[str, str], Daily] = field(default_factory=dict)
+    """Per (table, metric): mean score that day."""
+    gpu_util: dict[str, Daily] = field(default_factory=dict)
+    """Per device (``host/gpuN``): mean utilisation that day, 0–1."""
+    gpu_energy_kwh: dict[str, Daily] = field(default_factory=dict)
+    """Per host: energy its GPUs used that day, kWh."""
+    privacy_used: dict[str, Daily] = field(default_factory=dict)
+    """Per dataset: budget spent so far at the end of the day (carried over days without spending)."""
+    privacy_budget: dict[str, float | None] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        def flat(series: dict[Any, Daily]) -> dict[str, Daily]:
+            return {(" / ".join(k) if isinstance(k, tuple) else str(k)): v for k, v in series.items()}
+
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "success_rate": flat(self.success_rate),
+            "p95_duration_s": flat(self.p95_duration_s),
+            "quality": flat(self.quality),
+            "quality_by_metric": flat(self.quality_by_metric),
+            "gpu_util": flat(self.gpu_util),
+            "gpu_energy_kwh": flat(self.gpu_energy_kwh),
+            "privacy_used": flat(self.privacy_used),
+            "privacy_budget": self.privacy_budget,
+        }
+
+
+def trend_days(since: datetime, until: datetime, minimum: int = DEFAULT_TREND_DAYS) -> list[date]:
+    """The UTC days a trend covers: at least ``minimum`` days, or the report's window if longer
+    (at most ``MAX_TREND_DAYS``), ending with ``until``'s day."""
+    if minimum < 1:
+        raise ValueError(f"trend days must be at least 1, got {minimum}")
+    last = until.astimezone(timezone.utc).date()
+    first_of_window = since.astimezone(timezone.utc).date()
+    n = min(max(minimum, (last - first_of_window).days + 1), MAX_TREND_DAYS)
+    return [last - timedelta(days=n - 1 - k) for k in range(n)]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=timezone.utc)
+
+
+def daily_gpu(samples: pd.DataFrame) -> pd.DataFrame:
+    """Raw ``gpu_samples`` rows → one row per (day, host, gpu_index): mean utilisation, energy, samples (pure)."""
+    if not len(samples):
+        empty: pd.DataFrame = pd.DataFrame(columns=["day", "host", "gpu_index", "util_mean", "energy_j", "samples"])
+        return empty
+    frame = pd.DataFrame(
+        {
+            "day": pd.to_datetime(samples["time"], utc=True).dt.date,
+            "host": samples["host"].astype(object),
+            "gpu_index": samples["gpu_index"].astype("int64"),
+            "utilization": samples["utilization"].astype("float64"),
+            "energy_j": samples["energy_j"].astype("float64"),
+        }
+    )
+    grouped = frame.groupby(["day", "host", "gpu_index"], sort=True, dropna=False)
+    out: pd.DataFrame = grouped.agg(
+        util_mean=("utilization", "mean"), energy_j=("energy_j", lambda s: s.sum(min_count=1)), samples=("day", "size")
+    ).reset_index()
+    return out
+
+
+def load_trend_frames(
+    store: Any, days: list[date], until: datetime, flow_name: str | None = None
+) -> dict[str, pd.DataFrame]:
+    """The store's rows for the trend's days, pruned to the columns the trends need;
+    ``gpu_samples`` is read a day at a time and kept only as ``daily_gpu`` rows (key ``GPU_DAILY``)."""
+    start = _midnight(days[0])
+    frames: dict[str, pd.DataFrame] = {}
+    for table, columns in TREND_COLUMNS.items():
+        strings = [c for c in ("flow_name", "state_type", "table_name", "metric", "dataset") if c in columns]
+        df = store.read(table, since=start, until=until, columns=columns, categorical=strings)
+        if flow_name is not None and "flow_name" in df.columns:
+            df = df[df.flow_name == flow_name]
+        frames[table] = df
+    reduced = []
+    for day in days:
+        end = min(_midnight(day + timedelta(days=1)), until)
+        samples = store.read(names.GPU_SAMPLES, since=_midnight(day), until=end, columns=GPU_COLUMNS)
+        if len(samples):
+            reduced.append(daily_gpu(samples))
+        del samples
+    frames[GPU_DAILY] = pd.concat(reduced, ignore_index=True) if reduced else daily_gpu(pd.DataFrame())
+    return frames
+
+
+def _round(value: Any, digits: int = 4) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    return round(float(value), digits)
+
+
+def _series(
+    frame: pd.DataFrame, key: str | list[str], value: str, days: list[date], digits: int = 4
+) -> dict[Any, Daily]:
+    """``frame`` (one row per key and day, a ``day`` column) → key → one value per day."""
+    out: dict[Any, Daily] = {}
+    index = {d: i for i, d in enumerate(days)}
+    for k, group in frame.groupby(key, sort=False, observed=True, dropna=False):
+        row: Daily = [None] * len(days)
+        for day, v in zip(group["day"], group[value], strict=True):
+            if day in index:
+                row[index[day]] = _round(v, digits)
+        out[k if not isinstance(k, tuple) or len(k) > 1 else k[0]] = row
+    return out
+
+
+def _day_column(times: pd.Series) -> pd.Series:
+    return pd.to_datetime(times, utc=True).dt.date
+
+
+def build_trends(frames: dict[str, pd.DataFrame], days: list[date]) -> Trends:
+    """Daily series from ``load_trend_frames``' frames (pure)."""
+    trends = Trends(days=list(days))
+    runs = frames.get(names.FLOW_RUNS, pd.DataFrame())
+    if len(runs):
+        r = pd.DataFrame(
+            {
+                "flow": runs.flow_name.astype(object),
+                "day": _day_column(runs.start_time),
+                "ok": (runs.state_type.astype(object) == "COMPLETED").astype(float),
+                "duration": runs.duration_s.astype("float64"),
+            }
+        )
+        busiest = r.flow.value_counts().index.tolist()  # most runs first: the charts draw the first few
+        per_day = r.groupby(["flow", "day"], sort=False)
+        stats = pd.DataFrame(
+            {"success": per_day.ok.mean(), "p95": per_day.duration.quantile(0.95, interpolation="linear")}
+        ).reset_index()
+        success = _series(stats, "flow", "success", days)
+        p95 = _series(stats, "flow", "p95", days, 3)
+        trends.success_rate = {f: success[f] for f in busiest if f in success}
+        trends.p95_duration_s = {f: p95[f] for f in busiest if f in p95}
+
+    quality = frames.get(names.QUALITY_CHECKS, pd.DataFrame())
+    if len(quality):
+        q = pd.DataFrame(
+            {
+                "table": quality.table_name.astype(object).fillna(""),
+                "metric": quality.metric.astype(object),
+                "day": _day_column(quality.time),
+                "score": quality.score.astype("float64"),
+            }
+        )
+        per_table = q.groupby(["table", "day"], sort=True).score.mean().reset_index()
+        trends.quality = _series(per_table, "table", "score", days)
+        per_metric = q.groupby(["table", "metric", "day"], sort=True).score.mean().reset_index()
+        trends.quality_by_metric = _series(per_metric, ["table", "metric"], "score", days)
+
+    gpu = frames.get(GPU_DAILY, pd.DataFrame())
+    if len(gpu):
+        g = gpu.assign(device=gpu.host.astype(str) + "/gpu" + gpu.gpu_index.astype(str))
+        util = g.groupby(["device", "day"], sort=True).util_mean.mean().reset_index()
+        trends.gpu_util = _series(util, "device", "util_mean", days)
+        energy = g.groupby(["host", "day"], sort=True).energy_j.sum(min_count=1).reset_index()
+        energy["kwh"] = energy.energy_j / 3.6e6
+        trends.gpu_energy_kwh = _series(energy, "host", "kwh", days, 6)
+
+    ledger = frames.get(names.PRIVACY_LEDGER, pd.DataFrame())
+    if len(ledger):
+        led = pd.DataFrame(
+            {
+                "dataset": ledger.dataset.astype(object),
+                "time": pd.to_datetime(ledger.time, utc=True),
+                "spent": ledger.spent.astype("float64"),
+                "budget": ledger.budget.astype("float64"),
+            }
+        ).sort_values("time")
+        led["day"] = led.time.dt.date
+        last = led.groupby(["dataset", "day"], sort=True).last().reset_index()
+        used = _series(last, "dataset", "spent", days)
+        for row in used.values():  # carry the total over days without spending
+            carried: float | None = None
+            for i, v in enumerate(row):
+                carried = v if v is not None else carried
+                row[i] = carried
+        trends.privacy_used = used
+        trends.privacy_budget = {
+            str(d): _round(g.budget.iloc[-1]) for d, g in led.groupby("dataset", sort=True, observed=True)
+        }
+    return trends
