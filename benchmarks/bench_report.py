@@ -3,7 +3,10 @@
 Writes a store with the given number of task rows (and 1 flow row per 50
 tasks) spread over the window, then times ``load_frames`` + ``build_report``
 in a child process and reports its peak RSS. Targets: ≤ 1 s for 1 M rows;
-≤ 10 s and ≤ 2 GB for 10 M rows.
+≤ 10 s and ≤ 2 GB for 10 M rows. Then times ``report_for`` as the health-report
+flow and ``synthobs report`` run it: the same plus 14 days of daily trends over
+a store that also holds 14 days of GPU samples (8 devices, one sample each per
+5 s: 1.9 M rows, fewer today), which the trends read one day at a time.
 
     python benchmarks/bench_report.py --rows 1000000 10000000
 """
@@ -82,6 +85,47 @@ def fill(store_url: str, rows: int, until: datetime) -> None:
     )
 
 
+def fill_gpu(store_url: str, until: datetime, days: int = 14, devices: int = 8, every_s: int = 5) -> int:
+    import numpy as np
+    import pyarrow as pa
+
+    from prefect_synthobs.health.store import HealthStore
+    from prefect_synthobs.health.tables import schema_for
+
+    store = HealthStore(store_url)
+    rng = np.random.default_rng(1)
+    total = 0
+    midnight = until.replace(hour=0, minute=0, second=0, microsecond=0)
+    for d in range(days):  # one file per UTC day, the last one up to ``until``
+        n = 86400 // every_s
+        times = pd_ts(midnight - timedelta(days=d), np.repeat(np.arange(n) * every_s, devices).astype(float))
+        times = times[times < np.datetime64(until.replace(tzinfo=None), "us")]
+        m = len(times)
+        table = pa.table(
+            {
+                "event_id": [None] * m,
+                "time": times,
+                "host": ["gpu-node-1"] * m,
+                "gpu_index": np.tile(np.arange(devices), m // devices + 1)[:m],
+                "gpu_uuid": [None] * m,
+                "gpu_name": ["NVIDIA H100"] * m,
+                "utilization": rng.random(m),
+                "memory_used_bytes": np.full(m, 40 * 2**30),
+                "memory_total_bytes": np.full(m, 80 * 2**30),
+                "power_w": rng.uniform(100, 700, m),
+                "temperature_c": rng.uniform(30, 80, m),
+                "sm_clock_mhz": np.full(m, 1980),
+                "energy_j": rng.uniform(500, 3500, m),
+                "flow_run_id": [None] * m,
+                "flow_run_ids": [[]] * m,
+            },
+            schema=schema_for("gpu_samples"),
+        )
+        store.write("gpu_samples", table)
+        total += m
+    return total
+
+
 def pd_ts(t0: datetime, seconds):  # type: ignore[no-untyped-def]
     import numpy as np
 
@@ -90,7 +134,7 @@ def pd_ts(t0: datetime, seconds):  # type: ignore[no-untyped-def]
 
 def child(store_url: str) -> dict:
     from prefect_synthobs.health.store import HealthStore
-    from prefect_synthobs.reports.health import build_report, load_frames
+    from prefect_synthobs.reports.health import build_report, load_frames, report_for
 
     until = datetime.now(timezone.utc)
     since = until - timedelta(hours=24)
@@ -98,9 +142,15 @@ def child(store_url: str) -> dict:
     rep = build_report(load_frames(HealthStore(store_url), since, until), since, until)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    with_trends = report_for(HealthStore(store_url), since, until)
+    trends_elapsed = time.perf_counter() - start
+    assert with_trends.trends is not None and with_trends.trends.gpu_util
     return {
         "seconds": round(elapsed, 3),
         "peak_rss_mb": round(peak, 1),
+        "seconds_with_14_day_trends": round(trends_elapsed, 3),
+        "peak_rss_mb_with_trends": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "tasks": rep.totals["tasks"],
         "runs": rep.totals["runs"],
     }
@@ -118,12 +168,18 @@ def main() -> None:
     for rows in args.rows:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            fill(tmp, rows, datetime.now(timezone.utc))
+            now = datetime.now(timezone.utc)
+            fill(tmp, rows, now)
+            gpu_rows = fill_gpu(tmp, now)
             filled = time.perf_counter() - t
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", tmp], capture_output=True, text=True, check=True
             )
-            results[str(rows)] = {**json.loads(proc.stdout.strip().splitlines()[-1]), "fill_seconds": round(filled, 1)}
+            results[str(rows)] = {
+                **json.loads(proc.stdout.strip().splitlines()[-1]),
+                "fill_seconds": round(filled, 1),
+                "gpu_rows": gpu_rows,
+            }
             print(rows, results[str(rows)], flush=True)
     report("report", {"results": results, "targets": {"1000000": "<= 1 s", "10000000": "<= 10 s, <= 2 GB"}})
 
