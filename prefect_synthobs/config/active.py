@@ -7,7 +7,6 @@ block (``config=``, or the one named by ``config_block``), then
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -15,11 +14,12 @@ from typing import Any, TypeVar
 from prefect.blocks.core import Block
 from pydantic import ValidationError
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.blocks import SynthObsConfig
 from prefect_synthobs.config.settings import SynthObsSettings, env_name
 from prefect_synthobs.health import store as health_store
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 B = TypeVar("B", bound=Block)
 SettingsListener = Callable[[SynthObsSettings], None]

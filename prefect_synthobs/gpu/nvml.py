@@ -21,14 +21,15 @@ Behaviour on real drivers:
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-logger = logging.getLogger("prefect_synthobs.gpu.sampler")
+from prefect_synthobs._log import get_logger
+
+logger = get_logger("gpu")
 
 # Fields of a reading, in the order ``synthobs gpu`` prints them.
 FIELDS = ("utilization", "memory", "power", "temperature", "sm_clock", "energy")

@@ -23,7 +23,6 @@ device's ``energy_j`` over any span of rows.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import socket
 import threading
@@ -33,11 +32,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.gpu.nvml import DeviceLost, GpuBackend, GpuDevice, GpuReading
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.tables import Row
 
-logger = logging.getLogger("prefect_synthobs.gpu.sampler")
+logger = get_logger("gpu")
 
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-import logging
 import os
 import threading
 import time
@@ -34,13 +33,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row, schema_for
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 from prefect_synthobs.telemetry.tracing import open_span
 
-logger = logging.getLogger("prefect_synthobs.health.store")
+logger = get_logger("store")
 
 T = TypeVar("T")
 

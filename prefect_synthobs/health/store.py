@@ -10,7 +10,6 @@ writers never collide because every file name is unique.
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timezone
@@ -26,6 +25,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from prefect.settings import get_current_settings
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.tables import PARTITION_COLUMN, SOURCE_API, schema_for
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
@@ -38,7 +38,7 @@ TEMPORARY_LEASE_SECONDS = 3600.0
 QUARANTINE = "_quarantine"
 """Where ``compact`` moves files that are not readable Parquet (``<root>/_quarantine/<table>/...``)."""
 
-logger = logging.getLogger("prefect_synthobs.health.store")
+logger = get_logger("store")
 
 
 _S3_OPTIONS = {

@@ -11,7 +11,6 @@ gate (so an Automation can notify), and with policy ``fail`` raises
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from prefect.context import FlowRunContext
 from prefect.events import emit_event
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import get_settings, load_block
 from prefect_synthobs.config.blocks import QualityGates
 from prefect_synthobs.instrument.instrumentation import current_runtime
@@ -34,7 +34,7 @@ from prefect_synthobs.scores.fidelity import quality_report, strict_scores
 from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
 from prefect_synthobs.scores.utility import tstr
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ decorates, and ``get_runtime()`` builds the runtime on first use.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import socket
 import threading
@@ -27,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prefect.settings import get_current_settings
 from prometheus_client import CollectorRegistry
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import ACTIVE, ActiveSettings
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuReading, get_backend
@@ -42,7 +42,7 @@ from prefect_synthobs.telemetry.otlp import synthobs_resource
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 from prefect_synthobs.telemetry.tracing import StableSpanNames, TracingSetup, export_config
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 
 class Instrumentation:

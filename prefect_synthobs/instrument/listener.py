@@ -10,7 +10,6 @@ with no API query (task runs reach the API late).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +18,10 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs import catalog
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 
 def carrier_of(flow: Any) -> Any:

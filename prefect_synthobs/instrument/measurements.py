@@ -7,17 +7,17 @@ count); outside one they still update the metrics. Invalid input raises
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from prefect.context import FlowRunContext, TaskRunContext
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
 from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.runtime import RunInfo, Runtime
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 
 def _current(runtime: Runtime) -> tuple[RunInfo | None, str | None, str | None]:

@@ -8,7 +8,6 @@ deployments, ``serve``, subflows and ``.submit()``/``.map()``.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.settings import get_current_settings
 
 from prefect_synthobs import catalog as n
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.config.blocks import SynthObsConfig
 from prefect_synthobs.instrument.instrumentation import (
@@ -35,7 +35,7 @@ from prefect_synthobs.instrument.instrumentation import (
 from prefect_synthobs.instrument.runtime import ObserveSpec, span_attributes
 from prefect_synthobs.telemetry.tracing import current_run_span
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 F = TypeVar("F", Flow, Task)  # type: ignore[type-arg]
 _HOOK_MARK = "__synthobs_hook__"

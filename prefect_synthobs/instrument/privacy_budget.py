@@ -17,7 +17,6 @@ Every allowed spend is one ``privacy_ledger`` row; a denied one raises
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -32,13 +31,14 @@ from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
 from prefect.variables import Variable
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import load_block
 from prefect_synthobs.config.blocks import PrivacyBudget
 from prefect_synthobs.config.budget_state import dataset_key, lock_name, spent_epsilon, spent_variable
 from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.spans import span
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 _created: set[str] = set()
 _created_lock = threading.Lock()

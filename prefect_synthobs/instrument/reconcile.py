@@ -10,7 +10,6 @@ nothing. Requests are paginated (the API caps ``limit`` at 200).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -33,12 +32,13 @@ from prefect.client.schemas.filters import (
 )
 
 from prefect_synthobs import catalog
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.health.rows import flow_row, task_row
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import SOURCE_API, Row
 from prefect_synthobs.instrument.remote import FINAL, PAGE, pages, rows_reported, settled_task_runs
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 
 @dataclass(frozen=True)

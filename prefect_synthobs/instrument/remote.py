@@ -23,7 +23,6 @@ settles, at most ``SETTLE_SECONDS``). Every call is bounded by
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -48,11 +47,12 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 
 from prefect_synthobs import catalog
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.gpu.sampler import RunGpuSummary
 from prefect_synthobs.health.recorder import call_bounded
 from prefect_synthobs.health.rows import duration_seconds
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 PAGE = 200
 """The Prefect API's largest ``limit``."""

@@ -10,7 +10,6 @@ sampler to them, and turns a run's end into one call of the recording seam
 from __future__ import annotations
 
 import contextvars
-import logging
 import socket
 import sys
 import threading
@@ -29,6 +28,7 @@ from prefect.context import SettingsContext
 from prefect.events import emit_event
 
 from prefect_synthobs import catalog
+from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
@@ -44,7 +44,7 @@ from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 from prefect_synthobs.telemetry.tracing import current_run_span
 
-logger = logging.getLogger("prefect_synthobs")
+logger = get_logger()
 
 TRACEPARENT_LABEL = catalog.TRACEPARENT_LABEL
 _RECENT_RUNS = 1024

@@ -14,7 +14,6 @@ writing are around it.
 from __future__ import annotations
 
 import base64
-import logging
 import socket
 import threading
 import time
@@ -39,11 +38,12 @@ from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.telemetry.metrics import REGISTRY
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
-logger = logging.getLogger("prefect_synthobs.telemetry.metrics")
+logger = get_logger("telemetry.metrics")
 
 LabelSet = tuple[tuple[str, str], ...]
 SampleKey = tuple[str, LabelSet]

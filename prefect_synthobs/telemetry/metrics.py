@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._log import get_logger
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -327,9 +327,7 @@ class SynthObsMetrics:
             try:
                 listener(metric, labels, seconds, span_context)
             except Exception as exc:  # the OTLP side never costs the Prometheus side, nor the run
-                logging.getLogger("prefect_synthobs.telemetry.metrics").debug(
-                    "synthobs: duration not recorded on OTLP: %s", exc
-                )
+                get_logger("telemetry.metrics").debug("synthobs: duration not recorded on OTLP: %s", exc)
 
     def unregister(self) -> None:
         """Remove exactly the collectors this object registered."""

@@ -34,6 +34,7 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.resources import Resource
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._log import get_logger
 from prefect_synthobs._version import __version__
 from prefect_synthobs.telemetry.logs import RUN_LOGGERS
 from prefect_synthobs.telemetry.otlp import (
@@ -47,7 +48,7 @@ from prefect_synthobs.telemetry.otlp import (
     restore_exporter_logs,
 )
 
-logger = logging.getLogger("prefect_synthobs.telemetry.logs")
+logger = get_logger("telemetry.logs")
 
 _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc.exporter",

@@ -52,6 +52,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext
 from prometheus_client import Counter as PromCounter
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._log import get_logger
 from prefect_synthobs._version import __version__
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 from prefect_synthobs.telemetry.otlp import (
@@ -65,7 +66,7 @@ from prefect_synthobs.telemetry.otlp import (
     restore_exporter_logs,
 )
 
-logger = logging.getLogger("prefect_synthobs.telemetry.metrics")
+logger = get_logger("telemetry.metrics")
 
 _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc.exporter",

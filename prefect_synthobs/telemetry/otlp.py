@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 from opentelemetry.sdk.resources import Resource
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs._version import __version__
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
@@ -201,7 +202,7 @@ def flush_bounded(provider: Any, timeout: float, health: ExportHealth | None, *,
         try:
             result.append(bool(provider.force_flush(int(timeout * 1000))))
         except Exception as exc:
-            logging.getLogger("prefect_synthobs.telemetry").debug("synthobs: %s flush failed: %s", what, exc)
+            get_logger("telemetry").debug("synthobs: %s flush failed: %s", what, exc)
         finally:
             done.set()
 

@@ -52,6 +52,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import TaskRunContext
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._log import get_logger
 from prefect_synthobs._version import __version__
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.telemetry.otlp import (
@@ -63,7 +64,7 @@ from prefect_synthobs.telemetry.otlp import (
 )
 from prefect_synthobs.telemetry.redaction import redact, strip_url_credentials
 
-logger = logging.getLogger("prefect_synthobs.telemetry.tracing")
+logger = get_logger("telemetry.tracing")
 
 _TRACER_NAME = names.TRACER_NAME
 _ATTRIBUTE_TYPES = (str, bool, int, float)

@@ -35,7 +35,7 @@ def test_an_unreadable_file_is_skipped_with_one_warning_and_quarantined_by_compa
     bad = Path(written).parent / "part-broken.parquet"
     bad.write_bytes(garbage)
 
-    with caplog.at_level(logging.WARNING, logger="prefect_synthobs.health.store"):
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs.store"):
         assert sorted(store.read("flow_runs").flow_run_id) == ["r0", "r1", "r2"]
         assert store.count("flow_runs") == 3
         assert len(store.read("flow_runs", since=day.date())) == 3

@@ -28,7 +28,7 @@ def test_empty_synthetic_columns_count_as_zero_in_the_gates(store_dir: Path, cap
     synthetic = real.copy()
     numeric = [c for c, spec in META["columns"].items() if spec["sdtype"] == "numerical"][:2]
     synthetic[numeric] = np.nan
-    with caplog.at_level("WARNING", logger="prefect_synthobs"):
+    with caplog.at_level("WARNING", logger="prefect.synthobs"):
         check = so.check_quality(
             real, synthetic, META, gates=so.QualityGates(min_overall=0.95, policy="warn"), table="empty-cols"
         )

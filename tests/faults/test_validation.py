@@ -69,7 +69,7 @@ def test_a_bad_environment_variable_is_one_warning_and_its_default(
         return 5
 
     try:
-        with caplog.at_level(logging.WARNING, logger="prefect_synthobs"):
+        with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
             settings = so.configure()
             so.configure()  # again: no second warning
             assert f() == 5
@@ -119,7 +119,7 @@ def test_a_row_that_does_not_fit_its_columns_never_drops_the_batch(
     store = HealthStore(str(tmp_path / "store"))
     recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=30)
     recorder.add("task_runs", rows)
-    with caplog.at_level(logging.WARNING, logger="prefect_synthobs.health.store"):
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs.store"):
         assert recorder.flush() == 2
     assert sorted(store.read("task_runs").task_run_id) == ["t0", "t2"]
     rejected = (tmp_path / "spool" / "_rejected" / "task_runs.jsonl").read_text().splitlines()

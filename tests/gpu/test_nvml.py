@@ -47,7 +47,8 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_two_devices_through_real_pynvml(fake_nvml: dict[str, Path]) -> None:
-    proc = run_python(BACKEND, nvml_env(fake_nvml["current"]))
+    # synthobs' info lines are on `prefect.synthobs`, at PREFECT_LOGGING_LEVEL (the tests' default is WARNING)
+    proc = run_python(BACKEND, nvml_env(fake_nvml["current"], PREFECT_LOGGING_LEVEL="INFO"))
     out = json.loads(proc.stdout)
     assert [d[2] for d in out["devices"]] == ["NVIDIA Fake A100", "NVIDIA Fake H100 MIG"]
     assert [d[3] for d in out["devices"]] == [False, True]  # MIG seen, sampler fine
@@ -206,6 +207,7 @@ def test_no_gpu_leaves_everything_else_working(fake_nvml: dict[str, Path], tmp_p
         STORE=str(store),
         SPOOL=str(tmp_path / "spool"),
         FLOW_NAME=f"no-gpu-{uuid.uuid4().hex[:6]}",
+        PREFECT_LOGGING_LEVEL="INFO",  # the info line is at INFO on `prefect.synthobs`
         **extra,
     )
     proc = run_python(OBSERVED_FLOW, env)

@@ -385,7 +385,7 @@ def test_backend_disables_not_supported_fields_once(caplog: pytest.LogCaptureFix
     }
     backend = NvmlBackend(nvml, visible=[])
     (device,) = backend.devices()
-    with caplog.at_level("INFO", logger="prefect_synthobs.gpu.sampler"):
+    with caplog.at_level("INFO", logger="prefect.synthobs.gpu"):
         readings = [backend.read(device) for _ in range(10)]
     assert nvml.calls["power"] == 1 and nvml.calls["clock"] == 1  # asked once, then disabled
     assert nvml.calls["util"] == 10  # a transient error is retried next sample
@@ -422,7 +422,7 @@ def test_backend_without_library_is_empty(caplog: pytest.LogCaptureFixture) -> N
             raise self.NVMLError(12)
 
     backend = NvmlBackend(NoLibrary(), visible=[])
-    with caplog.at_level("INFO", logger="prefect_synthobs.gpu.sampler"):
+    with caplog.at_level("INFO", logger="prefect.synthobs.gpu"):
         assert backend.devices() == []
         assert backend.devices() == []  # initialised once, said once
     assert len([r for r in caplog.records if "GPU sampling off" in r.getMessage()]) == 1

@@ -128,7 +128,7 @@ def test_warn_policy_logs_and_lets_the_flow_finish(store_dir: Path, caplog: pyte
         )
         return result.passed
 
-    with caplog.at_level("WARNING", logger="prefect_synthobs"):
+    with caplog.at_level("WARNING", logger="prefect.synthobs"):
         state = check(return_state=True)
     assert state.is_completed() and state.result() is False
     assert any("quality gates failed" in r.getMessage() for r in caplog.records)
