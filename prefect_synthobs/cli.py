@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import pandas as pd
 from prefect import __version__ as prefect_version
+from prefect.settings import (
+    PREFECT_SERVER_ANALYTICS_ENABLED,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    temporary_settings,
+)
 from prometheus_client import generate_latest
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
@@ -26,22 +34,97 @@ from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.reconcile import reconcile
 from prefect_synthobs.reports.dashboards import export
 from prefect_synthobs.reports.health import build_report, load_frames, render_text, window
-from prefect_synthobs.sample_flows.synthetic_pipeline import synthetic_pipeline
+from prefect_synthobs.sample_flows import synthetic_pipeline as pipeline
 from prefect_synthobs.telemetry.metrics import REGISTRY
+
+PREFECT_DEFAULTS: dict[Any, Any] = {
+    # a fresh PREFECT_HOME migrates its database on the ephemeral server's first start: slower than Prefect's
+    # 20 s start-up timeout on a slow machine
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120,
+    # the ephemeral server's analytics write to its SQLite database and print "database is locked" tracebacks
+    PREFECT_SERVER_ANALYTICS_ENABLED: False,
+}
+"""Prefect settings every ``synthobs`` command runs with unless the user set them (environment, profile,
+``prefect.toml``): ``temporary_settings(set_defaults=...)``. Setting ``os.environ`` here would be too late:
+Prefect reads its settings once, when ``prefect`` is imported."""
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _progress(what: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """Progress of ``what`` on stderr while stderr is a terminal (a bar with ``total``, a spinner without);
+    nothing otherwise. Yields ``step(description, advance=0)``; the display is gone when the block ends, so
+    stdout stays clean and readable."""
+    if not _stderr_is_tty():
+        yield lambda *_args, **_kwargs: None
+        return
+    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    console = Console(stderr=True, force_terminal=True)
+    with Progress(
+        *columns,
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as progress:
+        task = progress.add_task(what, total=total)
+
+        def step(description: str, advance: int = 0) -> None:
+            progress.update(task, description=f"{what}: {description}", advance=advance, refresh=True)
+
+        yield step
+
+
+def _say(line: str) -> None:
+    """A progress line on stdout, outside Prefect's ``log_prints`` (which turns ``print`` into log records)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _stage_lines() -> Iterator[None]:
+    """``1/3 train …`` on stdout as each stage of the demo pipeline starts: a Prefect ``on_running`` hook
+    on its subflows for the duration of the block (the pipeline itself is unchanged)."""
+    stages = [
+        ("train", pipeline.train_generator),
+        ("generate", pipeline.generate_synthetic),
+        ("quality check", pipeline.check_quality),
+    ]
+    added = []
+    for number, (label, subflow) in enumerate(stages, 1):
+        line = f"{number}/{len(stages)} {label} ({subflow.name}) …"
+
+        def synthobs_demo_stage(flow: object, flow_run: object, state: object, line: str = line) -> None:
+            _say(line)
+
+        subflow.on_running(synthobs_demo_stage)
+        added.append((subflow, synthobs_demo_stage))
+    try:
+        yield
+    finally:
+        for subflow, hook in added:
+            with contextlib.suppress(ValueError):
+                subflow.on_running_hooks.remove(hook)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # a fresh PREFECT_HOME migrates a new database on first start: give it time
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
     overrides = {"store_url": args.store} if args.store else {}
     settings = configure(**overrides)
     store = HealthStore(settings.resolved_store_url())
     started = time.time()
     print(f"synthobs demo: train → generate → quality check, store {store.url}", flush=True)
-    state = synthetic_pipeline(n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True)
+    with _stage_lines():
+        state = pipeline.synthetic_pipeline(
+            n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
+        )
     get_runtime().recorder.flush()
+    _say(f"pipeline {state.name.lower()} in {time.time() - started:.1f} s")
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     root = getattr(state.state_details, "flow_run_id", None)  # this demo's runs, not others' in the same window
     runs = runs_of(runs, str(root)).sort_values("start_time") if root else runs.sort_values("start_time")
@@ -100,10 +183,43 @@ def _compact(args: argparse.Namespace) -> int:
         print(f"synthobs compact: {exc}", file=sys.stderr)
         return 2
     store = HealthStore(args.store)
-    results = maintain(store, retain=retain, table_names=[args.table] if args.table else None)
-    for table, stats in results.items():
-        print(describe(table, stats))
+    started = time.monotonic()
+    today = datetime.now(timezone.utc).date()
+    table_names = [args.table] if args.table else list(names.TABLES)
+    lines, files, size = [], [0, 0], [0, 0]
+    with _progress("compacting", total=len(table_names)) as step:
+        for table in table_names:
+            step(table)
+            before = _table_bytes(store, table)
+            stats = maintain(store, retain=retain, table_names=[table], today=today)[table]
+            size[0], size[1] = size[0] + before, size[1] + _table_bytes(store, table)
+            files[0], files[1] = files[0] + stats["files_before"], files[1] + stats["files_after"]
+            lines.append(describe(table, stats))
+            if not _stderr_is_tty():  # one plain line per table as it is done; a terminal has the bar
+                print(lines[-1], flush=True)
+            step(table, advance=1)
+    if _stderr_is_tty():
+        print("\n".join(lines))
+    print(
+        f"compacted {len(table_names)} table(s): {files[0]} → {files[1]} files in compacted partitions, "
+        f"{_size(size[0])} → {_size(size[1])} in all, {time.monotonic() - started:.1f} s"
+    )
     return 0
+
+
+def _table_bytes(store: HealthStore, table: str) -> int:
+    dataset = store.dataset(table)
+    return store.size_of(dataset.files) if dataset is not None else 0
+
+
+def _size(n: int) -> str:
+    """``n`` bytes, human-readable (pure)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _gpu(args: argparse.Namespace) -> int:
@@ -159,11 +275,17 @@ def _report(args: argparse.Namespace) -> int:
         for table in names.TABLES:
             print(f"  {table:<16} {store.count(table):>10,} rows")
         return 0
-    report = build_report(load_frames(store, since, until, args.flow), since, until)
+    started = time.monotonic()
+    with _progress("report") as step:
+        step("reading the store…")
+        frames = load_frames(store, since, until, args.flow)
+        step("building the report…")
+        report = build_report(frames, since, until)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
         render_text(report)
+    print(f"synthobs report: {time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0
 
 
@@ -173,11 +295,15 @@ def _reconcile(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"synthobs reconcile: {exc}", file=sys.stderr)
         return 2
-    result = reconcile(HealthStore(args.store), since=since, until=until, redact_pii=get_settings().redact_pii)
+    started = time.monotonic()
+    with _progress("reconciling") as step:
+        result = reconcile(
+            HealthStore(args.store), since=since, until=until, redact_pii=get_settings().redact_pii, progress=step
+        )
     print(
         f"reconciled {result.flow_runs} flow run(s) and {result.task_runs} task run(s) from the Prefect API "
         f"({result.flows_checked} flow runs and {result.task_runs_checked} task runs compared since "
-        f"{since:%Y-%m-%d %H:%M} UTC)"
+        f"{since:%Y-%m-%d %H:%M} UTC) in {time.monotonic() - started:.1f} s"
     )
     return 0
 
@@ -205,9 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synthobs {__version__} (prefect {prefect_version})")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the observed sample pipeline and summarise what was recorded")
-    demo.add_argument("--rows", type=int, default=20_000, help="synthetic rows to generate")
-    demo.add_argument("--real-rows", type=int, default=5_000, help="rows of the real training table")
-    demo.add_argument("--epochs", type=int, default=5, help="training epochs")
+    demo.add_argument("--rows", type=int, default=20_000, help="synthetic rows to generate (default: %(default)s)")
+    demo.add_argument(
+        "--real-rows", type=int, default=5_000, help="rows of the real training table (default: %(default)s)"
+    )
+    demo.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
     demo.add_argument("--store", help="health store URL (default: the configured store)")
     demo.set_defaults(func=_demo)
     compact = sub.add_parser(
@@ -222,11 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--store", help="health store URL (default: the configured store)")
     compact.set_defaults(func=_compact)
     rec = sub.add_parser("reconcile", help="write rows for finished runs the hooks never saw, from the Prefect API")
-    rec.add_argument("--since", default="24h", help="window start: a duration (24h, 7d, 90m) or a timestamp")
+    rec.add_argument(
+        "--since", default="24h", help="window start: a duration (24h, 7d, 90m) or a timestamp (default: %(default)s)"
+    )
     rec.add_argument("--store", help="health store URL (default: the configured store)")
     rec.set_defaults(func=_reconcile)
     report = sub.add_parser("report", help="the health dashboards in the terminal")
-    report.add_argument("--since", default="24h", help="window start: a duration (24h, 7d, 90m) or a timestamp")
+    report.add_argument(
+        "--since", default="24h", help="window start: a duration (24h, 7d, 90m) or a timestamp (default: %(default)s)"
+    )
     report.add_argument("--flow", help="only this flow's runs")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument("--store", help="health store URL (default: the configured store)")
@@ -240,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--runbook-base",
         default="runbooks",
-        help="base of the alerts' runbook_url (default: the exported runbooks/ folder)",
+        help="base of the alerts' runbook_url (default: %(default)s, the exported runbooks/ folder)",
     )
     export.add_argument(
         "--stuck-after",
@@ -253,8 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_export_dashboards)
     gpu = sub.add_parser("gpu", help="show the state of each GPU (through NVML)")
     gpu.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    gpu.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (with --watch)")
-    gpu.add_argument("--count", type=int, default=None, help="stop after this many refreshes (with --watch)")
+    gpu.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between refreshes (with --watch; default: %(default)s)"
+    )
+    gpu.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="stop after this many refreshes (with --watch; default: until interrupted)",
+    )
     gpu.set_defaults(func=_gpu)
     return parser
 
@@ -267,7 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             build_parser().error(f"--{flag.replace('_', '-')} must be at least 1")
-    return int(args.func(args))
+    with temporary_settings(set_defaults=PREFECT_DEFAULTS):
+        return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,25 @@
-"""What users of observed flows see: synthobs' own log lines, in Prefect's console format."""
+"""What users of the ``synthobs`` command and of observed flows see: log lines, Prefect settings, help, progress."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from prefect.settings import (
+    PREFECT_SERVER_ANALYTICS_ENABLED,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    temporary_settings,
+)
 
-from conftest import nvml_env, run_python
+from conftest import nvml_env, run_python, task_rows
 from prefect_synthobs import catalog as names
+from prefect_synthobs import cli
+from prefect_synthobs.health.rows import flow_row
 from prefect_synthobs.health.store import HealthStore
 
 # -- synthobs' own log lines ------------------------------------------------------------------
@@ -65,3 +75,199 @@ def test_prefect_logging_level_warning_silences_the_info_lines(fake_nvml: dict[s
     proc = run_python(OBSERVED, observed_flow_env(fake_nvml, tmp_path, "WARNING"))
     assert "GPU sampling off" not in proc.stderr, proc.stderr[-3000:]
     assert "ignoring PREFECT_INTEGRATIONS_SYNTHOBS_FLUSH" in proc.stderr, proc.stderr[-3000:]  # warnings still show
+
+
+# -- the Prefect settings every command runs with ------------------------------------------------
+
+SETTINGS_SEEN = """
+import json
+from prefect.settings import (
+    PREFECT_SERVER_ANALYTICS_ENABLED as A, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as T, get_current_settings,
+)
+from prefect_synthobs import cli
+
+def seen(args):  # stands in for the command: what a client or ephemeral server started now would get
+    env = get_current_settings().to_environment_variables(exclude_unset=True)  # what the server process is given
+    print(json.dumps({"timeout": T.value(), "analytics": A.value(),
+                      "server_env": {k: env.get(k) for k in (A.name, T.name)}}))
+    return 0
+
+cli._gpu = seen
+raise SystemExit(cli.main(["gpu"]))
+"""
+
+
+@pytest.mark.slow
+def test_every_command_runs_with_a_long_startup_timeout_and_no_server_analytics(tmp_path: Path) -> None:
+    env = nvml_env(tmp_path, PREFECT_HOME=str(tmp_path / "home"))  # a fresh PREFECT_HOME, as on a new machine
+    for key in (PREFECT_SERVER_ANALYTICS_ENABLED.name, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.name):
+        env.pop(key, None)
+    seen = json.loads(run_python(SETTINGS_SEEN, env).stdout.strip().splitlines()[-1])
+    assert seen["timeout"] == 120 and seen["analytics"] is False
+    server_env = {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "False",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
+    assert seen["server_env"] == server_env
+
+
+def test_a_users_prefect_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[object, object]] = []
+
+    def record(args: argparse.Namespace) -> int:
+        seen.append(
+            (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), PREFECT_SERVER_ANALYTICS_ENABLED.value())
+        )
+        return 0
+
+    monkeypatch.setattr(cli, "_gpu", record)
+    updates = {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 7, PREFECT_SERVER_ANALYTICS_ENABLED: True}
+    with temporary_settings(updates=updates):
+        assert cli.main(["gpu"]) == 0
+        assert PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value() == 7
+    assert seen == [(7, True)]
+
+
+# -- help ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["report", "demo", "reconcile", "gpu", "compact", "export-dashboards"])
+def test_help_shows_every_default(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # one line per option
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    # one entry per option: its line and the help lines under it
+    entries = [" ".join(e.split()) for e in re.split(r"\n(?=  -)", text.split("options:", 1)[1])]
+    subparsers = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for action in subparsers.choices[command]._actions:
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+            continue
+        entry = next(e for e in entries if e.startswith(action.option_strings[-1]))
+        assert f"default: {action.default}" in entry, entry
+        checked += 1
+    assert checked or command in ("compact",)
+    assert "default:" in text
+
+
+def test_help_defaults_read_as_users_expect(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    shown = {}
+    for command in ("report", "demo", "reconcile", "gpu"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        shown[command] = capsys.readouterr().out
+    assert "(default: 24h)" in shown["report"] and "(default: 24h)" in shown["reconcile"]
+    assert "(default: 20000)" in shown["demo"] and "(default: 5)" in shown["demo"]
+    assert "default: 1.0" in shown["gpu"] and "default: until interrupted" in shown["gpu"]
+
+
+# -- progress and summaries ----------------------------------------------------------------------
+
+
+def closed_partitions(store: HealthStore, files: int = 2) -> None:
+    """``files`` files of ``task_runs`` in a partition of three days ago (closed: ``compact`` merges it)."""
+    when = datetime.now(timezone.utc) - timedelta(days=3)
+    for i in range(files):
+        store.write(names.TASK_RUNS, task_rows(3, start=3 * i, when=when))
+
+
+SUMMARY = re.compile(
+    r"^compacted (\d+) table\(s\): (\d+) → (\d+) files in compacted partitions, "
+    r"[\d.]+ (B|KiB|MiB|GiB) → [\d.]+ (B|KiB|MiB|GiB) in all, [\d.]+ s$",
+    re.MULTILINE,
+)
+
+
+def test_compact_prints_a_line_per_table_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    closed_partitions(HealthStore(str(tmp_path / "store")))
+    assert cli.main(["compact", "--store", str(tmp_path / "store")]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [ln.split(":")[0] for ln in lines[:-1]] == list(names.TABLES)  # one plain line per table
+    assert "task_runs: 1 partition(s) compacted, 2 → 1 files, 6 rows" in out
+    summary = SUMMARY.fullmatch(lines[-1])
+    assert summary and summary.group(1, 2, 3) == (str(len(names.TABLES)), "2", "1"), lines[-1]
+    assert err == ""  # not a terminal: no progress display
+
+    assert cli.main(["compact", "--store", str(tmp_path / "store"), "--table", "task_runs"]) == 0
+    summary = SUMMARY.search(capsys.readouterr().out)
+    assert summary and summary.group(1, 2, 3) == ("1", "0", "0")
+
+
+def test_compact_on_a_terminal_shows_a_progress_bar_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed_partitions(HealthStore(str(tmp_path / "store")))
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    assert cli.main(["compact", "--store", str(tmp_path / "store")]) == 0
+    out, err = capsys.readouterr()
+    assert "compacting" in err and f"{len(names.TABLES)}/{len(names.TABLES)}" in err  # the bar, on stderr
+    assert "\x1b" not in out and "compacting" not in out  # stdout: the same lines as without a terminal
+    assert "task_runs: 1 partition(s) compacted, 2 → 1 files, 6 rows" in out
+    assert SUMMARY.search(out)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_report_json_stays_parseable_with_progress_on(
+    tty: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = HealthStore(str(tmp_path / "store"))
+    now = datetime.now(timezone.utc)
+    store.write(
+        names.FLOW_RUNS,
+        [
+            flow_row(
+                flow_run_id="r1",
+                flow_name="generate",
+                state_type="COMPLETED",
+                state_name="Completed",
+                start_time=now - timedelta(minutes=5),
+                end_time=now - timedelta(minutes=4),
+            )
+        ],
+    )
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: tty)
+    assert cli.main(["report", "--store", str(tmp_path / "store"), "--json", "--since", "2h"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["totals"]["runs"] == 1
+    assert re.search(r"synthobs report: [\d.]+ s$", err, re.MULTILINE), err
+    assert ("reading the store" in err) is tty
+
+
+def test_reconcile_reports_its_progress_and_elapsed_time(
+    store_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(timezone.utc)
+    HealthStore(str(store_dir)).write(
+        names.FLOW_RUNS,
+        [
+            flow_row(
+                flow_run_id=str(uuid.uuid4()),
+                flow_name=f"never-in-the-api-{uuid.uuid4().hex[:6]}",
+                state_type="COMPLETED",
+                state_name="Completed",
+                start_time=now - timedelta(minutes=5),
+                end_time=now - timedelta(minutes=4),
+            )
+        ],
+    )
+    lines: list[str] = []
+
+    from prefect_synthobs.instrument.reconcile import reconcile
+
+    result = reconcile(HealthStore(str(store_dir)), since=now - timedelta(hours=1), progress=lines.append)
+    assert result.flows_checked == 0
+    assert lines[0] == "reading the finished flow runs of 1 flow(s) from the API"
+    assert "0 flow run(s) read from the API; reading their task runs" in lines
+
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    assert cli.main(["reconcile", "--since", "1h", "--store", str(store_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert re.search(r"^reconciled 0 flow run\(s\) and 0 task run\(s\) .* in [\d.]+ s$", out, re.MULTILINE), out
+    assert "reconciling" in err and "\x1b" not in out

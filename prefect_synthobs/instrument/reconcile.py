@@ -10,7 +10,7 @@ nothing. Requests are paginated (the API caps ``limit`` at 200).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -123,6 +123,7 @@ def reconcile(
     until: datetime | None = None,
     client: SyncPrefectClient | None = None,
     redact_pii: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> ReconcileResult:
     """Write rows for the finished runs in ``[since, until)`` that the store lacks.
 
@@ -132,6 +133,9 @@ def reconcile(
         until: Runs that started before this (default: now).
         client: A Prefect sync client (default: a new one for the configured API).
         redact_pii: Redact PII in error messages (as the hooks do).
+        progress: Called with a short line (``"400 flow run(s) read from the API"``) as the
+            reconciliation pages through the API (``synthobs reconcile`` shows it); an exception it
+            raises stops the reconciliation.
 
     Returns:
         How many rows were written, and how many runs were compared.
@@ -145,10 +149,16 @@ def reconcile(
     names = sorted(set(known_flows.flow_name.dropna()))
     if not names:
         return ReconcileResult(0, 0, 0, 0)
+    say = progress or _silent
+    known_runs = set(known_flows.flow_run_id)
     if client is None:
         with get_client(sync_client=True) as own:
-            return _reconcile(store, own, names, set(known_flows.flow_run_id), known_tasks, since, until, redact_pii)
-    return _reconcile(store, client, names, set(known_flows.flow_run_id), known_tasks, since, until, redact_pii)
+            return _reconcile(store, own, names, known_runs, known_tasks, since, until, redact_pii, say)
+    return _reconcile(store, client, names, known_runs, known_tasks, since, until, redact_pii, say)
+
+
+def _silent(_line: str) -> None:
+    pass
 
 
 def _reconcile(
@@ -160,17 +170,22 @@ def _reconcile(
     since: datetime,
     until: datetime,
     redact_pii: bool,
+    say: Callable[[str], None],
 ) -> ReconcileResult:
-    flow_runs = list(
-        pages(
-            client.read_flow_runs,
-            flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))),
-            flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime(after_=since, before_=until),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=FINAL)),
-            ),
-        )
-    )
+    say(f"reading the finished flow runs of {len(names)} flow(s) from the API")
+    flow_runs: list[Any] = []
+    for run in pages(
+        client.read_flow_runs,
+        flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))),
+        flow_run_filter=FlowRunFilter(
+            start_time=FlowRunFilterStartTime(after_=since, before_=until),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=FINAL)),
+        ),
+    ):
+        flow_runs.append(run)
+        if len(flow_runs) % PAGE == 0:
+            say(f"{len(flow_runs)} flow run(s) read from the API")
+    say(f"{len(flow_runs)} flow run(s) read from the API; reading their task runs")
     flow_names = {
         f.id: f.name
         for f in pages(client.read_flows, flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in flow_runs])))
@@ -207,9 +222,12 @@ def _reconcile(
             ),
         ):
             checked += 1
+            if checked % PAGE == 0:
+                say(f"{checked} task run(s) of {len(ids)} flow run(s) read from the API")
             if str(task_run.id) in known_task_runs:
                 continue
             new_tasks.append(api_task_row(task_run, by_id.get(task_run.flow_run_id), redact_pii))
+    say(f"{checked} task run(s) read; writing {len(new_flows)} flow and {len(new_tasks)} task row(s)")
     if new_flows:
         store.write(catalog.FLOW_RUNS, new_flows)
     if new_tasks:

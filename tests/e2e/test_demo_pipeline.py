@@ -107,6 +107,10 @@ def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "synthobs demo summary" in out and str(tmp_path / "store") in out
+    stages = ["1/3 train (train-generator)", "2/3 generate (generate-synthetic)", "3/3 quality check (check-quality)"]
+    assert all(out.count(s) == 1 for s in stages)
+    assert [out.index(s) for s in stages] == sorted(out.index(s) for s in stages)
+    assert out.index(stages[-1]) < out.index("pipeline completed in ") < out.index("synthobs demo summary")
     assert "generate-synthetic" in out and "2,000 rows" in out
     assert 'synthobs_flow_runs_total{flow="synthetic-pipeline"' in out
     runs = so.HealthStore(str(tmp_path / "store")).read("flow_runs")
