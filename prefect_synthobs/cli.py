@@ -33,7 +33,8 @@ from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.reconcile import reconcile
 from prefect_synthobs.reports.dashboards import export
-from prefect_synthobs.reports.health import build_report, load_frames, render_text, window
+from prefect_synthobs.reports.health import render_text, report_for, window
+from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
 from prefect_synthobs.sample_flows import synthetic_pipeline as pipeline
 from prefect_synthobs.telemetry.metrics import REGISTRY
 
@@ -277,10 +278,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     started = time.monotonic()
     with _progress("report") as step:
-        step("reading the store…")
-        frames = load_frames(store, since, until, args.flow)
-        step("building the report…")
-        report = build_report(frames, since, until)
+        report = report_for(store, since, until, args.flow, days=args.trend_days or None, progress=step)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:
@@ -363,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument("--store", help="health store URL (default: the configured store)")
     report.add_argument("--tables", action="store_true", help="list the store's tables and their row counts")
+    report.add_argument(
+        "--trend-days",
+        type=int,
+        default=DEFAULT_TREND_DAYS,
+        metavar="N",
+        help="days of daily sparklines in the tables (the window's if longer; 0: none; default: %(default)s)",
+    )
     report.set_defaults(func=_report)
     export = sub.add_parser(
         "export-dashboards", help="write a Grafana dashboard, Prometheus alert rules, runbooks and a scrape config"
@@ -406,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             build_parser().error(f"--{flag.replace('_', '-')} must be at least 1")
+    if getattr(args, "trend_days", 0) < 0:
+        build_parser().error("--trend-days must be 0 (no trends) or more")
     with temporary_settings(set_defaults=PREFECT_DEFAULTS):
         return int(args.func(args))
 

@@ -271,3 +271,26 @@ def test_reconcile_reports_its_progress_and_elapsed_time(
     out, err = capsys.readouterr()
     assert re.search(r"^reconciled 0 flow run\(s\) and 0 task run\(s\) .* in [\d.]+ s$", out, re.MULTILINE), out
     assert "reconciling" in err and "\x1b" not in out
+
+
+def test_report_shows_daily_sparklines_and_takes_a_trend_length(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from report_history import fill_history
+
+    store = str(tmp_path / "store")
+    fill_history(store, datetime.now(timezone.utc), days=10)
+    assert cli.main(["report", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "success_by_day" in out and "score_by_day" in out and "util_by_day" in out
+    assert re.search(r"train-ctgan .*[▁▂▃▄▅▆▇█·]{14}", out), out  # 14 days by default, the first 4 empty
+
+    assert cli.main(["report", "--store", store, "--json", "--trend-days", "30"]) == 0
+    trends = json.loads(capsys.readouterr().out)["trends"]
+    assert len(trends["days"]) == 30 and trends["success_rate"]["train-ctgan"][-10:].count(None) == 0
+
+    assert cli.main(["report", "--store", store, "--json", "--trend-days", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["trends"] is None
+    with pytest.raises(SystemExit):
+        cli.main(["report", "--store", store, "--trend-days", "-1"])
+    assert "--trend-days must be 0" in capsys.readouterr().err

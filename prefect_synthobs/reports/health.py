@@ -13,6 +13,7 @@ import dataclasses
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -392,13 +393,28 @@ def report_for(
     flow_name: str | None = None,
     *,
     days: int | None = DEFAULT_TREND_DAYS,
+    progress: Callable[[str], None] | None = None,
 ) -> HealthReport:
     """Read the store and build the report for ``[since, until)``, with daily trends over at least
-    ``days`` days ending at ``until`` (``None``: no trends, one read less)."""
-    report = build_report(load_frames(store, since, until, flow_name), since, until)
+    ``days`` days ending at ``until`` (``None``: no trends, one read less).
+
+    Args:
+        store: The ``HealthStore`` to read.
+        since: Window start.
+        until: Window end.
+        flow_name: Only this flow's runs.
+        days: Trend length in days (the window's if longer); ``None`` for no trends.
+        progress: Called with a short line as each stage starts (a CLI shows it).
+    """
+    say = progress or (lambda _line: None)
+    say("reading the store…")
+    frames = load_frames(store, since, until, flow_name)
+    say("building the report…")
+    report = build_report(frames, since, until)
     if days is None:
         return report
     trend = trend_days(since, until, days)
+    say(f"reading {len(trend)} days of trends…")
     return with_trends(report, build_trends(load_trend_frames(store, trend, until, flow_name), trend))
 
 
