@@ -147,11 +147,15 @@ def _demo(args: argparse.Namespace) -> int:
     print("metrics (in-process; a few of them):")
     for line in samples:
         print(f"  {line}")
+    store_flag = f" --store {args.store}" if args.store else ""
+    store_env = f"PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL={args.store} " if args.store else ""
     print(
         "see them all: PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE=http (scrape 127.0.0.1:9464), "
         "=pushgateway or =textfile\n"
         'read the store: python -c "import prefect_synthobs as so; '
-        "print(so.HealthStore().read('flow_runs'))\""
+        "print(so.HealthStore().read('flow_runs'))\"\n"
+        f"dashboards: synthobs report{store_flag} (terminal), or {store_env}python flows/health_report.py --once "
+        "(artifacts with trend charts in the Prefect UI)"
     )
     return 0 if state.is_completed() else 1
 

@@ -113,6 +113,9 @@ def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     assert out.index(stages[-1]) < out.index("pipeline completed in ") < out.index("synthobs demo summary")
     assert "generate-synthetic" in out and "2,000 rows" in out
     assert 'synthobs_flow_runs_total{flow="synthetic-pipeline"' in out
+    # where to look next, for the store this demo wrote to
+    assert f"synthobs report --store {tmp_path / 'store'}" in out
+    assert f"PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL={tmp_path / 'store'} python flows/health_report.py --once" in out
     runs = so.HealthStore(str(tmp_path / "store")).read("flow_runs")
     assert len(runs) == 4
 
