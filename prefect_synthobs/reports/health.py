@@ -71,12 +71,12 @@ COLUMNS: dict[str, list[str]] = {
                 "error_message",
             ),
         ),
-        (tables.QUALITY_CHECKS, ("time", "table_name", "metric", "score", "threshold", "passed")),
+        (tables.QUALITY_CHECKS, ("time", "flow_name", "table_name", "metric", "score", "threshold", "passed")),
         (
             tables.GPU_SAMPLES,
             ("time", "host", "gpu_index", "gpu_uuid", "gpu_name", "utilization", "memory_used_bytes", "energy_j"),
         ),
-        (tables.PRIVACY_LEDGER, ("time", "dataset", "epsilon", "spent", "budget", "remaining")),
+        (tables.PRIVACY_LEDGER, ("time", "flow_name", "dataset", "epsilon", "spent", "budget", "remaining")),
     )
 }
 
@@ -130,11 +130,16 @@ def load_frames(
     store: Any, since: datetime, until: datetime, flow_name: str | None = None, previous: bool = True
 ) -> dict[str, pd.DataFrame]:
     """The tables the report needs, for ``[since, until)`` (and, for quality
-    trends, the window before it), read with column and partition pruning."""
+    trends, the window before it; for privacy budgets, their whole ledger, a row
+    per spend, so a budget shows on a day nothing was spent), read with column
+    and partition pruning; ``flow_name`` keeps that flow's rows of every table
+    that names its flow (GPU samples do not)."""
     span = until - since
     frames = {}
     for table, columns in COLUMNS.items():
-        start = since - span if previous and table == names.QUALITY_CHECKS else since
+        start: datetime | None = since - span if previous and table == names.QUALITY_CHECKS else since
+        if table == names.PRIVACY_LEDGER:
+            start = None
         strings = [
             c
             for c in ("flow_name", "task_name", "kind", "state_type", "table_name", "metric", "dataset")
@@ -311,14 +316,16 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
             )
 
     privacy = []
-    if len(ledger):
-        for dataset, group in ledger.sort_values("time").groupby("dataset", sort=True):
+    if len(ledger):  # the whole ledger up to ``until``: a budget's state shows even if nothing was spent lately
+        ledger = ledger[ledger.time < pd.Timestamp(until)]
+        in_window = ledger.time >= pd.Timestamp(since)
+        for dataset, group in ledger.sort_values("time").groupby("dataset", sort=True, observed=True):
             last = group.iloc[-1]
             share = last.remaining / last.budget if last.budget else 0.0
             privacy.append(
                 {
                     "dataset": dataset,
-                    "spent_in_window": _num(group.epsilon.sum()),
+                    "spent_in_window": _num(group.epsilon[in_window[group.index]].sum()),
                     "used": _num(last.spent),
                     "budget": _num(last.budget),
                     "remaining": _num(last.remaining),
@@ -505,7 +512,7 @@ def trend_pictures(trends: Trends) -> list[tuple[str, str]]:
     charts = [
         ("Success rate per flow per day", trends.success_rate, {"y_min": 0.0, "y_max": 1.0, "y_format": _pct_tick}),
         ("p95 duration per flow per day (s)", trends.p95_duration_s, {}),
-        ("Quality score per table per day (mean of its checks)", trends.quality, {"from_zero": False}),
+        ("Overall quality score per table per day", trends.quality, {"from_zero": False}),
         ("GPU utilisation per device per day", trends.gpu_util, {"y_min": 0.0, "y_max": 1.0, "y_format": _pct_tick}),
         ("GPU energy per host per day (kWh)", trends.gpu_energy_kwh, {}),
         (

@@ -23,11 +23,12 @@ MAX_TREND_DAYS = 92
 
 TREND_COLUMNS: dict[str, list[str]] = {
     names.FLOW_RUNS: ["flow_name", "state_type", "start_time", "duration_s"],
-    names.QUALITY_CHECKS: ["time", "table_name", "metric", "score"],
-    names.PRIVACY_LEDGER: ["time", "dataset", "spent", "budget"],
+    names.QUALITY_CHECKS: ["time", "flow_name", "table_name", "metric", "score"],
+    names.PRIVACY_LEDGER: ["time", "flow_name", "dataset", "spent", "budget"],
 }
 GPU_COLUMNS = ["time", "host", "gpu_index", "utilization", "energy_j"]
-GPU_DAILY = "gpu_daily"  # the frame key of the reduced GPU samples
+GPU_DAILY = "gpu_daily"
+OVERALL_METRIC = "overall"  # the quality metric the per-table chart follows  # the frame key of the reduced GPU samples
 
 Daily = list[float | None]
 
@@ -42,7 +43,7 @@ class Trends:
     p95_duration_s: dict[str, Daily] = field(default_factory=dict)
     """Per flow: p95 duration of its runs that started that day, seconds."""
     quality: dict[str, Daily] = field(default_factory=dict)
-    """Per table: mean score of all its quality checks that day."""
+    """Per table: its ``overall`` quality score that day (mean of that day's checks of it)."""
     quality_by_metric: dict[tuple[str, str], Daily] = field(default_factory=dict)
     """Per (table, metric): mean score that day."""
     gpu_util: dict[str, Daily] = field(default_factory=dict)
@@ -188,7 +189,11 @@ def build_trends(frames: dict[str, pd.DataFrame], days: list[date]) -> Trends:
                 "score": quality.score.astype("float64"),
             }
         )
-        per_table = q.groupby(["table", "day"], sort=True).score.mean().reset_index()
+        # one score per table that means the same thing every day: ``overall`` (higher is better). A mean of
+        # all its checks would mix in scores where lower is better (exact_match_rate) and jump when a new
+        # check appears; every metric has its own sparkline in the quality table.
+        overall = q[q.metric == OVERALL_METRIC]
+        per_table = overall.groupby(["table", "day"], sort=True).score.mean().reset_index()
         trends.quality = _series(per_table, "table", "score", days)
         per_metric = q.groupby(["table", "metric", "day"], sort=True).score.mean().reset_index()
         trends.quality_by_metric = _series(per_metric, ["table", "metric"], "score", days)

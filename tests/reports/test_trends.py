@@ -70,7 +70,7 @@ def test_trends_match_the_rows_written(history: tuple[str, dict[str, list[dict[s
 
     checks = by_day(written[names.QUALITY_CHECKS], "time")
     for i, day in enumerate(days):
-        scores = [r["score"] for r in checks[day] if r["table_name"] == "transactions"]
+        scores = [r["score"] for r in checks[day] if r["table_name"] == "transactions" and r["metric"] == "overall"]
         assert trends.quality["transactions"][i] == pytest.approx(statistics.mean(scores), abs=1e-4)
         overall = [r["score"] for r in checks[day] if r["table_name"] == "customers" and r["metric"] == "overall"]
         assert trends.quality_by_metric[("customers", "overall")][i] == pytest.approx(overall[0], abs=1e-4)
@@ -158,7 +158,7 @@ def test_the_report_carries_trends_sparklines_and_pictures(
     assert alts[:5] == [
         "Success rate per flow per day",
         "p95 duration per flow per day (s)",
-        "Quality score per table per day (mean of its checks)",
+        "Overall quality score per table per day",
         "GPU utilisation per device per day",
         "GPU energy per host per day (kWh)",
     ]
@@ -194,3 +194,39 @@ def test_hostile_names_stay_inside_the_pictures(tmp_path: Path) -> None:
     assert "<img" not in markdown  # the name is only inside the (base64) pictures
     svg = base64.b64decode(re.findall(r"base64,([A-Za-z0-9+/=]+)", markdown)[0]).decode()
     assert "<img" not in svg and "&lt;img" in svg
+
+
+def test_the_table_chart_follows_overall_only(tmp_path: Path) -> None:
+    store = so.HealthStore(str(tmp_path / "store"))
+    rows = [
+        {"event_id": f"o{d}", "time": UNTIL - timedelta(days=d), "table_name": "t", "metric": "overall", "score": 0.9}
+        for d in (0, 1)
+    ]
+    # a check where lower is better, only on the last day: the table's line must not move
+    rows.append({"event_id": "x", "time": UNTIL, "table_name": "t", "metric": "exact_match_rate", "score": 0.0})
+    store.write(names.QUALITY_CHECKS, [{**r, "time": r["time"] - timedelta(minutes=1)} for r in rows])
+    days = trend_days(UNTIL - timedelta(hours=24), UNTIL)
+    trends = build_trends(load_trend_frames(store, days, UNTIL), days)
+    assert trends.quality["t"][-2:] == [0.9, 0.9]
+    assert trends.quality_by_metric[("t", "exact_match_rate")][-1] == 0.0
+
+
+def test_a_flow_filter_covers_quality_and_privacy(history: tuple[str, dict[str, list[dict[str, Any]]]]) -> None:
+    url, _ = history
+    since = UNTIL - timedelta(hours=24)
+    store = so.HealthStore(url)
+    mine = hr.report_for(store, since, UNTIL, "quality-check")
+    assert mine.quality and mine.gate_pass_rate is not None and not mine.privacy  # its checks, no spends
+    other = hr.report_for(store, since, UNTIL, "train-ctgan")
+    assert not other.quality and other.gate_pass_rate is None and not other.privacy
+    assert other.trends is not None and not other.trends.quality and not other.trends.privacy_used
+
+
+def test_a_budget_shows_on_a_day_without_spending(history: tuple[str, dict[str, list[dict[str, Any]]]]) -> None:
+    url, written = history
+    last_spend = max(r["time"] for r in written[names.PRIVACY_LEDGER])
+    since = last_spend + timedelta(minutes=1)  # a window after the last spend
+    report = hr.report_for(so.HealthStore(url), since, since + timedelta(hours=1), days=None)
+    (budget,) = report.privacy
+    assert budget["spent_in_window"] == 0 and budget["used"] == max(r["spent"] for r in written[names.PRIVACY_LEDGER])
+    assert budget["budget"] == 5.0
