@@ -25,6 +25,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from prefect.settings import get_current_settings
 
+from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.tables import PARTITION_COLUMN, SOURCE_API, schema_for
@@ -287,12 +288,20 @@ class HealthStore:
         self._fs.get_file_info(self._root)
 
     def exists(self) -> bool:
-        """Whether the store's root exists (anything was ever written there).
+        """Whether a health store is there: the root is a directory holding at least one table's directory.
+
+        A table's directory (``<root>/<table>``, ``table_path``, one of
+        ``catalog.TABLES``) appears with the table's first write. A path that does
+        not exist, a file, or a directory with none of them (a wrong ``--store``:
+        the folder above the store, a project folder) is not a store. On an
+        object store (``s3://``) a directory is a prefix with objects under it.
 
         Raises:
             OSError: The store does not answer.
         """
-        return bool(self._fs.get_file_info(self._root).type != pafs.FileType.NotFound)
+        directory = pafs.FileType.Directory
+        root, *found = self._fs.get_file_info([self._root, *(self.table_path(t) for t in names.TABLES)])
+        return bool(root.type == directory and any(info.type == directory for info in found))
 
     def size_of(self, paths: Sequence[str]) -> int:
         """Total bytes of the files at ``paths``."""

@@ -6,6 +6,10 @@ Prefect API, the finished runs of the flows the store knows (by flow name) in a
 time window and their task runs, and writes a row (``source = "api"``) for each
 run the store does not hold yet (compared by run id). Running it twice adds
 nothing. Requests are paginated (the API caps ``limit`` at 200).
+
+The task run Prefect adds to a parent flow run for each subflow call is left
+out, as the run listener leaves it out (``is_subflow_task_run``): the subflow is
+a flow run of its own, and its wrapper would count its time a second time.
 """
 
 from __future__ import annotations
@@ -62,6 +66,24 @@ def _message(run: Any) -> str | None:
     return getattr(getattr(run, "state", None), "message", None)
 
 
+def is_subflow_task_run(task_run: Any, subflow_parents: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Whether ``task_run`` is the task run Prefect adds to a parent flow run for a subflow call.
+
+    Prefect creates it for the call (a "subflow tracking task") but never runs it
+    as a task: it has no task span and no ``TaskRunContext``, so the run listener
+    never records it (the subflow is recorded as a flow run of its own). The
+    server copies each state of the subflow run onto it with
+    ``state_details.child_flow_run_id`` naming the subflow run, whose
+    ``parent_task_run_id`` names it back.
+
+    Args:
+        task_run: A task run read from the Prefect API.
+        subflow_parents: ``parent_task_run_id`` of flow runs read alongside (as strings).
+    """
+    details = getattr(getattr(task_run, "state", None), "state_details", None)
+    return getattr(details, "child_flow_run_id", None) is not None or str(task_run.id) in subflow_parents
+
+
 def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool) -> Row:
     """A ``task_runs`` row (``source = "api"``) from the API's record of a task run."""
     total = getattr(task_run, "total_run_time", None)
@@ -95,6 +117,8 @@ def missing_task_rows(
 ) -> list[Row]:
     """Rows (``source = "api"``) for the finished task runs of one flow run that the store lacks.
 
+    Subflow calls' task runs are left out (``is_subflow_task_run``).
+
     The reconciliation an observed flow's process runs shortly after the flow's
     end, for tasks whose worker never wrote its row (killed, lost, shut down
     with its rows unflushed). Waits up to ``settle_seconds`` for Prefect to
@@ -105,7 +129,9 @@ def missing_task_rows(
     known_ids = set(known.task_run_id[known.flow_run_id == flow_run_id])
     with get_client(sync_client=True) as client:
         missing = [
-            run for run in settled_task_runs(client, UUID(flow_run_id), settle_seconds) if str(run.id) not in known_ids
+            run
+            for run in settled_task_runs(client, UUID(flow_run_id), settle_seconds)
+            if str(run.id) not in known_ids and not is_subflow_task_run(run)
         ]
         reported = rows_reported(client, UUID(flow_run_id)) if missing else {}
     rows = []
@@ -126,6 +152,9 @@ def reconcile(
     progress: Callable[[str], None] | None = None,
 ) -> ReconcileResult:
     """Write rows for the finished runs in ``[since, until)`` that the store lacks.
+
+    The task runs Prefect adds to parent flow runs for subflow calls are neither
+    compared nor written (``is_subflow_task_run``): the hooks never record them.
 
     Args:
         store: The health store to complete.
@@ -209,6 +238,7 @@ def _reconcile(
                 source=SOURCE_API,
             )
         )
+    subflow_parents = {str(r.parent_task_run_id) for r in flow_runs if r.parent_task_run_id is not None}
     new_tasks: list[Row] = []
     checked = 0
     ids = [r.id for r in flow_runs]
@@ -221,6 +251,8 @@ def _reconcile(
                 state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL)),
             ),
         ):
+            if is_subflow_task_run(task_run, subflow_parents):
+                continue  # not a task: the subflow's own flow run is compared above
             checked += 1
             if checked % PAGE == 0:
                 say(f"{checked} task run(s) of {len(ids)} flow run(s) read from the API")

@@ -187,3 +187,60 @@ def test_a_listing_that_missed_every_file_is_taken_again(tmp_path: Path, monkeyp
     assert len(store.read("task_runs")) == 5 and len(listings) == 2
     empty = HealthStore(str(tmp_path / "nothing"))
     assert empty.read("task_runs").empty  # a store without partitions is not listed again
+
+
+def test_exists_means_a_health_store_is_there_not_just_a_directory(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "notes").mkdir(parents=True)
+    (project / "README.md").write_text("# a project, not a store\n")
+    assert not HealthStore(str(project)).exists()  # a directory that is not a store
+    assert not HealthStore(str(project / "README.md")).exists()  # a file
+    assert not HealthStore(str(tmp_path / "nowhere")).exists()  # nothing there
+    named_like_a_table = tmp_path / "odd"
+    named_like_a_table.mkdir()
+    (named_like_a_table / "flow_runs").write_text("")
+    assert not HealthStore(str(named_like_a_table)).exists()  # a file, not a table's directory
+
+    store = HealthStore(str(project / "synthobs"))
+    assert not store.exists()
+    store.write("task_runs", task_rows(1))  # one table written
+    assert store.exists() and HealthStore(f"file://{project / 'synthobs'}").exists()
+    assert not HealthStore(str(project)).exists()  # the folder one level above the store is not one
+
+
+@pytest.mark.slow
+def test_exists_on_an_s3_store() -> None:
+    """The same on an object store, where a directory is a prefix with objects under it (moto on loopback)."""
+    import urllib.request
+    import uuid
+
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    from conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        bucket = f"synthobs-{uuid.uuid4().hex[:8]}"
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT"), timeout=10).close()
+        options = {"access_key": "testing", "secret_key": "testing", "region": "us-east-1", "endpoint_url": endpoint}
+        fs = pafs.S3FileSystem(
+            access_key="testing", secret_key="testing", region="us-east-1", endpoint_override=endpoint, scheme="http"
+        )
+        with fs.open_output_stream(f"{bucket}/project/README.md") as out:
+            out.write(b"# a project, not a store\n")
+
+        def exists(prefix: str) -> bool:
+            return HealthStore(f"s3://{bucket}/{prefix}", storage_options=options, timeout=10).exists()
+
+        assert not exists("project")  # a prefix with objects, none of them a table's
+        assert not exists("project/README.md")  # an object
+        assert not exists("nowhere")
+        store = HealthStore(f"s3://{bucket}/project/synthobs", storage_options=options, timeout=10)
+        store.write("task_runs", task_rows(1))
+        assert store.exists() and not exists("project")
+    finally:
+        server.stop()

@@ -74,3 +74,50 @@ def test_runs_the_hooks_never_saw_are_written_once_from_the_api(store_dir: Path,
     assert main(["reconcile", "--since", "1h", "--store", str(store_dir)]) == 0
     assert "reconciled 0 flow run(s) and 0 task run(s)" in capsys.readouterr().out  # type: ignore[attr-defined]
     assert store.count("flow_runs") == 2 and store.count("task_runs") == 6
+
+
+def test_the_task_run_prefect_adds_for_a_subflow_call_is_not_reconciled(store_dir: Path) -> None:
+    """The hooks never record a subflow call's wrapper task run (the subflow is a flow run of its own):
+    reconciling must not write it either (it would head "Slowest tasks" and count the subflow twice)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from prefect_synthobs.instrument.reconcile import missing_task_rows
+
+    name = f"recon-parent-{uuid.uuid4().hex[:6]}"
+
+    @task
+    def step(i: int) -> int:
+        return i
+
+    @flow(name=f"{name}-child")
+    def child() -> int:
+        return step(1)
+
+    def body() -> int:
+        return child() + step(2)
+
+    parent = so.observe(kind="generation")(flow(name=name)(body))
+    since = datetime.now(timezone.utc) - timedelta(minutes=5)
+    state = parent(return_state=True)
+    assert state.is_completed()
+    parent_id = str(state.state_details.flow_run_id)
+    with get_client(sync_client=True) as client:
+        (sub,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[uuid.UUID(parent_id)]))
+        )
+    wrapper_id = str(sub.parent_task_run_id)
+    api_has_final_task_runs(parent_id, 2)  # the wrapper and step(2)
+    api_has_final_task_runs(str(sub.id), 1)
+    store = so.HealthStore(str(store_dir))
+    assert store.count("flow_runs") == 2  # the parent (hooks) and the subflow (run listener)
+    assert store.count("task_runs") == 2  # step(1) in the subflow, step(2) in the parent: no wrapper
+    assert wrapper_id not in set(store.read("task_runs").task_run_id)
+
+    result = reconcile(store, since=since)
+    assert (result.flow_runs, result.task_runs) == (0, 0)
+    assert (result.flows_checked, result.task_runs_checked) == (2, 2)
+    assert wrapper_id not in set(store.read("task_runs").task_run_id)
+    assert store.count("task_runs") == 2
+    # the in-process reconciliation an observed flow's process runs after the flow's end leaves it out too
+    assert missing_task_rows(store, parent_id, name, since, settle_seconds=2) == []
