@@ -282,7 +282,7 @@ def test_report_shows_daily_sparklines_and_takes_a_trend_length(
     fill_history(store, datetime.now(timezone.utc), days=10)
     assert cli.main(["report", "--store", store]) == 0
     out = capsys.readouterr().out
-    assert "success_by_day" in out and "score_by_day" in out and "util_by_day" in out
+    assert "Flow trends" in out and "success/day" in out and "score/day" in out and "util/day" in out
     assert re.search(r"train-ctgan .*[▁▂▃▄▅▆▇█·]{14}", out), out  # 14 days by default, the first 4 empty
 
     assert cli.main(["report", "--store", store, "--json", "--trend-days", "30"]) == 0

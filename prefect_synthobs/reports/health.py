@@ -600,6 +600,67 @@ def window(
     return ts.to_pydatetime(), until
 
 
+_SHARE_COLUMNS = {"success_rate", "pass_rate", "util_mean", "util_max", "gpu_util_mean"}
+_TIME_COLUMNS = {"time", "last_success"}
+_NAME_COLUMNS = {"flow", "task", "table", "metric", "dataset", "host", "name", "kind", "error_message"}
+
+
+def display_value(column: str, value: Any) -> str:
+    """A table cell for the terminal: shares as percentages, bytes in GiB, energy in kWh, times to the
+    minute, counts with separators, signed trends (pure; ``--json`` keeps the raw values)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if column in _TIME_COLUMNS and isinstance(value, str):
+            try:
+                return f"{pd.Timestamp(value):%m-%d %H:%M}"
+            except ValueError:
+                return value
+        return str(value)
+    if column in _SHARE_COLUMNS:
+        return _pct(float(value))
+    if column.endswith("_bytes"):
+        return f"{value / 2**30:.1f} GiB"
+    if column == "energy_j":
+        return f"{value / 3.6e6:.2f} kWh"
+    if column == "trend":
+        return f"{value:+.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if column.endswith("_s"):
+        return f"{value:,.2f}"
+    return f"{value:g}"
+
+
+_HEADERS = {  # short headers for the terminal, so tables fit 100 columns (JSON and artifacts keep the names)
+    "success_rate": "success",
+    "avg_duration_s": "avg s",
+    "p95_duration_s": "p95 s",
+    "max_duration_s": "max s",
+    "rows_per_s": "rows/s",
+    "gpu_util_mean": "GPU util",
+    "last_success": "last ok",
+    "failed_tasks": "task fails",
+    "retried_tasks": "retries",
+    "success_by_day": "success/day",
+    "p95_by_day": "p95/day",
+    "score_by_day": "score/day",
+    "util_by_day": "util/day",
+    "pass_rate": "passed",
+    "util_mean": "util avg",
+    "util_max": "util max",
+    "memory_peak_bytes": "mem peak",
+    "energy_j": "energy",
+    "error_type": "error",
+    "error_message": "message",
+    "spent_in_window": "spent in window",
+}
+
+
+def _header(column: str) -> str:
+    return _HEADERS.get(column, column)
+
+
 def render_text(report: HealthReport, console: Any = None) -> None:
     """The dashboards in the terminal, with ``rich`` (which Prefect ships)."""
     # piped output is not cut to 80 columns: tables keep their names whole
@@ -614,22 +675,48 @@ def render_text(report: HealthReport, console: Any = None) -> None:
         f"{t.get('failed_tasks', 0)} task runs failed, {t.get('retried_tasks', 0)} retried; "
         f"quality gates passed {_pct(report.gate_pass_rate)} {bar(report.gate_pass_rate)}"
     )
-    sections = [
-        ("Overview", report.overview),
-        ("Flows", report.flows),
-        ("Slowest tasks", report.slowest_tasks),
-        ("Recent failures", report.failures),
-        ("Failed tasks", report.failed_tasks),
-        ("Quality", report.quality),
-        ("GPUs", report.gpus),
-        ("Privacy budgets", report.privacy),
+    if report.trends is not None and report.trends.days:
+        days = report.trends.days
+        console.print(f"sparklines: one character per UTC day, {days[0]:%m-%d} → {days[-1]:%m-%d} (· no data)")
+    flow_trends: list[dict[str, Any]] = [
+        {k: r[k] for k in ("flow", "success_by_day", "p95_by_day") if k in r} for r in report.flows
     ]
-    for title, rows in sections:
+    sections: list[tuple[str, list[dict[str, Any]], str | None]] = [
+        ("Overview", report.overview, None),
+        # the flows' sparklines in a table of their own: both side by side with the counts overflow 100 columns
+        ("Flows", [{k: v for k, v in r.items() if not k.endswith("_by_day")} for r in report.flows], None),
+        ("Flow trends", flow_trends if report.trends is not None else [], None),
+        ("Slowest tasks", report.slowest_tasks, "synthobs-slowest-tasks"),
+        ("Recent failures", report.failures, "synthobs-failures"),
+        ("Failed tasks", report.failed_tasks, "synthobs-failed-tasks"),
+        ("Quality", report.quality, "synthobs-quality"),
+        ("GPUs", report.gpus, "synthobs-gpu"),
+        ("Privacy budgets", report.privacy, "synthobs-privacy"),
+    ]
+    for title, rows, empty_key in sections:
         if not rows:
+            if empty_key is not None:
+                console.print(Text(f"{title}: {EMPTY_TABLES[empty_key]}", style="dim"))
             continue
+        # a column with no value in any row (e.g. GPU utilisation on hosts without a GPU) is left out
+        # (and the GPU sample count, which JSON and the artifact keep: the GPU table then fits 100 columns)
+        columns = [c for c in rows[0] if c != "samples" and any(r.get(c) is not None for r in rows)]
         table = Table(title=title, title_justify="left")
-        for column in rows[0]:
-            table.add_column(column)
+        for column in columns:
+            if column.endswith("_by_day"):  # a sparkline is whole or useless: never cut (its newest days are last)
+                width = max(len(str(r.get(column) or "")) for r in rows)
+                table.add_column(_header(column), no_wrap=True, min_width=width)
+            elif column in _NAME_COLUMNS:  # a long name wraps, it is not cut; a short one stays on one line
+                longest = max(len(display_value(column, r.get(column))) for r in rows)
+                table.add_column(_header(column), overflow="fold", min_width=min(longest, 12))
+            else:  # numbers and times stay on one line
+                width = max(len(display_value(column, r.get(column))) for r in rows)
+                table.add_column(
+                    _header(column),
+                    justify="left" if column in _TIME_COLUMNS else "right",
+                    no_wrap=True,
+                    min_width=width,
+                )
         for row in rows:
-            table.add_row(*[Text("" if v is None else str(v)) for v in row.values()])  # never markup
+            table.add_row(*[Text(display_value(c, row.get(c))) for c in columns])  # never markup
         console.print(table)

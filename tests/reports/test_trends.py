@@ -230,3 +230,35 @@ def test_a_budget_shows_on_a_day_without_spending(history: tuple[str, dict[str, 
     (budget,) = report.privacy
     assert budget["spent_in_window"] == 0 and budget["used"] == max(r["spent"] for r in written[names.PRIVACY_LEDGER])
     assert budget["budget"] == 5.0
+
+
+def test_the_terminal_report_fits_100_columns_without_cutting_names_or_sparklines(
+    history: tuple[str, dict[str, list[dict[str, Any]]]],
+) -> None:
+    from rich.console import Console
+
+    url, _ = history
+    report = hr.report_for(so.HealthStore(url), UNTIL - timedelta(hours=24), UNTIL)
+    console = Console(width=100, record=True, color_system=None)
+    hr.render_text(report, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "…" not in text  # nothing cut
+    for row in report.flows:
+        assert row["flow"] in text and row["success_by_day"] in text and row["p95_by_day"] in text
+    for row in report.quality + report.gpus:
+        assert row.get("score_by_day", row.get("util_by_day")) in text
+    assert "63.6 %" in text or "%" in text  # shares as percentages, not 0.636
+    assert "kWh" in text and "GiB" in text  # GPU energy and memory in units people read
+    assert "Slowest tasks: No task runs in this window." in text  # an empty section says so
+
+
+def test_display_values() -> None:
+    assert hr.display_value("success_rate", 0.6364) == "63.6 %"
+    assert hr.display_value("energy_j", 3.6e6) == "1.00 kWh"
+    assert hr.display_value("memory_peak_bytes", 40 * 2**30) == "40.0 GiB"
+    assert hr.display_value("last_success", "2026-11-24T01:10:24.628813+00:00") == "11-24 01:10"
+    assert hr.display_value("trend", 0.0065) == "+0.0065"
+    assert hr.display_value("rows", 160007) == "160,007"
+    assert hr.display_value("p95_duration_s", 78.1439) == "78.14"
+    assert hr.display_value("error_type", float("nan")) == ""
