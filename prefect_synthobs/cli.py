@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -149,15 +150,32 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  {line}")
     store_flag = f" --store {args.store}" if args.store else ""
     store_env = f"PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL={args.store} " if args.store else ""
+    python, synthobs = _command("python"), _command("synthobs")
     print(
         "see them all: PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE=http (scrape 127.0.0.1:9464), "
         "=pushgateway or =textfile\n"
-        'read the store: python -c "import prefect_synthobs as so; '
-        "print(so.HealthStore().read('flow_runs'))\"\n"
-        f"dashboards: synthobs report{store_flag} (terminal), or {store_env}python flows/health_report.py --once "
-        "(artifacts with trend charts in the Prefect UI)"
+        f'read the store: {python} -c "import prefect_synthobs as so; '
+        f"print(so.HealthStore({args.store!r}).read('flow_runs'))\"\n"
+        f"dashboards: {synthobs} report{store_flag} (terminal), or {store_env}{python} flows/health_report.py "
+        "--once (artifacts with trend charts; see them in the Prefect UI: prefect server start, then "
+        "http://127.0.0.1:4200/artifacts)"
     )
     return 0 if state.is_completed() else 1
+
+
+def _command(name: str) -> str:
+    """How to run ``name`` from this shell: this interpreter's bin directory (a venv the user may not have
+    activated), relative to the current directory when it is under it."""
+    directory = Path(sys.executable).parent
+    path = directory / name
+    if name == "python":
+        path = Path(sys.executable)
+    elif not path.exists():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def runs_of(runs: pd.DataFrame, root: str) -> pd.DataFrame:
@@ -181,6 +199,15 @@ def _ts(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
+def _no_store(command: str, store: HealthStore) -> int:
+    print(
+        f"synthobs {command}: no health store at {store.url} (no table of the store there: nothing was ever "
+        "recorded there, or the path is wrong); check --store or PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def _compact(args: argparse.Namespace) -> int:
     try:
         retain = parse_retention(args.retain) if args.retain is not None else None
@@ -188,6 +215,8 @@ def _compact(args: argparse.Namespace) -> int:
         print(f"synthobs compact: {exc}", file=sys.stderr)
         return 2
     store = HealthStore(args.store)
+    if not store.exists():
+        return _no_store("compact", store)
     started = time.monotonic()
     today = datetime.now(timezone.utc).date()
     table_names = [args.table] if args.table else list(names.TABLES)
@@ -269,12 +298,7 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     store = HealthStore(args.store)
     if not store.exists():
-        print(
-            f"synthobs report: no health store at {store.url} (nothing was ever recorded there); check --store "
-            "or PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL",
-            file=sys.stderr,
-        )
-        return 2
+        return _no_store("report", store)
     if args.tables:
         print(f"health store {store.url}")
         for table in names.TABLES:

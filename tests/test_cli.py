@@ -294,3 +294,10 @@ def test_report_shows_daily_sparklines_and_takes_a_trend_length(
     with pytest.raises(SystemExit):
         cli.main(["report", "--store", store, "--trend-days", "-1"])
     assert "--trend-days must be 0" in capsys.readouterr().err
+
+
+def test_compact_refuses_a_path_that_is_not_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "not-a-store").mkdir()
+    for path in (tmp_path / "missing", tmp_path / "not-a-store"):
+        assert cli.main(["compact", "--store", str(path)]) == 2
+        assert f"synthobs compact: no health store at {path}" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,8 +115,12 @@ def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     assert "generate-synthetic" in out and "2,000 rows" in out
     assert 'synthobs_flow_runs_total{flow="synthetic-pipeline"' in out
     # where to look next, for the store this demo wrote to
-    assert f"synthobs report --store {tmp_path / 'store'}" in out
-    assert f"PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL={tmp_path / 'store'} python flows/health_report.py --once" in out
+    # with paths that run from the user's shell even when the venv is not activated
+    store = re.escape(str(tmp_path / "store"))
+    synthobs = re.search(rf"dashboards: (\S+) report --store {store} ", out)
+    python = re.search(rf"PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL={store} (\S+) flows/health_report.py --once", out)
+    assert synthobs and python, out[-800:]
+    assert Path(synthobs.group(1)).exists() and Path(python.group(1)).samefile(sys.executable)
     runs = so.HealthStore(str(tmp_path / "store")).read("flow_runs")
     assert len(runs) == 4
 
