@@ -7,7 +7,7 @@ UI shows under Artifacts: ``synthobs-overview`` (markdown), tables
 ``synthobs-quality``, ``synthobs-gpu``, ``synthobs-privacy``, and the progress
 artifact ``synthobs-quality-gates``.
 
-Run it once:      python flows/health_report.py --once
+Run it once:      python flows/health_report.py --once [--store URL] [--window-hours 24] [--trend-days 14]
 Serve it hourly:  python flows/health_report.py        (deployment "health-report-served": this process
                   runs it, no work pool; for one machine)
 Deploy it:        prefect deploy --name health-report-hourly   (see prefect.yaml; a worker of the
@@ -17,11 +17,12 @@ The two deployments have different names, so serving never rewrites the deployed
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from prefect import flow
 
 import prefect_synthobs as so
+from prefect_synthobs.config.prefect_process import prefect_defaults
 from prefect_synthobs.reports.health import publish_artifacts, report_for, window
 from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
 
@@ -47,6 +48,11 @@ def health_report(
         raise ValueError(f"trend_days must be at least 1, got {trend_days}")
     since, until = window(f"{window_hours}h")
     store = so.HealthStore(store_url)
+    if not store.exists():  # a wrong path must not replace the dashboards with "No runs in this window"
+        raise FileNotFoundError(
+            f"no health store at {store.url} (no table of the store there: nothing was ever recorded there, "
+            "or the path is wrong); check store_url or PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL"
+        )
     report = report_for(store, since, until, flow_name, days=trend_days)
     publish_artifacts(report)
     print(
@@ -61,8 +67,26 @@ def health_report(
 SERVED_NAME = "health-report-served"
 
 
+def main(argv: list[str] | None = None) -> dict | None:
+    """``--once`` runs the report now (and returns it); without it this process serves it hourly."""
+    parser = argparse.ArgumentParser(
+        prog="python flows/health_report.py",
+        description="Publish the synthobs dashboards as Prefect artifacts: once, or served hourly from this process.",
+    )
+    parser.add_argument("--once", action="store_true", help="run it once now instead of serving it hourly")
+    parser.add_argument("--store", help="health store URL (default: the configured store)")
+    parser.add_argument("--window-hours", type=float, default=24.0, help="window length (default: %(default)s)")
+    parser.add_argument(
+        "--trend-days", type=int, default=DEFAULT_TREND_DAYS, help="days of trend charts (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    parameters = {"store_url": args.store, "window_hours": args.window_hours, "trend_days": args.trend_days}
+    with prefect_defaults():
+        if args.once:
+            return health_report(**parameters)
+        health_report.serve(name=SERVED_NAME, cron="0 * * * *", parameters=parameters)
+    return None
+
+
 if __name__ == "__main__":
-    if "--once" in sys.argv:
-        health_report()
-    else:
-        health_report.serve(name=SERVED_NAME, cron="0 * * * *")
+    main()

@@ -15,11 +15,6 @@ from typing import Any
 
 import pandas as pd
 from prefect import __version__ as prefect_version
-from prefect.settings import (
-    PREFECT_SERVER_ANALYTICS_ENABLED,
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    temporary_settings,
-)
 from prometheus_client import generate_latest
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -27,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
 from prefect_synthobs.config.active import configure, get_settings
+from prefect_synthobs.config.prefect_process import prefect_defaults
 from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 from prefect_synthobs.gpu.sampler import format_table
 from prefect_synthobs.health.maintenance import describe, maintain, parse_retention
@@ -38,17 +34,6 @@ from prefect_synthobs.reports.health import render_text, report_for, window
 from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
 from prefect_synthobs.sample_flows import synthetic_pipeline as pipeline
 from prefect_synthobs.telemetry.metrics import REGISTRY
-
-PREFECT_DEFAULTS: dict[Any, Any] = {
-    # a fresh PREFECT_HOME migrates its database on the ephemeral server's first start: slower than Prefect's
-    # 20 s start-up timeout on a slow machine
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120,
-    # the ephemeral server's analytics write to its SQLite database and print "database is locked" tracebacks
-    PREFECT_SERVER_ANALYTICS_ENABLED: False,
-}
-"""Prefect settings every ``synthobs`` command runs with unless the user set them (environment, profile,
-``prefect.toml``): ``temporary_settings(set_defaults=...)``. Setting ``os.environ`` here would be too late:
-Prefect reads its settings once, when ``prefect`` is imported."""
 
 
 def _stderr_is_tty() -> bool:
@@ -441,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error(f"--{flag.replace('_', '-')} must be at least 1")
     if getattr(args, "trend_days", 0) < 0:
         build_parser().error("--trend-days must be 0 (no trends) or more")
-    with temporary_settings(set_defaults=PREFECT_DEFAULTS):
+    with prefect_defaults():
         return int(args.func(args))
 
 

@@ -571,10 +571,13 @@ def publish_artifacts(report: HealthReport) -> dict[str, Any]:
         rows = table_rows(getattr(report, attr))
         table = rows or [{"status": EMPTY_TABLES[key]}]
         ids[key] = create_table_artifact(table=table, key=key, description=description)
-    ids["synthobs-quality-gates"] = create_progress_artifact(
+    gated = report.gate_pass_rate is not None
+    ids["synthobs-quality-gates"] = create_progress_artifact(  # a progress artifact cannot say n/a: its text does
         progress=100.0 * (report.gate_pass_rate or 0.0),
         key="synthobs-quality-gates",
-        description="Share of quality gate checks passed in the window.",
+        description="Share of quality gate checks passed in the window."
+        if gated
+        else "No quality gate was checked in the window (0 here means none, not all failed).",
     )
     return ids
 

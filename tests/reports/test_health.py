@@ -156,7 +156,11 @@ def test_report_artifacts_match_the_store(filled_store: Path) -> None:
     assert f"{len(runs)} runs" in overview and "█" in overview and escape("generation") in overview
 
 
-def test_empty_store_gives_a_clear_dashboard(store_dir: Path) -> None:
+def test_empty_window_gives_a_clear_dashboard(store_dir: Path) -> None:
+    old = datetime.now(timezone.utc) - timedelta(days=3)  # the store exists, its only run is days before the window
+    so.HealthStore(str(store_dir)).write(
+        names.FLOW_RUNS, [{"event_id": "e", "flow_run_id": "r", "flow_name": "f", "start_time": old}]
+    )
     state = hr.health_report(store_url=str(store_dir), window_hours=2, return_state=True)
     assert state.is_completed()
     arts = artifacts_of(state.state_details.flow_run_id)
@@ -164,6 +168,19 @@ def test_empty_store_gives_a_clear_dashboard(store_dir: Path) -> None:
     assert table_of(arts["synthobs-flows"]) == [{"status": "No flow runs in this window."}]
     gpu = table_of(arts["synthobs-gpu"])
     assert list(gpu[0]) == ["status"] and "no GPU" in gpu[0]["status"]  # a real column, not an empty header
+    gates = arts["synthobs-quality-gates"]
+    assert float(gates.data) == 0 and "No quality gate was checked" in gates.description  # 0 means none
+
+
+def test_a_wrong_store_path_fails_the_report_instead_of_emptying_the_dashboards(tmp_path: Path) -> None:
+    (tmp_path / "not-a-store").mkdir()
+    for path in (tmp_path / "missing", tmp_path / "not-a-store"):
+        state = hr.health_report(store_url=str(path), return_state=True)
+        assert state.is_failed()
+        with pytest.raises(FileNotFoundError, match="no health store at"):
+            state.result()
+        published = [k for k in artifacts_of(state.state_details.flow_run_id) if k]  # (Prefect's result: no key)
+        assert not published  # nothing published over the real dashboards
 
 
 @pytest.mark.slow
@@ -227,3 +244,17 @@ def test_prefect_yaml_deploys_the_health_report() -> None:
         path, func = each["entrypoint"].split(":")
         module = importlib.import_module(Path(path).stem)
         assert set(each["parameters"]) <= set(getattr(module, func).parameters.properties), each["name"]
+
+
+def test_the_script_takes_its_options_and_rejects_unknown_ones(
+    store_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from report_history import fill_history
+
+    fill_history(str(store_dir), datetime.now(timezone.utc), days=2)
+    report = hr.main(["--once", "--store", str(store_dir), "--window-hours", "48", "--trend-days", "3"])
+    assert report is not None and report["totals"]["runs"] > 0
+    assert len(report["trends"]["days"]) == 3  # at least 3 days, and the 48 h window covers 3 UTC days
+    with pytest.raises(SystemExit) as exit_:
+        hr.main(["--bogus"])  # an unknown option is an error, not a silent hourly serve
+    assert exit_.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
