@@ -44,12 +44,13 @@ def fill_history(store_url: str, until: datetime, days: int = 14, seed: int = 0)
                         "event_id": uuid.uuid4().hex,
                         "flow_run_id": str(uuid.uuid4()),
                         "flow_name": flow,
-                        "kind": ("training", "generation", "evaluation")[k],
+                        "kind": ("training", "generation", "quality")[k],
                         "state_type": "FAILED" if fails else "COMPLETED",
                         "start_time": start,
                         "end_time": start + timedelta(seconds=duration),
                         "duration_s": duration,
                         "rows": 20_000 if flow == "generate-customers" and not fails else 0,
+                        "gpu_util_mean": float(np.clip(0.7 + rng.normal(0, 0.05), 0, 1)) if k == 0 else None,
                     }
                 )
         for table in TABLES:
