@@ -319,6 +319,17 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(text: str) -> int:
+    """A number of days, 0 or more (an argparse type: its error names the option and the subcommand)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (no trends) or a positive number of days, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """A duration such as ``6h``, ``90m``, ``3600s``, ``1d`` or plain seconds, in seconds (an argparse type)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
@@ -376,10 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tables", action="store_true", help="list the store's tables and their row counts")
     report.add_argument(
         "--trend-days",
-        type=int,
+        type=_days,
         default=DEFAULT_TREND_DAYS,
         metavar="N",
-        help="days of daily sparklines in the tables (the window's if longer; 0: none; default: %(default)s)",
+        help="days of daily sparklines in the tables (the window's if longer, at most 92; 0: none; "
+        "default: %(default)s)",
     )
     report.set_defaults(func=_report)
     export = sub.add_parser(
@@ -424,8 +436,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             build_parser().error(f"--{flag.replace('_', '-')} must be at least 1")
-    if getattr(args, "trend_days", 0) < 0:
-        build_parser().error("--trend-days must be 0 (no trends) or more")
     with prefect_defaults():
         return int(args.func(args))
 

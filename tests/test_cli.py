@@ -293,7 +293,8 @@ def test_report_shows_daily_sparklines_and_takes_a_trend_length(
     assert json.loads(capsys.readouterr().out)["trends"] is None
     with pytest.raises(SystemExit):
         cli.main(["report", "--store", store, "--trend-days", "-1"])
-    assert "--trend-days must be 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "synthobs report: error: argument --trend-days: expected 0 (no trends)" in err
 
 
 def test_compact_refuses_a_path_that_is_not_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -600,6 +600,8 @@ def window(
     except ValueError:
         raise ValueError(f"since must be a duration like 24h, 7d, 90m or a timestamp, got {since!r}") from None
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if ts >= pd.Timestamp(until):
+        raise ValueError(f"since must be before the window's end ({until:%Y-%m-%d %H:%M} UTC), got {since!r}")
     return ts.to_pydatetime(), until
 
 

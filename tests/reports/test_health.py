@@ -222,6 +222,8 @@ def test_pure_helpers() -> None:
     until = datetime(2026, 11, 22, tzinfo=timezone.utc)
     assert window("90m", until)[0] == until - timedelta(minutes=90)
     assert window("2026-11-20", until)[0] == datetime(2026, 11, 20, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="since must be before the window's end"):
+        window("2030-01-01", until)  # an inverted window is a mistake, not an empty report
     empty = {t: pd.DataFrame(columns=c) for t, c in REPORT_COLUMNS.items()}
     report = build_report(empty, until - timedelta(hours=1), until)
     assert report.empty and "No runs in this window" in overview_markdown(report)
