@@ -40,7 +40,14 @@ from prefect_synthobs._log import get_logger
 from prefect_synthobs.health.rows import flow_row, task_row
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import SOURCE_API, Row
-from prefect_synthobs.instrument.remote import FINAL, PAGE, pages, rows_reported, settled_task_runs
+from prefect_synthobs.instrument.remote import (
+    FINAL,
+    PAGE,
+    is_subflow_task_run,
+    pages,
+    rows_reported,
+    settled_task_runs,
+)
 
 logger = get_logger()
 
@@ -64,24 +71,6 @@ def _message(run: Any) -> str | None:
     if _state_type(run) == "COMPLETED":
         return None
     return getattr(getattr(run, "state", None), "message", None)
-
-
-def is_subflow_task_run(task_run: Any, subflow_parents: set[str] | frozenset[str] = frozenset()) -> bool:
-    """Whether ``task_run`` is the task run Prefect adds to a parent flow run for a subflow call.
-
-    Prefect creates it for the call (a "subflow tracking task") but never runs it
-    as a task: it has no task span and no ``TaskRunContext``, so the run listener
-    never records it (the subflow is recorded as a flow run of its own). The
-    server copies each state of the subflow run onto it with
-    ``state_details.child_flow_run_id`` naming the subflow run, whose
-    ``parent_task_run_id`` names it back.
-
-    Args:
-        task_run: A task run read from the Prefect API.
-        subflow_parents: ``parent_task_run_id`` of flow runs read alongside (as strings).
-    """
-    details = getattr(getattr(task_run, "state", None), "state_details", None)
-    return getattr(details, "child_flow_run_id", None) is not None or str(task_run.id) in subflow_parents
 
 
 def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool) -> Row:

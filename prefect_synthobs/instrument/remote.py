@@ -256,6 +256,24 @@ def _gpu_reported(client: SyncPrefectClient, run_id: UUID) -> dict[tuple[str, in
     return by_process
 
 
+def is_subflow_task_run(task_run: Any, subflow_parents: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Whether ``task_run`` is the task run Prefect adds to a parent flow run for a subflow call.
+
+    Prefect creates it for the call (a "subflow tracking task") but never runs it
+    as a task: it has no task span and no ``TaskRunContext``, so the run listener
+    never records it (the subflow is recorded as a flow run of its own). The
+    server copies each state of the subflow run onto it with
+    ``state_details.child_flow_run_id`` naming the subflow run, whose
+    ``parent_task_run_id`` names it back.
+
+    Args:
+        task_run: A task run read from the Prefect API.
+        subflow_parents: ``parent_task_run_id`` of flow runs read alongside (as strings).
+    """
+    details = getattr(getattr(task_run, "state", None), "state_details", None)
+    return getattr(details, "child_flow_run_id", None) is not None or str(task_run.id) in subflow_parents
+
+
 def read_remote_work(flow_run_id: str, local_task_run_ids: set[str], timeout: float) -> RemoteWork:
     """Flow side: the rows and finished task runs the flow's tasks left in other processes.
 
@@ -284,8 +302,8 @@ def read_remote_work(flow_run_id: str, local_task_run_ids: set[str], timeout: fl
                 for table, n in counts.items():
                     work.rows_by_table[table] = work.rows_by_table.get(table, 0) + n
             for task_run in settled_task_runs(client, run_id, min(timeout / 2, SETTLE_SECONDS)):
-                if str(task_run.id) in local_task_run_ids:
-                    continue
+                if str(task_run.id) in local_task_run_ids or is_subflow_task_run(task_run):
+                    continue  # (a subflow call's task run: the subflow is recorded as a flow run)
                 state = getattr(task_run, "state", None)
                 work.tasks.append(
                     RemoteTask(

@@ -146,3 +146,26 @@ def test_an_unreachable_api_in_a_worker_is_one_warning_not_one_per_task(
         for _ in range(3):  # three tasks ending while the API is down: nothing raised
             runtime.report_task_rows(str(uuid.uuid4()), str(uuid.uuid4()), {"customers": 5})
     assert len(warnings_with(caplog, "could not report the 5 rows")) == 1
+
+
+def test_a_subflow_calls_task_run_is_not_read_back_as_a_task() -> None:
+    @task
+    def step() -> int:
+        return 1
+
+    @flow(name=f"remote-child-{uuid.uuid4().hex[:6]}")
+    def child() -> int:
+        return step()
+
+    @flow(name=f"remote-parent-{uuid.uuid4().hex[:6]}")
+    def parent() -> str:
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        assert ctx is not None and ctx.flow_run is not None
+        step()
+        child()  # Prefect adds a task run to the parent for this call; nothing runs it as a task
+        return str(ctx.flow_run.id)
+
+    work = read_remote_work(parent(), set(), timeout=10)
+    assert [t.task_name for t in work.tasks] == ["step"]  # the parent's own task, not the subflow call
