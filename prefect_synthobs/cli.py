@@ -134,16 +134,15 @@ def _demo(args: argparse.Namespace) -> int:
     for line in samples:
         print(f"  {line}")
     store_flag = f" --store {args.store}" if args.store else ""
-    store_env = f"PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL={args.store} " if args.store else ""
-    python, synthobs = _command("python"), _command("synthobs")
+    python, synthobs, prefect = _command("python"), _command("synthobs"), _command("prefect")
     print(
         "see them all: PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE=http (scrape 127.0.0.1:9464), "
         "=pushgateway or =textfile\n"
         f'read the store: {python} -c "import prefect_synthobs as so; '
-        f"print(so.HealthStore({args.store!r}).read('flow_runs'))\"\n"
-        f"dashboards: {synthobs} report{store_flag} (terminal), or {store_env}{python} flows/health_report.py "
-        "--once (artifacts with trend charts; see them in the Prefect UI: prefect server start, then "
-        "http://127.0.0.1:4200/artifacts)"
+        f"print(so.HealthStore({repr(args.store) if args.store else ''}).read('flow_runs'))\"\n"
+        f"dashboards: {synthobs} report{store_flag} (terminal), or {python} -m "
+        f"prefect_synthobs.sample_flows.health_report --once{store_flag} (artifacts with trend charts; see "
+        f"them in the Prefect UI: {prefect} server start, then http://127.0.0.1:4200/artifacts)"
     )
     return 0 if state.is_completed() else 1
 

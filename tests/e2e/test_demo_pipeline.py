@@ -118,7 +118,7 @@ def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     # with paths that run from the user's shell even when the venv is not activated
     store = re.escape(str(tmp_path / "store"))
     synthobs = re.search(rf"dashboards: (\S+) report --store {store} ", out)
-    python = re.search(rf"PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL={store} (\S+) flows/health_report.py --once", out)
+    python = re.search(rf"(\S+) -m prefect_synthobs.sample_flows.health_report --once --store {store} ", out)
     assert synthobs and python, out[-800:]
     assert Path(synthobs.group(1)).exists() and Path(python.group(1)).samefile(sys.executable)
     runs = so.HealthStore(str(tmp_path / "store")).read("flow_runs")
