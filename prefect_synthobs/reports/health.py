@@ -477,8 +477,9 @@ def overview_markdown(report: HealthReport) -> str:
     for r in report.overview:
         lines.append(
             f"| {escape(r['kind'])} | {r['runs']} | {_pct(r['success_rate'])} | `{bar(r['success_rate'])}` | "
-            f"{escape(r['avg_duration_s'])} | {escape(r['p95_duration_s'])} | {r['rows']:,} | "
-            f"{escape(r['rows_per_s'])} | {_pct(r['gpu_util_mean']) if r['gpu_util_mean'] is not None else ''} |"
+            f"{display_value('avg_duration_s', r['avg_duration_s'])} | "
+            f"{display_value('p95_duration_s', r['p95_duration_s'])} | {r['rows']:,} | "
+            f"{display_value('rows_per_s', r['rows_per_s'])} | {display_value('gpu_util_mean', r['gpu_util_mean'])} |"
         )
     lines.append(f"\n**Quality gates passed:** {_pct(report.gate_pass_rate)} `{bar(report.gate_pass_rate)}`")
     if report.privacy:
