@@ -423,6 +423,21 @@ def _score(protection: float, baseline: float) -> float:
     return float(min(protection / baseline, 1.0))
 
 
+def _validated(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    known_column_names: str | Sequence[str],
+    sensitive_column_names: str | Sequence[str],
+    continuous_column_names: str | Sequence[str] | None,
+    num_bins: int,
+) -> _Prepared:
+    """The checked columns of both tables, encoded (``_validate`` then ``_prepare``)."""
+    known, sensitive, continuous = _validate(
+        real, synthetic, known_column_names, sensitive_column_names, continuous_column_names
+    )
+    return _prepare(real, synthetic, known, sensitive, continuous, num_bins)
+
+
 def _breakdown(protection: float, baseline: float) -> dict[str, float]:
     return {"score": _score(protection, baseline), "cap_protection": protection, "baseline_protection": baseline}
 
@@ -497,10 +512,7 @@ def disclosure_protection_breakdown(
     """
     method = _method(computation_method)
     bins = _positive_int(num_discrete_bins, "num_discrete_bins")
-    known, sensitive, continuous = _validate(
-        real, synthetic, known_column_names, sensitive_column_names, continuous_column_names
-    )
-    prep = _prepare(real, synthetic, known, sensitive, continuous, bins)
+    prep = _validated(real, synthetic, known_column_names, sensitive_column_names, continuous_column_names, bins)
     protection = _protection(
         method, prep.known_real, prep.known_synthetic, prep.sensitive_real, prep.sensitive_synthetic
     )
@@ -594,10 +606,7 @@ def disclosure_protection_estimate_breakdown(
     bins = _positive_int(num_discrete_bins, "num_discrete_bins")
     subsample = _positive_int(num_rows_subsample, "num_rows_subsample")
     iterations = _positive_int(num_iterations, "num_iterations")
-    known, sensitive, continuous = _validate(
-        real, synthetic, known_column_names, sensitive_column_names, continuous_column_names
-    )
-    prep = _prepare(real, synthetic, known, sensitive, continuous, bins)
+    prep = _validated(real, synthetic, known_column_names, sensitive_column_names, continuous_column_names, bins)
     # SDMetrics draws with DataFrame.sample, i.e. the global RandomState's choice(n, size, replace=False),
     # real then synthetic; a RandomState seeded here draws the same rows as np.random.seed(seed) there.
     state = np.random.RandomState(seed)
