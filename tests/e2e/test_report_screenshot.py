@@ -96,12 +96,12 @@ def browse(url: str, tmp: Path, *, screenshot: Path | None = None, size: str = "
         f"--window-size={size}",
     ]
     dom = ""
-    for _ in range(4):
-        if screenshot is not None:
-            subprocess.run([*args, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    for _ in range(8):  # a loaded machine can leave the UI's API calls unanswered in one page load: load again
         dom = subprocess.run([*args, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
         if expect in dom:
-            return dom
+            break
+    if screenshot is not None:  # once the page is known to render
+        subprocess.run([*args, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
     return dom
 
 

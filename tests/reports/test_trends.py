@@ -248,7 +248,9 @@ def test_the_terminal_report_fits_100_columns_without_cutting_names_or_sparkline
         assert row["flow"] in text and row["success_by_day"] in text and row["p95_by_day"] in text
     for row in report.quality + report.gpus:
         assert row.get("score_by_day", row.get("util_by_day")) in text
-    assert "63.6 %" in text or "%" in text  # shares as percentages, not 0.636
+    for row in report.flows:  # shares as percentages, not 0.636
+        assert hr.display_value("success_rate", row["success_rate"]).endswith(" %")
+        assert re.search(rf"│\s+{re.escape(hr.display_value('success_rate', row['success_rate']))} │", text)
     assert "kWh" in text and "GiB" in text  # GPU energy and memory in units people read
     assert "Slowest tasks: No task runs in this window." in text  # an empty section says so
 
