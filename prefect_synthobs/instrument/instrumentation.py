@@ -191,6 +191,7 @@ class Instrumentation:
             metrics=metrics,
             sampler=self.sampler,
             after_flow=lambda: self.flush_telemetry(timeout, wait=False),
+            after_remote_task=lambda: self.deliver_worker_telemetry(timeout),
         )
         self.install()
         try:
@@ -255,6 +256,16 @@ class Instrumentation:
             thread.start()
             return
         self.otel_metrics.flush(timeout)
+        self.otel_logs.flush(timeout)
+
+    def deliver_worker_telemetry(self, timeout: float) -> None:
+        """A task ended in a worker process: export its spans and run logs before it returns.
+
+        Bounded by ``timeout`` each; an endpoint that failed before is not waited
+        for. A worker may be killed as soon as its task returns (Ray's are,
+        without exit hooks), so nothing may wait for a batch timer there.
+        """
+        self.tracing.switch.deliver()
         self.otel_logs.flush(timeout)
 
     def _rebuild(self, settings: SynthObsSettings) -> None:

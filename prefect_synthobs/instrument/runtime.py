@@ -138,6 +138,8 @@ class Runtime:
             start (a runner recording a crash), whose flow run is stale.
         after_flow: Called once an observed flow's row and metrics are
             published (the instrumentation's bounded OTLP metrics and logs flush).
+        after_remote_task: Called as a task ends in a worker process, once its
+            rows are written (the instrumentation's bounded span and log flush).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class Runtime:
         sampler: Callable[[], GpuSampler | None] = lambda: None,
         read_flow_run: Callable[[str], Any] | None = None,
         after_flow: Callable[[], None] = lambda: None,
+        after_remote_task: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -173,6 +176,7 @@ class Runtime:
         self._sampler = sampler
         self._read_flow_run = read_flow_run or _read_flow_run_from_api
         self._after_flow = after_flow
+        self._after_remote_task = after_remote_task
         self._runs: dict[str, RunInfo] = {}
         self._task_rows: dict[str, dict[str | None, int]] = {}
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
@@ -282,28 +286,42 @@ class Runtime:
         return info
 
     def end_remote_task(self, flow_run_id: Any) -> None:
-        """A task of a remote-scope flow run ended here; the scope ends with its last running task."""
+        """A task of a remote-scope flow run ended here; the scope ends with its last running task.
+
+        What the task recorded is delivered before it returns (rows written or
+        spooled, spans and logs exported, each bounded by its timeout): a worker
+        may be killed the moment its task returns, without exit hooks (Ray stops
+        its workers that way; a process pool's workers exit without ``atexit``).
+        """
         key = str(flow_run_id)
         with self._lock:
             info = self._runs.get(key)
             if info is None or not info.remote:
                 return
             info.active_tasks -= 1
-            if info.active_tasks > 0:
-                return
-        self._finish_scope(key)
-        if info.gpu_sampled:
-            summary = self._gpu_summary(key)
-            if summary is not None and summary.samples:
-                try:  # for the flow row's GPU summary, written in the flow's process on another host
-                    report_gpu_summary(key, self.host, summary, self.settings.store_timeout_seconds)
-                    self._remote_warning.ok()
-                except Exception as exc:
-                    self._remote_warning.fail(
-                        "synthobs: could not report this host's GPU use of flow run %s (%s)", key, exc
-                    )
-        # a long-lived worker (Dask, Ray) may idle for hours: its rows of the run go out now, off the task's thread
-        self.recorder.flush_soon()
+            last = info.active_tasks <= 0
+        if last:
+            self._finish_scope(key)
+            if info.gpu_sampled:
+                self._report_gpu_use(key)
+        self.deliver_remote()
+
+    def deliver_remote(self) -> None:
+        """Write this worker's buffered rows and export its spans and logs now (bounded; never raises)."""
+        self.recorder.flush()
+        try:
+            self._after_remote_task()
+        except Exception as exc:  # never disturb the task
+            logger.debug("synthobs: worker telemetry flush failed: %s", exc)
+
+    def _report_gpu_use(self, key: str) -> None:
+        summary = self._gpu_summary(key)
+        if summary is not None and summary.samples:
+            try:  # for the flow row's GPU summary, written in the flow's process on another host
+                report_gpu_summary(key, self.host, summary, self.settings.store_timeout_seconds)
+                self._remote_warning.ok()
+            except Exception as exc:
+                self._remote_warning.fail("synthobs: could not report this host's GPU use of flow run %s (%s)", key, exc)
 
     def report_task_rows(self, flow_run_id: str, task_run_id: str, rows: dict[str | None, int]) -> None:
         """A worker's task generated rows: leave them for the flow's process to count (one warning while failing)."""
@@ -450,7 +468,8 @@ class Runtime:
     def _reconcile_later(self, info: RunInfo, flow_name: str) -> None:
         """Shortly after the flow's end, write API rows for its task runs no worker recorded (killed, lost).
 
-        Workers flush their rows about a second after their last task; this waits
+        Workers write their rows before their task returns (``end_remote_task``),
+        unless the store was slow or down and they spooled them; this waits
         ``RECONCILE_DELAY_SECONDS`` (or until the process exits, see ``close``)
         on a daemon thread. A worker row that lands later still wins over the
         API's (``HealthStore.read`` keeps one row per run, the hook's).

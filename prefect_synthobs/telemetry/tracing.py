@@ -255,7 +255,8 @@ class SwitchableSpanProcessor(SpanProcessor):
     """The one processor synthobs adds for export; what it forwards to can change.
 
     When the span of an observed flow run ends, it flushes with a bounded
-    timeout so that nothing is lost when the flow process exits right after.
+    timeout so that nothing is lost when the flow process exits right after
+    (``deliver`` does the same for a task ending in a worker process).
     Once the endpoint failed (``ReportingExporter.answering`` is False), flows
     no longer wait: the spans are still exported in the background, and an
     unreachable collector costs a process one timeout, not one per run.
@@ -290,12 +291,24 @@ class SwitchableSpanProcessor(SpanProcessor):
         delegate.on_end(span)
         attrs = span.attributes or {}
         observed_flow = attrs.get(names.PREFECT_RUN_TYPE) == "flow" and attrs.get(names.ATTR_KIND) is not None
-        if not observed_flow:
-            return
+        if observed_flow:  # an observed flow run just ended: deliver its trace now, bounded
+            self._deliver(delegate)
+
+    def deliver(self) -> None:
+        """Export the spans that ended so far now, waiting at most the timeout.
+
+        Returns at once when export is off or the endpoint failed before (the
+        spans still go out in the background): an unreachable collector costs
+        a process one timeout, not one per call.
+        """
+        delegate = self._delegate
+        if delegate is not None:
+            self._deliver(delegate)
+
+    def _deliver(self, delegate: SpanProcessor) -> None:
         exporter = self._exporter
         if exporter is not None and not exporter.answering:
-            return  # the endpoint failed: export goes on in the background, the flow does not wait
-        # an observed flow run just ended: deliver its trace now, bounded
+            return  # the endpoint failed: export goes on in the background, nobody waits
         if not delegate.force_flush(int(self._timeout * 1000)):
             logger.debug("synthobs: span flush timed out after %.1fs", self._timeout)
             if exporter is not None:

@@ -255,3 +255,67 @@ def test_gpus_of_a_worker_host_count_in_the_flow_row(tmp_path: Path, fake_nvml: 
     assert row.gpu_util_mean == pytest.approx(0.5) and row.gpu_util_max == pytest.approx(0.5)
     assert row.gpu_memory_peak_bytes == 30 * 1024**3
     assert row.gpu_energy_j > 0
+
+
+KILLED_WORKERS_FLOW = """
+import json, os, signal
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner
+
+@task
+def step(i):
+    so.record_rows(5)
+    with so.span("step.work", i=i):
+        pass
+    return os.getpid()
+
+@so.observe(kind="generation", table="customers")
+@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
+def generate():
+    pids = sorted({f.result() for f in [step.submit(i) for i in range(4)]})
+    for pid in pids:  # as Ray stops its workers: killed the moment their tasks returned, no exit hook runs
+        os.kill(pid, signal.SIGKILL)
+    return pids
+
+if __name__ == "__main__":
+    # a flush interval and a batch delay far longer than the test: only delivery at the task's end gets through
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], otlp_endpoint=os.environ["OTLP"],
+                 flush_interval_seconds=3600)
+    state = generate(return_state=True)
+    print(json.dumps({"pids": state.result(), "flow_run_id": str(state.state_details.flow_run_id)}))
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_as_its_task_returns_has_delivered_its_rows_and_spans(tmp_path: Path) -> None:
+    script = tmp_path / "killed_workers_flow.py"
+    script.write_text(KILLED_WORKERS_FLOW)
+    with http_receiver() as receiver:
+        env = subprocess_env(
+            FLOW_NAME=f"killed-workers-{uuid.uuid4().hex[:6]}",
+            STORE=str(tmp_path / "store"),
+            SPOOL=str(tmp_path / "spool"),
+            OTLP=receiver.endpoint,
+        )
+        proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        run_id = out["flow_run_id"]
+        # what the workers did not export before they died never arrives: a bounded wait, then the counts
+        spans = receiver.wait_for(
+            lambda got: len([s for s in got if s.name == "step.work"]) >= 4
+            and len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 4,
+            timeout=20,
+        )
+    flow_span = next(s for s in spans if s.attributes.get("prefect.run.id") == run_id)
+    task_spans = [s for s in spans if s.attributes.get("prefect.run.type") == "task"]
+    assert len(task_spans) == 4 and {s.trace_id for s in task_spans} == {flow_span.trace_id}
+    assert len([s for s in spans if s.name == "step.work"]) == 4
+
+    store = so.HealthStore(str(tmp_path / "store"))
+    tasks = store.read("task_runs")
+    tasks = tasks[tasks.flow_run_id == run_id]
+    # written by the workers themselves (the flow's process would fill in missing ones from the API, as "api")
+    assert len(tasks) == 4 and set(tasks.source) == {"hook"} and sorted(tasks.rows) == [5, 5, 5, 5]
+    assert store.read("flow_runs").set_index("flow_run_id").loc[run_id, "rows"] == 20
+    assert not list((tmp_path / "spool").rglob("*.parquet"))  # nothing left waiting in a spool
