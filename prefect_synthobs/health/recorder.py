@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +51,12 @@ class StoreTimeout(TimeoutError):
 
 FLUSH_SOON_LINGER_SECONDS = 1.0
 """How long the flusher gathers rows after ``flush_soon`` before it writes them."""
+
+DRAIN_BATCH_BYTES = 64 << 20
+"""The most spool file bytes merged into one store write."""
+
+SPOOL_LIMIT_CHECK_SECONDS = 1.0
+"""How often ``spool_now`` checks the spool's size against ``spool_max_bytes`` (a directory listing)."""
 
 
 def call_bounded(fn: Callable[[], T], timeout: float, *, name: str = "synthobs-store-write") -> T:
@@ -176,6 +182,8 @@ class Recorder:
         self._wake = threading.Event()  # set by stop() and flush_soon()
         self._thread: threading.Thread | None = None
         self._store_warning = WarnOnce(logger)
+        self._spool_warning = WarnOnce(logger)
+        self._spool_checked = float("-inf")
 
     # -- buffering -----------------------------------------------------------
 
@@ -307,31 +315,70 @@ class Recorder:
         )
 
     def _spool(self, table: str, data: pa.Table, rows: list[Row]) -> None:
-        directory = self.spool_dir / table
-        name = f"part-{uuid.uuid4().hex}.parquet"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / f".{name}.tmp"
-            pq.write_table(data, tmp)
-            tmp.replace(directory / name)
+            self._write_spool_file(table, data)
         except Exception as exc:
             logger.warning(
                 "synthobs: cannot spool %d %s rows to %s (%s); keeping them in memory (at most %d rows)",
                 len(rows),
                 table,
-                directory,
+                self.spool_dir / table,
                 exc,
                 self.max_pending_rows,
             )
-            with self._lock:
-                self._pending[table][:0] = rows
-                excess = sum(len(v) for v in self._pending.values()) - self.max_pending_rows
-                if excess > 0:
-                    del self._pending[table][:excess]  # the oldest go first
-            if excess > 0:
-                self._dropped(table, min(excess, len(rows)), "memory")
+            self._keep_in_memory(table, rows)
             return
         self._limit_spool()
+
+    def _write_spool_file(self, table: str, data: pa.Table) -> None:
+        directory = self.spool_dir / table
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{name}.tmp"
+        pq.write_table(data, tmp)
+        tmp.replace(directory / name)  # whole, or not there: a drainer never reads half a file
+
+    def _keep_in_memory(self, table: str, rows: list[Row]) -> None:
+        """Put ``rows`` back at the head of the buffer, dropping the oldest past ``max_pending_rows``."""
+        with self._lock:
+            self._pending[table][:0] = rows
+            excess = sum(len(v) for v in self._pending.values()) - self.max_pending_rows
+            if excess > 0:
+                del self._pending[table][:excess]  # the oldest go first
+        if excess > 0:
+            self._dropped(table, min(excess, len(rows)), "memory")
+
+    def spool_now(self) -> None:
+        """Put the buffered rows on local disk now, on this thread, and have the flusher take them on.
+
+        For a process that may be killed the moment the caller returns (a
+        worker whose task just ended): the rows are in the spool before then,
+        with no store call and no thread hand-off (about a millisecond for a
+        task's rows), and reach the store from there in the background. If
+        the process dies first, the next recorder draining this spool takes
+        them (on one host, the flow's own process, at its end). Never raises:
+        rows that cannot be spooled stay buffered for the flusher (one warning).
+        """
+        with self._lock:
+            batches = {t: rows for t, rows in self._pending.items() if rows}
+            self._pending = defaultdict(list)
+        for table, rows in batches.items():
+            try:
+                data = self._to_arrow(table, rows)
+                if data.num_rows:
+                    self._write_spool_file(table, data)
+                self._spool_warning.ok()
+            except Exception as exc:
+                self._spool_warning.fail(
+                    "synthobs: cannot spool rows to %s (%s); they are written from memory instead", self.spool_dir, exc
+                )
+                self._keep_in_memory(table, rows)
+        if batches:
+            now = time.monotonic()
+            if now - self._spool_checked >= SPOOL_LIMIT_CHECK_SECONDS:
+                self._spool_checked = now
+                self._limit_spool()
+            self.flush_soon()
 
     def _limit_spool(self) -> None:
         """Drop the oldest spool files while the spool holds more than ``spool_max_bytes``."""
@@ -388,6 +435,11 @@ class Recorder:
                 continue
 
     def _drain_spool(self, store: HealthStore, background: bool) -> int:
+        """Write the spool to the store, its files merged per table (up to ``DRAIN_BATCH_BYTES`` a write).
+
+        A worker spools each task's rows (``spool_now``): merged, a second of
+        them becomes one store file, not one per task.
+        """
         written = 0
         if not self.spool_dir.is_dir():
             return 0
@@ -397,26 +449,59 @@ class Recorder:
             except ValueError:
                 continue
             self._recover_claims(table_dir)
-            for path in sorted(table_dir.glob("part-*.parquet")):
-                claimed = path.with_name(f".{path.name}.{uuid.uuid4().hex}.claim")
-                try:
-                    path.rename(claimed)  # another process may be draining too
-                    os.utime(claimed)  # the claim's age starts now (its lease)
-                except OSError:
+            for batch in self._spool_batches(table_dir):
+                claims = self._claim(batch)
+                parts = []
+                for path, claimed in claims:
+                    try:
+                        parts.append((path, claimed, pq.read_table(claimed, schema=schema)))
+                    except Exception as exc:
+                        logger.warning("synthobs: unreadable spool file %s (%s); left in place", path, exc)
+                        claimed.rename(path.with_suffix(".bad"))
+                if not parts:
                     continue
-                try:
-                    data = pq.read_table(claimed, schema=schema)
-                except Exception as exc:
-                    logger.warning("synthobs: unreadable spool file %s (%s); left in place", path, exc)
-                    claimed.rename(path.with_suffix(".bad"))
-                    continue
+                data = pa.concat_tables([part for _, _, part in parts])
                 if self._try_write(store, table_dir.name, data, background):
-                    claimed.unlink(missing_ok=True)
+                    for _, claimed, _ in parts:
+                        claimed.unlink(missing_ok=True)
                     written += data.num_rows
                 else:
-                    claimed.rename(path)
+                    for path, claimed, _ in parts:
+                        claimed.rename(path)
                     return written
         return written
+
+    @staticmethod
+    def _spool_batches(table_dir: Path) -> Iterator[list[Path]]:
+        """The table's spool files by name, in groups of at most ``DRAIN_BATCH_BYTES`` (one file at least)."""
+        batch: list[Path] = []
+        size = 0
+        for path in sorted(table_dir.glob("part-*.parquet")):
+            try:
+                length = path.stat().st_size
+            except OSError:
+                continue  # claimed by another drainer meanwhile
+            if batch and size + length > DRAIN_BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+            batch.append(path)
+            size += length
+        if batch:
+            yield batch
+
+    @staticmethod
+    def _claim(paths: list[Path]) -> list[tuple[Path, Path]]:
+        """Rename each file to a claim of this drainer's; another process may be draining too (it skips them)."""
+        claims = []
+        for path in paths:
+            claimed = path.with_name(f".{path.name}.{uuid.uuid4().hex}.claim")
+            try:
+                path.rename(claimed)
+                os.utime(claimed)  # the claim's age starts now (its lease)
+            except OSError:
+                continue
+            claims.append((path, claimed))
+        return claims
 
     def spooled_files(self) -> list[Path]:
         """Spool files waiting to be written."""

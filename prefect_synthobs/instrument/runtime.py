@@ -288,10 +288,10 @@ class Runtime:
     def end_remote_task(self, flow_run_id: Any) -> None:
         """A task of a remote-scope flow run ended here; the scope ends with its last running task.
 
-        What the task recorded is delivered before it returns (rows written or
-        spooled, spans and logs exported, each bounded by its timeout): a worker
-        may be killed the moment its task returns, without exit hooks (Ray stops
-        its workers that way; a process pool's workers exit without ``atexit``).
+        What the task recorded is safe before it returns (rows in the local
+        spool, spans and logs exported, bounded): a worker may be killed the
+        moment its task returns, without exit hooks (Ray stops its workers that
+        way; a process pool's workers exit without ``atexit``).
         """
         key = str(flow_run_id)
         with self._lock:
@@ -307,8 +307,13 @@ class Runtime:
         self.deliver_remote()
 
     def deliver_remote(self) -> None:
-        """Write this worker's buffered rows and export its spans and logs now (bounded; never raises)."""
-        self.recorder.flush()
+        """Spool this worker's buffered rows and export its spans and logs now (bounded; never raises).
+
+        The rows go to local disk on this thread (no store call: the flusher
+        takes them on to the store), so a task pays about a millisecond, not a
+        store round trip, and a store that hangs never holds a task.
+        """
+        self.recorder.spool_now()
         try:
             self._after_remote_task()
         except Exception as exc:  # never disturb the task
@@ -321,7 +326,9 @@ class Runtime:
                 report_gpu_summary(key, self.host, summary, self.settings.store_timeout_seconds)
                 self._remote_warning.ok()
             except Exception as exc:
-                self._remote_warning.fail("synthobs: could not report this host's GPU use of flow run %s (%s)", key, exc)
+                self._remote_warning.fail(
+                    "synthobs: could not report this host's GPU use of flow run %s (%s)", key, exc
+                )
 
     def report_task_rows(self, flow_run_id: str, task_run_id: str, rows: dict[str | None, int]) -> None:
         """A worker's task generated rows: leave them for the flow's process to count (one warning while failing)."""

@@ -261,7 +261,7 @@ KILLED_WORKERS_FLOW = """
 import json, os, signal
 import prefect_synthobs as so
 from prefect import flow, task
-from prefect.task_runners import ProcessPoolTaskRunner
+from prefect_ray import RayTaskRunner
 
 @task
 def step(i):
@@ -271,14 +271,18 @@ def step(i):
     return os.getpid()
 
 @so.observe(kind="generation", table="customers")
-@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
+@flow(name=os.environ["FLOW_NAME"], task_runner=RayTaskRunner(init_kwargs={"num_cpus": 2, "include_dashboard": False}))
 def generate():
     pids = sorted({f.result() for f in [step.submit(i) for i in range(4)]})
-    for pid in pids:  # as Ray stops its workers: killed the moment their tasks returned, no exit hook runs
+    # as Ray stops its workers at ray.shutdown(), but at once: killed the moment their tasks returned, no exit
+    # hook runs (Ray copes with a dead idle worker; a process pool's queues could deadlock on one)
+    for pid in pids:
         os.kill(pid, signal.SIGKILL)
     return pids
 
 if __name__ == "__main__":
+    import faulthandler
+    faulthandler.dump_traceback_later(150, exit=True)  # a hang shows where, before the test's timeout
     # a flush interval and a batch delay far longer than the test: only delivery at the task's end gets through
     so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], otlp_endpoint=os.environ["OTLP"],
                  flush_interval_seconds=3600)
@@ -303,8 +307,10 @@ def test_a_worker_killed_as_its_task_returns_has_delivered_its_rows_and_spans(tm
         run_id = out["flow_run_id"]
         # what the workers did not export before they died never arrives: a bounded wait, then the counts
         spans = receiver.wait_for(
-            lambda got: len([s for s in got if s.name == "step.work"]) >= 4
-            and len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 4,
+            lambda got: (
+                len([s for s in got if s.name == "step.work"]) >= 4
+                and len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 4
+            ),
             timeout=20,
         )
     flow_span = next(s for s in spans if s.attributes.get("prefect.run.id") == run_id)

@@ -139,3 +139,54 @@ def test_flush_soon_writes_long_before_the_interval_and_gathers_rows_into_one_fi
     finally:
         recorder.stop(flush=False)
     assert recorder._thread is None
+
+
+def test_spool_now_puts_rows_on_disk_without_the_store_and_the_flusher_merges_them(tmp_path: Path) -> None:
+    """A worker's task end: its rows reach local disk on the caller's thread, the store is not asked."""
+    store = StuckStore(str(tmp_path / "store"))  # a store that hangs: spool_now must not wait for it
+    opened: list[int] = []
+    recorder = Recorder(
+        lambda: opened.append(1) or store,  # type: ignore[func-returns-value]
+        tmp_path / "spool",
+        flush_interval=3600,
+        store_timeout=5,
+    )
+    for row in task_rows(3):  # three tasks, each spooled as it ends
+        recorder.add("task_runs", row)
+        recorder.spool_now()
+    assert recorder.pending() == 0 and not opened and store.writes == 0
+    assert len(recorder.spooled_files()) == 3
+    store.release.set()
+    assert recorder.flush() == 3  # the drain merges the three files into one write
+    assert store.writes == 1 and store.count("task_runs") == 3
+    assert len(list((tmp_path / "store").rglob("*.parquet"))) == 1 and not recorder.spooled_files()
+
+
+def test_a_refused_merged_drain_puts_every_file_back(tmp_path: Path) -> None:
+    class RefusingStore(HealthStore):
+        def write(self, table: str, rows: Any) -> list[str]:
+            raise OSError("no space left on device")
+
+    recorder = Recorder(lambda: RefusingStore(str(tmp_path / "store")), tmp_path / "spool", store_timeout=5)
+    for row in task_rows(2):
+        recorder.add("task_runs", row)
+        recorder.spool_now()
+    before = sorted(p.name for p in recorder.spooled_files())
+    assert recorder.flush() == 0
+    assert sorted(p.name for p in recorder.spooled_files()) == before  # both back, no claim left behind
+    assert not list((tmp_path / "spool").rglob("*.claim"))
+
+
+def test_spool_now_keeps_rows_in_memory_when_the_spool_cannot_be_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "spool"
+    blocked.write_text("a file where the spool directory should be")
+    store = HealthStore(str(tmp_path / "store"))
+    recorder = Recorder(lambda: store, blocked, store_timeout=5)
+    for row in task_rows(2):
+        recorder.add("task_runs", row)
+        recorder.spool_now()
+    assert recorder.pending() == 2  # nothing lost: the flusher writes them from memory
+    assert len([r for r in caplog.records if "cannot spool rows" in r.getMessage()]) == 1  # one warning
+    assert recorder.flush() == 2 and store.count("task_runs") == 2
