@@ -14,9 +14,10 @@ This module is pure: it reads the environment only when a model is built.
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from prefect.settings import get_current_settings
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
@@ -244,6 +245,21 @@ class SynthObsSettings(BaseSettings):
     def resolved_spool_dir(self) -> Path:
         """The spool directory, with the embedded default filled in."""
         return Path(self.spool_dir) if self.spool_dir else prefect_home() / "synthobs-spool"
+
+    def store_spool_dir(self) -> Path:
+        """Where this store's rows wait: ``<spool_dir>/store-<key>``, the key a hash of the store URL.
+
+        Processes on one host share the spool directory; a process draining
+        it must take only rows meant for its own store (worker processes
+        spool every task's rows). Credentials in the URL do not enter the key.
+        """
+        url = self.resolved_store_url()
+        if "://" not in url or url.startswith("file://"):
+            url = str(Path(url.removeprefix("file://")).expanduser().absolute())
+        else:
+            parts = urlsplit(url)
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        return self.resolved_spool_dir() / f"store-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
     def resolved_textfile_path(self) -> Path:
         """The textfile exporter's file, with the embedded default filled in."""

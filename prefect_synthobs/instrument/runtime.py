@@ -164,7 +164,7 @@ class Runtime:
         )
         self.recorder = recorder or Recorder(
             self._new_store,
-            settings.resolved_spool_dir(),
+            settings.store_spool_dir(),
             settings.flush_interval_seconds,
             store_timeout=timeout,
             spool_max_bytes=settings.spool_max_bytes,

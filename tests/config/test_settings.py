@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import prefect_synthobs as so
@@ -35,3 +37,18 @@ def test_embedded_default_store_is_under_prefect_home() -> None:
     assert cfg.resolved_store_url() == str(prefect_home() / "synthobs")
     assert cfg.metrics_mode == "none"
     so_settings.reset()
+
+
+def test_each_store_has_its_own_spool_under_the_spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes on one host share the spool directory; each drains only its own store's rows."""
+    from prefect_synthobs.config.settings import SynthObsSettings
+
+    def spool(url: str) -> Path:
+        return SynthObsSettings(store_url=url, spool_dir=str(tmp_path / "spool")).store_spool_dir()
+
+    a, b = spool("s3://bucket/prod"), spool("s3://bucket/dev")
+    assert a.parent == b.parent == tmp_path / "spool" and a != b and a.name.startswith("store-")
+    assert spool("s3://KEY:SECRET@bucket/prod") == a  # credentials do not make another spool
+    assert "SECRET" not in str(spool("s3://KEY:SECRET@bucket/prod"))
+    monkeypatch.chdir(tmp_path)
+    assert spool("health") == spool(str(tmp_path / "health")) == spool(f"file://{tmp_path / 'health'}")
