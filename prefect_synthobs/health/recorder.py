@@ -55,9 +55,6 @@ FLUSH_SOON_LINGER_SECONDS = 1.0
 DRAIN_BATCH_BYTES = 64 << 20
 """The most spool file bytes merged into one store write."""
 
-SPOOL_LIMIT_CHECK_SECONDS = 1.0
-"""How often ``spool_now`` checks the spool's size against ``spool_max_bytes`` (a directory listing)."""
-
 
 def call_bounded(fn: Callable[[], T], timeout: float, *, name: str = "synthobs-store-write") -> T:
     """``fn()`` on a daemon thread, waited for at most ``timeout`` seconds.
@@ -109,6 +106,28 @@ def _spool_file_rows(path: Path) -> int:
         with pa.OSFile(str(path)) as source:
             return int(pa.ipc.open_file(source).read_all().num_rows)
     return int(pq.read_metadata(path).num_rows)
+
+
+def adopt_unkeyed_spool(root: Path, spool: Path) -> int:
+    """Move spool files of the layout before each store had its own spool (``<root>/<table>/``) into ``spool``.
+
+    Those rows were drained by whichever process of this host flushed next,
+    into its store; a process that starts does the same, once. Returns the
+    number of files moved; never raises (what cannot be moved stays).
+    """
+    moved = 0
+    for table in names.TABLES:
+        old = root / table
+        if not old.is_dir() or old == spool / table:
+            continue
+        for path in _spool_files(old):
+            with contextlib.suppress(OSError):
+                (spool / table).mkdir(parents=True, exist_ok=True)
+                path.rename(spool / table / path.name)
+                moved += 1
+    if moved:
+        logger.info("synthobs: %d spool file(s) from an earlier version moved to %s", moved, spool)
+    return moved
 
 
 class StoreBreaker:
@@ -207,7 +226,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._store_warning = WarnOnce(logger)
         self._spool_warning = WarnOnce(logger)
-        self._spool_checked = float("-inf")
+        self._spool_dirs: set[Path] = set()
 
     # -- buffering -----------------------------------------------------------
 
@@ -359,13 +378,21 @@ class Recorder:
         (a fifth of Parquet's cost for a task's few rows, drained within seconds)."""
         directory = self.spool_dir / table
         name = f"part-{uuid.uuid4().hex}.{'arrow' if arrow else 'parquet'}"
-        directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{name}.tmp"
-        if arrow:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
-                writer.write_table(data)
-        else:
-            pq.write_table(data, tmp)
+        if directory not in self._spool_dirs:  # one mkdir per table, not one per file
+            directory.mkdir(parents=True, exist_ok=True)
+            self._spool_dirs.add(directory)
+        try:
+            if arrow:  # encoded in memory, then one write: few system calls on a task's thread
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_file(sink, data.schema) as writer:
+                    writer.write_table(data)
+                tmp.write_bytes(sink.getvalue().to_pybytes())
+            else:
+                pq.write_table(data, tmp)
+        except FileNotFoundError:  # the directory was removed meanwhile: made again on the next write
+            self._spool_dirs.discard(directory)
+            raise
         tmp.replace(directory / name)  # whole, or not there: a drainer never reads half a file
 
     def _keep_in_memory(self, table: str, rows: list[Row]) -> None:
@@ -404,11 +431,7 @@ class Recorder:
                 )
                 self._keep_in_memory(table, rows)
         if batches:
-            now = time.monotonic()
-            if now - self._spool_checked >= SPOOL_LIMIT_CHECK_SECONDS:
-                self._spool_checked = now
-                self._limit_spool()
-            self.flush_soon()
+            self.flush_soon()  # the flusher drains it, or keeps it within spool_max_bytes while the store is down
 
     def _limit_spool(self) -> None:
         """Drop the oldest spool files while the spool holds more than ``spool_max_bytes``."""
@@ -569,6 +592,8 @@ class Recorder:
             retry = self.breaker.seconds_to_retry()
             if self.pending() or self.spooled_files() or retry == 0.0:
                 self.flush(background=True)
+                if self.breaker.is_open:  # rows spooled by spool_now wait: keep the spool within its bound
+                    self._limit_spool()
 
     def _next_wait(self) -> float:
         retry = self.breaker.seconds_to_retry()

@@ -33,7 +33,7 @@ from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
 from prefect_synthobs.gpu.sampler import GpuSampler, RunGpuSummary
-from prefect_synthobs.health.recorder import Recorder
+from prefect_synthobs.health.recorder import Recorder, adopt_unkeyed_spool
 from prefect_synthobs.health.rows import trace_id_from_traceparent
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row
@@ -194,6 +194,7 @@ class Runtime:
             return
         self._started = True
         self.exporter.start()
+        adopt_unkeyed_spool(self.settings.resolved_spool_dir(), self.recorder.spool_dir)
         self.recorder.start()
 
     def close(self) -> None:

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import task_rows
-from prefect_synthobs.health.recorder import Recorder, StoreBreaker, StoreTimeout, call_bounded
+from prefect_synthobs.health.recorder import Recorder, StoreBreaker, StoreTimeout, adopt_unkeyed_spool, call_bounded
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.health.tables import schema_for
 
 
 class Clock:
@@ -207,3 +208,45 @@ def test_a_spool_file_written_before_a_column_was_added_reads_it_as_nulls(tmp_pa
     assert recorder.flush() == 2
     rows = store.read("task_runs").sort_values("task_run_id")
     assert rows["rows"].isna().tolist() == [True, False]
+
+
+def test_spool_files_of_the_layout_before_per_store_spools_are_adopted_once(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    old = Recorder(lambda: HealthStore(str(tmp_path / "store")), root, store_timeout=5)  # as before: the root
+    old._spool("task_runs", pa.Table.from_pylist(task_rows(2), schema=schema_for("task_runs")), [])
+    (root / "_rejected").mkdir()  # not a table: left alone
+    keyed = root / "store-0123456789ab"
+    assert adopt_unkeyed_spool(root, keyed) == 1 and adopt_unkeyed_spool(root, keyed) == 0
+    store = HealthStore(str(tmp_path / "store"))
+    assert Recorder(lambda: store, keyed, store_timeout=5).flush() == 2 and store.count("task_runs") == 2
+    assert (root / "_rejected").is_dir()
+
+
+def test_the_flusher_keeps_spool_now_files_within_the_bound_while_the_store_refuses(tmp_path: Path) -> None:
+    class RefusingStore(HealthStore):
+        def write(self, table: str, rows: Any) -> list[str]:
+            raise OSError("read-only file system")
+
+    dropped: list[tuple[str, int]] = []
+    recorder = Recorder(
+        lambda: RefusingStore(str(tmp_path / "store")),
+        tmp_path / "spool",
+        flush_interval=3600,
+        store_timeout=5,
+        spool_max_bytes=1,  # below one file: only the newest can stay... and it goes too
+        on_dropped=lambda table, rows: dropped.append((table, rows)),
+        linger=0.05,
+    )
+    recorder.start()
+    try:
+        for row in task_rows(3):
+            recorder.add("task_runs", row)
+            recorder.spool_now()  # on disk at once, and the flusher is woken
+        waited = threading.Event()
+        for _ in range(200):  # the flusher was woken by spool_now; the store refuses, the bound applies
+            if not recorder.spooled_files():
+                break
+            waited.wait(0.05)
+    finally:
+        recorder.stop(flush=False)
+    assert recorder.spooled_files() == [] and sum(rows for _, rows in dropped) == 3
