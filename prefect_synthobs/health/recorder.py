@@ -226,7 +226,6 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._store_warning = WarnOnce(logger)
         self._spool_warning = WarnOnce(logger)
-        self._spool_dirs: set[Path] = set()
 
     # -- buffering -----------------------------------------------------------
 
@@ -379,20 +378,12 @@ class Recorder:
         directory = self.spool_dir / table
         name = f"part-{uuid.uuid4().hex}.{'arrow' if arrow else 'parquet'}"
         tmp = directory / f".{name}.tmp"
-        if directory not in self._spool_dirs:  # one mkdir per table, not one per file
-            directory.mkdir(parents=True, exist_ok=True)
-            self._spool_dirs.add(directory)
-        try:
-            if arrow:  # encoded in memory, then one write: few system calls on a task's thread
-                sink = pa.BufferOutputStream()
-                with pa.ipc.new_file(sink, data.schema) as writer:
-                    writer.write_table(data)
-                tmp.write_bytes(sink.getvalue().to_pybytes())
-            else:
-                pq.write_table(data, tmp)
-        except FileNotFoundError:  # the directory was removed meanwhile: made again on the next write
-            self._spool_dirs.discard(directory)
-            raise
+        directory.mkdir(parents=True, exist_ok=True)
+        if arrow:
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
+                writer.write_table(data)
+        else:
+            pq.write_table(data, tmp)
         tmp.replace(directory / name)  # whole, or not there: a drainer never reads half a file
 
     def _keep_in_memory(self, table: str, rows: list[Row]) -> None:

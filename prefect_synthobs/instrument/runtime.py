@@ -139,7 +139,7 @@ class Runtime:
         after_flow: Called once an observed flow's row and metrics are
             published (the instrumentation's bounded OTLP metrics and logs flush).
         after_remote_task: Called as a task ends in a worker process, once its
-            rows are written (the instrumentation's bounded span and log flush).
+            rows are spooled (the instrumentation's bounded span and log flush).
     """
 
     def __init__(

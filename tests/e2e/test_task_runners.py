@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from otlp_receiver import http_receiver
@@ -123,11 +124,30 @@ def dask_cluster(
         log.close()
 
 
+def run_flow_script(script: Path, source: str, env: dict[str, str]) -> dict[str, Any]:
+    """Write ``source`` to ``script`` (a file: spawned workers import the flow's module), run it as
+    ``__main__`` in a child process and return the JSON object its last line prints."""
+    script.write_text(source)
+    proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def worker_spans_arrived(tasks: int, flow_run_id: str | None = None) -> Callable[[list[Any]], bool]:
+    """Whether ``tasks`` task spans and as many ``step.work`` spans (and the flow's span, if given) arrived."""
+
+    def arrived(got: list[Any]) -> bool:
+        return (
+            len([s for s in got if s.name == "step.work"]) >= tasks
+            and len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= tasks
+            and (flow_run_id is None or any(s.attributes.get("prefect.run.id") == flow_run_id for s in got))
+        )
+
+    return arrived
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("runner", ["process_pool", "dask", "dask-cluster", "ray"])
 def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, runner: str) -> None:
-    script = tmp_path / "pool_flow.py"  # a file: spawned workers import the flow's module
-    script.write_text(POOL_FLOW)
     with contextlib.ExitStack() as stack:
         receiver = stack.enter_context(http_receiver())
         scheduler = stack.enter_context(dask_cluster(tmp_path)) if runner == "dask-cluster" else ""
@@ -140,16 +160,9 @@ def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, r
             MARKER=str(tmp_path / "marker"),
             RUNNER=runner,
         )
-        proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out = run_flow_script(tmp_path / "pool_flow.py", POOL_FLOW, env)
         run_id = out["flow_run_id"]
-        spans = receiver.wait_for(
-            lambda got: (
-                len([s for s in got if s.name == "step.work"]) >= 6
-                and len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 6
-                and any(s.attributes.get("prefect.run.id") == run_id for s in got)
-            )
-        )
+        spans = receiver.wait_for(worker_spans_arrived(6, run_id))
     assert out["me"] not in out["pids"]  # the tasks really ran in other processes
 
     store = so.HealthStore(str(tmp_path / "store"))
@@ -226,8 +239,6 @@ socket.gethostname = lambda: "gpu-node-1"
 
 @pytest.mark.slow
 def test_gpus_of_a_worker_host_count_in_the_flow_row(tmp_path: Path, fake_nvml: dict[str, Path]) -> None:
-    script = tmp_path / "gpu_flow.py"
-    script.write_text(GPU_FLOW)
     preload = tmp_path / "other_host.py"
     preload.write_text(OTHER_HOST)
     gpu_env = {"LD_LIBRARY_PATH": str(fake_nvml["current"])}
@@ -239,8 +250,7 @@ def test_gpus_of_a_worker_host_count_in_the_flow_row(tmp_path: Path, fake_nvml: 
             DASK_SCHEDULER=scheduler,
         )
         env.pop("LD_LIBRARY_PATH", None)
-        proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out = run_flow_script(tmp_path / "gpu_flow.py", GPU_FLOW, env)
         store = so.HealthStore(str(tmp_path / "store"))
         deadline = time.monotonic() + 60
         while store.count("gpu_samples") == 0 and time.monotonic() < deadline:  # workers flush soon after
@@ -293,8 +303,6 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 def test_a_worker_killed_as_its_task_returns_has_delivered_its_rows_and_spans(tmp_path: Path) -> None:
-    script = tmp_path / "killed_workers_flow.py"
-    script.write_text(KILLED_WORKERS_FLOW)
     with http_receiver() as receiver:
         env = subprocess_env(
             FLOW_NAME=f"killed-workers-{uuid.uuid4().hex[:6]}",
@@ -302,17 +310,10 @@ def test_a_worker_killed_as_its_task_returns_has_delivered_its_rows_and_spans(tm
             SPOOL=str(tmp_path / "spool"),
             OTLP=receiver.endpoint,
         )
-        proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env)
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out = run_flow_script(tmp_path / "killed_workers_flow.py", KILLED_WORKERS_FLOW, env)
         run_id = out["flow_run_id"]
-        # what the workers did not export before they died never arrives: a bounded wait, then the counts
-        spans = receiver.wait_for(
-            lambda got: (
-                len([s for s in got if s.name == "step.work"]) >= 4
-                and len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 4
-            ),
-            timeout=20,
-        )
+        # exported before the flow's process exited, or never (the workers are dead): a bounded wait
+        spans = receiver.wait_for(worker_spans_arrived(4, run_id), timeout=60)
     flow_span = next(s for s in spans if s.attributes.get("prefect.run.id") == run_id)
     task_spans = [s for s in spans if s.attributes.get("prefect.run.type") == "task"]
     assert len(task_spans) == 4 and {s.trace_id for s in task_spans} == {flow_span.trace_id}
@@ -324,4 +325,4 @@ def test_a_worker_killed_as_its_task_returns_has_delivered_its_rows_and_spans(tm
     # written by the workers themselves (the flow's process would fill in missing ones from the API, as "api")
     assert len(tasks) == 4 and set(tasks.source) == {"hook"} and sorted(tasks.rows) == [5, 5, 5, 5]
     assert store.read("flow_runs").set_index("flow_run_id").loc[run_id, "rows"] == 20
-    assert not list((tmp_path / "spool").rglob("*.parquet"))  # nothing left waiting in a spool
+    assert not list((tmp_path / "spool").rglob("part-*"))  # nothing left waiting in a spool (.arrow or .parquet)

@@ -243,10 +243,10 @@ def test_the_flusher_keeps_spool_now_files_within_the_bound_while_the_store_refu
             recorder.add("task_runs", row)
             recorder.spool_now()  # on disk at once, and the flusher is woken
         waited = threading.Event()
-        for _ in range(200):  # the flusher was woken by spool_now; the store refuses, the bound applies
+        for _ in range(600):  # the flusher was woken by spool_now; the store refuses, the bound applies
             if not recorder.spooled_files():
                 break
-            waited.wait(0.05)
+            waited.wait(0.1)
     finally:
         recorder.stop(flush=False)
     assert recorder.spooled_files() == [] and sum(rows for _, rows in dropped) == 3
