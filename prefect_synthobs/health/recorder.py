@@ -118,9 +118,13 @@ def adopt_unkeyed_spool(root: Path, spool: Path) -> int:
     moved = 0
     for table in names.TABLES:
         old = root / table
-        if not old.is_dir() or old == spool / table:
+        try:  # an unreadable directory (permissions) is left as it is
+            if not old.is_dir() or old == spool / table:
+                continue
+            files = _spool_files(old)
+        except OSError:
             continue
-        for path in _spool_files(old):
+        for path in files:
             with contextlib.suppress(OSError):
                 (spool / table).mkdir(parents=True, exist_ok=True)
                 path.rename(spool / table / path.name)

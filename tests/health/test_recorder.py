@@ -250,3 +250,24 @@ def test_the_flusher_keeps_spool_now_files_within_the_bound_while_the_store_refu
     finally:
         recorder.stop(flush=False)
     assert recorder.spooled_files() == [] and sum(rows for _, rows in dropped) == 3
+
+
+def test_adopting_an_unreadable_old_spool_leaves_it_and_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "spool"
+    for table in ("task_runs", "flow_runs"):
+        (root / table).mkdir(parents=True)
+        (root / table / "part-x.parquet").write_bytes(b"")
+    unreadable = root / "task_runs"
+    real_is_dir = Path.is_dir
+
+    def is_dir(self: Path) -> bool:
+        if self == unreadable:  # as a directory without read permission answers (root ignores chmod)
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    keyed = root / "store-0123456789ab"
+    assert adopt_unkeyed_spool(root, keyed) == 1  # the readable table moved, the other left, nothing raised
+    assert (unreadable / "part-x.parquet").exists() and (keyed / "flow_runs" / "part-x.parquet").exists()
