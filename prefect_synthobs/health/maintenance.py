@@ -7,6 +7,12 @@ beside writers; readers during a run never error (a file compacted away
 between listing and reading is re-listed) and never double count (``read``
 deduplicates on ``event_id``). Run it from ``synthobs compact --retain 30d``
 or the ``flows/maintenance.py`` flow.
+
+Two maintenance runs may overlap (a scheduled flow and a person at a terminal,
+two ``synthobs compact``): a file or partition the other run removed is not an
+error, and afterwards every row is stored once (``HealthStore.compact``: the
+merged file's name derives from the files merged, and a partition that changed
+under a run is merged again). No lock is taken, so this holds on S3 as well.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Parquet health store: one Hive-partitioned dataset per table.
 
 Layout: ``<root>/<table>/date=YYYY-MM-DD/part-<uuid>.parquet``. Local files are
-written under a hidden temporary name (``.part-<uuid>.parquet.tmp``, which
+written under a hidden temporary name (``.part-<uuid>.parquet.<random>.tmp``, which
 dataset discovery ignores) and renamed, so readers never see half a file; on
 object stores each file is one PUT under its unique final name. Concurrent
 writers never collide because every file name is unique.
@@ -10,11 +10,12 @@ writers never collide because every file name is unique.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -167,6 +168,107 @@ def _to_timestamp(value: datetime | date | str) -> pd.Timestamp:
     return utc
 
 
+FileKind = Literal["ok", "odd", "bad", "unavailable", "gone"]
+"""What a look at a file's footer says: ``ok`` (the table's own column types), ``odd`` (other types that may be
+cast: timestamp units and zones, narrower numbers, dictionary strings ...), ``bad`` (not Parquet, or a column whose
+type can never be cast), ``unavailable`` (the store did not answer), ``gone`` (removed since it was listed)."""
+
+
+class UncastableError(ValueError):
+    """A file's column cannot be cast to the table's type (``rows`` stored as text, a struct for a number)."""
+
+
+def _is_nested(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_nested(kind) or pa.types.is_union(kind))
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or str(kind) == "string_view")
+
+
+def never_castable(found: pa.DataType, wanted: pa.DataType) -> bool:
+    """Whether no value of type ``found`` can become ``wanted``, judged from the types alone (pure).
+
+    A number is never taken for a time (its unit is unknown), a list never for a single value, a struct or map
+    for nothing. Other differences (text holding numbers, a narrower integer, another time unit or zone)
+    depend on the values or always cast.
+    """
+    if pa.types.is_dictionary(found):
+        found = found.value_type
+    if pa.types.is_null(found) or found == wanted:
+        return False
+    if pa.types.is_timestamp(wanted):
+        return not (pa.types.is_timestamp(found) or pa.types.is_date(found) or _is_text(found))
+    if _is_list(wanted):
+        return not _is_list(found) or never_castable(found.value_type, wanted.value_type)
+    return _is_nested(found)
+
+
+def cast_column(values: pa.ChunkedArray | pa.Array, wanted: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """``values`` as type ``wanted``: the table's type for a column another writer stored differently (pure).
+
+    Times of any unit and zone become the same instant in ``wanted``'s unit and zone; a time without a zone
+    (pandas' and Spark's naive timestamps, Parquet INT96) is taken as UTC; nanoseconds are truncated to the
+    table's microseconds. Floats become integers rounded (NaN: null); dictionary strings are decoded.
+
+    Raises:
+        UncastableError: Naming the types, when a value cannot be cast (``"abc"`` as a number, a struct).
+    """
+    found = values.type
+    try:
+        if never_castable(found, wanted):
+            raise UncastableError(f"{found} cannot be cast to {wanted}")
+        if pa.types.is_dictionary(found):
+            values = values.cast(found.value_type)
+            found = values.type
+        if found == wanted:
+            return values
+        if pa.types.is_timestamp(wanted) and pa.types.is_timestamp(found):
+            # a naive time is taken as UTC (Arrow keeps its wall-clock digits as the epoch value); a coarser
+            # target unit truncates (ns to us), a finer one is checked for overflow
+            finer = ["s", "ms", "us", "ns"].index(found.unit) > ["s", "ms", "us", "ns"].index(wanted.unit)
+            return pc.cast(values, wanted, safe=not finer)
+        if pa.types.is_timestamp(wanted) and _is_text(found):
+            try:
+                return pc.cast(values, wanted)  # ISO text with an offset
+            except pa.ArrowInvalid:
+                return pc.cast(pc.cast(values, pa.timestamp(wanted.unit)), wanted)  # without one: UTC
+        if pa.types.is_integer(wanted) and pa.types.is_floating(found):
+            finite = pc.is_finite(values)
+            values = pc.if_else(finite, pc.round(values), pa.scalar(None, found))
+        return pc.cast(values, wanted)
+    except UncastableError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise UncastableError(f"{found} cannot be cast to {wanted}: {exc}") from None
+
+
+def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``data`` with exactly ``schema``'s columns and types: each cast (``cast_column``), a missing one null,
+    an unknown one dropped (pure).
+
+    Raises:
+        UncastableError: Naming the first column that cannot be cast.
+    """
+    columns = []
+    for field in schema:
+        if field.name not in data.column_names:
+            columns.append(pa.nulls(data.num_rows, field.type))
+            continue
+        values = data[field.name]
+        if values.type != field.type:
+            try:
+                values = cast_column(values, field.type)
+            except UncastableError as exc:
+                raise UncastableError(f"column {field.name!r}: {exc}") from None
+        columns.append(values)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def embedded_default_location() -> tuple[str, Mapping[str, str] | None]:
     """``$PREFECT_HOME/synthobs``: the store when nothing is configured."""
     return str(Path(get_current_settings().home).expanduser() / "synthobs"), None
@@ -212,6 +314,13 @@ class HealthStore:
         self.url = url
         self._fs, self._root, self._local = resolve_filesystem(url, storage_options, timeout=timeout)
         self._reported_unreadable: set[str] = set()
+        self._known_files: dict[str, tuple[FileKind, str]] = {}
+        """Files of other writers seen odd or bad: ``path -> (kind, why)`` (names are unique, files never change)."""
+        self._said_no_store = False
+        self._castable_paths: set[str] = set()
+        self._exact_paths: set[str] = set()
+        """Files whose footer showed the table's own column types."""
+        """Files whose column types were seen to cast to their table's (checked once)."""
 
     def __repr__(self) -> str:
         return f"HealthStore({strip_url_credentials(self.url)!r})"
@@ -261,13 +370,13 @@ class HealthStore:
         days = pc.cast(times, pa.date32()).combine_chunks()
         return pc.fill_null(days, pa.scalar(today, pa.date32()))
 
-    def _write_file(self, table: str, day: str, data: pa.Table) -> str:
+    def _write_file(self, table: str, day: str, data: pa.Table, name: str | None = None) -> str:
         directory = f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
-        name = f"part-{uuid.uuid4().hex}.parquet"
+        name = name or f"part-{uuid.uuid4().hex}.parquet"
         final = f"{directory}/{name}"
         self._fs.create_dir(directory, recursive=True)
         if self._local:
-            tmp = f"{directory}/.{name}.tmp"
+            tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"  # two compactions may write one name
             try:
                 pq.write_table(data, tmp, filesystem=self._fs)
                 self._fs.move(tmp, final)
@@ -351,6 +460,17 @@ class HealthStore:
                 (dictionary-encoded in Arrow: far less memory and faster
                 group-bys over millions of rows with few distinct names).
 
+        Files other writers put in the table (pandas, Spark, DuckDB) are read as long as their columns cast
+        to the table's types: timestamps of any unit (``s``/``ms``/``us``/``ns``, Parquet INT96) and any time
+        zone become the same UTC instant (a timestamp *without* a zone is taken as UTC; nanoseconds are
+        truncated to microseconds); narrower or wider numbers, floats for integers (NaN: null), dictionary or
+        large strings, extra columns (ignored) and missing ones (null) too. A file that is not Parquet, or
+        with a column that cannot be cast (text such as ``"abc"`` for a number, a struct or a list for a
+        single value, a number for a time), is skipped with one warning naming it (once per store object)
+        and its other rows are not read; ``compact`` moves it to ``_quarantine/``. A column of text that
+        does not parse is found when a read touches it. A path that holds no store at all reads as empty
+        tables, with one warning naming it.
+
         Returns:
             A DataFrame with the table's columns (empty if nothing matches).
         """
@@ -362,6 +482,7 @@ class HealthStore:
         dataset = self.dataset(table)
         wanted = list(columns) if columns is not None else [*schema.names, PARTITION_COLUMN]
         if dataset is None:
+            self._say_if_no_store()
             return self._empty(table, wanted)
         time_col = tables.table(table).time_column
         expr = None
@@ -393,7 +514,7 @@ class HealthStore:
                 dataset = relisted
                 continue
             try:
-                data = dataset.to_table(columns=read_cols, filter=expr)
+                data = self._scan(table, dataset, read_cols, expr)
                 break
             except FileNotFoundError:
                 # compaction or retention removed a file after it was listed: list again
@@ -403,9 +524,6 @@ class HealthStore:
                 if relisted is None:  # retention dropped the whole table
                     return self._empty(table, wanted)
                 dataset = relisted
-            except (pa.ArrowInvalid, OSError):  # a zero-byte or garbage file: read the others
-                data = self._readable(table, dataset).to_table(columns=read_cols, filter=expr)
-                break
         if run_id is not None:
             data = one_row_per_run(data, run_id, "end_time")
         if deduplicate and data.num_rows and pc.count_distinct(data["event_id"]).as_py() == data.num_rows:
@@ -431,50 +549,276 @@ class HealthStore:
         return nothing
 
     def count(self, table: str) -> int:
-        """Rows in ``table`` (duplicates included), read from file metadata."""
+        """Rows in ``table`` (duplicates included), read from file metadata.
+
+        Files known to be unreadable (this store object skipped them) are not counted; a file whose column
+        types cannot be cast is counted until a ``read`` of that column or ``compact`` finds it out.
+        """
         dataset = self.dataset(table)
         if dataset is None:
             return 0
+        files = [f for f in dataset.files if self._known_files.get(f, ("ok", ""))[0] != "bad"]
+        if len(files) < len(dataset.files):
+            dataset = self._subset(table, files)
         try:
             return int(dataset.count_rows())
+        except FileNotFoundError:
+            return self.count(table) if self.dataset(table) is not None else 0
         except (pa.ArrowInvalid, OSError):
-            return int(self._readable(table, dataset).count_rows())
+            kinds = {path: self._inspect(path, schema_for(table))[0] for path in files}
+            return int(self._subset(table, [f for f in files if kinds[f] in ("ok", "odd")]).count_rows())
 
     def unreadable_files(self, table: str) -> list[str]:
-        """Files of ``table`` that are not readable Parquet (zero bytes, garbage, cut short)."""
+        """Files of ``table`` that ``read`` skips and ``compact`` quarantines: not readable Parquet (zero bytes,
+        garbage, cut short), or holding a column whose values cannot be cast to the table's type.
+
+        Reads each file's footer, and the data of the columns that another writer stored with another type.
+        """
         dataset = self.dataset(table)
-        return [] if dataset is None else [f for f in dataset.files if not self._is_readable(f)]
-
-    def _is_readable(self, path: str) -> bool:
-        try:
-            pq.read_metadata(path, filesystem=self._fs)
-        except (pa.ArrowInvalid, OSError):
-            return False
-        return True
-
-    def _readable(self, table: str, dataset: ds.Dataset) -> ds.Dataset:
-        """``dataset`` without its unreadable files, each named in one warning."""
-        good: list[str] = []
-        bad: list[str] = []
+        if dataset is None:
+            return []
+        schema = schema_for(table)
+        bad = []
         for path in dataset.files:
-            (good if self._is_readable(path) else bad).append(path)
-        for path in bad:
-            if path not in self._reported_unreadable:
-                self._reported_unreadable.add(path)
-                logger.warning(
-                    "synthobs: skipping unreadable health-store file %s (not Parquet); "
-                    "`synthobs compact` moves it to %s/",
-                    path,
-                    QUARANTINE,
-                )
+            kind, _ = self._inspect(path, schema)
+            if kind == "odd":
+                kind, _ = self._check_odd(table, path)
+            if kind == "bad":
+                bad.append(path)
+        return bad
+
+    def _inspect(self, path: str, schema: pa.Schema) -> tuple[FileKind, str]:
+        """What ``path``'s footer says of it against ``schema`` (one small read; remembered when odd or bad)."""
+        if path in self._known_files:
+            return self._known_files[path]
+        if path in self._exact_paths:
+            return "ok", ""
+        try:
+            found = pq.read_schema(path, filesystem=self._fs)
+        except FileNotFoundError:
+            return "gone", "removed since it was listed"
+        except pa.ArrowInvalid as exc:
+            return self._remember(path, "bad", f"not Parquet: {exc}")
+        except OSError as exc:
+            if self._fs.get_file_info(path).type == pafs.FileType.NotFound:
+                return "gone", "removed since it was listed"
+            return "unavailable", f"cannot be read now: {exc}"
+        odd = ""
+        for field in schema:
+            index = found.get_field_index(field.name)
+            if index < 0:
+                continue
+            kind = found.field(index).type
+            if kind == field.type:
+                continue
+            if never_castable(kind, field.type):
+                return self._remember(path, "bad", f"column {field.name!r} is {kind}, the table's is {field.type}")
+            odd = odd or f"column {field.name!r} is {kind}"
+        if odd:
+            return self._remember(path, "odd", odd)
+        self._exact_paths.add(path)
+        return "ok", ""
+
+    def _remember(self, path: str, kind: FileKind, why: str) -> tuple[FileKind, str]:
+        self._known_files[path] = (kind, why)
+        return kind, why
+
+    def _check_odd(self, table: str, path: str) -> tuple[FileKind, str]:
+        """``odd`` if every column of ``path`` that differs from the table's type casts, else ``bad`` (remembered)."""
+        schema = schema_for(table)
+        found = pq.read_schema(path, filesystem=self._fs)
+        differing = [f for f in schema if f.name in found.names and found.field(f.name).type != f.type]
+        try:
+            data = pq.read_table(path, columns=[f.name for f in differing], filesystem=self._fs)
+            conform(data, pa.schema(differing))
+        except FileNotFoundError:
+            return "gone", "removed since it was listed"
+        except UncastableError as exc:
+            return self._remember(path, "bad", str(exc))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            return self._remember(path, "bad", f"not readable: {exc}")
+        return "odd", self._known_files.get(path, ("odd", ""))[1]
+
+    def _subset(self, table: str, files: Sequence[str]) -> ds.Dataset:
+        """A dataset of ``files`` of ``table`` with the table's schema and partition column."""
         return ds.dataset(
-            good,
-            schema=dataset.schema,
+            list(files),
+            schema=schema_for(table).append(pa.field(PARTITION_COLUMN, pa.string())),
             format="parquet",
             filesystem=self._fs,
             partitioning=_PARTITIONING,
             partition_base_dir=self.table_path(table),
         )
+
+    def _skip(self, path: str, why: str) -> None:
+        """Say once (per store object) that ``path`` is skipped and why."""
+        if path not in self._reported_unreadable:
+            self._reported_unreadable.add(path)
+            logger.warning(
+                "synthobs: skipping unreadable health-store file %s (%s): its rows are not read; "
+                "`synthobs compact` moves it to %s/",
+                path,
+                why,
+                QUARANTINE,
+            )
+
+    def _say_if_no_store(self) -> None:
+        """Warn once (per store object) when the store's root holds no synthobs table at all."""
+        if self._said_no_store:
+            return
+        self._said_no_store = True
+        try:
+            there = self.exists()
+        except OSError:
+            return  # the store did not answer: the read that follows says so
+        if not there:
+            logger.warning(
+                "synthobs: no health store at %s: no synthobs table there (nothing was recorded there yet, or the "
+                "path is wrong); reads return no rows. Check the URL or PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL",
+                strip_url_credentials(self.url),
+            )
+
+    def _scan(
+        self,
+        table: str,
+        dataset: ds.Dataset,
+        columns: Sequence[str],
+        expr: ds.Expression | None,
+        *,
+        skipped: list[str] | None = None,
+    ) -> pa.Table:
+        """``columns`` of the rows of ``dataset`` matching ``expr``, reading around files of other writers.
+
+        The fast path is one scan (Arrow casts castable types itself). When it fails (a file that is not
+        Parquet, a time Arrow cannot compare or truncate, a column that does not cast), every file's footer
+        is read: files with the table's types are scanned together, odd ones one by one and cast
+        (``conform``), bad ones skipped with one warning each. Files found odd or bad are remembered, so later
+        reads by this store object go straight to the right path.
+
+        Args:
+            skipped: Gets the paths of the files whose rows were not read.
+
+        Raises:
+            FileNotFoundError: A listed file vanished (compaction, retention): the caller lists again.
+        """
+        skipped = skipped if skipped is not None else []
+        files = dataset.files
+        if not any(path in self._known_files for path in files):
+            try:
+                data = dataset.to_table(columns=columns, filter=expr)
+                if self._castable(table, dataset, expr):
+                    return data
+            except FileNotFoundError:
+                raise
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError):
+                pass  # a file another writer left: look at each
+        schema = schema_for(table)
+        kinds = {path: self._inspect(path, schema) for path in files}
+        if any(kind == "gone" for kind, _ in kinds.values()):
+            raise FileNotFoundError(next(path for path, (kind, _) in kinds.items() if kind == "gone"))
+        good = [path for path in files if kinds[path][0] == "ok"]
+        parts = [self._scan_good(table, good, columns, expr, skipped)] if good else []
+        for path in files:
+            kind, why = kinds[path]
+            if kind == "odd":
+                part = self._read_odd(table, path, columns, expr)
+                if part is not None:
+                    parts.append(part)
+                else:
+                    skipped.append(path)
+            elif kind in ("bad", "unavailable"):
+                self._skip(path, why)
+                skipped.append(path)
+        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        if not parts:
+            return full.empty_table().select(list(columns))
+        return pa.concat_tables(parts)
+
+    def _castable(self, table: str, dataset: ds.Dataset, expr: ds.Expression | None) -> bool:
+        """Whether every file the scan of ``dataset`` read has column types that may be cast to the table's.
+
+        Arrow casts some types no reader means (a number of unknown unit as a time): a file with one is
+        remembered as bad. No I/O: the scan cached each file's schema; each file is checked once per store
+        object (about 30 µs a file, against some 500 µs to scan it).
+        """
+        wanted = {field.name: field.type for field in schema_for(table)}
+        castable = True
+        for fragment in dataset.get_fragments(filter=expr):
+            path = fragment.path
+            if path in self._castable_paths:
+                continue
+            found = fragment.physical_schema
+            for name, kind in zip(found.names, found.types, strict=True):
+                target = wanted.get(name)
+                if target is not None and kind != target and never_castable(kind, target):
+                    self._remember(path, "bad", f"column {name!r} is {kind}, the table's is {target}")
+                    castable = False
+                    break
+            else:
+                self._castable_paths.add(path)
+        return castable
+
+    def _scan_good(
+        self, table: str, files: list[str], columns: Sequence[str], expr: ds.Expression | None, skipped: list[str]
+    ) -> pa.Table:
+        """One scan of ``files`` (the table's own types); if even that fails (pages cut short), file by file."""
+        try:
+            return self._subset(table, files).to_table(columns=columns, filter=expr)
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError):
+            pass
+        parts = []
+        for path in files:
+            try:
+                parts.append(self._subset(table, [path]).to_table(columns=columns, filter=expr))
+            except FileNotFoundError:
+                raise
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                self._skip(path, self._remember(path, "bad", f"not readable: {exc}")[1])
+                skipped.append(path)
+            except OSError as exc:
+                self._skip(path, f"cannot be read now: {exc}")
+                skipped.append(path)
+        full = schema_for(table).append(pa.field(PARTITION_COLUMN, pa.string()))
+        return pa.concat_tables(parts) if parts else full.empty_table().select(list(columns))
+
+    def _read_odd(self, table: str, path: str, columns: Sequence[str], expr: ds.Expression | None) -> pa.Table | None:
+        """``columns`` of ``path`` (a file with other column types) cast to the table's types and filtered by
+        ``expr``; ``None`` (skipped with one warning, remembered as bad) when a column cannot be cast.
+
+        Every column of the file that differs from the table's type is checked, not only those read, so a
+        file is skipped by every read alike.
+        """
+        schema = schema_for(table)
+        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        one = ds.dataset(
+            [path],
+            format="parquet",
+            filesystem=self._fs,
+            partitioning=_PARTITIONING,
+            partition_base_dir=self.table_path(table),
+        )
+        found = one.schema
+        differing = [f.name for f in schema if f.name in found.names and found.field(f.name).type != f.type]
+        needed = list(dict.fromkeys([*columns, *differing, tables.table(table).time_column, PARTITION_COLUMN]))
+        try:
+            data = one.to_table(columns=[c for c in needed if c in found.names])
+            data = conform(data, pa.schema([full.field(c) for c in needed]))
+        except FileNotFoundError:
+            raise
+        except UncastableError as exc:
+            self._skip(path, self._remember(path, "bad", str(exc))[1])
+            return None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            self._skip(path, self._remember(path, "bad", f"not readable: {exc}")[1])
+            return None
+        except OSError as exc:
+            self._skip(path, f"cannot be read now: {exc}")
+            return None
+        if expr is not None:
+            data = data.filter(expr)
+        return data.select(list(columns))
 
     # -- maintenance ---------------------------------------------------------
 
@@ -508,15 +852,20 @@ class HealthStore:
         Returns:
             Where each file went.
         """
-        moved = []
+        return [target for path in self.unreadable_files(table) if (target := self._quarantine_file(table, path))]
+
+    def _quarantine_file(self, table: str, path: str) -> str | None:
+        """Move ``path`` to ``<root>/_quarantine/``; ``None`` if it vanished first (another compaction moved it)."""
         base = self.table_path(table)
-        for path in self.unreadable_files(table):
-            target = f"{self._root}/{QUARANTINE}/{table}/{path[len(base) + 1 :]}"
+        target = f"{self._root}/{QUARANTINE}/{table}/{path[len(base) + 1 :]}"
+        try:
             self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
             self._fs.move(path, target)
-            logger.warning("synthobs: moved unreadable health-store file %s to %s", path, target)
-            moved.append(target)
-        return moved
+        except FileNotFoundError:
+            return None
+        why = self._known_files.get(path, ("bad", "unreadable"))[1]
+        logger.warning("synthobs: moved unreadable health-store file %s (%s) to %s", path, why, target)
+        return target
 
     def partitions(self, table: str) -> list[str]:
         """The ``YYYY-MM-DD`` partitions of ``table``, oldest first."""
@@ -540,7 +889,8 @@ class HealthStore:
         for day in self.partitions(table):
             if day >= cutoff:
                 break
-            self._fs.delete_dir(f"{self.table_path(table)}/{PARTITION_COLUMN}={day}")
+            with contextlib.suppress(FileNotFoundError):  # another maintenance run dropped it first
+                self._fs.delete_dir(f"{self.table_path(table)}/{PARTITION_COLUMN}={day}")
             dropped.append(day)
         if dropped:
             logger.info("synthobs: dropped %d %s partition(s) before %s (retention)", len(dropped), table, cutoff)
@@ -554,18 +904,24 @@ class HealthStore:
         Only partitions older than ``before`` (default: today, UTC) are touched,
         so no writer is adding to them. Readers that list a partition while it is
         compacted can briefly see old and new files together: ``read``
-        deduplicates on ``event_id``.
+        deduplicates on ``event_id``. A partition holding one file with other
+        column types (another writer's timestamps, say) is rewritten with the
+        table's types.
 
-        Files that are not readable Parquet (in any partition) are first moved,
-        never deleted, to ``<root>/_quarantine/<table>/date=.../``, and
-        temporary files that killed writers left behind are removed once older
-        than ``TEMPORARY_LEASE_SECONDS``.
+        Files that ``read`` skips (not Parquet, or a column that cannot be cast)
+        are first moved, never deleted, to ``<root>/_quarantine/<table>/date=.../``,
+        and temporary files that killed writers left behind are removed once
+        older than ``TEMPORARY_LEASE_SECONDS``.
+
+        Two compactions may run at once (two ``synthobs compact``, a scheduled
+        flow and a person): a file the other one removed is not an error, and
+        the merged file's name is derived from the files merged, so two that
+        merged the same files write the same file once (see ``_compact_partition``).
 
         Returns:
             ``{"partitions": n, "files_before": n, "files_after": n, "rows": n,
             "quarantined": n, "temporary_removed": n}``.
         """
-        schema = schema_for(table)
         cutoff = (before or datetime.now(timezone.utc).date()).isoformat()
         quarantined = self.quarantine(table)
         stats = {
@@ -579,27 +935,89 @@ class HealthStore:
         for day in self.partitions(table):
             if day >= cutoff:
                 continue
-            directory = f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
-            files = [
-                i.path
-                for i in self._fs.get_file_info(pafs.FileSelector(directory))
-                if i.type == pafs.FileType.File
-                and Path(i.path).name.endswith(".parquet")
-                and not Path(i.path).name.startswith((".", "_"))
-            ]
-            if len(files) < 2:
+            merged = self._compact_partition(table, day)
+            if merged is None:
                 continue
-            merged = ds.dataset(files, schema=schema, format="parquet", filesystem=self._fs).to_table()
+            files, rows, moved = merged
+            stats["partitions"] += 1
+            stats["files_before"] += files
+            stats["files_after"] += 1
+            stats["rows"] += rows
+            stats["quarantined"] += moved
+        return stats
+
+    def _partition_files(self, table: str, day: str) -> list[str]:
+        """The data files of one partition, sorted (none if the partition is gone)."""
+        directory = f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
+        infos = self._fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        return sorted(
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.File
+            and Path(i.path).name.endswith(".parquet")
+            and not Path(i.path).name.startswith((".", "_"))
+        )
+
+    def _compact_partition(self, table: str, day: str) -> tuple[int, int, int] | None:
+        """Merge the files of one closed partition: ``(files merged, rows kept, files quarantined)``, or
+        ``None`` when there is nothing to merge (one file of the table's types) or another compaction took it.
+
+        Safe beside another compaction of the same partition, without a lock (S3 has no atomic create):
+
+        - the merged file's name is a hash of the names merged, so two compactions that read the same files
+          write the same file (the second replaces the first with the same rows), never two copies;
+        - a file that vanished between listing and reading means the other one merged it: list again and
+          merge what is there now (its merged file included);
+        - before writing, the inputs are checked to be still there (if not, the other compaction wrote
+          their rows: list again);
+        - an input already gone when it is deleted means another compaction ran beside this one, maybe from
+          another listing (a late write in between): list again, so two merged files of overlapping rows
+          are merged into one (``event_id`` dropping the repeats). Only files whose rows were read are
+          deleted: a file that could not be read now stays.
+        """
+        schema = schema_for(table)
+        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        done: tuple[int, int, int] | None = None
+        for _ in range(VANISHED_FILE_RETRIES + 1):
+            files = self._partition_files(table, day)
+            if not files or (len(files) == 1 and self._inspect(files[0], schema)[0] != "odd"):
+                return done  # nothing (more) to merge; a lone file that is not Parquet was quarantined already
+            skipped: list[str] = []
+            try:
+                data = self._scan(table, self._subset(table, files), full.names, None, skipped=skipped)
+            except FileNotFoundError:
+                continue  # another compaction merged it: list again
+            inputs = [f for f in files if f not in skipped]
+            if any(info.type == pafs.FileType.NotFound for info in self._fs.get_file_info(inputs)):
+                continue  # another compaction merged them meanwhile: its file holds these rows
+            bad = [f for f in skipped if self._known_files.get(f, ("ok", ""))[0] == "bad"]
+            moved = sum(1 for path in bad if self._quarantine_file(table, path))
+            if len(inputs) < 2 and not (inputs and self._inspect(inputs[0], schema)[0] == "odd"):
+                return done if done is not None or not moved else (0, 0, moved)
             run_id = tables.table(table).run_id_column
             if run_id is not None:
-                merged = one_row_per_run(merged, run_id, "end_time")
-            frame = merged.to_pandas().drop_duplicates(subset="event_id", ignore_index=True)
-            clean = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-            self._write_file(table, day, clean)
-            for path in files:
-                self._fs.delete_file(path)
-            stats["partitions"] += 1
-            stats["files_before"] += len(files)
-            stats["files_after"] += 1
-            stats["rows"] += clean.num_rows
-        return stats
+                data = one_row_per_run(data, run_id, "end_time")
+            frame = data.drop_columns(PARTITION_COLUMN).to_pandas()
+            clean = pa.Table.from_pandas(
+                frame.drop_duplicates(subset="event_id", ignore_index=True), schema=schema, preserve_index=False
+            )
+            digest = hashlib.sha256("\n".join(Path(f).name for f in inputs).encode()).hexdigest()[:32]
+            written = self._write_file(table, day, clean, name=f"part-{digest}.parquet")
+            raced = False
+            for path in inputs:
+                if path != written:
+                    try:
+                        self._fs.delete_file(path)
+                    except FileNotFoundError:
+                        raced = True  # another compaction deleted it first: list again (see above)
+            moved += done[2] if done is not None else 0
+            done = (len(inputs), clean.num_rows, moved)
+            if not raced:
+                return done
+        logger.warning(
+            "synthobs: %s partition %s changed under compaction %d times in a row; left for the next compaction",
+            table,
+            day,
+            VANISHED_FILE_RETRIES + 1,
+        )
+        return done
