@@ -22,6 +22,7 @@ import argparse
 from prefect import flow
 
 import prefect_synthobs as so
+from prefect_synthobs.config.active import get_settings
 from prefect_synthobs.config.prefect_process import prefect_defaults
 from prefect_synthobs.reports.health import publish_artifacts, report_for, window
 from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
@@ -53,7 +54,8 @@ def health_report(
             f"no health store at {store.url} (no table of the store there: nothing was ever recorded there, "
             "or the path is wrong); check store_url or PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL"
         )
-    report = report_for(store, since, until, flow_name, days=trend_days)
+    # error messages redacted again as shown: a store can hold rows that other writers never redacted
+    report = report_for(store, since, until, flow_name, days=trend_days, redact_pii=get_settings().redact_pii)
     publish_artifacts(report)
     print(
         f"health report {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC: {report.totals['runs']} runs, "

@@ -31,6 +31,7 @@ from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.reconcile import reconcile
 from prefect_synthobs.reports.dashboards import export
 from prefect_synthobs.reports.health import render_text, report_for, window
+from prefect_synthobs.reports.text import terminal_text
 from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
 from prefect_synthobs.sample_flows import synthetic_pipeline as pipeline
 from prefect_synthobs.telemetry.metrics import REGISTRY
@@ -123,7 +124,8 @@ def _demo(args: argparse.Namespace) -> int:
     print("flow runs in this demo:")
     for row in runs.itertuples():
         rows = f"{int(row.rows):>8,} rows" if row.rows else ""
-        print(f"  {row.flow_name:<20} {row.kind:<10} {row.state_type:<10} {row.duration_s:7.2f} s {rows}")
+        flow, kind, state = (terminal_text(v) for v in (row.flow_name, row.kind, row.state_type))  # store text
+        print(f"  {flow:<20} {kind:<10} {state:<10} {row.duration_s:7.2f} s {rows}")
     samples = [
         line
         for line in _exposition(REGISTRY).splitlines()
@@ -290,7 +292,15 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     started = time.monotonic()
     with _progress("report") as step:
-        report = report_for(store, since, until, args.flow, days=args.trend_days or None, progress=step)
+        report = report_for(
+            store,
+            since,
+            until,
+            args.flow,
+            days=args.trend_days or None,
+            progress=step,
+            redact_pii=get_settings().redact_pii,
+        )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:

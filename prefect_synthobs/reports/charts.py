@@ -15,7 +15,8 @@ import base64
 import math
 from collections.abc import Callable, Sequence
 from datetime import date
-from xml.sax.saxutils import escape as xml_escape
+
+from prefect_synthobs.reports.text import visible, xml_text
 
 # colour-blind-safe enough and distinct on white; a series keeps its colour in every chart
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
@@ -126,7 +127,8 @@ def line_chart(
         height: Height in pixels.
 
     Returns:
-        The SVG document (UTF-8 text); names are XML-escaped.
+        The SVG document (UTF-8 text), valid XML whatever the names hold: control and format
+        characters in a name are written out (``\\x1b``), ``&``, ``<``, ``>`` escaped (``xml_text``).
     """
     names = list(series)[:MAX_SERIES]
     left, right, top, bottom = 58, 16, 34, 26
@@ -137,7 +139,7 @@ def line_chart(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
         f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" rx="6" fill="#ffffff" stroke="#d1d5db"/>',
-        f'<text x="12" y="21" font-size="13" font-weight="bold" fill="#111827">{xml_escape(title)}</text>',
+        f'<text x="12" y="21" font-size="13" font-weight="bold" fill="#111827">{xml_text(title)}</text>',
     ]
     clean = {n: _floats(series[n]) for n in names}
     levels = {n: float(v) for n, v in (limits or {}).items() if n in names and not math.isnan(float(v))}
@@ -160,7 +162,7 @@ def line_chart(
         y = y_of(t)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e5e7eb"/>')
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#4b5563">{xml_escape(y_format(t))}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#4b5563">{xml_text(y_format(t))}</text>'
         )
     every = max(1, math.ceil(len(days) / 8))
     for i, day in enumerate(days):
@@ -193,12 +195,12 @@ def line_chart(
             )
             parts.append(
                 f'<text x="{left + plot_w - 4}" y="{y - 5:.1f}" text-anchor="end" fill="{colour}">'
-                f"{xml_escape(_short(name))} limit {xml_escape(y_format(levels[name]))}</text>"
+                f"{xml_text(_short(visible(name)))} limit {xml_text(y_format(levels[name]))}</text>"
             )
         col, row = k % 3, k // 3
         lx, ly = left + col * (plot_w / 3), top + plot_h + 34 + 16 * row
         parts.append(f'<rect x="{lx:.1f}" y="{ly - 9}" width="10" height="10" rx="2" fill="{colour}"/>')
-        parts.append(f'<text x="{lx + 14:.1f}" y="{ly}" fill="#111827">{xml_escape(_short(name))}</text>')
+        parts.append(f'<text x="{lx + 14:.1f}" y="{ly}" fill="#111827">{xml_text(_short(visible(name)))}</text>')
     left_out = len(series) - len(names)
     if left_out > 0:
         parts.append(
@@ -214,6 +216,6 @@ def data_uri(svg: str) -> str:
 
 
 def markdown_image(svg: str, alt: str) -> str:
-    """A markdown image of the SVG (alt text stripped of what would end the image's brackets)."""
-    safe = alt.replace("[", "(").replace("]", ")").replace("\n", " ")
+    """A markdown image of the SVG (alt text stripped of what would end the image's brackets, controls written out)."""
+    safe = visible(alt.replace("\n", " ")).replace("[", "(").replace("]", ")")
     return f"![{safe}]({data_uri(svg)})"

@@ -3,8 +3,10 @@
 ``build_report`` is pure: frames in, a ``HealthReport`` (plain tables and
 numbers) out. ``load_frames`` reads the store for a window with column and
 partition pruning; ``publish_artifacts`` and ``render_text`` are the outputs
-(Prefect artifacts, the terminal). Every user-supplied name is escaped before
-it lands in markdown, so a flow called ``<b>|x`` cannot break a table.
+(Prefect artifacts, the terminal). Store text is made safe where it is shown,
+never in the data: escaped in markdown (``escape``: a flow called ``<b>|x`` cannot
+break a table), written out in the terminal and in SVG (``reports.text``: an
+escape sequence in a name shows as ``\\x1b[2J``, it never clears the screen).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +30,9 @@ from rich.text import Text
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs.health import tables
+from prefect_synthobs.health.store import one_row_per_run
 from prefect_synthobs.reports.charts import line_chart, markdown_image, sparkline
+from prefect_synthobs.reports.text import terminal_text, visible
 from prefect_synthobs.reports.trends import (
     DEFAULT_TREND_DAYS,
     Trends,
@@ -35,6 +40,7 @@ from prefect_synthobs.reports.trends import (
     load_trend_frames,
     trend_days,
 )
+from prefect_synthobs.telemetry.redaction import redact
 
 LOW_BUDGET_SHARE = 0.2  # a privacy budget with less than this share left is flagged LOW
 
@@ -56,6 +62,8 @@ COLUMNS: dict[str, list[str]] = {
                 "error_type",
                 "error_message",
                 "gpu_util_mean",
+                # how many attempts the run took, where the store's flow rows say it (newer stores)
+                *(("run_count",) if "run_count" in tables.FLOW_RUNS.columns else ()),
             ),
         ),
         (
@@ -126,6 +134,43 @@ class HealthReport:
 # -- reading (edge) ----------------------------------------------------------------
 
 
+_RUN_ID = tables.TASK_RUNS.run_id_column or "task_run_id"
+_TASK_RUN_KEYS = (_RUN_ID, "source", "end_time")  # what ``one_row_per_run`` decides with
+
+
+def one_task_row_per_run(frame: pd.DataFrame, keep: list[str] | None = None) -> pd.DataFrame:
+    """``task_runs`` rows (with ``task_run_id``, ``source``, ``end_time``) as ``HealthStore.read`` keeps
+    them: one row per run, chosen by ``one_row_per_run``; then only the ``keep`` columns (pure).
+
+    ``read(deduplicate=True)`` does the same but also reads and hashes every ``event_id``: the task
+    rows are the millions, and a row written twice (same ``event_id``) is one run written twice, so
+    one hash of the run ids finds both kinds of repeat, and only the repeated runs go through
+    ``one_row_per_run`` (a store with no repeat costs the hash alone).
+    """
+    repeated = frame[_RUN_ID].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        rows = np.flatnonzero(repeated)
+        candidates = frame.iloc[rows]
+        chosen = one_row_per_run(
+            pa.table(
+                {
+                    _RUN_ID: pa.Array.from_pandas(candidates[_RUN_ID].astype(object), type=pa.string()),
+                    "source": pa.Array.from_pandas(candidates["source"].astype(object), type=pa.string()),
+                    "end_time": pa.Array.from_pandas(candidates["end_time"]),
+                    "row": pa.array(rows),
+                }
+            ),
+            _RUN_ID,
+            "end_time",
+        )
+        keep_rows = ~repeated
+        keep_rows[chosen["row"].to_numpy()] = True
+        frame = frame[keep_rows].reset_index(drop=True)
+    if keep is not None:
+        frame = frame[keep]
+    return frame
+
+
 def load_frames(
     store: Any, since: datetime, until: datetime, flow_name: str | None = None, previous: bool = True
 ) -> dict[str, pd.DataFrame]:
@@ -133,7 +178,10 @@ def load_frames(
     trends, the window before it; for privacy budgets, their whole ledger, a row
     per spend, so a budget shows on a day nothing was spent), read with column
     and partition pruning; ``flow_name`` keeps that flow's rows of every table
-    that names its flow (GPU samples do not)."""
+    that names its flow (GPU samples do not). Each table holds what
+    ``HealthStore.read`` returns: one row per flow run and per task run
+    (``one_row_per_run``), no ``event_id`` twice, so the report counts what
+    ``read`` counts (task runs: ``one_task_row_per_run``)."""
     span = until - since
     frames = {}
     for table, columns in COLUMNS.items():
@@ -145,11 +193,20 @@ def load_frames(
             for c in ("flow_name", "task_name", "kind", "state_type", "table_name", "metric", "dataset")
             if c in columns
         ]
-        # task rows are the millions: skip the event-id dedupe there (only a compaction running at
-        # that very moment can show a row twice; a dashboard can live with one double count)
-        df = store.read(
-            table, since=start, until=until, columns=columns, categorical=strings, deduplicate=table != names.TASK_RUNS
-        )
+        if table == names.TASK_RUNS:
+            df = one_task_row_per_run(
+                store.read(
+                    table,
+                    since=start,
+                    until=until,
+                    columns=[*columns, *(c for c in _TASK_RUN_KEYS if c not in columns)],
+                    categorical=[*strings, "source"],
+                    deduplicate=False,
+                ),
+                keep=columns,
+            )
+        else:
+            df = store.read(table, since=start, until=until, columns=columns, categorical=strings)
         if flow_name is not None and "flow_name" in df.columns:
             df = df[df.flow_name == flow_name]
         frames[table] = df
@@ -177,12 +234,23 @@ def _text(value: Any) -> Any:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
+def _count(value: Any) -> int | None:
+    """A whole number from the store, ``None`` where it is missing."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def _ts(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
 
 
-def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: datetime, *, top: int = 10) -> HealthReport:
-    """Compute every dashboard table from the store's frames for the window."""
+def build_report(
+    frames: dict[str, pd.DataFrame], since: datetime, until: datetime, *, top: int = 10, redact_pii: bool = True
+) -> HealthReport:
+    """Compute every dashboard table from the store's frames for the window.
+
+    ``redact_pii`` redacts the error messages it shows (``telemetry.redaction.redact``) again: a
+    store can hold rows another writer made without redaction."""
+    message: Callable[[Any], Any] = (lambda v: redact(v) if isinstance(v, str) else v) if redact_pii else _text
     runs = frames[names.FLOW_RUNS]
     runs = (
         runs[(runs.start_time >= pd.Timestamp(since)) & (runs.start_time < pd.Timestamp(until))] if len(runs) else runs
@@ -265,8 +333,9 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
                 "time": _ts(r.start_time),
                 "flow": r.flow_name,
                 "state": r.state_type,
+                "attempts": _count(getattr(r, "run_count", None)),
                 "error_type": _text(r.error_type),
-                "error_message": _text(r.error_message),
+                "error_message": message(_text(r.error_message)),
             }
             for r in failed.sort_values("start_time", ascending=False).head(top).itertuples()
         ]
@@ -340,9 +409,9 @@ def build_report(frames: dict[str, pd.DataFrame], since: datetime, until: dateti
             "flow": r.flow_name,
             "task": r.task_name,
             "state": r.state_type,
-            "attempts": int(r.run_count) if not pd.isna(r.run_count) else None,
+            "attempts": _count(r.run_count),
             "error_type": _text(r.error_type),
-            "error_message": _text(r.error_message),
+            "error_message": message(_text(r.error_message)),
         }
         for r in (bad_tasks.sort_values("start_time", ascending=False).head(top).itertuples() if len(bad_tasks) else [])
     ]
@@ -401,6 +470,7 @@ def report_for(
     *,
     days: int | None = DEFAULT_TREND_DAYS,
     progress: Callable[[str], None] | None = None,
+    redact_pii: bool = True,
 ) -> HealthReport:
     """Read the store and build the report for ``[since, until)``, with daily trends over at least
     ``days`` days ending at ``until`` (``None``: no trends, one read less).
@@ -412,12 +482,13 @@ def report_for(
         flow_name: Only this flow's runs.
         days: Trend length in days (the window's if longer); ``None`` for no trends.
         progress: Called with a short line as each stage starts (a CLI shows it).
+        redact_pii: Redact the error messages the report shows (the ``redact_pii`` setting).
     """
     say = progress or (lambda _line: None)
     say("reading the store…")
     frames = load_frames(store, since, until, flow_name)
     say("building the report…")
-    report = build_report(frames, since, until)
+    report = build_report(frames, since, until, redact_pii=redact_pii)
     if days is None:
         return report
     trend = trend_days(since, until, days)
@@ -427,15 +498,21 @@ def report_for(
 
 # -- rendering (pure) ----------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~&])")
 
 
 def escape(value: Any) -> str:
-    """Text safe inside a markdown table cell (pipes, HTML, emphasis, newlines)."""
+    """Text that reads literally inside a markdown table cell or paragraph, whatever it holds.
+
+    Line breaks become spaces (a cell is one line); every other control or format character is
+    written out (``visible``: ``\\x1b``, ``\\u202e``); then every character markdown would act on
+    is backslash-escaped: ``|`` (a new cell), ``<`` and ``&`` (HTML tags and entities), ``[ ] ( ) !``
+    (links and images, ``javascript:`` ones too), backticks, ``*`` and ``_`` (emphasis), ``#``,
+    ``~``, ``+`` and the backslash itself."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    text = str(value).replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = re.sub(r"\r\n|[\r\n\u2028\u2029\x85\x0b\x0c]", " ", str(value))
+    return _MD_SPECIAL.sub(r"\\\1", visible(text))
 
 
 def bar(share: float | None, width: int = 10) -> str:
@@ -667,8 +744,17 @@ def _header(column: str) -> str:
     return _HEADERS.get(column, column)
 
 
+def _cell(column: str, value: Any) -> str:
+    """A terminal table cell: ``display_value`` with every control and escape sequence written out."""
+    return terminal_text(display_value(column, value))
+
+
 def render_text(report: HealthReport, console: Any = None) -> None:
-    """The dashboards in the terminal, with ``rich`` (which Prefect ships)."""
+    """The dashboards in the terminal, with ``rich`` (which Prefect ships).
+
+    Store text never reaches the terminal raw: every cell is ``terminal_text`` (escape sequences,
+    controls and bidi overrides written out as ``\\x1b``, ``\\u202e``) printed as a ``rich.text.Text``
+    (no markup: a flow called ``[bold]x[/]`` shows as that)."""
     # piped output is not cut to 80 columns: tables keep their names whole
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     console.print(f"[bold]synthobs health[/bold]  {report.since:%Y-%m-%d %H:%M} → {report.until:%Y-%m-%d %H:%M} UTC")
@@ -713,10 +799,10 @@ def render_text(report: HealthReport, console: Any = None) -> None:
                 width = max(len(str(r.get(column) or "")) for r in rows)
                 table.add_column(_header(column), no_wrap=True, min_width=width)
             elif column in _NAME_COLUMNS:  # a long name wraps, it is not cut; a short one stays on one line
-                longest = max(len(display_value(column, r.get(column))) for r in rows)
+                longest = max(len(_cell(column, r.get(column))) for r in rows)
                 table.add_column(_header(column), overflow="fold", min_width=min(longest, 12))
             else:  # numbers and times stay on one line
-                width = max(len(display_value(column, r.get(column))) for r in rows)
+                width = max(len(_cell(column, r.get(column))) for r in rows)
                 table.add_column(
                     _header(column),
                     justify="left" if column in _TIME_COLUMNS else "right",
@@ -724,5 +810,5 @@ def render_text(report: HealthReport, console: Any = None) -> None:
                     min_width=width,
                 )
         for row in rows:
-            table.add_row(*[Text(display_value(c, row.get(c))) for c in columns])  # never markup
+            table.add_row(*[Text(_cell(c, row.get(c))) for c in columns])  # never markup
         console.print(table)
