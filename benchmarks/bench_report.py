@@ -61,6 +61,7 @@ def fill(store_url: str, rows: int, until: datetime) -> None:
                 "tags": [[]] * n,
                 "rows": np.zeros(n, dtype="int64"),
                 "source": ["hook"] * n,
+                "attempt_errors": [None] * n,
             },
             schema=schema_for("task_runs"),
         )

@@ -54,6 +54,7 @@ def make_rows(n: int) -> pa.Table:
             "tags": pa.array([[] for _ in range(n)], pa.list_(pa.string())),
             "rows": np.zeros(n, dtype="int64"),
             "source": ["hook"] * n,
+            "attempt_errors": pa.nulls(n, pa.list_(pa.string())),
         },
         schema=schema_for("task_runs"),
     )

@@ -170,6 +170,9 @@ PREFECT_RUN_TYPE: Final = "prefect.run.type"
 
 # Error messages stored in the health store are cut to this many characters.
 MAX_ERROR_CHARS: Final = 2000
+# A run row's ``attempt_errors`` keeps at most this many entries (the first and the last
+# attempts' errors, with one entry saying how many were left out between them).
+MAX_ATTEMPT_ERRORS: Final = 50
 
 # The flow-run label in which Prefect carries the W3C traceparent of the run that started it.
 TRACEPARENT_LABEL: Final = "__OTEL_TRACEPARENT"

@@ -10,12 +10,12 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from prefect_synthobs.catalog import MAX_ERROR_CHARS, UNIT_INTERVAL_METRICS
+from prefect_synthobs.catalog import MAX_ATTEMPT_ERRORS, MAX_ERROR_CHARS, UNIT_INTERVAL_METRICS
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.tables import Row
-from prefect_synthobs.telemetry.redaction import clean_error_message
+from prefect_synthobs.telemetry.redaction import clean_error_message, redact_optional
 
 DEFAULT_LOSS_TYPE = "loss"
 
@@ -50,6 +50,35 @@ def duration_seconds(start: datetime | None, end: datetime | None) -> float | No
     return max((end - start).total_seconds(), 0.0)
 
 
+class AttemptError(NamedTuple):
+    """The error one attempt of a run ended with (attempts count from 1)."""
+
+    attempt: int
+    error_type: str | None
+    message: str | None
+
+
+def attempt_error_texts(errors: Sequence[AttemptError], *, redact_pii: bool = True) -> list[str]:
+    """A run row's ``attempt_errors``: ``"attempt N: ErrorType: message"`` per failed attempt, in attempt order.
+
+    Each entry is redacted and cut to ``MAX_ERROR_CHARS`` like ``error_message``.
+    More than ``MAX_ATTEMPT_ERRORS`` attempts keep the first and the last ones,
+    with one entry in between saying how many were left out.
+    """
+    texts = []
+    for error in sorted(errors, key=lambda e: e.attempt):
+        described = ": ".join(part for part in (error.error_type, error.message) if part) or "failed"
+        text = clean_error_message(
+            f"attempt {error.attempt}: {described}", limit=MAX_ERROR_CHARS, redact_pii=redact_pii
+        )
+        texts.append(text or "")
+    if len(texts) > MAX_ATTEMPT_ERRORS:
+        head, tail = MAX_ATTEMPT_ERRORS // 2, MAX_ATTEMPT_ERRORS - MAX_ATTEMPT_ERRORS // 2 - 1
+        left_out = len(texts) - head - tail
+        texts = [*texts[:head], f"... {left_out} attempts' errors left out ...", *texts[-tail:]]
+    return texts
+
+
 def trace_id_from_traceparent(traceparent: str | None) -> str | None:
     """The 32-hex trace id of a W3C ``traceparent`` header, if it is one."""
     if not traceparent:
@@ -81,11 +110,16 @@ def flow_row(
     redact_pii: bool = True,
     gpu: Mapping[str, Any] | None = None,
     source: str = tables.SOURCE_HOOK,
+    run_count: int | None = None,
+    attempt_errors: Sequence[AttemptError] = (),
 ) -> Row:
     """One ``flow_runs`` row for a finished flow run.
 
     ``gpu`` holds the GPU summary columns (``RunGpuSummary.columns()``);
-    without it they are null.
+    without it they are null. ``rows`` are the rows of the attempt that
+    finished (a retried flow counts its last attempt), ``run_count`` how many
+    attempts ran (null when unknown), ``attempt_errors`` the error of every
+    failed attempt (``attempt_error_texts``).
     """
     start_time, end_time = as_utc(start_time), as_utc(end_time)
     duration = duration_seconds(start_time, end_time)
@@ -97,7 +131,7 @@ def flow_row(
         model_type=model_type,
         table_name=table_name,
         state_type=state_type,
-        state_name=state_name,
+        state_name=redact_optional(state_name, enabled=redact_pii),
         start_time=start_time,
         end_time=end_time,
         duration_s=duration,
@@ -105,7 +139,7 @@ def flow_row(
         rows_per_s=(rows / duration) if rows and duration else None,
         error_type=error_type,
         error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
-        tags=sorted(tags),
+        tags=_tags(tags, redact_pii),
         host=host,
         trace_id=trace_id,
         gpu_util_mean=(gpu or {}).get("gpu_util_mean"),
@@ -113,6 +147,8 @@ def flow_row(
         gpu_memory_peak_bytes=(gpu or {}).get("gpu_memory_peak_bytes"),
         gpu_energy_j=(gpu or {}).get("gpu_energy_j"),
         source=source,
+        run_count=int(run_count) if run_count is not None else None,
+        attempt_errors=attempt_error_texts(attempt_errors, redact_pii=redact_pii),
     )
 
 
@@ -134,27 +170,41 @@ def task_row(
     redact_pii: bool = True,
     rows: int = 0,
     source: str = tables.SOURCE_HOOK,
+    attempt_errors: Sequence[AttemptError] = (),
 ) -> Row:
-    """One ``task_runs`` row for a finished task run (retries included in one row)."""
+    """One ``task_runs`` row for a finished task run (retries included in one row).
+
+    ``duration_s`` is the time the task spent running, over all its attempts:
+    ``run_time_s`` (Prefect's ``total_run_time``, which leaves out the waits
+    between retries) when known, else ``end_time - start_time`` (which
+    includes them). ``rows`` are the rows of the last attempt;
+    ``attempt_errors`` the error of every failed attempt.
+    """
     start_time, end_time = as_utc(start_time), as_utc(end_time)
     return tables.TASK_RUNS.row(
         task_run_id=task_run_id,
         flow_run_id=flow_run_id,
         flow_name=flow_name,
-        task_name=task_name,
+        task_name=redact_optional(task_name, enabled=redact_pii),  # remote rows take it from the run name
         state_type=state_type,
-        state_name=state_name,
+        state_name=redact_optional(state_name, enabled=redact_pii),
         start_time=start_time,
         end_time=end_time,
-        duration_s=duration_seconds(start_time, end_time),
+        duration_s=max(run_time_s, 0.0) if run_time_s is not None else duration_seconds(start_time, end_time),
         run_time_s=run_time_s,
         run_count=int(run_count),
         error_type=error_type,
         error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
-        tags=sorted(tags),
+        tags=_tags(tags, redact_pii),
         rows=int(rows),
         source=source,
+        attempt_errors=attempt_error_texts(attempt_errors, redact_pii=redact_pii),
     )
+
+
+def _tags(tags: Sequence[str], redact_pii: bool) -> list[str]:
+    """A row's tags, sorted; redacted too (tags are free text a run's caller chose)."""
+    return sorted(redact_optional(str(t), enabled=redact_pii) or "" for t in tags)
 
 
 _INT64_MAX = 2**63 - 1

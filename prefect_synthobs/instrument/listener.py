@@ -19,6 +19,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
+from prefect_synthobs.health.rows import AttemptError
 from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime
 
 logger = get_logger()
@@ -31,6 +32,33 @@ def carrier_of(flow: Any) -> Any:
         if isinstance(getattr(carrier, "spec", None), ObserveSpec):
             return carrier
     return None
+
+
+_ATTEMPT_STATES = ("Running", "Retrying")
+"""Names of the state events Prefect adds to a run span as an attempt starts."""
+
+
+def attempt_errors_of(span: ReadableSpan) -> list[AttemptError]:
+    """Every failed attempt's error, from a task run span's events.
+
+    Prefect adds a state event per state (``Running``, then ``Retrying`` at each
+    retry) and an ``exception`` event for each attempt that raised: an
+    exception belongs to the attempt whose state event came last before it.
+    """
+    errors: list[AttemptError] = []
+    attempt = 0
+    for event in span.events:
+        if event.name in _ATTEMPT_STATES:
+            attempt += 1
+        elif event.name == "exception" and event.attributes:
+            errors.append(
+                AttemptError(
+                    max(attempt, 1),
+                    str(event.attributes.get("exception.type", "")).rsplit(".", 1)[-1] or None,
+                    str(event.attributes.get("exception.message", "")) or None,
+                )
+            )
+    return errors
 
 
 class RunListener(SpanProcessor):
@@ -50,7 +78,7 @@ class RunListener(SpanProcessor):
             return
         run_type = attrs.get(catalog.PREFECT_RUN_TYPE)
         if run_type == "task":
-            self._task_start()
+            self._task_start(attrs.get(catalog.PREFECT_RUN_ID))
             return
         if run_type != "flow":
             return
@@ -83,14 +111,18 @@ class RunListener(SpanProcessor):
             if runtime is None:
                 return
             if run_type == "task":
+                runtime.task_ended(attrs.get(catalog.PREFECT_RUN_ID))
                 self._task_end(runtime, span, attrs)
             elif run_type == "flow":
                 self._flow_end(runtime, attrs)
         except Exception as exc:
             logger.warning("synthobs: could not record a %s run: %s", run_type, exc)
 
-    def _task_start(self) -> None:
-        """A task of an observed flow starting in a worker process puts its flow run in (remote) scope."""
+    def _task_start(self, task_run_id: Any) -> None:
+        """A task run of a flow in scope starts here (noted, for measurements from threads it starts).
+
+        A task of an observed flow starting in a worker process puts its flow run in (remote) scope.
+        """
         try:
             flow_ctx = FlowRunContext.get()
             if flow_ctx is None or flow_ctx.flow_run is None:
@@ -99,14 +131,17 @@ class RunListener(SpanProcessor):
             if runtime is None:
                 return
             info = runtime.run_info(flow_ctx.flow_run.id)
-            if info is not None and not info.remote:
-                return  # the flow's own process (or a subflow of it): in scope already
-            carrier = carrier_of(flow_ctx.flow)
-            spec = info.spec if info is not None else carrier.spec if carrier is not None else None
-            if spec is not None:
+            if info is None or info.remote:
+                carrier = carrier_of(flow_ctx.flow)
+                spec = info.spec if info is not None else carrier.spec if carrier is not None else None
+                if spec is None:
+                    return
                 # the flow's process samples its own host's GPUs: a worker there must not sample them again
                 other_host = getattr(carrier, "origin_host", None) not in (None, runtime.host)
                 runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec, sample_gpu=other_host)
+            task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
+            if task_ctx is not None and str(task_ctx.task_run.id) == task_run_id:
+                runtime.task_started(task_ctx.task_run, str(flow_ctx.flow_run.id))
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener task start failed: %s", exc)
 
@@ -132,15 +167,11 @@ class RunListener(SpanProcessor):
         task_run = ctx.task_run
         flow_ctx = FlowRunContext.get()
         flow_name = flow_ctx.flow.name if flow_ctx and flow_ctx.flow else info.flow_name
-        error = None
-        for event in reversed(span.events):
-            if event.name == "exception" and event.attributes:
-                error = (
-                    str(event.attributes.get("exception.type", "")).rsplit(".", 1)[-1] or None,
-                    str(event.attributes.get("exception.message", "")) or None,
-                )
-                break
-        return runtime.record_task_run(ctx.task, task_run, flow_name, error, span_context=span.context)
+        attempt_errors = attempt_errors_of(span)
+        error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
+        return runtime.record_task_run(
+            ctx.task, task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
+        )
 
     @staticmethod
     def _flow_end(runtime: Runtime, attrs: Any) -> None:

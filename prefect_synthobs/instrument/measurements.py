@@ -1,32 +1,124 @@
 """``record_rows`` and ``record_epoch``: measurements made inside a run.
 
 Inside an observed run they are attributed to it (health rows, the flow's row
-count); outside one they still update the metrics. Invalid input raises
-``ValueError``; nothing else raises.
+count); outside one they still update the metrics, and the first such call of
+each kind in a process logs one warning. Invalid input raises ``ValueError``;
+nothing else raises.
+
+Prefect's run context is a ``contextvar``: a plain thread a task or flow starts
+(``threading.Thread``, ``concurrent.futures.ThreadPoolExecutor``) does not have
+it. A call from such a thread goes to the one task run in progress in the
+process, or, when several are, to the one flow run in progress (with one
+warning that the task rows miss it); when several flow runs are in progress it
+counts in none of them (one warning). ``contextvars.copy_context().run`` as
+the thread's target carries the context over and attributes every call exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
-from prefect_synthobs.instrument.instrumentation import get_runtime
+from prefect_synthobs.instrument.instrumentation import get_runtime, listener_active
 from prefect_synthobs.instrument.runtime import RunInfo, Runtime
 
 logger = get_logger()
 
 
-def _current(runtime: Runtime) -> tuple[RunInfo | None, str | None, str | None]:
-    """(run info, flow run id, flow name) of the flow run this code runs in."""
-    ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
-        return None, None, None
-    info = runtime.run_info(ctx.flow_run.id)
-    return info, str(ctx.flow_run.id), ctx.flow.name if ctx.flow else None
+class _OncePerProcess:
+    """Which one-time warnings this process has given (each kind once)."""
+
+    def __init__(self) -> None:
+        self._given: set[str] = set()
+        self._lock = threading.Lock()
+
+    def first(self, kind: str) -> bool:
+        """Whether ``kind`` is said for the first time (and now counts as said)."""
+        with self._lock:
+            if kind in self._given:
+                return False
+            self._given.add(kind)
+            return True
+
+    def forget(self) -> None:
+        with self._lock:
+            self._given.clear()
+
+
+_warned = _OncePerProcess()
+
+
+def reset_warnings() -> None:
+    """Let the once-per-process warnings of ``record_*`` be given again (for tests)."""
+    _warned.forget()
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Where a measurement belongs: the observed flow run (``info``) and, inside a task, its task run."""
+
+    info: RunInfo | None
+    flow_run_id: str | None = None
+    flow_name: str | None = None
+    task_run: Any = None
+
+
+def _current(runtime: Runtime, call: str | None) -> _Scope:
+    """The observed run this code runs in; a thread without Prefect's context is placed by ``implicit_scope``.
+
+    Warns once per process and ``call`` when the measurement belongs to no
+    observed run (``call`` ``None``: a quality gate, which may run anywhere), and
+    once when a thread's call cannot be placed exactly.
+    """
+    ctx, task_ctx = FlowRunContext.get(), TaskRunContext.get()
+    if ctx is not None and ctx.flow_run is not None:
+        info = runtime.run_info(ctx.flow_run.id)
+        if info is None:
+            _warn_outside(call)
+        task_run = task_ctx.task_run if task_ctx is not None else None
+        return _Scope(info, str(ctx.flow_run.id), ctx.flow.name if ctx.flow else None, task_run)
+    if task_ctx is not None:  # a task called outside any flow: its own context, no observed flow run
+        _warn_outside(call)
+        return _Scope(None)
+    implicit = runtime.implicit_scope()
+    if implicit.info is not None and implicit.task_run is None and implicit.problem is None and not listener_active():
+        # task runs are seen through their spans: without the run listener, a task's thread looks like the flow's
+        implicit = dataclasses.replace(
+            implicit,
+            problem="Prefect's run telemetry is off, so synthobs cannot tell which task run started it: it counts "
+            f"toward flow run {implicit.info.flow_run_id} but no task run",
+        )
+    if implicit.problem is not None and _warned.first(f"thread:{call or 'quality gate'}"):
+        logger.warning(
+            "synthobs: %s was called from a thread without Prefect's run context while %s. Start the thread "
+            "with contextvars.copy_context().run as its target (see the README, 'Threads') to count it exactly; "
+            "this warning is given once per process",
+            call or "a quality gate",
+            implicit.problem,
+        )
+    if implicit.info is None:
+        if implicit.problem is None:
+            _warn_outside(call)
+        return _Scope(None)
+    info = implicit.info
+    return _Scope(info, info.flow_run_id, info.flow_name, implicit.task_run)
+
+
+def _warn_outside(call: str | None) -> None:
+    if call is not None and _warned.first(f"outside:{call}"):
+        logger.warning(
+            "synthobs: %s was called outside an observed flow run: only the metrics were updated (no health "
+            "row, no run counts it); this warning is given once per process",
+            call,
+        )
 
 
 def record_rows(n: int, *, table: str | None = None) -> None:
@@ -50,17 +142,17 @@ def record_rows(n: int, *, table: str | None = None) -> None:
         raise ValueError(f"table must be a string, got {table!r}")
     try:
         runtime = get_runtime()
-        info, _run_id, flow_name = _current(runtime)
+        scope = _current(runtime, "record_rows")
+        info = scope.info
         model_type = info.spec.model_type if info else None
         resolved = table or (info.spec.table if info else None)
-        if info is not None:
-            with info.lock:
-                info.rows += n
-                info.rows_by_table[resolved] = info.rows_by_table.get(resolved, 0) + n
-        task_ctx = TaskRunContext.get()
-        if info is not None and task_ctx is not None and task_ctx.task_run is not None:
-            runtime.add_task_rows(task_ctx.task_run.id, n, resolved)  # the task row's ``rows``
-        runtime.recording.rows_generated(n, flow_name=flow_name, table=resolved, model_type=model_type)
+        if info is not None and scope.task_run is not None:
+            # the task row's ``rows`` (its last attempt's), counted toward the flow's as the task run ends
+            runtime.add_task_rows(scope.task_run, n, resolved, flow_run_id=info.flow_run_id)
+        elif info is not None:
+            info.add_rows({resolved: n})
+        # every row generated, retried attempts' included (see Recording.rows_generated)
+        runtime.recording.rows_generated(n, flow_name=scope.flow_name, table=resolved, model_type=model_type)
     except Exception as exc:
         logger.warning("synthobs: record_rows failed (%s); the run is unaffected", exc)
 
@@ -89,14 +181,15 @@ def record_epoch(epoch: int, *, loss: float | Mapping[str, float] | None = None)
     losses = normalize_loss(loss)
     try:
         runtime = get_runtime()
-        info, run_id, flow_name = _current(runtime)
+        scope = _current(runtime, "record_epoch")
+        info = scope.info
         model_type = info.spec.model_type if info else None
         runtime.recording.epoch(
             epoch,
             losses,
             time=datetime.now(timezone.utc),
-            flow_run_id=run_id,
-            flow_name=flow_name,
+            flow_run_id=scope.flow_run_id,
+            flow_name=scope.flow_name,
             model_type=model_type,
             in_observed_run=info is not None,
         )
@@ -124,19 +217,30 @@ def record_quality(
     """
     metric, score, threshold = validate_score(metric, score, threshold)
     passed = None if threshold is None else score >= threshold
-    record_check(metric, score, threshold=threshold, passed=passed, table=table, gate=metric)
+    record_check(metric, score, threshold=threshold, passed=passed, table=table, gate=metric, call="record_quality")
     return passed
 
 
 def record_check(
-    metric: str, score: float, *, threshold: float | None, passed: bool | None, table: str | None, gate: str
+    metric: str,
+    score: float,
+    *,
+    threshold: float | None,
+    passed: bool | None,
+    table: str | None,
+    gate: str,
+    call: str | None = None,
 ) -> None:
     """Record one checked score: a ``quality_checks`` row (inside an observed
     run), the ``quality_score`` gauge and, with a threshold, one
-    ``quality_gate_checks_total`` count labelled ``gate``. Never raises."""
+    ``quality_gate_checks_total`` count labelled ``gate``. Never raises.
+
+    ``call``: the public function that recorded it, for the one warning
+    outside an observed run (``None``, a quality gate: no warning)."""
     try:
         runtime = get_runtime()
-        info, run_id, flow_name = _current(runtime)
+        scope = _current(runtime, call)
+        info, run_id, flow_name = scope.info, scope.flow_run_id, scope.flow_name
         resolved = table or (info.spec.table if info else None)
         runtime.recording.quality_checked(
             metric,

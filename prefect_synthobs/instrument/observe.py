@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -149,6 +150,8 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
             observed=True,
             parent_flow_run_id=parent.parent_flow_run_id if parent else None,
             start_time=flow_run.start_time or state.timestamp,
+            # on a retry Prefect calls this hook while handling the previous attempt's exception
+            previous_error=sys.exc_info()[1],
         )
         run_span = current_run_span(flow_run.id) or _start_own_span(flow, flow_run, spec)
         if run_span is not None:  # the flow's span, still recording

@@ -37,7 +37,7 @@ from prefect.client.schemas.filters import (
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
-from prefect_synthobs.health.rows import flow_row, task_row
+from prefect_synthobs.health.rows import AttemptError, flow_row, task_row
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import SOURCE_API, Row
 from prefect_synthobs.instrument.remote import (
@@ -73,6 +73,13 @@ def _message(run: Any) -> str | None:
     return getattr(getattr(run, "state", None), "message", None)
 
 
+def _final_error(run: Any) -> list[AttemptError]:
+    """The API keeps a run's last state: the last attempt's error (earlier attempts' are not read)."""
+    if _state_type(run) in ("COMPLETED", "UNKNOWN"):
+        return []
+    return [AttemptError(max(int(getattr(run, "run_count", 0) or 0), 1), _state_type(run).title(), _message(run))]
+
+
 def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool) -> Row:
     """A ``task_runs`` row (``source = "api"``) from the API's record of a task run."""
     total = getattr(task_run, "total_run_time", None)
@@ -92,6 +99,7 @@ def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool) -> Row:
         tags=[str(t) for t in task_run.tags or []],
         redact_pii=redact_pii,
         source=SOURCE_API,
+        attempt_errors=_final_error(task_run),
     )
 
 
@@ -225,6 +233,8 @@ def _reconcile(
                 tags=[str(t) for t in run.tags or []],
                 redact_pii=redact_pii,
                 source=SOURCE_API,
+                run_count=int(run.run_count or 0),
+                attempt_errors=_final_error(run),
             )
         )
     subflow_parents = {str(r.parent_task_run_id) for r in flow_runs if r.parent_task_run_id is not None}

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanContext
 from prefect_synthobs import catalog
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
 from prefect_synthobs.health.recorder import Recorder
-from prefect_synthobs.health.rows import epoch_rows, flow_row, privacy_row, quality_row, task_row
+from prefect_synthobs.health.rows import AttemptError, epoch_rows, flow_row, privacy_row, quality_row, task_row
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics, label
 
@@ -77,8 +77,13 @@ class Recording:
         gpu: Mapping[str, Any] | None,
         span_attributes: Mapping[str, Any],
         run_span: Span | None,
+        run_count: int | None = None,
+        attempt_errors: Sequence[AttemptError] = (),
     ) -> Row:
-        """A finished flow run: its ``flow_runs`` row, run metrics and flow-span attributes."""
+        """A finished flow run: its ``flow_runs`` row, run metrics and flow-span attributes.
+
+        ``rows``/``rows_by_table``: the rows of the attempt that finished.
+        """
         row = flow_row(
             flow_run_id=flow_run_id,
             parent_flow_run_id=parent_flow_run_id,
@@ -98,6 +103,8 @@ class Recording:
             trace_id=trace_id,
             redact_pii=self.redact_pii,
             gpu=gpu,
+            run_count=run_count,
+            attempt_errors=attempt_errors,
         )
         self.recorder.add(catalog.FLOW_RUNS, row)
         if run_span is not None:
@@ -143,8 +150,13 @@ class Recording:
         tags: Sequence[str],
         rows: int = 0,
         span_context: SpanContext | None = None,
+        attempt_errors: Sequence[AttemptError] = (),
     ) -> Row:
-        """A finished task run (retries included): its ``task_runs`` row and task metrics."""
+        """A finished task run (retries included): its ``task_runs`` row and task metrics.
+
+        ``rows``: the rows of its last attempt. The duration metric observes the
+        row's ``duration_s`` (running time, retry waits left out).
+        """
         row = task_row(
             task_run_id=task_run_id,
             flow_run_id=flow_run_id,
@@ -161,6 +173,7 @@ class Recording:
             tags=tags,
             redact_pii=self.redact_pii,
             rows=rows,
+            attempt_errors=attempt_errors,
         )
         self.recorder.add(catalog.TASK_RUNS, row)
         self.task_counted(
@@ -197,7 +210,13 @@ class Recording:
     # -- measurements ---------------------------------------------------------------
 
     def rows_generated(self, n: int, *, flow_name: str | None, table: str | None, model_type: str | None) -> None:
-        """Synthetic rows generated (the flow's own count is kept by its run scope)."""
+        """Synthetic rows generated (the flow's own count is kept by its run scope).
+
+        ``synthobs_generation_rows_total`` counts every row generated, as it is
+        recorded, including rows of attempts that later failed and were retried
+        (they were generated; a counter never goes down). The ``rows`` of the
+        run rows count the attempt that finished.
+        """
         self.metrics.generation_rows.labels(label(flow_name), label(table), label(model_type)).inc(n)
 
     def epoch(
@@ -275,15 +294,19 @@ class Recording:
         time: datetime,
         flow_run_id: str | None,
         flow_name: str | None,
+        ledger: bool = True,
     ) -> None:
         """A privacy budget check: counted, the remaining budget, and (when allowed) the spend
-        and its ``privacy_ledger`` row. ``spent`` is the total after the check."""
+        and its ``privacy_ledger`` row. ``spent`` is the total after the check. ``ledger=False``:
+        the caller already made the row durable (``record_privacy_spend`` does, before it returns)."""
         m = self.metrics
         m.privacy_checks.labels(dataset, "allowed" if allowed else "denied").inc()
         m.privacy_remaining.labels(dataset).set(max(budget - spent, 0.0))
         if not allowed:
             return
         m.privacy_spent.labels(dataset).inc(epsilon)
+        if not ledger:
+            return
         self.recorder.add(
             catalog.PRIVACY_LEDGER,
             privacy_row(

@@ -30,11 +30,12 @@ from prefect.events import emit_event
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
+from prefect_synthobs.config.active import get_settings
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
 from prefect_synthobs.gpu.sampler import GpuSampler, RunGpuSummary
 from prefect_synthobs.health.recorder import Recorder, adopt_unkeyed_spool
-from prefect_synthobs.health.rows import trace_id_from_traceparent
+from prefect_synthobs.health.rows import AttemptError, trace_id_from_traceparent
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.instrument.reconcile import missing_task_rows
@@ -42,6 +43,7 @@ from prefect_synthobs.instrument.recording import Recording
 from prefect_synthobs.instrument.remote import RemoteWork, read_remote_work, report_gpu_summary, report_task_rows
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
+from prefect_synthobs.telemetry.redaction import redact_fields
 from prefect_synthobs.telemetry.tracing import current_run_span
 
 logger = get_logger()
@@ -73,8 +75,43 @@ def span_attributes(spec: ObserveSpec) -> dict[str, str]:
 
 
 @dataclass
+class TaskRowCount:
+    """The rows one task run generated (``record_rows``), counted for its latest attempt only.
+
+    A retry starts again from 0: the task row and its flow's row count the rows
+    of the attempt that finished (a metric counter counts every row generated).
+    """
+
+    flow_run_id: str | None
+    attempt: int = 0
+    """The task run's ``run_count`` when its rows were recorded (0: not known)."""
+    by_table: dict[str | None, int] = field(default_factory=dict)
+
+    def add(self, n: int, table: str | None, attempt: int) -> bool:
+        """Count ``n`` rows of ``attempt``; ``False`` (not counted) for a late call of an attempt already retried."""
+        if attempt > self.attempt:
+            self.attempt, self.by_table = attempt, {}
+        elif attempt < self.attempt:
+            return False
+        self.by_table[table] = self.by_table.get(table, 0) + n
+        return True
+
+    def final(self, run_count: int) -> dict[str | None, int]:
+        """The rows of the task run's last attempt (``run_count``): none if that attempt recorded none."""
+        if self.attempt and run_count and self.attempt < run_count:
+            return {}
+        return dict(self.by_table)
+
+
+@dataclass
 class RunInfo:
-    """A flow run in scope: observed, or a subflow of one."""
+    """A flow run in scope: observed, or a subflow of one.
+
+    ``rows``/``rows_by_table`` count the current attempt's rows: those
+    recorded in the flow itself, plus each finished task run's last attempt
+    (folded in as the task ends). A new attempt of the flow (a flow retry)
+    starts them again from 0.
+    """
 
     flow_run_id: str
     flow_name: str
@@ -94,6 +131,30 @@ class RunInfo:
     """Task runs recorded in this process (the flow's): the rest ran in other processes."""
     began_at: float = field(default_factory=time.time)
     """Unix time this process put the run in scope (its start when Prefect's is not known yet)."""
+    attempts: int = 0
+    """Attempts of the flow started in this process (one observed ``on_running`` hook per try)."""
+    attempt_errors: list[AttemptError] = field(default_factory=list)
+    """The errors of the attempts that failed and were retried."""
+
+    def add_rows(self, rows_by_table: dict[str | None, int]) -> None:
+        """Count rows toward this attempt of the run (its row's ``rows``)."""
+        with self.lock:
+            for table, n in rows_by_table.items():
+                self.rows += n
+                self.rows_by_table[table] = self.rows_by_table.get(table, 0) + n
+
+
+@dataclass(frozen=True)
+class ImplicitScope:
+    """Where a measurement made without Prefect's run context (a thread the run started) belongs.
+
+    ``info`` ``None`` and ``problem`` ``None``: no run is in progress here.
+    ``problem``: why it could not be attributed (fully), for the one warning.
+    """
+
+    info: RunInfo | None
+    task_run: Any = None
+    problem: str | None = None
 
 
 def _state_type(state: Any) -> str:
@@ -178,7 +239,9 @@ class Runtime:
         self._after_flow = after_flow
         self._after_remote_task = after_remote_task
         self._runs: dict[str, RunInfo] = {}
-        self._task_rows: dict[str, dict[str | None, int]] = {}
+        self._task_rows: dict[str, TaskRowCount] = {}
+        self._active_tasks: dict[str, tuple[Any, str]] = {}
+        """Task runs in progress in this process (of flows in scope): ``{task run id: (task run, flow run id)}``."""
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
         self._started = False
@@ -239,7 +302,17 @@ class Runtime:
         observed: bool,
         parent_flow_run_id: str | None = None,
         start_time: datetime | None = None,
+        previous_error: BaseException | None = None,
     ) -> RunInfo:
+        """Put a flow run in scope; an observed flow's ``on_running`` hook calls it once per attempt.
+
+        Args:
+            observed: Called by the observed flow's ``on_running`` hook: one
+                call per attempt, so a second call is a retry, whose rows count
+                from 0 again.
+            previous_error: On a retry, the exception the previous attempt
+                failed with, if known (kept for the row's ``attempt_errors``).
+        """
         key = str(flow_run.id) if hasattr(flow_run, "id") else str(flow_run)
         with self._lock:
             info = self._runs.get(key)
@@ -260,9 +333,25 @@ class Runtime:
                 info.observed, info.spec = True, spec
             if start_time is not None and info.start_time is None:
                 info.start_time = start_time
+            if observed:
+                info.attempts += 1
+                if info.attempts > 1:
+                    self._start_new_attempt(info, previous_error)
         if new:
             self._gpu_attach(key)
         return info
+
+    def _start_new_attempt(self, info: RunInfo, previous_error: BaseException | None) -> None:
+        """A retry of ``info``'s flow run starts (``self._lock`` held): its rows count from 0 again."""
+        failed = info.attempts - 1
+        if previous_error is not None:
+            info.attempt_errors.append(AttemptError(failed, type(previous_error).__name__, str(previous_error) or None))
+        else:
+            info.attempt_errors.append(AttemptError(failed, None, None))
+        with info.lock:
+            info.rows, info.rows_by_table = 0, {}
+        for task_run_id in [k for k, c in self._task_rows.items() if c.flow_run_id == info.flow_run_id]:
+            del self._task_rows[task_run_id]  # rows of task runs of the failed attempt, never finished
 
     def begin_remote_task(self, flow: Any, flow_run: Any, spec: ObserveSpec, *, sample_gpu: bool = True) -> RunInfo:
         """A task of an observed flow starts in this worker process: the flow run is in scope (remotely).
@@ -345,12 +434,61 @@ class Runtime:
                 exc,
             )
 
-    def add_task_rows(self, task_run_id: Any, n: int, table: str | None = None) -> None:
-        """Count ``n`` generated rows of ``table`` toward a task run (its row's ``rows``)."""
-        key = str(task_run_id)
+    def add_task_rows(self, task_run: Any, n: int, table: str | None = None, *, flow_run_id: str | None = None) -> bool:
+        """Count ``n`` generated rows of ``table`` toward the current attempt of a task run (its row's ``rows``).
+
+        They reach the flow's row when the task run ends (its last attempt's
+        rows), or at the flow's end for a task run never recorded.
+
+        Returns:
+            ``False`` for rows of an attempt that was already retried (counted nowhere but the metric).
+        """
+        key = str(task_run.id)
+        attempt = int(getattr(task_run, "run_count", 0) or 0)
         with self._lock:
-            counts = self._task_rows.setdefault(key, {})
-            counts[table] = counts.get(table, 0) + n
+            count = self._task_rows.get(key)
+            if count is None:
+                count = self._task_rows[key] = TaskRowCount(flow_run_id)
+            return count.add(n, table, attempt)
+
+    def task_started(self, task_run: Any, flow_run_id: str) -> None:
+        """A task run of a flow in scope starts running here (for measurements from threads it starts)."""
+        with self._lock:
+            self._active_tasks[str(task_run.id)] = (task_run, flow_run_id)
+
+    def task_ended(self, task_run_id: Any) -> None:
+        with self._lock:
+            self._active_tasks.pop(str(task_run_id), None)
+
+    def implicit_scope(self) -> ImplicitScope:
+        """Where a measurement made outside Prefect's run context belongs (a plain thread a run started).
+
+        Prefect's run context is a ``contextvar``, which a new thread does not
+        inherit. The measurement goes to the one task run in progress in this
+        process, when there is exactly one; else to the one flow run in scope
+        (with no task row) when there is exactly one; else nowhere but the
+        metrics, with ``problem`` saying why.
+        """
+        with self._lock:
+            tasks = [(t, f) for t, f in self._active_tasks.values() if f in self._runs]
+            runs = list(self._runs.values())
+            if len(tasks) == 1:
+                task_run, flow_run_id = tasks[0]
+                return ImplicitScope(self._runs[flow_run_id], task_run)
+        local = [r for r in runs if not r.remote]
+        if len(local) == 1:
+            if tasks:
+                return ImplicitScope(
+                    local[0],
+                    problem=f"{len(tasks)} task runs were in progress: it counts toward flow run "
+                    f"{local[0].flow_run_id} but no task run",
+                )
+            return ImplicitScope(local[0])
+        if not runs:
+            return ImplicitScope(None)
+        return ImplicitScope(
+            None, problem=f"{len(runs)} flow runs and {len(tasks)} task runs were in progress: it counts in no run"
+        )
 
     # -- GPU -----------------------------------------------------------------
 
@@ -401,6 +539,7 @@ class Runtime:
         if info is None:
             info = RunInfo(key, flow.name, spec or ObserveSpec(), observed=spec is not None)
         spec = info.spec
+        info.add_rows(self._take_open_task_rows(key))
         work = self._add_remote_work(info, flow.name) if remote else None
         gpu = self._gpu_summary(key)
         for other in (work.gpu if work is not None else {}).values():  # the run's tasks on other hosts
@@ -419,6 +558,10 @@ class Runtime:
         if remote or recorded_elsewhere:  # task runs whose process may never have written their rows
             info.start_time = info.start_time or start_time
             self._reconcile_later(info, flow.name)
+        run_count = max(info.attempts, int(getattr(flow_run, "run_count", 0) or 0))
+        attempt_errors = list(info.attempt_errors)
+        if error_type is not None:
+            attempt_errors.append(AttemptError(max(run_count, 1), error_type, error_message))
         self.recording.flow_finished(
             flow_run_id=key,
             flow_name=flow.name,
@@ -440,11 +583,24 @@ class Runtime:
             gpu=gpu.columns() if gpu is not None and gpu.samples else None,
             span_attributes=span_attributes(spec),
             run_span=current_run_span(key),
+            run_count=run_count,
+            attempt_errors=attempt_errors,
         )
         if flush:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
             self._after_flow()
+
+    def _take_open_task_rows(self, flow_run_id: str) -> dict[str | None, int]:
+        """The rows of the flow run's task runs that were never recorded as ended (their last attempt's)."""
+        with self._lock:
+            keys = [k for k, c in self._task_rows.items() if c.flow_run_id == flow_run_id]
+            counts = [self._task_rows.pop(k) for k in keys]
+        total: dict[str | None, int] = {}
+        for count in counts:
+            for table, n in count.by_table.items():
+                total[table] = total.get(table, 0) + n
+        return total
 
     def _add_remote_work(self, info: RunInfo, flow_name: str) -> RemoteWork | None:
         """Count the rows and task runs of the flow's tasks in other processes into this process's records."""
@@ -458,10 +614,8 @@ class Runtime:
                 exc,
             )
             return None
+        info.add_rows(work.rows_by_table)
         for table, n in work.rows_by_table.items():
-            with info.lock:
-                info.rows += n
-                info.rows_by_table[table] = info.rows_by_table.get(table, 0) + n
             self.recording.rows_generated(n, flow_name=flow_name, table=table, model_type=info.spec.model_type)
         for task in work.tasks:
             self.recording.task_counted(
@@ -530,11 +684,17 @@ class Runtime:
         error: tuple[str | None, str | None] | None = None,
         *,
         span_context: SpanContext | None = None,
+        attempt_errors: list[AttemptError] | None = None,
     ) -> dict[str | None, int]:
         """Record a finished task run (one row, retries included); ``span_context`` is its span's.
 
+        Args:
+            error: The last error, when the caller knows it better than the state.
+            attempt_errors: The error of every failed attempt (default: the
+                last error only, when the run failed).
+
         Returns:
-            The rows the task generated, by table.
+            The rows the task's last attempt generated, by table (also counted toward its flow run here).
         """
         state = task_run.state
         state_type = _state_type(state)
@@ -542,11 +702,19 @@ class Runtime:
         if state_type == "COMPLETED":
             error_type = error_message = None
         total = getattr(task_run, "total_run_time", None)
+        run_count = int(task_run.run_count or 0)
         with self._lock:
-            rows_by_table = self._task_rows.pop(str(task_run.id), {})
+            count = self._task_rows.pop(str(task_run.id), None)
+            self._active_tasks.pop(str(task_run.id), None)
             info = self._runs.get(str(task_run.flow_run_id)) if task_run.flow_run_id else None
             if info is not None and not info.remote:
                 info.local_task_run_ids.add(str(task_run.id))
+        rows_by_table = count.final(run_count) if count is not None else {}
+        if info is not None and not info.remote:
+            info.add_rows(rows_by_table)
+        attempt_errors = list(attempt_errors or [])
+        if error_type and not any(e.attempt >= run_count for e in attempt_errors):
+            attempt_errors.append(AttemptError(max(run_count, 1), error_type, error_message))  # the last attempt's
         self.recording.task_finished(
             task_run_id=str(task_run.id),
             flow_run_id=str(task_run.flow_run_id) if task_run.flow_run_id else None,
@@ -563,6 +731,7 @@ class Runtime:
             tags=_tags(task_run),
             rows=sum(rows_by_table.values()),
             span_context=span_context,
+            attempt_errors=attempt_errors,
         )
         return rows_by_table
 
@@ -587,25 +756,32 @@ class GpuPublisher:
         runtime = self._runtime()
         if runtime is not None:
             runtime.recording.gpu_lost(device)
+        redacting = (runtime.settings if runtime is not None else get_settings()).redact_pii
         emit_event(
             event=catalog.EVENT_GPU_LOST,
-            resource={
-                "prefect.resource.id": f"synthobs.gpu.{device.uuid}",
-                "prefect.resource.name": f"GPU {device.index} ({device.name}) on {self.host}",
-                "synthobs.gpu.index": str(device.index),
-                "synthobs.host": self.host,
-            },
+            resource=redact_fields(
+                {
+                    "prefect.resource.id": f"synthobs.gpu.{device.uuid}",
+                    "prefect.resource.name": f"GPU {device.index} ({device.name}) on {self.host}",
+                    "synthobs.gpu.index": str(device.index),
+                    "synthobs.host": self.host,
+                },
+                enabled=redacting,
+            ),
             related=[
                 {"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"}
                 for run_id in run_ids
             ],
-            payload={
-                "gpu_index": device.index,
-                "gpu_uuid": device.uuid,
-                "gpu_name": device.name,
-                "host": self.host,
-                "flow_run_ids": run_ids,
-            },
+            payload=redact_fields(
+                {
+                    "gpu_index": device.index,
+                    "gpu_uuid": device.uuid,
+                    "gpu_name": device.name,
+                    "host": self.host,
+                    "flow_run_ids": run_ids,
+                },
+                enabled=redacting,
+            ),
         )
 
 
