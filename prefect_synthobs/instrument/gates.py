@@ -33,6 +33,7 @@ from prefect_synthobs.scores.disclosure import disclosure_protection
 from prefect_synthobs.scores.fidelity import quality_report, strict_scores
 from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
 from prefect_synthobs.scores.utility import tstr
+from prefect_synthobs.telemetry.redaction import redact_fields
 
 logger = get_logger()
 
@@ -252,22 +253,29 @@ def _emit_failures(failed: list[GateResult], table: str | None) -> None:
             related.append(
                 {"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}", "prefect.resource.role": "flow-run"}
             )
+        redacting = get_settings().redact_pii
         for result in failed:
             emit_event(
                 event=names.EVENT_QUALITY_GATE_FAILED,
-                resource={
-                    "prefect.resource.id": f"synthobs.table.{table or 'unknown'}",
-                    "prefect.resource.name": table or "unknown",
-                    "synthobs.gate": result.gate,
-                },
+                resource=redact_fields(
+                    {
+                        "prefect.resource.id": f"synthobs.table.{table or 'unknown'}",
+                        "prefect.resource.name": table or "unknown",
+                        "synthobs.gate": result.gate,
+                    },
+                    enabled=redacting,
+                ),
                 related=related,
-                payload={
-                    "gate": result.gate,
-                    "score": result.score,
-                    "value": result.value,
-                    "threshold": result.threshold,
-                    "table": table,
-                },
+                payload=redact_fields(
+                    {
+                        "gate": result.gate,
+                        "score": result.score,
+                        "value": result.value,
+                        "threshold": result.threshold,
+                        "table": table,
+                    },
+                    enabled=redacting,
+                ),
             )
     except Exception as exc:  # the gate's verdict stands even if the event cannot be sent
         logger.warning("synthobs: quality gate event not emitted (%s)", exc)

@@ -3,8 +3,8 @@
 ``LogFilters.install`` adds two filters to Prefect's run loggers
 (``prefect.flow_runs`` and ``prefect.task_runs``, which also carry
 ``log_prints`` output): ``TraceContextFilter`` puts ``trace_id`` and ``span_id``
-of the current span on every record, and ``RedactionFilter`` redacts emails,
-phone numbers, SSNs, Luhn-valid card numbers and secret-looking fields.
+of the current span on every record, and ``RedactionFilter`` redacts credentials
+and PII (``telemetry.redaction``) from the message, the exception and the run names.
 Installing twice is harmless; ``LogFilters.remove`` removes exactly what was
 added (``Instrumentation`` owns the process's ``LogFilters``). ``JsonFormatter``
 renders records as one JSON object per line; use it from a Prefect logging
@@ -35,10 +35,21 @@ from prefect_synthobs.telemetry.redaction import redact
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
+# Prefect's log record extras that carry names; a run name can be templated from parameters
+# (``task_run_name="load-{email}"``), and Prefect's console format shows it
+NAME_EXTRAS = ("flow_run_name", "task_run_name", "flow_name", "task_name")
+REDACTED_MARK = "synthobs_redacted"
+"""Set on a record ``RedactionFilter`` redacted: later handlers need not redact it again."""
+
+
 class RedactionFilter(logging.Filter):
-    """Redacts PII from a record's message (arguments included) and exception text."""
+    """Redacts credentials and PII from a record's message (arguments included), exception text
+    and run names (``flow_run_name``, ``task_run_name``... extras), for every handler after it:
+    Prefect's console and API handlers and synthobs' OTLP handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, REDACTED_MARK, False):
+            return True
         try:
             message = record.getMessage()
         except Exception:
@@ -48,6 +59,11 @@ class RedactionFilter(logging.Filter):
             record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        for extra in NAME_EXTRAS:
+            value = getattr(record, extra, None)
+            if isinstance(value, str) and value:
+                setattr(record, extra, redact(value))
+        setattr(record, REDACTED_MARK, True)
         return True
 
 

@@ -36,7 +36,7 @@ from opentelemetry.sdk.resources import Resource
 from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
 from prefect_synthobs._version import __version__
-from prefect_synthobs.telemetry.logs import RUN_LOGGERS
+from prefect_synthobs.telemetry.logs import REDACTED_MARK, RUN_LOGGERS
 from prefect_synthobs.telemetry.otlp import (
     ExportHealth,
     OtlpSettings,
@@ -47,6 +47,7 @@ from prefect_synthobs.telemetry.otlp import (
     quiet_exporter_logs,
     restore_exporter_logs,
 )
+from prefect_synthobs.telemetry.redaction import redact
 
 logger = get_logger("telemetry.logs")
 
@@ -83,6 +84,7 @@ class LogsExportConfig:
 
     otlp: OtlpTarget | None
     console: bool = False
+    redact_pii: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -93,11 +95,14 @@ def logs_export_config(settings: LogsOtlpSettings, environ: Mapping[str, str] | 
     """On with ``otlp_logs=True``, or (``otlp_logs`` unset) when ``OTEL_LOGS_EXPORTER`` names ``otlp``
     or ``console``; ``otlp_logs=False`` turns both off."""
     env = os.environ if environ is None else environ
+    redact_pii = bool(getattr(settings, "redact_pii", True))
     if settings.otlp_logs is False:
-        return LogsExportConfig(None)
+        return LogsExportConfig(None, redact_pii=redact_pii)
     named = named_exporters("OTEL_LOGS_EXPORTER", env)
     on = settings.otlp_logs is True or "otlp" in named
-    return LogsExportConfig(otlp_target(settings, "logs", env) if on else None, console="console" in named)
+    return LogsExportConfig(
+        otlp_target(settings, "logs", env) if on else None, console="console" in named, redact_pii=redact_pii
+    )
 
 
 def build_log_exporter(target: OtlpTarget) -> LogRecordExporter:
@@ -130,17 +135,23 @@ def severity(levelno: int) -> tuple[SeverityNumber, str]:
     return SeverityNumber.TRACE, "TRACE"
 
 
-def record_attributes(record: logging.LogRecord) -> dict[str, Any]:
-    """A log record's attributes: the run's ids and names, the logger, the exception (pure)."""
+def record_attributes(record: logging.LogRecord, *, redact_pii: bool = False) -> dict[str, Any]:
+    """A log record's attributes: the run's ids and names, the logger, the exception (pure).
+
+    With ``redact_pii`` the names and the stack trace are redacted (unless ``RedactionFilter``
+    already redacted the record); ids never are.
+    """
+    redacting = redact_pii and not getattr(record, REDACTED_MARK, False)
     attributes: dict[str, Any] = {"logger.name": record.name}
     for extra, key in RUN_ATTRIBUTES:
         value = getattr(record, extra, None)
         if value and value != "<unknown>":
-            attributes[key] = str(value)
+            attributes[key] = redact(str(value)) if redacting and not key.endswith(".id") else str(value)
     if record.exc_info and record.exc_info[0] is not None:
         attributes["exception.type"] = record.exc_info[0].__name__
         # exc_text is what the redaction filter left (set when redacting)
-        attributes["exception.stacktrace"] = record.exc_text or logging.Formatter().formatException(record.exc_info)
+        stack = record.exc_text or logging.Formatter().formatException(record.exc_info)
+        attributes["exception.stacktrace"] = redact(stack) if redacting else stack
     return attributes
 
 
@@ -155,9 +166,9 @@ class RunLogHandler(logging.Handler):
         in_scope: Whether a flow run id is observed (or a subflow of one).
     """
 
-    def __init__(self, provider: Any, in_scope: Callable[[str], bool]) -> None:
+    def __init__(self, provider: Any, in_scope: Callable[[str], bool], *, redact_pii: bool = True) -> None:
         super().__init__()
-        self.provider, self.in_scope = provider, in_scope
+        self.provider, self.in_scope, self.redact_pii = provider, in_scope, redact_pii
         self._logger = provider.get_logger(names.METER_NAME, __version__)
         self.enabled = True
 
@@ -169,14 +180,17 @@ class RunLogHandler(logging.Handler):
             if not run_id or not self.in_scope(str(run_id)):
                 return
             number, text = severity(record.levelno)
+            body = record.getMessage()
+            if self.redact_pii and not getattr(record, REDACTED_MARK, False):
+                body = redact(body)  # a record the redaction filter did not see (a child logger's)
             self._logger.emit(
                 timestamp=int(record.created * 1e9),
                 observed_timestamp=time.time_ns(),
                 context=get_current(),
                 severity_number=number,
                 severity_text=text,
-                body=record.getMessage(),
-                attributes=record_attributes(record),
+                body=body,
+                attributes=record_attributes(record, redact_pii=self.redact_pii),
             )
         except Exception as exc:  # a log line is never worth a failed run
             logger.debug("synthobs: run log not exported: %s", exc)
@@ -252,7 +266,7 @@ class LogsExportSetup:
                 provider = self._injected or _global_sdk_provider()
                 if provider is None:
                     provider = self._own = self._build_provider(config)
-                self._handler = RunLogHandler(provider, in_scope)
+                self._handler = RunLogHandler(provider, in_scope, redact_pii=config.redact_pii)
                 for name in self._loggers:
                     logging.getLogger(name).addHandler(self._handler)
         if old_own is not None:

@@ -1,24 +1,166 @@
-"""PII redaction for text synthobs stores or exports (pure functions)."""
+"""Redaction of credentials and PII for text synthobs stores or exports (pure functions).
+
+``redact`` replaces, with ``[REDACTED]``:
+
+- credentials: the value of a secret-looking key (``password``, ``token``,
+  ``api_key``, ``client_secret``, ``AccountKey``... in ``k=v``, ``k: v``, YAML,
+  JSON and quoted forms, quoted values with spaces included), URL user info,
+  ``Authorization`` headers and bare ``Bearer`` tokens, JWTs, PEM private key
+  blocks (to the end of the text when the END line is missing), cloud keys (AWS,
+  GCP, Azure) and service tokens (GitHub, GitLab, Slack, Stripe, OpenAI,
+  SendGrid, Twilio, npm, PyPI, Hugging Face, Prefect...);
+- PII with a clear shape: e-mail addresses (international ones too), payment
+  cards (Luhn-valid, any separators), IBANs (mod-97), US SSNs, phone numbers;
+  IPv4 addresses when asked.
+
+The patterns follow detect-secrets' plugins (the tests check generated secrets
+against detect-secrets 1.5.0); detect-secrets itself is not called at run time:
+its scan costs 1-2.5 ms for a 200-character line, ``redact`` about 30-40 µs on a
+loaded 2-core machine (``benchmarks/bench_redaction.py``). Every pattern is
+linear in the text (a repeated class never starts where the previous character
+could have continued it; cheap substring checks skip the rest), so a 100 kB
+hostile string costs milliseconds. Numbers are redacted only when standalone
+(not glued to a word or a longer number), so ids, timestamps and counts stay.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, overload
 
 REDACTED = "[REDACTED]"
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
-_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
-_PHONE = re.compile(r"(?<![\w])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}\b")
-_SECRET_FIELD = re.compile(
-    r"(?i)\b([\w-]*(?:password|passwd|pwd|token|secret|api[_-]?key|apikey)[\w-]*)"
-    r"(\s*[=:]\s*|\"\s*:\s*\"?|'\s*:\s*'?)"
-    r"([^\s,;'\"}]+)"
+# -- credentials ---------------------------------------------------------------------------------
+
+_PEM = re.compile(
+    r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]{0,40}-----|\Z)"
+    r"|PuTTY-User-Key-File-\d+:.*?(?:Private-MAC: *[0-9a-fA-F]+|\Z)",
+    re.DOTALL,
 )
 
+# scheme://user:password@host or scheme://token@host: the user info, up to the first "@"
+_URL_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)([^\s/?#@:]*:[^\s@/]*|[^\s/?#@]+)@")
 
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]+@")
+# Keys whose value is a secret. Strong words count inside a longer key (``dbpassword``,
+# ``github_token``); weak ones only as a whole part of it (``pass=``, ``db_pwd``, ``auth:``),
+# so that ``passed: 3``, ``tokens: 512``, ``author: ann`` and ``compass=n`` stay.
+_STRONG_KEYS = (
+    r"passwords?|passwd|passphrase|secrets?|token|api_?keys?|apikeys?|credentials?"
+    r"|access_?keys?|private_?keys?|secret_?keys?|account_?keys?|shared_?access_?keys?|signing_?keys?"
+    r"|encryption_?keys?|master_?keys?|client_?secrets?|cookies?|session_?keys?|connection_?strings?"
+    r"|shared_?access_?signature|x-api-key"
+)
+_WEAK_KEYS = r"pwd|pass|pw|auth|sig|signature|conn_?str|dsn"
+# matched on the lower-cased text: a keyword, then digits at most (never passed, tokens, author, pass_rate)
+# (every branch starts with a letter: the regex engine then skips quickly to those)
+_KEYWORD = re.compile(rf"(?:{_STRONG_KEYS}|{_WEAK_KEYS})\d{{0,3}}(?![a-z0-9_])")
+_KEYWORD_ANY_CASE = re.compile(_KEYWORD.pattern, re.IGNORECASE)
+_WEAK_KEYWORD = re.compile(rf"(?i:{_WEAK_KEYS})\d{{0,3}}")
+# the value: quoted (spaces and escaped quotes inside), escaped-quoted (JSON inside a string), or bare
+_QUOTED_VALUE = r"""\\"(?:[^\\\n]|\\(?!"))*\\"|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""
+_BARE_VALUE = r"""(?:[^\s"'&;,]|,(?=\S)(?![\w-]{1,40}[=:]))+"""
+# what follows a secret's name: "=", ":", ":=", "=>" (the name quoted or not), a tag's ">", a flag's spaces
+_AFTER_KEY = re.compile(
+    rf"(?:\\?[\"']?[ \t]*(?::=|=>|=|:)[ \t]*(?P<value>{_QUOTED_VALUE}|{_BARE_VALUE})"
+    r"|>(?P<tagged>[^<]+)(?=</)"
+    rf"|[ \t]+(?P<flagged>{_QUOTED_VALUE}|[^\s\"'-][^\s\"']*))"
+)
+_TAG_OPENED = re.compile(r"<[\w.:-]*$")  # <db_password>...</db_password>
+_FLAG_OPENED = re.compile(r"(?<![\w-])--[\w.-]*$")  # --db-password value
+# YAML: the rest of the line after "password:" at the start of a line
+_YAML_KEYED = re.compile(
+    r"(?m)^[ \t]*(?:-[ \t]+)?[\"']?(?P<name>[\w.-]{1,80})[\"']?[ \t]*:[ \t]+(?P<value>[^\s#\"'|>].*)$"
+)
+_KEY_HINTS = (
+    "pass",
+    "pwd",
+    "pw",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "credential",
+    "sig",
+    "cookie",
+    "conn",
+    "dsn",
+)
+
+_AUTH_HEADER = re.compile(
+    r"(?i)(?P<key>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:[a-z0-9-]{1,20}[ \t]+)?)"
+    r"(?P<value>[^\s\"',;]+)"
+)
+_BEARER = re.compile(r"(?i)\b(?P<key>bearer[ \t]+)(?P<value>[A-Za-z0-9\-._~+/]{8,}=*)")
+_BASIC = re.compile(r"(?i)\b(?P<key>basic[ \t]+)(?P<value>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])")
+
+_JWT = re.compile(
+    r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,2}(?:\.[A-Za-z0-9_\-+/]*={0,2})?"
+)
+
+# Service tokens and cloud key ids, after detect-secrets' plugins. Every branch starts with a
+# literal character (the regex engine then skips quickly to those); ``_token`` drops a match
+# glued to a word before it.
+_TOKEN = re.compile(
+    r"A(?:3T[A-Z0-9]|KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA)[A-Z0-9]{16}(?![A-Za-z0-9])"  # AWS key id
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+    r"|ya29\.[0-9A-Za-z_-]{20,}"  # Google OAuth access token
+    r"|gh[opusr]_[A-Za-z0-9]{30,255}"  # GitHub
+    r"|github_pat_[A-Za-z0-9_]{22,255}"
+    r"|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas)-[A-Za-z0-9_-]{20,}"  # GitLab
+    r"|GR1348941[A-Za-z0-9_-]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}"  # Slack
+    r"|sk_(?:live|test)_[0-9A-Za-z]{10,}|rk_(?:live|test)_[0-9A-Za-z]{10,}"  # Stripe
+    r"|sk-[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic
+    r"|SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}"  # SendGrid
+    r"|AC[a-z0-9]{32}(?![A-Za-z0-9])|SK[a-z0-9]{32}(?![A-Za-z0-9])"  # Twilio
+    r"|npm_[A-Za-z0-9]{36}"  # npm
+    r"|pypi-[A-Za-z0-9_-]{50,}"  # PyPI
+    r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|pn[ub]_[A-Za-z0-9]{30,}"  # Prefect Cloud API key
+    r"|dapi[a-f0-9]{32}"  # Databricks
+    r"|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"  # Shopify
+    r"|sq0(?:atp|csp)-[0-9A-Za-z_-]{22,43}"  # Square
+    r"|AKC[A-Za-z0-9]{10,}"  # Artifactory
+    r"|M[A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}"  # Discord bot tokens
+    r"|N[A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}"
+    r"|O[A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}"
+    r"|https://hooks\.slack\.com/services/[A-Za-z0-9_/]+"
+)
+# tokens that start with a digit: Mailchimp API keys and Telegram bot tokens (looked for when hinted)
+_DIGIT_TOKEN = re.compile(
+    r"[0-9a-f](?<![A-Za-z0-9_].)[0-9a-f]{31}-us[0-9]{1,2}(?![0-9])|\d(?<!\d.)\d{7,9}:AA[0-9A-Za-z_-]{33}"
+)
+# an AWS secret key (40 characters) a few characters after "aws" or "secret", not a hex digest
+_AWS_SECRET = re.compile(
+    r"(?i)(?:aws|secret)[^\n]{0,40}?(?<![A-Za-z0-9/+])(?P<value>(?![0-9a-f]{40})[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+)
+
+# -- PII -------------------------------------------------------------------------------------------
+
+# an e-mail address is found from its "@": the local part backwards (on the reversed text), the domain forwards
+# (RFC 5322 allows = ' / ? | { } ` in a local part too; in text they mostly delimit: email='ann@x.org')
+_EMAIL_LOCAL_REVERSED = re.compile(r"[\w.!#$%&*+^~-]+")
+_EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{2,59})")
+# a run of digit groups (not part of a word, a version or a longer number) with 13 digits or more;
+# ``_card`` looks inside it for a card number
+_CARD = re.compile(r"\d(?<!\w.)(?<!\d[.,-].)(?:[ .-]{0,2}\d){12,}(?!\w)(?![.,-]\d)")
+_IBAN = re.compile(r"[A-Z]{2}\d\d(?<![A-Za-z0-9]....)(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_SSN = re.compile(r"\d\d\d([- ])(?<!\d....)(?<!\d-....)\d\d\1\d{4}(?!\d)(?!-\d)")
+_SSN_NAMED = re.compile(
+    r"(?i)\b(?P<key>ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?|#))?)(?P<gap>[^\d\n]{0,20})(?P<value>\d{9})(?!\d)"
+)
+_E164 = re.compile(r"\+[1-9](?<![\w+]..)(?:[ .-]?\(?\d\)?){7,14}(?!\d)(?!-\d)")
+# national formats with an unambiguous shape: 415-555-0134, 415.555.0134, (415) 555-0134
+_PHONE = re.compile(
+    r"\d\d\d(?<![\w+]...)(?<!\d[.-]...)([.-])\d{3}\1\d{4}(?!\w)(?![.-]\d)"
+    r"|\((?<![\w+]\()\d{3}\)[ ]?\d{3}[ .-]\d{4}(?!\w)(?![.-]\d)"
+)
+_IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
+_DIGITS = re.compile(r"\d\d")
 
 
 def strip_url_credentials(text: str) -> str:
@@ -43,28 +185,269 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def iban_valid(iban: str) -> bool:
+    """Whether ``iban`` (spaces allowed) passes the ISO 13616 mod-97 check."""
+    compact = iban.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    moved = compact[4:] + compact[:4]
+    try:
+        return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+    except ValueError:
+        return False
+
+
+def _keep_key(match: re.Match[str]) -> str:
+    return match.group("key") + REDACTED
+
+
+def _is_key_start(text: str, start: int, weak: bool) -> bool:
+    """Whether a keyword found at ``start`` begins a part of a key: any strong keyword does;
+    a weak one after a non-alphanumeric character or as a camelCase part (``dbPwd``)."""
+    if not weak or start == 0:
+        return True
+    before = text[start - 1]
+    return not before.isalnum() or (before.islower() and text[start].isupper())
+
+
+def _is_weak(keyword: str) -> bool:
+    return _WEAK_KEYWORD.fullmatch(keyword) is not None
+
+
+@lru_cache(maxsize=1024)
+def _is_secret_key(name: str) -> bool:
+    """Whether a key name ends with a secret's keyword (``db_password``, ``AccountKey``; not ``pass_rate``)."""
+    return any(
+        m.end() == len(name) and _is_key_start(name, m.start(), _is_weak(m.group(0)))
+        for m in _KEYWORD_ANY_CASE.finditer(name)
+    )
+
+
+def _redacted_value(value: str) -> str:
+    if value.startswith(REDACTED):
+        return value
+    if value[:1] in "\"'\\":
+        quote = value[:2] if value.startswith("\\") else value[:1]
+        return quote + REDACTED + quote
+    kept = value.rstrip(".)]}>:")  # closing punctuation after a bare value is not part of it
+    return REDACTED + value[len(kept) :]
+
+
+def _redact_keyed(text: str) -> str:
+    """``text`` with the value after every secret-looking key redacted (``k=v``, ``k: v``, quoted,
+    JSON, ``<k>v</k>``, ``--k v``)."""
+    lower = text.lower()
+    keywords = _KEYWORD if len(lower) == len(text) else _KEYWORD_ANY_CASE
+    haystack = lower if keywords is _KEYWORD else text
+    out: list[str] = []
+    done = 0
+    for keyword in keywords.finditer(haystack):
+        start, end = keyword.span()
+        if start < done or not _is_key_start(text, start, _is_weak(keyword.group(0))):
+            continue
+        after = _AFTER_KEY.match(text, end)
+        if after is None:
+            continue
+        group = after.lastgroup or "value"
+        if group in ("tagged", "flagged"):
+            opener = _TAG_OPENED if group == "tagged" else _FLAG_OPENED
+            if opener.search(text, max(start - 64, 0), start) is None:
+                continue
+        value_start, value_end = after.span(group)
+        out.append(text[done:value_start])
+        out.append(_redacted_value(text[value_start:value_end]))
+        done = value_end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _redact_yaml(text: str) -> str:
+    """``text`` with the rest of every line that starts with a secret's key (``password: two words``) redacted."""
+    out: list[str] = []
+    done = 0
+    for match in _YAML_KEYED.finditer(text):
+        if not _is_secret_key(match.group("name")):
+            continue
+        value_start, value_end = match.span("value")
+        out.append(text[done:value_start])
+        value = match.group("value")
+        out.append(REDACTED if value.startswith(REDACTED) else _redacted_value(value))  # the whole rest of the line
+        done = value_end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _basic(match: re.Match[str]) -> str:
+    value = match.group("value")
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return match.group(0)
+    return match.group("key") + REDACTED if ":" in decoded and decoded.isprintable() else match.group(0)
+
+
+def _token(match: re.Match[str]) -> str:
+    start = match.start()
+    before = match.string[start - 1] if start else " "
+    return match.group(0) if before.isalnum() or before == "_" else REDACTED
+
+
+def _redact_emails(text: str) -> str:
+    out: list[str] = []
+    done = 0
+    reversed_text = ""
+    at = text.find("@")
+    while at >= 0:
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        if domain is not None and at > done:
+            reversed_text = reversed_text or text[::-1]
+            local = _EMAIL_LOCAL_REVERSED.match(reversed_text, len(text) - at)
+            if local is not None:
+                out.append(text[done : max(at - len(local.group(0)), done)])
+                out.append(REDACTED)
+                done = domain.end()
+        at = text.find("@", max(at + 1, done))
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
 def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return REDACTED if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
+    """The card numbers in a run of digit groups, redacted: 13-19 Luhn-valid digits starting with 2-6,
+    either one group or a card's grouping: 4 digits, then groups of 4-6, the last of 1-6
+    (``4111 1111 1111 1111``, ``3782-822463-10005``, ``6011.0009.9013.9424``)."""
+    text = match.group(0)
+    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", text)]
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(groups):
+        found = None
+        digits = ""
+        for j in range(i, len(groups)):
+            size = groups[j][1] - groups[j][0]
+            if (j > i and size > 6) or (j == i and 5 <= size < 13) or size > 19:
+                break
+            digits += text[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
+                break
+            multi_ok = j == i or (groups[i][1] - groups[i][0] == 4 and all(g[1] - g[0] >= 4 for g in groups[i + 1 : j]))
+            if len(digits) >= 13 and digits[0] in "23456" and multi_ok and luhn_valid(digits):
+                found = j
+        if found is None:
+            i += 1
+            continue
+        spans.append((groups[i][0], groups[found][1]))
+        i = found + 1
+    for start, end in reversed(spans):
+        text = text[:start] + REDACTED + text[end:]
+    return text
+
+
+def _iban(match: re.Match[str]) -> str:
+    """The IBANs in the match (the longest valid one from each start), redacted."""
+    text = match.group(0)
+    out: list[str] = []
+    done = 0
+    for start in [0, *(m.end() for m in re.finditer(" ", text))]:
+        if start < done or not re.match(r"[A-Z]{2}\d\d", text[start : start + 4]):
+            continue
+        for end in range(len(text), start + 14, -1):
+            if text[end - 1] != " " and iban_valid(text[start:end]):
+                out.append(text[done:start])
+                out.append(REDACTED)
+                done = end
+                break
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _ssn(match: re.Match[str]) -> str:
+    digits = match.group(0).replace(match.group(1), "")
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    valid = area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+    return REDACTED if valid else match.group(0)
+
+
+def _ssn_named(match: re.Match[str]) -> str:
+    return match.group("key") + match.group("gap") + REDACTED
+
+
+def _e164(match: re.Match[str]) -> str:
+    digits = sum(ch.isdigit() for ch in match.group(0))
+    return REDACTED if 8 <= digits <= 15 else match.group(0)
+
+
+def _ipv4(match: re.Match[str]) -> str:
+    return REDACTED if all(int(part) <= 255 for part in match.group(0).split(".")) else match.group(0)
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with every credential in it replaced by ``[REDACTED]`` (the PII rules not applied)."""
+    if "PRIVATE KEY" in text or "PuTTY" in text:
+        text = _PEM.sub(REDACTED, text)
+    if "://" in text and "@" in text:
+        text = _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
+    lower = text.lower()
+    if "authorization" in lower:
+        text = _AUTH_HEADER.sub(_keep_key, text)
+    if "bearer" in lower:
+        text = _BEARER.sub(_keep_key, text)
+    if "basic" in lower:
+        text = _BASIC.sub(_basic, text)
+    if any(hint in lower for hint in _KEY_HINTS):
+        text = _redact_keyed(text)
+        if ":" in text:
+            text = _redact_yaml(text)
+        if "aws" in lower or "secret" in lower:
+            text = _AWS_SECRET.sub(lambda m: m.group(0)[: m.start("value") - m.start()] + REDACTED, text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    if "-us" in text or ":AA" in text:
+        text = _DIGIT_TOKEN.sub(REDACTED, text)
+    return _TOKEN.sub(_token, text)
 
 
 def redact(text: str, *, ip_addresses: bool = False) -> str:
-    """Replace emails, SSNs, card numbers (Luhn-valid), phone numbers and the
-    values of secret-looking fields (password, token, secret, api_key) with
-    ``[REDACTED]``; IPv4 addresses too with ``ip_addresses``.
+    """``text`` with credentials and PII replaced by ``[REDACTED]``; IPv4 addresses too with ``ip_addresses``.
+
+    See the module's docstring for what is redacted; idempotent. About 30-40 µs for a 200-character log line.
 
     Example:
         >>> redact("login failed for ann@example.com password=hunter2")
         'login failed for [REDACTED] password=[REDACTED]'
     """
-    text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = redact_credentials(text)
+    if "@" in text:
+        text = _redact_emails(text)
+    if _DIGITS.search(text) is None:
+        return text
     if ip_addresses:
-        text = _IPV4.sub(REDACTED, text)
-    text = _EMAIL.sub(REDACTED, text)
-    text = _SSN.sub(REDACTED, text)
+        text = _IPV4.sub(_ipv4, text)
     text = _CARD.sub(_card, text)
-    text = _PHONE.sub(REDACTED, text)
-    return text
+    text = _IBAN.sub(_iban, text)
+    text = _SSN.sub(_ssn, text)
+    lower = text.lower()
+    if "ssn" in lower or "social" in lower:
+        text = _SSN_NAMED.sub(_ssn_named, text)
+    if "+" in text:
+        text = _E164.sub(_e164, text)
+    return _PHONE.sub(REDACTED, text)
+
+
+@overload
+def redact_optional(text: str, *, enabled: bool = True) -> str: ...
+@overload
+def redact_optional(text: str | None, *, enabled: bool = True) -> str | None: ...
+def redact_optional(text: str | None, *, enabled: bool = True) -> str | None:
+    """``redact(text)`` when ``enabled`` and ``text`` is a non-empty string; anything else as it is."""
+    return redact(text) if enabled and isinstance(text, str) and text else text
 
 
 def clean_error_message(message: str | None, *, limit: int, redact_pii: bool = True) -> str | None:
@@ -74,3 +457,25 @@ def clean_error_message(message: str | None, *, limit: int, redact_pii: bool = T
     if redact_pii:
         message = redact(message)
     return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+_ID_KEYS = ("_id", "_ids", "_uuid")
+
+
+def redact_fields(fields: Mapping[str, Any], *, enabled: bool = True) -> dict[str, Any]:
+    """A copy of an event's resource or payload with its texts redacted (``enabled``): strings and
+    lists of strings, except under machine id keys (``gpu_uuid``, ``flow_run_ids``). A resource id
+    (``synthobs.table.<name>``) holds a name someone chose: it is redacted like the name."""
+    if not enabled:
+        return dict(fields)
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key.endswith(_ID_KEYS):
+            out[key] = value
+        elif isinstance(value, str):
+            out[key] = redact(value)
+        elif isinstance(value, (list, tuple)):
+            out[key] = [redact(v) if isinstance(v, str) else v for v in value]
+        else:
+            out[key] = value
+    return out

@@ -211,20 +211,27 @@ def _redacted_attributes(attributes: Attributes, ip_addresses: bool) -> dict[str
 
 
 def redact_span(span: ReadableSpan, *, ip_addresses: bool = False) -> ReadableSpan:
-    """A copy of ``span`` with PII redacted from its attributes, its events'
-    attributes (``exception.message``, ``exception.stacktrace``, Prefect's state
-    messages) and its status description. Id attributes are kept as they are."""
+    """A copy of ``span`` with credentials and PII redacted from its name (Prefect names a run
+    span after the run, and a run name can be templated from parameters), its attributes
+    (``prefect.run.name`` included), its events' names and attributes (``exception.message``,
+    ``exception.stacktrace``, Prefect's state messages), its links' attributes and its status
+    description. Id attributes are kept as they are."""
     status = span.status
     if status.description:
         status = Status(status.status_code, redact(status.description, ip_addresses=ip_addresses))
     return ReadableSpan(
-        name=span.name,
+        name=redact(span.name, ip_addresses=ip_addresses),
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=_redacted_attributes(span.attributes, ip_addresses),
-        events=[Event(e.name, _redacted_attributes(e.attributes, ip_addresses), e.timestamp) for e in span.events],
-        links=span.links,
+        events=[
+            Event(
+                redact(e.name, ip_addresses=ip_addresses), _redacted_attributes(e.attributes, ip_addresses), e.timestamp
+            )
+            for e in span.events
+        ],
+        links=[Link(link.context, _redacted_attributes(link.attributes, ip_addresses)) for link in span.links],
         kind=span.kind,
         status=status,
         start_time=span.start_time,
