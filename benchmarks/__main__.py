@@ -241,6 +241,29 @@ def _faults(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _redaction(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for label in ("clean", "secrets"):
+        value = r[f"redact_{label}_200_us"]
+        baseline = r.get(f"detect_secrets_scan_line_{label}_200_us")
+        if baseline:
+            rows.append(
+                _ratio_row(
+                    f"redact, 200-char log line ({label}) / detect-secrets scan_line (finds, does not redact)",
+                    value,
+                    baseline,
+                    value / baseline,
+                    0.1,
+                    unit="µs",
+                )
+            )
+        rows.append(
+            (f"redact, 2,000-char log line ({label})", f"{r[f'redact_{label}_2000_us']:.1f} µs", "", "", "(reported)", "")
+        )
+    rows.append(("redact, 100 kB hostile string", f"{r['redact_hostile_100kB_ms']:.1f} ms", "", "", "(reported)", ""))
+    return rows
+
+
 def _gpu_sampler(r: dict[str, Any]) -> list[Row]:
     cpu = r["sampler_thread_cpu_percent_of_core"]
     return [
@@ -307,6 +330,7 @@ SUITE = [
     Benchmark("quality", ["bench_quality.py"], "quality", _quality),
     Benchmark("report", ["bench_report.py", "--rows", "1000000"], "report", _report),
     Benchmark("faults", ["bench_faults.py"], "bench_faults", _faults),
+    Benchmark("redaction", ["bench_redaction.py"], "redaction", _redaction),
     Benchmark("gpu_sampler", ["bench_gpu_sampler.py", "--seconds", "30"], "gpu_sampler", _gpu_sampler),
 ]
 

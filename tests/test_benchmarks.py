@@ -19,6 +19,7 @@ from conftest import REPO, subprocess_env
         ("bench_report.py", ["--rows", "20000"], "report"),
         ("bench_writers.py", ["--writers", "2", "--rows", "500", "--batch", "250"], "writers"),
         ("bench_otel.py", ["--only", "collection", "--repeats", "3"], "otel"),
+        ("bench_redaction.py", ["--repeats", "20"], "redaction"),
     ],
 )
 def test_benchmark_runs_and_reports(tmp_path: Path, script: str, args: list[str], result: str) -> None:
