@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.blocks import SynthObsConfig
-from prefect_synthobs.config.settings import SynthObsSettings, env_name
+from prefect_synthobs.config.settings import SynthObsSettings, env_name, forget_environment_warnings
 from prefect_synthobs.health import store as health_store
 
 logger = get_logger()
@@ -76,7 +76,6 @@ class ActiveSettings:
         self._listeners: list[SettingsListener] = []
         self._block_name: str | None = None
         self._block_values: dict[str, Any] = {}
-        self._env_warned: set[tuple[str, str]] = set()
 
     def configure(self, config: SynthObsConfig | str | None = None, **overrides: Any) -> SynthObsSettings:
         unknown = sorted(set(overrides) - set(SynthObsSettings.model_fields))
@@ -118,28 +117,10 @@ class ActiveSettings:
 
     def _build(self, values: dict[str, Any]) -> SynthObsSettings:
         """Settings from ``values`` and the environment. A bad environment
-        variable is one warning naming it and its key falls back to the default
-        (as the OpenTelemetry SDK does); a bad explicit value raises."""
-        try:
-            return SynthObsSettings(**values)
-        except ValidationError as exc:
-            from_env: dict[str, str] = {}
-            for error in exc.errors():
-                key = str(error["loc"][0]) if error["loc"] else ""
-                if key not in SynthObsSettings.model_fields or key in values:
-                    raise
-                from_env[key] = _message(error)
-        defaults = {key: SynthObsSettings.model_fields[key].get_default(call_default_factory=True) for key in from_env}
-        for key, why in from_env.items():
-            if (key, why) not in self._env_warned:
-                self._env_warned.add((key, why))
-                logger.warning(
-                    "synthobs: ignoring %s (%s); using the default %r. Everything else keeps recording.",
-                    env_name(key),
-                    why,
-                    defaults[key],
-                )
-        return SynthObsSettings(**{**values, **defaults})
+        variable (whatever is wrong with it) is one warning naming it and its key
+        falls back to the default (as the OpenTelemetry SDK does), so recording
+        goes on; a bad explicit value raises (``ValidationError``)."""
+        return SynthObsSettings(**values)
 
     def get(self) -> SynthObsSettings:
         with self._lock:
@@ -156,6 +137,7 @@ class ActiveSettings:
             self._overrides = {}
             self._active = None
             self._block_name, self._block_values = None, {}
+        forget_environment_warnings()  # the environment is read afresh: say again what is wrong with it
 
 
 def block_settings(config: SynthObsConfig | str) -> tuple[str | None, dict[str, Any]]:

@@ -9,21 +9,35 @@ Every key can be set three ways, strongest first:
    ``$PREFECT_HOME/synthobs``, metrics kept in-process).
 
 This module is pure: it reads the environment only when a model is built.
+
+A malformed environment variable never stops a model from being built: it
+costs one warning naming the variable (never its value, which may be a
+secret) and its key keeps the default; a variable with the prefix that names
+no setting (a typo) is named in one warning with the closest known one. See
+``read_environment``.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from prefect.settings import get_current_settings
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.catalog import ENV_PREFIX
 from prefect_synthobs.health.store import check_store_url
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
@@ -35,14 +49,31 @@ Temporality = Literal["cumulative", "delta", "lowmemory"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
 SpanNames = Literal["prefect", "stable"]
 
+logger = get_logger()
+
 
 class SynthObsSettings(BaseSettings):
     """The active synthobs configuration.
 
     Each field's description says what it does; ``SynthObsSettings.model_fields``
     is the single definition the blocks, the environment and ``configure``
-    share.
+    share. Keyword values are checked strictly (a bad one raises); environment
+    variables tolerantly (``read_environment``).
     """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # pydantic-settings' own environment source raises on the first malformed variable
+        # (a SettingsError for bad JSON, or a ValidationError when the model is built): one
+        # bad variable would stop recording. This one drops it with one warning instead.
+        return init_settings, _TolerantEnvironmentSource(settings_cls), dotenv_settings, file_secret_settings
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -193,6 +224,14 @@ class SynthObsSettings(BaseSettings):
         description="Name of a SynthObsConfig block to load; its values sit between keyword overrides and "
         "environment variables (set it in a deployment's environment).",
     )
+    privacy_lock_lease_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="How long a process killed while holding a dataset's privacy budget lock blocks spends on "
+        "that dataset (1 to 300 s): the holder beats every third of it, and a waiting spender takes over a lock "
+        "whose beat stood still this long.",
+    )
 
     @field_validator("metrics_mode", mode="before")
     @classmethod
@@ -291,6 +330,150 @@ def parse_metrics_modes(value: Any) -> str:
     return ",".join(modes) or "none"
 
 
+@dataclass(frozen=True)
+class EnvironmentReading:
+    """The ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` variables, sorted out.
+
+    Attributes:
+        values: Setting key to its value as read (JSON decoded for dict fields), each valid on its own.
+        invalid: Variable name to why it was ignored (never its value: it may be a secret).
+        unknown: Variable name that names no setting to the closest known variable.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    invalid: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+
+
+def _takes_json(key: str) -> bool:
+    """Whether the environment gives ``key`` as JSON (its type holds a dict or a list)."""
+    annotation = str(SynthObsSettings.model_fields[key].annotation)
+    return annotation.startswith(("dict", "list", "typing.Dict", "typing.List")) or "dict[" in annotation
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+_CHOICES = frozenset((*METRICS_MODES, *get_args(Temporality), *get_args(OtlpProtocol), *get_args(SpanNames), "job"))
+"""Quoted words a message may keep: the choices of the settings that offer some."""
+
+
+def _without_value(message: str, raw: str) -> str:
+    """``message`` with quoted text (other than a setting's choices) and ``raw`` itself blanked out: a
+    validator may quote the value, or a part of it, and a value may be a secret."""
+
+    def blank(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0)[1:-1] in _CHOICES else "'…'"
+
+    message = _QUOTED.sub(blank, message)
+    return message.replace(raw, "…") if len(raw) >= 3 else message
+
+
+def _why_invalid(key: str, exc: BaseException, raw: str) -> str:
+    if isinstance(exc, ValidationError):
+        reasons = []
+        for error in exc.errors(include_input=False, include_url=False):
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            reasons.append(_without_value(message, raw))
+        return "; ".join(reasons) or "invalid"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({exc.msg} at character {exc.pos})"
+    return _without_value(f"{type(exc).__name__}: {exc}", raw)
+
+
+def closest_setting_variable(name: str) -> str:
+    """The known ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` variable closest to ``name`` (for typos)."""
+    wanted = name.upper().removeprefix(ENV_PREFIX)
+    keys = [key.upper() for key in SynthObsSettings.model_fields]
+    best = difflib.get_close_matches(wanted, keys, n=1, cutoff=0.0)
+    return ENV_PREFIX + (best[0] if best else keys[0])
+
+
+def read_environment(environ: Mapping[str, str] | None = None) -> EnvironmentReading:
+    """Every ``PREFECT_INTEGRATIONS_SYNTHOBS_*`` variable, each checked on its own.
+
+    A variable whose value its key does not accept (bad JSON, not a number,
+    out of bounds, an unknown choice; whatever the exception) is set aside in
+    ``invalid``, so its key keeps the default and every other key its value. A
+    variable that names no setting goes to ``unknown``. Never raises. Names
+    are matched ignoring case, as pydantic-settings does.
+    """
+    environ = os.environ if environ is None else environ
+    reading = EnvironmentReading()
+    probe = SynthObsSettings.model_construct()  # defaults only: no environment, no validation
+    for name, raw in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in SynthObsSettings.model_fields:
+            reading.unknown[name] = closest_setting_variable(name)
+            continue
+        try:
+            value: Any = json.loads(raw) if _takes_json(key) else raw
+            SynthObsSettings.__pydantic_validator__.validate_assignment(probe, key, value)
+        except Exception as exc:  # any type: a bad variable must never stop the settings
+            reading.invalid[name] = _why_invalid(key, exc, str(raw))
+            continue
+        reading.values[key] = value
+    return reading
+
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_environment(reading: EnvironmentReading) -> None:
+    """One warning per ignored or unknown variable (once per process and reason)."""
+    for name, why in reading.invalid.items():
+        if _first_time(name, why):
+            key = name[len(ENV_PREFIX) :].lower()
+            default = SynthObsSettings.model_fields[key].get_default(call_default_factory=True)
+            logger.warning(
+                "synthobs: ignoring %s (%s); %s keeps its default %r. Everything else keeps recording.",
+                name,
+                why,
+                key,
+                default,
+            )
+    for name, closest in reading.unknown.items():
+        if _first_time(name, closest):
+            logger.warning(
+                "synthobs: %s is not a synthobs setting and is ignored; did you mean %s?",
+                name,
+                closest,
+            )
+
+
+def _first_time(name: str, why: str) -> bool:
+    with _warned_lock:
+        if (name, why) in _warned:
+            return False
+        _warned.add((name, why))
+        return True
+
+
+def forget_environment_warnings() -> None:
+    """Warn again about variables already warned about (after ``reset``)."""
+    with _warned_lock:
+        _warned.clear()
+
+
+class _TolerantEnvironmentSource(PydanticBaseSettingsSource):
+    """The environment source of ``SynthObsSettings``: ``read_environment``'s valid values, warning about the rest."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            reading = read_environment()
+        except Exception as exc:  # never: read_environment does not raise; keep the promise anyway
+            logger.warning("synthobs: PREFECT_INTEGRATIONS_SYNTHOBS_* variables not read (%s)", type(exc).__name__)
+            return {}
+        warn_environment(reading)
+        return reading.values
+
+
 def setting_field(key: str, **changes: Any) -> Any:
     """A block field made from setting ``key``: same default, bounds and description.
 
@@ -316,11 +499,16 @@ def env_name(key: str) -> str:
 
 __all__ = [
     "METRICS_MODES",
+    "EnvironmentReading",
     "MetricsMode",
     "OtlpProtocol",
     "SynthObsSettings",
     "Temporality",
+    "closest_setting_variable",
     "env_name",
+    "forget_environment_warnings",
     "prefect_home",
+    "read_environment",
     "setting_field",
+    "warn_environment",
 ]

@@ -428,6 +428,35 @@ class Recorder:
         if batches:
             self.flush_soon()  # the flusher drains it, or keeps it within spool_max_bytes while the store is down
 
+    def persist(self, table: str, rows: list[Row]) -> bool:
+        """Make ``rows`` durable now, on this thread, before the caller acknowledges what they record.
+
+        For rows that must survive the process being killed the moment the
+        caller returns (a privacy spend's ledger row): they are written to a
+        spool file synchronously (about a millisecond; the flusher takes them
+        to the store), or, if the spool cannot be written, to the store
+        (bounded by ``store_timeout``). They are not buffered: nothing else
+        writes them. Returns whether they are durable; never raises.
+        """
+        try:
+            data = self._to_arrow(table, rows)  # a row that does not fit is set aside, not lost
+            if data.num_rows == 0:
+                return True
+        except Exception as exc:
+            logger.warning("synthobs: %d %s row(s) not made durable (%s)", len(rows), table, exc)
+            return False
+        try:
+            self._write_spool_file(table, data, arrow=True)
+            self._spool_warning.ok()
+            self.flush_soon()
+            return True
+        except Exception as exc:
+            self._spool_warning.fail(
+                "synthobs: cannot spool rows to %s (%s); they are written to the store directly", self.spool_dir, exc
+            )
+        store = self._open_store(background=False)
+        return store is not None and self._try_write(store, table, data, background=False)
+
     def _limit_spool(self) -> None:
         """Drop the oldest spool files while the spool holds more than ``spool_max_bytes``."""
         files = []
@@ -595,7 +624,7 @@ class Recorder:
         return self.flush_interval if retry is None else min(self.flush_interval, max(retry, 0.05))
 
     def stop(self, *, flush: bool = True) -> None:
-        """Stop the periodic flusher and write what is left."""
+        """Stop the periodic flusher and write what is left (``final_flush``)."""
         self._stop.set()
         self._wake.set()
         thread = self._thread
@@ -603,4 +632,59 @@ class Recorder:
             thread.join(timeout=5)
         self._thread = None
         if flush:
-            self.flush()
+            self.final_flush()
+
+    def final_flush(self) -> int:
+        """The last flush of this recorder (at process exit): rows reach the store if it answers now.
+
+        A store that failed earlier is skipped until its backoff has passed;
+        at exit there is no later retry, so it is asked once more (one call
+        bounded by ``store_timeout``), and if it answers the spool is drained
+        into it with the buffered rows. Rows that must stay in the spool cost
+        one warning naming the spool directory and their count: the next
+        synthobs process using this spool and store writes them, and a spool on
+        a disk that goes away (a container's, a pod's) takes them with it.
+        Never raises; returns the number of rows the store accepted.
+        """
+        probed = self.breaker.is_open and self._probe_at_exit()
+        written = self.flush()
+        if probed and written and not self.breaker.is_open:
+            logger.info("synthobs: the health store answers again: %d row(s) written to it at exit", written)
+        self._warn_left_behind()
+        return written
+
+    def _probe_at_exit(self) -> bool:
+        """Ask a store that failed earlier once more, bounded by ``store_timeout``; whether it answered."""
+        try:
+            call_bounded(lambda: self._store_factory().check(), self.store_timeout, name="synthobs-store-probe")
+        except Exception as exc:
+            logger.debug("synthobs: the health store still does not answer at exit (%s)", exc)
+            return False
+        self.breaker.succeeded()
+        return True
+
+    def spooled_rows(self) -> int:
+        """Rows in the spool files waiting to be written (a file that cannot be read counts nothing)."""
+        total = 0
+        for path in self.spooled_files():
+            with contextlib.suppress(Exception):
+                total += _spool_file_rows(path)
+        return total
+
+    def _warn_left_behind(self) -> None:
+        try:
+            rows = self.spooled_rows()
+        except Exception:  # never fail a process's exit over a warning
+            return
+        in_memory = self.pending()
+        if not rows and not in_memory:
+            return
+        lost = f"; {in_memory} more row(s) could not even be spooled and are lost" if in_memory else ""
+        logger.warning(
+            "synthobs: %d health row(s) stay in the spool %s: the store did not take them%s. The next synthobs "
+            "process using this spool_dir and store writes them; a spool on a container's or pod's own disk goes "
+            "with it, so point spool_dir at a persistent volume.",
+            rows,
+            self.spool_dir,
+            lost,
+        )
