@@ -346,6 +346,7 @@ class Recorder:
             self._store_fault(exc, store)
             return False
         self.breaker.succeeded()
+        self._spool_warning.ok()  # the rows reach the store: a spool fault is a new one the next time it costs rows
         if self._store_warning.ok():
             logger.info("synthobs: health store %s is writable again", strip_url_credentials(store.url))
         return True
@@ -364,8 +365,10 @@ class Recorder:
         try:
             self._write_spool_file(table, data)
         except Exception as exc:
-            logger.warning(
-                "synthobs: cannot spool %d %s rows to %s (%s); keeping them in memory (at most %d rows)",
+            # once per fault (a full disk fails every flush): said again only after the spool took rows again
+            self._spool_warning.fail(
+                "synthobs: cannot spool %d %s rows to %s (%s); keeping them in memory (at most %d rows, the oldest "
+                "dropped beyond that and counted in rows_dropped_total) until the store or the spool takes them",
                 len(rows),
                 table,
                 self.spool_dir / table,
@@ -374,6 +377,8 @@ class Recorder:
             )
             self._keep_in_memory(table, rows)
             return
+        if self._spool_warning.ok():
+            logger.info("synthobs: the spool %s is writable again", self.spool_dir)
         self._limit_spool()
 
     def _write_spool_file(self, table: str, data: pa.Table, *, arrow: bool = False) -> None:
