@@ -258,7 +258,14 @@ def _redaction(r: dict[str, Any]) -> list[Row]:
                 )
             )
         rows.append(
-            (f"redact, 2,000-char log line ({label})", f"{r[f'redact_{label}_2000_us']:.1f} µs", "", "", "(reported)", "")
+            (
+                f"redact, 2,000-char log line ({label})",
+                f"{r[f'redact_{label}_2000_us']:.1f} µs",
+                "",
+                "",
+                "(reported)",
+                "",
+            )
         )
     rows.append(("redact, 100 kB hostile string", f"{r['redact_hostile_100kB_ms']:.1f} ms", "", "", "(reported)", ""))
     return rows
