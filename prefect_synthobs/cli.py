@@ -124,8 +124,8 @@ def _demo(args: argparse.Namespace) -> int:
     print("flow runs in this demo:")
     for row in runs.itertuples():
         rows = f"{int(row.rows):>8,} rows" if row.rows else ""
-        flow, kind, state = (terminal_text(v) for v in (row.flow_name, row.kind, row.state_type))  # store text
-        print(f"  {flow:<20} {kind:<10} {state:<10} {row.duration_s:7.2f} s {rows}")
+        flow, kind, run_state = (terminal_text(v) for v in (row.flow_name, row.kind, row.state_type))  # store text
+        print(f"  {flow:<20} {kind:<10} {run_state:<10} {row.duration_s:7.2f} s {rows}")
     samples = [
         line
         for line in _exposition(REGISTRY).splitlines()
