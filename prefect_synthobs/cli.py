@@ -206,12 +206,13 @@ def _compact(args: argparse.Namespace) -> int:
     started = time.monotonic()
     today = datetime.now(timezone.utc).date()
     table_names = [args.table] if args.table else list(names.TABLES)
-    lines, files, size = [], [0, 0], [0, 0]
+    lines, files, size, failed = [], [0, 0], [0, 0], 0
     with _progress("compacting", total=len(table_names)) as step:
         for table in table_names:
             step(table)
             before = _table_bytes(store, table)
             stats = maintain(store, retain=retain, table_names=[table], today=today)[table]
+            failed += stats.get("failed", 0)  # maintain warned, naming the table; the others go on
             size[0], size[1] = size[0] + before, size[1] + _table_bytes(store, table)
             files[0], files[1] = files[0] + stats["files_before"], files[1] + stats["files_after"]
             lines.append(describe(table, stats))
@@ -224,7 +225,9 @@ def _compact(args: argparse.Namespace) -> int:
         f"compacted {len(table_names)} table(s): {files[0]} → {files[1]} files in compacted partitions, "
         f"{_size(size[0])} → {_size(size[1])} in all, {time.monotonic() - started:.1f} s"
     )
-    return 0
+    if failed:
+        print(f"synthobs compact: {failed} table(s) could not be maintained (see the warnings)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _table_bytes(store: HealthStore, table: str) -> int:

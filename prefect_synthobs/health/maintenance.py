@@ -21,8 +21,17 @@ import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
+
+logger = get_logger("store")
+
+FAILED = "failed"
+"""The statistic ``maintain`` sets to 1 for a table whose maintenance failed (absent when it did not)."""
+
+_NOTHING_DONE = ("partitions", "files_before", "files_after", "rows", "quarantined", "temporary_removed", "expired")
 
 _DURATION = re.compile(r"\s*(\d+)\s*([dw])\s*")
 
@@ -63,14 +72,30 @@ def maintain(
         table_names: Tables to maintain (default: all).
         today: The current day (UTC; tests pass one).
 
+    One table's failure (a file no reader foresaw, the store refusing) never stops the others: it costs one
+    warning naming the table and the error, what it had not compacted yet stays as it was, and its ``failed``
+    statistic is 1.
+
     Returns:
-        Per table: ``compact``'s statistics plus ``expired`` (partitions dropped).
+        Per table: ``compact``'s statistics plus ``expired`` (partitions dropped); a table whose maintenance
+        failed has ``failed: 1`` and zeros.
     """
     today = today or datetime.now(timezone.utc).date()
     results: dict[str, dict[str, int]] = {}
     for name in table_names or tables.TABLES:
-        expired = store.drop_partitions(name, before=retention_cutoff(retain, today)) if retain is not None else []
-        stats = store.compact(name, before=today)
+        try:
+            expired = store.drop_partitions(name, before=retention_cutoff(retain, today)) if retain is not None else []
+            stats = store.compact(name, before=today)
+        except Exception as exc:  # one table's failure must not stop the others' maintenance
+            logger.warning(
+                "synthobs: maintenance of table %s failed (%s: %s); what it had not compacted yet is left as it "
+                "was, the other tables are maintained; the next maintenance tries it again",
+                name,
+                type(exc).__name__,
+                strip_url_credentials(str(exc)),
+            )
+            results[name] = {**dict.fromkeys(_NOTHING_DONE, 0), FAILED: 1}
+            continue
         stats["expired"] = len(expired)
         results[name] = stats
     return results
@@ -78,6 +103,8 @@ def maintain(
 
 def describe(table: str, stats: dict[str, int]) -> str:
     """One line for ``stats`` of ``table``."""
+    if stats.get(FAILED):
+        return f"{table}: maintenance FAILED (see the warning above); what it had not compacted yet is left as it was"
     return (
         f"{table}: {stats['partitions']} partition(s) compacted, "
         f"{stats['files_before']} → {stats['files_after']} files, {stats['rows']:,} rows"

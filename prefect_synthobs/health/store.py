@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -41,6 +44,46 @@ QUARANTINE = "_quarantine"
 """Where ``compact`` moves files that are not readable Parquet (``<root>/_quarantine/<table>/...``)."""
 
 logger = get_logger("store")
+
+_PARTITION_DIRECTORY = re.compile(rf"{PARTITION_COLUMN}=(\d{{4}}-\d{{2}}-\d{{2}})")
+"""A partition directory's name: ``date=YYYY-MM-DD`` (the day is checked to exist too)."""
+
+
+def partition_day(name: str) -> str | None:
+    """The day of a partition directory named ``name`` (``date=YYYY-MM-DD``), else ``None`` (pure)."""
+    match = _PARTITION_DIRECTORY.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+    return match.group(1)
+
+
+class _SaidOnce:
+    """The last ``size`` keys (file or directory paths) warned about in this process: each warning is said once
+    per process, whatever the number of ``HealthStore`` objects (the report makes several), and the memory stays
+    bounded in a long-lived worker (a key pushed out may be warned about again)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first(self, key: str) -> bool:
+        """Whether ``key`` is new (then it is remembered)."""
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return False
+            self._keys[key] = None
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+            return True
+
+
+_said = _SaidOnce()
 
 
 _S3_OPTIONS = {
@@ -73,9 +116,12 @@ def one_row_per_run(data: pa.Table, run_id: str, order_by: str) -> pa.Table:
     reconciliation that ran meanwhile both wrote the run; the hook's row has
     more (rows, GPU, trace id). Dask may run a task run twice (its result lost
     with a killed worker): both executions wrote a row; the last one counts.
+
+    A row without a run id (another writer's) is a run of its own: rows with a null id are never grouped.
     """
-    if data.num_rows < 2 or pc.count_distinct(data[run_id]).as_py() == data.num_rows:
-        return data  # the usual case: one row per run already
+    runs = data[run_id]
+    if data.num_rows < 2 or pc.count_distinct(runs).as_py() + runs.null_count == data.num_rows:
+        return data  # the usual case: one row per run already (a null id counts as its own run)
     frame = pd.DataFrame(
         {
             "run": data[run_id].to_pandas(),
@@ -84,8 +130,32 @@ def one_row_per_run(data: pa.Table, run_id: str, order_by: str) -> pa.Table:
             "index": range(data.num_rows),
         }
     )
-    keep = frame.sort_values(["run", "api", "at"], ascending=[True, True, False], na_position="last")
-    return data.take(sorted(keep.drop_duplicates("run")["index"]))
+    known = frame[frame["run"].notna()]
+    keep = known.sort_values(["run", "api", "at"], ascending=[True, True, False], na_position="last")
+    kept = [*keep.drop_duplicates("run")["index"], *frame.loc[frame["run"].isna(), "index"]]
+    return data.take(sorted(kept))
+
+
+def drop_repeated_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the rows whose ``event_id`` an earlier row has (pure). Rows without an ``event_id``
+    (another writer's) are all kept: a missing id says nothing about which rows are the same."""
+    repeated = frame.duplicated(subset="event_id") & frame["event_id"].notna()
+    if not repeated.any():
+        return frame
+    kept: pd.DataFrame = frame[~repeated].reset_index(drop=True)
+    return kept
+
+
+def event_ids_for_unnamed_rows(ids: pa.ChunkedArray | pa.Array, source: str) -> pa.Array:
+    """``ids`` with each null replaced by an id derived from ``source`` (the file: ``day/name``) and the row's
+    place in it (pure): two compactions that merge the same file give its rows the same ids, so the rows are
+    stored once when their merged files meet."""
+    values = ids.to_pylist()
+    named = [
+        value if value is not None else hashlib.sha256(f"{source}#{index}".encode()).hexdigest()[:32]
+        for index, value in enumerate(values)
+    ]
+    return pa.array(named, pa.string())
 
 
 VANISHED_FILE_RETRIES = 5
@@ -313,7 +383,6 @@ class HealthStore:
                 storage_options = configured_options
         self.url = url
         self._fs, self._root, self._local = resolve_filesystem(url, storage_options, timeout=timeout)
-        self._reported_unreadable: set[str] = set()
         self._known_files: dict[str, tuple[FileKind, str]] = {}
         """Files of other writers seen odd or bad: ``path -> (kind, why)`` (names are unique, files never change)."""
         self._said_no_store = False
@@ -426,7 +495,7 @@ class HealthStore:
         if info.type == pafs.FileType.NotFound:
             return None
         full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
-        return ds.dataset(
+        found = ds.dataset(
             path,
             schema=full,
             format="parquet",
@@ -435,6 +504,37 @@ class HealthStore:
             exclude_invalid_files=False,
             ignore_prefixes=[".", "_"],
         )
+        outside = [f for f in found.files if not self._in_partition(path, f)]
+        if not outside:
+            return found
+        self._say_outside_partitions(table, path, outside)
+        return self._subset(table, [f for f in found.files if self._in_partition(path, f)])
+
+    @staticmethod
+    def _in_partition(table_path: str, path: str) -> bool:
+        """Whether ``path`` lies directly in a ``date=YYYY-MM-DD`` directory of the table at ``table_path``."""
+        directory, _, _ = path[len(table_path) + 1 :].rpartition("/")
+        return partition_day(directory) is not None
+
+    def _say_outside_partitions(self, table: str, table_path: str, outside: Sequence[str]) -> None:
+        """Warn once per process per directory that the files of ``outside`` are not read (they lie outside the
+        ``date=YYYY-MM-DD`` partitions, where no window could place them); ``compact`` leaves them there."""
+        by_directory: dict[str, int] = {}
+        for path in outside:
+            directory = path.rpartition("/")[0]
+            by_directory[directory] = by_directory.get(directory, 0) + 1
+        for directory, count in by_directory.items():
+            if _said.first(f"directory:{directory}"):
+                logger.warning(
+                    "synthobs: ignoring %d file(s) in %s: not a %s=YYYY-MM-DD partition directory of table %s, "
+                    "so no read counts their rows and compact leaves them there; move them into a %s=YYYY-MM-DD/ "
+                    "directory (files directly in it) to have them read",
+                    count,
+                    directory,
+                    PARTITION_COLUMN,
+                    table,
+                    PARTITION_COLUMN,
+                )
 
     def read(
         self,
@@ -537,7 +637,7 @@ class HealthStore:
                 data = data.set_column(index, name, pc.dictionary_encode(data[name]))
         frame: pd.DataFrame = data.to_pandas()
         if deduplicate and len(frame):
-            frame = frame.drop_duplicates(subset="event_id", ignore_index=True)
+            frame = drop_repeated_events(frame)
             if "event_id" not in wanted:
                 frame = frame.drop(columns="event_id")
         return frame
@@ -603,7 +703,14 @@ class HealthStore:
             if self._fs.get_file_info(path).type == pafs.FileType.NotFound:
                 return "gone", "removed since it was listed"
             return "unavailable", f"cannot be read now: {exc}"
-        odd = ""
+        problem = self._layout_problem(found, schema)
+        if problem:
+            return self._remember(path, "bad", problem)
+        odd = (
+            f"a {PARTITION_COLUMN!r} column inside (the directory gives the day)"
+            if PARTITION_COLUMN in found.names
+            else ""
+        )
         for field in schema:
             index = found.get_field_index(field.name)
             if index < 0:
@@ -619,6 +726,18 @@ class HealthStore:
         self._exact_paths.add(path)
         return "ok", ""
 
+    @staticmethod
+    def _layout_problem(found: pa.Schema, schema: pa.Schema) -> str:
+        """Why a file of columns ``found`` cannot be read as the table of ``schema``, else ``""`` (pure): a column
+        name twice (which one holds the values?), or none of the table's columns (its rows would be all null)."""
+        names = found.names
+        if len(set(names)) < len(names):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            return f"column name(s) {repeated} more than once"
+        if not set(found.names) & set(schema.names):
+            return f"none of the table's columns (it has {found.names[:8]})"
+        return ""
+
     def _remember(self, path: str, kind: FileKind, why: str) -> tuple[FileKind, str]:
         self._known_files[path] = (kind, why)
         return kind, why
@@ -627,7 +746,7 @@ class HealthStore:
         """``odd`` if every column of ``path`` that differs from the table's type casts, else ``bad`` (remembered)."""
         schema = schema_for(table)
         found = pq.read_schema(path, filesystem=self._fs)
-        differing = [f for f in schema if f.name in found.names and found.field(f.name).type != f.type]
+        differing = [f for f in schema if found.get_field_index(f.name) >= 0 and found.field(f.name).type != f.type]
         try:
             data = pq.read_table(path, columns=[f.name for f in differing], filesystem=self._fs)
             conform(data, pa.schema(differing))
@@ -651,9 +770,8 @@ class HealthStore:
         )
 
     def _skip(self, path: str, why: str) -> None:
-        """Say once (per store object) that ``path`` is skipped and why."""
-        if path not in self._reported_unreadable:
-            self._reported_unreadable.add(path)
+        """Say once (per process, whatever the number of store objects) that ``path`` is skipped and why."""
+        if _said.first(f"file:{path}"):
             logger.warning(
                 "synthobs: skipping unreadable health-store file %s (%s): its rows are not read; "
                 "`synthobs compact` moves it to %s/",
@@ -748,6 +866,11 @@ class HealthStore:
             if path in self._castable_paths:
                 continue
             found = fragment.physical_schema
+            problem = self._layout_problem(found, schema_for(table))
+            if problem or PARTITION_COLUMN in found.names:
+                self._inspect(path, schema_for(table))  # remembers it as bad, or odd (read and cast alone)
+                castable = False
+                continue
             for name, kind in zip(found.names, found.types, strict=True):
                 target = wanted.get(name)
                 if target is not None and kind != target and never_castable(kind, target):
@@ -792,19 +915,16 @@ class HealthStore:
         """
         schema = schema_for(table)
         full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
-        one = ds.dataset(
-            [path],
-            format="parquet",
-            filesystem=self._fs,
-            partitioning=_PARTITIONING,
-            partition_base_dir=self.table_path(table),
-        )
-        found = one.schema
-        differing = [f.name for f in schema if f.name in found.names and found.field(f.name).type != f.type]
-        needed = list(dict.fromkeys([*columns, *differing, tables.table(table).time_column, PARTITION_COLUMN]))
         try:
-            data = one.to_table(columns=[c for c in needed if c in found.names])
-            data = conform(data, pa.schema([full.field(c) for c in needed]))
+            # no partition discovery: the day comes from the directory, never from a column of that name inside
+            one = ds.dataset([path], format="parquet", filesystem=self._fs)
+            found = one.schema
+            differing = [f.name for f in schema if f.name in found.names and found.field(f.name).type != f.type]
+            needed = list(dict.fromkeys([*columns, *differing, tables.table(table).time_column, PARTITION_COLUMN]))
+            data = one.to_table(columns=[c for c in needed if c in found.names and c != PARTITION_COLUMN])
+            data = conform(data, pa.schema([full.field(c) for c in needed if c != PARTITION_COLUMN]))
+            day = path.rsplit("/", 2)[-2].partition("=")[2]
+            data = data.append_column(full.field(PARTITION_COLUMN), pa.array([day] * data.num_rows, pa.string()))
         except FileNotFoundError:
             raise
         except UncastableError as exc:
@@ -868,15 +988,11 @@ class HealthStore:
         return target
 
     def partitions(self, table: str) -> list[str]:
-        """The ``YYYY-MM-DD`` partitions of ``table``, oldest first."""
+        """The ``YYYY-MM-DD`` partitions of ``table``, oldest first (other directories are not partitions)."""
         path = self.table_path(table)
         infos = self._fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        prefix = f"{PARTITION_COLUMN}="
-        return sorted(
-            Path(i.path).name[len(prefix) :]
-            for i in infos
-            if i.type == pafs.FileType.Directory and Path(i.path).name.startswith(prefix)
-        )
+        days = (partition_day(Path(i.path).name) for i in infos if i.type == pafs.FileType.Directory)
+        return sorted(day for day in days if day is not None)
 
     def drop_partitions(self, table: str, *, before: date) -> list[str]:
         """Delete the whole ``YYYY-MM-DD`` partitions of ``table`` older than ``before`` (retention).
@@ -946,6 +1062,19 @@ class HealthStore:
             stats["quarantined"] += moved
         return stats
 
+    def _named_rows(self, table: str, day: str, files: Sequence[str], columns: Sequence[str]) -> pa.Table:
+        """The rows of ``files`` (one partition), read file by file so that each row without an ``event_id``
+        gets one from its file and place (``event_ids_for_unnamed_rows``): stored once, whichever compaction
+        merges it. Only when some row has none (another writer's file); a file unreadable now is left out."""
+        parts = []
+        for path in files:
+            part = self._scan(table, self._subset(table, [path]), columns, None, skipped=[])
+            if part["event_id"].null_count:
+                ids = event_ids_for_unnamed_rows(part["event_id"], f"{day}/{path.rsplit('/', 1)[-1]}")
+                part = part.set_column(part.schema.get_field_index("event_id"), "event_id", ids)
+            parts.append(part)
+        return pa.concat_tables(parts)
+
     def _partition_files(self, table: str, day: str) -> list[str]:
         """The data files of one partition, sorted (none if the partition is gone)."""
         directory = f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
@@ -992,15 +1121,19 @@ class HealthStore:
                 continue  # another compaction merged them meanwhile: its file holds these rows
             bad = [f for f in skipped if self._known_files.get(f, ("ok", ""))[0] == "bad"]
             moved = sum(1 for path in bad if self._quarantine_file(table, path))
-            if len(inputs) < 2 and not (inputs and self._inspect(inputs[0], schema)[0] == "odd"):
+            unnamed = data["event_id"].null_count > 0
+            if len(inputs) < 2 and not (inputs and (unnamed or self._inspect(inputs[0], schema)[0] == "odd")):
                 return done if done is not None or not moved else (0, 0, moved)
+            if unnamed:
+                try:
+                    data = self._named_rows(table, day, inputs, full.names)
+                except FileNotFoundError:
+                    continue  # another compaction merged it: list again
             run_id = tables.table(table).run_id_column
             if run_id is not None:
                 data = one_row_per_run(data, run_id, "end_time")
             frame = data.drop_columns(PARTITION_COLUMN).to_pandas()
-            clean = pa.Table.from_pandas(
-                frame.drop_duplicates(subset="event_id", ignore_index=True), schema=schema, preserve_index=False
-            )
+            clean = pa.Table.from_pandas(drop_repeated_events(frame), schema=schema, preserve_index=False)
             digest = hashlib.sha256("\n".join(Path(f).name for f in inputs).encode()).hexdigest()[:32]
             written = self._write_file(table, day, clean, name=f"part-{digest}.parquet")
             raced = False
