@@ -4,7 +4,8 @@
 (``prefect.flow_runs`` and ``prefect.task_runs``, which also carry
 ``log_prints`` output): ``TraceContextFilter`` puts ``trace_id`` and ``span_id``
 of the current span on every record, and ``RedactionFilter`` redacts credentials
-and PII (``telemetry.redaction``) from the message, the exception and the run names.
+and PII (``telemetry.redaction``) from the message, the exception, the stack (``stack_info``) and the
+run names.
 Installing twice is harmless; ``LogFilters.remove`` removes exactly what was
 added (``Instrumentation`` owns the process's ``LogFilters``). ``JsonFormatter``
 renders records as one JSON object per line; use it from a Prefect logging
@@ -43,8 +44,8 @@ REDACTED_MARK = "synthobs_redacted"
 
 
 class RedactionFilter(logging.Filter):
-    """Redacts credentials and PII from a record's message (arguments included), exception text
-    and run names (``flow_run_name``, ``task_run_name``... extras), for every handler after it:
+    """Redacts credentials and PII from a record's message (arguments included), exception text,
+    stack (``stack_info``) and run names (``flow_run_name``, ``task_run_name``... extras), for every handler after it:
     Prefect's console and API handlers and synthobs' OTLP handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -59,6 +60,8 @@ class RedactionFilter(logging.Filter):
             record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:  # logger.info(..., stack_info=True): its source lines may hold literals
+            record.stack_info = redact(record.stack_info)
         for extra in NAME_EXTRAS:
             value = getattr(record, extra, None)
             if isinstance(value, str) and value:

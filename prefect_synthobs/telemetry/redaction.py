@@ -3,23 +3,34 @@
 ``redact`` replaces, with ``[REDACTED]``:
 
 - credentials: the value of a secret-looking key (``password``, ``token``,
-  ``api_key``, ``client_secret``, ``AccountKey``... in ``k=v``, ``k: v``, YAML,
-  JSON and quoted forms, quoted values with spaces included), URL user info,
-  ``Authorization`` headers and bare ``Bearer`` tokens, JWTs, PEM private key
+  ``api_key``, ``client_secret``, ``AccountKey``, ``passwort``, ``contraseña``,
+  ``пароль``, ``密码``... in ``k=v``, ``k: v``, ``k%3Dv``, ``k -> v``, ``k is v``,
+  YAML (block scalars and values on the next, indented lines too), JSON and
+  quoted forms: quoted values with spaces, escapes or newlines, typographic
+  quotes, an unterminated quote (to the end of the line), JSON arrays and objects,
+  Python tuples ``('password', 'x')``; ``;``-separated connection strings up to
+  the ``;``), URL user info (up to the last ``@`` before the host), ``curl -u``,
+  ``Authorization`` headers (Digest: the whole value) and bare ``Bearer`` tokens, JWTs, PEM private key
   blocks (to the end of the text when the END line is missing), cloud keys (AWS,
   GCP, Azure) and service tokens (GitHub, GitLab, Slack, Stripe, OpenAI,
   SendGrid, Twilio, npm, PyPI, Hugging Face, Prefect...);
-- PII with a clear shape: e-mail addresses (international ones too), payment
-  cards (Luhn-valid, any separators), IBANs (mod-97), US SSNs, phone numbers;
-  IPv4 addresses when asked.
+- PII with a clear shape: e-mail addresses (international and URL-encoded
+  ``%40`` ones too), payment cards (Luhn-valid, any separators), IBANs (mod-97;
+  lower case with a known country's length), US SSNs, phone numbers (E.164,
+  NANP-like ``415-555-0134``); IPv4 addresses when asked.
+
+Keys spelled with full-width letters or zero-width characters are matched on the
+NFKC-normalised text with zero-width characters dropped; when that finds a secret,
+the normalised text (redacted) is what comes out.
 
 The patterns follow detect-secrets' plugins (the tests check generated secrets
 against detect-secrets 1.5.0); detect-secrets itself is not called at run time:
 its scan costs 1-2.5 ms for a 200-character line, ``redact`` about 30-40 µs on a
 loaded 2-core machine (``benchmarks/bench_redaction.py``). Every pattern is
 linear in the text (a repeated class never starts where the previous character
-could have continued it; cheap substring checks skip the rest), so a 100 kB
-hostile string costs milliseconds. Numbers are redacted only when standalone
+could have continued it; what follows a keyword is bounded to a few hundred or
+thousand characters; cheap substring checks skip the rest), so a 1 MB hostile
+string costs well under a second. Numbers are redacted only when standalone
 (not glued to a word or a longer number), so ids, timestamps and counts stay.
 """
 
@@ -28,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, overload
@@ -42,8 +54,15 @@ _PEM = re.compile(
     re.DOTALL,
 )
 
-# scheme://user:password@host or scheme://token@host: the user info, up to the first "@"
-_URL_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)([^\s/?#@:]*:[^\s@/]*|[^\s/?#@]+)@")
+# scheme://user:password@host or scheme://token@host: the user info, up to the last "@" before the host
+# (``ann:p@ss@host``); a password with spaces in it when a host and its port or path follow
+# (``ann:hunter 2@db/x``). Every part is bounded, so a long URL without "@" costs its length once.
+_URL_USERINFO = re.compile(
+    r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,30}://)"
+    r"([^\s/?#@:]{0,256}:[^\s/]{0,1024}(?=@)"
+    r"|[^\s/?#@:]{1,256}:[^\n/?#@]{1,256}(?=@[\w.-]{1,253}[:/])"
+    r"|[^\s/?#@]{1,1024})@"
+)
 
 # Keys whose value is a secret. Strong words count inside a longer key (``dbpassword``,
 # ``github_token``); weak ones only as a whole part of it (``pass=``, ``db_pwd``, ``auth:``),
@@ -52,7 +71,8 @@ _STRONG_KEYS = (
     r"passwords?|passwd|passphrase|secrets?|token|api_?keys?|apikeys?|credentials?"
     r"|access_?keys?|private_?keys?|secret_?keys?|account_?keys?|shared_?access_?keys?|signing_?keys?"
     r"|encryption_?keys?|master_?keys?|client_?secrets?|cookies?|session_?keys?|connection_?strings?"
-    r"|shared_?access_?signature|x-api-key"
+    r"|shared_?access_?signature|x-api-key|private_?key_?id"
+    r"|passwort|mot_?de_?passe|contrase[ñn]a|senha|wachtwoord|пароль|密码"
 )
 _WEAK_KEYS = r"pwd|pass|pw|auth|sig|signature|conn_?str|dsn"
 # matched on the lower-cased text: a keyword, then digits at most (never passed, tokens, author, pass_rate)
@@ -60,15 +80,46 @@ _WEAK_KEYS = r"pwd|pass|pw|auth|sig|signature|conn_?str|dsn"
 _KEYWORD = re.compile(rf"(?:{_STRONG_KEYS}|{_WEAK_KEYS})\d{{0,3}}(?![a-z0-9_])")
 _KEYWORD_ANY_CASE = re.compile(_KEYWORD.pattern, re.IGNORECASE)
 _WEAK_KEYWORD = re.compile(rf"(?i:{_WEAK_KEYS})\d{{0,3}}")
-# the value: quoted (spaces and escaped quotes inside), escaped-quoted (JSON inside a string), or bare
-_QUOTED_VALUE = r"""\\"(?:[^\\\n]|\\(?!"))*\\"|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'"""
-_BARE_VALUE = r"""(?:[^\s"'&;,]|,(?=\S)(?![\w-]{1,40}[=:]))+"""
-# what follows a secret's name: "=", ":", ":=", "=>" (the name quoted or not), a tag's ">", a flag's spaces
-_AFTER_KEY = re.compile(
-    rf"(?:\\?[\"']?[ \t]*(?::=|=>|=|:)[ \t]*(?P<value>{_QUOTED_VALUE}|{_BARE_VALUE})"
-    r"|>(?P<tagged>[^<]+)(?=</)"
-    rf"|[ \t]+(?P<flagged>{_QUOTED_VALUE}|[^\s\"'-][^\s\"']*))"
+# Every value below is bounded (a few hundred or thousand characters) and every repeated part is
+# unambiguous, so a keyword costs at most its bound whatever follows it (``"password>" * N`` or an
+# unterminated quote cost their length once, never once per keyword).
+# the value: quoted (spaces and escaped characters inside; on one line, or over a few lines when
+# closed), escaped-quoted (JSON inside a string), typographic quotes, or an unterminated quote (to the
+# end of the line)
+_QUOTED_VALUE = (
+    r"""\\"(?:[^\\\n]|\\(?!")){0,1000}\\"|"(?:[^"\\\n]|\\.){0,1000}"|'(?:[^'\\\n]|\\.){0,1000}'"""
+    r"""|"(?:[^"\\]|\\.){0,256}"|'(?:[^'\\]|\\.){0,256}'"""
+    r"|“[^”\n]{0,1000}”|‘[^’\n]{0,1000}’|«[^»\n]{0,1000}»|„[^“”\n]{0,1000}[“”]"
 )
+_UNTERMINATED_QUOTE = r"""["“‘«„][^\n]{0,1000}"""
+# (never failing once it starts, a bare value may run long: the keywords inside it are skipped)
+_BARE_VALUE = r"""(?:[^\s"'&;,]|,(?=\S)(?![\w-]{1,40}[=:]))+"""
+# a JSON array or object (one level of nesting inside), or a Python list, tuple or dict
+_BRACKETED_VALUE = (
+    r"\[(?:[^\[\]]|\[[^\[\]]{0,1000}\]){0,2000}\]"
+    r"|\{(?:[^{}]|\{[^{}]{0,1000}\}){0,2000}\}"
+    r"|\((?:[^()]|\([^()]{0,1000}\)){0,2000}\)"
+)
+# a value on the next lines: a YAML block scalar (``|``, ``>-``) or an empty value, then indented lines;
+# or an empty "=" / ":" then one token alone on the next line (``password=\nhunter2``)
+# (``_next_lines_end`` finds where it ends)
+_NEXT_LINES_VALUE = r"(?:[|>][+-]?[1-9]?[+-]?[ \t]{0,64})?\r?\n"
+_NEXT_LINE_TOKEN = re.compile(r"[^\s:=#<>\[\]{}]{1,200}(?=[ \t]{0,64}(?:\r?\n|\Z))")
+_NEXT_LINES_LIMIT = 100
+# what follows a secret's name: "=", ":", ":=", "=>", "->" (the name quoted or not, "=" URL-encoded or not);
+# a quoted name, "," and a quoted value (a Python tuple); "is"; a flag's spaces
+_AFTER_KEY = re.compile(
+    r"(?:\\?[\"'”’]?[ \t]{0,64}(?::=|=>|->|=|:|%3[dD])[ \t]{0,64}"
+    rf"(?P<value>{_QUOTED_VALUE}|{_BRACKETED_VALUE}|{_NEXT_LINES_VALUE}|{_UNTERMINATED_QUOTE}|{_BARE_VALUE})"
+    rf"|[\"'][ \t]{{0,64}},[ \t]{{0,64}}(?P<listed>{_QUOTED_VALUE})"
+    rf"|[ \t]{{1,64}}is:?[ \t]{{1,64}}(?P<stated>{_QUOTED_VALUE}|[^\s\"'][^\s\"']{{0,200}})"
+    rf"|[ \t]{{1,64}}(?P<spaced>{_QUOTED_VALUE})"
+    rf"|[ \t]{{1,64}}(?P<flagged>[^\s\"'-][^\s\"']{{0,1000}}))"
+)
+# a ";"-separated connection string (``Server=x;Password=p@ss w0rd;``): the value runs to the next ";"
+_TO_SEMICOLON = re.compile(r"[^;\n]{0,1000}")
+_TAG_VALUE_LIMIT = 1000
+_QUOTED_STARTS = "\"'\\“‘«„[{(|>\r\n"
 _TAG_OPENED = re.compile(r"<[\w.:-]*$")  # <db_password>...</db_password>
 _FLAG_OPENED = re.compile(r"(?<![\w-])--[\w.-]*$")  # --db-password value
 # YAML: the rest of the line after "password:" at the start of a line
@@ -88,13 +139,23 @@ _KEY_HINTS = (
     "cookie",
     "conn",
     "dsn",
+    "contrase",
+    "senha",
+    "wachtwoord",
+    "пароль",
+    "密码",
 )
 
 _AUTH_HEADER = re.compile(
     r"(?i)(?P<key>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:[a-z0-9-]{1,20}[ \t]+)?)"
-    r"(?P<value>[^\s\"',;]+)"
+    r"(?P<value>[\w-]{1,40}=[^\n]{0,2000}|[^\s\"',;]+)"  # Digest and other "k=v, ..." schemes: to the line's end
 )
 _BEARER = re.compile(r"(?i)\b(?P<key>bearer[ \t]+)(?P<value>[A-Za-z0-9\-._~+/]{8,}=*)")
+# curl's -u / --user user:password
+_CURL_USER = re.compile(
+    r"(?<![\w-])(?P<key>(?:-u|--user)(?:[ \t]{1,64}|=))"
+    r"""(?P<value>"[^"\n]{1,256}"|'[^'\n]{1,256}'|[^\s"':]{0,256}:[^\s"']{1,256})"""
+)
 _BASIC = re.compile(r"(?i)\b(?P<key>basic[ \t]+)(?P<value>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])")
 
 _JWT = re.compile(
@@ -147,20 +208,37 @@ _EMAIL_LOCAL_REVERSED = re.compile(r"[\w.!#$%&*+^~-]+")
 _EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{2,59})")
 # a run of digit groups (not part of a word, a version or a longer number) with 13 digits or more;
 # ``_card`` looks inside it for a card number
-_CARD = re.compile(r"\d(?<!\w.)(?<!\d[.,-].)(?:[ .-]{0,2}\d){12,}(?!\w)(?![.,-]\d)")
+_CARD = re.compile(r"\d(?<![^\W_].)(?<!\d[.,/_-].)(?:[ ./_-]{0,2}\d){12,}(?![^\W_])(?![.,/_-]\d)")
 _IBAN = re.compile(r"[A-Z]{2}\d\d(?<![A-Za-z0-9]....)(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+# lower or mixed case: only a known country's IBAN length (mod-97 alone passes one random string in 97)
+_IBAN_ANY_CASE = re.compile(r"[a-zA-Z]{2}\d\d(?<![A-Za-z0-9]....)(?:[ ]?[a-zA-Z0-9]){11,30}(?![A-Za-z0-9])")
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24,
+    "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21,
+    "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LI": 21,
+    "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30,
+    "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
+    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
+}  # fmt: skip
 _SSN = re.compile(r"\d\d\d([- ])(?<!\d....)(?<!\d-....)\d\d\1\d{4}(?!\d)(?!-\d)")
 _SSN_NAMED = re.compile(
     r"(?i)\b(?P<key>ssn|social[ _-]?security(?:[ _-]?(?:number|no\.?|#))?)(?P<gap>[^\d\n]{0,20})(?P<value>\d{9})(?!\d)"
 )
+# ann%40example.com (URL-encoded): the local part backwards from "%40" (reversed), the domain forwards
+_EMAIL_LOCAL_ENCODED_REVERSED = re.compile(r"[\w.!#$&*+^~-]{1,64}")
 _E164 = re.compile(r"\+[1-9](?<![\w+]..)(?:[ .-]?\(?\d\)?){7,14}(?!\d)(?!-\d)")
 # national formats with an unambiguous shape: 415-555-0134, 415.555.0134, (415) 555-0134
+# (NANP-like: the area code and the exchange start with 2-9, so 100-200-3000 is not one)
 _PHONE = re.compile(
-    r"\d\d\d(?<![\w+]...)(?<!\d[.-]...)([.-])\d{3}\1\d{4}(?!\w)(?![.-]\d)"
-    r"|\((?<![\w+]\()\d{3}\)[ ]?\d{3}[ .-]\d{4}(?!\w)(?![.-]\d)"
+    r"[2-9]\d\d(?<![\w+]...)(?<!\d[.-]...)([.-])[2-9]\d{2}\1\d{4}(?!\w)(?![.-]\d)"
+    r"|\((?<![\w+]\()[2-9]\d{2}\)[ ]?[2-9]\d{2}[ .-]\d{4}(?!\w)(?![.-]\d)"
 )
 _IPV4 = re.compile(r"\d(?<![\d.].)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\d.])")
 _DIGITS = re.compile(r"\d\d")
+# obfuscated keys (``ｐａｓｓｗｏｒｄ``, ``pass\u200bword``): full-width forms and zero-width characters
+_OBFUSCATION = re.compile("[\uff01-\uff5e\u200b-\u200d\u2060\ufeff\u00ad]")
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 
 
 def strip_url_credentials(text: str) -> str:
@@ -223,14 +301,74 @@ def _is_secret_key(name: str) -> bool:
     )
 
 
+_CLOSING_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "«": "»", "„": "“”"}
+_BLOCK_START = re.compile(r"(?:[|>][+-]?[1-9]?[+-]?[ \t]*)?\r?\n[ \t]*")
+
+
 def _redacted_value(value: str) -> str:
     if value.startswith(REDACTED):
         return value
-    if value[:1] in "\"'\\":
+    if value[:1] in "|>\r\n":  # on the next lines: keep the block's indicator and the first indentation
+        start = _BLOCK_START.match(value)
+        head = start.group(0) if start else ""
+        return head + REDACTED + value[len(value.rstrip("\r\n")) :][:2]
+    if value[:1] in "[{(":
+        return REDACTED
+    if value[:1] in _CLOSING_QUOTES or value.startswith("\\"):
         quote = value[:2] if value.startswith("\\") else value[:1]
-        return quote + REDACTED + quote
+        closed = len(value) > len(quote) and value[-1] in _CLOSING_QUOTES.get(quote[-1], quote[-1])
+        return quote + REDACTED + (value[-len(quote) :] if closed else "")
     kept = value.rstrip(".)]}>:")  # closing punctuation after a bare value is not part of it
     return REDACTED + value[len(kept) :]
+
+
+def _tagged_value(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of the text of ``<db_password>text</db_password>`` whose keyword spans ``start:end``
+    (bounded: at most ``_TAG_VALUE_LIMIT`` characters looked at)."""
+    if not text.startswith(">", end) or _TAG_OPENED.search(text, max(start - 64, 0), start) is None:
+        return None
+    close = text.find("<", end + 1, end + 1 + _TAG_VALUE_LIMIT)
+    if close <= end + 1 or not text.startswith("</", close):
+        return None
+    return end + 1, close
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _next_lines_end(text: str, key_start: int, newline_end: int) -> int | None:
+    """Where a value on the next lines ends: its lines indented deeper than the key's line (a YAML
+    block, blank lines inside it included; not the next frame of a traceback after ``if not password:``),
+    or, after an unindented key, one token alone on the next line (``password=\nhunter2``). At most
+    ``_NEXT_LINES_LIMIT`` lines of 2,000 characters are looked at; None when there is no such value."""
+    line_start = text.rfind("\n", max(key_start - 1000, 0), key_start) + 1
+    key_indent = _indent(text[line_start:key_start])
+    token = _NEXT_LINE_TOKEN.match(text, newline_end)
+    if token is not None:
+        return token.end() if key_indent == 0 else None
+    end = pos = newline_end
+    for _ in range(_NEXT_LINES_LIMIT):
+        if pos >= len(text):
+            break
+        newline = text.find("\n", pos, pos + 2000)
+        line = text[pos:newline] if newline >= 0 else text[pos : pos + 2000]
+        next_pos = newline + 1 if newline >= 0 else pos + len(line)
+        if line.strip():
+            if _indent(line) <= key_indent:
+                break
+            end = next_pos
+        pos = next_pos
+        if newline < 0:
+            break
+    return end if end > newline_end else None
+
+
+def _in_connection_string(text: str, start: int) -> bool:
+    """Whether the key ending at ``start`` follows a ";" (``Server=x;Password=...``)."""
+    before = text[max(start - 80, 0) : start].rstrip(" \t")
+    part = before.rsplit(";", 1)
+    return len(part) == 2 and re.fullmatch(r"[\w .-]*", part[1]) is not None
 
 
 def _redact_keyed(text: str) -> str:
@@ -245,15 +383,27 @@ def _redact_keyed(text: str) -> str:
         start, end = keyword.span()
         if start < done or not _is_key_start(text, start, _is_weak(keyword.group(0))):
             continue
-        after = _AFTER_KEY.match(text, end)
-        if after is None:
-            continue
-        group = after.lastgroup or "value"
-        if group in ("tagged", "flagged"):
-            opener = _TAG_OPENED if group == "tagged" else _FLAG_OPENED
-            if opener.search(text, max(start - 64, 0), start) is None:
+        tagged = _tagged_value(text, start, end)
+        if tagged is not None:
+            value_start, value_end = tagged
+        else:
+            after = _AFTER_KEY.match(text, end)
+            if after is None:
                 continue
-        value_start, value_end = after.span(group)
+            group = after.lastgroup or "value"
+            if group == "flagged" and _FLAG_OPENED.search(text, max(start - 64, 0), start) is None:
+                continue
+            value_start, value_end = after.span(group)
+            first = text[value_start : value_start + 1]
+            if group == "value" and first and first in "|>\r\n" and text[value_end - 1 : value_end] == "\n":
+                lines_end = _next_lines_end(text, start, value_end)
+                if lines_end is None:
+                    continue
+                value_end = lines_end
+            bare = group == "value" and first not in _QUOTED_STARTS
+            if bare and _in_connection_string(text, start):
+                semicolon = _TO_SEMICOLON.match(text, value_start)
+                value_end = max(value_end, semicolon.end() if semicolon else value_end)
         out.append(text[done:value_start])
         out.append(_redacted_value(text[value_start:value_end]))
         done = value_end
@@ -343,9 +493,16 @@ def _card(match: re.Match[str]) -> str:
             continue
         spans.append((groups[i][0], groups[found][1]))
         i = found + 1
-    for start, end in reversed(spans):
-        text = text[:start] + REDACTED + text[end:]
-    return text
+    if not spans:
+        return text
+    out: list[str] = []
+    done = 0
+    for start, end in spans:
+        out.append(text[done:start])
+        out.append(REDACTED)
+        done = end
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _iban(match: re.Match[str]) -> str:
@@ -368,6 +525,54 @@ def _iban(match: re.Match[str]) -> str:
     return "".join(out)
 
 
+def _iban_any_case(match: re.Match[str]) -> str:
+    """Lower- or mixed-case IBANs of a known country's length (``de89 3704 ...``), redacted."""
+    text = match.group(0)
+    if text.isupper():
+        return text  # seen by _IBAN already
+    out: list[str] = []
+    done = 0
+    for start in [0, *(m.end() for m in re.finditer(" ", text))]:
+        length = _IBAN_LENGTHS.get(text[start : start + 2].upper())
+        if start < done or length is None:
+            continue
+        end, count = start, 0
+        while end < len(text) and count < length:
+            count += text[end] != " "
+            end += 1
+        if count == length and iban_valid(text[start:end]):
+            out.append(text[done:start])
+            out.append(REDACTED)
+            done = end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _redact_encoded_emails(text: str) -> str:
+    """``ann%40example.com`` (an URL-encoded e-mail address, in a ``mailto:`` or a query) redacted."""
+    out: list[str] = []
+    done = 0
+    lower = text.lower()
+    at = lower.find("%40")
+    reversed_text = ""
+    while at >= 0:
+        domain = _EMAIL_DOMAIN.match(text, at + 3)
+        if domain is not None and at > done:
+            reversed_text = reversed_text or text[::-1]
+            local = _EMAIL_LOCAL_ENCODED_REVERSED.match(reversed_text, len(text) - at)
+            if local is not None:
+                out.append(text[done : max(at - len(local.group(0)), done)])
+                out.append(REDACTED)
+                done = domain.end()
+        at = lower.find("%40", max(at + 3, done))
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
 def _ssn(match: re.Match[str]) -> str:
     digits = match.group(0).replace(match.group(1), "")
     area, group, serial = digits[:3], digits[3:5], digits[5:]
@@ -380,8 +585,12 @@ def _ssn_named(match: re.Match[str]) -> str:
 
 
 def _e164(match: re.Match[str]) -> str:
-    digits = sum(ch.isdigit() for ch in match.group(0))
-    return REDACTED if 8 <= digits <= 15 else match.group(0)
+    """An E.164 number: 8-15 digits when grouped (``+44 20 7946 0958``), 10-15 when not (``+14155550134``;
+    ``+12345678`` is more likely a signed count)."""
+    number = match.group(0)
+    digits = sum(ch.isdigit() for ch in number)
+    least = 8 if any(not ch.isdigit() for ch in number[1:]) else 10
+    return REDACTED if least <= digits <= 15 else number
 
 
 def _ipv4(match: re.Match[str]) -> str:
@@ -401,6 +610,8 @@ def redact_credentials(text: str) -> str:
         text = _BEARER.sub(_keep_key, text)
     if "basic" in lower:
         text = _BASIC.sub(_basic, text)
+    if "-u" in lower:
+        text = _CURL_USER.sub(_keep_key, text)
     if any(hint in lower for hint in _KEY_HINTS):
         text = _redact_keyed(text)
         if ":" in text:
@@ -423,15 +634,31 @@ def redact(text: str, *, ip_addresses: bool = False) -> str:
         >>> redact("login failed for ann@example.com password=hunter2")
         'login failed for [REDACTED] password=[REDACTED]'
     """
+    text = _redact(text, ip_addresses)
+    if not text.isascii() and _OBFUSCATION.search(text):
+        # a key spelled with full-width letters or zero-width characters: matched on the normalised
+        # text (NFKC, zero-width characters dropped), which is then what comes out, when it has a secret
+        normalised = unicodedata.normalize("NFKC", text.translate(_ZERO_WIDTH))
+        redacted = _redact(normalised, ip_addresses)
+        if redacted != normalised:
+            return redacted
+    return text
+
+
+def _redact(text: str, ip_addresses: bool) -> str:
     text = redact_credentials(text)
     if "@" in text:
         text = _redact_emails(text)
+    if "%40" in text:
+        text = _redact_encoded_emails(text)
     if _DIGITS.search(text) is None:
         return text
     if ip_addresses:
         text = _IPV4.sub(_ipv4, text)
     text = _CARD.sub(_card, text)
     text = _IBAN.sub(_iban, text)
+    if not text.isupper():
+        text = _IBAN_ANY_CASE.sub(_iban_any_case, text)
     text = _SSN.sub(_ssn, text)
     lower = text.lower()
     if "ssn" in lower or "social" in lower:

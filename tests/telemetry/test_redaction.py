@@ -170,3 +170,89 @@ def test_event_fields_are_redacted_machine_ids_kept() -> None:
 )
 def test_redaction_of_named_shapes(text: str, shown: str) -> None:
     assert redact(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets"),
+    [
+        ('{"password":["hunter2"]}', ["hunter2"]),
+        ('{"password": {"value": "hunter2"}, "user": "ann"}', ["hunter2"]),
+        ("password: |\n  hunter2multi\n  line2\nhost: db", ["hunter2multi", "line2"]),
+        ("password: >-\n  hunter2fold\n\n  second paragraph\nuser: ann", ["hunter2fold", "second paragraph"]),
+        ("password:\n  hunter2", ["hunter2"]),
+        ("password=\nhunter2", ["hunter2"]),
+        ('password: "unterminated value here', ["unterminated", "value here"]),
+        ('api_key = "abc\\ndef"', ["abc", "def"]),
+        ('api_key = "abc\ndef"', ["abc", "def"]),
+        ("password=“smart quoted”", ["smart", "quoted"]),
+        ("Server=tcp:x;User ID=a;Password=p@ss w0rd;", ["p@ss", "w0rd"]),
+        ("https://ann:p@ss@host/", ["p@ss", "ss@host"]),
+        ("postgresql+psycopg2://ann:hunter 2@db/x", ["hunter", "2@db"]),
+        ('Authorization: Digest username="ann", realm="x", response="6629fae4"', ["ann", "6629fae4"]),
+        ("ValueError: ('password', 'hunter2')", ["hunter2"]),
+        ("[('password', 'hunter2')]", ["hunter2"]),
+        ("{'password': 'hunter2'}", ["hunter2"]),
+        ("password%3Dhunter2", ["hunter2"]),
+        ("GET /x?token%3Dabc123", ["abc123"]),
+        ("mailto:ann%40example.com", ["ann%40example"]),
+        ("iban de89370400440532013000", ["370400440532013000"]),
+        ("iban gb82 west 1234 5698 7654 32", ["5698 7654"]),
+        ("card 4111_1111_1111_1111", ["4111_1111"]),
+        ("card 4111/1111/1111/1111", ["4111/1111"]),
+        ("curl -u ann:hunter2 https://x", ["hunter2"]),
+        ("curl --user ann:hunter2 https://x", ["hunter2"]),
+        ('private_key_id: "abcdef0123"', ["abcdef0123"]),
+        ("the password is hunter2", ["hunter2"]),
+        ("password is: hunter2", ["hunter2"]),
+        ('Passphrase "long secret phrase"', ["long secret"]),
+        ("passwort=hunter2 mot_de_passe=hunter3 contraseña=hunter4 senha=hunter5", ["hunter2", "hunter3", "hunter4"]),
+        ("wachtwoord=hunter2 пароль=hunter3 密码=hunter4", ["hunter2", "hunter3", "hunter4"]),
+        ("ｐａｓｓｗｏｒｄ=hunter2", ["hunter2"]),
+        ("pass\u200bword=hunter2", ["hunter2"]),
+        ("password -> hunter2", ["hunter2"]),
+    ],
+)
+def test_hostile_review_leaks_are_redacted(text: str, secrets: list[str]) -> None:
+    out = redact(text)
+    for secret in secrets:
+        assert secret not in out, (text, out)
+    assert redact(out) == out  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "delta +12345678 rows",
+        "numbers 100-200-3000",
+        "sha1 da39a3ee5e6b4b0d3255bfef95601890afd80709",
+        "passed 3, tokens 512, the token count is 512 tokens",
+        "key=value_column, primary_key=id",
+        "ab12 cdef ghij klmn op",
+        # a traceback frame ending with "password:" is not a YAML block: the next frame stays
+        '  File "x.py", line 3, in f\n    if not password:\n  File "y.py", line 9, in g\n    h()',
+    ],
+)
+def test_hostile_review_false_positives_are_left(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_stack_info_on_log_records_is_redacted() -> None:
+    import logging
+
+    from prefect_synthobs.telemetry.logs import RedactionFilter
+
+    rec = logging.LogRecord(
+        "prefect.flow_runs",
+        logging.INFO,
+        __file__,
+        1,
+        "checkpoint",
+        None,
+        None,
+        sinfo='Stack (most recent call last):\n  File "x.py", line 3\n    login(password="hunter2", to="ann@x.org")',
+    )
+    RedactionFilter().filter(rec)
+    assert rec.stack_info is not None
+    assert "hunter2" not in rec.stack_info and "ann@x.org" not in rec.stack_info
+    assert 'File "x.py", line 3' in rec.stack_info
+    assert "hunter2" not in logging.Formatter().format(rec)

@@ -358,8 +358,10 @@ def test_no_ssn_survives(data: st.DataObject, digits: str, form: str) -> None:
 @st.composite
 def e164(draw: st.DrawFn) -> str:
     country = draw(st.sampled_from(["1", "44", "49", "33", "81", "86", "353", "971"]))
-    national = draw(alnum(draw(st.integers(8 - len(country), 15 - len(country))), string.digits))
     sep = draw(st.sampled_from(["", " ", "-", "."]))
+    # without separators, 10 digits at least: "+12345678" is more likely a signed count than a phone
+    least = 8 if sep else 10
+    national = draw(alnum(draw(st.integers(least - len(country), 15 - len(country))), string.digits))
     groups = [national[i : i + 3] for i in range(0, len(national), 3)] if sep else [national]
     return f"+{country}{sep if sep else ''}{sep.join(groups)}"
 
@@ -400,7 +402,20 @@ def benign_piece() -> st.SearchStrategy[str]:
             ["/home/ann/data/customers.parquet", "s3://bucket/prefix/part-0001.parquet", "C:\\data\\x.csv"]
         ),
         st.integers(0, 10**6).map(lambda n: f"rows={n}"),
-        st.sampled_from(["gate: fidelity", "status=ok", "passed: 3", "tokens: 512", "pass_rate=0.93", "key=rows"]),
+        st.sampled_from(
+            [
+                "gate: fidelity",
+                "status=ok",
+                "passed: 3",
+                "tokens: 512",
+                "pass_rate=0.93",
+                "key=rows",
+                "delta +12345678 rows",  # a signed count, not an E.164 phone
+                "numbers 100-200-3000",  # not a NANP number (area code and exchange start with 2-9)
+                "sha1 da39a3ee5e6b4b0d3255bfef95601890afd80709",  # starts like a lower-case IBAN
+                "passed 3, tokens 512",
+            ]
+        ),
         st.integers(1, 30).map(lambda n: f"v{n}.{n % 7}.{n % 3}"),
     )
 
@@ -434,44 +449,79 @@ def test_redact_is_idempotent(data: st.DataObject) -> None:
     assert redact(once) == once
 
 
+MB = 1_000_000
+
+
+def _times(piece: str) -> str:
+    return piece * (MB // len(piece))
+
+
 HOSTILE = [
-    "a" * 100_000,
-    "a@" * 50_000,
-    "a" * 50_000 + "@" + "a." * 25_000,
-    "@a." * 33_000,
-    "1 " * 50_000,
-    "1-" * 50_000,
-    "4" * 100_000,
-    "1.2." * 25_000,
-    "password=" * 11_000,
-    "password: " * 10_000,
-    "password='" * 10_000,
-    '"token": "\\' * 9_000,
-    "-----BEGIN PRIVATE KEY-----" * 3_700,
-    "eyJ" * 33_000,
-    "eyJa." * 20_000,
-    "x://" * 25_000 + "@",
-    "http://a:" * 11_000 + "@",
-    "a:" * 50_000,
-    "+1 " * 33_000,
-    "AKIA" * 25_000,
-    "GB82 " * 20_000,
-    "Bearer " * 14_000,
-    "Authorization: " * 6_600,
-    "aws " * 25_000,
-    "secret " + "A" * 100_000,
-    "<password>" * 10_000,
-    "--pass " * 14_000,
-    "ssn " * 25_000,
-    '\\"' * 50_000,
+    _times("a"),
+    _times("a@"),
+    "a" * (MB // 2) + "@" + "a." * (MB // 4),
+    _times("@a."),
+    _times("1 "),
+    _times("1-"),
+    _times("4"),
+    _times("1.2."),
+    _times("password="),
+    _times("password: "),
+    _times("password:"),
+    _times('"password":'),
+    _times("password>"),  # a tag's ">" with no "</" after it: was quadratic (4.6 s for 100 kB)
+    "x password>" + _times("a password>"),
+    _times("password='"),
+    _times('password="'),
+    _times("password%3D"),
+    _times("password is "),
+    _times("password: |\n"),
+    _times("password:\n  "),
+    _times("('password', "),
+    _times("password={"),
+    _times("password=["),
+    "password=" + "[" * MB,
+    _times('"token": "\\'),
+    _times("-----BEGIN PRIVATE KEY-----"),
+    _times("eyJ"),
+    _times("eyJa."),
+    _times("x://") + "@",
+    _times("http://a:") + "@",
+    _times("http://a:b c") + "@",
+    "http://a:" + "b" * MB,
+    _times("a:"),
+    _times("+1 "),
+    _times("AKIA"),
+    _times("GB82 "),
+    _times("gb82 "),
+    _times("Bearer "),
+    _times("Authorization: "),
+    _times("Authorization: Digest "),
+    _times("aws "),
+    "secret " + "A" * MB,
+    _times("<password>"),
+    _times("--pass "),
+    _times("-u "),
+    _times("ssn "),
+    _times('\\"'),
+    _times("%40"),
+    _times("a%40"),
+    _times("@"),
+    _times("4111111111111111 "),  # one run of digit groups: was rebuilt once per card (19 s)
+    _times("4111-1111-1111-1111 "),
+    _times("4111_1111_1111_1111/"),
+    _times("1  "),
+    "password" + " " * MB,
+    "ｐａｓｓ\u200b" * (MB // 6),
+    _times("Server=x;Password=a b"),
 ]
 
 
 @pytest.mark.parametrize("text", HOSTILE, ids=[f"{t[:12]!r}x{len(t)}" for t in HOSTILE])
-def test_a_100kb_hostile_string_is_redacted_fast(text: str) -> None:
+def test_a_1mb_hostile_string_is_redacted_fast(text: str) -> None:
     start = time.perf_counter()
     redact(text, ip_addresses=True)
-    assert time.perf_counter() - start < 1.0  # linear: a few ms; a backtracking pattern takes minutes
+    assert time.perf_counter() - start < 2.0  # linear: tens of ms; a quadratic pattern takes seconds to minutes
 
 
 # -- detect-secrets, the reference ---------------------------------------------------------------------------
