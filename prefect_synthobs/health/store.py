@@ -566,7 +566,7 @@ class HealthStore:
         truncated to microseconds); narrower or wider numbers, floats for integers (NaN: null), dictionary or
         large strings, extra columns (ignored) and missing ones (null) too. A file that is not Parquet, or
         with a column that cannot be cast (text such as ``"abc"`` for a number, a struct or a list for a
-        single value, a number for a time), is skipped with one warning naming it (once per store object)
+        single value, a number for a time), is skipped with one warning naming it (once per process)
         and its other rows are not read; ``compact`` moves it to ``_quarantine/``. A column of text that
         does not parse is found when a read touches it. A path that holds no store at all reads as empty
         tables, with one warning naming it.
