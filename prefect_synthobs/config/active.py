@@ -16,7 +16,13 @@ from pydantic import ValidationError
 
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.blocks import SynthObsConfig
-from prefect_synthobs.config.settings import SynthObsSettings, env_name, forget_environment_warnings
+from prefect_synthobs.config.settings import (
+    SynthObsSettings,
+    env_name,
+    forget_environment_warnings,
+    usable_values,
+    without_value,
+)
 from prefect_synthobs.health import store as health_store
 
 logger = get_logger()
@@ -59,7 +65,7 @@ def describe_errors(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         key = ".".join(str(p) for p in error["loc"]) or "settings"
-        parts.append(f"{key}: {_message(error)}")
+        parts.append(f"{key}: {without_value(_message(error), str(error.get('input', '')))}")
     return "; ".join(parts)
 
 
@@ -148,7 +154,9 @@ def block_settings(config: SynthObsConfig | str) -> tuple[str | None, dict[str, 
     """
     block = load_block(SynthObsConfig, config, what="config")
     name = config if isinstance(config, str) else getattr(config, "_block_document_name", None)
-    return name, {k: v for k, v in block.settings().items() if v is not None}
+    values = {k: v for k, v in block.settings().items() if v is not None}
+    # a block saved with a value its setting refuses (the UI checks bounds, not every rule) costs a warning
+    return name, usable_values(values, source=f"config block {name!r}" if name else "the config block")
 
 
 ACTIVE = ActiveSettings()

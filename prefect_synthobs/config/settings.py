@@ -351,14 +351,14 @@ def _takes_json(key: str) -> bool:
     return annotation.startswith(("dict", "list", "typing.Dict", "typing.List")) or "dict[" in annotation
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_QUOTED = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")  # repr() escapes the quote inside
 
 
 _CHOICES = frozenset((*METRICS_MODES, *get_args(Temporality), *get_args(OtlpProtocol), *get_args(SpanNames), "job"))
 """Quoted words a message may keep: the choices of the settings that offer some."""
 
 
-def _without_value(message: str, raw: str) -> str:
+def without_value(message: str, raw: str) -> str:
     """``message`` with quoted text (other than a setting's choices) and ``raw`` itself blanked out: a
     validator may quote the value, or a part of it, and a value may be a secret."""
 
@@ -366,7 +366,20 @@ def _without_value(message: str, raw: str) -> str:
         return match.group(0) if match.group(0)[1:-1] in _CHOICES else "'…'"
 
     message = _QUOTED.sub(blank, message)
-    return message.replace(raw, "…") if len(raw) >= 3 else message
+    message = message.replace(raw, "…") if len(raw) >= 3 else message
+    return _WORD.sub(lambda m: "…" if _shares_text(m.group(0), raw) else m.group(0), message)
+
+
+_WORD = re.compile(r"[^\s,;:()\[\]{}]+")
+
+
+def _shares_text(word: str, raw: str, n: int = 6) -> bool:
+    """Whether ``word`` holds a piece of ``raw`` (six characters or more, any case) and is no choice word:
+    a fragment of the value (cut by an escaped quote, lower-cased by a validator) is blanked too."""
+    lowered, value = word.lower().strip("'\".…"), raw.lower()
+    if len(lowered) < n or lowered in _CHOICES:
+        return False
+    return any(lowered[i : i + n] in value for i in range(len(lowered) - n + 1))
 
 
 def _why_invalid(key: str, exc: BaseException, raw: str) -> str:
@@ -374,11 +387,11 @@ def _why_invalid(key: str, exc: BaseException, raw: str) -> str:
         reasons = []
         for error in exc.errors(include_input=False, include_url=False):
             message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-            reasons.append(_without_value(message, raw))
+            reasons.append(without_value(message, raw))
         return "; ".join(reasons) or "invalid"
     if isinstance(exc, json.JSONDecodeError):
         return f"not valid JSON ({exc.msg} at character {exc.pos})"
-    return _without_value(f"{type(exc).__name__}: {exc}", raw)
+    return without_value(f"{type(exc).__name__}: {exc}", raw)
 
 
 def closest_setting_variable(name: str) -> str:
@@ -452,6 +465,34 @@ def _first_time(name: str, why: str) -> bool:
         return True
 
 
+def usable_values(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """The ``values`` (of a config block, say) that their keys accept, each checked on its own.
+
+    A value its key refuses costs one warning naming ``source`` and the key, never the value (it may
+    be a secret: a token in a URL's query), and is dropped, so the key falls back to the environment
+    or its default and recording goes on. Never raises.
+    """
+    probe = SynthObsSettings.model_construct()
+    usable: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            SynthObsSettings.__pydantic_validator__.validate_assignment(probe, key, value)
+        except Exception as exc:  # any type: a bad block value must never stop recording
+            why = _why_invalid(key, exc, str(value))
+            if _first_time(f"{source}:{key}", why):
+                logger.warning(
+                    "synthobs: ignoring %s of %s (%s); %s falls back to the environment or its default. "
+                    "Everything else keeps recording.",
+                    key,
+                    source,
+                    why,
+                    key,
+                )
+            continue
+        usable[key] = value
+    return usable
+
+
 def forget_environment_warnings() -> None:
     """Warn again about variables already warned about (after ``reset``)."""
     with _warned_lock:
@@ -510,5 +551,7 @@ __all__ = [
     "prefect_home",
     "read_environment",
     "setting_field",
+    "usable_values",
     "warn_environment",
+    "without_value",
 ]
