@@ -104,7 +104,8 @@ def fill_gpu(store_url: str, until: datetime, days: int = 14, devices: int = 8, 
         m = len(times)
         table = pa.table(
             {
-                "event_id": [None] * m,
+                # real samples carry an id: with none, an old read() kept one row per table (nulls deduplicated)
+                "event_id": pa.array([f"g{d}-{i}" for i in range(m)], pa.string()),
                 "time": times,
                 "host": ["gpu-node-1"] * m,
                 "gpu_index": np.tile(np.arange(devices), m // devices + 1)[:m],
