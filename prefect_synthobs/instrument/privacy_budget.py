@@ -20,8 +20,14 @@ lock. A killed spender blocks the dataset for about ``privacy_lock_lease_seconds
 beat, whose lease id nobody knows, for Prefect's own lease: 60 s and the
 server's next check; an ephemeral Prefect API, which runs no lease check,
 never frees it, as before).
-A holder that stalled that long (a frozen process) finds its lease gone and
-spends nothing.
+A holder that stalled that long (a frozen process, a thread holding the GIL, a
+long garbage collection) may have lost the lock while it stood still, and its
+own beat thread notices only at its next Prefect lease renewal (every 20 s). So
+right before each write of the journal and of the total, the holder asks the
+server: it renews its Prefect lease (gone once a waiter released it) and re-reads
+the total (changed if another spender wrote it since it was read). Either way it
+spends nothing and the spend is refused (``PrivacyBudgetUnavailable``): the
+total is never overwritten with a stale one.
 
 Every allowed spend is one ``privacy_ledger`` row, and the ledger always sums
 to what was spent, even when a spender is killed at any point: still holding
@@ -188,6 +194,30 @@ class _HeldLock:
         if self.lost is not None:
             raise LockLost(f"the lock of {self.dataset!r} was lost ({type(self.lost).__name__}: {self.lost})")
 
+    def confirm(self, spent: float) -> None:
+        """Raise ``LockLost`` unless the server says this holder still has the lock and the total is ``spent``.
+
+        Called right before a write: renewing the Prefect lease fails once a waiter released it (this process
+        stood still past ``privacy_lock_lease_seconds``), and a total other than the one read means another
+        spender wrote it meanwhile. The re-read comes last, one request before the write it guards.
+        """
+        self.check()
+        try:
+            self.client.renew_concurrency_lease(uuid.UUID(self.lease_id), PREFECT_MIN_LEASE_SECONDS)
+        except Exception as exc:  # 410 Gone: released by a waiter that took this holder for dead
+            self.lost = exc
+            raise LockLost(
+                f"the lock of {self.dataset!r} was taken over while this spender stood still past its lease "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        now = _read_total(self.client, self.dataset)
+        if now != spent:
+            self.lost = LockLost(f"the spent total changed from {spent:g} to {now:g}")
+            raise LockLost(
+                f"the spent epsilon of {self.dataset!r} changed from {spent:g} to {now:g} while this spender held "
+                "its lock (it stood still past its lease and another spender took over)"
+            )
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -338,12 +368,15 @@ def record_privacy_spend(
                 allowed = spent + epsilon <= total * (1 + 1e-12)
                 if allowed:
                     spend["spent"], spend["time"] = spent + epsilon, datetime.now(timezone.utc).isoformat()
+                    # a holder that stood still past its lease may have lost the lock: spend nothing then
+                    held.confirm(spent)
                     _write_journal(held.client, dataset, [*journal, spend])  # the row first, then the spend
-                    held.check()  # a holder that stalled past its lease has lost the lock: spend nothing
+                    held.confirm(spent)
                     write_variable(held.client, spent_variable(dataset), spent + epsilon)
                     if _persist([spend]):  # durable before the spend is acknowledged
                         _write_journal(held.client, dataset, journal)
                 elif settled:
+                    held.confirm(spent)
                     _write_journal(held.client, dataset, journal)
         except Exception as exc:
             raise PrivacyBudgetUnavailable(dataset, exc) from exc
@@ -358,6 +391,11 @@ def record_privacy_spend(
 
 def _read_spent(client: SyncPrefectClient, dataset: str) -> float:
     """Epsilon spent on ``dataset`` so far (the lock held)."""
+    return _read_total(client, dataset)
+
+
+def _read_total(client: SyncPrefectClient, dataset: str) -> float:
+    """The spent total as the server has it now (also the re-read that tells a holder it lost the lock)."""
     value = read_variable(client, spent_variable(dataset))
     return 0.0 if value is None else float(value)
 

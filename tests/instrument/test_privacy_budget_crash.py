@@ -26,7 +26,7 @@ from prefect_synthobs.config.budget_state import dataset_key, pending_spends, sp
 from prefect_synthobs.instrument.instrumentation import reset_runtime
 
 SPENDER = """
-import os, sys, time
+import os, signal, sys, time
 import prefect_synthobs as so
 from prefect_synthobs.instrument import privacy_budget as pb
 
@@ -47,7 +47,11 @@ read_spent, write_journal, persist = pb._read_spent, pb._write_journal, pb._pers
 
 def paused_read_spent(client, dataset):  # called holding the lock, before anything is read
     pause("locked")
-    return read_spent(client, dataset)
+    value = read_spent(client, dataset)
+    if pause_at == "read" and state["spend"] == pause_on:  # the total read: freeze the whole process
+        print("STOPPED", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return value
 
 def paused_write_journal(client, dataset, journal):
     ids = [entry["event_id"] for entry in journal]
@@ -162,3 +166,43 @@ def test_the_ledger_sums_to_what_was_spent_however_spenders_die(budget_env: tupl
     assert ledger.event_id.is_unique
     assert ledger.epsilon.sum() == pytest.approx(spent)
     assert sorted(ledger.spent) == pytest.approx([0.25 * (i + 1) for i in range(len(ledger))])  # each spend once
+
+
+def _wait_until_stopped(proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.05)
+    pytest.fail(f"spender {proc.pid} did not stop")
+
+
+@pytest.mark.slow
+def test_a_holder_frozen_past_its_lease_spends_nothing_when_it_resumes(
+    budget_env: tuple[str, dict[str, str]],
+) -> None:
+    """A holder frozen (SIGSTOP) right after reading the total, for longer than the lease but less than its
+    Prefect lease renewal (20 s), loses the lock to a waiter; resumed, it must not write its stale total."""
+    dataset, env = budget_env
+    frozen = _spender(env, SPENDS="1", PAUSE_AT="read", PAUSE_ON="1")
+    try:
+        _wait_for_line(frozen, "STOPPED")
+        _wait_until_stopped(frozen)
+        other = so.record_privacy_spend(0.5, dataset=dataset, timeout_seconds=60)  # takes over after ~2 s
+        assert other.spent == pytest.approx(0.5)  # the frozen holder had spent nothing yet
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    _, err = frozen.communicate(timeout=60)
+    assert frozen.returncode != 0, "the frozen holder's spend was allowed"
+    assert "PrivacyBudgetUnavailable" in err and "nothing was spent" in err, err[-3000:]
+    assert spent_epsilon(dataset) == pytest.approx(0.5)  # not the frozen holder's stale 0.25
+    assert pending_spends(dataset) == []  # no journal entry of the refused spend for the next spender to settle
+    so.record_privacy_spend(0.25, dataset=dataset, timeout_seconds=60)  # settles whatever a spender left
+    assert spent_epsilon(dataset) == pytest.approx(0.75)
+    reset_runtime()
+    ledger = so.HealthStore(env["STORE"]).read(names.PRIVACY_LEDGER)
+    ledger = ledger[ledger.dataset == dataset]
+    assert ledger.event_id.is_unique
+    assert ledger.epsilon.sum() == pytest.approx(spent_epsilon(dataset))
+    assert sorted(ledger.epsilon) == pytest.approx([0.25, 0.5])
