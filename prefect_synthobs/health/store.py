@@ -109,8 +109,15 @@ _S3_OPTIONS = {
 STORE_SCHEMES = ("file", "s3")
 
 
+FINAL_STATES = pa.array(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"])
+"""Prefect's final state types: a row in one of them says more than a row in any other."""
+
+
 def one_row_per_run(data: pa.Table, run_id: str, order_by: str) -> pa.Table:
-    """One row per run: a hook row before a reconciled (``source = "api"``) one, then the latest ``order_by``.
+    """One row per run: a row in a final state (``FINAL_STATES``, when ``state_type`` is there) before one
+    in another (a runner stopped while the run's process exits runs its cancellation hooks: ``CANCELLING``
+    after ``COMPLETED``), then a hook row before a reconciled (``source = "api"``) one, then the latest
+    ``order_by``.
 
     A worker that flushed late (its spool drained after an outage) and a
     reconciliation that ran meanwhile both wrote the run; the hook's row has
@@ -122,16 +129,24 @@ def one_row_per_run(data: pa.Table, run_id: str, order_by: str) -> pa.Table:
     runs = data[run_id]
     if data.num_rows < 2 or pc.count_distinct(runs).as_py() + runs.null_count == data.num_rows:
         return data  # the usual case: one row per run already (a null id counts as its own run)
+    if "state_type" in data.column_names:
+        states = pc.cast(data["state_type"], pa.string())
+        unfinished = pc.fill_null(pc.invert(pc.is_in(states, value_set=FINAL_STATES)), True).to_pandas()
+    else:
+        unfinished = False
     frame = pd.DataFrame(
         {
             "run": data[run_id].to_pandas(),
+            "unfinished": unfinished,
             "api": pc.fill_null(pc.equal(data["source"], SOURCE_API), False).to_pandas(),
             "at": data[order_by].to_pandas(),
             "index": range(data.num_rows),
         }
     )
     known = frame[frame["run"].notna()]
-    keep = known.sort_values(["run", "api", "at"], ascending=[True, True, False], na_position="last")
+    keep = known.sort_values(
+        ["run", "unfinished", "api", "at"], ascending=[True, True, True, False], na_position="last"
+    )
     kept = [*keep.drop_duplicates("run")["index"], *frame.loc[frame["run"].isna(), "index"]]
     return data.take(sorted(kept))
 
@@ -602,7 +617,7 @@ class HealthStore:
             read_cols.append("event_id")
         run_id = tables.table(table).run_id_column if deduplicate else None
         if run_id is not None:
-            read_cols += [c for c in (run_id, "source", "end_time") if c not in read_cols]
+            read_cols += [c for c in (run_id, "source", "end_time", "state_type") if c not in read_cols]
         for attempt in range(VANISHED_FILE_RETRIES + 1):
             if not dataset.files and attempt < VANISHED_FILE_RETRIES and self.partitions(table):
                 # a listing racing a compaction can miss every file (the merged file renamed in behind the

@@ -135,7 +135,7 @@ class HealthReport:
 
 
 _RUN_ID = tables.TASK_RUNS.run_id_column or "task_run_id"
-_TASK_RUN_KEYS = (_RUN_ID, "source", "end_time")  # what ``one_row_per_run`` decides with
+_TASK_RUN_KEYS = (_RUN_ID, "source", "end_time", "state_type")  # what ``one_row_per_run`` decides with
 
 
 def one_task_row_per_run(frame: pd.DataFrame, keep: list[str] | None = None) -> pd.DataFrame:
@@ -156,6 +156,7 @@ def one_task_row_per_run(frame: pd.DataFrame, keep: list[str] | None = None) -> 
                 {
                     _RUN_ID: pa.Array.from_pandas(candidates[_RUN_ID].astype(object), type=pa.string()),
                     "source": pa.Array.from_pandas(candidates["source"].astype(object), type=pa.string()),
+                    "state_type": pa.Array.from_pandas(candidates["state_type"].astype(object), type=pa.string()),
                     "end_time": pa.Array.from_pandas(candidates["end_time"]),
                     "row": pa.array(rows),
                 }
