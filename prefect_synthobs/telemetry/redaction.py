@@ -447,20 +447,27 @@ def _token(match: re.Match[str]) -> str:
 
 
 def _redact_emails(text: str) -> str:
+    return _redact_addresses(text, "@", _EMAIL_LOCAL_REVERSED)
+
+
+def _redact_addresses(text: str, at_sign: str, local_reversed: re.Pattern[str]) -> str:
+    """Every ``local<at_sign>domain`` in ``text`` redacted, in one pass: the domain is matched forwards
+    from the sign and the local part backwards (on the reversed text), so no pattern backtracks over a
+    long run before the sign."""
     out: list[str] = []
     done = 0
     reversed_text = ""
-    at = text.find("@")
+    at = text.find(at_sign)
     while at >= 0:
-        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        domain = _EMAIL_DOMAIN.match(text, at + len(at_sign))
         if domain is not None and at > done:
             reversed_text = reversed_text or text[::-1]
-            local = _EMAIL_LOCAL_REVERSED.match(reversed_text, len(text) - at)
+            local = local_reversed.match(reversed_text, len(text) - at)
             if local is not None:
                 out.append(text[done : max(at - len(local.group(0)), done)])
                 out.append(REDACTED)
                 done = domain.end()
-        at = text.find("@", max(at + 1, done))
+        at = text.find(at_sign, max(at + len(at_sign), done))
     if not out:
         return text
     out.append(text[done:])
@@ -552,25 +559,7 @@ def _iban_any_case(match: re.Match[str]) -> str:
 
 def _redact_encoded_emails(text: str) -> str:
     """``ann%40example.com`` (an URL-encoded e-mail address, in a ``mailto:`` or a query) redacted."""
-    out: list[str] = []
-    done = 0
-    lower = text.lower()
-    at = lower.find("%40")
-    reversed_text = ""
-    while at >= 0:
-        domain = _EMAIL_DOMAIN.match(text, at + 3)
-        if domain is not None and at > done:
-            reversed_text = reversed_text or text[::-1]
-            local = _EMAIL_LOCAL_ENCODED_REVERSED.match(reversed_text, len(text) - at)
-            if local is not None:
-                out.append(text[done : max(at - len(local.group(0)), done)])
-                out.append(REDACTED)
-                done = domain.end()
-        at = lower.find("%40", max(at + 3, done))
-    if not out:
-        return text
-    out.append(text[done:])
-    return "".join(out)
+    return _redact_addresses(text, "%40", _EMAIL_LOCAL_ENCODED_REVERSED)
 
 
 def _ssn(match: re.Match[str]) -> str:

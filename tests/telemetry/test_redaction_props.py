@@ -521,7 +521,9 @@ HOSTILE = [
 def test_a_1mb_hostile_string_is_redacted_fast(text: str) -> None:
     start = time.perf_counter()
     redact(text, ip_addresses=True)
-    assert time.perf_counter() - start < 2.0  # linear: tens of ms; a quadratic pattern takes seconds to minutes
+    # a generous bound (not a speed figure: benchmarks/bench_redaction.py measures that): linear is well under
+    # a second even on a loaded machine, the quadratic patterns this guards against took 19 s to 415 s at 1 MB
+    assert time.perf_counter() - start < 10.0
 
 
 # -- detect-secrets, the reference ---------------------------------------------------------------------------
