@@ -143,6 +143,7 @@ SPAN_STORAGE_READ: Final = "storage.read"
 # Span attributes set by synthobs.
 ATTR_KIND: Final = "synthobs.kind"
 ATTR_MODEL_TYPE: Final = "synthobs.model_type"
+ATTR_MODEL_ID: Final = "synthobs.model_id"
 ATTR_TABLE: Final = "synthobs.table"
 ATTR_ROWS: Final = "synthobs.rows"
 ATTR_ROWS_PER_SECOND: Final = "synthobs.rows_per_second"
@@ -207,8 +208,15 @@ UNIT_INTERVAL_METRICS: Final = frozenset(
         "data_structure",
         "detection",
         "disclosure_protection",
+        "cardinality",
+        "intertable_trends",
+        "relationship_validity",
     }
 )
+
+# Quality metrics where a lower score is better (the ``QualityGates`` ``max_*`` gates): charts never
+# put them on one axis with the others.
+LOWER_IS_BETTER_METRICS: Final = frozenset({"exact_match_rate", "membership_inference_auc"})
 
 # The attribute of synthobs' flow end hook that carries an observed flow's spec
 # and settings to worker processes (``instrument.observe.WorkerCarrier``).

@@ -20,6 +20,7 @@ from conftest import REPO, subprocess_env
         ("bench_writers.py", ["--writers", "2", "--rows", "500", "--batch", "250"], "writers"),
         ("bench_otel.py", ["--only", "collection", "--repeats", "3"], "otel"),
         ("bench_redaction.py", ["--repeats", "20"], "redaction"),
+        ("bench_multi_table.py", ["--rows", "3000"], "multi_table"),
     ],
 )
 def test_benchmark_runs_and_reports(tmp_path: Path, script: str, args: list[str], result: str) -> None:

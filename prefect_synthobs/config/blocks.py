@@ -396,7 +396,8 @@ class QualityGates(Block):
         min_overall: Minimum quality report overall score.
         min_column_shapes: Minimum Column Shapes score.
         min_column_pair_trends: Minimum Column Pair Trends score.
-        min_tstr_ratio: Minimum train-on-synthetic / train-on-real ratio.
+        min_tstr_ratio: Minimum TSTR ratio: the share of the real-data model's skill over a no-skill
+            baseline that the synthetic-data model keeps (0 or less: no better than no skill).
         max_membership_inference_auc: Maximum AUC of the distance attack.
         max_exact_match_rate: Maximum share of synthetic rows copied from real ones.
         min_dcr_overfitting_protection: Minimum DCR overfitting protection.
@@ -404,6 +405,10 @@ class QualityGates(Block):
         min_detection: Minimum logistic detection score (1: a classifier cannot tell synthetic from real).
         min_disclosure_protection: Minimum disclosure protection (CAP) of the sensitive columns
             ``check_quality`` is given.
+        min_cardinality: Relational data: minimum Cardinality score (children per parent).
+        min_intertable_trends: Relational data: minimum Intertable Trends score.
+        min_relationship_validity: Relational data: minimum Relationship Validity (foreign keys
+            that point at a parent).
         policy: ``fail`` raises ``QualityGateFailed`` (the flow fails); ``warn`` logs.
 
     Example:
@@ -428,7 +433,10 @@ class QualityGates(Block):
         default=None, ge=0, le=1, description="Minimum Column Pair Trends score."
     )
     min_tstr_ratio: float | None = Field(
-        default=None, ge=0, description="Minimum train-on-synthetic / train-on-real score ratio."
+        default=None,
+        ge=0,
+        description="Minimum TSTR ratio: share of the real-data model's skill over no-skill kept by the "
+        "synthetic-data model (F1, macro-F1 or R², as SDMetrics' ML efficacy).",
     )
     max_membership_inference_auc: float | None = Field(
         default=None, ge=0, le=1, description="Maximum AUC of the membership-inference distance attack."
@@ -453,6 +461,18 @@ class QualityGates(Block):
         ge=0,
         le=1,
         description="Minimum disclosure protection (CAP) of the sensitive columns given to check_quality.",
+    )
+    min_cardinality: float | None = Field(
+        default=None, ge=0, le=1, description="Relational data: minimum Cardinality score (children per parent)."
+    )
+    min_intertable_trends: float | None = Field(
+        default=None, ge=0, le=1, description="Relational data: minimum Intertable Trends score."
+    )
+    min_relationship_validity: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Relational data: minimum Relationship Validity (foreign keys that point at a parent).",
     )
     policy: Literal["fail", "warn"] = Field(
         default="fail", description="fail: a missed gate fails the flow; warn: it is logged and recorded."

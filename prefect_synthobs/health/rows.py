@@ -318,17 +318,23 @@ def quality_row(
     flow_run_id: str | None,
     flow_name: str | None,
     passed: bool | None = None,
+    model_id: str | None = None,
+    model_type: str | None = None,
 ) -> Row:
     """One ``quality_checks`` row; ``passed`` is null when there is no threshold.
 
     ``passed`` defaults to ``score >= threshold``; a gate with a maximum (an
-    attack AUC, an exact-match rate) passes it explicitly.
+    attack AUC, an exact-match rate) passes it explicitly. ``model_id`` and
+    ``model_type`` say which model made the synthetic table (``instrument.models.
+    model_identity``; null when unknown): reports keep each model's scores apart.
     """
     return tables.QUALITY_CHECKS.row(
         time=as_utc(time),
         flow_run_id=flow_run_id,
         flow_name=flow_name,
         table_name=table_name,
+        model_id=model_id,
+        model_type=model_type,
         metric=metric,
         score=score,
         threshold=threshold,

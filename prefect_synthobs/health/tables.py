@@ -198,6 +198,8 @@ QUALITY_CHECKS = Table(
         "flow_run_id": _STR,
         "flow_name": _STR,
         "table_name": _STR,
+        "model_id": _STR,  # which model made the synthetic table (null: not said); never averaged across
+        "model_type": _STR,
         "metric": _STR,
         "score": _F64,
         "threshold": _F64,

@@ -26,13 +26,9 @@ from prefect_synthobs.config.active import get_settings, load_block
 from prefect_synthobs.config.blocks import QualityGates
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import record_check
+from prefect_synthobs.instrument.models import model_identity
+from prefect_synthobs.instrument.scoring import score_table, score_tables
 from prefect_synthobs.instrument.spans import span
-from prefect_synthobs.scores.detection import logistic_detection
-from prefect_synthobs.scores.diagnostic import diagnostic_report
-from prefect_synthobs.scores.disclosure import disclosure_protection
-from prefect_synthobs.scores.fidelity import quality_report, strict_scores
-from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
-from prefect_synthobs.scores.utility import tstr
 from prefect_synthobs.telemetry.redaction import redact_fields
 
 logger = get_logger()
@@ -77,9 +73,13 @@ class QualityCheck:
     results: list[GateResult]
     report: Any = field(repr=False, default=None)
     notes: list[str] = field(default_factory=list)
+    """Why a score differs from the SDMetrics report's (e.g. empty synthetic columns)."""
     diagnostic: Any = field(repr=False, default=None)
     """The ``DiagnosticReport`` (its details name each invalid column)."""
-    """Why a score differs from the SDMetrics report's (e.g. empty synthetic columns)."""
+    per_table: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Relational data: each table's own scores (recorded as ``<dataset>.<table>``)."""
+    tstr: dict[str, Any] | None = None
+    """TSTR's full result (metric, positive label, baseline) when it ran."""
 
     @property
     def passed(self) -> bool:
@@ -106,13 +106,14 @@ def _resolve_gates(gates: QualityGates | str | None) -> QualityGates | None:
 
 
 def check_quality(
-    real: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    metadata: Mapping[str, Any],
+    real: pd.DataFrame | Mapping[str, pd.DataFrame],
+    synthetic: pd.DataFrame | Mapping[str, pd.DataFrame],
+    metadata: Any,
     *,
+    model: Any = None,
     gates: Any = None,
     table: str | None = None,
-    holdout: pd.DataFrame | None = None,
+    holdout: pd.DataFrame | Mapping[str, pd.DataFrame] | None = None,
     target: str | None = None,
     privacy_sample: int | None = None,
     seed: int = 0,
@@ -123,16 +124,25 @@ def check_quality(
     """Score ``synthetic`` against ``real``, check the gates, record everything.
 
     Args:
-        real: The real table the generator learned from.
-        synthetic: The synthetic table.
-        metadata: ``{"columns": {name: {"sdtype": ...}}}``.
+        real: The real table the generator learned from; or, for relational
+            data, a dict of table name -> DataFrame.
+        synthetic: The synthetic table (a dict of tables for relational data).
+        metadata: ``{"columns": {name: {"sdtype": ...}}}``, SDV multi-table
+            metadata for a dict of tables, or an SDV ``Metadata`` /
+            ``SingleTableMetadata`` object.
+        model: The model that generated ``synthetic``: a synthesizer object
+            or a model id. Its rows carry ``model_id`` and ``model_type`` so
+            reports compare models instead of averaging them.
         gates: A ``QualityGates`` block or block name; default: the configured
             ``quality_gates_block`` (none: scores are recorded, nothing is gated).
-        table: Table name for rows, metrics and events (default: ``observe``'s).
-        holdout: Real rows the generator did not see; enables the privacy
-            scores that need them (membership inference, DCR overfitting
-            protection) and TSTR.
-        target: Column to predict for TSTR (needs ``holdout``).
+        table: Table name for rows, metrics and events (default: ``observe``'s);
+            for relational data the dataset's name (default: its table names
+            joined by ``+``); each table's own scores are recorded as
+            ``<dataset>.<table>``.
+        holdout: Real rows the generator did not see (a dict of tables for
+            relational data); enables the privacy scores that need them
+            (membership inference, DCR overfitting protection) and TSTR.
+        target: Column to predict for TSTR (needs ``holdout``; one table only).
         privacy_sample: Score privacy and utility on a seeded sample of at
             most this many synthetic rows (distance work grows with
             synthetic × real rows); ``None`` uses every row.
@@ -143,8 +153,8 @@ def check_quality(
         detection: Compute ``logistic_detection`` (a classifier telling the
             tables apart); default: when a gate needs it.
 
-    The Diagnostic report (``diagnostic``, ``data_validity``, ``data_structure``)
-    is always computed: it is cheap.
+    The Diagnostic report (``diagnostic``, ``data_validity``, ``data_structure``;
+    for relational data also ``relationship_validity``) is always computed: it is cheap.
 
     Returns:
         The scores and the gate results.
@@ -155,6 +165,12 @@ def check_quality(
             cannot be loaded.
     """
     resolved = _resolve_gates(gates)
+    relational = isinstance(real, Mapping)
+    if relational and (known_columns or sensitive_columns or target is not None):
+        raise ValueError(
+            "check_quality on a dict of tables takes no target, known_columns or sensitive_columns "
+            "(TSTR and disclosure protection score one table: call check_quality on that table)"
+        )
     if (
         resolved is not None
         and resolved.min_disclosure_protection is not None
@@ -163,89 +179,110 @@ def check_quality(
         raise ValueError("the min_disclosure_protection gate needs check_quality(known_columns=, sensitive_columns=)")
     if detection is None:
         detection = resolved is not None and resolved.min_detection is not None
-    table = table or _observed_table()
+    model_id, model_type = model_identity(model)
+    spec = _observed_spec()
+    if model_type is None and spec is not None:  # no model or an id string: the observed flow's declared type
+        model_type = spec.model_type
+    table = table or (spec.table if spec is not None else None)
+    if relational and not table:
+        table = "+".join(str(name) for name in real)
     with span(names.SPAN_QUALITY_CHECK, table=table or "", gated=resolved is not None) as current:
-        report = quality_report(real, synthetic, metadata)
-        strict = strict_scores(report, real, synthetic)  # what gates decide on: empty columns count as 0
-        notes = []
-        if strict.empty_columns:
-            notes.append(
-                f"synthetic column(s) {', '.join(strict.empty_columns)} have no values: they count as 0 in the "
-                f"quality scores and gates (overall {strict.overall:.4f}; SDMetrics' report, which leaves "
-                f"them out, gives {report.overall:.4f})"
+        if relational:
+            scored = score_tables(
+                real,  # type: ignore[arg-type]
+                synthetic,  # type: ignore[arg-type]
+                metadata,
+                holdout=holdout,  # type: ignore[arg-type]
+                privacy_sample=privacy_sample,
+                seed=seed,
+                detection=detection,
             )
-            logger.warning("synthobs: %s%s", f"table {table!r}: " if table else "", notes[-1])
-        scores: dict[str, float] = {
-            "overall": strict.overall,
-            "column_shapes": strict.properties["Column Shapes"],
-            "column_pair_trends": strict.properties["Column Pair Trends"],
-            "exact_match_rate": exact_match_rate(real, synthetic, metadata),
-        }
-        diagnostic = diagnostic_report(real, synthetic, metadata)
-        scores["diagnostic"] = diagnostic.overall
-        scores["data_validity"] = diagnostic.properties["Data Validity"]
-        scores["data_structure"] = diagnostic.properties["Data Structure"]
-        sample = synthetic
-        if privacy_sample is not None and len(synthetic) > privacy_sample:
-            sample = synthetic.sample(n=privacy_sample, random_state=seed)
-        if known_columns and sensitive_columns:
-            scores["disclosure_protection"] = disclosure_protection(
-                real, sample, known_column_names=known_columns, sensitive_column_names=sensitive_columns
+        else:
+            scored = score_table(
+                real,  # type: ignore[arg-type]
+                synthetic,  # type: ignore[arg-type]
+                metadata,
+                holdout=holdout,  # type: ignore[arg-type]
+                target=target,
+                privacy_sample=privacy_sample,
+                seed=seed,
+                known_columns=known_columns,
+                sensitive_columns=sensitive_columns,
+                detection=detection,
             )
-        if detection:
-            scores["detection"] = logistic_detection(real, synthetic, metadata, seed=seed)
-        if holdout is not None:
-            scores["membership_inference_auc"] = membership_inference_auc(real, holdout, sample, metadata)
-            scores["dcr_overfitting_protection"] = dcr_overfitting_protection(
-                real, sample, holdout, metadata, seed=seed
-            )["score"]
-            if target is not None:
-                scores["tstr_ratio"] = tstr(real, synthetic, holdout, target, metadata)["ratio"]
+        for note in scored.notes:
+            logger.warning("synthobs: %s%s", f"table {table!r}: " if table else "", note)
+        scores = scored.scores
         results = evaluate_gates(scores, resolved) if resolved is not None else []
-        by_score = {r.score: r for r in results}
-        for score_name, value in scores.items():
-            if value is None or math.isnan(value):
-                continue
-            result = by_score.get(score_name)
-            record_check(
-                score_name,
-                float(value),
-                threshold=result.threshold if result else None,
-                passed=result.passed if result else None,
-                table=table,
-                gate=result.gate if result else score_name,
-            )
-        for result in results:
-            if result.value is None or math.isnan(result.value):  # a gate on a score never computed
-                record_check(
-                    result.score, math.nan, threshold=result.threshold, passed=False, table=table, gate=result.gate
-                )
-        check = QualityCheck(scores, results, report, notes, diagnostic)
+        identity = {"model_id": model_id, "model_type": model_type}
+        _record(scores, results, table, identity)
+        for name, table_scores in scored.per_table.items():
+            _record(table_scores, [], f"{table}.{name}", identity)
+        check = QualityCheck(
+            scores, results, scored.report, scored.notes, scored.diagnostic, scored.per_table, scored.tstr
+        )
         if current.is_recording():
             current.set_attributes(
                 {f"synthobs.quality.{k}": v for k, v in scores.items() if v is not None and not math.isnan(v)}
             )
             current.set_attribute("synthobs.quality.passed", check.passed)
+            attributes = {names.ATTR_MODEL_ID: model_id, names.ATTR_MODEL_TYPE: model_type}
+            current.set_attributes({k: v for k, v in attributes.items() if v})
+            if scored.tstr is not None:
+                current.set_attribute("synthobs.quality.tstr_metric", str(scored.tstr["metric"]))
     if check.failed:
-        _emit_failures(check.failed, table)
+        _emit_failures(check.failed, table, identity)
         if resolved is not None and resolved.policy == "fail":
             raise QualityGateFailed(table, check.failed)
         logger.warning("synthobs: %s", QualityGateFailed(table, check.failed))
     return check
 
 
-def _observed_table() -> str | None:
+def _record(
+    scores: Mapping[str, float], results: list[GateResult], table: str | None, identity: Mapping[str, str | None]
+) -> None:
+    """One ``quality_checks`` row (and metrics) per computed score; a gate on a score never computed
+    is recorded as missed (NaN score)."""
+    by_score = {r.score: r for r in results}
+    for score_name, value in scores.items():
+        if value is None or math.isnan(value):
+            continue
+        result = by_score.get(score_name)
+        record_check(
+            score_name,
+            float(value),
+            threshold=result.threshold if result else None,
+            passed=result.passed if result else None,
+            table=table,
+            gate=result.gate if result else score_name,
+            **identity,
+        )
+    for result in results:
+        if result.value is None or math.isnan(result.value):  # a gate on a score never computed
+            record_check(
+                result.score,
+                math.nan,
+                threshold=result.threshold,
+                passed=False,
+                table=table,
+                gate=result.gate,
+                **identity,
+            )
+
+
+def _observed_spec() -> Any:
+    """The ``observe`` spec of the flow run this runs in (its table, model type), if any."""
     try:
         ctx, runtime = FlowRunContext.get(), current_runtime()
         if ctx is None or ctx.flow_run is None or runtime is None:
             return None
         info = runtime.run_info(ctx.flow_run.id)
-        return info.spec.table if info else None
+        return info.spec if info else None
     except Exception:
         return None
 
 
-def _emit_failures(failed: list[GateResult], table: str | None) -> None:
+def _emit_failures(failed: list[GateResult], table: str | None, identity: Mapping[str, str | None]) -> None:
     try:
         ctx = FlowRunContext.get()
         related = []
@@ -262,6 +299,7 @@ def _emit_failures(failed: list[GateResult], table: str | None) -> None:
                         "prefect.resource.id": f"synthobs.table.{table or 'unknown'}",
                         "prefect.resource.name": table or "unknown",
                         "synthobs.gate": result.gate,
+                        **{f"synthobs.{k}": v for k, v in identity.items() if v},
                     },
                     enabled=redacting,
                 ),
@@ -273,6 +311,7 @@ def _emit_failures(failed: list[GateResult], table: str | None) -> None:
                         "value": result.value,
                         "threshold": result.threshold,
                         "table": table,
+                        **identity,
                     },
                     enabled=redacting,
                 ),

@@ -28,6 +28,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
 from prefect_synthobs.instrument.instrumentation import get_runtime, listener_active
+from prefect_synthobs.instrument.models import model_identity
 from prefect_synthobs.instrument.runtime import RunInfo, Runtime
 
 logger = get_logger()
@@ -198,7 +199,12 @@ def record_epoch(epoch: int, *, loss: float | Mapping[str, float] | None = None)
 
 
 def record_quality(
-    metric: str, score: float, *, table: str | None = None, threshold: float | None = None
+    metric: str,
+    score: float,
+    *,
+    table: str | None = None,
+    threshold: float | None = None,
+    model: Any = None,
 ) -> bool | None:
     """Record a quality score (0 to 1, higher is better) for a synthetic table.
 
@@ -208,16 +214,31 @@ def record_quality(
         table: Table name; defaults to the ``table`` given to ``observe``.
         threshold: Minimum passing score; when given, the check counts in
             ``synthobs_quality_gate_checks_total`` as ``pass`` or ``fail``.
+        model: The model that made the synthetic table: the synthesizer object
+            (SDV, CTGAN, TVAE, synthcity...) or its id as a string. Its scores
+            are then reported apart from other models' (``model_identity``).
 
     Returns:
         Whether the score passed ``threshold`` (``None`` without one).
 
     Raises:
-        ValueError: A NaN or non-numeric score or threshold, or an empty metric.
+        ValueError: A NaN or non-numeric score or threshold, an empty metric, or
+            a ``model`` that is neither an object nor a non-empty string.
     """
     metric, score, threshold = validate_score(metric, score, threshold)
+    model_id, model_type = model_identity(model)
     passed = None if threshold is None else score >= threshold
-    record_check(metric, score, threshold=threshold, passed=passed, table=table, gate=metric, call="record_quality")
+    record_check(
+        metric,
+        score,
+        threshold=threshold,
+        passed=passed,
+        table=table,
+        gate=metric,
+        call="record_quality",
+        model_id=model_id,
+        model_type=model_type,
+    )
     return passed
 
 
@@ -230,13 +251,17 @@ def record_check(
     table: str | None,
     gate: str,
     call: str | None = None,
+    model_id: str | None = None,
+    model_type: str | None = None,
 ) -> None:
     """Record one checked score: a ``quality_checks`` row (inside an observed
     run), the ``quality_score`` gauge and, with a threshold, one
     ``quality_gate_checks_total`` count labelled ``gate``. Never raises.
 
     ``call``: the public function that recorded it, for the one warning
-    outside an observed run (``None``, a quality gate: no warning)."""
+    outside an observed run (``None``, a quality gate: no warning).
+    ``model_id``/``model_type``: the model that made the synthetic table
+    (``instrument.models.model_identity``), null when unknown."""
     try:
         runtime = get_runtime()
         scope = _current(runtime, call)
@@ -253,6 +278,8 @@ def record_check(
             flow_run_id=run_id,
             flow_name=flow_name,
             in_observed_run=info is not None,
+            model_id=model_id,
+            model_type=model_type,
         )
     except Exception as exc:
         logger.warning("synthobs: recording quality score %r failed (%s); the run is unaffected", metric, exc)

@@ -261,9 +261,14 @@ class Recording:
         flow_run_id: str | None,
         flow_name: str | None,
         in_observed_run: bool,
+        model_id: str | None = None,
+        model_type: str | None = None,
     ) -> None:
-        """One checked score: a ``quality_checks`` row (in an observed run), the score gauge
-        and, with a threshold, one gate check counted as ``pass`` or ``fail``."""
+        """One checked score: a ``quality_checks`` row (in an observed run, with the model that made
+        the table), the score gauge and, with a threshold, one gate check counted as ``pass`` or ``fail``.
+
+        The metrics carry no ``model_id`` label: an id is new at every fit, so it would make a Prometheus
+        series per fit that is never seen again; per-model figures live in the rows and the health report."""
         if in_observed_run:
             self.recorder.add(
                 catalog.QUALITY_CHECKS,
@@ -276,10 +281,12 @@ class Recording:
                     flow_run_id=flow_run_id,
                     flow_name=flow_name,
                     passed=passed,
+                    model_id=model_id,
+                    model_type=model_type,
                 ),
             )
         m = self.metrics
-        m.quality_score.labels(label(table), metric).set(score)
+        m.quality_score.labels(label(table), metric, label(model_type)).set(score)
         if passed is not None:
             m.quality_gate_checks.labels(label(table), gate, "pass" if passed else "fail").inc()
 

@@ -281,10 +281,10 @@ def panel_queries(prefix: str = "synthobs") -> list[tuple[str, list[tuple[str, s
             ],
             "short",
         ),
-        ("Quality", [(f"{m(names.QUALITY_SCORE)}", "{{table}} {{metric}}")], "percentunit"),
+        ("Quality", [(f"{m(names.QUALITY_SCORE)}", "{{table}} {{metric}} {{model_type}}")], "percentunit"),
         (
             "Quality",
-            [(f'{m(names.QUALITY_SCORE)}{{metric=~"{_VALIDITY_METRICS}"}}', "{{table}} {{metric}}")],
+            [(f'{m(names.QUALITY_SCORE)}{{metric=~"{_VALIDITY_METRICS}"}}', "{{table}} {{metric}} {{model_type}}")],
             "percentunit",
         ),
         (

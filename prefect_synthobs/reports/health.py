@@ -32,6 +32,16 @@ from prefect_synthobs import catalog as names
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.store import one_row_per_run
 from prefect_synthobs.reports.charts import line_chart, markdown_image, sparkline
+from prefect_synthobs.reports.models import (
+    LEADERBOARD_HEADERS,
+    MARKDOWN_COLUMNS,
+    MODEL_FRAME_COLUMNS,
+    MODELS_TABLE,
+    TERMINAL_VIEWS,
+    leaderboard,
+    present,
+    quality_table,
+)
 from prefect_synthobs.reports.text import terminal_text, visible
 from prefect_synthobs.reports.trends import (
     DEFAULT_TREND_DAYS,
@@ -79,7 +89,10 @@ COLUMNS: dict[str, list[str]] = {
                 "error_message",
             ),
         ),
-        (tables.QUALITY_CHECKS, ("time", "flow_name", "table_name", "metric", "score", "threshold", "passed")),
+        (
+            tables.QUALITY_CHECKS,
+            ("time", "flow_name", "table_name", "model_id", "model_type", "metric", "score", "threshold", "passed"),
+        ),
         (
             tables.GPU_SAMPLES,
             ("time", "host", "gpu_index", "gpu_uuid", "gpu_name", "utilization", "memory_used_bytes", "energy_j"),
@@ -108,6 +121,8 @@ class HealthReport:
     """Most recent failed or crashed task runs, in completed flows too (messages redacted)."""
     trends: Trends | None = None
     """Daily series over the trend's days (``with_trends``); ``None``: no trend pictures."""
+    models: list[dict[str, Any]] = field(default_factory=list)
+    """The models side by side: one row per (table, model) (``reports.models.leaderboard``)."""
 
     @property
     def empty(self) -> bool:
@@ -124,6 +139,7 @@ class HealthReport:
             "failures": self.failures,
             "failed_tasks": self.failed_tasks,
             "quality": self.quality,
+            "models": self.models,
             "gpus": self.gpus,
             "privacy": self.privacy,
             "gate_pass_rate": self.gate_pass_rate,
@@ -211,6 +227,10 @@ def load_frames(
         if flow_name is not None and "flow_name" in df.columns:
             df = df[df.flow_name == flow_name]
         frames[table] = df
+    if MODELS_TABLE in tables.TABLES:  # the fits (issue 23's table), all of them: a model checked now may be old
+        known = tables.TABLES[MODELS_TABLE].columns
+        columns = [c for c in MODEL_FRAME_COLUMNS if c in known]
+        frames[MODELS_TABLE] = store.read(MODELS_TABLE, until=until, columns=columns)
     return frames
 
 
@@ -344,28 +364,7 @@ def build_report(
         else []
     )
 
-    quality_rows = []
-    for (table, metric), group in (
-        current_q.groupby(["table_name", "metric"], dropna=False, sort=True) if len(current_q) else []
-    ):
-        before = (
-            previous_q[(previous_q.table_name == table) & (previous_q.metric == metric)]
-            if len(previous_q)
-            else previous_q
-        )
-        checked = group[group.threshold.notna()]
-        average = group.score.mean()
-        quality_rows.append(
-            {
-                "table": table,
-                "metric": metric,
-                "checks": len(group),
-                "pass_rate": _num(checked.passed.astype(bool).mean()) if len(checked) else None,
-                "threshold": _num(checked.threshold.iloc[-1]) if len(checked) else None,
-                "average": _num(average),
-                "trend": _num(average - before.score.mean()) if len(before) else None,
-            }
-        )
+    quality_rows = quality_table(current_q, previous_q)
 
     gpus = []
     if len(gpu):
@@ -437,13 +436,14 @@ def build_report(
         gate_pass_rate,
         totals,
         failed_tasks,
+        models=leaderboard(current_q, frames.get(MODELS_TABLE)),
     )
 
 
 def with_trends(report: HealthReport, trends: Trends) -> HealthReport:
     """The report with its trends, and a sparkline column (one character per day, oldest first) in the
     flows, quality and GPU tables, where a picture cannot go (pure: returns a new report)."""
-    quality_by_name = {(str(t), str(m)): v for (t, m), v in trends.quality_by_metric.items()}
+    by_model_metric = trends.quality_by_metric  # keyed (table, model_id, metric), "" for none
     flows = [
         {
             **r,
@@ -453,7 +453,12 @@ def with_trends(report: HealthReport, trends: Trends) -> HealthReport:
         for r in report.flows
     ]
     quality = [
-        {**r, "score_by_day": sparkline(quality_by_name.get((str(r["table"]), str(r["metric"])), []))}
+        {
+            **r,
+            "score_by_day": sparkline(
+                by_model_metric.get((r["table"] or "", r.get("model_id") or "", str(r["metric"])), [])
+            ),
+        }
         for r in report.quality
     ]
     gpus = [
@@ -560,6 +565,10 @@ def overview_markdown(report: HealthReport) -> str:
             f"{display_value('rows_per_s', r['rows_per_s'])} | {display_value('gpu_util_mean', r['gpu_util_mean'])} |"
         )
     lines.append(f"\n**Quality gates passed:** {_pct(report.gate_pass_rate)} `{bar(report.gate_pass_rate)}`")
+    shown = present(report.models, MARKDOWN_COLUMNS)
+    if shown:  # each model its own row: two models of one table are never one averaged number
+        lines.append("\n## Models\n\nOne row per table and model; each score is the model's latest in the window.\n")
+        lines.append(markdown_table([{_header(c): display_value(c, v) for c, v in r.items()} for r in shown]))
     if report.privacy:
         budgets = ", ".join(
             f"{escape(p['dataset'])} {escape(p['remaining'])} left of {escape(p['budget'])}"
@@ -591,7 +600,11 @@ def trend_pictures(trends: Trends) -> list[tuple[str, str]]:
     charts = [
         ("Success rate per flow per day", trends.success_rate, {"y_min": 0.0, "y_max": 1.0, "y_format": _pct_tick}),
         ("p95 duration per flow per day (s)", trends.p95_duration_s, {}),
-        ("Overall quality score per table per day", trends.quality, {"from_zero": False}),
+        (
+            "Overall quality score per table and model per day",
+            trends.quality,
+            {"y_min": 0.0, "y_max": 1.0, "direction": "higher"},
+        ),
         ("GPU utilisation per device per day", trends.gpu_util, {"y_min": 0.0, "y_max": 1.0, "y_format": _pct_tick}),
         ("GPU energy per host per day (kWh)", trends.gpu_energy_kwh, {}),
         (
@@ -620,7 +633,15 @@ ARTIFACTS = {  # key -> (report attribute, description)
         "failed_tasks",
         "Most recent failed or crashed task runs, in completed flows too (messages redacted).",
     ),
-    "synthobs-quality": ("quality", "Quality checks: pass rate, threshold, average, trend vs the previous window."),
+    "synthobs-quality": (
+        "quality",
+        "Quality checks per table, model and metric: pass rate, threshold, average, trend vs the previous window.",
+    ),
+    "synthobs-models": (
+        "models",
+        "Models side by side: one row per table and model with its latest scores in the window (overall, "
+        "diagnostic, detection, TSTR, privacy), gate pass rate and fit time; never averaged across models.",
+    ),
     "synthobs-gpu": ("gpus", "GPU per device: mean/max utilisation, peak memory, energy."),
     "synthobs-privacy": ("privacy", "Privacy budgets: used, remaining, LOW under 20 % left."),
 }
@@ -634,6 +655,7 @@ EMPTY_TABLES = {
     "synthobs-failures": "No failed, crashed or cancelled flow runs in this window.",
     "synthobs-failed-tasks": "No failed or crashed task runs in this window.",
     "synthobs-quality": "No quality checks in this window.",
+    "synthobs-models": "No quality checks in this window, so no model to compare.",
     "synthobs-gpu": "No GPU samples in this window (no GPU on these hosts, or GPU sampling is off).",
     "synthobs-privacy": "No privacy budget spent in this window.",
 }
@@ -686,7 +708,9 @@ def window(
 
 _SHARE_COLUMNS = {"success_rate", "pass_rate", "util_mean", "util_max", "gpu_util_mean"}
 _TIME_COLUMNS = {"time", "last_success"}
-_NAME_COLUMNS = {"flow", "task", "table", "metric", "dataset", "host", "name", "kind", "error_message"}
+_NAME_COLUMNS = {"flow", "task", "table", "model", "metric", "dataset", "host", "name", "kind", "error_message"}
+# JSON and the artifacts keep these; the terminal leaves them out so the GPU and quality tables fit 100 columns
+_NOT_IN_TERMINAL = {"samples", "model_id"}
 
 
 def display_value(column: str, value: Any) -> str:
@@ -711,7 +735,7 @@ def display_value(column: str, value: Any) -> str:
         return f"{value:+.4f}"
     if isinstance(value, int):
         return f"{value:,}"
-    if column.endswith("_s"):
+    if column.endswith("_s") or column.endswith("_seconds"):
         return f"{value:,.2f}"
     return f"{value:g}"
 
@@ -738,6 +762,7 @@ _HEADERS = {  # short headers for the terminal, so tables fit 100 columns (JSON 
     "error_type": "error",
     "error_message": "message",
     "spent_in_window": "spent in window",
+    **LEADERBOARD_HEADERS,
 }
 
 
@@ -783,6 +808,11 @@ def render_text(report: HealthReport, console: Any = None) -> None:
         ("Recent failures", report.failures, "synthobs-failures"),
         ("Failed tasks", report.failed_tasks, "synthobs-failed-tasks"),
         ("Quality", report.quality, "synthobs-quality"),
+        # the leaderboard: "Models" says when it is empty; its privacy half is left out when nothing computed one
+        *(
+            (title, present(report.models, columns), "synthobs-models" if k == 0 else None)
+            for k, (title, columns) in enumerate(TERMINAL_VIEWS)
+        ),
         ("GPUs", report.gpus, "synthobs-gpu"),
         ("Privacy budgets", report.privacy, "synthobs-privacy"),
     ]
@@ -793,7 +823,7 @@ def render_text(report: HealthReport, console: Any = None) -> None:
             continue
         # a column with no value in any row (e.g. GPU utilisation on hosts without a GPU) is left out
         # (and the GPU sample count, which JSON and the artifact keep: the GPU table then fits 100 columns)
-        columns = [c for c in rows[0] if c != "samples" and any(r.get(c) is not None for r in rows)]
+        columns = [c for c in rows[0] if c not in _NOT_IN_TERMINAL and any(r.get(c) is not None for r in rows)]
         table = Table(title=title, title_justify="left")
         for column in columns:
             if column.endswith("_by_day"):  # a sparkline is whole or useless: never cut (its newest days are last)

@@ -1,5 +1,5 @@
-"""Daily trends for the health report: success rate and p95 duration per flow, quality per table,
-GPU utilisation and energy, privacy budget used.
+"""Daily trends for the health report: success rate and p95 duration per flow, quality per table and
+model (never averaged across models), GPU utilisation and energy, privacy budget used.
 
 ``build_trends`` is pure (frames in, daily series out); ``load_trend_frames`` reads the store for
 the trend's days with column and partition pruning, reducing ``gpu_samples`` (the one large table
@@ -17,13 +17,14 @@ from typing import Any
 import pandas as pd
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs.reports.models import model_id_column, series_names, text_column
 
 DEFAULT_TREND_DAYS = 14
 MAX_TREND_DAYS = 92
 
 TREND_COLUMNS: dict[str, list[str]] = {
     names.FLOW_RUNS: ["flow_name", "state_type", "start_time", "duration_s"],
-    names.QUALITY_CHECKS: ["time", "flow_name", "table_name", "metric", "score"],
+    names.QUALITY_CHECKS: ["time", "flow_name", "table_name", "model_id", "model_type", "metric", "score"],
     names.PRIVACY_LEDGER: ["time", "flow_name", "dataset", "spent", "budget"],
 }
 GPU_COLUMNS = ["time", "host", "gpu_index", "utilization", "energy_j"]
@@ -43,9 +44,10 @@ class Trends:
     p95_duration_s: dict[str, Daily] = field(default_factory=dict)
     """Per flow: p95 duration of its runs that started that day, seconds."""
     quality: dict[str, Daily] = field(default_factory=dict)
-    """Per table: its ``overall`` quality score that day (mean of that day's checks of it)."""
-    quality_by_metric: dict[tuple[str, str], Daily] = field(default_factory=dict)
-    """Per (table, metric): mean score that day."""
+    """Per table and model (``series_names``: ``"customers · CTGAN"``): its ``overall`` quality score that
+    day (mean of that day's checks of that one model), the most recently checked first."""
+    quality_by_metric: dict[tuple[str, str, str], Daily] = field(default_factory=dict)
+    """Per (table, model_id, metric), ``""`` for a missing table or model id: mean score that day."""
     gpu_util: dict[str, Daily] = field(default_factory=dict)
     """Per device (``host/gpuN``): mean utilisation that day, 0–1."""
     gpu_energy_kwh: dict[str, Daily] = field(default_factory=dict)
@@ -55,8 +57,8 @@ class Trends:
     privacy_budget: dict[str, float | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        def flat(series: dict[Any, Daily]) -> dict[str, Daily]:
-            return {(" / ".join(k) if isinstance(k, tuple) else str(k)): v for k, v in series.items()}
+        def flat(series: dict[Any, Daily]) -> dict[str, Daily]:  # a tuple's empty parts (no model) left out
+            return {(" / ".join(p for p in k if p) if isinstance(k, tuple) else str(k)): v for k, v in series.items()}
 
         return {
             "days": [d.isoformat() for d in self.days],
@@ -156,6 +158,38 @@ def _day_column(times: pd.Series) -> pd.Series:
     return pd.to_datetime(times, utc=True).dt.date
 
 
+def _quality_series(
+    quality: pd.DataFrame, days: list[date]
+) -> tuple[dict[str, Daily], dict[tuple[str, str, str], Daily]]:
+    """``quality_checks`` rows → (``overall`` per table and model, every metric per table, model and metric).
+
+    One score per table and model that means the same thing every day: ``overall`` (higher is better). A
+    mean of all its checks would mix in scores where lower is better (exact_match_rate) and jump when a new
+    check appears; every metric has its own sparkline in the quality table. Two models of one table are two
+    series, never one mean: a copula at 0.92 and a CTGAN at 0.74 are not a table at 0.83.
+    """
+    tables, models = text_column(quality, "table_name"), model_id_column(quality)
+    labels = series_names(zip(tables, models, text_column(quality, "model_type"), strict=True))
+    q = pd.DataFrame(
+        {
+            "series": [labels[key] for key in zip(tables, models, strict=True)],
+            "table": tables.fillna(""),
+            "model": models.fillna(""),
+            "metric": quality.metric.astype(object),
+            "day": _day_column(quality.time),
+            "score": quality.score.astype("float64"),
+        }
+    )
+    overall = q[q.metric == OVERALL_METRIC]
+    per_model = overall.groupby(["series", "day"], sort=True).score.mean().reset_index()
+    series = _series(per_model, "series", "score", days)
+    # the most recently checked models first: a chart draws the first few, and old fits drop out first
+    last_day = per_model.groupby("series").day.max()
+    order = sorted(series, key=lambda name: (-last_day[name].toordinal(), name))
+    per_metric = q.groupby(["table", "model", "metric", "day"], sort=True).score.mean().reset_index()
+    return {name: series[name] for name in order}, _series(per_metric, ["table", "model", "metric"], "score", days)
+
+
 def build_trends(frames: dict[str, pd.DataFrame], days: list[date]) -> Trends:
     """Daily series from ``load_trend_frames``' frames (pure)."""
     trends = Trends(days=list(days))
@@ -181,22 +215,7 @@ def build_trends(frames: dict[str, pd.DataFrame], days: list[date]) -> Trends:
 
     quality = frames.get(names.QUALITY_CHECKS, pd.DataFrame())
     if len(quality):
-        q = pd.DataFrame(
-            {
-                "table": quality.table_name.astype(object).fillna(""),
-                "metric": quality.metric.astype(object),
-                "day": _day_column(quality.time),
-                "score": quality.score.astype("float64"),
-            }
-        )
-        # one score per table that means the same thing every day: ``overall`` (higher is better). A mean of
-        # all its checks would mix in scores where lower is better (exact_match_rate) and jump when a new
-        # check appears; every metric has its own sparkline in the quality table.
-        overall = q[q.metric == OVERALL_METRIC]
-        per_table = overall.groupby(["table", "day"], sort=True).score.mean().reset_index()
-        trends.quality = _series(per_table, "table", "score", days)
-        per_metric = q.groupby(["table", "metric", "day"], sort=True).score.mean().reset_index()
-        trends.quality_by_metric = _series(per_metric, ["table", "metric"], "score", days)
+        trends.quality, trends.quality_by_metric = _quality_series(quality, days)
 
     gpu = frames.get(GPU_DAILY, pd.DataFrame())
     if len(gpu):

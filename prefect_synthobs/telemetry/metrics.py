@@ -202,8 +202,9 @@ class SynthObsMetrics:
         )
         self.quality_score = Gauge(
             p + names.QUALITY_SCORE,
-            "Last quality score (0 to 1) per table and metric.",
-            ["table", "metric"],
+            "Last quality score (0 to 1) per table, metric and model type (two generators of one table "
+            "never overwrite each other; no model id label: every fit is a new id).",
+            ["table", "metric", "model_type"],
             registry=registry,
         )
         self.quality_gate_checks = Counter(

@@ -144,7 +144,7 @@ def test_the_overview_shows_trend_pictures_in_the_prefect_ui(ui_server: str, tmp
         assert {
             "Success rate per flow per day",
             "p95 duration per flow per day (s)",
-            "Overall quality score per table per day",
+            "Overall quality score per table and model per day",
             "GPU utilisation per device per day",
             "GPU energy per host per day (kWh)",
         } <= set(images), (ui, sorted(images))

@@ -73,7 +73,7 @@ def test_trends_match_the_rows_written(history: tuple[str, dict[str, list[dict[s
         scores = [r["score"] for r in checks[day] if r["table_name"] == "transactions" and r["metric"] == "overall"]
         assert trends.quality["transactions"][i] == pytest.approx(statistics.mean(scores), abs=1e-4)
         overall = [r["score"] for r in checks[day] if r["table_name"] == "customers" and r["metric"] == "overall"]
-        assert trends.quality_by_metric[("customers", "overall")][i] == pytest.approx(overall[0], abs=1e-4)
+        assert trends.quality_by_metric[("customers", "", "overall")][i] == pytest.approx(overall[0], abs=1e-4)
 
     samples = by_day(written[names.GPU_SAMPLES], "time")
     for i, day in enumerate(days):
@@ -158,7 +158,7 @@ def test_the_report_carries_trends_sparklines_and_pictures(
     assert alts[:5] == [
         "Success rate per flow per day",
         "p95 duration per flow per day (s)",
-        "Overall quality score per table per day",
+        "Overall quality score per table and model per day",
         "GPU utilisation per device per day",
         "GPU energy per host per day (kWh)",
     ]
@@ -208,7 +208,7 @@ def test_the_table_chart_follows_overall_only(tmp_path: Path) -> None:
     days = trend_days(UNTIL - timedelta(hours=24), UNTIL)
     trends = build_trends(load_trend_frames(store, days, UNTIL), days)
     assert trends.quality["t"][-2:] == [0.9, 0.9]
-    assert trends.quality_by_metric[("t", "exact_match_rate")][-1] == 0.0
+    assert trends.quality_by_metric[("t", "", "exact_match_rate")][-1] == 0.0  # "": no model named
 
 
 def test_a_flow_filter_covers_quality_and_privacy(history: tuple[str, dict[str, list[dict[str, Any]]]]) -> None:

@@ -49,7 +49,7 @@ def every_metric(registry: CollectorRegistry, prefix: str = "synthobs", clock: A
     m.generation_rows_per_second.labels("gen", "customers", "ctgan").set(250.5)
     m.training_epochs.labels("train", "ctgan").inc(7)
     m.training_loss.labels("train", "ctgan", "generator").set(0.25)
-    m.quality_score.labels("customers", "overall").set(0.91)
+    m.quality_score.labels("customers", "overall", "ctgan").set(0.91)
     m.quality_gate_checks.labels("customers", "min_overall", "pass").inc()
     m.privacy_spent.labels("patients").inc(1.5)
     m.privacy_remaining.labels("patients").set(8.5)

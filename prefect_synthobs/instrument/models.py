@@ -1,0 +1,122 @@
+"""Which model made a synthetic table: a stable id and a type for any synthesizer object.
+
+Quality rows carry ``model_id`` and ``model_type`` so that two generators trained on the
+same table (a copula and a CTGAN) are reported side by side, never averaged into one number.
+``model_identity`` turns what a caller hands over (a synthesizer object, a model id, nothing)
+into that pair:
+
+- ``None``: ``(None, None)``, the model is not known;
+- a string: that id, no type (the caller names its model: ``"copula-v2"``);
+- an SDV synthesizer (SDV 1.x sets ``_synthesizer_id`` in ``BaseSynthesizer.__init__``:
+  ``"GaussianCopulaSynthesizer_1.17.0_<32 hex>"``, kept when SDV saves and loads it): that id and
+  its class name;
+- any other object (``ctgan.CTGAN``, ``ctgan.TVAE``, a synthcity plugin): an id made on first sight,
+  ``f"{ClassName}-{12 hex}"``, kept on the object as ``_synthobs_model_id`` (so it travels with a
+  pickled model), or, for an object that refuses attributes, in a table keyed by the object's
+  identity that forgets it when the object is collected; and its class name.
+
+The same object always gets the same id (from any thread); two objects get two ids. A copy of an
+object made after it got its id (``copy.deepcopy``) carries the id along, as SDV's own does.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import threading
+import uuid
+import weakref
+from typing import Any
+
+MODEL_ID_ATTRIBUTE = "_synthobs_model_id"
+"""The attribute ``model_identity`` keeps a made-up id in, on objects that take attributes."""
+SDV_ID_ATTRIBUTE = "_synthesizer_id"
+"""SDV ≥ 1.x: every synthesizer's own id (class, SDV version, a UUID4's 32 hex digits)."""
+
+_lock = threading.RLock()  # re-entrant: a weak reference's callback can run in a collection inside the lock
+# Objects that refuse attributes: id(object) -> (a weak reference to it, its model id). Keyed by
+# identity, not by ``==``/hash: two equal models are still two models, and an unhashable one works.
+_by_identity: dict[int, tuple[weakref.ref[Any], str]] = {}
+
+
+def _new_id(model: object) -> str:
+    return f"{type(model).__name__}-{uuid.uuid4().hex[:12]}"
+
+
+def _own_attribute(model: object, name: str) -> Any:
+    """``name`` from the object's own ``__dict__`` only: never a class attribute, never a
+    ``__getattr__`` that answers every name (a mock, a proxy)."""
+    own = getattr(model, "__dict__", None)
+    return own.get(name) if isinstance(own, dict) else None
+
+
+def _forget(key: int, reference: weakref.ref[Any]) -> None:
+    """A collected object's entry goes (only its own: a new object may have the same ``id`` by now)."""
+    with _lock:
+        kept = _by_identity.get(key)
+        if kept is not None and kept[0] is reference:
+            del _by_identity[key]
+
+
+def _kept_id(model: object) -> str:
+    """The id this process gave ``model`` (made and kept now if it has none)."""
+    existing = _own_attribute(model, MODEL_ID_ATTRIBUTE)
+    if isinstance(existing, str) and existing:
+        return existing
+    with _lock:  # two threads seeing the object first at once must not give it two ids
+        existing = _own_attribute(model, MODEL_ID_ATTRIBUTE)
+        if isinstance(existing, str) and existing:
+            return existing
+        kept = _by_identity.get(id(model))
+        if kept is not None and kept[0]() is model:
+            return kept[1]
+        model_id = _new_id(model)
+        try:
+            setattr(model, MODEL_ID_ATTRIBUTE, model_id)
+        except Exception:  # __slots__, a frozen dataclass, a pydantic model: remember it here instead
+            pass
+        else:
+            if _own_attribute(model, MODEL_ID_ATTRIBUTE) == model_id:
+                return model_id
+        key = id(model)
+        try:
+            reference = weakref.ref(model, functools.partial(_forget, key))
+        except TypeError:
+            raise ValueError(
+                f"cannot keep a model id for a {type(model).__name__} object (it takes neither attributes nor "
+                "weak references): pass the model's id as a string instead"
+            ) from None
+        _by_identity[key] = (reference, model_id)
+        return model_id
+
+
+def model_identity(model: Any) -> tuple[str | None, str | None]:
+    """``(model_id, model_type)`` for a synthesizer object, a model id or ``None``.
+
+    Args:
+        model: A synthesizer object (SDV, CTGAN, TVAE, synthcity, any object), the
+            model's id as a string, or ``None`` (not known).
+
+    Returns:
+        ``(None, None)`` for ``None``; ``(model, None)`` for a string; an SDV
+        synthesizer's ``_synthesizer_id`` and class name; for any other object
+        a stable id kept on it (``_synthobs_model_id``) and its class name.
+
+    Raises:
+        ValueError: An empty string, or a number, a boolean or bytes (a model id
+            is text), or an object that can keep no id (neither attributes nor
+            weak references).
+    """
+    if model is None:
+        return None, None
+    if isinstance(model, str):
+        if not model:
+            raise ValueError("model id must be a non-empty string")
+        return model, None
+    if isinstance(model, (bool, numbers.Number, bytes, bytearray)):
+        raise ValueError(f"model must be a synthesizer object or a model id string, got {model!r}")
+    model_type = type(model).__name__
+    sdv_id = _own_attribute(model, SDV_ID_ATTRIBUTE)
+    if isinstance(sdv_id, str) and sdv_id:
+        return sdv_id, model_type
+    return _kept_id(model), model_type
