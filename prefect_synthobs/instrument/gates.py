@@ -26,7 +26,7 @@ from prefect_synthobs.config.active import get_settings, load_block
 from prefect_synthobs.config.blocks import QualityGates
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import record_check
-from prefect_synthobs.instrument.models import model_identity
+from prefect_synthobs.instrument.models import redacted_identity
 from prefect_synthobs.instrument.scoring import score_table, score_tables
 from prefect_synthobs.instrument.spans import span
 from prefect_synthobs.telemetry.redaction import redact_fields
@@ -46,13 +46,13 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
-        if self.value is None or math.isnan(self.value):
+        if self.value is None or not math.isfinite(self.value):  # not computed, or overflowed: fail closed
             return False
         return self.value >= self.threshold if self.kind == "min" else self.value <= self.threshold
 
     def describe(self) -> str:
         sign = ">=" if self.kind == "min" else "<="
-        shown = "not computed" if self.value is None or math.isnan(self.value) else f"{self.value:.4f}"
+        shown = "not computed" if self.value is None or not math.isfinite(self.value) else f"{self.value:.4f}"
         return f"{self.score} = {shown}, needs {sign} {self.threshold:g}"
 
 
@@ -115,6 +115,7 @@ def check_quality(
     table: str | None = None,
     holdout: pd.DataFrame | Mapping[str, pd.DataFrame] | None = None,
     target: str | None = None,
+    positive_label: Any = None,
     privacy_sample: int | None = None,
     seed: int = 0,
     known_columns: list[str] | None = None,
@@ -143,6 +144,8 @@ def check_quality(
             relational data); enables the privacy scores that need them
             (membership inference, DCR overfitting protection) and TSTR.
         target: Column to predict for TSTR (needs ``holdout``; one table only).
+        positive_label: TSTR's positive class for a two-class target (default:
+            ``True``, ``1``, else SDMetrics' rule: the first label of the holdout).
         privacy_sample: Score privacy and utility on a seeded sample of at
             most this many synthetic rows (distance work grows with
             synthetic × real rows); ``None`` uses every row.
@@ -166,7 +169,7 @@ def check_quality(
     """
     resolved = _resolve_gates(gates)
     relational = isinstance(real, Mapping)
-    if relational and (known_columns or sensitive_columns or target is not None):
+    if relational and (known_columns or sensitive_columns or target is not None or positive_label is not None):
         raise ValueError(
             "check_quality on a dict of tables takes no target, known_columns or sensitive_columns "
             "(TSTR and disclosure protection score one table: call check_quality on that table)"
@@ -179,7 +182,7 @@ def check_quality(
         raise ValueError("the min_disclosure_protection gate needs check_quality(known_columns=, sensitive_columns=)")
     if detection is None:
         detection = resolved is not None and resolved.min_detection is not None
-    model_id, model_type = model_identity(model)
+    model_id, model_type = redacted_identity(model, enabled=get_settings().redact_pii)
     spec = _observed_spec()
     if model_type is None and spec is not None:  # no model or an id string: the observed flow's declared type
         model_type = spec.model_type
@@ -204,6 +207,7 @@ def check_quality(
                 metadata,
                 holdout=holdout,  # type: ignore[arg-type]
                 target=target,
+                positive_label=positive_label,
                 privacy_sample=privacy_sample,
                 seed=seed,
                 known_columns=known_columns,
@@ -223,7 +227,7 @@ def check_quality(
         )
         if current.is_recording():
             current.set_attributes(
-                {f"synthobs.quality.{k}": v for k, v in scores.items() if v is not None and not math.isnan(v)}
+                {f"synthobs.quality.{k}": v for k, v in scores.items() if v is not None and math.isfinite(v)}
             )
             current.set_attribute("synthobs.quality.passed", check.passed)
             attributes = {names.ATTR_MODEL_ID: model_id, names.ATTR_MODEL_TYPE: model_type}
@@ -245,7 +249,7 @@ def _record(
     is recorded as missed (NaN score)."""
     by_score = {r.score: r for r in results}
     for score_name, value in scores.items():
-        if value is None or math.isnan(value):
+        if value is None or not math.isfinite(value):  # not computed (a gate on it is recorded below)
             continue
         result = by_score.get(score_name)
         record_check(
@@ -258,7 +262,7 @@ def _record(
             **identity,
         )
     for result in results:
-        if result.value is None or math.isnan(result.value):  # a gate on a score never computed
+        if result.value is None or not math.isfinite(result.value):  # a gate on a score never computed
             record_check(
                 result.score,
                 math.nan,

@@ -26,9 +26,10 @@ from typing import Any
 from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs._log import get_logger
+from prefect_synthobs.config.active import get_settings
 from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
 from prefect_synthobs.instrument.instrumentation import get_runtime, listener_active
-from prefect_synthobs.instrument.models import model_identity
+from prefect_synthobs.instrument.models import redacted_identity
 from prefect_synthobs.instrument.runtime import RunInfo, Runtime
 
 logger = get_logger()
@@ -216,17 +217,19 @@ def record_quality(
             ``synthobs_quality_gate_checks_total`` as ``pass`` or ``fail``.
         model: The model that made the synthetic table: the synthesizer object
             (SDV, CTGAN, TVAE, synthcity...) or its id as a string. Its scores
-            are then reported apart from other models' (``model_identity``).
+            are then reported apart from other models' (``model_identity``). A
+            string id is redacted like any name (the ``redact_pii`` setting).
 
     Returns:
         Whether the score passed ``threshold`` (``None`` without one).
 
     Raises:
         ValueError: A NaN or non-numeric score or threshold, an empty metric, or
-            a ``model`` that is neither an object nor a non-empty string.
+            a ``model`` ``model_identity`` refuses (a class, data, an empty or
+            over-long id, an object that can keep no id).
     """
     metric, score, threshold = validate_score(metric, score, threshold)
-    model_id, model_type = model_identity(model)
+    model_id, model_type = redacted_identity(model, enabled=get_settings().redact_pii)
     passed = None if threshold is None else score >= threshold
     record_check(
         metric,
@@ -261,7 +264,8 @@ def record_check(
     ``call``: the public function that recorded it, for the one warning
     outside an observed run (``None``, a quality gate: no warning).
     ``model_id``/``model_type``: the model that made the synthetic table
-    (``instrument.models.model_identity``), null when unknown."""
+    (``instrument.models.model_identity``), null when unknown; without a type, the observed flow's
+    declared ``model_type`` (``observe(model_type=...)``)."""
     try:
         runtime = get_runtime()
         scope = _current(runtime, call)
@@ -279,7 +283,7 @@ def record_check(
             flow_name=flow_name,
             in_observed_run=info is not None,
             model_id=model_id,
-            model_type=model_type,
+            model_type=model_type or (info.spec.model_type if info else None),
         )
     except Exception as exc:
         logger.warning("synthobs: recording quality score %r failed (%s); the run is unaffected", metric, exc)

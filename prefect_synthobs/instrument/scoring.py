@@ -111,6 +111,7 @@ def score_table(
     *,
     holdout: pd.DataFrame | None = None,
     target: str | None = None,
+    positive_label: Any = None,
     privacy_sample: int | None = None,
     seed: int = 0,
     known_columns: list[str] | None = None,
@@ -151,12 +152,15 @@ def score_table(
     )
     utility = None
     if holdout is not None and target is not None:
-        utility = tstr(real, synthetic, holdout, target, metadata)
+        utility = tstr(real, synthetic, holdout, target, metadata, positive_label=positive_label)
         scores["tstr_ratio"] = utility["ratio"]
         for key in ("synthetic_score", "real_score", "baseline_score"):
             scores[f"tstr_{key}"] = utility[key]
-        if math.isnan(utility["ratio"]):
-            notes.append(f"TSTR ratio not computed: {utility.get('note') or 'the real-data model scored no skill'}")
+        if utility.get("note"):  # cautions too (positive label picked by row order, labels read as another type)
+            prefix = "TSTR: " if math.isfinite(utility["ratio"]) else "TSTR ratio not computed: "
+            notes.append(prefix + str(utility["note"]))
+        elif not math.isfinite(utility["ratio"]):
+            notes.append("TSTR ratio not computed: the real-data model scored no skill")
     return Scored(scores, report=report, diagnostic=diagnostic, notes=notes, tstr=utility)
 
 

@@ -269,8 +269,8 @@ def build_report(
 ) -> HealthReport:
     """Compute every dashboard table from the store's frames for the window.
 
-    ``redact_pii`` redacts the error messages it shows (``telemetry.redaction.redact``) again: a
-    store can hold rows another writer made without redaction."""
+    ``redact_pii`` redacts the error messages and model ids it shows (``telemetry.redaction.redact``)
+    again: a store can hold rows another writer made without redaction."""
     message: Callable[[Any], Any] = (lambda v: redact(v) if isinstance(v, str) else v) if redact_pii else _text
     runs = frames[names.FLOW_RUNS]
     runs = (
@@ -364,7 +364,7 @@ def build_report(
         else []
     )
 
-    quality_rows = quality_table(current_q, previous_q)
+    quality_rows = quality_table(current_q, previous_q, redact_pii=redact_pii)
 
     gpus = []
     if len(gpu):
@@ -436,14 +436,14 @@ def build_report(
         gate_pass_rate,
         totals,
         failed_tasks,
-        models=leaderboard(current_q, frames.get(MODELS_TABLE)),
+        models=leaderboard(current_q, frames.get(MODELS_TABLE), redact_pii=redact_pii),
     )
 
 
 def with_trends(report: HealthReport, trends: Trends) -> HealthReport:
     """The report with its trends, and a sparkline column (one character per day, oldest first) in the
     flows, quality and GPU tables, where a picture cannot go (pure: returns a new report)."""
-    by_model_metric = trends.quality_by_metric  # keyed (table, model_id, metric), "" for none
+    by_model_metric = trends.quality_by_metric  # keyed (table, line, metric), "" for none
     flows = [
         {
             **r,
@@ -456,7 +456,9 @@ def with_trends(report: HealthReport, trends: Trends) -> HealthReport:
         {
             **r,
             "score_by_day": sparkline(
-                by_model_metric.get((r["table"] or "", r.get("model_id") or "", str(r["metric"])), [])
+                by_model_metric.get(
+                    (r["table"] or "", r.get("model_type") or r.get("model_id") or "", str(r["metric"])), []
+                )
             ),
         }
         for r in report.quality
@@ -488,7 +490,7 @@ def report_for(
         flow_name: Only this flow's runs.
         days: Trend length in days (the window's if longer); ``None`` for no trends.
         progress: Called with a short line as each stage starts (a CLI shows it).
-        redact_pii: Redact the error messages the report shows (the ``redact_pii`` setting).
+        redact_pii: Redact the error messages and model ids the report shows (the ``redact_pii`` setting).
     """
     say = progress or (lambda _line: None)
     say("reading the store…")
@@ -499,7 +501,8 @@ def report_for(
         return report
     trend = trend_days(since, until, days)
     say(f"reading {len(trend)} days of trends…")
-    return with_trends(report, build_trends(load_trend_frames(store, trend, until, flow_name), trend))
+    frames = load_trend_frames(store, trend, until, flow_name)
+    return with_trends(report, build_trends(frames, trend, redact_pii=redact_pii))
 
 
 # -- rendering (pure) ----------------------------------------------------------------------
@@ -710,7 +713,7 @@ _SHARE_COLUMNS = {"success_rate", "pass_rate", "util_mean", "util_max", "gpu_uti
 _TIME_COLUMNS = {"time", "last_success"}
 _NAME_COLUMNS = {"flow", "task", "table", "model", "metric", "dataset", "host", "name", "kind", "error_message"}
 # JSON and the artifacts keep these; the terminal leaves them out so the GPU and quality tables fit 100 columns
-_NOT_IN_TERMINAL = {"samples", "model_id"}
+_NOT_IN_TERMINAL = {"samples", "model_id", "model_type"}
 
 
 def display_value(column: str, value: Any) -> str:

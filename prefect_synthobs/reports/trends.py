@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from prefect_synthobs import catalog as names
-from prefect_synthobs.reports.models import model_id_column, series_names, text_column
+from prefect_synthobs.reports.models import finite_scores, lineage, model_id_column, series_names, text_column
 
 DEFAULT_TREND_DAYS = 14
 MAX_TREND_DAYS = 92
@@ -44,10 +44,13 @@ class Trends:
     p95_duration_s: dict[str, Daily] = field(default_factory=dict)
     """Per flow: p95 duration of its runs that started that day, seconds."""
     quality: dict[str, Daily] = field(default_factory=dict)
-    """Per table and model (``series_names``: ``"customers · CTGAN"``): its ``overall`` quality score that
-    day (mean of that day's checks of that one model), the most recently checked first."""
+    """Per table and model line (``series_names``: ``"customers · CTGAN"``, every fit of that type; an id
+    without a type its own line): its ``overall`` quality score that day, the day's latest check of that
+    line (a model retrained twice a day shows its newest fit, never a mean of two fits); the most
+    recently checked first. Two types are never one line."""
     quality_by_metric: dict[tuple[str, str, str], Daily] = field(default_factory=dict)
-    """Per (table, model_id, metric), ``""`` for a missing table or model id: mean score that day."""
+    """Per (table, line, metric), line as ``reports.models.lineage`` (the model type, else the id),
+    ``""`` for a missing table or model: the day's latest score."""
     gpu_util: dict[str, Daily] = field(default_factory=dict)
     """Per device (``host/gpuN``): mean utilisation that day, 0–1."""
     gpu_energy_kwh: dict[str, Daily] = field(default_factory=dict)
@@ -159,39 +162,54 @@ def _day_column(times: pd.Series) -> pd.Series:
 
 
 def _quality_series(
-    quality: pd.DataFrame, days: list[date]
+    quality: pd.DataFrame, days: list[date], redact_pii: bool = True
 ) -> tuple[dict[str, Daily], dict[tuple[str, str, str], Daily]]:
-    """``quality_checks`` rows → (``overall`` per table and model, every metric per table, model and metric).
+    """``quality_checks`` rows → (``overall`` per table and model line, every metric per table, line and metric).
 
-    One score per table and model that means the same thing every day: ``overall`` (higher is better). A
+    One score per table and line that means the same thing every day: ``overall`` (higher is better). A
     mean of all its checks would mix in scores where lower is better (exact_match_rate) and jump when a new
-    check appears; every metric has its own sparkline in the quality table. Two models of one table are two
-    series, never one mean: a copula at 0.92 and a CTGAN at 0.74 are not a table at 0.83.
+    check appears; every metric has its own sparkline in the quality table. A line is a model type
+    (``reports.models.lineage``): a pipeline that fits a new CTGAN every night is one CTGAN series whose
+    decline shows, not fourteen one-point series. Two types of one table are two series, never one mean:
+    a copula at 0.92 and a CTGAN at 0.74 are not a table at 0.83. The day's value is the latest check of
+    that day (the newest fit's); a non-finite score is no value.
     """
-    tables, models = text_column(quality, "table_name"), model_id_column(quality)
-    labels = series_names(zip(tables, models, text_column(quality, "model_type"), strict=True))
+    tables, models, types = (
+        text_column(quality, "table_name"),
+        model_id_column(quality),
+        text_column(quality, "model_type"),
+    )
+    triples = list(zip(tables, models, types, strict=True))
+    labels = series_names(triples, redact_pii=redact_pii)
+    known: dict[tuple[str | None, str | None], str | None] = {}
+    for table, model_id, model_type in triples:  # each model's last non-null type, as series_names takes it
+        if model_type is not None or (table, model_id) not in known:
+            known[(table, model_id)] = model_type or known.get((table, model_id))
     q = pd.DataFrame(
         {
             "series": [labels[key] for key in zip(tables, models, strict=True)],
             "table": tables.fillna(""),
-            "model": models.fillna(""),
+            "line": [lineage(m, known[(t, m)], redact_pii) for t, m in zip(tables, models, strict=True)],
             "metric": quality.metric.astype(object),
-            "day": _day_column(quality.time),
-            "score": quality.score.astype("float64"),
+            "time": pd.to_datetime(quality.time, utc=True),
+            "score": finite_scores(quality.score).to_numpy(),
         }
     )
+    q = q.sort_values(["time", "score"], kind="stable")  # last(): the latest finite score, the higher at one time
+    q["day"] = q.time.dt.date
     overall = q[q.metric == OVERALL_METRIC]
-    per_model = overall.groupby(["series", "day"], sort=True).score.mean().reset_index()
-    series = _series(per_model, "series", "score", days)
-    # the most recently checked models first: a chart draws the first few, and old fits drop out first
-    last_day = per_model.groupby("series").day.max()
+    per_line = overall.groupby(["series", "day"], sort=True).score.last().reset_index()
+    series = _series(per_line, "series", "score", days)
+    # the most recently checked lines first: a chart draws the first few, and old ones drop out first
+    last_day = per_line.groupby("series").day.max()
     order = sorted(series, key=lambda name: (-last_day[name].toordinal(), name))
-    per_metric = q.groupby(["table", "model", "metric", "day"], sort=True).score.mean().reset_index()
-    return {name: series[name] for name in order}, _series(per_metric, ["table", "model", "metric"], "score", days)
+    per_metric = q.groupby(["table", "line", "metric", "day"], sort=True).score.last().reset_index()
+    return {name: series[name] for name in order}, _series(per_metric, ["table", "line", "metric"], "score", days)
 
 
-def build_trends(frames: dict[str, pd.DataFrame], days: list[date]) -> Trends:
-    """Daily series from ``load_trend_frames``' frames (pure)."""
+def build_trends(frames: dict[str, pd.DataFrame], days: list[date], *, redact_pii: bool = True) -> Trends:
+    """Daily series from ``load_trend_frames``' frames (pure); model ids that name a series are redacted
+    with ``redact_pii`` (a store can hold rows another writer made without redaction)."""
     trends = Trends(days=list(days))
     runs = frames.get(names.FLOW_RUNS, pd.DataFrame())
     if len(runs):
@@ -215,7 +233,7 @@ def build_trends(frames: dict[str, pd.DataFrame], days: list[date]) -> Trends:
 
     quality = frames.get(names.QUALITY_CHECKS, pd.DataFrame())
     if len(quality):
-        trends.quality, trends.quality_by_metric = _quality_series(quality, days)
+        trends.quality, trends.quality_by_metric = _quality_series(quality, days, redact_pii)
 
     gpu = frames.get(GPU_DAILY, pd.DataFrame())
     if len(gpu):

@@ -42,15 +42,14 @@ Differences from SDMetrics, on purpose:
 - Rows are aligned by position; SDMetrics re-indexes a datetime column from 0,
   so a test table whose index is not ``0 … n-1`` gets its datetimes misaligned.
 - ``None`` and ``NaN`` in a categorical column are one missing category
-  (scikit-learn keeps two).
-- Values beyond the float32 range are clipped for the tree (scikit-learn
-  refuses them).
-- One-hot columns stay codes (for the logistic regression and the tree), so
-  columns with many categories cost no dense one-hot matrix.
+  (scikit-learn keeps two); values beyond the float32 range are clipped for
+  the tree (scikit-learn refuses them); a target near the float range overflows nothing.
+- One-hot columns stay codes, so many categories cost no dense one-hot matrix.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,12 +70,18 @@ from prefect_synthobs.scores.detection import (
 from prefect_synthobs.scores.tree import fit_tree
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "Features",
     "encode",
+    "f1_score",
     "linear_predict",
     "logistic_fit",
     "logistic_predict",
+    "macro_f1_score",
+    "no_skill",
     "numpy_backed",
+    "r2_score",
+    "skill_se",
     "sorted_values",
     "tree_predict",
 ]
@@ -87,6 +92,8 @@ _MAX_NEWTON = 100
 LOGISTIC_C = 1.0
 TREE_MAX_DEPTH = 30
 LSTSQ_COND = 1e-6  # scikit-learn 1.9's LinearRegression(tol=1e-6), passed to lstsq as ``cond``
+BOOTSTRAP_RESAMPLES = 1000  # resamples of the test rows behind ``skill_se`` (classification)
+BOOTSTRAP_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,10 @@ def encode(train: pd.DataFrame, test: pd.DataFrame, columns: Mapping[str, Mappin
             tr, te = _as_datetime(tr, name, meta), _as_datetime(te, name, meta)
         kind = _kind(tr)
         if kind == "O":
-            ctr, cte, labels = _train_codes(tr, te)
+            try:
+                ctr, cte, labels = _train_codes(tr, te)
+            except TypeError as exc:  # a list or a dict among the values
+                raise ValueError(f"column {name!r} holds values that cannot be categories: {exc}") from None
             codes_train.append(ctr)
             codes_test.append(cte)
             sizes.append(len(labels))
@@ -306,11 +316,20 @@ def tree_predict(features: Features, y: np.ndarray, n_classes: int) -> np.ndarra
     return tree.predict(features.test, features.codes_test)
 
 
+def _binary_exponent(values: np.ndarray) -> int:
+    """``e`` with ``max |values| < 2**e`` (0 if all zero): scaling by ``2**-e`` is exact, and no overflow."""
+    top = float(np.max(np.abs(values))) if values.size else 0.0
+    return int(np.frexp(top)[1]) if top > 0 else 0
+
+
 def linear_predict(features: Features, y: np.ndarray) -> np.ndarray:
     """SDMetrics' ``LinearRegression`` model: least squares with an intercept on the
     training rows (minimum-norm, singular values under ``LSTSQ_COND`` of the
-    largest cut, as scikit-learn 1.9), predicted for the test rows."""
+    largest cut, as scikit-learn 1.9), predicted for the test rows; ``y`` fitted
+    scaled by a power of two (exact, so the same predictions, and no overflow)."""
     x_train, x_test = features.dense()
+    e = _binary_exponent(y)
+    y = np.ldexp(y, -e)
     x_offset = x_train.mean(axis=0)
     y_offset = float(y.mean())
     x_train -= x_offset  # centred in place: the matrix is large
@@ -318,5 +337,114 @@ def linear_predict(features: Features, y: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         coef = np.linalg.lstsq(x_train, y - y_offset, rcond=LSTSQ_COND)[0]
     intercept = y_offset - float(x_offset @ coef)
-    out: np.ndarray = x_test @ coef + intercept
+    with np.errstate(over="ignore"):
+        out: np.ndarray = np.ldexp(x_test @ coef + intercept, e)
     return out
+
+
+# -- scores, the no-skill baseline and its noise ---------------------------------------
+
+
+def f1_score(true_positive: np.ndarray, predicted_positive: np.ndarray) -> float:
+    """scikit-learn's ``f1_score`` of the positive class: 2·tp / (positives + predicted positives), 0 if both 0."""
+    denominator = int(true_positive.sum()) + int(predicted_positive.sum())
+    return 2.0 * int((true_positive & predicted_positive).sum()) / denominator if denominator else 0.0
+
+
+def _label_codes(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Both label arrays as indices into their sorted union (scikit-learn's order)."""
+    both = np.concatenate([y_true, y_pred]).astype(object)
+    labels = pd.Index(sorted_values(list(pd.unique(both))), dtype=object)
+    codes = labels.get_indexer(both)
+    return codes[: len(y_true)], codes[len(y_true) :], len(labels)
+
+
+def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """scikit-learn's ``f1_score(average="macro")``: the mean F1 over every label
+    that occurs in the true or the predicted labels."""
+    t, p, k = _label_codes(y_true, y_pred)
+    tp = np.bincount(t[t == p], minlength=k)
+    denominator = np.bincount(t, minlength=k) + np.bincount(p, minlength=k)
+    return float(np.mean(2.0 * tp / denominator))
+
+
+def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """scikit-learn's ``r2_score`` (``force_finite``: 1 for a perfect fit, 0 for an imperfect
+    one of a constant target), on values scaled by a power of two (exact): -inf only below -1e300."""
+    e = _binary_exponent(y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y, pred = np.ldexp(y, -e), np.ldexp(pred, -e)
+        residual = float(((y - pred) ** 2).sum())
+        total = float(((y - y.mean()) ** 2).sum())
+    if residual == 0.0:
+        return 1.0
+    return 0.0 if total == 0.0 else 1.0 - residual / total
+
+
+def no_skill(kind: str, true_counts: np.ndarray) -> np.ndarray:
+    """The no-skill baseline (``prefect_synthobs.scores.utility``) from the test rows' class counts
+    ``(..., classes)`` (``binary``: the positive class last): the best constant or chance."""
+    counts = np.asarray(true_counts, dtype=np.float64)
+    n = counts.sum(axis=-1)
+    if kind == "binary":
+        positives = counts[..., -1]
+        out: np.ndarray = np.maximum(2.0 * positives / (n + positives), positives / n)
+        return out
+    k = (counts > 0).sum(axis=-1)
+    constant = np.max(2.0 * counts / (n[..., None] + counts), axis=-1) / k
+    out = np.maximum(constant, 1.0 / k)
+    return out
+
+
+def _confusion_scores(kind: str, true: np.ndarray, predicted: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """F1 (``binary``: the positive class last) or macro-F1 from per-class counts ``(..., k)`` of
+    true labels, predictions and hits (both), as ``f1_score``/``macro_f1_score``."""
+    denominator = true + predicted
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(denominator > 0, 2.0 * hits / denominator, 0.0)
+    if kind == "binary":
+        out: np.ndarray = f1[..., -1]
+        return out
+    out = f1.sum(axis=-1) / (denominator > 0).sum(axis=-1)
+    return out
+
+
+def _per_class(draws: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
+    """Sums of the columns of ``draws`` (resamples, cells) by each cell's class: (resamples, k)."""
+    order = np.argsort(classes, kind="stable")
+    present, starts = np.unique(classes[order], return_index=True)
+    out = np.zeros((draws.shape[0], k))
+    if present.size:
+        out[:, present] = np.add.reduceat(draws[:, order], starts, axis=1)
+    return out
+
+
+def skill_se(kind: str, y_test: np.ndarray, pred: np.ndarray) -> float:
+    """The standard error of (score − no-skill baseline) of the predictions ``pred``
+    for the test rows: F1/macro-F1 over ``BOOTSTRAP_RESAMPLES`` seeded bootstrap
+    resamples of the rows (the occupied cells of the confusion matrix redrawn: the
+    same distribution as redrawing rows, at the cost of those cells); R² by the delta method."""
+    if kind == "regression":
+        e = _binary_exponent(y_test)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y, p = np.ldexp(y_test, -e), np.ldexp(pred, -e)
+            residual, spread = (y - p) ** 2, (y - y.mean()) ** 2
+            a, v = residual.mean(), spread.mean()
+            influence = -(residual - a) / v + (a / v**2) * (spread - v)
+            return float(influence.std(ddof=1) / math.sqrt(y.size))
+    if kind == "binary":
+        t, p, k = y_test.astype(np.int64), pred.astype(bool).astype(np.int64), 2
+    else:
+        t, p, k = _label_codes(y_test, pred)
+    cells, counts = np.unique(t * k + p, return_counts=True)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    chunk = max(1, min(BOOTSTRAP_RESAMPLES, 4_000_000 // cells.size))  # bounded memory for many classes
+    margins = []
+    for start in range(0, BOOTSTRAP_RESAMPLES, chunk):
+        size = min(chunk, BOOTSTRAP_RESAMPLES - start)
+        draws = rng.multinomial(len(y_test), counts / counts.sum(), size=size).astype(np.float64)
+        true, predicted = _per_class(draws, cells // k, k), _per_class(draws, cells % k, k)
+        diagonal = cells // k == cells % k
+        hits = _per_class(draws[:, diagonal], cells[diagonal] // k, k)
+        margins.append(_confusion_scores(kind, true, predicted, hits) - no_skill(kind, true))
+    return float(np.concatenate(margins).std(ddof=1))

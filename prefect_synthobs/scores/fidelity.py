@@ -526,20 +526,29 @@ class _ReportColumn:
     values_syn: np.ndarray | None = None
     distinct_real: int = 0
     distinct_syn: int = 0
+    bin_error: str | None = None
+    """Why the column could not be binned (a constant datetime: ±0.5 ns vanishes at 10^18); its
+    contingency pairs get this error and no score, as SDMetrics fails only those pairs."""
 
     @classmethod
     def build(cls, real: pd.Series, synthetic: pd.Series, sdtype: str, bins: int) -> _ReportColumn:
         if sdtype in _CONTINUOUS:
             vr, vs = numeric_values(real), numeric_values(synthetic)
+            try:
+                codes_real, codes_syn, error = _digitize(vr, bins), _digitize(vs, bins), None
+            except ValueError as exc:  # binning only: the column's own score and correlations still work
+                codes_real = codes_syn = np.zeros(0, dtype=np.int64)
+                error = str(exc)
             return cls(
                 True,
-                _digitize(vr, bins),
-                _digitize(vs, bins),
+                codes_real,
+                codes_syn,
                 bins + 2,
                 vr,
                 vs,
                 int(real.nunique()),
                 int(synthetic.nunique()),
+                error,
             )
         both = pd.concat([real, synthetic], ignore_index=True).astype(object)
         codes, uniques = pd.factorize(both, use_na_sentinel=True)
@@ -569,6 +578,9 @@ def _report_correlation(a: _ReportColumn, b: _ReportColumn, threshold: float) ->
 
 def _report_contingency(a: _ReportColumn, b: _ReportColumn, threshold: float) -> dict[str, float]:
     """``contingency_breakdown`` on prepared columns: joint counts by ``bincount``."""
+    for column in (a, b):
+        if column.bin_error is not None:
+            raise ValueError(column.bin_error)
     cells = a.size * b.size
     real = np.bincount(a.codes_real * b.size + b.codes_real, minlength=cells)
     association = math.nan

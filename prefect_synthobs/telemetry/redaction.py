@@ -676,17 +676,20 @@ def clean_error_message(message: str | None, *, limit: int, redact_pii: bool = T
 
 
 _ID_KEYS = ("_id", "_ids", "_uuid")
+_USER_ID_KEYS = ("model_id", "model_ids")
+"""Keys that end like a machine id but hold text a person chose (a model id passed as a string)."""
 
 
 def redact_fields(fields: Mapping[str, Any], *, enabled: bool = True) -> dict[str, Any]:
     """A copy of an event's resource or payload with its texts redacted (``enabled``): strings and
-    lists of strings, except under machine id keys (``gpu_uuid``, ``flow_run_ids``). A resource id
+    lists of strings, except under machine id keys (``gpu_uuid``, ``flow_run_ids``; not ``model_id``,
+    which a person may have typed). A resource id
     (``synthobs.table.<name>``) holds a name someone chose: it is redacted like the name."""
     if not enabled:
         return dict(fields)
     out: dict[str, Any] = {}
     for key, value in fields.items():
-        if key.endswith(_ID_KEYS):
+        if key.endswith(_ID_KEYS) and not key.endswith(_USER_ID_KEYS):
             out[key] = value
         elif isinstance(value, str):
             out[key] = redact(value)

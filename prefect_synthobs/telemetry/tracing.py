@@ -194,6 +194,13 @@ class ReportingExporter(SpanExporter):
 
 
 _ID_SUFFIXES = (".id", "_id", ".ids", "_ids")
+_USER_ID_SUFFIXES = ("model_id", "model_ids")
+"""Keys that end like a machine id but hold text a person chose (``synthobs.model_id``: a model id
+passed as a string can hold a connection string): redacted like any other value."""
+
+
+def _is_machine_id(key: str) -> bool:
+    return key.endswith(_ID_SUFFIXES) and not key.endswith(_USER_ID_SUFFIXES)
 
 
 def _redacted_value(value: Any, ip_addresses: bool) -> Any:
@@ -205,9 +212,7 @@ def _redacted_value(value: Any, ip_addresses: bool) -> Any:
 
 
 def _redacted_attributes(attributes: Attributes, ip_addresses: bool) -> dict[str, Any]:
-    return {
-        k: v if k.endswith(_ID_SUFFIXES) else _redacted_value(v, ip_addresses) for k, v in (attributes or {}).items()
-    }
+    return {k: v if _is_machine_id(k) else _redacted_value(v, ip_addresses) for k, v in (attributes or {}).items()}
 
 
 def redact_span(span: ReadableSpan, *, ip_addresses: bool = False) -> ReadableSpan:

@@ -177,6 +177,25 @@ def test_record_quality_writes_the_model_of_an_observed_run(store_dir: Path) -> 
         so.record_quality("overall", 0.5, model="")  # invalid input raises, as a bad score does
 
 
+def test_record_quality_redacts_a_secret_in_a_model_id(store_dir: Path) -> None:
+    @so.observe(kind="quality", table="customers")
+    @flow(name="secret-model-id")
+    def check() -> None:
+        so.record_quality("overall", 0.5, model="postgres://user:hunter2@db.example.com/x")
+        so.record_quality("overall", 0.6, model="ctgan owner jane.doe@example.com")
+        with pytest.raises(ValueError, match="not its class"):
+            so.record_quality("overall", 0.7, model=CTGAN)
+
+    check()
+    from prefect_synthobs.instrument.instrumentation import get_runtime
+
+    get_runtime().recorder.flush()
+    rows = so.HealthStore(str(store_dir)).read(names.QUALITY_CHECKS).sort_values("score")
+    ids = [str(i) for i in rows.model_id]
+    assert len(ids) == 2 and not any("hunter2" in i or "jane.doe" in i for i in ids), ids
+    assert ids[0].startswith("postgres://") and "[REDACTED]" in ids[0]  # what is not secret stays readable
+
+
 # -- model_identity ------------------------------------------------------------------------------
 
 

@@ -148,21 +148,27 @@ def test_each_model_has_the_numbers_of_its_own_rows(checks: list[tuple[Any, ...]
         assert r["checks"] == len(own)
         assert r["average"] == (pytest.approx(statistics.mean(finite), abs=1e-4) if finite else None)
 
-    # the trends: one overall line per (table, model), each day the mean of that model's own checks
+    # the trends: one overall line per (table, model line: the type, else the id), each day that line's
+    # latest finite check (at one time the higher), never a mean of two fits
     trends = build_trends({names.QUALITY_CHECKS: frame}, DAYS)
+    assert build_trends({names.QUALITY_CHECKS: frame.sample(frac=1.0, random_state=seed % 2**32)}, DAYS) == trends
     labels = series_names((r["table_name"], r["model_id"], r["model_type"]) for r in rows)
-    overall_keys = {(r["table_name"], r["model_id"]) for r in rows if r["metric"] == "overall"}
-    assert set(trends.quality) == {labels[k] for k in overall_keys}
-    for key in overall_keys:
+
+    def line(r: dict[str, Any]) -> tuple[Any, str]:
+        return r["table_name"], r["model_type"] or r["model_id"] or ""
+
+    overall = [r for r in rows if r["metric"] == "overall"]
+    assert set(trends.quality) == {labels[(r["table_name"], r["model_id"])] for r in overall}
+    assert len(trends.quality) == len({line(r) for r in overall})  # one series per line: two types never one
+    for r in overall:
         for i, day in enumerate(DAYS):
             own = [
-                r["score"]
-                for r in rows
-                if (r["table_name"], r["model_id"]) == key and r["metric"] == "overall" and r["time"].date() == day
+                (x["time"], x["score"])
+                for x in overall
+                if line(x) == line(r) and x["time"].date() == day and not math.isnan(x["score"])
             ]
-            finite = [s for s in own if not math.isnan(s)]
-            value = trends.quality[labels[key]][i]
-            assert value == (pytest.approx(statistics.mean(finite), abs=1e-4) if finite else None), (key, day)
+            value = trends.quality[labels[(r["table_name"], r["model_id"])]][i]
+            assert value == (pytest.approx(max(own)[1], abs=1e-4) if own else None), (line(r), day)
 
 
 def test_names_are_short_and_get_an_id_suffix_only_when_two_models_share_a_type() -> None:

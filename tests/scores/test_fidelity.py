@@ -181,3 +181,16 @@ def test_ks_complement_matches_its_definition() -> None:
     assert ks_complement(dates, dates) == 1.0
     with pytest.raises(ValueError):
         ks_complement(pd.Series(["a"]), pd.Series(["b"]))
+
+
+def test_a_constant_datetime_column_fails_only_its_contingency_pairs() -> None:
+    """A one-value datetime column cannot be binned (±0.5 ns vanishes at 10^18 ns): SDMetrics fails
+    only its mixed pairs; the report used to raise for the whole table (a one-row table did too)."""
+    df = pd.DataFrame({"a": [1.0, 2, 3, 4], "t": pd.to_datetime(["2020-01-01"] * 4), "c": ["x", "y", "x", "y"]})
+    meta = {"columns": {"a": {"sdtype": "numerical"}, "t": {"sdtype": "datetime"}, "c": {"sdtype": "categorical"}}}
+    report = quality_report(df, df, meta, real_association_threshold=0, real_correlation_threshold=0)
+    pairs = report.column_pair_trends.set_index(["Column 1", "Column 2"])
+    assert pairs.loc[("t", "c"), "Error"].startswith("ValueError: Too many bins")
+    assert math.isnan(pairs.loc[("t", "c"), "Score"])
+    assert pairs.loc[("a", "c"), "Score"] == 1.0
+    assert report.column_shapes.set_index("Column").loc["t", "Score"] == 1.0
