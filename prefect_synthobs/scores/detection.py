@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prefect_synthobs.scores.metadata import accepts_sdv_metadata
 from prefect_synthobs.scores.stats import average_ranks, numeric_values
 
 __all__ = ["logistic_detection"]
@@ -559,6 +560,7 @@ def _fold_fits(table: _Table, folds: np.ndarray) -> list[tuple[float, _FoldFit]]
     return out
 
 
+@accepts_sdv_metadata
 def logistic_detection(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,

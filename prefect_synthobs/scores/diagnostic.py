@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from prefect_synthobs.scores.columns import boundary_adherence, category_adherence, key_uniqueness
+from prefect_synthobs.scores.metadata import accepts_sdv_metadata
 
 __all__ = ["DiagnosticReport", "datetime_format_adherence", "diagnostic_report", "table_structure"]
 
@@ -127,6 +128,7 @@ def _boundary(real: pd.Series, synthetic: pd.Series) -> float:
     return boundary_adherence(real, synthetic)
 
 
+@accepts_sdv_metadata
 def diagnostic_report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str, Any]) -> DiagnosticReport:
     """SDMetrics' single-table Diagnostic report: Data Validity and Data Structure.
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from prefect_synthobs.scores.metadata import accepts_sdv_metadata
 from prefect_synthobs.scores.stats import average_ranks, numeric_values
 
 __all__ = [
@@ -376,6 +377,7 @@ def _validate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str
     return sdtypes
 
 
+@accepts_sdv_metadata
 def quality_report(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,

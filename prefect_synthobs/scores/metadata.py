@@ -18,8 +18,10 @@ one column name or a list of names (a composite key), as in SDV.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 
@@ -95,6 +97,28 @@ def single_table_metadata(metadata: Any) -> dict[str, Any]:
         ((name, table),) = tables.items()
         return _table(table, f"metadata of table {name!r}")
     return _table(data, "metadata")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def accepts_sdv_metadata(fn: Callable[P, R]) -> Callable[P, R]:
+    """Let a single-table score take SDV metadata objects (or SDV 2.0 metadata of one table)
+    as its ``metadata`` argument: they are turned into the dict it reads. A dict with ``columns``
+    passes through untouched, so the score's own checks and messages stay as they are."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        bound = signature.bind_partial(*args, **kwargs)
+        metadata = bound.arguments.get("metadata")
+        if metadata is not None and (not isinstance(metadata, Mapping) or "tables" in metadata):
+            bound.arguments["metadata"] = single_table_metadata(metadata)
+            return fn(*bound.args, **bound.kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def key_columns(key: Any) -> list[str]:

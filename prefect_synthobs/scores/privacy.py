@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prefect_synthobs.scores.metadata import accepts_sdv_metadata
 from prefect_synthobs.scores.stats import average_ranks, numeric_values
 
 __all__ = [
@@ -209,6 +210,7 @@ def _screening_margin(columns: int) -> float:
     return 4 * (columns * 2.4e-7 + columns * columns * 6e-8) + 1e-6
 
 
+@accepts_sdv_metadata
 def dcr(
     data: pd.DataFrame, reference: pd.DataFrame, metadata: Mapping[str, Any], *, chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> pd.Series:
@@ -272,6 +274,7 @@ def _workers() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
+@accepts_sdv_metadata
 def exact_match_rate(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -293,6 +296,7 @@ def exact_match_rate(
     return float(np.mean([tuple(row) in real_rows for row in codes[len(real) :]]))
 
 
+@accepts_sdv_metadata
 def new_row_synthesis(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -329,6 +333,7 @@ def new_row_synthesis(
     return float(new.mean())
 
 
+@accepts_sdv_metadata
 def dcr_overfitting_protection(
     train: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -391,6 +396,7 @@ def _random_like(real: pd.DataFrame, columns: dict[str, str], n: int, rng: np.ra
     return frame
 
 
+@accepts_sdv_metadata
 def dcr_baseline_protection(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -422,6 +428,7 @@ def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+@accepts_sdv_metadata
 def membership_inference_auc(
     train: pd.DataFrame,
     holdout: pd.DataFrame,

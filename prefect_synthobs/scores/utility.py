@@ -84,6 +84,7 @@ from prefect_synthobs.scores.efficacy import (
     sorted_values,
     tree_predict,
 )
+from prefect_synthobs.scores.metadata import accepts_sdv_metadata
 from prefect_synthobs.scores.stats import numeric_values
 
 __all__ = ["tstr"]
@@ -288,6 +289,7 @@ def _predict(
     return predicted
 
 
+@accepts_sdv_metadata
 def tstr(
     real_train: pd.DataFrame,
     synthetic: pd.DataFrame,

@@ -127,3 +127,46 @@ def test_key_columns() -> None:
     for bad in ([], [1], None):
         with pytest.raises(ValueError, match="a key must be"):
             key_columns(bad)
+
+
+class _SdvLikeMetadata:
+    """What SDV 2.0's ``Metadata`` gives the scores: only ``to_dict()`` is read (its shape:
+    ``{"tables": {name: {...}}, "relationships": [], "METADATA_SPEC_VERSION": "V1"}``)."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        self._table = table
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tables": {"customers": self._table}, "relationships": [], "METADATA_SPEC_VERSION": "V1"}
+
+
+def test_every_single_table_score_takes_sdv_metadata_objects() -> None:
+    import numpy as np
+
+    from prefect_synthobs import quality
+
+    rng = np.random.default_rng(0)
+    n = 200
+    real = pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["a", "b"], n).astype(object)})
+    real["y"] = real.x * 2 + rng.normal(size=n)
+    synthetic = real.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    holdout = real.iloc[:50].copy()
+    table = {"columns": {"x": {"sdtype": "numerical"}, "y": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"}}}
+    calls = {
+        "quality_report": lambda m: quality.quality_report(real, synthetic, m).overall,
+        "diagnostic_report": lambda m: quality.diagnostic_report(real, synthetic, metadata=m).overall,
+        "logistic_detection": lambda m: quality.logistic_detection(real, synthetic, m, seed=0),
+        "exact_match_rate": lambda m: quality.exact_match_rate(real, synthetic, m),
+        "dcr": lambda m: float(quality.dcr(synthetic, real, m).median()),
+        "dcr_overfitting_protection": lambda m: quality.dcr_overfitting_protection(real, synthetic, holdout, m)[
+            "score"
+        ],
+        "membership_inference_auc": lambda m: quality.membership_inference_auc(real, holdout, synthetic, m),
+        "tstr": lambda m: quality.tstr(real, synthetic, holdout, "y", m)["synthetic_score"],
+    }
+    for name, call in calls.items():
+        assert call(_SdvLikeMetadata(table)) == call(table), name
+    with pytest.raises(ValueError, match="2 tables"):
+        two = _SdvLikeMetadata(table)
+        two.to_dict = lambda: {"tables": {"a": table, "b": table}, "relationships": []}  # type: ignore[method-assign]
+        quality.quality_report(real, synthetic, two)
