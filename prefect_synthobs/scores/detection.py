@@ -441,21 +441,25 @@ class _Design:
         return to_old(step)
 
 
-def _objective(z: np.ndarray, y: np.ndarray, theta: np.ndarray, penalty: np.ndarray) -> float:
-    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.dot(penalty, theta[:-1] ** 2))
+def _objective(
+    z: np.ndarray, y: np.ndarray, theta: np.ndarray, penalty: np.ndarray, w: np.ndarray | None = None
+) -> float:
+    loss = np.logaddexp(0.0, z) - y * z
+    return float((np.sum(loss) if w is None else w @ loss) + 0.5 * np.dot(penalty, theta[:-1] ** 2))
 
 
-def _fit(design: _Design, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Minimise Σ log(1 + e^z) − y·z + ½ Σ penalty·θ² (z = design·θ, the intercept
-    last and unpenalised) by damped Newton steps, to machine precision."""
-    n = len(y)
+def _fit(design: _Design, y: np.ndarray, theta: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Minimise Σ wᵢ·(log(1 + e^zᵢ) − yᵢ·zᵢ) + ½ Σ penalty·θ² (z = design·θ, the intercept
+    last and unpenalised; ``w`` None: every weight 1) by damped Newton steps, to machine
+    precision. Detection fits unweighted; TSTR's balanced logistic regression weighted."""
+    n = len(y) if w is None else float(w.sum())
     z = design.dot(theta)
-    f = _objective(z, y, theta, design.penalty)
+    f = _objective(z, y, theta, design.penalty, w)
     for _ in range(_MAX_NEWTON):
         p = _sigmoid(z)
-        gradient = design.tdot(p - y)
+        gradient = design.tdot(p - y if w is None else w * (p - y))
         gradient[:-1] += design.penalty * theta[:-1]
-        step = design.newton_step(gradient, p * (1.0 - p))
+        step = design.newton_step(gradient, p * (1.0 - p) if w is None else w * p * (1.0 - p))
         decrement = float(gradient @ step)  # ≈ 2·(f − f*) near the optimum
         if not np.isfinite(decrement):
             break
@@ -466,7 +470,7 @@ def _fit(design: _Design, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
         t = 1.0
         while t > 1e-12:
             new_theta, new_z = theta - t * step, z - t * dz
-            new_f = _objective(new_z, y, new_theta, design.penalty)
+            new_f = _objective(new_z, y, new_theta, design.penalty, w)
             if new_f <= f - 1e-4 * t * decrement:
                 break
             t /= 2

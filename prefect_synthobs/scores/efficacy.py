@@ -61,11 +61,11 @@ import pandas as pd
 from prefect_synthobs.scores.detection import (
     _as_datetime,
     _Design,
+    _fit,
     _impute_scale,
     _indicator_stats,
     _kind,
     _number_column,
-    _sigmoid,
 )
 from prefect_synthobs.scores.tree import fit_tree
 
@@ -87,7 +87,6 @@ __all__ = [
 ]
 
 _EPS = float(np.finfo(np.float64).eps)
-_MAX_NEWTON = 100
 # SDMetrics' model parameters
 LOGISTIC_C = 1.0
 TREE_MAX_DEPTH = 30
@@ -236,40 +235,9 @@ def encode(train: pd.DataFrame, test: pd.DataFrame, columns: Mapping[str, Mappin
 # -- logistic regression ---------------------------------------------------------------
 
 
-def _objective(z: np.ndarray, y: np.ndarray, w: np.ndarray, theta: np.ndarray, penalty: np.ndarray) -> float:
-    return float(w @ (np.logaddexp(0.0, z) - y * z) + 0.5 * np.dot(penalty, theta[:-1] ** 2))
-
-
 def _fit_logistic(design: _Design, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Minimise Σ wᵢ·(log(1 + e^zᵢ) − yᵢ·zᵢ) + ½ Σ penalty·θ² (z = design·θ, the
-    intercept last and unpenalised) by damped Newton steps, to machine precision."""
-    theta = np.zeros(design.n_parameters)
-    z = np.zeros(len(y))
-    f = _objective(z, y, w, theta, design.penalty)
-    total = float(w.sum())
-    for _ in range(_MAX_NEWTON):
-        p = _sigmoid(z)
-        gradient = design.tdot(w * (p - y))
-        gradient[:-1] += design.penalty * theta[:-1]
-        step = design.newton_step(gradient, w * p * (1.0 - p))
-        decrement = float(gradient @ step)
-        if not np.isfinite(decrement):
-            break
-        if decrement <= 1e-12 * total:  # in the quadratic region: one last full step
-            final: np.ndarray = theta - step
-            return final
-        dz = design.dot(step)
-        t = 1.0
-        while t > 1e-12:
-            new_theta, new_z = theta - t * step, z - t * dz
-            new_f = _objective(new_z, y, w, new_theta, design.penalty)
-            if new_f <= f - 1e-4 * t * decrement:
-                break
-            t /= 2
-        else:
-            break  # no decrease left: at the optimum to rounding
-        theta, z, f = new_theta, new_z, new_f
-    return theta
+    """Minimise Σ wᵢ·(log(1 + e^zᵢ) − yᵢ·zᵢ) + ½ Σ penalty·θ² from θ = 0 (detection's Newton fit)."""
+    return _fit(design, y, np.zeros(design.n_parameters), w)
 
 
 def _linear_predictor(features: Features, theta: np.ndarray) -> np.ndarray:
