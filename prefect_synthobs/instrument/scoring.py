@@ -186,10 +186,23 @@ def score_tables(
     ``overall`` / ``column_shapes`` / ``column_pair_trends`` are its single-table report's (with
     empty synthetic columns counted as 0, as for one table). The dataset's privacy scores are
     its worst table's (highest exact-match rate or attack AUC, lowest protection).
+
+    A table holding only key columns (a link table) or no rows has no scores of its own (a note
+    says so; the dataset's reports still count it). A table whose own scores fail leaves the
+    dataset's privacy scores NaN (so a gate on them fails closed), with the reason in a note.
+
+    Raises:
+        ValueError: Not dicts of frames, bad metadata, or a ``holdout`` naming a table the
+            metadata does not have.
     """
     real, synthetic = _frames(real, "real data"), _frames(synthetic, "synthetic data")
     holdouts = _frames(holdout, "holdout") if holdout is not None else {}
     meta = multi_table_metadata(metadata)
+    unknown = sorted(set(holdouts) - set(meta["tables"]))
+    if unknown:
+        raise ValueError(
+            f"holdout names table(s) {unknown} the metadata does not have (tables: {sorted(meta['tables'])})"
+        )
     report = multi_table_quality_report(real, synthetic, meta)
     diagnostic = multi_table_diagnostic_report(real, synthetic, meta)
     scores: dict[str, float] = {"overall": report.overall, "diagnostic": diagnostic.overall}
@@ -197,28 +210,45 @@ def score_tables(
         scores[PROPERTY_SCORES.get(prop, prop.lower().replace(" ", "_"))] = value
     per_table: dict[str, dict[str, float]] = {}
     notes: list[str] = []
+    failed = False
+    if holdouts and set(holdouts) != set(meta["tables"]):
+        missing = sorted(set(meta["tables"]) - set(holdouts))
+        notes.append(f"no holdout for table(s) {missing}: their membership inference and DCR are not computed")
     for name, table_meta in meta["tables"].items():
         if name not in real or name not in synthetic:
             continue
         scored_columns = {  # text and PII sdtypes (email, phone_number, ...) are skipped, as SDMetrics does
             c: m for c, m in table_meta.get("columns", {}).items() if m.get("sdtype") in _SCORED_SDTYPES
         }
-        one = score_table(
-            real[name],
-            synthetic[name],
-            {**table_meta, "columns": scored_columns},
-            holdout=holdouts.get(name),
-            privacy_sample=privacy_sample,
-            seed=seed,
-            detection=detection,
-        )
+        if not any(m.get("sdtype") != "id" for m in scored_columns.values()):
+            notes.append(f"table {name!r} holds only key columns: it has no scores of its own")
+            continue
+        if real[name].empty or synthetic[name].empty:
+            notes.append(f"table {name!r} has no rows in the {'real' if real[name].empty else 'synthetic'} data")
+            continue
+        try:
+            one = score_table(
+                real[name],
+                synthetic[name],
+                {**table_meta, "columns": scored_columns},
+                holdout=holdouts.get(name),
+                privacy_sample=privacy_sample,
+                seed=seed,
+                detection=detection,
+            )
+        except ValueError as exc:
+            failed = True
+            notes.append(
+                f"table {name!r}: its own scores failed ({exc}); the dataset's privacy scores are not computed"
+            )
+            continue
         per_table[name] = one.scores
         notes.extend(f"table {name!r}: {note}" for note in one.notes)
     for score, worst in _WORST.items():
         values = [s[score] for s in per_table.values() if score in s and not math.isnan(s[score])]
         if values:
-            scores[score] = worst(values)
+            scores[score] = math.nan if failed else worst(values)
     if detection:
         values = [s["detection"] for s in per_table.values() if not math.isnan(s.get("detection", math.nan))]
-        scores["detection"] = min(values) if values else math.nan
+        scores["detection"] = min(values) if values and not failed else math.nan
     return Scored(scores, per_table=per_table, report=report, diagnostic=diagnostic, notes=notes)

@@ -19,6 +19,7 @@ import prefect_synthobs as so
 from prefect_synthobs import catalog as names
 from prefect_synthobs import quality
 from prefect_synthobs.instrument.gates import QualityCheck
+from prefect_synthobs.instrument.scoring import score_tables
 
 CHURN_META = {
     "columns": {
@@ -232,3 +233,44 @@ def test_a_multi_table_gate_on_one_table_is_missed_not_skipped() -> None:
     )
     (gate,) = result.results
     assert gate.gate == "min_cardinality" and not gate.passed and math.isnan(gate.value or math.nan)
+
+
+def with_link_table(data: dict[str, pd.DataFrame], metadata: dict) -> tuple[dict[str, pd.DataFrame], dict]:
+    """A many-to-many link table (only key columns), as relational schemas have."""
+    rng = np.random.default_rng(5)
+    n = len(data["customers"])
+    links = pd.DataFrame({"customer_id": rng.integers(0, n, 2 * n), "other_id": rng.integers(0, n, 2 * n)})
+    meta = {
+        "tables": {
+            **metadata["tables"],
+            "links": {"columns": {"customer_id": {"sdtype": "id"}, "other_id": {"sdtype": "id"}}},
+        },
+        "relationships": [
+            *metadata["relationships"],
+            {
+                "parent_table_name": "customers",
+                "parent_primary_key": "customer_id",
+                "child_table_name": "links",
+                "child_foreign_key": "customer_id",
+            },
+        ],
+    }
+    return {**data, "links": links}, meta
+
+
+def test_link_tables_empty_tables_and_holdout_names() -> None:
+    real, metadata = with_link_table(*relational(120, 1))
+    synthetic, _ = with_link_table(*relational(120, 2))
+    holdout, _ = with_link_table(*relational(120, 3))
+    scored = score_tables(real, synthetic, metadata, holdout=holdout)
+    assert set(scored.per_table) == {"customers", "orders"}  # the link table has no scores of its own
+    assert any("'links' holds only key columns" in note for note in scored.notes)
+    assert math.isfinite(scored.scores["overall"]) and math.isfinite(scored.scores["exact_match_rate"])
+    empty = {**synthetic, "orders": synthetic["orders"].iloc[:0]}
+    scored = score_tables(real, empty, metadata)
+    assert "orders" not in scored.per_table
+    assert any("'orders' has no rows in the synthetic data" in note for note in scored.notes)
+    with pytest.raises(ValueError, match=r"holdout names table\(s\) \['ordres'\]"):
+        score_tables(real, synthetic, metadata, holdout={"ordres": holdout["orders"]})
+    partial = score_tables(real, synthetic, metadata, holdout={"orders": holdout["orders"]})
+    assert any("no holdout for table(s) ['customers', 'links']" in note for note in partial.notes)
