@@ -286,7 +286,10 @@ def _observed_spec() -> Any:
         return None
 
 
-def _emit_failures(failed: list[GateResult], table: str | None, identity: Mapping[str, str | None]) -> None:
+def _emit_failures(
+    failed: list[GateResult], table: str | None, identity: Mapping[str, str | None] | None = None
+) -> None:
+    identity = identity or {}
     try:
         ctx = FlowRunContext.get()
         related = []

@@ -25,7 +25,20 @@ where SDMetrics' own are accidents:
 - a datetime column is binned in nanoseconds whatever its unit (SDMetrics bins it in
   its own unit, so a constant ``datetime64[s]`` column bins there and fails here);
 - ``ordinal`` columns are scored as categorical, as 0.32 does (0.29 leaves them out);
-- the Diagnostic report's datetime-format check is 0.32's (0.29 has none).
+- the Diagnostic report's datetime-format check is 0.32's (0.29 has none);
+- real and synthetic datetimes of different units (``datetime64[s]`` vs ``[ms]``) are
+  compared as instants; SDMetrics compares their raw integers (a score of 0.0);
+- a ``pd.Categorical`` column whose real and synthetic categories differ (unused or
+  reordered categories) is scored in its column pairs; SDMetrics' pairs with it error (NaN);
+- children per parent of a composite key are counted by merge (SDMetrics' join loses
+  rows with missing key values under pandas 3; see ``relationships``): the same
+  numbers as SDMetrics under pandas 2, except where its are accidents (object columns
+  of integers with ``None``: Cardinality 0.30 there, 0.90 true; numeric composite keys,
+  whose Cardinality Boundary Adherence raises there and scores here).
+
+Timezone-aware datetimes are scored as their UTC instants, as SDMetrics does. Key
+columns of mixed types (an object column holding 3 and "3") are refused with a
+``ValueError``, as SDMetrics refuses them.
 
 Table columns the metadata does not describe are left out (the Data Structure
 property still counts them); a table or column the metadata names must be in both
@@ -142,12 +155,16 @@ def _frames(value: Any, label: str, fn: str) -> dict[str, pd.DataFrame]:
 
 
 _NUMBER_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "integer-na")
+_MIXED_KINDS = ("mixed", "mixed-integer")
 
 
 def _key_kind(series: pd.Series) -> str | None:
-    """``"text"``, ``"number"``, or None (empty, mixed, other: left to the join itself)."""
+    """``"text"``, ``"number"``, ``"mixed"`` (an object column holding, say, 3 and "3"), or
+    None (empty, other: left to the join itself)."""
     if pd.api.types.is_object_dtype(series):
         kind = pd.api.types.infer_dtype(series, skipna=True)
+        if kind in _MIXED_KINDS:
+            return "mixed"
         return "text" if kind in ("string", "bytes") else "number" if kind in _NUMBER_KINDS else None
     if pd.api.types.is_string_dtype(series):
         return "text"
@@ -177,6 +194,12 @@ def _inputs(
             parent, child = rel["parent_table_name"], rel["child_table_name"]
             pk, fk = key_columns(rel["parent_primary_key"]), key_columns(rel["child_foreign_key"])
             for p, c in zip(pk, fk, strict=True):
+                for table, column in ((parent, p), (child, c)):
+                    if _key_kind(tables[table][column]) == "mixed":
+                        raise ValueError(
+                            f"the {label} key column {table!r}.{column} mixes types (e.g. 3 and '3'), which joins "
+                            "nothing to nothing silently; give it one type (SDMetrics refuses it too)"
+                        )
                 if {_key_kind(tables[parent][p]), _key_kind(tables[child][c])} == {"text", "number"}:
                     raise ValueError(
                         f"the {label} {parent!r}.{p} and {child!r}.{c} cannot be joined: one holds text, the other "
@@ -228,7 +251,8 @@ def multi_table_quality_report(
         ValueError: Data that is not dicts of DataFrames, a table or column the metadata
             names missing from the data, a table the metadata does not describe, a
             relationship naming an unknown table or column, keys of different kinds
-            (text vs numbers), or a column that does not hold its sdtype's values.
+            (text vs numbers), a key column of mixed types (3 and "3"), or a column
+            that does not hold its sdtype's values.
 
     Example:
         ```python

@@ -50,7 +50,7 @@ def test_pipeline_records_every_stage(store_dir: Path) -> None:
     assert {f"ks_complement:{c}" for c in ("age", "income", "tenure_months", "purchases")} <= set(scores)
     # the gates the demo sets: a copula with empirical marginals passes them
     assert scores["overall"] > 0.75 and scores["exact_match_rate"] <= 0.01
-    assert scores["membership_inference_auc"] < 0.6 and scores["tstr_ratio"] > 0.7
+    assert scores["membership_inference_auc"] < 0.6 and scores["tstr_ratio"] > 0.6
     store = so.HealthStore(str(store_dir))
     flows = store.read("flow_runs").set_index("flow_name")
     assert set(flows.index) == {"synthetic-pipeline", "train-generator", "generate-synthetic", "check-quality"}

@@ -179,6 +179,33 @@ def _composite(rng: np.random.Generator, synthetic: bool) -> Tables:
     return {"invoices": invoices, "lines": lines}
 
 
+def _composite_nan(rng: np.random.Generator, synthetic: bool) -> Tables:
+    """A text composite key (region, account) whose child columns have missing values
+    (one column or the other, never both): pandas 3's MultiIndex join loses those rows."""
+    n = 90
+    region = rng.choice(["north", "south", "east"], n).astype(object)
+    account = np.array([f"a{i:03d}" for i in range(n)], dtype=object)
+    balance = rng.normal(1000 + (150 if synthetic else 0), 300, n).round(2)
+    accounts = pd.DataFrame({"region": region, "account": account, "balance": balance})
+    per = rng.poisson(np.where(balance > 1100, 3.0, 1.0) + (0.5 if synthetic else 0.0))
+    parent = np.repeat(np.arange(n), per)
+    m = parent.size
+    payments = pd.DataFrame(
+        {
+            "payment_id": np.array([f"p{i:04d}" for i in range(m)], dtype=object),
+            "region": region[parent],
+            "account": account[parent],
+            "amount": (balance[parent] / 10 * rng.lognormal(0, 0.25 if synthetic else 0.1, m)).round(2),
+        }
+    )
+    blank = rng.random(m)
+    payments.loc[blank < 0.08, "region"] = None
+    payments.loc[(blank >= 0.08) & (blank < (0.20 if synthetic else 0.14)), "account"] = None
+    if synthetic:
+        payments.loc[(blank >= 0.20) & (blank < 0.24), "account"] = "a999"  # references no account
+    return {"accounts": accounts, "payments": payments}
+
+
 def _column(sdtype: str, **extra: Any) -> dict[str, Any]:
     meta = {"sdtype": sdtype, **extra}
     if sdtype == "datetime":
@@ -322,6 +349,33 @@ COMPOSITE_METADATA: dict[str, Any] = {
 }
 
 
+COMPOSITE_NAN_METADATA: dict[str, Any] = {
+    "tables": {
+        "accounts": {
+            "primary_key": ["region", "account"],
+            "columns": {"region": _column("id"), "account": _column("id"), "balance": _column("numerical")},
+        },
+        "payments": {
+            "primary_key": "payment_id",
+            "columns": {
+                "payment_id": _column("id"),
+                "region": _column("id"),
+                "account": _column("id"),
+                "amount": _column("numerical"),
+            },
+        },
+    },
+    "relationships": [
+        {
+            "parent_table_name": "accounts",
+            "parent_primary_key": ["region", "account"],
+            "child_table_name": "payments",
+            "child_foreign_key": ["region", "account"],
+        }
+    ],
+}
+
+
 def datasets() -> dict[str, tuple[Tables, Tables, dict[str, Any]]]:
     """Every reference dataset: ``{name: (real, synthetic, metadata)}`` (seeded)."""
     rng = np.random.default_rng(20261203)
@@ -329,4 +383,5 @@ def datasets() -> dict[str, tuple[Tables, Tables, dict[str, Any]]]:
         "shop": (_shop(rng, False), _shop(rng, True), SHOP_METADATA),
         "chain": (_chain(rng, False), _chain(rng, True), CHAIN_METADATA),
         "composite": (_composite(rng, False), _composite(rng, True), COMPOSITE_METADATA),
+        "composite_nan": (_composite_nan(rng, False), _composite_nan(rng, True), COMPOSITE_NAN_METADATA),
     }
