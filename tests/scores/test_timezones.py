@@ -39,11 +39,13 @@ def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _naive(df: pd.DataFrame, *, utc: bool = True) -> pd.DataFrame:
     t = df["t"].dt.tz_convert("UTC") if utc else df["t"]
-    return df.assign(t=t.dt.tz_localize(None))
+    out: pd.DataFrame = df.assign(t=t.dt.tz_localize(None))
+    return out
 
 
 def test_numeric_values_of_an_aware_column_are_its_utc_instants() -> None:
-    aware = pd.Series(pd.to_datetime(["2024-03-31 01:30", None, "2024-03-31 03:30"]).tz_localize("Europe/Paris"))
+    wall = pd.Series([pd.Timestamp("2024-03-31 01:30"), pd.NaT, pd.Timestamp("2024-03-31 03:30")])
+    aware = wall.dt.tz_localize("Europe/Paris")
     values = numeric_values(aware)
     expected = numeric_values(aware.dt.tz_convert("UTC").dt.tz_localize(None))
     np.testing.assert_array_equal(values, expected)
