@@ -309,7 +309,7 @@ def check_quality(
     futures = {c: column_ks.submit(real[c], synthetic[c]) for c in numeric}
     scores = {f"ks_complement:{c}": f.result() for c, f in futures.items()}
     for metric, score in scores.items():
-        so.record_quality(metric, score, threshold=threshold)
+        so.record_quality(metric, score, threshold=threshold, model=model_id)
         print(f"{metric:<28} {score:.3f}")
     check = so.check_quality(
         real,
