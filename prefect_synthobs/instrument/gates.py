@@ -190,29 +190,24 @@ def check_quality(
     if relational and not table:
         table = "+".join(str(name) for name in real)
     with span(names.SPAN_QUALITY_CHECK, table=table or "", gated=resolved is not None) as current:
+        common: dict[str, Any] = {
+            "holdout": holdout,
+            "privacy_sample": privacy_sample,
+            "seed": seed,
+            "detection": detection,
+        }
         if relational:
-            scored = score_tables(
-                real,  # type: ignore[arg-type]
-                synthetic,  # type: ignore[arg-type]
-                metadata,
-                holdout=holdout,  # type: ignore[arg-type]
-                privacy_sample=privacy_sample,
-                seed=seed,
-                detection=detection,
-            )
+            scored = score_tables(real, synthetic, metadata, **common)  # type: ignore[arg-type]
         else:
             scored = score_table(
                 real,  # type: ignore[arg-type]
                 synthetic,  # type: ignore[arg-type]
                 metadata,
-                holdout=holdout,  # type: ignore[arg-type]
                 target=target,
                 positive_label=positive_label,
-                privacy_sample=privacy_sample,
-                seed=seed,
                 known_columns=known_columns,
                 sensitive_columns=sensitive_columns,
-                detection=detection,
+                **common,
             )
         for note in scored.notes:
             logger.warning("synthobs: %s%s", f"table {table!r}: " if table else "", note)

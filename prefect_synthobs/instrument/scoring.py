@@ -21,7 +21,7 @@ import pandas as pd
 from prefect_synthobs.scores.detection import logistic_detection
 from prefect_synthobs.scores.diagnostic import diagnostic_report
 from prefect_synthobs.scores.disclosure import disclosure_protection
-from prefect_synthobs.scores.fidelity import quality_report, strict_scores
+from prefect_synthobs.scores.fidelity import SDTYPES, quality_report, strict_scores
 from prefect_synthobs.scores.metadata import multi_table_metadata, single_table_metadata
 from prefect_synthobs.scores.multi_table import multi_table_diagnostic_report, multi_table_quality_report
 from prefect_synthobs.scores.privacy import dcr_overfitting_protection, exact_match_rate, membership_inference_auc
@@ -39,7 +39,7 @@ PROPERTY_SCORES = {
 }
 
 # The sdtypes a table's own scores read (SDV metadata may hold text and PII sdtypes too).
-_SCORED_SDTYPES = frozenset({"numerical", "datetime", "categorical", "boolean", "id"})
+_SCORED_SDTYPES = frozenset({*SDTYPES, "id"})
 
 # How one table's privacy scores combine into the dataset's: the worst table decides.
 _WORST = {

@@ -60,6 +60,17 @@ DEFAULT_REAL_ASSOCIATION_THRESHOLD = 0.3
 DEFAULT_NUM_BINS = 10
 SDTYPES = ("numerical", "datetime", "categorical", "boolean")
 _CONTINUOUS = ("numerical", "datetime")
+# The columns of a Column Pair Trends detail row after the pair's names (SDMetrics' order); the
+# multi-table reports prefix their own key columns.
+PAIR_COLUMNS = [
+    "Metric",
+    "Score",
+    "Real Correlation",
+    "Synthetic Correlation",
+    "Real Association",
+    "Meets Threshold?",
+    "Error",
+]
 
 
 # -- single columns -------------------------------------------------------------
@@ -487,17 +498,7 @@ def quality_report(
         pair_rows.append(row)
     trends = pd.DataFrame(
         pair_rows,
-        columns=[
-            "Column 1",
-            "Column 2",
-            "Metric",
-            "Score",
-            "Real Correlation",
-            "Synthetic Correlation",
-            "Real Association",
-            "Meets Threshold?",
-            "Error",
-        ],
+        columns=["Column 1", "Column 2", *PAIR_COLUMNS],
     )
     trends["Meets Threshold?"] = trends["Meets Threshold?"].astype("boolean")
 

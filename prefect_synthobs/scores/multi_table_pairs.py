@@ -23,19 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prefect_synthobs.scores.fidelity import _digitize, _report_contingency, _ReportColumn
+from prefect_synthobs.scores.fidelity import _CONTINUOUS, _digitize, _report_contingency, _ReportColumn
 from prefect_synthobs.scores.stats import numeric_values
 
-PAIR_COLUMNS = [
-    "Metric",
-    "Score",
-    "Real Correlation",
-    "Synthetic Correlation",
-    "Real Association",
-    "Meets Threshold?",
-    "Error",
-]
-CONTINUOUS = ("numerical", "datetime")
+CONTINUOUS = _CONTINUOUS
 
 
 def error_text(exc: BaseException) -> str:

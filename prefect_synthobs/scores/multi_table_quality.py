@@ -27,11 +27,10 @@ import numpy as np
 import pandas as pd
 
 from prefect_synthobs.scores.diagnostic import _converted
-from prefect_synthobs.scores.fidelity import DEFAULT_NUM_BINS, SDTYPES, ks_complement, tv_complement
+from prefect_synthobs.scores.fidelity import DEFAULT_NUM_BINS, PAIR_COLUMNS, SDTYPES, ks_complement, tv_complement
 from prefect_synthobs.scores.metadata import key_columns
 from prefect_synthobs.scores.multi_table_pairs import (
     CONTINUOUS,
-    PAIR_COLUMNS,
     Pearson,
     Sources,
     error_text,

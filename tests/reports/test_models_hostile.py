@@ -247,7 +247,8 @@ def test_labels_of_long_alike_ids_take_linear_time() -> None:
         models = [("t", f"{k}{shared}", "CTGAN") for k in range(3)] + [("t", f"{shared}{k}", None) for k in range(3)]
         start = time.perf_counter()
         labels = model_labels(models)
-        assert time.perf_counter() - start < 2.0  # quadratic took minutes at 1 MB
+        # a guard against quadratic work (minutes at 1 MB), not a speed figure: loose enough for a loaded CI
+        assert time.perf_counter() - start < 30.0
         assert len(set(labels.values())) == 6 and max(len(v) for v in labels.values()) <= 80
 
 
