@@ -19,7 +19,9 @@ TRAINING_EPOCHS: Final = "training_epochs"
 QUALITY_CHECKS: Final = "quality_checks"
 GPU_SAMPLES: Final = "gpu_samples"
 PRIVACY_LEDGER: Final = "privacy_ledger"
-TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES, PRIVACY_LEDGER)
+MODELS: Final = "models"
+"""One row per generator fit that autolog saw (``prefect_synthobs.autolog``)."""
+TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES, PRIVACY_LEDGER, MODELS)
 
 # Metric names, without the configurable prefix (default ``synthobs_``).
 FLOW_RUNS_TOTAL: Final = "flow_runs_total"
@@ -33,6 +35,9 @@ GENERATION_ROWS_TOTAL: Final = "generation_rows_total"
 GENERATION_ROWS_PER_SECOND: Final = "generation_rows_per_second"
 TRAINING_EPOCHS_TOTAL: Final = "training_epochs_total"
 TRAINING_LOSS: Final = "training_loss"
+TRAINING_EPOCH_DURATION: Final = "training_epoch_duration_seconds"
+TRAINING_FITS_TOTAL: Final = "training_fits_total"
+TRAINING_ALERTS_TOTAL: Final = "training_alerts_total"
 QUALITY_SCORE: Final = "quality_score"
 QUALITY_GATE_CHECKS_TOTAL: Final = "quality_gate_checks_total"
 PRIVACY_EPSILON_SPENT_TOTAL: Final = "privacy_epsilon_spent_total"
@@ -67,6 +72,9 @@ OTEL_METRICS: Final = {
     GENERATION_ROWS_PER_SECOND: ("generation.rows_per_second", "{row}/s"),
     TRAINING_EPOCHS_TOTAL: ("training.epochs", "{epoch}"),
     TRAINING_LOSS: ("training.loss", "{loss}"),
+    TRAINING_EPOCH_DURATION: ("training.epoch.duration", "s"),
+    TRAINING_FITS_TOTAL: ("training.fits", "{fit}"),
+    TRAINING_ALERTS_TOTAL: ("training.alerts", "{alert}"),
     QUALITY_SCORE: ("quality.score", "{score}"),
     QUALITY_GATE_CHECKS_TOTAL: ("quality.gate.checks", "{check}"),
     PRIVACY_EPSILON_SPENT_TOTAL: ("privacy.epsilon.spent", "{epsilon}"),
@@ -131,8 +139,20 @@ DURATION_BUCKETS: Final = (
     14400.0,
 )
 
+# Buckets for training epochs: 10 ms to 1 h (a small CTGAN epoch on CPU takes tens of ms).
+EPOCH_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+# Every histogram of the catalog and its buckets (Prometheus and OTLP alike).
+HISTOGRAM_BUCKETS: Final = {
+    FLOW_RUN_DURATION: DURATION_BUCKETS,
+    TASK_RUN_DURATION: DURATION_BUCKETS,
+    TRAINING_EPOCH_DURATION: EPOCH_BUCKETS,
+}
+
 # Span names for domain work.
 SPAN_TRAINING_EPOCH: Final = "training.epoch"
+SPAN_TRAINING_FIT: Final = "training.fit"
+SPAN_GENERATION_SAMPLE: Final = "generation.sample"
 SPAN_GENERATION_BATCH: Final = "generation.batch"
 SPAN_GENERATION_SAMPLING: Final = "generation.sampling"
 SPAN_QUALITY_CHECK: Final = "quality.check"
@@ -147,6 +167,14 @@ ATTR_MODEL_ID: Final = "synthobs.model_id"
 ATTR_TABLE: Final = "synthobs.table"
 ATTR_ROWS: Final = "synthobs.rows"
 ATTR_ROWS_PER_SECOND: Final = "synthobs.rows_per_second"
+# Attributes of the spans autolog opens (training.fit, training.epoch, generation.sample).
+ATTR_LIBRARY: Final = "synthobs.library"
+ATTR_SYNTHESIZER: Final = "synthobs.synthesizer"
+ATTR_EPOCH: Final = "synthobs.epoch"
+ATTR_EPOCHS: Final = "synthobs.epochs"
+ATTR_FIT_ROWS: Final = "synthobs.fit.rows"
+ATTR_FIT_COLUMNS: Final = "synthobs.fit.columns"
+ATTR_LOSS_PREFIX: Final = "synthobs.loss."
 # Set on a flow span synthobs opened itself (Prefect's run telemetry was off).
 ATTR_SPAN_ORIGIN: Final = "synthobs.span.origin"
 ATTR_STORAGE_TABLE: Final = "synthobs.storage.table"
@@ -164,6 +192,13 @@ ATTR_GPU_SAMPLES: Final = "synthobs.gpu.samples"
 EVENT_GPU_LOST: Final = "synthobs.gpu.lost"
 EVENT_QUALITY_GATE_FAILED: Final = "synthobs.quality.gate.failed"
 EVENT_PRIVACY_BUDGET_EXCEEDED: Final = "synthobs.privacy.budget.exceeded"
+# Training health (``autolog``'s checks on each epoch): ``synthobs.training.<check>``.
+EVENT_TRAINING_PREFIX: Final = "synthobs.training."
+TRAINING_CHECKS: Final = ("nan_loss", "divergence", "plateau", "slow_epoch")
+"""The training health checks; each raises ``synthobs.training.<check>`` when it trips."""
+
+# The libraries ``autolog`` knows (the ``autolog`` setting takes ``true``, ``false`` or a comma list of these).
+AUTOLOG_LIBRARIES: Final = ("sdv", "ctgan", "synthcity")
 
 # Attributes Prefect puts on its own run spans.
 PREFECT_RUN_ID: Final = "prefect.run.id"

@@ -14,7 +14,7 @@ from prefect_synthobs.config.blocks import BLOCKS, MetricsConfig, SynthObsConfig
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuReading
 from prefect_synthobs.gpu.sampler import sample_rows
-from prefect_synthobs.health.rows import epoch_rows, flow_row, privacy_row, quality_row, task_row
+from prefect_synthobs.health.rows import epoch_rows, flow_row, model_row, privacy_row, quality_row, task_row
 from prefect_synthobs.health.tables import TABLES, Table
 from prefect_synthobs.instrument.instrumentation import Instrumentation
 from prefect_synthobs.reports.health import COLUMNS as REPORT_COLUMNS
@@ -66,6 +66,26 @@ ROWS = {
     ],
     "privacy_ledger": lambda: [
         privacy_row(time=NOW, flow_run_id="f", flow_name="n", dataset="d", epsilon=0.5, spent=0.5, budget=1.0)
+    ],
+    "models": lambda: [
+        model_row(
+            time=NOW,
+            flow_run_id="f",
+            flow_name="n",
+            task_run_id=None,
+            model_id="m",
+            library="sdv",
+            synthesizer="CTGANSynthesizer",
+            model_type="ctgan",
+            table_name="t",
+            parameters="{}",
+            fit_rows=1,
+            fit_columns=1,
+            fit_seconds=1.0,
+            epochs=1,
+            size_bytes=1,
+            status="completed",
+        )
     ],
     "gpu_samples": lambda: sample_rows([_reading()], {"GPU-0": 1.0}, time=NOW, host="h", run_ids=["f"]),
 }

@@ -38,7 +38,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from prefect_synthobs._log import get_logger
-from prefect_synthobs.catalog import ENV_PREFIX
+from prefect_synthobs.catalog import AUTOLOG_LIBRARIES, ENV_PREFIX
 from prefect_synthobs.health.store import check_store_url
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
@@ -48,6 +48,7 @@ METRICS_MODES: tuple[MetricsMode, ...] = ("none", "http", "pushgateway", "textfi
 Temporality = Literal["cumulative", "delta", "lowmemory"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]
 SpanNames = Literal["prefect", "stable"]
+TrainingPolicy = Literal["warn", "fail", "stop"]
 
 logger = get_logger()
 
@@ -233,10 +234,71 @@ class SynthObsSettings(BaseSettings):
         "whose beat stood still this long.",
     )
 
+    autolog: str = Field(
+        default="true",
+        description="Record generator libraries with no code inside observed runs (fits, live epochs, samples): "
+        "true (every library autolog knows: " + ", ".join(AUTOLOG_LIBRARIES) + "), false, or a comma list of them.",
+    )
+    training_policy: TrainingPolicy = Field(
+        default="warn",
+        description="What a tripped training health check does: warn (a warning and a synthobs.training.* event), "
+        "fail (also fails the fit with TrainingHealthError when it ends) or stop (also ends the fit after that "
+        "epoch where the library allows it: CTGAN and TVAE).",
+    )
+    training_plateau_epochs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Trip the plateau check when no loss improved its best by training_min_delta for this many "
+        "epochs (none: off).",
+    )
+    training_min_delta: float = Field(
+        default=1e-4,
+        ge=0,
+        description="The least improvement of a loss (relative to its best's size, at least 1e-8) that counts "
+        "for the plateau check.",
+    )
+    training_divergence_epochs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Trip the divergence check when a loss stays above its best by training_divergence_factor "
+        "times its scale for this many epochs in a row (none: off).",
+    )
+    training_divergence_factor: float = Field(
+        default=2.0,
+        gt=0,
+        description="How far above its best a loss must be, in units of its scale (the larger of its best's and "
+        "its first epoch's distance from zero), to count toward divergence.",
+    )
+    training_max_epoch_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Trip the slow-epoch check when an epoch takes longer than this (none: off).",
+    )
+    training_progress_interval_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="Update a fit's Prefect progress artifact at most this often (its first and last epochs "
+        "always update it).",
+    )
+
     @field_validator("metrics_mode", mode="before")
     @classmethod
     def _metrics_modes(cls, value: Any) -> str:
         return parse_metrics_modes(value)
+
+    @field_validator("autolog", mode="before")
+    @classmethod
+    def _autolog(cls, value: Any) -> str:
+        return parse_autolog(value)
+
+    def autolog_libraries(self) -> frozenset[str]:
+        """The libraries autolog records (empty when off)."""
+        if self.autolog == "false":
+            return frozenset()
+        if self.autolog == "true":
+            return frozenset(AUTOLOG_LIBRARIES)
+        return frozenset(self.autolog.split(","))
 
     def metrics_modes(self) -> tuple[MetricsMode, ...]:
         """``metrics_mode`` as a tuple of modes (``("none",)`` when nothing is exported)."""
@@ -328,6 +390,46 @@ def parse_metrics_modes(value: Any) -> str:
     if "none" in modes and len(modes) > 1:
         raise ValueError(f"metrics_mode 'none' cannot be combined with other modes, got {value!r}")
     return ",".join(modes) or "none"
+
+
+_TRUE = frozenset({"true", "1", "yes", "on", "all"})
+_FALSE = frozenset({"false", "0", "no", "off", "none", ""})
+
+
+def parse_autolog(value: Any) -> str:
+    """``autolog`` from a boolean, ``true``/``false`` or a comma list (or list) of libraries, as ``"true"``,
+    ``"false"`` or ``"ctgan,sdv"`` (known libraries, sorted; every library named: ``"true"``).
+
+    Raises:
+        ValueError: A library autolog does not know, naming the ones it does.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [str(v) for v in value]
+        if not items:
+            return "false"
+    elif isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return "true"
+        if word in _FALSE:
+            return "false"
+        items = value.split(",")
+    else:
+        raise ValueError(f"autolog must be true, false or a comma list of libraries, got {value!r}")
+    chosen = {item.strip().lower() for item in items if item.strip()}
+    unknown = sorted(chosen - set(AUTOLOG_LIBRARIES))
+    if unknown:
+        raise ValueError(
+            f"autolog: unknown librar{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}: "
+            f"choose from {', '.join(AUTOLOG_LIBRARIES)} (or true / false)"
+        )
+    if not chosen:
+        return "false"
+    if chosen == set(AUTOLOG_LIBRARIES):
+        return "true"
+    return ",".join(sorted(chosen))
 
 
 @dataclass(frozen=True)

@@ -268,9 +268,14 @@ def epoch_rows(
     flow_run_id: str | None,
     flow_name: str | None,
     model_type: str | None,
+    model_id: str | None = None,
+    epoch_seconds: float | None = None,
 ) -> list[Row]:
-    """``training_epochs`` rows: one per loss type, or one with a null loss."""
+    """``training_epochs`` rows: one per loss type, or one with a null loss.
+
+    ``time``: when the epoch ended; ``epoch_seconds``: how long it took (``None``: not known)."""
     items: list[tuple[str | None, float | None]] = list(losses.items()) or [(None, None)]
+    seconds = None if epoch_seconds is None or not math.isfinite(epoch_seconds) else max(float(epoch_seconds), 0.0)
     return [
         tables.TRAINING_EPOCHS.row(
             time=as_utc(time),
@@ -280,9 +285,55 @@ def epoch_rows(
             epoch=epoch,
             loss_type=loss_type,
             loss=loss,
+            model_id=model_id,
+            epoch_seconds=seconds,
         )
         for loss_type, loss in items
     ]
+
+
+def model_row(
+    *,
+    time: datetime,
+    flow_run_id: str | None,
+    flow_name: str | None,
+    task_run_id: str | None,
+    model_id: str,
+    library: str,
+    synthesizer: str,
+    model_type: str | None,
+    table_name: str | None,
+    parameters: str | None,
+    fit_rows: int | None,
+    fit_columns: int | None,
+    fit_seconds: float | None,
+    epochs: int | None,
+    size_bytes: int | None,
+    status: str,
+    error_type: str | None = None,
+    final_losses: str | None = None,
+) -> Row:
+    """One ``models`` row: a fit that ended (``status`` ``completed``, ``failed`` or ``stopped``)."""
+    return tables.MODELS.row(
+        time=as_utc(time),
+        flow_run_id=flow_run_id,
+        flow_name=flow_name,
+        task_run_id=task_run_id,
+        model_id=model_id,
+        library=library,
+        synthesizer=synthesizer,
+        model_type=model_type,
+        table_name=table_name,
+        parameters=parameters,
+        fit_rows=fit_rows,
+        fit_columns=fit_columns,
+        fit_seconds=None if fit_seconds is None or not math.isfinite(fit_seconds) else max(fit_seconds, 0.0),
+        epochs=epochs,
+        size_bytes=size_bytes,
+        status=status,
+        error_type=error_type,
+        final_losses=final_losses,
+    )
 
 
 def validate_score(metric: Any, score: Any, threshold: Any) -> tuple[str, float, float | None]:

@@ -187,6 +187,33 @@ TRAINING_EPOCHS = Table(
         "epoch": _I64,
         "loss_type": _STR,
         "loss": _F64,
+        "model_id": _STR,  # the fit it belongs to (a ``models`` row); null when recorded by hand without one
+        "epoch_seconds": _F64,  # how long that epoch took; ``time`` is when it ended
+    },
+    time_column="time",
+)
+
+MODELS = Table(
+    names.MODELS,
+    {
+        "time": _TS,  # when the fit ended
+        "flow_run_id": _STR,
+        "flow_name": _STR,
+        "task_run_id": _STR,
+        "model_id": _STR,  # carried to every epoch, sample and quality row of that fitted object
+        "library": _STR,  # sdv, ctgan, synthcity
+        "synthesizer": _STR,  # the class name, e.g. CTGANSynthesizer
+        "model_type": _STR,  # e.g. ctgan, gaussian_copula
+        "table_name": _STR,  # the table fitted on (multi-table: the tables, comma-separated)
+        "parameters": _STR,  # JSON text of the hyperparameters (redacted)
+        "fit_rows": _I64,
+        "fit_columns": _I64,
+        "fit_seconds": _F64,
+        "epochs": _I64,  # epochs that ran (null for a model without epochs)
+        "size_bytes": _I64,  # the fitted object pickled
+        "status": _STR,  # completed, failed, stopped (a training gate with policy stop ended it early)
+        "error_type": _STR,
+        "final_losses": _STR,  # JSON {loss_type: last loss}
     },
     time_column="time",
 )
@@ -245,7 +272,7 @@ PRIVACY_LEDGER = Table(
 )
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES, PRIVACY_LEDGER)
+    t.name: t for t in (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES, PRIVACY_LEDGER, MODELS)
 }
 """Every health-store table by name."""
 

@@ -22,7 +22,14 @@ from opentelemetry.trace import Span, SpanContext
 from prefect_synthobs import catalog
 from prefect_synthobs.gpu.nvml import GpuDevice, GpuReading
 from prefect_synthobs.health.recorder import Recorder
-from prefect_synthobs.health.rows import AttemptError, epoch_rows, flow_row, privacy_row, quality_row, task_row
+from prefect_synthobs.health.rows import (
+    AttemptError,
+    epoch_rows,
+    flow_row,
+    privacy_row,
+    quality_row,
+    task_row,
+)
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics, label
 
@@ -229,8 +236,14 @@ class Recording:
         flow_name: str | None,
         model_type: str | None,
         in_observed_run: bool,
+        model_id: str | None = None,
+        epoch_seconds: float | None = None,
+        span_context: SpanContext | None = None,
     ) -> None:
-        """A finished training epoch: ``training_epochs`` rows (in an observed run) and metrics."""
+        """A finished training epoch: ``training_epochs`` rows (in an observed run) and metrics.
+
+        ``time``: when the epoch ended; ``epoch_seconds``: how long it took (autolog knows, a hand-made
+        ``record_epoch`` does not); ``span_context``: the epoch's span, the duration's exemplar."""
         if in_observed_run:
             self.recorder.add(
                 catalog.TRAINING_EPOCHS,
@@ -241,12 +254,29 @@ class Recording:
                     flow_run_id=flow_run_id,
                     flow_name=flow_name,
                     model_type=model_type,
+                    model_id=model_id,
+                    epoch_seconds=epoch_seconds,
                 ),
             )
-        m = self.metrics
-        m.training_epochs.labels(label(flow_name), label(model_type)).inc()
+        m, flow_label, type_label = self.metrics, label(flow_name), label(model_type)
+        m.training_epochs.labels(flow_label, type_label).inc()
         for loss_type, value in losses.items():
-            m.training_loss.labels(label(flow_name), label(model_type), loss_type).set(value)
+            m.training_loss.labels(flow_label, type_label, loss_type).set(value)
+        if epoch_seconds is not None and epoch_seconds >= 0:
+            m.observe_epoch_duration(flow_label, type_label, epoch_seconds, span_context)
+
+    def model_fitted(self, row: Row, *, in_observed_run: bool) -> None:
+        """A fit that ended (a ``models`` row from ``health.rows.model_row``): the row (in an observed
+        run) and ``training_fits_total``."""
+        if in_observed_run:
+            self.recorder.add(catalog.MODELS, row)
+        self.metrics.training_fits.labels(
+            label(row["flow_name"]), label(row["model_type"]), label(row["library"]), label(row["status"])
+        ).inc()
+
+    def training_alert(self, check: str, *, flow_name: str | None, model_type: str | None) -> None:
+        """A training health check that tripped (``catalog.TRAINING_CHECKS``): counted."""
+        self.metrics.training_alerts.labels(label(flow_name), label(model_type), check).inc()
 
     def quality_checked(
         self,

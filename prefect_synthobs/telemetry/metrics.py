@@ -200,6 +200,25 @@ class SynthObsMetrics:
             ["flow", "model_type", "loss_type"],
             registry=registry,
         )
+        self.training_epoch_duration = Histogram(
+            p + names.TRAINING_EPOCH_DURATION,
+            "Training epoch wall time in seconds (recorded by autolog as each epoch ends).",
+            ["flow", "model_type"],
+            buckets=names.EPOCH_BUCKETS,
+            registry=registry,
+        )
+        self.training_fits = Counter(
+            p + names.TRAINING_FITS_TOTAL,
+            "Generator fits that ended, by library and status (completed, failed, stopped).",
+            ["flow", "model_type", "library", "status"],
+            registry=registry,
+        )
+        self.training_alerts = Counter(
+            p + names.TRAINING_ALERTS_TOTAL,
+            "Training health checks that tripped (nan_loss, divergence, plateau, slow_epoch).",
+            ["flow", "model_type", "check"],
+            registry=registry,
+        )
         self.quality_score = Gauge(
             p + names.QUALITY_SCORE,
             "Last quality score (0 to 1) per table, metric and model type (two generators of one table "
@@ -280,6 +299,9 @@ class SynthObsMetrics:
             names.GENERATION_ROWS_PER_SECOND: self.generation_rows_per_second,
             names.TRAINING_EPOCHS_TOTAL: self.training_epochs,
             names.TRAINING_LOSS: self.training_loss,
+            names.TRAINING_EPOCH_DURATION: self.training_epoch_duration,
+            names.TRAINING_FITS_TOTAL: self.training_fits,
+            names.TRAINING_ALERTS_TOTAL: self.training_alerts,
             names.QUALITY_SCORE: self.quality_score,
             names.QUALITY_GATE_CHECKS_TOTAL: self.quality_gate_checks,
             names.PRIVACY_EPSILON_SPENT_TOTAL: self.privacy_spent,
@@ -312,6 +334,18 @@ class SynthObsMetrics:
         """A task run's duration, with its span as the exemplar (OpenMetrics and OTLP)."""
         self._observe(
             self.task_run_duration, names.TASK_RUN_DURATION, {"flow": flow, "task": task}, seconds, span_context
+        )
+
+    def observe_epoch_duration(
+        self, flow: str, model_type: str, seconds: float, span_context: SpanContext | None = None
+    ) -> None:
+        """A training epoch's duration, with its span as the exemplar (OpenMetrics and OTLP)."""
+        self._observe(
+            self.training_epoch_duration,
+            names.TRAINING_EPOCH_DURATION,
+            {"flow": flow, "model_type": model_type},
+            seconds,
+            span_context,
         )
 
     def _observe(

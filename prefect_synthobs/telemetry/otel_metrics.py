@@ -285,9 +285,12 @@ class MetricsBridge:
     def _instrument(self, key: str, name: str, unit: str, current: SynthObsMetrics | None) -> None:
         collector = _collector(current, key) if current is not None else None
         description = _description(collector, key) if collector is not None else key
-        if key in (names.FLOW_RUN_DURATION, names.TASK_RUN_DURATION):
+        if key in names.HISTOGRAM_BUCKETS:
             self.histograms[key] = self.meter.create_histogram(
-                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS
+                name,
+                unit=unit,
+                description=description,
+                explicit_bucket_boundaries_advisory=names.HISTOGRAM_BUCKETS[key],
             )
             return
         callback = self._registry_callback(key)
