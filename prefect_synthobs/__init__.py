@@ -15,7 +15,9 @@ Example:
     ```
 """
 
+from prefect_synthobs import autolog
 from prefect_synthobs._version import __version__
+from prefect_synthobs.autolog import TrainingHealthError
 from prefect_synthobs.config.active import configure
 from prefect_synthobs.config.blocks import (
     HealthStoreConfig,
@@ -51,7 +53,9 @@ __all__ = [
     "QualityGates",
     "SynthObsConfig",
     "SynthObsSettings",
+    "TrainingHealthError",
     "__version__",
+    "autolog",
     "check_quality",
     "configure",
     "observe",

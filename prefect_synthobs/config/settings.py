@@ -254,20 +254,22 @@ class SynthObsSettings(BaseSettings):
     training_min_delta: float = Field(
         default=1e-4,
         ge=0,
-        description="The least improvement of a loss (relative to its best's size, at least 1e-8) that counts "
-        "for the plateau check.",
+        description="How much a loss must improve on its best, relative to the best's size (at least 1e-8), to count "
+        "for the plateau check: more than this times |best| (0: any decrease counts).",
     )
     training_divergence_epochs: int | None = Field(
         default=None,
         ge=1,
-        description="Trip the divergence check when a loss stays above its best by training_divergence_factor "
-        "times its scale for this many epochs in a row (none: off).",
+        description="Trip the divergence check when a loss stays above its best by training_divergence_factor times "
+        "its scale for this many epochs in a row, counted from its 11th epoch (none: off; 2 or more suits GANs, whose "
+        "losses spike).",
     )
     training_divergence_factor: float = Field(
         default=2.0,
         gt=0,
-        description="How far above its best a loss must be, in units of its scale (the larger of its best's and "
-        "its first epoch's distance from zero), to count toward divergence.",
+        description="How far above its best a loss must be, in units of its scale, to count toward divergence. Its "
+        "scale is the larger of its best's distance from zero and how far it ranged (highest minus lowest) up to its "
+        "best's epoch, or up to its 10th epoch if that came later; a loss's first 10 epochs only measure that.",
     )
     training_max_epoch_seconds: float | None = Field(
         default=None,

@@ -27,6 +27,7 @@ from prefect_synthobs.config.blocks import QualityGates
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import record_check
 from prefect_synthobs.instrument.models import redacted_identity
+from prefect_synthobs.instrument.runtime import RunInfo
 from prefect_synthobs.instrument.scoring import score_table, score_tables
 from prefect_synthobs.instrument.spans import span
 from prefect_synthobs.telemetry.redaction import redact_fields
@@ -63,6 +64,11 @@ class QualityGateFailed(Exception):
         self.table, self.failed = table, failed
         where = f" for table {table!r}" if table else ""
         super().__init__(f"quality gates failed{where}: " + "; ".join(g.describe() for g in failed))
+
+    def __reduce__(self) -> tuple[Any, tuple[str | None, list[GateResult]]]:
+        """Pickled by its arguments, so a task on a process-pool or Dask worker fails with this error, not
+        with a ``TypeError`` from unpickling it."""
+        return (QualityGateFailed, (self.table, self.failed))
 
 
 @dataclass
@@ -183,7 +189,12 @@ def check_quality(
     if detection is None:
         detection = resolved is not None and resolved.min_detection is not None
     model_id, model_type = redacted_identity(model, enabled=get_settings().redact_pii)
-    spec = _observed_spec()
+    info = _observed_run()
+    spec = info.spec if info is not None else None
+    if model is None and info is not None:  # autolog saw exactly one model sample in this run: that one made it
+        only = info.only_model_sampled()
+        if only is not None:
+            model_id, model_type = only
     if model_type is None and spec is not None:  # no model or an id string: the observed flow's declared type
         model_type = spec.model_type
     table = table or (spec.table if spec is not None else None)
@@ -269,14 +280,13 @@ def _record(
             )
 
 
-def _observed_spec() -> Any:
-    """The ``observe`` spec of the flow run this runs in (its table, model type), if any."""
+def _observed_run() -> RunInfo | None:
+    """The observed flow run this runs in (its spec: table, model type; the models autolog saw sample), if any."""
     try:
         ctx, runtime = FlowRunContext.get(), current_runtime()
         if ctx is None or ctx.flow_run is None or runtime is None:
             return None
-        info = runtime.run_info(ctx.flow_run.id)
-        return info.spec if info else None
+        return runtime.run_info(ctx.flow_run.id)
     except Exception:
         return None
 

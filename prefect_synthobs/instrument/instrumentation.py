@@ -18,6 +18,7 @@ import atexit
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -88,6 +89,8 @@ class Instrumentation:
         self._warned = False
         self._hooked = False
         self._flushing: threading.Thread | None = None
+        self._install_hooks: list[tuple[Callable[[SynthObsSettings], None], Callable[[], None]]] = []
+        self._installed = False
 
     # -- install / uninstall -----------------------------------------------------------
 
@@ -112,6 +115,29 @@ class Instrumentation:
             )
             provider = trace.get_tracer_provider()
         return provider
+
+    def add_install_hook(self, install: Callable[[SynthObsSettings], None], uninstall: Callable[[], None]) -> None:
+        """Run ``install(settings)`` whenever this instrumentation installs (at once if it already did) and
+        ``uninstall()`` when it uninstalls: how a layer above (``autolog``) joins without this one importing it.
+        A hook that raises costs one warning."""
+        with self._lock:
+            if any(i is install for i, _ in self._install_hooks):
+                return
+            self._install_hooks.append((install, uninstall))
+            installed = self._installed
+        if installed:
+            self._run_hook(install, self.settings())
+
+    @property
+    def installed(self) -> bool:
+        """Whether ``install`` ran (and ``uninstall`` did not since)."""
+        return self._installed
+
+    def _run_hook(self, hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception as exc:
+            logger.warning("synthobs: %s failed (%s)", getattr(hook, "__qualname__", hook), exc)
 
     def install(self) -> bool:
         """Hook the run listener and synthobs' span processors into the provider (idempotent).
@@ -140,7 +166,11 @@ class Instrumentation:
                     if ok
                     else f"tracer provider {type(provider).__name__} takes no span processors",
                 )
-            return ok and telemetry_on
+            self._installed = True
+            hooks = [install for install, _ in self._install_hooks]
+        for hook in hooks:
+            self._run_hook(hook, settings)
+        return ok and telemetry_on
 
     def listener_active(self) -> bool:
         """Whether the run listener sees every Prefect run span in this process."""
@@ -154,6 +184,11 @@ class Instrumentation:
         The listener and span processors stay on the provider (an SDK provider
         cannot drop processors) but are switched off and pass spans through.
         """
+        with self._lock:
+            self._installed = False
+            hooks = [uninstall for _, uninstall in self._install_hooks]
+        for hook in hooks:
+            self._run_hook(hook)
         with self._lock:
             self.listener.enabled = False
             self.tracing.detach()

@@ -9,11 +9,12 @@ into that pair:
 - a string: that id, no type (the caller names its model: ``"copula-v2"``);
 - an SDV synthesizer (SDV 1.x sets ``_synthesizer_id`` in ``BaseSynthesizer.__init__``:
   ``"GaussianCopulaSynthesizer_1.17.0_<32 hex>"``, kept when SDV saves and loads it): that id and
-  its class name;
+  its model type (``model_type_of``: ``gaussian_copula``; autolog's ``models`` rows say the same);
 - any other object (``ctgan.CTGAN``, ``ctgan.TVAE``, a synthcity plugin): an id made on first sight,
   ``f"{ClassName}-{12 hex}"``, kept on the object as ``_synthobs_model_id`` (so it travels with a
   pickled model), or, for an object that refuses attributes, in a table keyed by the object's
-  identity that forgets it when the object is collected; and its class name.
+  identity that forgets it when the object is collected; and its model type (a generator library's
+  class in snake case, ``ctgan``; any other class: its name).
 
 The same object always gets the same id (from any thread); two objects get two ids. A copy of an
 object made after it got its id (``copy.deepcopy``) carries the id along, as SDV's own does.
@@ -64,6 +65,45 @@ _lock = threading.RLock()  # re-entrant: a weak reference's callback can run in 
 # Objects that refuse attributes: id(object) -> (a weak reference to it, its model id). Keyed by
 # identity, not by ``==``/hash: two equal models are still two models, and an unhashable one works.
 _by_identity: dict[int, tuple[weakref.ref[Any], str]] = {}
+
+
+LIBRARIES = {"sdv": "sdv", "ctgan": "ctgan", "synthcity": "synthcity"}
+"""Top-level module of a class -> the generator library it belongs to (the ``models.library`` column)."""
+
+
+def library_of(model: object) -> str | None:
+    """The generator library ``model``'s class comes from (``sdv``, ``ctgan``, ``synthcity``), else ``None``."""
+    module = getattr(type(model), "__module__", "") or ""
+    return LIBRARIES.get(module.partition(".")[0])
+
+
+def model_type_of(model: object) -> str:
+    """A model type a person reads: for a generator library's class its name in snake case without the
+    ``Synthesizer`` suffix (``GaussianCopulaSynthesizer`` -> ``gaussian_copula``, ``CTGAN`` -> ``ctgan``,
+    a synthcity plugin: its ``name()``); for any other class its class name, as it is."""
+    cls = type(model)
+    library = library_of(model)
+    if library is None:
+        return cls.__name__
+    if library == "synthcity":
+        try:
+            name = cls.name()  # type: ignore[attr-defined]  # synthcity plugins: a static name(), e.g. "ctgan"
+        except Exception:
+            name = None
+        if isinstance(name, str) and name:
+            return name
+    return snake_case(cls.__name__.removesuffix("Synthesizer") or cls.__name__)
+
+
+def snake_case(name: str) -> str:
+    """``GaussianCopula`` -> ``gaussian_copula``, ``CopulaGAN`` -> ``copula_gan``, ``CTGAN`` -> ``ctgan``."""
+    out: list[str] = []
+    for i, ch in enumerate(name):
+        boundary = name[i - 1].islower() or (i + 1 < len(name) and name[i + 1].islower())
+        if ch.isupper() and i and boundary and name[i - 1] != "_":
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
 
 
 def _new_id(model: object) -> str:
@@ -181,7 +221,7 @@ def _object_identity(model: object) -> tuple[str, str | None]:
         if isinstance(model, kinds):
             what = f"class {model.__name__}" if isinstance(model, type) else f"a {type(model).__name__}"
             raise ValueError(f"model is {reason}; got {what}")
-    model_type = type(model).__name__
+    model_type = model_type_of(model)
     sdv_id = _own_attribute(model, SDV_ID_ATTRIBUTE)
     if isinstance(sdv_id, str) and sdv_id:
         return sdv_id, model_type

@@ -135,6 +135,20 @@ class RunInfo:
     """Attempts of the flow started in this process (one observed ``on_running`` hook per try)."""
     attempt_errors: list[AttemptError] = field(default_factory=list)
     """The errors of the attempts that failed and were retried."""
+    models_sampled: dict[str, str | None] = field(default_factory=dict)
+    """Models autolog saw sample in this run in this process: model id -> model type (first seen first)."""
+
+    def note_model_sampled(self, model_id: str, model_type: str | None) -> None:
+        """Remember that ``model_id`` sampled in this run (``check_quality`` uses it when it is the only one)."""
+        with self.lock:
+            self.models_sampled.setdefault(model_id, model_type)
+
+    def only_model_sampled(self) -> tuple[str, str | None] | None:
+        """The one model sampled in this run in this process, or ``None`` (none, or several)."""
+        with self.lock:
+            if len(self.models_sampled) != 1:
+                return None
+            return next(iter(self.models_sampled.items()))
 
     def add_rows(self, rows_by_table: dict[str | None, int]) -> None:
         """Count rows toward this attempt of the run (its row's ``rows``)."""

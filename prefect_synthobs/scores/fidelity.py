@@ -26,10 +26,11 @@ sdtypes are skipped, as SDMetrics does).
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -389,6 +390,27 @@ def _validate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str
 
 
 @accepts_sdv_metadata
+def check_sdtypes(sdtypes: Iterable[str]) -> None:
+    """Refuse an sdtype that looks like a misspelt scored one (``numeric``: did you mean ``numerical``?).
+
+    Any other sdtype is SDV's semantic kind of column (``id``, ``email``, ``city``, ``phone_number``, any
+    Faker name) and is left out of the scores, as SDMetrics leaves it out.
+
+    Raises:
+        ValueError: Naming the sdtype and the one it resembles.
+    """
+    for sdtype in sorted(set(sdtypes)):
+        if sdtype in SDTYPES or sdtype == "id":
+            continue
+        close = difflib.get_close_matches(sdtype.lower(), SDTYPES, n=1, cutoff=0.75)
+        if close or sdtype.lower() in SDTYPES:
+            guess = close[0] if close else sdtype.lower()
+            raise ValueError(
+                f"unknown sdtype {sdtype!r}: did you mean {guess!r}? (scored sdtypes: {', '.join(SDTYPES)}; "
+                "SDV's other sdtypes, such as id, email or city, are left out of the scores)"
+            )
+
+
 def quality_report(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -431,9 +453,7 @@ def quality_report(
         ```
     """
     sdtypes = _validate(real, synthetic, metadata)
-    unknown = sorted({t for t in sdtypes.values() if t not in SDTYPES and t != "id"})
-    if unknown:
-        raise ValueError(f"unknown sdtype(s) {unknown}; known: {', '.join(SDTYPES)} (and id, skipped)")
+    check_sdtypes(sdtypes.values())
     for name, value in (
         ("real_correlation_threshold", real_correlation_threshold),
         ("real_association_threshold", real_association_threshold),

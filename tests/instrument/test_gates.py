@@ -191,3 +191,14 @@ def test_diagnostic_always_detection_and_disclosure_when_asked(store_dir: Path) 
 def test_disclosure_gate_without_its_columns_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="known_columns=, sensitive_columns="):
         so.check_quality(frame(50, 1), frame(50, 2), META, gates=so.QualityGates(min_disclosure_protection=0.5))
+
+
+def test_quality_gate_failed_survives_pickling_as_a_worker_sends_it() -> None:
+    import pickle
+
+    from prefect_synthobs.instrument.gates import GateResult, QualityGateFailed
+
+    failed = [GateResult(gate="min_overall", score="overall", kind="min", threshold=0.8, value=0.4)]
+    error = pickle.loads(pickle.dumps(QualityGateFailed("people", failed)))
+    assert isinstance(error, QualityGateFailed) and error.table == "people" and error.failed == failed
+    assert str(error) == str(QualityGateFailed("people", failed))
