@@ -43,9 +43,12 @@ def _ctgan_epochs(frame: Any, start: int) -> list[tuple[int, dict[str, float]]]:
     for _, row in new.iterrows():
         losses: dict[str, float] = {}
         for name, columns in (("generator", generator), ("discriminator", discriminator)):
+            if not columns:
+                continue
+            # the first value given: ctgan's typo'd column ("Distriminator Loss") of an empty frame may sit
+            # beside the real one; a loss that is missing everywhere is NaN (a diverged model), never dropped
             values = [float(row[c]) for c in columns if row[c] is not None and not _is_missing(row[c])]
-            if values:
-                losses[name] = values[0]
+            losses[name] = values[0] if values else math.nan
         out.append((int(row["Epoch"]), losses))
     return out
 

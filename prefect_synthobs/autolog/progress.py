@@ -1,8 +1,9 @@
 """A fit's Prefect artifacts: a progress artifact updated as epochs end, a loss-curve picture at the end.
 
-The Prefect API calls run on one daemon thread per process (``_Publisher``), in a copy of the fit's
-context (so the artifacts belong to its flow or task run): an epoch only puts a small item on a queue,
-never waits for the API. Updates are rate-limited (``training_progress_interval_seconds``); the first and
+The Prefect API calls run on one daemon thread per process (``_Publisher``) with synthobs' own client
+(never the run's, which closes when the run ends), naming the fit's flow and task run ids taken when the
+fit started: an epoch only puts a small item on a queue, never waits for the API. Updates are
+rate-limited (``training_progress_interval_seconds``); the first and
 last epochs always update. A fit outside a Prefect run publishes nothing. A failed call costs one warning.
 At process exit the queue is drained for at most ``DRAIN_SECONDS``.
 """
@@ -10,15 +11,16 @@ At process exit the queue is drained for at most ``DRAIN_SECONDS``.
 from __future__ import annotations
 
 import atexit
-import contextvars
 import queue
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 from prefect_synthobs._log import get_logger
+from prefect_synthobs.instrument.remote import api_client
 
 logger = get_logger("autolog")
 
@@ -38,17 +40,17 @@ class _Publisher:
     """One daemon thread that makes the Prefect API calls queued by fits, in order."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[contextvars.Context, Callable[[], None]] | None] = queue.Queue()
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._warned = False
 
-    def submit(self, context: contextvars.Context, call: Callable[[], None]) -> None:
+    def submit(self, call: Callable[[], None]) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="synthobs-autolog-artifacts", daemon=True)
                 self._thread.start()
-        self._queue.put((context, call))
+        self._queue.put(call)
 
     def _run(self) -> None:
         while True:
@@ -56,9 +58,8 @@ class _Publisher:
             try:
                 if item is None:
                     return
-                context, call = item
                 try:
-                    context.run(call)
+                    item()
                 except Exception as exc:
                     if not self._warned:
                         self._warned = True
@@ -84,23 +85,52 @@ PUBLISHER = _Publisher()
 atexit.register(PUBLISHER.drain, DRAIN_SECONDS)
 
 
-def _in_prefect_run() -> bool:
+def _run_ids() -> tuple[UUID | None, UUID | None]:
+    """The flow run and task run this code runs in (``None``, ``None`` outside a Prefect run)."""
     try:
         from prefect.context import FlowRunContext, TaskRunContext
 
-        return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+        flow_ctx, task_ctx = FlowRunContext.get(), TaskRunContext.get()
+        task_run = task_ctx.task_run if task_ctx is not None else None
+        flow_run_id = flow_ctx.flow_run.id if flow_ctx is not None and flow_ctx.flow_run is not None else None
+        if flow_run_id is None and task_run is not None:
+            flow_run_id = task_run.flow_run_id
+        return flow_run_id, task_run.id if task_run is not None else None
     except Exception:
-        return False
+        return None, None
+
+
+def _create(
+    kind: str, key: str, data: Any, description: str, flow_run_id: UUID | None, task_run_id: UUID | None
+) -> Any:
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    return (
+        api_client()
+        .create_artifact(
+            ArtifactCreate(
+                key=key,
+                type=kind,
+                data=data,
+                description=description,
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+            )
+        )
+        .id
+    )
 
 
 class FitProgress:
     """The progress artifact of one fit (see the module docstring)."""
 
-    def __init__(self, model_id: str, model_type: str | None, interval: float, context: contextvars.Context) -> None:
+    def __init__(
+        self, model_id: str, model_type: str | None, interval: float, run_ids: tuple[UUID | None, UUID | None]
+    ) -> None:
         self.model_id = model_id
         self.model_type = model_type
         self.interval = interval
-        self._context = context
+        self._run_ids = run_ids
         self._artifact: dict[str, Any] = {}
         self._last = 0.0
         self._pending: tuple[float, str] | None = None
@@ -108,18 +138,17 @@ class FitProgress:
     @classmethod
     def start(cls, model_id: str, model_type: str | None, interval: float) -> FitProgress | None:
         """A progress artifact at 0 % for a fit starting now; ``None`` outside a Prefect run."""
-        if not _in_prefect_run():
+        run_ids = _run_ids()
+        if run_ids[0] is None:
             return None
-        progress = cls(model_id, model_type, interval, contextvars.copy_context())
+        progress = cls(model_id, model_type, interval, run_ids)
         key = artifact_key("synthobs-fit", model_type)
         description = f"Training {model_type or 'model'} {model_id}: starting"
 
         def create() -> None:
-            from prefect.artifacts import create_progress_artifact
+            progress._artifact["id"] = _create("progress", key, 0.0, description, *run_ids)
 
-            progress._artifact["id"] = create_progress_artifact(progress=0.0, key=key, description=description)
-
-        PUBLISHER.submit(progress._context, create)
+        PUBLISHER.submit(create)
         return progress
 
     def epoch(self, done: int, planned: int | None, losses: Mapping[str, float]) -> None:
@@ -143,11 +172,11 @@ class FitProgress:
             artifact_id = artifact.get("id")
             if artifact_id is None:
                 return
-            from prefect.artifacts import update_progress_artifact
+            from prefect.client.schemas.actions import ArtifactUpdate
 
-            update_progress_artifact(artifact_id, progress=share, description=text)
+            api_client().update_artifact(artifact_id, ArtifactUpdate(data=share, description=text))
 
-        PUBLISHER.submit(self._context, update)
+        PUBLISHER.submit(update)
 
     def finish(self, status: str, history: Mapping[str, Sequence[tuple[int, float]]], *, title: str) -> None:
         """The fit ended: 100 % (or where a failed fit stopped) and, with epochs, a loss-curve picture."""
@@ -156,16 +185,14 @@ class FitProgress:
         if not history:
             return
         key = artifact_key("synthobs-loss", self.model_type)
-        model_id = self.model_id
+        model_id, run_ids = self.model_id, self._run_ids
 
         def picture() -> None:
-            from prefect.artifacts import create_markdown_artifact
-
             from prefect_synthobs.reports.charts import markdown_image
             from prefect_synthobs.reports.training import loss_curve_svg
 
             svg = loss_curve_svg(history, title=title)
             markdown = f"### {title}\n\nModel `{model_id}`, {status}, {epochs} epochs.\n\n" + markdown_image(svg, title)
-            create_markdown_artifact(markdown=markdown, key=key, description=f"Loss curve of {model_id}")
+            _create("markdown", key, markdown, f"Loss curve of {model_id}", *run_ids)
 
-        PUBLISHER.submit(self._context, picture)
+        PUBLISHER.submit(picture)

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
@@ -335,25 +335,28 @@ def fit_session(
         return
     tracer = trace.get_tracer(catalog.TRACER_NAME, __version__)
     token = _ACTIVE.set(session)
-    error: BaseException | None = None
     try:
         with tracer.start_as_current_span(
             catalog.SPAN_TRAINING_FIT, attributes=_span_attributes(session.model, session.table_name)
         ) as span:
             session.span = span
+            error: BaseException | None = None
             try:
                 yield session
             except StopTraining:
-                span.set_status(Status(StatusCode.OK))
-    except BaseException as exc:
-        error = exc
-        raise
+                pass
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _ACTIVE.reset(token)
+                try:
+                    session.finish(error)  # inside the span: its summary attributes land on it
+                except Exception as exc:
+                    warn_once("fit-end", "autolog could not record the end of a fit (%s); the fit is unaffected", exc)
     finally:
-        _ACTIVE.reset(token)
-        try:
-            session.finish(error)
-        except Exception as exc:
-            warn_once("fit-end", "autolog could not record the end of a fit (%s); the fit is unaffected", exc)
+        if _ACTIVE.get() is session:
+            _ACTIVE.reset(token)
     failed = session.failed_gates()
     if failed is not None:
         raise failed

@@ -106,6 +106,11 @@ _clients: dict[str | None, SyncPrefectClient] = {}
 _clients_lock = threading.Lock()
 
 
+def api_client() -> SyncPrefectClient:
+    """The process's shared Prefect client for synthobs' own API calls (see ``_client``)."""
+    return _client()
+
+
 def _client() -> SyncPrefectClient:
     """A Prefect client kept open for this process's reports (one per API URL).
 
