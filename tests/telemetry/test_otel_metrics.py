@@ -49,6 +49,9 @@ def every_metric(registry: CollectorRegistry, prefix: str = "synthobs", clock: A
     m.generation_rows_per_second.labels("gen", "customers", "ctgan").set(250.5)
     m.training_epochs.labels("train", "ctgan").inc(7)
     m.training_loss.labels("train", "ctgan", "generator").set(0.25)
+    m.observe_epoch_duration("train", "ctgan", 0.04)
+    m.training_fits.labels("train", "ctgan", "sdv", "completed").inc()
+    m.training_alerts.labels("train", "ctgan", "nan_loss").inc()
     m.quality_score.labels("customers", "overall", "ctgan").set(0.91)
     m.quality_gate_checks.labels("customers", "min_overall", "pass").inc()
     m.privacy_spent.labels("patients").inc(1.5)
@@ -91,6 +94,7 @@ def test_every_metric_translates_back_to_its_prometheus_name_and_value() -> None
     metrics.duration_listener = bridge.record_duration
     metrics.observe_flow_duration("train", "training", 42.0)  # the histograms count from here: twice on ours
     metrics.observe_task_duration("train", "fit", 0.3)
+    metrics.observe_epoch_duration("train", "ctgan", 0.04)
     prometheus = _samples(generate_latest(ours).decode())
     otlp = _samples(generate_latest(translated).decode())
     for key in [k for k in prometheus if "duration" in k[0]]:
@@ -139,6 +143,7 @@ def test_prometheus_translator_rules_give_the_catalog_names_too() -> None:
     metrics.duration_listener = bridge.record_duration
     metrics.observe_flow_duration("train", "training", 1.0)
     metrics.observe_task_duration("train", "fit", 1.0)
+    metrics.observe_epoch_duration("train", "ctgan", 0.04)
     seen = {}
     for m in _otel_metrics(reader.get_metrics_data()):
         if m.name.startswith("hw."):
