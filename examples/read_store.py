@@ -1,6 +1,7 @@
 """Answer the first questions about a synthobs health store with pandas.
 
-Run after `bash scripts/demo.sh` (or any observed flows):
+Flows, tasks, throughput and training (fits and last losses). Run after `bash scripts/demo.sh` (or any
+observed flows):
 
     .venv/bin/python examples/read_store.py [STORE_URL]
 """
@@ -32,3 +33,15 @@ generated = runs[runs.rows > 0]
 if not generated.empty:
     print("\ngeneration throughput (rows/s):")
     print(generated.groupby("flow_name").rows_per_s.median().round(0))
+
+# training: one `models` row per fit (generator autolog), one `training_epochs` row per epoch and loss type
+models = store.read("models", columns=["table_name", "model_type", "status", "fit_seconds"])
+if not models.empty:
+    print("\nfits per table, model type and status (fit seconds):")
+    print(models.groupby(["table_name", "model_type", "status"]).fit_seconds.agg(["count", "median", "max"]).round(3))
+epochs = store.read("training_epochs", columns=["time", "model_id", "model_type", "loss_type", "loss"])
+if not epochs.empty:
+    # a model by its type and the end of its id; epochs recorded by hand (no model id) together
+    epochs["model"] = (epochs.model_type.fillna("?") + " " + epochs.model_id.str[-6:]).fillna("recorded by hand")
+    print("\nlast loss per model and loss type:")
+    print(epochs.sort_values("time").groupby(["model", "loss_type"]).loss.last().round(4))

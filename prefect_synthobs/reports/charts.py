@@ -265,7 +265,7 @@ def _check_directions(names: Iterable[str], direction: Direction | None) -> None
 
 def line_chart(
     title: str,
-    days: Sequence[date],
+    days: Sequence[date] | Sequence[int],
     series: Mapping[str, Series],
     *,
     y_format: Callable[[float], str] = lambda v: f"{v:g}",
@@ -276,6 +276,7 @@ def line_chart(
     direction: Direction | None = None,
     width: int = 640,
     height: int = 230,
+    x_title: str | None = None,
 ) -> str:
     """An SVG line chart of daily series: a marker per day with a value, lines joining consecutive days.
 
@@ -288,7 +289,8 @@ def line_chart(
 
     Args:
         title: The chart's title, drawn at its top left (and the SVG's ``<title>``).
-        days: The x axis, one entry per day.
+        days: The x axis, one entry per day (labelled ``MM-DD``), or whole numbers such as epochs
+            (labelled as they are; one slot each, so the caller passes every number of a range).
         series: Name → one value per day (``None``, NaN, infinite: nothing that day). Only the
             first ``MAX_SERIES`` are drawn; the chart says how many were left out.
         y_format: How a y-axis tick is written (e.g. as a percentage).
@@ -302,6 +304,7 @@ def line_chart(
             the y axis says so.
         width: Width in pixels.
         height: Height in pixels.
+        x_title: A word for the x axis (``"epoch"``), drawn left of its first label.
 
     Returns:
         The SVG document (UTF-8 text), valid XML whatever the names hold: control and format
@@ -363,8 +366,12 @@ def line_chart(
         if i % every == 0 or i == len(days) - 1:
             parts.append(
                 f'<text x="{x_of(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#4b5563">'
-                f"{day:%m-%d}</text>"
+                f"{f'{day:%m-%d}' if isinstance(day, date) else day}</text>"
             )
+    if x_title:
+        parts.append(
+            f'<text x="{left - 6}" y="{top + plot_h + 16}" text-anchor="end" fill="#4b5563">{xml_text(x_title)}</text>'
+        )
     markers: list[str] = []  # drawn last: no line covers a point
     for k, name in enumerate(names):
         colour, shape = PALETTE[k], MARKERS[k % len(MARKERS)]

@@ -32,6 +32,7 @@ from prefect_synthobs import catalog as names
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.store import one_row_per_run
 from prefect_synthobs.reports.charts import line_chart, markdown_image, sparkline
+from prefect_synthobs.reports.fits import TREND_EPOCHS
 from prefect_synthobs.reports.models import (
     LEADERBOARD_HEADERS,
     MARKDOWN_COLUMNS,
@@ -43,6 +44,16 @@ from prefect_synthobs.reports.models import (
     quality_table,
 )
 from prefect_synthobs.reports.text import terminal_text, visible
+from prefect_synthobs.reports.training import (
+    EPOCH_COLUMNS,
+    MODEL_COLUMNS,
+    RUN_COLUMNS,
+    TRAINING_HEADERS,
+    TRAINING_VIEWS,
+    build_training,
+    compact_view,
+    training_summary,
+)
 from prefect_synthobs.reports.trends import (
     DEFAULT_TREND_DAYS,
     Trends,
@@ -72,6 +83,7 @@ COLUMNS: dict[str, list[str]] = {
                 "error_type",
                 "error_message",
                 "gpu_util_mean",
+                *(c for c in RUN_COLUMNS if c not in ("flow_run_id", "rows", "duration_s")),  # Training's
                 # how many attempts the run took, where the store's flow rows say it (newer stores)
                 *(("run_count",) if "run_count" in tables.FLOW_RUNS.columns else ()),
             ),
@@ -123,10 +135,17 @@ class HealthReport:
     """Daily series over the trend's days (``with_trends``); ``None``: no trend pictures."""
     models: list[dict[str, Any]] = field(default_factory=list)
     """The models side by side: one row per (table, model) (``reports.models.leaderboard``)."""
+    training: list[dict[str, Any]] = field(default_factory=list)
+    """One row per fit in the window, epochs recorded by hand one per flow run (``reports.training``)."""
+    training_losses: list[dict[str, Any]] = field(default_factory=list)
+    """One row per fit and loss type: final loss, its trend, a sparkline per epoch."""
+    training_tables: list[dict[str, Any]] = field(default_factory=list)
+    """Fits per table: by status, epochs, fit seconds, model types."""
 
     @property
     def empty(self) -> bool:
-        return not self.totals.get("runs")
+        """Nothing to show: no finished run, and no fit or epoch (a long fit's epochs show while it runs)."""
+        return not self.totals.get("runs") and not self.training
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +159,9 @@ class HealthReport:
             "failed_tasks": self.failed_tasks,
             "quality": self.quality,
             "models": self.models,
+            "training": self.training,
+            "training_losses": self.training_losses,
+            "training_tables": self.training_tables,
             "gpus": self.gpus,
             "privacy": self.privacy,
             "gate_pass_rate": self.gate_pass_rate,
@@ -227,10 +249,18 @@ def load_frames(
         if flow_name is not None and "flow_name" in df.columns:
             df = df[df.flow_name == flow_name]
         frames[table] = df
-    if MODELS_TABLE in tables.TABLES:  # the fits (issue 23's table), all of them: a model checked now may be old
-        known = tables.TABLES[MODELS_TABLE].columns
-        columns = [c for c in MODEL_FRAME_COLUMNS if c in known]
-        frames[MODELS_TABLE] = store.read(MODELS_TABLE, until=until, columns=columns)
+    # the fits, all of them (a model checked now may be old; earlier fits of a model place its epochs), and
+    # the epochs of the window and the one before (a fit that ends in the window may have begun before it)
+    columns = [*MODEL_FRAME_COLUMNS, *(c for c in MODEL_COLUMNS if c not in MODEL_FRAME_COLUMNS)]
+    frames[MODELS_TABLE] = store.read(MODELS_TABLE, until=until, columns=columns)
+    epochs = store.read(
+        names.TRAINING_EPOCHS,
+        since=since - span if previous else since,
+        until=until,
+        columns=EPOCH_COLUMNS,
+        categorical=["flow_name", "loss_type"],
+    )
+    frames[names.TRAINING_EPOCHS] = epochs[epochs.flow_name == flow_name] if flow_name is not None else epochs
     return frames
 
 
@@ -265,12 +295,20 @@ def _ts(value: Any) -> str | None:
 
 
 def build_report(
-    frames: dict[str, pd.DataFrame], since: datetime, until: datetime, *, top: int = 10, redact_pii: bool = True
+    frames: dict[str, pd.DataFrame],
+    since: datetime,
+    until: datetime,
+    *,
+    top: int = 10,
+    redact_pii: bool = True,
+    flow_name: str | None = None,
 ) -> HealthReport:
     """Compute every dashboard table from the store's frames for the window.
 
     ``redact_pii`` redacts the error messages and model ids it shows (``telemetry.redaction.redact``)
-    again: a store can hold rows another writer made without redaction."""
+    again: a store can hold rows another writer made without redaction. ``flow_name``: the flow the
+    frames were read for (``load_frames``), so the Training section shows that flow's fits only (the
+    ``models`` frame holds every flow's: the leaderboard looks fits up by model id)."""
     message: Callable[[Any], Any] = (lambda v: redact(v) if isinstance(v, str) else v) if redact_pii else _text
     runs = frames[names.FLOW_RUNS]
     runs = (
@@ -423,6 +461,15 @@ def build_report(
         "failed_tasks": int(task_failed.sum()) if len(tasks) else 0,
         "retried_tasks": int((tasks.run_count.fillna(1) > 1).sum()) if len(tasks) else 0,
     }
+    training = build_training(
+        frames.get(MODELS_TABLE),
+        frames.get(names.TRAINING_EPOCHS),
+        frames[names.FLOW_RUNS],
+        since,
+        until,
+        flow_name=flow_name,
+        redact_pii=redact_pii,
+    )
     return HealthReport(
         since,
         until,
@@ -437,6 +484,9 @@ def build_report(
         totals,
         failed_tasks,
         models=leaderboard(current_q, frames.get(MODELS_TABLE), redact_pii=redact_pii),
+        training=training.fits,
+        training_losses=training.losses,
+        training_tables=training.tables,
     )
 
 
@@ -496,7 +546,7 @@ def report_for(
     say("reading the store…")
     frames = load_frames(store, since, until, flow_name)
     say("building the report…")
-    report = build_report(frames, since, until, redact_pii=redact_pii)
+    report = build_report(frames, since, until, redact_pii=redact_pii, flow_name=flow_name)
     if days is None:
         return report
     trend = trend_days(since, until, days)
@@ -572,6 +622,10 @@ def overview_markdown(report: HealthReport) -> str:
     if shown:  # each model its own row: two models of one table are never one averaged number
         lines.append("\n## Models\n\nOne row per table and model; each score is the model's latest in the window.\n")
         lines.append(markdown_table([{_header(c): display_value(c, v) for c, v in r.items()} for r in shown]))
+    if report.training:
+        lines.append(f"\n## Training\n\n{training_summary(report.training)}\n")
+        per_table = compact_view(report.training_tables, (*TRAINING_VIEWS[2][2], "time"))
+        lines.append(markdown_table([{_header(c): display_value(c, v) for c, v in r.items()} for r in per_table]))
     if report.privacy:
         budgets = ", ".join(
             f"{escape(p['dataset'])} {escape(p['remaining'])} left of {escape(p['budget'])}"
@@ -645,6 +699,12 @@ ARTIFACTS = {  # key -> (report attribute, description)
         "Models side by side: one row per table and model with its latest scores in the window (overall, "
         "diagnostic, detection, TSTR, privacy), gate pass rate and fit time; never averaged across models.",
     ),
+    "synthobs-training": (
+        "training",
+        "Every fit in the window: table, model, status, epochs, fit rows and seconds, mean epoch seconds, final "
+        f"losses with their trend (vs {TREND_EPOCHS} epochs earlier) and per-epoch sparklines, NaN/inf losses, the "
+        "fit's flow run's rows and rows/s; epochs recorded by hand (no model id) one line per flow run.",
+    ),
     "synthobs-gpu": ("gpus", "GPU per device: mean/max utilisation, peak memory, energy."),
     "synthobs-privacy": ("privacy", "Privacy budgets: used, remaining, LOW under 20 % left."),
 }
@@ -659,6 +719,7 @@ EMPTY_TABLES = {
     "synthobs-failed-tasks": "No failed or crashed task runs in this window.",
     "synthobs-quality": "No quality checks in this window.",
     "synthobs-models": "No quality checks in this window, so no model to compare.",
+    "synthobs-training": "No model fit and no training epoch in this window.",
     "synthobs-gpu": "No GPU samples in this window (no GPU on these hosts, or GPU sampling is off).",
     "synthobs-privacy": "No privacy budget spent in this window.",
 }
@@ -712,6 +773,7 @@ def window(
 _SHARE_COLUMNS = {"success_rate", "pass_rate", "util_mean", "util_max", "gpu_util_mean"}
 _TIME_COLUMNS = {"time", "last_success"}
 _NAME_COLUMNS = {"flow", "task", "table", "model", "metric", "dataset", "host", "name", "kind", "error_message"}
+_NAME_COLUMNS.update({"loss", "types"})  # Training's loss types and model types wrap too
 # JSON and the artifacts keep these; the terminal leaves them out so the GPU and quality tables fit 100 columns
 _NOT_IN_TERMINAL = {"samples", "model_id", "model_type"}
 
@@ -766,6 +828,7 @@ _HEADERS = {  # short headers for the terminal, so tables fit 100 columns (JSON 
     "error_message": "message",
     "spent_in_window": "spent in window",
     **LEADERBOARD_HEADERS,
+    **TRAINING_HEADERS,
 }
 
 
@@ -815,6 +878,15 @@ def render_text(report: HealthReport, console: Any = None) -> None:
         *(
             (title, present(report.models, columns), "synthobs-models" if k == 0 else None)
             for k, (title, columns) in enumerate(TERMINAL_VIEWS)
+        ),
+        # Training: every fit, its losses, per table ("Training" says when there is none)
+        *(
+            (
+                title,
+                compact_view(getattr(report, attr), columns),
+                "synthobs-training" if k == 0 else None,
+            )
+            for k, (title, attr, columns) in enumerate(TRAINING_VIEWS)
         ),
         ("GPUs", report.gpus, "synthobs-gpu"),
         ("Privacy budgets", report.privacy, "synthobs-privacy"),

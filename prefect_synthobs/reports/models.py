@@ -7,7 +7,8 @@ model id (recorded before the columns existed, or with no ``model=``) form their
 row per table, never merged with named ones.
 
 Pure: frames in, rows and names out (``leaderboard``, ``model_labels``). The ``models`` table
-(one row per fit, with ``fit_seconds``) is read where the store defines it, else ignored.
+(one row per fit, written by generator autolog) gives each model's ``fit_seconds``; a store written
+before it existed reads it as empty, and the column stays empty.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from prefect_synthobs.telemetry.redaction import redact_optional
 NO_MODEL = "(no model)"
 """What a table's rows without a model id are called in the leaderboard."""
 
-MODELS_TABLE: str = getattr(names, "MODELS", "models")
-"""The store's table of fits (one row per fit, ``fit_seconds``), where the store defines it."""
+MODELS_TABLE: str = names.MODELS
+"""The store's table of fits (one row per fit, ``fit_seconds``)."""
 MODEL_FRAME_COLUMNS = ("time", "model_id", "model_type", "fit_seconds")
 """The columns the leaderboard reads from ``MODELS_TABLE``."""
 

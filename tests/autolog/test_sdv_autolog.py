@@ -22,14 +22,14 @@ from prefect import flow, task
 
 from conftest import run_python, subprocess_env
 
-pytest.importorskip("sdv", reason="SDV needs pandas < 3: these run in the sdv environment (scripts/test.sh)")
+sdv = pytest.importorskip("sdv", reason="SDV needs pandas < 3: these run in the sdv environment (scripts/test.sh)")
 
-from sdv.metadata import Metadata
-from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
+from sdv.metadata import Metadata  # noqa: E402
+from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer  # noqa: E402
 
-import prefect_synthobs as so
-from prefect_synthobs import catalog as names
-from prefect_synthobs.config import active as so_settings
+import prefect_synthobs as so  # noqa: E402
+from prefect_synthobs import catalog as names  # noqa: E402
+from prefect_synthobs.config import active as so_settings  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,19 @@ def people(n: int = 800, seed: int = 0) -> pd.DataFrame:
             "segment": rng.choice(["a", "b", "c"], n),
         }
     )
+
+
+SDV2 = int(sdv.__version__.split(".")[0]) >= 2
+"""SDV 2.x takes and returns ``{table: frame}`` in single-table ``fit``/``sample``; 1.x frames."""
+
+
+def fit(synth: Any, frame: pd.DataFrame, table: str = "people") -> None:
+    synth.fit({table: frame} if SDV2 else frame)
+
+
+def sample(synth: Any, n: int, table: str = "people") -> pd.DataFrame:
+    out = synth.sample(num_rows=n)
+    return out[table] if SDV2 else out
 
 
 def read(store: Path, table: str) -> pd.DataFrame:
@@ -63,10 +76,10 @@ def test_a_flow_with_only_observe_records_both_models_live_epochs_rows_and_quali
         ctgan = CTGANSynthesizer(metadata, epochs=3)
         copula = GaussianCopulaSynthesizer(metadata)
         for synth in (ctgan, copula):
-            synth.fit({"people": real})
+            fit(synth, real)
             models[type(synth).__name__] = synth
-        first = ctgan.sample(num_rows=500)["people"]
-        second = copula.sample(num_rows=500)["people"]
+        first = sample(ctgan, 500)
+        second = sample(copula, 500)
         for synth, synthetic in ((ctgan, first), (copula, second)):
             result = so.check_quality(real, synthetic, metadata, model=synth)
             scores[type(synth).__name__] = result.scores["overall"]
@@ -114,8 +127,8 @@ def test_check_quality_without_a_model_takes_the_one_model_sampled(store_dir: Pa
     @flow
     def one_model() -> str:
         synth = GaussianCopulaSynthesizer(metadata)
-        synth.fit({"people": real})
-        synthetic = synth.sample(num_rows=200)["people"]
+        fit(synth, real)
+        synthetic = sample(synth, 200)
         so.check_quality(real, synthetic, metadata)
         return str(synth._synthesizer_id)
 
@@ -133,8 +146,8 @@ def test_outside_an_observed_run_autolog_records_nothing_and_says_nothing(
     real = people(200)
     synth = GaussianCopulaSynthesizer(Metadata.detect_from_dataframes({"people": real}))
     with caplog.at_level(logging.WARNING):
-        synth.fit({"people": real})
-        assert len(synth.sample(num_rows=50)["people"]) == 50
+        fit(synth, real)
+        assert len(sample(synth, 50)) == 50
     assert not [r for r in caplog.records if "synthobs" in r.getMessage()]
     assert not (store_dir / names.MODELS).exists()
 
@@ -149,11 +162,11 @@ def test_a_hand_made_record_rows_after_a_sample_is_not_counted_twice(
     @flow
     def upgraded_user() -> None:
         synth = GaussianCopulaSynthesizer(metadata)
-        synth.fit({"people": real})
-        frame = synth.sample(num_rows=120)["people"]
+        fit(synth, real)
+        frame = sample(synth, 120)
         so.record_rows(len(frame))  # the hand-made wiring of before: the same rows
         so.record_rows(30)  # other rows: counted
-        frame = synth.sample(num_rows=40)["people"]
+        frame = sample(synth, 40)
 
     with caplog.at_level(logging.WARNING):
         upgraded_user()
@@ -203,7 +216,7 @@ def test_the_autolog_setting_false_records_no_model(store_dir: Path) -> None:
     @flow
     def off() -> None:
         synth = GaussianCopulaSynthesizer(metadata)
-        synth.fit({"people": real})
+        fit(synth, real)
         synth.sample(num_rows=10)
 
     try:
@@ -230,7 +243,7 @@ def test_tvae_and_direct_ctgan_classes_record_epochs(store_dir: Path) -> None:
     @so.observe(kind="training", table="people")
     @flow
     def both() -> int:
-        TVAESynthesizer(metadata, epochs=2).fit({"people": real})
+        fit(TVAESynthesizer(metadata, epochs=2), real)
         return direct()
 
     assert both() == 77
@@ -257,11 +270,11 @@ def test_training_policies(store_dir: Path, policy: str) -> None:
     @flow
     def train() -> int:
         try:
-            synth.fit({"people": real})
+            fit(synth, real)
         except so.TrainingHealthError as exc:
             assert "slow_epoch" in str(exc)
             return -1
-        return len(synth.sample(num_rows=20)["people"])
+        return len(sample(synth, 20))
 
     try:
         result = train()
@@ -299,7 +312,7 @@ RUNNER_SCRIPT = textwrap.dedent("""
         real = pd.DataFrame({"age": rng.integers(18, 90, 800), "segment": rng.choice(["a", "b"], 800)})
         metadata = Metadata.detect_from_dataframes({"people": real})
         synth = CTGANSynthesizer(metadata, epochs=3) if name == "ctgan" else GaussianCopulaSynthesizer(metadata)
-        synth.fit({"people": real})
+        fit(synth, real)
         synth.sample(num_rows=250)
         synth.sample(num_rows=250)
         return synth._synthesizer_id
@@ -354,7 +367,7 @@ def test_hma_multi_table_fit_is_one_model_and_its_sample_counts_every_table(stor
     def relational() -> dict[str, int]:
         synth = HMASynthesizer(metadata)
         synth.fit(data)
-        synthetic = synth.sample(num_rows=40, main_table_name="customers")  # SDV 2.x (1.x took scale=)
+        synthetic = synth.sample(num_rows=40, main_table_name="customers") if SDV2 else synth.sample(scale=0.6)
         so.check_quality(data, synthetic, metadata, model=synth)
         return {name: len(frame) for name, frame in synthetic.items()}
 
@@ -377,7 +390,7 @@ def _fitted_copula() -> Any:
     if "copula" not in _FITTED:
         real = people(200)
         synth = GaussianCopulaSynthesizer(Metadata.detect_from_dataframes({"people": real}))
-        synth.fit({"people": real})
+        fit(synth, real)
         _FITTED["copula"] = synth
     return _FITTED["copula"]
 
@@ -410,7 +423,7 @@ def test_no_row_is_lost_or_doubled_for_any_interleaving_of_samples_and_hand_coun
     def mixed() -> None:
         for action, n in actions:
             if action in ("sample", "sample_and_record"):
-                frame = synth.sample(num_rows=n)["people"]
+                frame = sample(synth, n)
                 assert len(frame) == n
             if action in ("record", "sample_and_record"):
                 so.record_rows(n)

@@ -23,6 +23,7 @@ pytest.importorskip("sdv", reason="SDV needs pandas < 3: these run in the sdv en
 
 from sdv.metadata import Metadata
 from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer
+from test_sdv_autolog import fit, sample
 
 import prefect_synthobs as so
 from prefect_synthobs import catalog as names
@@ -50,7 +51,7 @@ def test_fit_and_sample_spans_reach_a_collector_in_one_trace(store_dir: Path) ->
             @flow(name=f"spans-{uuid.uuid4().hex[:6]}")
             def traced() -> str:
                 synth = CTGANSynthesizer(metadata, epochs=2)
-                synth.fit({"people": real})
+                fit(synth, real)
                 synth.sample(num_rows=64)
                 return str(synth._synthesizer_id)
 
@@ -79,7 +80,7 @@ def test_progress_and_loss_curve_artifacts_belong_to_the_run(store_dir: Path) ->
     @so.observe(kind="training", table="people")
     @flow
     def watched() -> None:
-        CTGANSynthesizer(metadata, epochs=3).fit({"people": real})
+        fit(CTGANSynthesizer(metadata, epochs=3), real)
 
     state = watched(return_state=True)
     assert PUBLISHER.drain(30)
@@ -113,7 +114,7 @@ def test_a_nan_loss_raises_a_training_event_an_automation_can_match(store_dir: P
     @flow
     def diverging() -> str:
         synth = CTGANSynthesizer(metadata, epochs=1)
-        synth.fit({"people": real})
+        fit(synth, real)
         return str(synth._synthesizer_id)
 
     ctgan_module.CTGAN.fit = poisoned  # type: ignore[method-assign]
@@ -144,8 +145,8 @@ def test_an_autolog_failure_costs_one_warning_never_the_fit(
         total = 0
         for _ in range(2):
             synth = CTGANSynthesizer(metadata, epochs=2)
-            synth.fit({"people": real})
-            total += len(synth.sample(num_rows=10)["people"])
+            fit(synth, real)
+            total += len(sample(synth, 10))
         return total
 
     with caplog.at_level(logging.WARNING):
@@ -169,7 +170,7 @@ def test_many_fits_in_threads_each_get_their_own_rows(store_dir: Path) -> None:
     def parallel() -> list[str]:
         def one(seed: int) -> str:
             synth = GaussianCopulaSynthesizer(metadata)
-            synth.fit({"people": people(100 + seed, seed)})
+            fit(synth, people(100 + seed, seed))
             synth.sample(num_rows=seed + 1)
             return str(synth._synthesizer_id)
 

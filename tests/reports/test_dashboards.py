@@ -155,6 +155,41 @@ def test_grafana_dashboard_uses_only_catalog_metrics() -> None:
     assert "acme_flow_runs_total" in json.dumps(custom) and "synthobs_" not in json.dumps(custom["panels"])
 
 
+def test_training_row_shows_epoch_duration_fits_alerts_and_losses() -> None:
+    dash = grafana_dashboard()
+    rows = [p for p in dash["panels"] if p["type"] == "row"]
+    (training,) = [r for r in rows if r["title"] == "Training"]
+    after = [r for r in rows if r["gridPos"]["y"] > training["gridPos"]["y"]]
+    end = min((r["gridPos"]["y"] for r in after), default=10**6)
+    panels = {
+        p["title"]: p
+        for p in dash["panels"]
+        if p["type"] != "row" and training["gridPos"]["y"] < p["gridPos"]["y"] < end
+    }
+    assert set(panels) == {"Training loss", "Epoch duration p95", "Training fits by status", "Training alerts by check"}
+    duration = panels["Epoch duration p95"]
+    assert duration["fieldConfig"]["defaults"]["unit"] == "s"
+    (expr,) = [t["expr"] for t in duration["targets"]]
+    assert expr.startswith("histogram_quantile(0.95, ") and "synthobs_training_epoch_duration_seconds_bucket" in expr
+    assert 'flow=~"$flow"' in expr and "by (le, flow, model_type)" in expr
+    fits = panels["Training fits by status"]["targets"][0]["expr"]
+    assert "synthobs_training_fits_total" in fits and "status" in fits
+    checks = panels["Training alerts by check"]["targets"][0]["expr"]
+    assert "synthobs_training_alerts_total" in checks and "check" in checks
+    for panel in panels.values():  # no two panels overlap in the grid
+        others = [p for p in panels.values() if p is not panel]
+        box = panel["gridPos"]
+        assert not any(
+            o["gridPos"]["x"] < box["x"] + box["w"]
+            and box["x"] < o["gridPos"]["x"] + o["gridPos"]["w"]
+            and o["gridPos"]["y"] < box["y"] + box["h"]
+            and box["y"] < o["gridPos"]["y"] + o["gridPos"]["h"]
+            for o in others
+        )
+    (rule,) = [r for r in alert_rules("acme")["groups"][0]["rules"] if r["alert"] == "SynthobsTrainingCheckFailed"]
+    assert "acme_training_alerts_total" in rule["expr"] and rule["labels"] == {"severity": "P3"}
+
+
 HTTP_FLOW = """
 import os, time
 import prefect_synthobs as so
@@ -260,7 +295,7 @@ def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pu
             time.sleep(1)
         fed = (
             "flow_runs_total",
-            "duration_seconds",
+            "flow_run_duration_seconds",  # not the epoch-duration histogram: autolog feeds it, no demo here
             "rows_per_second",
             "last_success",
             "quality_score",
