@@ -59,18 +59,18 @@ def test_fit_and_sample_spans_reach_a_collector_in_one_trace(store_dir: Path) ->
             spans = receiver.wait_for(lambda got: any(s.name == names.SPAN_GENERATION_SAMPLE for s in got))
         finally:
             so.configure(otlp_endpoint=None, otlp_protocol=None)
-    fit = [s for s in spans if s.name == names.SPAN_TRAINING_FIT]
+    fit_spans = [s for s in spans if s.name == names.SPAN_TRAINING_FIT]
     epochs = [s for s in spans if s.name == names.SPAN_TRAINING_EPOCH]
     sample = [s for s in spans if s.name == names.SPAN_GENERATION_SAMPLE]
-    assert len(fit) == 1 and len(epochs) == 2 and len(sample) == 1
-    assert fit[0].attributes[names.ATTR_MODEL_ID] == model_id and fit[0].attributes[names.ATTR_EPOCHS] == 2
-    assert fit[0].attributes[names.ATTR_FIT_ROWS] == 300 and fit[0].attributes[names.ATTR_LIBRARY] == "sdv"
-    assert {e.parent_span_id for e in epochs} == {fit[0].span_id}
+    assert len(fit_spans) == 1 and len(epochs) == 2 and len(sample) == 1
+    assert fit_spans[0].attributes[names.ATTR_MODEL_ID] == model_id and fit_spans[0].attributes[names.ATTR_EPOCHS] == 2
+    assert fit_spans[0].attributes[names.ATTR_FIT_ROWS] == 300 and fit_spans[0].attributes[names.ATTR_LIBRARY] == "sdv"
+    assert {e.parent_span_id for e in epochs} == {fit_spans[0].span_id}
     assert sorted(e.attributes[names.ATTR_EPOCH] for e in epochs) == [0, 1]
     assert all(names.ATTR_LOSS_PREFIX + "generator" in e.attributes for e in epochs)
     assert sample[0].attributes[names.ATTR_ROWS] == 64 and sample[0].attributes[names.ATTR_MODEL_ID] == model_id
     flow_span = [s for s in spans if s.attributes.get("prefect.run.type") == "flow"]
-    assert fit[0].parent_span_id == flow_span[0].span_id and sample[0].trace_id == flow_span[0].trace_id
+    assert fit_spans[0].parent_span_id == flow_span[0].span_id and sample[0].trace_id == flow_span[0].trace_id
 
 
 def test_progress_and_loss_curve_artifacts_belong_to_the_run(store_dir: Path) -> None:
