@@ -218,6 +218,7 @@ def check_quality(
                 positive_label=positive_label,
                 known_columns=known_columns,
                 sensitive_columns=sensitive_columns,
+                table=table,
                 **common,
             )
         for note in scored.notes:

@@ -117,9 +117,11 @@ def score_table(
     known_columns: list[str] | None = None,
     sensitive_columns: list[str] | None = None,
     detection: bool = False,
+    table: str | None = None,
 ) -> Scored:
-    """The single-table scores (see ``check_quality``)."""
-    metadata = single_table_metadata(metadata)
+    """The single-table scores (see ``check_quality``); ``table``: which table of SDV multi-table
+    metadata describes ``real`` (default: the only one, or the one with exactly its columns)."""
+    metadata = single_table_metadata(metadata, prefer=table, columns=real.columns)
     report = quality_report(real, synthetic, metadata)
     strict = strict_scores(report, real, synthetic)  # what gates decide on: empty columns count as 0
     notes = []

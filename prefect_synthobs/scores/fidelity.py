@@ -389,7 +389,6 @@ def _validate(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Mapping[str
     return sdtypes
 
 
-@accepts_sdv_metadata
 def check_sdtypes(sdtypes: Iterable[str]) -> None:
     """Refuse an sdtype that looks like a misspelt scored one (``numeric``: did you mean ``numerical``?).
 
@@ -411,6 +410,7 @@ def check_sdtypes(sdtypes: Iterable[str]) -> None:
             )
 
 
+@accepts_sdv_metadata
 def quality_report(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,

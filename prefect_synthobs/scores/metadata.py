@@ -69,34 +69,59 @@ def _table(table: Any, label: str) -> dict[str, Any]:
     return out
 
 
-def single_table_metadata(metadata: Any) -> dict[str, Any]:
+def single_table_metadata(
+    metadata: Any, *, table: str | None = None, prefer: str | None = None, columns: Any = None
+) -> dict[str, Any]:
     """SDV single-table metadata as a dict (``{"columns": ..., "primary_key": ...}``).
 
-    Takes a dict, an SDV ``SingleTableMetadata``, or SDV multi-table metadata (a
-    dict or ``Metadata``) that describes exactly one table.
+    Takes a dict, an SDV ``SingleTableMetadata``, or SDV multi-table metadata (a dict or ``Metadata``):
+    of that, the table named ``table``, else the table named ``prefer`` if there is one (``check_quality``'s
+    table name), else the only table, else the one table whose columns are exactly ``columns`` (the real
+    frame's, when a score is handed SDV's whole ``Metadata``).
 
     Raises:
-        ValueError: Not metadata, metadata of several tables, or a table without
-            ``columns`` or a column without ``sdtype``.
+        ValueError: Not metadata; multi-table metadata where no table is named, found or matches (the
+            message names the tables); a table without ``columns`` or a column without ``sdtype``.
 
     Example:
         ```python
         single_table_metadata({"columns": {"age": {"sdtype": "numerical"}}})
         single_table_metadata(sdv_metadata)  # an SDV Metadata with one table
+        single_table_metadata(sdv_metadata, table="orders")  # one table of several
         ```
     """
     data = _as_dict(metadata, "single-table")
-    if "tables" in data:
-        tables = data["tables"]
-        if not isinstance(tables, Mapping) or len(tables) != 1:
-            count = len(tables) if isinstance(tables, Mapping) else 0
-            raise ValueError(
-                f"the metadata describes {count} tables, not one: use multi_table_quality_report / "
-                f"multi_table_diagnostic_report for several tables, or pass metadata['tables'][name]"
-            )
-        ((name, table),) = tables.items()
-        return _table(table, f"metadata of table {name!r}")
-    return _table(data, "metadata")
+    if "tables" not in data:
+        return _table(data, "metadata")
+    tables = data["tables"]
+    if not isinstance(tables, Mapping) or not tables:
+        raise ValueError("the metadata describes no table: pass SDV metadata with a table in 'tables'")
+    if table is None and prefer is not None and prefer in tables:
+        table = prefer
+    if table is not None:
+        if table not in tables:
+            raise ValueError(f"the metadata has no table {table!r}; it has {', '.join(map(repr, tables))}")
+        return _table(tables[table], f"metadata of table {table!r}")
+    if len(tables) == 1:
+        ((name, only),) = tables.items()
+        return _table(only, f"metadata of table {name!r}")
+    if columns is not None:
+        wanted = {str(c) for c in columns}
+        matches = [
+            name
+            for name, meta in tables.items()
+            if isinstance(meta, Mapping)
+            and isinstance(meta.get("columns"), Mapping)
+            and {str(c) for c in meta["columns"]} == wanted
+        ]
+        if len(matches) == 1:
+            return _table(tables[matches[0]], f"metadata of table {matches[0]!r}")
+    raise ValueError(
+        f"the metadata describes {len(tables)} tables ({', '.join(map(repr, tables))}) and none is named"
+        f"{' or has exactly the real table' + chr(39) + 's columns' if columns is not None else ''}: name one "
+        "(check_quality(..., table='orders')), pass metadata.to_dict()['tables'][name], or score every table "
+        "with multi_table_quality_report / multi_table_diagnostic_report"
+    )
 
 
 P = ParamSpec("P")
@@ -104,8 +129,9 @@ R = TypeVar("R")
 
 
 def accepts_sdv_metadata(fn: Callable[P, R]) -> Callable[P, R]:
-    """Let a single-table score take SDV metadata objects (or SDV 2.0 metadata of one table)
-    as its ``metadata`` argument: they are turned into the dict it reads. A dict with ``columns``
+    """Let a single-table score take SDV metadata objects (or SDV 2.0 metadata: its only table, or the
+    table whose columns are the ``real`` frame's) as its ``metadata`` argument: they are turned into the
+    dict it reads. A dict with ``columns``
     passes through untouched, so the score's own checks and messages stay as they are."""
     signature = inspect.signature(fn)
 
@@ -114,7 +140,10 @@ def accepts_sdv_metadata(fn: Callable[P, R]) -> Callable[P, R]:
         bound = signature.bind_partial(*args, **kwargs)
         metadata = bound.arguments.get("metadata")
         if metadata is not None and (not isinstance(metadata, Mapping) or "tables" in metadata):
-            bound.arguments["metadata"] = single_table_metadata(metadata)
+            real = bound.arguments.get("real")
+            bound.arguments["metadata"] = single_table_metadata(
+                metadata, columns=real.columns if isinstance(real, pd.DataFrame) else None
+            )
             return fn(*bound.args, **bound.kwargs)
         return fn(*args, **kwargs)
 

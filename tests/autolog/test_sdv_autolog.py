@@ -369,6 +369,8 @@ def test_hma_multi_table_fit_is_one_model_and_its_sample_counts_every_table(stor
         synth.fit(data)
         synthetic = synth.sample(num_rows=40, main_table_name="customers") if SDV2 else synth.sample(scale=0.6)
         so.check_quality(data, synthetic, metadata, model=synth)
+        # one table of SDV's multi-table Metadata object: the table named
+        so.check_quality(data["orders"], synthetic["orders"], metadata, model=synth, table="orders")
         return {name: len(frame) for name, frame in synthetic.items()}
 
     sizes = relational()
@@ -380,6 +382,7 @@ def test_hma_multi_table_fit_is_one_model_and_its_sample_counts_every_table(stor
     assert read(store_dir, names.FLOW_RUNS).rows.tolist() == [sum(sizes.values())]
     quality = read(store_dir, names.QUALITY_CHECKS)
     assert set(quality.model_id) == {row.model_id}
+    assert {"overall", "column_shapes"} <= set(quality[quality.table_name == "orders"].metric)
 
 
 _FITTED: dict[str, Any] = {}

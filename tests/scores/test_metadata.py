@@ -49,11 +49,32 @@ def test_single_table_metadata_from_every_shape() -> None:
     assert TABLE["columns"]["age"] == {"sdtype": "numerical"}  # the caller's dict is not changed
 
 
+def test_one_table_of_multi_table_metadata_by_name_preference_or_columns() -> None:
+    orders = MULTI["tables"]["orders"]
+    assert single_table_metadata(Obj(MULTI, "V1"), table="orders") == orders
+    assert single_table_metadata(MULTI, prefer="orders") == orders
+    assert single_table_metadata(MULTI, prefer="not-a-table", columns=["oid", "uid", "n"]) == orders
+    assert single_table_metadata(MULTI, columns=pd.Index(["id", "age"])) == TABLE
+    assert single_table_metadata(MULTI, table="users", columns=["oid", "uid", "n"]) == TABLE  # the name wins
+
+
+def test_a_score_handed_whole_multi_table_metadata_scores_the_table_that_matches() -> None:
+    from prefect_synthobs.quality import quality_report
+
+    orders = pd.DataFrame({"oid": range(20), "uid": [i % 5 for i in range(20)], "n": [float(i) for i in range(20)]})
+    assert quality_report(orders, orders, Obj(MULTI, "V1")).overall == 1.0
+    assert quality_report(orders, orders, MULTI).overall == 1.0
+
+
 def test_single_table_metadata_refuses_clearly() -> None:
-    with pytest.raises(ValueError, match="describes 2 tables, not one"):
+    with pytest.raises(ValueError, match=r"describes 2 tables \('users', 'orders'\) and none is named"):
         single_table_metadata(MULTI)
-    with pytest.raises(ValueError, match="describes 0 tables"):
+    with pytest.raises(ValueError, match="describes no table"):
         single_table_metadata({"tables": {}})
+    with pytest.raises(ValueError, match="has no table 'items'; it has 'users', 'orders'"):
+        single_table_metadata(MULTI, table="items")
+    with pytest.raises(ValueError, match="none is named or has exactly the real table's columns"):
+        single_table_metadata(MULTI, columns=["id"])
     with pytest.raises(ValueError, match="metadata is a pandas DataFrame"):
         single_table_metadata(pd.DataFrame({"a": [1]}))
     with pytest.raises(ValueError, match="must be a dict like"):
