@@ -1,10 +1,16 @@
 """A real synthetic-data pipeline, observed: train → generate → quality check.
 
-The generator is a Gaussian copula written with numpy and pandas: each column's
-marginal is its empirical distribution; the dependence between columns is the
-correlation matrix of their normal scores. Training runs in epochs over
-shuffled mini-batches, refining the correlation estimate, and records the
-held-out negative log-likelihood of the copula as the epoch loss.
+Where SDV is installed (the ``sdv`` extra; ``scripts/demo.sh`` sets it up with PyTorch's CPU build), the
+generators are SDV's ``GaussianCopulaSynthesizer`` (it generates the table) and a few epochs of
+``CTGANSynthesizer`` on a sample of the rows (trained, sampled and scored beside it), fitted with SDV's own
+``Metadata``. The pipeline then calls no synthobs recording function: autolog records the fits, CTGAN's
+epochs as they end and the sampled rows (``sdv_generators.py``).
+
+Without SDV (the project's own environment, pandas 3) the generator is a Gaussian copula written with
+numpy and pandas: each column's marginal is its empirical distribution; the dependence between columns is
+the correlation matrix of their normal scores. Training runs in epochs over shuffled mini-batches,
+refining the correlation estimate, and records the held-out negative log-likelihood of the copula as the
+epoch loss by hand (``record_epoch``), as it records its rows (``record_rows``).
 
 Run it:
     python flows/synthetic_pipeline.py            # or: synthobs demo
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,7 +29,19 @@ from prefect import flow, task
 import prefect_synthobs as so
 from prefect_synthobs.instrument.models import model_identity
 from prefect_synthobs.quality import ks_complement
+from prefect_synthobs.sample_flows import sdv_generators as sdv
+from prefect_synthobs.sample_flows.sdv_generators import Generators
 
+SDV_VERSION = sdv.sdv_version()
+USES_SDV = SDV_VERSION is not None
+"""Whether the pipeline trains SDV's synthesizers (SDV importable) or its own numpy copula."""
+GENERATOR = (
+    f"SDV {SDV_VERSION}: GaussianCopulaSynthesizer, and CTGANSynthesizer on {sdv.CTGAN_ROWS:,} rows (CPU); "
+    "recorded by synthobs autolog"
+    if USES_SDV
+    else "numpy Gaussian copula (SDV not installed: pip install 'prefect-synthobs[sdv]'); recorded by hand"
+)
+"""One line saying which generator this pipeline uses, logged by the training flow and printed by the demo."""
 MODEL_TYPE = "gaussian_copula"
 TABLE = "customers"
 METADATA = {
@@ -67,7 +86,7 @@ def make_customers(n: int = 5_000, seed: int = 7) -> pd.DataFrame:
     region = rng.choice(["north", "south", "east", "west"], size=n, p=[0.35, 0.25, 0.25, 0.15])
     churn_p = 1 / (1 + np.exp(0.04 * tenure + 0.15 * purchases - 1.5))
     churned = rng.random(n) < churn_p
-    return pd.DataFrame(
+    frame: pd.DataFrame = pd.DataFrame(
         {
             "age": age.astype("int64"),
             "income": income,
@@ -78,6 +97,7 @@ def make_customers(n: int = 5_000, seed: int = 7) -> pd.DataFrame:
             "churned": churned,
         }
     )
+    return frame
 
 
 # -- the generator (pure numpy) -------------------------------------------------
@@ -128,7 +148,8 @@ def norm_ppf(p: np.ndarray) -> np.ndarray:
 def norm_cdf(z: np.ndarray) -> np.ndarray:
     """Standard normal CDF."""
     erf = np.vectorize(math.erf, otypes=[np.float64])
-    return 0.5 * (1.0 + erf(np.asarray(z, dtype=np.float64) / math.sqrt(2.0)))
+    out: np.ndarray = 0.5 * (1.0 + erf(np.asarray(z, dtype=np.float64) / math.sqrt(2.0)))
+    return out
 
 
 @dataclass
@@ -213,7 +234,8 @@ class GaussianCopula:
                 idx = np.minimum(np.searchsorted(cum, u[:, i], side="right"), len(values) - 1)
                 col = values[idx]
                 data[c] = (col == "True") if self.dtypes[c] == "bool" else col
-        return pd.DataFrame(data, columns=self.columns)
+        frame: pd.DataFrame = pd.DataFrame(data, columns=self.columns)
+        return frame
 
 
 # -- tasks --------------------------------------------------------------------
@@ -252,7 +274,24 @@ def train_epoch(model: GaussianCopula, train_df: pd.DataFrame, valid_z: np.ndarr
 
 
 @task
-def sample_batch(model: GaussianCopula, n: int, seed: int) -> pd.DataFrame:
+def fit_gaussian_copula(train_df: pd.DataFrame, metadata: Any) -> Any:
+    """SDV's GaussianCopulaSynthesizer on every training row (autolog records the fit)."""
+    return sdv.fit(sdv.gaussian_copula(metadata), TABLE, train_df)
+
+
+@task
+def fit_ctgan(train_df: pd.DataFrame, metadata: Any, epochs: int, seed: int) -> Any:
+    """SDV's CTGANSynthesizer, ``epochs`` epochs on a sample of the training rows (autolog records the fit
+    and each epoch as it ends)."""
+    rows = train_df.sample(min(len(train_df), sdv.CTGAN_ROWS), random_state=seed)
+    return sdv.fit(sdv.ctgan(metadata, epochs), TABLE, rows)
+
+
+@task
+def sample_batch(model: Any, n: int, seed: int) -> pd.DataFrame:
+    if not isinstance(model, GaussianCopula):  # an SDV synthesizer: autolog counts its rows and spans them
+        sampled: pd.DataFrame = sdv.sample(model, TABLE, n)
+        return sampled
     with so.span("generation.batch", batch_size=n, seed=seed):
         df = model.sample(n, seed)
     so.record_rows(len(df))
@@ -269,27 +308,46 @@ def column_ks(real: pd.Series, synthetic: pd.Series) -> float:
 
 @so.observe(kind="training", model_type=MODEL_TYPE, table=TABLE)
 @flow(name="train-generator", log_prints=True)
-def train_generator(n_rows: int = 5_000, epochs: int = 5, seed: int = 7) -> GaussianCopula:
-    """Fit a Gaussian copula on the customers table over ``epochs`` epochs."""
+def train_generator(n_rows: int = 5_000, epochs: int = 5, seed: int = 7) -> Generators:
+    """Fit the generators on the customers table: SDV's GaussianCopula and ``epochs`` epochs of CTGAN, or
+    (without SDV) the numpy copula over ``epochs`` epochs."""
+    print(f"generator: {GENERATOR}")
     df = load_customers(n_rows, seed)
     train_df, valid_df = split(df, 0.2, seed)
+    if USES_SDV:
+        metadata = sdv.detect_metadata(TABLE, train_df)
+        copula = fit_gaussian_copula(train_df, metadata)
+        challenger = fit_ctgan(train_df, metadata, epochs, seed)
+        return Generators({"gaussian_copula": copula, "ctgan": challenger}, metadata)
     model = fit_marginals(train_df)
     valid_z = model.normal_scores(valid_df)
     for epoch in range(epochs):
         loss = train_epoch(model, train_df, valid_z, epoch, batches=4)
         print(f"epoch {epoch + 1}/{epochs}: held-out NLL {loss:.4f}")
-    return model
+    return Generators({MODEL_TYPE: model}, METADATA)
 
 
 @so.observe(kind="generation", model_type=MODEL_TYPE, table=TABLE)
 @flow(name="generate-synthetic", log_prints=True)
-def generate_synthetic(model: GaussianCopula, n_rows: int = 20_000, batch_size: int = 5_000) -> pd.DataFrame:
-    """Sample ``n_rows`` rows in batches run concurrently."""
+def generate_synthetic(
+    generators: Generators, n_rows: int = 20_000, batch_size: int = 5_000, challenger_rows: int = 2_000
+) -> dict[str, pd.DataFrame]:
+    """Sample ``n_rows`` rows from the main generator in batches (the numpy copula's run concurrently; an SDV
+    synthesizer samples from one random state, so its batches run one after the other), and
+    ``challenger_rows`` from each challenger. Returns the tables by model name, the main one first."""
     sizes = [batch_size] * (n_rows // batch_size) + ([n_rows % batch_size] if n_rows % batch_size else [])
-    futures = [sample_batch.submit(model, size, seed) for seed, size in enumerate(sizes)]
-    frames = [f.result() for f in futures]
-    print(f"generated {sum(len(f) for f in frames):,} rows in {len(frames)} batches")
-    return pd.concat(frames, ignore_index=True)
+    name, model = generators.main
+    if isinstance(model, GaussianCopula):
+        futures = [sample_batch.submit(model, size, seed) for seed, size in enumerate(sizes)]
+        frames = [f.result() for f in futures]
+    else:
+        frames = [sample_batch(model, size, seed) for seed, size in enumerate(sizes)]
+    print(f"generated {sum(len(f) for f in frames):,} rows in {len(frames)} batches with {name}")
+    out = {name: pd.concat(frames, ignore_index=True)}
+    for other, challenger in generators.challengers.items():
+        out[other] = sample_batch(challenger, min(n_rows, challenger_rows), 0)
+        print(f"generated {len(out[other]):,} rows with {other} (challenger)")
+    return out
 
 
 @so.observe(kind="quality", model_type=MODEL_TYPE, table=TABLE)
@@ -299,32 +357,33 @@ def check_quality(
     synthetic: pd.DataFrame,
     holdout: pd.DataFrame | None = None,
     threshold: float = 0.8,
-    model_id: str | None = None,
+    model: Any = None,
+    metadata: Any = None,
+    challengers: dict[str, tuple[Any, pd.DataFrame]] | None = None,
 ) -> dict[str, float]:
-    """KS complement per numeric column, then the quality report, privacy and
-    utility scores checked against the demo's gates."""
+    """KS complement per numeric column, then the quality report, privacy and utility scores of
+    ``synthetic`` checked against the demo's gates; each challenger (name: its model and its table) is
+    scored the same way without gates, so the reports' leaderboard compares the models.
+
+    ``model``: the model object or its id (reports compare models by it, never average them);
+    ``metadata``: SDV's ``Metadata`` object or an SDV metadata dict (default: the demo's dict)."""
+    metadata = METADATA if metadata is None else metadata
     numeric = [
         c for c in real.columns if pd.api.types.is_numeric_dtype(real[c]) and not pd.api.types.is_bool_dtype(real[c])
     ]
     futures = {c: column_ks.submit(real[c], synthetic[c]) for c in numeric}
     scores = {f"ks_complement:{c}": f.result() for c, f in futures.items()}
     for metric, score in scores.items():
-        so.record_quality(metric, score, threshold=threshold, model=model_id)
+        so.record_quality(metric, score, threshold=threshold, model=model)
         print(f"{metric:<28} {score:.3f}")
-    check = so.check_quality(
-        real,
-        synthetic,
-        METADATA,
-        model=model_id,  # reports compare models by this id, never average them
-        gates=GATES,
-        holdout=holdout,
-        target="churned",
-        privacy_sample=2_000,
-        seed=7,
-    )
+    common: dict[str, Any] = {"holdout": holdout, "target": "churned", "privacy_sample": 2_000, "seed": 7}
+    check = so.check_quality(real, synthetic, metadata, model=model, gates=GATES, **common)
     for result in check.results:
         print(f"gate {result.gate:<30} {'pass' if result.passed else 'FAIL'}  ({result.describe()})")
     scores.update(check.scores)
+    for name, (other, table) in (challengers or {}).items():
+        other_scores = so.check_quality(real, table, metadata, model=other, **common).scores
+        print(f"{name} (challenger, not gated): overall {other_scores.get('overall', float('nan')):.3f}")
     return scores
 
 
@@ -334,17 +393,24 @@ def synthetic_pipeline(
     n_real: int = 5_000, n_synthetic: int = 20_000, epochs: int = 5, seed: int = 7
 ) -> dict[str, float]:
     """Train a generator, spend privacy budget, sample a synthetic table, check it."""
-    model = train_generator(n_real, epochs, seed)
+    # (cast: mypy reads a Prefect flow call as returning None)
+    generators = cast(Generators, train_generator(n_real, epochs, seed))
     try:
         spend = so.record_privacy_spend(EPSILON_PER_RUN, dataset=TABLE, budget=BUDGET)
         print(f"privacy budget of {TABLE!r}: spent {spend.spent:.1f} of {spend.budget:.1f} epsilon")
     except so.PrivacyBudgetExceeded as exc:
         print(f"{exc}; reset it with: prefect variable delete synthobs_privacy_spent__{TABLE}")
         raise
-    synthetic = generate_synthetic(model, n_synthetic)
+    tables = cast("dict[str, pd.DataFrame]", generate_synthetic(generators, n_synthetic))
     train_df, holdout_df = split.fn(make_customers(n_real, seed), 0.2, seed)
-    model_id, _ = model_identity(model)  # a model object has an id synthobs keeps on it
-    return check_quality(train_df, synthetic, holdout_df, model_id=model_id)
+    name, model = generators.main
+    challengers = {other: (generators.models[other], tables[other]) for other in generators.challengers}
+    if isinstance(model, GaussianCopula):
+        model = model_identity(model)[0]  # a model object has an id synthobs keeps on it
+    scores = check_quality(
+        train_df, tables[name], holdout_df, model=model, metadata=generators.metadata, challengers=challengers
+    )
+    return cast("dict[str, float]", scores)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from prefect_synthobs.reports.health import render_text, report_for, window
 from prefect_synthobs.reports.text import terminal_text
 from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
 from prefect_synthobs.sample_flows import synthetic_pipeline as pipeline
+from prefect_synthobs.sample_flows.sdv_generators import trained_models_summary
 from prefect_synthobs.telemetry.metrics import REGISTRY
 
 
@@ -107,6 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
     store = HealthStore(settings.resolved_store_url())
     started = time.time()
     print(f"synthobs demo: train → generate → quality check, store {store.url}", flush=True)
+    print(f"generator: {pipeline.GENERATOR}", flush=True)
     with _stage_lines():
         state = pipeline.synthetic_pipeline(
             n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
@@ -126,6 +128,8 @@ def _demo(args: argparse.Namespace) -> int:
         rows = f"{int(row.rows):>8,} rows" if row.rows else ""
         flow, kind, run_state = (terminal_text(v) for v in (row.flow_name, row.kind, row.state_type))  # store text
         print(f"  {flow:<20} {kind:<10} {run_state:<10} {row.duration_s:7.2f} s {rows}")
+    for line in trained_models_summary(store, set(runs.flow_run_id), since=_ts(started - 1)):
+        print(terminal_text(line))
     samples = [
         line
         for line in _exposition(REGISTRY).splitlines()

@@ -165,3 +165,16 @@ def test_a_row_with_a_missing_or_unknown_column_is_refused() -> None:
         table.select("time", "nope")
     with pytest.raises(ValueError, match="time column"):
         Table("t", {"x": pa.int64()}, time_column="time")
+
+
+def test_every_subpackage_ships_in_the_wheel() -> None:
+    """A package left out of pyproject's list works in an editable install and is missing from the wheel."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    line = re.search(r"^packages = \[(.*)\]$", (root / "pyproject.toml").read_text(), re.MULTILINE)
+    assert line is not None
+    listed = set(re.findall(r'"([^"]+)"', line.group(1)))
+    found = {".".join(init.parent.relative_to(root).parts) for init in (root / "prefect_synthobs").rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"

@@ -40,3 +40,26 @@ def test_benchmark_runs_and_reports(tmp_path: Path, script: str, args: list[str]
         timeout=60,
     )
     assert "no result" not in table.stdout and "figure" in table.stdout, table.stdout + table.stderr
+
+
+def test_autolog_benchmark_runs_and_records(tmp_path: Path) -> None:
+    """bench_autolog.py (SDV's CTGAN, autolog on vs off) at a tiny size: it runs, and what autolog recorded
+    is exactly the fits made with it on (runs in the SDV environment: scripts/test.sh's second run)."""
+    pytest.importorskip("sdv")
+    env = subprocess_env(SYNTHOBS_BENCH_RESULTS=str(tmp_path))
+    args = ["--epochs", "2", "--rows", "500", "--sample-rows", "1000", "--repeats", "1", "--settle", "0"]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_autolog.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "autolog.json").read_text())
+    assert data["benchmark"] == "autolog" and data["library"] == "sdv" and data["device"] == "cpu"
+    assert data["recorded_models"] == data["expected_models"] == 2  # the warm-up fit and the round's, autolog on
+    assert data["recorded_epoch_rows"] == data["expected_epoch_rows"] == 8
+    assert data["synthobs_epoch_hook_us_median"] > 0 and data["synthobs_fit_wrapper_ms_median"] > 0
+    for part in ("fit", "sample"):
+        assert data[part]["median_ratio"] > 0 and data[part]["target_median_ratio"] == 1.01
