@@ -152,8 +152,7 @@ class FitSession(Operation):
         if self.span is not None and self.span.is_recording():
             end_ns = time.time_ns()
             start_ns = end_ns - int(seconds * 1e9)
-            tracer = trace.get_tracer(catalog.TRACER_NAME, __version__)
-            epoch_span = tracer.start_span(
+            epoch_span = _tracer().start_span(
                 catalog.SPAN_TRAINING_EPOCH,
                 context=trace.set_span_in_context(self.span),
                 start_time=start_ns,
@@ -270,6 +269,20 @@ class FitSession(Operation):
         return TrainingHealthError(self.monitor.alerts, model=f"{self.model.synthesizer} {self.model.model_id}")
 
 
+_TRACERS: dict[int, Any] = {}
+
+
+def _tracer() -> Any:
+    """synthobs' tracer on the current global provider (looked up once per provider, not per epoch)."""
+    provider = trace.get_tracer_provider()
+    tracer = _TRACERS.get(id(provider))
+    if tracer is None or tracer[0] is not provider:
+        tracer = (provider, provider.get_tracer(catalog.TRACER_NAME, __version__))
+        _TRACERS.clear()
+        _TRACERS[id(provider)] = tracer
+    return tracer[1]
+
+
 def active_operation() -> Operation | None:
     """The outermost fit or sample being recorded in this context."""
     return _ACTIVE.get()
@@ -333,7 +346,7 @@ def fit_session(
         warn_once("fit-start", "autolog could not start recording a fit (%s); the fit is not recorded", exc)
         yield None
         return
-    tracer = trace.get_tracer(catalog.TRACER_NAME, __version__)
+    tracer = _tracer()
     token = _ACTIVE.set(session)
     try:
         with tracer.start_as_current_span(
@@ -379,7 +392,7 @@ def sample_call(obj: Any, library: str, *, table_name: str | None = None) -> Ite
         warn_once("sample-start", "autolog could not start recording a sample (%s); its rows are not counted", exc)
         yield None
         return
-    tracer = trace.get_tracer(catalog.TRACER_NAME, __version__)
+    tracer = _tracer()
     token = _ACTIVE.set(Operation(model, "sample"))
     result = _SampleResult()
     try:
