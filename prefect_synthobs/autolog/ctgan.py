@@ -100,8 +100,9 @@ def loss_values_set(model: Any, frame: Any, parse: Callable[[Any, int], list[tup
     try:
         rows = len(frame) if frame is not None else 0
         if rows == 0:
-            model.__dict__[_SEEN_ATTRIBUTE] = 0
-            session.training_loop_started()
+            if _SEEN_ATTRIBUTE not in model.__dict__:  # the reset right before the loop; later ones change nothing
+                model.__dict__[_SEEN_ATTRIBUTE] = 0
+                session.training_loop_started()
             return
         seen = model.__dict__.get(_SEEN_ATTRIBUTE, 0)
         if rows < seen:

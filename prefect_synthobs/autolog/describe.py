@@ -4,7 +4,8 @@
   DataFrame as SDV 2.x takes, an array, a synthcity ``DataLoader``) and the table names it holds;
 - ``parameters_json(model)``: the model's hyperparameters as JSON text (SDV's ``get_parameters()``,
   synthcity's ``get_args()``, else the ``__init__`` arguments kept on the object as ``name`` or
-  ``_name``), string values redacted, cut to ``MAX_PARAMETERS_CHARS``;
+  ``_name``): string values and keys redacted (``telemetry.redaction.redact``), a secret-named field
+  (``password``, ``token``, ``client_secret``...) redacted whatever it holds; cut to ``MAX_PARAMETERS_CHARS``;
 - ``pickled_size(model)``: bytes of the fitted object pickled (cloudpickle, as SDV's ``save`` writes it),
   counted without holding them in memory;
 - ``sampled_rows(result)``: rows per table of what ``sample`` returned.
@@ -18,7 +19,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from prefect_synthobs.telemetry.redaction import redact
+from prefect_synthobs.telemetry.redaction import is_secret_key, redact
+
+REDACTED = "[REDACTED]"
 
 MAX_PARAMETERS_CHARS = 16_000
 """``models.parameters`` is cut to this many characters (then it ends with a note, and is not JSON)."""
@@ -78,8 +81,11 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
         return redact(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v, depth + 1) for k, v in list(value.items())[:200]}
+    if isinstance(value, Mapping):  # a secret-named field is redacted whatever its value; keys are text too
+        return {
+            redact(str(k)): REDACTED if is_secret_key(str(k)) and v is not None else _json_safe(v, depth + 1)
+            for k, v in list(value.items())[:200]
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_json_safe(v, depth + 1) for v in list(value)[:200]]
     item = getattr(value, "item", None)  # numpy scalars

@@ -15,6 +15,7 @@ how a module loads: it wraps the loader's ``exec_module`` to call back after it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.abc
 import importlib.machinery
 import sys
@@ -45,6 +46,9 @@ class Patches:
     def __init__(self) -> None:
         self._saved: list[_Saved] = []
         self._lock = threading.RLock()
+        self.active = True
+        """``False`` once ``undo`` ran: a wrapper that could not be taken out (something wrapped the method
+        again after autolog) then only calls through."""
 
     def wrap(self, owner: type, name: str, make: Callable[[Any], Any]) -> bool:
         """Replace ``owner.name`` by ``make(current)``; ``False`` (nothing changed) when ``owner`` has no
@@ -56,7 +60,15 @@ class Patches:
             if current is _MISSING:
                 return False
             previous = owner.__dict__.get(name, _MISSING)
-            wrapper = make(current)
+            recording: Callable[..., Any] = make(current)
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if self.active:
+                    return recording(*args, **kwargs)
+                return current(*args, **kwargs)  # type: ignore[operator]  # an attribute that was callable
+
+            functools.update_wrapper(wrapper, recording)
+            wrapper.__wrapped__ = current  # type: ignore[attr-defined]
             setattr(owner, name, wrapper)
             self._saved.append(_Saved(owner, name, previous, wrapper))
             return True
@@ -68,6 +80,7 @@ class Patches:
     def undo(self) -> None:
         """Put every replaced attribute back as it was, newest first."""
         with self._lock:
+            self.active = False
             while self._saved:
                 saved = self._saved.pop()
                 try:

@@ -178,10 +178,16 @@ class FitProgress:
 
         PUBLISHER.submit(update)
 
-    def finish(self, status: str, history: Mapping[str, Sequence[tuple[int, float]]], *, title: str) -> None:
-        """The fit ended: 100 % (or where a failed fit stopped) and, with epochs, a loss-curve picture."""
+    def finish(
+        self, status: str, history: Mapping[str, Sequence[tuple[int, float]]], *, title: str, share: float = 1.0
+    ) -> None:
+        """The fit ended: ``share`` done (1 when it completed; a failed or stopped fit, where it ended) and,
+        with epochs, a loss-curve picture."""
         epochs = max((len(v) for v in history.values()), default=0)
-        self._update(100.0, f"Training {self.model_type or 'model'} {self.model_id}: {status} after {epochs} epochs")
+        self._update(
+            100.0 * min(max(share, 0.0), 1.0),
+            f"Training {self.model_type or 'model'} {self.model_id}: {status} after {epochs} epochs",
+        )
         if not history:
             return
         key = artifact_key("synthobs-loss", self.model_type)

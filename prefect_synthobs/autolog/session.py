@@ -20,6 +20,7 @@ import json
 import math
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,8 +44,10 @@ from prefect_synthobs.autolog.health import (
 from prefect_synthobs.autolog.progress import FitProgress
 from prefect_synthobs.config.active import get_settings
 from prefect_synthobs.health.rows import model_row
+from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import Scope, current_scope, rows_sampled
 from prefect_synthobs.instrument.models import model_identity
+from prefect_synthobs.telemetry.redaction import redact_optional
 
 logger = get_logger("autolog")
 
@@ -119,6 +122,8 @@ class FitSession(Operation):
     gates: TrainingGates | None = None
     progress: FitProgress | None = None
     stopped: bool = False
+    fit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This fit (``models.fit_id``): SDV keeps a synthesizer's id when it is fitted again or copied."""
 
     # -- epochs --------------------------------------------------------------------------
 
@@ -165,7 +170,7 @@ class FitSession(Operation):
             epoch_span.end(end_time=end_ns)
             span_context = epoch_span.get_span_context()
         scope = self.scope
-        scope.runtime.recording.epoch(
+        _recording(scope).epoch(
             epoch,
             clean,
             time=datetime.now(timezone.utc),
@@ -176,6 +181,7 @@ class FitSession(Operation):
             model_id=self.model.model_id,
             epoch_seconds=seconds,
             span_context=span_context,
+            fit_id=self.fit_id,
         )
         if self.progress is not None:
             self.progress.epoch(self.epochs, self.planned_epochs, clean)
@@ -201,7 +207,7 @@ class FitSession(Operation):
             model.model_id,
             self.gates.policy,
         )
-        scope.runtime.recording.training_alert(alert.check, flow_name=scope.flow_name, model_type=model.model_type)
+        _recording(scope).training_alert(alert.check, flow_name=scope.flow_name, model_type=model.model_type)
         if self.span is not None:
             self.span.add_event(
                 catalog.EVENT_TRAINING_PREFIX + alert.check,
@@ -221,10 +227,15 @@ class FitSession(Operation):
     # -- the end -------------------------------------------------------------------------
 
     def finish(self, error: BaseException | None) -> None:
-        """The fit returned (``error`` ``None``) or raised: the ``models`` row, the span's summary."""
+        """The fit returned (``error`` ``None``) or raised: the ``models`` row, the span's summary. A fit
+        whose training checks trip under policy ``fail`` is ``failed`` (``TrainingHealthError``), though
+        its model is fitted."""
         seconds = time.perf_counter() - self.started
+        if error is None:
+            error = self.failed_gates()
         status = "failed" if error is not None else ("stopped" if self.stopped else "completed")
-        size = describe.pickled_size(self.model.obj) if error is None else None
+        fitted = error is None or isinstance(error, TrainingHealthError)
+        size = describe.pickled_size(self.model.obj) if fitted else None
         scope, model = self.scope, self.model
         row = model_row(
             time=datetime.now(timezone.utc),
@@ -235,7 +246,7 @@ class FitSession(Operation):
             library=model.library,
             synthesizer=model.synthesizer,
             model_type=model.model_type,
-            table_name=self.table_name or scope.info.spec.table,
+            table_name=redact_optional(self.table_name or scope.info.spec.table, enabled=get_settings().redact_pii),
             parameters=describe.parameters_json(model.obj),
             fit_rows=self.fit_rows,
             fit_columns=self.fit_columns,
@@ -244,13 +255,14 @@ class FitSession(Operation):
             size_bytes=size,
             status=status,
             error_type=type(error).__name__ if error is not None else None,
+            fit_id=self.fit_id,
             final_losses=json.dumps(
                 {k: (v if math.isfinite(v) else str(v)) for k, v in self.final_losses.items()}, sort_keys=True
             )
             if self.final_losses
             else None,
         )
-        scope.runtime.recording.model_fitted(row, in_observed_run=True)
+        _recording(scope).model_fitted(row, in_observed_run=True)
         if self.span is not None and self.span.is_recording():
             self.span.set_attributes(
                 {
@@ -260,13 +272,21 @@ class FitSession(Operation):
                 }
             )
         if self.progress is not None:
-            self.progress.finish(status, self.history, title=f"{model.synthesizer} loss per epoch")
+            share = 1.0 if status == "completed" or not self.planned_epochs else self.epochs / self.planned_epochs
+            self.progress.finish(status, self.history, title=f"{model.synthesizer} loss per epoch", share=share)
 
     def failed_gates(self) -> TrainingHealthError | None:
         """The error to raise when the fit ended and the policy is ``fail`` with alerts tripped."""
         if self.monitor is None or self.gates is None or self.gates.policy != "fail" or not self.monitor.alerts:
             return None
         return TrainingHealthError(self.monitor.alerts, model=f"{self.model.synthesizer} {self.model.model_id}")
+
+
+def _recording(scope: Scope) -> Any:
+    """The recording of the process's runtime now: ``configure`` during a fit rebuilds the runtime, and a
+    fit's later rows must go to the new one, not the closed one it started with."""
+    runtime = current_runtime()
+    return (runtime if runtime is not None else scope.runtime).recording
 
 
 _TRACERS: dict[int, Any] = {}

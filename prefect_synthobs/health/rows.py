@@ -270,6 +270,7 @@ def epoch_rows(
     model_type: str | None,
     model_id: str | None = None,
     epoch_seconds: float | None = None,
+    fit_id: str | None = None,
 ) -> list[Row]:
     """``training_epochs`` rows: one per loss type, or one with a null loss.
 
@@ -287,6 +288,7 @@ def epoch_rows(
             loss=loss,
             model_id=model_id,
             epoch_seconds=seconds,
+            fit_id=fit_id,
         )
         for loss_type, loss in items
     ]
@@ -312,6 +314,7 @@ def model_row(
     status: str,
     error_type: str | None = None,
     final_losses: str | None = None,
+    fit_id: str | None = None,
 ) -> Row:
     """One ``models`` row: a fit that ended (``status`` ``completed``, ``failed`` or ``stopped``)."""
     return tables.MODELS.row(
@@ -333,6 +336,7 @@ def model_row(
         status=status,
         error_type=error_type,
         final_losses=final_losses,
+        fit_id=fit_id,
     )
 
 

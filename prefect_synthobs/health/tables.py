@@ -187,8 +187,9 @@ TRAINING_EPOCHS = Table(
         "epoch": _I64,
         "loss_type": _STR,
         "loss": _F64,
-        "model_id": _STR,  # the fit it belongs to (a ``models`` row); null when recorded by hand without one
+        "model_id": _STR,  # the model it belongs to (a ``models`` row); null when recorded by hand without one
         "epoch_seconds": _F64,  # how long that epoch took; ``time`` is when it ended
+        "fit_id": _STR,  # the fit it belongs to (one ``models`` row): a model fitted twice, or copies of one, apart
     },
     time_column="time",
 )
@@ -214,6 +215,7 @@ MODELS = Table(
         "status": _STR,  # completed, failed, stopped (a training gate with policy stop ended it early)
         "error_type": _STR,
         "final_losses": _STR,  # JSON {loss_type: last loss}
+        "fit_id": _STR,  # this fit: SDV keeps a synthesizer's id when it is fitted again or copied
     },
     time_column="time",
 )

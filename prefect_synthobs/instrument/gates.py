@@ -191,13 +191,14 @@ def check_quality(
     model_id, model_type = redacted_identity(model, enabled=get_settings().redact_pii)
     info = _observed_run()
     spec = info.spec if info is not None else None
-    if model is None and info is not None:  # autolog saw exactly one model sample in this run: that one made it
-        only = info.only_model_sampled()
-        if only is not None:
-            model_id, model_type = only
+
     if model_type is None and spec is not None:  # no model or an id string: the observed flow's declared type
         model_type = spec.model_type
     table = table or (spec.table if spec is not None else None)
+    if model is None and info is not None:  # autolog saw exactly one model sample this table here: that one made it
+        only = info.only_model_sampled(None if relational else table)
+        if only is not None:
+            model_id, model_type = only
     if relational and not table:
         table = "+".join(str(name) for name in real)
     with span(names.SPAN_QUALITY_CHECK, table=table or "", gated=resolved is not None) as current:

@@ -29,7 +29,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import get_settings
 from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
-from prefect_synthobs.instrument.instrumentation import get_runtime, listener_active
+from prefect_synthobs.instrument.instrumentation import current_runtime, get_runtime, listener_active
 from prefect_synthobs.instrument.models import redacted_identity
 from prefect_synthobs.instrument.runtime import RunInfo, Runtime
 
@@ -74,7 +74,7 @@ class _Scope:
     task_run: Any = None
 
 
-def _current(runtime: Runtime, call: str | None) -> _Scope:
+def _current(runtime: Runtime, call: str | None, *, thread_call: str | None = None) -> _Scope:
     """The observed run this code runs in; a thread without Prefect's context is placed by ``implicit_scope``.
 
     Warns once per process and ``call`` when the measurement belongs to no
@@ -99,12 +99,13 @@ def _current(runtime: Runtime, call: str | None) -> _Scope:
             problem="Prefect's run telemetry is off, so synthobs cannot tell which task run started it: it counts "
             f"toward flow run {implicit.info.flow_run_id} but no task run",
         )
-    if implicit.problem is not None and _warned.first(f"thread:{call or 'quality gate'}"):
+    what = call or thread_call or "a quality gate"
+    if implicit.problem is not None and _warned.first(f"thread:{what}"):
         logger.warning(
             "synthobs: %s was called from a thread without Prefect's run context while %s. Start the thread "
             "with contextvars.copy_context().run as its target (see the README, 'Threads') to count it exactly; "
             "this warning is given once per process",
-            call or "a quality gate",
+            what,
             implicit.problem,
         )
     if implicit.info is None:
@@ -137,12 +138,15 @@ class Scope:
     task_run: Any = None
 
 
-def current_scope() -> Scope | None:
+def current_scope(call: str = "a generator's fit or sample (autolog)") -> Scope | None:
     """The observed run this code runs in, for autolog (``None`` outside one: autolog then records nothing).
-    Never raises and never warns (autolog is on by default: a fit outside a flow is no one's mistake)."""
+    Never raises, never builds the runtime (no observed run has started in a process without one), and
+    warns only when a thread's call cannot be placed exactly (naming ``call``)."""
     try:
-        runtime = get_runtime()
-        scope = _current(runtime, None)
+        runtime = current_runtime()
+        if runtime is None:
+            return None
+        scope = _current(runtime, None, thread_call=call)
         if scope.info is None:
             return None
         task_run = scope.task_run
@@ -158,10 +162,21 @@ def current_scope() -> Scope | None:
         return None
 
 
-_AUTOLOGGED: contextvars.ContextVar[tuple[str, int, str] | None] = contextvars.ContextVar(
+@dataclass
+class _Autologged:
+    """Rows autolog counted in this context since the last ``record_rows``: per table, the last sample's rows
+    and the total, and the run's row events when they were counted (any other count since voids them)."""
+
+    run_key: str
+    events: int
+    source: str
+    last: dict[str | None, int]
+    total: dict[str | None, int]
+
+
+_AUTOLOGGED: contextvars.ContextVar[_Autologged | None] = contextvars.ContextVar(
     "synthobs_autologged_rows", default=None
 )
-"""The last rows autolog counted in this context: (run key, rows, what sampled them)."""
 
 
 def _run_key(scope: _Scope | Scope) -> str:
@@ -181,11 +196,14 @@ def rows_sampled(
     ``observe`` table): counted as ``record_rows`` counts them (the run's ``rows``,
     ``synthobs_generation_rows_total``, a worker's task row), and the model noted as sampled in the run.
 
-    A ``record_rows`` of the same total right after, in the same context, is the user's hand-made count
-    of these rows: it is not counted again (one warning). ``source``: what sampled them, for that warning.
+    A ``record_rows`` right after, in the same context and for the same table, of the rows of the last
+    sample or of every sample since the last ``record_rows``, with nothing else counted toward the run in
+    between, is the user's hand-made count of these rows: it is not counted again (one warning). Any other
+    ``record_rows`` after autolog counted rows counts, with one warning that it may count them twice.
+    ``source``: what sampled them, for those warnings.
     """
     info, runtime = scope.info, scope.runtime
-    total = 0
+    resolved_counts: dict[str | None, int] = {}
     for name, n in counts.items():
         resolved = name or table or info.spec.table
         if scope.task_run is not None:
@@ -193,30 +211,51 @@ def rows_sampled(
         else:
             info.add_rows({resolved: n})
         runtime.recording.rows_generated(n, flow_name=scope.flow_name, table=resolved, model_type=model_type)
-        total += n
-    info.note_model_sampled(model_id, model_type)
-    _AUTOLOGGED.set((_run_key(scope), total, source))
+        resolved_counts[resolved] = resolved_counts.get(resolved, 0) + n
+    info.note_model_sampled(model_id, model_type, resolved_counts)
+    key = _run_key(scope)
+    events = info.bump_row_events()
+    previous = _AUTOLOGGED.get()
+    total = dict(previous.total) if previous is not None and previous.run_key == key else {}
+    for resolved, n in resolved_counts.items():
+        total[resolved] = total.get(resolved, 0) + n
+    _AUTOLOGGED.set(_Autologged(key, events, source, resolved_counts, total))
 
 
-def _counted_by_autolog(scope: _Scope, n: int) -> bool:
-    """Whether ``record_rows(n)`` repeats the rows autolog just counted here (then it is consumed)."""
-    last = _AUTOLOGGED.get()
-    if last is None:
+def _counted_by_autolog(scope: _Scope, n: int, table: str | None) -> bool:
+    """Whether ``record_rows(n)`` of ``table`` repeats rows autolog just counted here (see ``rows_sampled``)."""
+    marker = _AUTOLOGGED.get()
+    if marker is None or scope.info is None:
         return False
+    fresh = marker.run_key == _run_key(scope) and marker.events == scope.info.row_events
+    if not fresh:
+        _AUTOLOGGED.set(None)
+        return False
+    if table in marker.last and n in (marker.last[table], marker.total.get(table)):
+        remaining = {t: v for t, v in marker.last.items() if t != table}
+        if remaining:  # a multi-table sample: the other tables may still be counted by hand, one by one
+            _AUTOLOGGED.set(_Autologged(marker.run_key, marker.events, marker.source, remaining, marker.total))
+        else:
+            _AUTOLOGGED.set(None)
+        if _warned.first("record_rows:autolog"):
+            logger.warning(
+                "synthobs: record_rows(%d) repeats the rows autolog already counted from %s, so they are not "
+                "counted twice. Drop the record_rows call, or turn autolog off (autolog=false); this warning is "
+                "given once per process",
+                n,
+                marker.source,
+            )
+        return True
     _AUTOLOGGED.set(None)
-    key, rows, source = last
-    if key != _run_key(scope) or rows != n:
-        return False
-    if _warned.first("record_rows:autolog"):
+    if _warned.first("record_rows:maybe-twice"):
         logger.warning(
-            "synthobs: record_rows(%d) repeats the %d rows autolog already counted from %s, so they are not "
-            "counted twice. Drop the record_rows call, or turn autolog off (autolog=false); this warning is "
-            "given once per process",
+            "synthobs: record_rows(%d) follows rows autolog counted from %s in this run; it is counted, so if "
+            "these are the same rows they now count twice. Drop the record_rows call, or turn autolog off "
+            "(autolog=false); this warning is given once per process",
             n,
-            rows,
-            source,
+            marker.source,
         )
-    return True
+    return False
 
 
 def record_rows(n: int, *, table: str | None = None) -> None:
@@ -242,10 +281,10 @@ def record_rows(n: int, *, table: str | None = None) -> None:
         runtime = get_runtime()
         scope = _current(runtime, "record_rows")
         info = scope.info
-        if info is not None and _counted_by_autolog(scope, n):
-            return
         model_type = info.spec.model_type if info else None
         resolved = table or (info.spec.table if info else None)
+        if info is not None and _counted_by_autolog(scope, n, resolved):
+            return
         if info is not None and scope.task_run is not None:
             # the task row's ``rows`` (its last attempt's), counted toward the flow's as the task run ends
             runtime.add_task_rows(scope.task_run, n, resolved, flow_run_id=info.flow_run_id)

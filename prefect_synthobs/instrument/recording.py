@@ -239,6 +239,7 @@ class Recording:
         model_id: str | None = None,
         epoch_seconds: float | None = None,
         span_context: SpanContext | None = None,
+        fit_id: str | None = None,
     ) -> None:
         """A finished training epoch: ``training_epochs`` rows (in an observed run) and metrics.
 
@@ -256,6 +257,7 @@ class Recording:
                     model_type=model_type,
                     model_id=model_id,
                     epoch_seconds=epoch_seconds,
+                    fit_id=fit_id,
                 ),
             )
         m, flow_label, type_label = self.metrics, label(flow_name), label(model_type)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -135,24 +135,39 @@ class RunInfo:
     """Attempts of the flow started in this process (one observed ``on_running`` hook per try)."""
     attempt_errors: list[AttemptError] = field(default_factory=list)
     """The errors of the attempts that failed and were retried."""
-    models_sampled: dict[str, str | None] = field(default_factory=dict)
-    """Models autolog saw sample in this run in this process: model id -> model type (first seen first)."""
+    models_sampled: dict[str, tuple[str | None, set[str | None]]] = field(default_factory=dict)
+    """Models autolog saw sample in this run in this process: model id -> (model type, tables sampled)."""
+    row_events: int = 0
+    """How many times rows were counted toward this run (``record_rows``' duplicate check reads it)."""
 
-    def note_model_sampled(self, model_id: str, model_type: str | None) -> None:
-        """Remember that ``model_id`` sampled in this run (``check_quality`` uses it when it is the only one)."""
+    def note_model_sampled(self, model_id: str, model_type: str | None, tables: Iterable[str | None]) -> None:
+        """Remember that ``model_id`` sampled ``tables`` in this run (``check_quality`` uses it when it is the
+        only one)."""
         with self.lock:
-            self.models_sampled.setdefault(model_id, model_type)
+            entry = self.models_sampled.setdefault(model_id, (model_type, set()))
+            entry[1].update(tables)
 
-    def only_model_sampled(self) -> tuple[str, str | None] | None:
-        """The one model sampled in this run in this process, or ``None`` (none, or several)."""
+    def only_model_sampled(self, table: str | None = None) -> tuple[str, str | None] | None:
+        """The one model sampled in this run in this process, if it sampled ``table`` (or the table is not
+        known on either side); ``None`` when none or several did, or it sampled other tables only."""
         with self.lock:
             if len(self.models_sampled) != 1:
                 return None
-            return next(iter(self.models_sampled.items()))
+            ((model_id, (model_type, tables)),) = self.models_sampled.items()
+        known = {t for t in tables if t is not None}
+        if table is not None and known and table not in known:
+            return None
+        return model_id, model_type
+
+    def bump_row_events(self) -> int:
+        with self.lock:
+            self.row_events += 1
+            return self.row_events
 
     def add_rows(self, rows_by_table: dict[str | None, int]) -> None:
         """Count rows toward this attempt of the run (its row's ``rows``)."""
         with self.lock:
+            self.row_events += 1
             for table, n in rows_by_table.items():
                 self.rows += n
                 self.rows_by_table[table] = self.rows_by_table.get(table, 0) + n

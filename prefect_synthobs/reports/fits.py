@@ -118,8 +118,17 @@ def final_losses(text: str | None) -> dict[str, float]:
     return out
 
 
-def _epoch_records(epochs: pd.DataFrame) -> tuple[list[EpochRecord], list[str | None]]:
-    """The epoch rows as records, with their model ids."""
+def _fit_keys(frame: pd.DataFrame) -> list[str | None]:
+    """Which fit each row belongs to: its ``fit_id`` (autolog's, one per fit), else its model id (rows
+    written before fits had ids, or by hand)."""
+    model_ids = list(model_id_column(frame))
+    if "fit_id" not in frame.columns:
+        return model_ids
+    return [fit or model for fit, model in zip(text_column(frame, "fit_id"), model_ids, strict=True)]
+
+
+def _epoch_records(epochs: pd.DataFrame) -> tuple[list[EpochRecord], list[str | None], list[str | None]]:
+    """The epoch rows as records, with the fit each belongs to (``_fit_keys``) and its model id."""
     columns = zip(
         times(epochs),
         ints(epochs, "epoch"),
@@ -131,7 +140,7 @@ def _epoch_records(epochs: pd.DataFrame) -> tuple[list[EpochRecord], list[str | 
         text_column(epochs, "model_type"),
         strict=True,
     )
-    return [EpochRecord(*values) for values in columns], list(model_id_column(epochs))
+    return [EpochRecord(*values) for values in columns], _fit_keys(epochs), list(model_id_column(epochs))
 
 
 _FIT_TEXT = ("library", "synthesizer", "status", "error_type", "final_losses")
@@ -142,15 +151,15 @@ def fit_lines(
     models: pd.DataFrame, epochs: pd.DataFrame, since: int, until: int, flow_name: str | None
 ) -> list[FitLine]:
     """Every fit of the window with its epochs (see the module for the rules)."""
-    m_ids, m_times = list(model_id_column(models)), times(models)
+    m_ids, m_keys, m_times = list(model_id_column(models)), _fit_keys(models), times(models)
     m_text = {c: list(text_column(models, c)) for c in ("flow_name", "flow_run_id", "table_name", "model_type")}
     fit_values: dict[str, list[Any]] = {c: list(text_column(models, c)) for c in _FIT_TEXT}
     fit_values.update({c: ints(models, c) for c in _FIT_INTS})
     fit_values["fit_seconds"] = floats(models, "fit_seconds")
     fits: dict[str, list[tuple[int, int]]] = defaultdict(list)  # model id -> [(time, models row)], in time order
-    for k, (model_id, t) in enumerate(zip(m_ids, m_times, strict=True)):
-        if model_id is not None:
-            fits[model_id].append((t, k))
+    for k, (key, t) in enumerate(zip(m_keys, m_times, strict=True)):
+        if key is not None:
+            fits[key].append((t, k))
     for pairs in fits.values():
         pairs.sort()
     lines: dict[int, FitLine] = {}
@@ -165,24 +174,24 @@ def fit_lines(
                 t,
                 {c: values[k] for c, values in fit_values.items()},
             )
-    records, e_ids = _epoch_records(epochs)
+    records, e_keys, e_ids = _epoch_records(epochs)
     open_lines: dict[str, FitLine] = {}
     hand: dict[str | None, FitLine] = {}
-    for record, model_id in zip(records, e_ids, strict=True):
+    for record, key, model_id in zip(records, e_keys, e_ids, strict=True):
         if record.time >= until:
             continue
         run = record.flow_run_id
-        if model_id is None:  # recorded by hand: the window's only, one line per flow run
+        if key is None:  # recorded by hand: the window's only, one line per flow run
             if record.time >= since:
                 hand.setdefault(run, FitLine(None, None, None, None, run, None, hand=True)).epochs.append(record)
             continue
-        pairs = fits.get(model_id, [])
-        j = bisect.bisect_left(pairs, (record.time, -1))  # the first fit of this model ending at or after it
+        pairs = fits.get(key, [])
+        j = bisect.bisect_left(pairs, (record.time, -1))  # the first fit of this key ending at or after it
         if j < len(pairs):
             if pairs[j][1] in lines:  # else a fit before the window (or another flow's): not shown
                 lines[pairs[j][1]].epochs.append(record)
         else:
-            open_lines.setdefault(model_id, FitLine(model_id, None, None, None, None, None)).epochs.append(record)
+            open_lines.setdefault(key, FitLine(model_id, None, None, None, None, None)).epochs.append(record)
     shown = list(lines.values())
     shown += [line for line in open_lines.values() if any(r.time >= since for r in line.epochs)]
     shown += list(hand.values())

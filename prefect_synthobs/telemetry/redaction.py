@@ -293,6 +293,11 @@ def _is_weak(keyword: str) -> bool:
 
 
 @lru_cache(maxsize=1024)
+def is_secret_key(name: str) -> bool:
+    """Whether a field named ``name`` holds a secret by its name (``password``, ``token``, ``client_secret``...)."""
+    return _is_secret_key(name)
+
+
 def _is_secret_key(name: str) -> bool:
     """Whether a key name ends with a secret's keyword (``db_password``, ``AccountKey``; not ``pass_rate``)."""
     return any(

@@ -285,7 +285,7 @@ def test_training_policies(store_dir: Path, policy: str) -> None:
     if policy == "stop":
         assert result == 20 and row.status == "stopped" and row.epochs == 1 and set(epochs.epoch) == {0}
     elif policy == "fail":
-        assert result == -1 and row.status == "completed" and row.epochs == 4
+        assert result == -1 and row.status == "failed" and row.error_type == "TrainingHealthError" and row.epochs == 4
         assert synth._fitted  # the model is fitted: the run decides what to do with it
     else:
         assert result == 20 and row.status == "completed" and row.epochs == 4
@@ -312,7 +312,12 @@ RUNNER_SCRIPT = textwrap.dedent("""
         real = pd.DataFrame({"age": rng.integers(18, 90, 800), "segment": rng.choice(["a", "b"], 800)})
         metadata = Metadata.detect_from_dataframes({"people": real})
         synth = CTGANSynthesizer(metadata, epochs=3) if name == "ctgan" else GaussianCopulaSynthesizer(metadata)
-        fit(synth, real)
+        sdv2 = int(__import__("sdv").__version__.split(".")[0]) >= 2
+        import joblib
+        # CTGAN's data transformer runs joblib's loky processes, which outlive the task by loky's 300 s idle
+        # timeout and hold a process-pool worker (and the flow's end) that long: threads here (NOTES.md)
+        with joblib.parallel_backend("threading"):
+            synth.fit({"people": real} if sdv2 else real)
         synth.sample(num_rows=250)
         synth.sample(num_rows=250)
         return synth._synthesizer_id
@@ -324,7 +329,11 @@ RUNNER_SCRIPT = textwrap.dedent("""
         return [f.result() for f in futures]
 
     if __name__ == "__main__":
-        print("IDS", pipeline())
+        import time
+        started = time.time()
+        ids = pipeline()
+        print("IDS", ids)
+        print("FLOW SECONDS", round(time.time() - started, 1), flush=True)
 """)
 
 
@@ -342,6 +351,7 @@ def test_the_same_holds_with_tasks_on_worker_processes(tmp_path: Path, runner: s
     )
     proc = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')", env, timeout=600)
     ids = eval(proc.stdout.split("IDS", 1)[1].strip().splitlines()[0])  # the list the flow returned
+    print(proc.stdout[-300:])
     fitted = read(store, names.MODELS)
     assert sorted(fitted.model_id) == sorted(ids)
     assert (fitted.fit_rows == 800).all() and fitted.task_run_id.notna().all()
