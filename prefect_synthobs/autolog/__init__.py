@@ -29,7 +29,7 @@ from prefect_synthobs.autolog import synthcity as _synthcity
 from prefect_synthobs.autolog.health import TrainingAlert, TrainingGates, TrainingHealthError
 from prefect_synthobs.autolog.patching import ImportWatcher, Patches
 from prefect_synthobs.config.active import ACTIVE
-from prefect_synthobs.config.settings import SynthObsSettings, parse_autolog
+from prefect_synthobs.config.settings import SynthObsSettings, autolog_libraries
 from prefect_synthobs.instrument.instrumentation import INSTRUMENTATION
 
 __all__ = [
@@ -78,8 +78,7 @@ class Autolog:
 
     def enable(self, libraries: str | Iterable[str] | None = None) -> frozenset[str]:
         with self._lock:
-            chosen = parse_autolog(True if libraries is None else libraries)
-            wanted = SynthObsSettings.model_construct(autolog=chosen).autolog_libraries()
+            wanted = autolog_libraries(True if libraries is None else libraries)
             self._forced = wanted
             self._switch(wanted)
             return self.active()

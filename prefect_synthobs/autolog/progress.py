@@ -21,6 +21,8 @@ from uuid import UUID
 
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.instrument.remote import api_client
+from prefect_synthobs.reports.charts import markdown_image
+from prefect_synthobs.reports.training import loss_curve_svg
 
 logger = get_logger("autolog")
 
@@ -194,9 +196,6 @@ class FitProgress:
         model_id, run_ids = self.model_id, self._run_ids
 
         def picture() -> None:
-            from prefect_synthobs.reports.charts import markdown_image
-            from prefect_synthobs.reports.training import loss_curve_svg
-
             svg = loss_curve_svg(history, title=title)
             markdown = f"### {title}\n\nModel `{model_id}`, {status}, {epochs} epochs.\n\n" + markdown_image(svg, title)
             _create("markdown", key, markdown, f"Loss curve of {model_id}", *run_ids)

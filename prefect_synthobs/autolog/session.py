@@ -122,6 +122,8 @@ class FitSession(Operation):
     gates: TrainingGates | None = None
     progress: FitProgress | None = None
     stopped: bool = False
+    health_error: TrainingHealthError | None = None
+    """Policy ``fail`` with a check tripped: what ``fit`` raises once the fit ended (the ``models`` row says it)."""
     fit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     """This fit (``models.fit_id``): SDV keeps a synthesizer's id when it is fitted again or copied."""
 
@@ -232,7 +234,7 @@ class FitSession(Operation):
         its model is fitted."""
         seconds = time.perf_counter() - self.started
         if error is None:
-            error = self.failed_gates()
+            error = self.health_error
         status = "failed" if error is not None else ("stopped" if self.stopped else "completed")
         fitted = error is None or isinstance(error, TrainingHealthError)
         size = describe.pickled_size(self.model.obj) if fitted else None
@@ -383,6 +385,8 @@ def fit_session(
                 raise
             finally:
                 _ACTIVE.reset(token)
+                if error is None:
+                    session.health_error = session.failed_gates()  # raised below even if recording the end fails
                 try:
                     session.finish(error)  # inside the span: its summary attributes land on it
                 except Exception as exc:
@@ -390,9 +394,8 @@ def fit_session(
     finally:
         if _ACTIVE.get() is session:
             _ACTIVE.reset(token)
-    failed = session.failed_gates()
-    if failed is not None:
-        raise failed
+    if session.health_error is not None:  # policy fail: the error the models row already names
+        raise session.health_error
 
 
 @contextmanager

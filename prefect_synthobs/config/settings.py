@@ -296,11 +296,7 @@ class SynthObsSettings(BaseSettings):
 
     def autolog_libraries(self) -> frozenset[str]:
         """The libraries autolog records (empty when off)."""
-        if self.autolog == "false":
-            return frozenset()
-        if self.autolog == "true":
-            return frozenset(AUTOLOG_LIBRARIES)
-        return frozenset(self.autolog.split(","))
+        return autolog_libraries(self.autolog)
 
     def metrics_modes(self) -> tuple[MetricsMode, ...]:
         """``metrics_mode`` as a tuple of modes (``("none",)`` when nothing is exported)."""
@@ -432,6 +428,20 @@ def parse_autolog(value: Any) -> str:
     if chosen == set(AUTOLOG_LIBRARIES):
         return "true"
     return ",".join(sorted(chosen))
+
+
+def autolog_libraries(value: Any) -> frozenset[str]:
+    """The libraries an ``autolog`` value names (``parse_autolog``): all, none or those listed.
+
+    Raises:
+        ValueError: As ``parse_autolog``.
+    """
+    parsed = parse_autolog(value)
+    if parsed == "false":
+        return frozenset()
+    if parsed == "true":
+        return frozenset(AUTOLOG_LIBRARIES)
+    return frozenset(parsed.split(","))
 
 
 @dataclass(frozen=True)

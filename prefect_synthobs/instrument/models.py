@@ -188,8 +188,10 @@ def model_identity(model: Any) -> tuple[str | None, str | None]:
 
     Returns:
         ``(None, None)`` for ``None``; ``(model, None)`` for a string; an SDV
-        synthesizer's ``_synthesizer_id`` and class name; for any other object
-        a stable id kept on it (``_synthobs_model_id``) and its class name.
+        synthesizer's ``_synthesizer_id`` and its model type; for any other object
+        a stable id kept on it (``_synthobs_model_id``) and its model type
+        (``model_type_of``: ``gaussian_copula`` for SDV's GaussianCopula, the class
+        name for a class of no generator library).
 
     Raises:
         ValueError: An empty or blank string, one longer than ``MAX_MODEL_ID_LENGTH``

@@ -87,7 +87,6 @@ def test_a_flow_with_only_observe_records_both_models_live_epochs_rows_and_quali
 
     scores = pipeline()
     assert set(scores) == {"CTGANSynthesizer", "GaussianCopulaSynthesizer"}
-    so_settings.get_settings()  # the runtime flushed at the flow's end
     fitted = read(store_dir, names.MODELS).set_index("synthesizer")
     assert sorted(fitted.index) == ["CTGANSynthesizer", "GaussianCopulaSynthesizer"]
     assert (fitted.fit_rows == 800).all() and (fitted.fit_columns == 3).all()

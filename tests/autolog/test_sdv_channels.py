@@ -5,7 +5,6 @@ never the fit). Runs in the sdv environment (scripts/test.sh)."""
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from pathlib import Path
 
@@ -29,7 +28,6 @@ import prefect_synthobs as so
 from prefect_synthobs import catalog as names
 from prefect_synthobs.autolog.progress import PUBLISHER
 from prefect_synthobs.autolog.session import reset_warnings
-from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.instrument.recording import Recording
 
 pytestmark = pytest.mark.slow
@@ -179,9 +177,7 @@ def test_many_fits_in_threads_each_get_their_own_rows(store_dir: Path) -> None:
             return [f.result() for f in futures]
 
     ids = parallel()
-    time.sleep(0.1)
     fitted = so.HealthStore(str(store_dir)).read(names.MODELS).set_index("model_id")
     assert sorted(fitted.index) == sorted(ids)
     assert sorted(fitted.fit_rows) == [100 + seed for seed in range(8)]
     assert so.HealthStore(str(store_dir)).read(names.FLOW_RUNS).rows.tolist() == [sum(s + 1 for s in range(8))]
-    _ = so_settings
