@@ -184,10 +184,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def wait_for_events(
-    event: str, *, related_flow_run: Any = None, resource_id: str | None = None, timeout: float = 30.0
+    event: str,
+    *,
+    related_flow_run: Any = None,
+    resource_id: str | None = None,
+    count: int = 1,
+    timeout: float = 30.0,
 ) -> list[Any]:
     """Events named ``event`` read back from the session's server, waiting until at
-    least one arrives (events are ingested asynchronously) or ``timeout`` passes."""
+    least ``count`` arrived (events are ingested asynchronously, each on its own, so
+    one may be read before its sibling) or ``timeout`` passes."""
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter, EventResourceFilter
 
@@ -200,7 +206,7 @@ def wait_for_events(
     with get_client(sync_client=True) as client:
         while True:
             events = client.read_events(filter=event_filter, limit=50).events  # 50: the server's maximum
-            if events or time.monotonic() > deadline:
+            if len(events) >= count or time.monotonic() > deadline:
                 return list(events)
             time.sleep(0.5)
 

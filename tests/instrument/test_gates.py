@@ -28,8 +28,8 @@ def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     )
 
 
-def events_for(flow_run_id: str) -> list[object]:
-    return wait_for_events(names.EVENT_QUALITY_GATE_FAILED, related_flow_run=flow_run_id)
+def events_for(flow_run_id: str, count: int = 1) -> list[object]:
+    return wait_for_events(names.EVENT_QUALITY_GATE_FAILED, related_flow_run=flow_run_id, count=count)
 
 
 def gate_counts(table: str) -> dict[tuple[str, str], float]:
@@ -104,7 +104,7 @@ def test_failing_gates_fail_the_flow_and_raise_events(store_dir: Path) -> None:
         state.result()
     message = str(info.value)
     assert table in message and "overall = " in message and "exact_match_rate = 0.5000" in message
-    events = events_for(str(state.state_details.flow_run_id))
+    events = events_for(str(state.state_details.flow_run_id), count=2)
     assert sorted(e.payload["gate"] for e in events) == ["max_exact_match_rate", "min_overall"]  # type: ignore[attr-defined]
     by_gate = {e.payload["gate"]: e for e in events}  # type: ignore[attr-defined]
     assert (
