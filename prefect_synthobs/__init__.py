@@ -18,6 +18,7 @@ Example:
 from prefect_synthobs import autolog
 from prefect_synthobs._version import __version__
 from prefect_synthobs.autolog import TrainingHealthError
+from prefect_synthobs.config.active import ConfiguredHealthStore as HealthStore
 from prefect_synthobs.config.active import configure
 from prefect_synthobs.config.blocks import (
     HealthStoreConfig,
@@ -28,7 +29,6 @@ from prefect_synthobs.config.blocks import (
     SynthObsConfig,
 )
 from prefect_synthobs.config.settings import SynthObsSettings
-from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument.gates import QualityGateFailed, check_quality
 from prefect_synthobs.instrument.measurements import record_epoch, record_quality, record_rows
 from prefect_synthobs.instrument.observe import observe

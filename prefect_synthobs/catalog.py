@@ -5,7 +5,8 @@ Defined once here so the store, the metrics, the traces and the docs agree.
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 ENV_PREFIX: Final = "PREFECT_INTEGRATIONS_SYNTHOBS_"
 
@@ -23,7 +24,8 @@ MODELS: Final = "models"
 """One row per generator fit that autolog saw (``prefect_synthobs.autolog``)."""
 TABLES: Final = (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES, PRIVACY_LEDGER, MODELS)
 
-# Metric names, without the configurable prefix (default ``synthobs_``).
+# Metric names, without the configurable prefix (default ``synthobs_``); each metric's one
+# definition is its ``MetricSpec`` in ``METRICS`` below.
 FLOW_RUNS_TOTAL: Final = "flow_runs_total"
 FLOW_RUN_DURATION: Final = "flow_run_duration_seconds"
 TASK_RUNS_TOTAL: Final = "task_runs_total"
@@ -52,44 +54,6 @@ GPU_ENERGY_TOTAL: Final = "gpu_energy_joules_total"
 ROWS_DROPPED_TOTAL: Final = "rows_dropped_total"
 FLOW_RUNS_IN_PROGRESS: Final = "flow_runs_in_progress"
 FLOW_RUN_OLDEST_IN_PROGRESS_AGE: Final = "flow_run_oldest_in_progress_age_seconds"
-
-# The same metrics on OTLP: (name after the prefix and a dot, unit). OpenTelemetry's
-# Prometheus translation (dots to underscores, unit suffix from the unit, ``_total`` on
-# monotonic sums, ``ratio`` for unit ``1``) gives back the Prometheus names above, so
-# dashboards and alert rules work on both wires (tests/telemetry/test_otel_metrics.py
-# proves it for every metric). Units in braces are annotations and add no suffix.
-# ``gpu.utilization_ratio`` spells its ``ratio`` out: Prometheus' translator adds it for
-# unit ``1``, OpenTelemetry Python's does not, and both must give the same name.
-OTEL_METRICS: Final = {
-    FLOW_RUNS_TOTAL: ("flow.runs", "{run}"),
-    FLOW_RUN_DURATION: ("flow.run.duration", "s"),
-    TASK_RUNS_TOTAL: ("task.runs", "{run}"),
-    TASK_RUN_DURATION: ("task.run.duration", "s"),
-    TASK_RETRIES_TOTAL: ("task.retries", "{retry}"),
-    ERRORS_TOTAL: ("errors", "{error}"),
-    LAST_SUCCESS: ("last_success.timestamp", "s"),
-    GENERATION_ROWS_TOTAL: ("generation.rows", "{row}"),
-    GENERATION_ROWS_PER_SECOND: ("generation.rows_per_second", "{row}/s"),
-    TRAINING_EPOCHS_TOTAL: ("training.epochs", "{epoch}"),
-    TRAINING_LOSS: ("training.loss", "{loss}"),
-    TRAINING_EPOCH_DURATION: ("training.epoch.duration", "s"),
-    TRAINING_FITS_TOTAL: ("training.fits", "{fit}"),
-    TRAINING_ALERTS_TOTAL: ("training.alerts", "{alert}"),
-    QUALITY_SCORE: ("quality.score", "{score}"),
-    QUALITY_GATE_CHECKS_TOTAL: ("quality.gate.checks", "{check}"),
-    PRIVACY_EPSILON_SPENT_TOTAL: ("privacy.epsilon.spent", "{epsilon}"),
-    PRIVACY_EPSILON_REMAINING: ("privacy.epsilon.remaining", "{epsilon}"),
-    PRIVACY_BUDGET_CHECKS_TOTAL: ("privacy.budget.checks", "{check}"),
-    GPU_UTILIZATION: ("gpu.utilization_ratio", "1"),
-    GPU_MEMORY_USED: ("gpu.memory.used", "By"),
-    GPU_MEMORY_TOTAL: ("gpu.memory.total", "By"),
-    GPU_POWER: ("gpu.power", "W"),
-    GPU_TEMPERATURE: ("gpu.temperature", "Cel"),
-    GPU_ENERGY_TOTAL: ("gpu.energy", "J"),
-    ROWS_DROPPED_TOTAL: ("rows.dropped", "{row}"),
-    FLOW_RUNS_IN_PROGRESS: ("flow.runs_in_progress", "{run}"),
-    FLOW_RUN_OLDEST_IN_PROGRESS_AGE: ("flow.run.oldest_in_progress_age", "s"),
-}
 
 # GPU metrics on OTLP under the OpenTelemetry semantic conventions
 # (model/hardware/gpu-metrics.yaml): name, unit, instrument.
@@ -142,23 +106,130 @@ DURATION_BUCKETS: Final = (
 # Buckets for training epochs: 10 ms to 1 h (a small CTGAN epoch on CPU takes tens of ms).
 EPOCH_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
-# Every histogram of the catalog and its buckets (Prometheus and OTLP alike).
-HISTOGRAM_BUCKETS: Final = {
-    FLOW_RUN_DURATION: DURATION_BUCKETS,
-    TASK_RUN_DURATION: DURATION_BUCKETS,
-    TRAINING_EPOCH_DURATION: EPOCH_BUCKETS,
-}
+MetricKind = Literal["counter", "gauge", "histogram"]
+OtlpInstrument = Literal["counter", "updowncounter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric, defined once: its Prometheus collector (``SynthObsMetrics``), its OTLP
+    instrument (``MetricsBridge``) and its ``by_name`` entry are all built from this.
+
+    Attributes:
+        name: The Prometheus name without the configurable prefix (``flow_runs_total``).
+        kind: ``counter``, ``gauge`` or ``histogram`` (Prometheus' type).
+        labels: The label names, in the order ``.labels(...)`` takes them.
+        otlp_name: The OTLP name after ``<prefix>.``. OpenTelemetry's Prometheus translation
+            (dots to underscores, a unit suffix from ``unit``, ``_total`` on monotonic sums,
+            ``ratio`` for unit ``1``) gives back ``name``, so dashboards and alert rules work
+            on both wires (tests/telemetry/test_otel_metrics.py proves it for every metric).
+        unit: The OTLP unit (UCUM); units in braces are annotations and add no suffix.
+        help: The help text (Prometheus ``# HELP``, the OTLP description).
+        buckets: A histogram's bucket bounds (Prometheus and OTLP alike); empty otherwise.
+        otlp_kind: The OTLP instrument when it is not the kind's own: a gauge that counts
+            things in progress is an up-down counter.
+    """
+
+    name: str
+    kind: MetricKind
+    labels: tuple[str, ...]
+    otlp_name: str
+    unit: str
+    help: str
+    buckets: tuple[float, ...] = ()
+    otlp_kind: OtlpInstrument | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == "histogram") != bool(self.buckets):
+            raise ValueError(f"{self.name}: buckets are given for a histogram and only for one")
+
+    @property
+    def otlp_instrument(self) -> OtlpInstrument:
+        """The OTLP instrument: counters are (observable) counters, gauges gauges, histograms histograms."""
+        return self.otlp_kind or self.kind
+
+
+_GPU_LABELS: Final = ("gpu", "uuid", "model")
+
+# Every synthobs metric, in the order the Prometheus exposition lists them. ``gpu.utilization_ratio``
+# spells its ``ratio`` out: Prometheus' translator adds it for unit ``1``, OpenTelemetry Python's
+# does not, and both must give the same name.
+# fmt: off
+METRICS: Final[tuple[MetricSpec, ...]] = (  # a table: one spec per entry, not reflowed by the formatter
+    # MetricSpec(name, kind, labels, OTLP name, OTLP unit, help[, buckets][, otlp_kind=...])
+    MetricSpec(FLOW_RUNS_TOTAL, "counter", ("flow", "kind", "state"), "flow.runs", "{run}",
+               "Finished flow runs by final state."),
+    MetricSpec(FLOW_RUN_DURATION, "histogram", ("flow", "kind"), "flow.run.duration", "s",
+               "Flow run wall time in seconds.", DURATION_BUCKETS),
+    MetricSpec(TASK_RUNS_TOTAL, "counter", ("flow", "task", "state"), "task.runs", "{run}",
+               "Finished task runs by final state."),
+    MetricSpec(TASK_RUN_DURATION, "histogram", ("flow", "task"), "task.run.duration", "s",
+               "Task run wall time in seconds (retries included).", DURATION_BUCKETS),
+    MetricSpec(TASK_RETRIES_TOTAL, "counter", ("flow", "task"), "task.retries", "{retry}",
+               "Task retries (run attempts beyond the first)."),
+    MetricSpec(ROWS_DROPPED_TOTAL, "counter", ("table",), "rows.dropped", "{row}",
+               "Health rows dropped because the spool (or memory, when the spool is unwritable) was full."),
+    MetricSpec(ERRORS_TOTAL, "counter", ("flow", "kind", "error_type"), "errors", "{error}",
+               "Failed or crashed flow runs by exception type."),
+    MetricSpec(LAST_SUCCESS, "gauge", ("flow",), "last_success.timestamp", "s",
+               "Unix time of the flow's last successful run."),
+    MetricSpec(GENERATION_ROWS_TOTAL, "counter", ("flow", "table", "model_type"), "generation.rows", "{row}",
+               "Synthetic rows generated."),
+    MetricSpec(GENERATION_ROWS_PER_SECOND, "gauge", ("flow", "table", "model_type"), "generation.rows_per_second",
+               "{row}/s", "Rows per second of the last generation run."),
+    MetricSpec(TRAINING_EPOCHS_TOTAL, "counter", ("flow", "model_type"), "training.epochs", "{epoch}",
+               "Training epochs completed."),
+    MetricSpec(TRAINING_LOSS, "gauge", ("flow", "model_type", "loss_type"), "training.loss", "{loss}",
+               "Loss at the last recorded epoch."),
+    MetricSpec(TRAINING_EPOCH_DURATION, "histogram", ("flow", "model_type"), "training.epoch.duration", "s",
+               "Training epoch wall time in seconds (recorded by autolog as each epoch ends).", EPOCH_BUCKETS),
+    MetricSpec(TRAINING_FITS_TOTAL, "counter", ("flow", "model_type", "library", "status"), "training.fits", "{fit}",
+               "Generator fits that ended, by library and status (completed, failed, stopped)."),
+    MetricSpec(TRAINING_ALERTS_TOTAL, "counter", ("flow", "model_type", "check"), "training.alerts", "{alert}",
+               "Training health checks that tripped (nan_loss, divergence, plateau, slow_epoch)."),
+    MetricSpec(QUALITY_SCORE, "gauge", ("table", "metric", "model_type"), "quality.score", "{score}",
+               "Last quality score (0 to 1) per table, metric and model type (two generators of one table never "
+               "overwrite each other; no model id label: every fit is a new id)."),
+    MetricSpec(QUALITY_GATE_CHECKS_TOTAL, "counter", ("table", "gate", "result"), "quality.gate.checks", "{check}",
+               "Quality scores checked against a threshold."),
+    MetricSpec(PRIVACY_EPSILON_SPENT_TOTAL, "counter", ("dataset",), "privacy.epsilon.spent", "{epsilon}",
+               "Privacy budget (epsilon) spent."),
+    MetricSpec(PRIVACY_EPSILON_REMAINING, "gauge", ("dataset",), "privacy.epsilon.remaining", "{epsilon}",
+               "Privacy budget (epsilon) left after the last check."),
+    MetricSpec(PRIVACY_BUDGET_CHECKS_TOTAL, "counter", ("dataset", "result"), "privacy.budget.checks", "{check}",
+               "Privacy budget checks by result (allowed, denied)."),
+    MetricSpec(GPU_UTILIZATION, "gauge", _GPU_LABELS, "gpu.utilization_ratio", "1",
+               "GPU utilisation (0 to 1) at the last sample."),
+    MetricSpec(GPU_MEMORY_USED, "gauge", _GPU_LABELS, "gpu.memory.used", "By",
+               "GPU memory in use at the last sample."),
+    MetricSpec(GPU_MEMORY_TOTAL, "gauge", _GPU_LABELS, "gpu.memory.total", "By",
+               "GPU memory installed."),
+    MetricSpec(GPU_POWER, "gauge", _GPU_LABELS, "gpu.power", "W",
+               "GPU power draw at the last sample."),
+    MetricSpec(GPU_TEMPERATURE, "gauge", _GPU_LABELS, "gpu.temperature", "Cel",
+               "GPU core temperature at the last sample."),
+    MetricSpec(GPU_ENERGY_TOTAL, "counter", _GPU_LABELS, "gpu.energy", "J",
+               "GPU energy used while sampled (from the device's energy counter)."),
+    # read at collection from the runs in progress (``telemetry.metrics.InProgressCollector``)
+    MetricSpec(FLOW_RUNS_IN_PROGRESS, "gauge", ("flow",), "flow.runs_in_progress", "{run}",
+               "Observed flow runs in progress.", otlp_kind="updowncounter"),
+    MetricSpec(FLOW_RUN_OLDEST_IN_PROGRESS_AGE, "gauge", ("flow",), "flow.run.oldest_in_progress_age", "s",
+               "Age of the oldest observed flow run in progress (0 when none is)."),
+)
+# fmt: on
+METRIC_SPECS: Final = {spec.name: spec for spec in METRICS}
+"""Each metric's spec by its name (without the prefix)."""
+
+# The metrics on OTLP, ``{name: (OTLP name after the prefix and a dot, unit)}`` (derived: ``METRICS``).
+OTEL_METRICS: Final = {spec.name: (spec.otlp_name, spec.unit) for spec in METRICS}
 
 # Span names for domain work.
 SPAN_TRAINING_EPOCH: Final = "training.epoch"
 SPAN_TRAINING_FIT: Final = "training.fit"
 SPAN_GENERATION_SAMPLE: Final = "generation.sample"
-SPAN_GENERATION_BATCH: Final = "generation.batch"
-SPAN_GENERATION_SAMPLING: Final = "generation.sampling"
 SPAN_QUALITY_CHECK: Final = "quality.check"
 SPAN_PRIVACY_BUDGET_CHECK: Final = "privacy.budget_check"
 SPAN_STORAGE_WRITE: Final = "storage.write"
-SPAN_STORAGE_READ: Final = "storage.read"
 
 # Span attributes set by synthobs.
 ATTR_KIND: Final = "synthobs.kind"
@@ -186,12 +257,32 @@ ATTR_GPU_UTIL_MEAN: Final = "synthobs.gpu.util_mean"
 ATTR_GPU_UTIL_MAX: Final = "synthobs.gpu.util_max"
 ATTR_GPU_MEMORY_PEAK: Final = "synthobs.gpu.memory_peak_bytes"
 ATTR_GPU_ENERGY: Final = "synthobs.gpu.energy_j"
-ATTR_GPU_SAMPLES: Final = "synthobs.gpu.samples"
+# A quality check's span: ``synthobs.quality.<score>`` per score, whether it passed, the TSTR metric.
+ATTR_QUALITY_PREFIX: Final = "synthobs.quality."
+ATTR_QUALITY_PASSED: Final = "synthobs.quality.passed"
+ATTR_QUALITY_TSTR_METRIC: Final = "synthobs.quality.tstr_metric"
 
 # Prefect events emitted by synthobs.
 EVENT_GPU_LOST: Final = "synthobs.gpu.lost"
 EVENT_QUALITY_GATE_FAILED: Final = "synthobs.quality.gate.failed"
 EVENT_PRIVACY_BUDGET_EXCEEDED: Final = "synthobs.privacy.budget.exceeded"
+# The resources of synthobs' events: ``<prefix><id>`` is the ``prefect.resource.id``; the flow run
+# is a related resource (role ``flow-run``). Resource labels are the span attributes' names
+# (``ATTR_LIBRARY``, ``ATTR_MODEL_TYPE``, ...) plus these.
+RESOURCE_MODEL_PREFIX: Final = "synthobs.model."
+RESOURCE_TABLE_PREFIX: Final = "synthobs.table."
+RESOURCE_GPU_PREFIX: Final = "synthobs.gpu."
+RESOURCE_DATASET_PREFIX: Final = "synthobs.dataset."
+RESOURCE_FLOW_RUN_PREFIX: Final = "prefect.flow-run."
+RESOURCE_ROLE_FLOW_RUN: Final = "flow-run"
+ATTR_CHECK: Final = "synthobs.check"
+ATTR_GATE: Final = "synthobs.gate"
+ATTR_GPU_INDEX: Final = "synthobs.gpu.index"
+ATTR_HOST: Final = "synthobs.host"
+# Prefect's names for an event resource's id, name and role.
+PREFECT_RESOURCE_ID: Final = "prefect.resource.id"
+PREFECT_RESOURCE_NAME: Final = "prefect.resource.name"
+PREFECT_RESOURCE_ROLE: Final = "prefect.resource.role"
 # Training health (``autolog``'s checks on each epoch): ``synthobs.training.<check>``.
 EVENT_TRAINING_PREFIX: Final = "synthobs.training."
 TRAINING_CHECKS: Final = ("nan_loss", "divergence", "plateau", "slow_epoch")

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
-from prefect_synthobs.config.active import configure, get_settings
+from prefect_synthobs.config.active import ConfiguredHealthStore, configure, get_settings
 from prefect_synthobs.config.prefect_process import prefect_defaults
 from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 from prefect_synthobs.gpu.sampler import format_table
@@ -105,7 +105,7 @@ def _stage_lines() -> Iterator[None]:
 def _demo(args: argparse.Namespace) -> int:
     overrides = {"store_url": args.store} if args.store else {}
     settings = configure(**overrides)
-    store = HealthStore(settings.resolved_store_url())
+    store = ConfiguredHealthStore()  # the store configure just set (with its storage options)
     started = time.time()
     print(f"synthobs demo: train → generate → quality check, store {store.url}", flush=True)
     print(f"generator: {pipeline.GENERATOR}", flush=True)
@@ -204,7 +204,7 @@ def _compact(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"synthobs compact: {exc}", file=sys.stderr)
         return 2
-    store = HealthStore(args.store)
+    store = ConfiguredHealthStore(args.store)
     if not store.exists():
         return _no_store("compact", store)
     started = time.monotonic()
@@ -289,7 +289,7 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"synthobs report: {exc}", file=sys.stderr)
         return 2
-    store = HealthStore(args.store)
+    store = ConfiguredHealthStore(args.store)
     if not store.exists():
         return _no_store("report", store)
     if args.tables:
@@ -325,7 +325,11 @@ def _reconcile(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with _progress("reconciling") as step:
         result = reconcile(
-            HealthStore(args.store), since=since, until=until, redact_pii=get_settings().redact_pii, progress=step
+            ConfiguredHealthStore(args.store),
+            since=since,
+            until=until,
+            redact_pii=get_settings().redact_pii,
+            progress=step,
         )
     print(
         f"reconciled {result.flow_runs} flow run(s) and {result.task_runs} task run(s) from the Prefect API "

@@ -1,7 +1,9 @@
 """Public home of the metric registry (the DESIGN contract path).
 
 ``REGISTRY`` is the ``prometheus_client.CollectorRegistry`` that holds every
-synthobs metric; the catalog itself lives in ``prefect_synthobs.telemetry.metrics``.
+synthobs metric; each metric is defined once, as a ``MetricSpec`` in
+``prefect_synthobs.catalog.METRICS``, and ``SynthObsMetrics``
+(``prefect_synthobs.telemetry.metrics``) builds the collectors from those specs.
 
 Example:
     ```python

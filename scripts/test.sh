@@ -7,9 +7,17 @@
 # Extra arguments go to pytest in both runs (e.g. -k pushgateway, -q); test paths among them narrow each run to
 # the paths that run there, and a run that selects nothing (pytest exit 5) is not a failure.
 # SYNTHOBS_TEST_ENVS="main" or "sdv" runs one environment only (default: "main sdv").
+# --fast: the fast tier only, -m "not slow and not server" (no Prefect server, no multi-process or 100k-row
+# tests, no benchmarks); e.g. `SYNTHOBS_TEST_ENVS=main bash scripts/test.sh --fast -q`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ENVS="${SYNTHOBS_TEST_ENVS:-main sdv}"
+FAST_TIER="not slow and not server"  # the markers: [tool.pytest.ini_options] in pyproject.toml
+args=()
+for arg in "$@"; do
+  if [[ "$arg" == "--fast" ]]; then args+=(-m "$FAST_TIER"); else args+=("$arg"); fi
+done
+set -- ${args[@]+"${args[@]}"}
 # what the SDV environment runs, and the tests there that are not about generators (they ran in .venv)
 SDV_TESTS=(tests/autolog tests/scores tests/instrument/test_gates*.py tests/e2e/test_demo_pipeline.py
   tests/test_benchmarks.py::test_autolog_benchmark_runs_and_records)

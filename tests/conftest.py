@@ -1,4 +1,12 @@
-"""Test fixtures: one real Prefect server per session, an isolated store per test."""
+"""Test fixtures: a real Prefect server for the tests that ask for it, an isolated store per test.
+
+The Prefect server is opt-in: a test that needs the Prefect API requests ``prefect_server`` (as an argument,
+through a fixture that depends on it, or a module's ``pytestmark = pytest.mark.usefixtures("prefect_server")``)
+and is marked ``server`` at collection. Every other test runs against an API URL that refuses connections, with
+Prefect's ephemeral server disallowed, so a test that touches the API without asking fails within seconds with
+``NO_SERVER_URL`` in its error (never silently starting a server of its own): the fast tier,
+``-m "not slow and not server"``, starts no server at all.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,9 +28,15 @@ from typing import Any
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="synthobs-test-home-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# no API for the tests that did not request `prefect_server` (never a developer's own server, never an ephemeral
+# one): port 1 refuses at once, and the URL's path names the fixture in Prefect's "Failed to reach API at ..."
+NO_SERVER_URL = "http://127.0.0.1:1/no-prefect-server--request-the-prefect_server-fixture/api"
+os.environ["PREFECT_API_URL"] = NO_SERVER_URL
+os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
 for key in [k for k in os.environ if k.startswith("PREFECT_INTEGRATIONS_SYNTHOBS_")]:
     del os.environ[key]
 
+import prefect.context  # noqa: E402
 import pytest  # noqa: E402
 from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
@@ -34,14 +48,46 @@ from prefect_synthobs.instrument.instrumentation import reset_runtime  # noqa: E
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
+SERVER_MARKER = "server"
+_NO_SERVER_SETTINGS = prefect.context.get_settings_context()  # the settings without a server (NO_SERVER_URL)
+_server_started = False
+
+
+@pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
-    """A real Prefect API server (temporary SQLite) for the whole session."""
+    """A real Prefect API server (temporary SQLite), started by the first test of the session that asks for it.
+
+    Request it in every test that reaches the Prefect API (a flow or task run, a client, a block saved or
+    loaded, a child process that runs flows); ``pytest_collection_modifyitems`` marks those tests ``server``.
+    """
+    global _server_started
     with (
         prefect_test_harness(server_startup_timeout=120),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
-        yield PREFECT_API_URL.value()
+        _server_started = True
+        try:
+            yield PREFECT_API_URL.value()
+        finally:
+            _server_started = False
+
+
+@pytest.fixture(autouse=True)
+def _no_prefect_api_unless_requested(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that did not request ``prefect_server`` sees no server, even after another test on this worker
+    started it: the settings without one, in this context and for threads without their own (so a test passes
+    or fails the same in the fast tier and in the full suite)."""
+    if not _server_started or "prefect_server" in request.fixturenames:
+        yield
+        return
+    global_context = getattr(prefect.context, "_temporary_global_settings_context", None)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            prefect.context.SettingsContext(profile=_NO_SERVER_SETTINGS.profile, settings=_NO_SERVER_SETTINGS.settings)
+        )
+        if global_context is not None:
+            stack.enter_context(global_context(_NO_SERVER_SETTINGS))
+        yield
 
 
 @pytest.fixture
@@ -173,14 +219,42 @@ def served_deployment(
             runner.wait(30)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the `server` marker must be there by then
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect Prefect's block-logo download (it needs the internet), nothing else."""
-    keep, drop = [], []
+    """Mark ``server`` every test that uses the ``prefect_server`` fixture; deselect Prefect's block-logo
+    download (it needs the internet)."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
+        if "prefect_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(SERVER_MARKER)
         (drop if item.name.startswith("test_has_a_valid_image") else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that reached for the Prefect API without requesting ``prefect_server``: say so."""
+    report: pytest.TestReport = yield
+    if report.failed and "prefect_server" not in getattr(item, "fixturenames", ()):
+        seen = report.longreprtext + "".join(content for _, content in report.sections)
+        # the URL in Prefect's "Failed to reach API at ...", or a refused connection from Prefect's client
+        refused = "ConnectError" in seen and f"prefect{os.sep}client{os.sep}" in seen
+        if NO_SERVER_URL.split("/")[3] in seen or refused:
+            report.sections.append(
+                (
+                    "prefect_server",
+                    "This test reached for the Prefect API, which only tests that request the `prefect_server` "
+                    'fixture have: add it as an argument, `@pytest.mark.usefixtures("prefect_server")` on the '
+                    'test, or `pytestmark = pytest.mark.usefixtures("prefect_server")` in its module '
+                    "(CONTRIBUTING.md, Tests).",
+                )
+            )
+    return report
 
 
 def wait_for_events(

@@ -1,4 +1,8 @@
-"""The benchmark scripts still run against today's schemas and APIs (tiny sizes; figures not checked)."""
+"""The benchmark scripts still run against today's schemas and APIs (tiny sizes; figures not checked).
+
+Slow tier: each is a child process (a benchmark that runs flows starts its own Prefect server,
+``prefect_test_harness``), so none needs the session's ``prefect_server``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, subprocess_env
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(

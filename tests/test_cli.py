@@ -59,6 +59,7 @@ def observed_flow_env(fake_nvml: dict[str, Path], tmp_path: Path, level: str) ->
     )
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_synthobs_log_lines_show_in_prefects_console_format(fake_nvml: dict[str, Path], tmp_path: Path) -> None:
     # no logging setup in the script: Prefect's logging config alone must show them
@@ -70,6 +71,7 @@ def test_synthobs_log_lines_show_in_prefects_console_format(fake_nvml: dict[str,
     assert HealthStore(str(tmp_path / "store")).count(names.FLOW_RUNS) == 1
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_prefect_logging_level_warning_silences_the_info_lines(fake_nvml: dict[str, Path], tmp_path: Path) -> None:
     proc = run_python(OBSERVED, observed_flow_env(fake_nvml, tmp_path, "WARNING"))
@@ -240,6 +242,7 @@ def test_report_json_stays_parseable_with_progress_on(
     assert ("reading the store" in err) is tty
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_reconcile_reports_its_progress_and_elapsed_time(
     store_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,13 +50,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args
 
-from prefect.events import emit_event
-
 from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import get_settings
 from prefect_synthobs.config.settings import TrainingPolicy
-from prefect_synthobs.telemetry.redaction import redact_fields
+from prefect_synthobs.instrument import prefect_api
 
 if TYPE_CHECKING:
     from prefect_synthobs.config.settings import SynthObsSettings
@@ -350,42 +348,32 @@ def emit_training_alert(
     Never raises: a failure costs one warning.
     """
     try:
-        redacting = get_settings().redact_pii
-        labels = {
-            "synthobs.library": library,
-            "synthobs.synthesizer": synthesizer,
-            "synthobs.model_type": model_type,
-            "synthobs.table": table_name,
-            "synthobs.check": alert.check,
-        }
-        resource = {
-            "prefect.resource.id": f"synthobs.model.{model_id}",
-            "prefect.resource.name": f"{synthesizer} ({table_name})" if table_name else synthesizer,
-            **{key: str(value) for key, value in labels.items() if value},
-        }
-        related = (
-            [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
-            if flow_run_id
-            else []
-        )
-        payload = {
-            "check": alert.check,
-            "epoch": alert.epoch,
-            "loss_type": alert.loss_type,
-            "value": _payload_number(alert.value),
-            "message": alert.message,
-            "policy": policy,
-            "model_id": model_id,
-            "model_type": model_type,
-            "library": library,
-            "synthesizer": synthesizer,
-            "table": table_name,
-        }
-        emit_event(
-            event=names.EVENT_TRAINING_PREFIX + alert.check,
-            resource=redact_fields(resource, enabled=redacting),
-            related=related,
-            payload=redact_fields(payload, enabled=redacting),
+        prefect_api.emit(
+            names.EVENT_TRAINING_PREFIX + alert.check,
+            resource_id=names.RESOURCE_MODEL_PREFIX + model_id,
+            resource_name=f"{synthesizer} ({table_name})" if table_name else synthesizer,
+            labels={
+                names.ATTR_LIBRARY: library,
+                names.ATTR_SYNTHESIZER: synthesizer,
+                names.ATTR_MODEL_TYPE: model_type,
+                names.ATTR_TABLE: table_name,
+                names.ATTR_CHECK: alert.check,
+            },
+            payload={
+                "check": alert.check,
+                "epoch": alert.epoch,
+                "loss_type": alert.loss_type,
+                "value": _payload_number(alert.value),
+                "message": alert.message,
+                "policy": policy,
+                "model_id": model_id,
+                "model_type": model_type,
+                "library": library,
+                "synthesizer": synthesizer,
+                "table": table_name,
+            },
+            flow_run_ids=[flow_run_id] if flow_run_id else [],
+            redact_pii=get_settings().redact_pii,
         )
     except Exception as exc:
         logger.warning(

@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect_synthobs._log import get_logger
-from prefect_synthobs.instrument.remote import api_client
+from prefect_synthobs.instrument import prefect_api
 from prefect_synthobs.reports.charts import markdown_image
 from prefect_synthobs.reports.training import loss_curve_svg
 
@@ -104,22 +104,9 @@ def _run_ids() -> tuple[UUID | None, UUID | None]:
 
 def _create(
     kind: str, key: str, data: Any, description: str, flow_run_id: UUID | None, task_run_id: UUID | None
-) -> Any:
-    from prefect.client.schemas.actions import ArtifactCreate
-
-    return (
-        api_client()
-        .create_artifact(
-            ArtifactCreate(
-                key=key,
-                type=kind,
-                data=data,
-                description=description,
-                flow_run_id=flow_run_id,
-                task_run_id=task_run_id,
-            )
-        )
-        .id
+) -> UUID:
+    return prefect_api.create_artifact(
+        kind, data, description, flow_run_id=flow_run_id, task_run_id=task_run_id, key=key
     )
 
 
@@ -174,9 +161,7 @@ class FitProgress:
             artifact_id = artifact.get("id")
             if artifact_id is None:
                 return
-            from prefect.client.schemas.actions import ArtifactUpdate
-
-            api_client().update_artifact(artifact_id, ArtifactUpdate(data=share, description=text))
+            prefect_api.update_artifact(artifact_id, share, text)
 
         PUBLISHER.submit(update)
 

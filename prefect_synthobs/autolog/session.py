@@ -43,10 +43,11 @@ from prefect_synthobs.autolog.health import (
 )
 from prefect_synthobs.autolog.progress import FitProgress
 from prefect_synthobs.config.active import get_settings
-from prefect_synthobs.health.rows import model_row
+from prefect_synthobs.health.events import EpochEnded, ModelFitted, TrainingAlerted
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import Scope, current_scope, rows_sampled
 from prefect_synthobs.instrument.models import model_identity
+from prefect_synthobs.instrument.recording import Recording
 from prefect_synthobs.telemetry.redaction import redact_optional
 
 logger = get_logger("autolog")
@@ -172,18 +173,19 @@ class FitSession(Operation):
             epoch_span.end(end_time=end_ns)
             span_context = epoch_span.get_span_context()
         scope = self.scope
-        _recording(scope).epoch(
-            epoch,
-            clean,
-            time=datetime.now(timezone.utc),
-            flow_run_id=scope.flow_run_id,
-            flow_name=scope.flow_name,
-            model_type=self.model.model_type,
-            in_observed_run=True,
-            model_id=self.model.model_id,
-            epoch_seconds=seconds,
-            span_context=span_context,
-            fit_id=self.fit_id,
+        _recording(scope).handle(
+            EpochEnded(
+                epoch=epoch,
+                losses=clean,
+                time=datetime.now(timezone.utc),
+                flow_run_id=scope.flow_run_id,
+                flow_name=scope.flow_name,
+                model_type=self.model.model_type,
+                model_id=self.model.model_id,
+                epoch_seconds=seconds,
+                span_context=span_context,
+                fit_id=self.fit_id,
+            )
         )
         if self.progress is not None:
             self.progress.epoch(self.epochs, self.planned_epochs, clean)
@@ -209,7 +211,9 @@ class FitSession(Operation):
             model.model_id,
             self.gates.policy,
         )
-        _recording(scope).training_alert(alert.check, flow_name=scope.flow_name, model_type=model.model_type)
+        _recording(scope).handle(
+            TrainingAlerted(check=alert.check, flow_name=scope.flow_name, model_type=model.model_type)
+        )
         if self.span is not None:
             self.span.add_event(
                 catalog.EVENT_TRAINING_PREFIX + alert.check,
@@ -239,7 +243,7 @@ class FitSession(Operation):
         fitted = error is None or isinstance(error, TrainingHealthError)
         size = describe.pickled_size(self.model.obj) if fitted else None
         scope, model = self.scope, self.model
-        row = model_row(
+        fitted_event = ModelFitted(
             time=datetime.now(timezone.utc),
             flow_run_id=scope.flow_run_id,
             flow_name=scope.flow_name,
@@ -264,7 +268,7 @@ class FitSession(Operation):
             if self.final_losses
             else None,
         )
-        _recording(scope).model_fitted(row, in_observed_run=True)
+        _recording(scope).handle(fitted_event)
         if self.span is not None and self.span.is_recording():
             self.span.set_attributes(
                 {
@@ -284,7 +288,7 @@ class FitSession(Operation):
         return TrainingHealthError(self.monitor.alerts, model=f"{self.model.synthesizer} {self.model.model_id}")
 
 
-def _recording(scope: Scope) -> Any:
+def _recording(scope: Scope) -> Recording:
     """The recording of the process's runtime now: ``configure`` during a fit rebuilds the runtime, and a
     fit's later rows must go to the new one, not the closed one it started with."""
     runtime = current_runtime()

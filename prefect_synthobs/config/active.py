@@ -23,7 +23,7 @@ from prefect_synthobs.config.settings import (
     usable_values,
     without_value,
 )
-from prefect_synthobs.health import store as health_store
+from prefect_synthobs.health.store import HealthStore
 
 logger = get_logger()
 
@@ -211,12 +211,53 @@ def reset() -> None:
 
 
 def configured_store_location() -> tuple[str, Mapping[str, str] | None]:
-    """Where ``HealthStore()`` with no URL reads: the configured store and its options."""
+    """Where ``HealthStore()`` with no URL reads: the configured store and its options (read at each call,
+    so a store made after ``configure(store_url=...)`` goes there)."""
     settings = get_settings()
     return settings.resolved_store_url(), settings.resolved_store_options()
 
 
-# ``HealthStore()`` (the health layer cannot read settings) asks this layer for its default.
-health_store.default_location = configured_store_location
+class ConfiguredHealthStore(HealthStore):
+    """The health store users get as ``prefect_synthobs.HealthStore``: without a URL, the configured one.
 
-__all__ = ["ACTIVE", "configure", "env_name", "get_settings", "load_block", "on_change", "reset"]
+    ``url=None`` means the ``store_url`` (and ``store_options``) of the active
+    settings when the store is made: ``configure(store_url=...)``, a config
+    block, ``PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL``, else
+    ``$PREFECT_HOME/synthobs``. The health layer cannot read settings, so this
+    layer hands it ``configured_store_location`` as its ``default_location``;
+    everything else is ``HealthStore``'s.
+
+    Args:
+        url: Store root (path, ``file://`` or ``s3://``). Default: the configured store.
+        storage_options: Object-store credentials and endpoint (``s3://`` only). Default: the configured
+            ones when ``url`` is not given.
+        timeout: Seconds each object-store connection and request may take (``s3://``).
+
+    Example:
+        ```python
+        import prefect_synthobs as so
+
+        so.configure(store_url="s3://bucket/synthobs")
+        runs = so.HealthStore().read("flow_runs", since="2026-11-01")
+        ```
+    """
+
+    def __init__(
+        self, url: str | None = None, *, storage_options: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> None:
+        super().__init__(
+            url, storage_options=storage_options, timeout=timeout, default_location=configured_store_location
+        )
+
+
+__all__ = [
+    "ACTIVE",
+    "ConfiguredHealthStore",
+    "configure",
+    "configured_store_location",
+    "env_name",
+    "get_settings",
+    "load_block",
+    "on_change",
+    "reset",
+]

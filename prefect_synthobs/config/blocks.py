@@ -320,8 +320,12 @@ class SynthObsConfig(_SettingsBlock):
         return out
 
     def get_store(self) -> HealthStore:
-        """The ``HealthStore`` this configuration writes to."""
-        return self.store.get_store() if self.store is not None else HealthStore()
+        """The ``HealthStore`` this configuration writes to: its store block's, else the one the environment
+        names (``PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL``), else the embedded default."""
+        if self.store is not None:
+            return self.store.get_store()
+        settings = SynthObsSettings()
+        return HealthStore(settings.resolved_store_url(), storage_options=settings.resolved_store_options())
 
 
 def config_from_environment(environ: Mapping[str, str] | None = None) -> SynthObsConfig:

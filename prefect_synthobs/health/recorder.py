@@ -3,179 +3,55 @@
 Rows are written when an observed flow run ends (one file per table per
 flush, not one per task) and, for long runs, by a daemon thread every
 ``flush_interval_seconds``. If the store cannot be written, rows go to a local
-spool directory as Parquet files and are written on a later flush: a store
-fault costs one warning, never a row and never the flow's result.
+spool directory (``Spool``, ``health/spool.py``) and are written on a later
+flush: a store fault costs one warning, never a row and never the flow's result.
 
 Time is bounded: each store write runs on its own daemon thread and the flush
-waits for it at most ``store_timeout`` seconds; past that its rows are spooled.
-A store that failed is then skipped (``StoreBreaker``): flushes spool at once,
-costing a flow nothing, until the background flusher's retry (after a backoff
-that doubles up to five minutes) succeeds. A write that was given up on may
-still land later; its rows are then in the store twice with the same
-``event_id``, which ``HealthStore.read`` drops.
+waits for it at most ``store_timeout`` seconds (``call_bounded``); past that its
+rows are spooled. A store that failed is then skipped (``StoreBreaker``,
+``health/breaker.py``): flushes spool at once, costing a flow nothing, until
+the background flusher's retry (after a backoff that doubles up to five
+minutes) succeeds. A write that was given up on may still land later; its rows
+are then in the store twice with the same ``event_id``, which
+``HealthStore.read`` drops.
+
+This module holds the buffer and the flusher thread, and decides what a fault
+costs; the spool (files, claims, bound) and the breaker keep their own state.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import json
-import os
 import threading
-import time
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
+from prefect_synthobs.health.breaker import StoreBreaker, StoreTimeout, call_bounded
+from prefect_synthobs.health.spool import Spool, adopt_unkeyed_spool, rows_to_arrow
 from prefect_synthobs.health.store import HealthStore
-from prefect_synthobs.health.tables import Row, schema_for
+from prefect_synthobs.health.tables import Row
 from prefect_synthobs.telemetry.redaction import strip_url_credentials
 from prefect_synthobs.telemetry.tracing import open_span
 
 logger = get_logger("store")
 
-T = TypeVar("T")
-
-
-class StoreTimeout(TimeoutError):
-    """A store call did not finish within the store timeout."""
-
+__all__ = [
+    "FLUSH_SOON_LINGER_SECONDS",
+    "Recorder",
+    "StoreBreaker",
+    "StoreTimeout",
+    "adopt_unkeyed_spool",
+    "call_bounded",
+]
 
 FLUSH_SOON_LINGER_SECONDS = 1.0
 """How long the flusher gathers rows after ``flush_soon`` before it writes them."""
-
-DRAIN_BATCH_BYTES = 64 << 20
-"""The most spool file bytes merged into one store write."""
-
-
-def call_bounded(fn: Callable[[], T], timeout: float, *, name: str = "synthobs-store-write") -> T:
-    """``fn()`` on a daemon thread, waited for at most ``timeout`` seconds.
-
-    Raises:
-        StoreTimeout: ``fn`` had not finished in time (it goes on in the
-            background; a daemon thread never holds the interpreter's exit).
-        Exception: whatever ``fn`` raised.
-    """
-    done = threading.Event()
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-        finally:
-            done.set()
-
-    # in the caller's context: Prefect's settings (API URL, client timeouts) are context variables
-    threading.Thread(target=contextvars.copy_context().run, args=(run,), name=name, daemon=True).start()
-    if not done.wait(timeout):
-        raise StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
-
-
-def _spool_files(table_dir: Path) -> list[Path]:
-    return [*table_dir.glob("part-*.parquet"), *table_dir.glob("part-*.arrow")]
-
-
-def _read_spool_file(path: Path, suffix: str, schema: pa.Schema) -> pa.Table:
-    """A spool file as ``schema`` (a column added since it was written reads as nulls)."""
-    if suffix != ".arrow":
-        return pq.read_table(path, schema=schema)
-    with pa.OSFile(str(path)) as source:
-        data = pa.ipc.open_file(source).read_all()
-    columns = [
-        data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _spool_file_rows(path: Path) -> int:
-    if path.suffix == ".arrow":
-        with pa.OSFile(str(path)) as source:
-            return int(pa.ipc.open_file(source).read_all().num_rows)
-    return int(pq.read_metadata(path).num_rows)
-
-
-def adopt_unkeyed_spool(root: Path, spool: Path) -> int:
-    """Move spool files of the layout before each store had its own spool (``<root>/<table>/``) into ``spool``.
-
-    Those rows were drained by whichever process of this host flushed next,
-    into its store; a process that starts does the same, once. Returns the
-    number of files moved; never raises (what cannot be moved stays).
-    """
-    moved = 0
-    for table in names.TABLES:
-        old = root / table
-        try:  # an unreadable directory (permissions) is left as it is
-            if not old.is_dir() or old == spool / table:
-                continue
-            files = _spool_files(old)
-        except OSError:
-            continue
-        for path in files:
-            with contextlib.suppress(OSError):
-                (spool / table).mkdir(parents=True, exist_ok=True)
-                path.rename(spool / table / path.name)
-                moved += 1
-    if moved:
-        logger.info("synthobs: %d spool file(s) from an earlier version moved to %s", moved, spool)
-    return moved
-
-
-class StoreBreaker:
-    """Skips a store that failed until a background retry succeeds.
-
-    Closed (the store answered last time): every flush writes. Open (it
-    failed): foreground flushes spool at once; the background flusher retries
-    once the backoff (``base`` seconds, doubled per failure up to ``cap``)
-    has passed.
-
-    Args:
-        base: Seconds before the first retry.
-        cap: The longest backoff.
-        clock: Monotonic seconds (injected by tests).
-    """
-
-    def __init__(self, *, base: float = 5.0, cap: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.base, self.cap, self._clock = base, cap, clock
-        self.failures = 0
-        self._retry_at = 0.0
-        self._lock = threading.Lock()
-
-    @property
-    def is_open(self) -> bool:
-        return self.failures > 0
-
-    def allows(self, *, background: bool) -> bool:
-        """Whether a write may go to the store now."""
-        with self._lock:
-            return self.failures == 0 or (background and self._clock() >= self._retry_at)
-
-    def seconds_to_retry(self) -> float | None:
-        """Seconds until a background retry is due (``None`` while closed)."""
-        with self._lock:
-            return None if self.failures == 0 else max(self._retry_at - self._clock(), 0.0)
-
-    def failed(self) -> None:
-        with self._lock:
-            self.failures += 1
-            self._retry_at = self._clock() + min(self.cap, self.base * 2 ** (self.failures - 1))
-
-    def succeeded(self) -> None:
-        with self._lock:
-            self.failures = 0
 
 
 class Recorder:
@@ -212,11 +88,16 @@ class Recorder:
         linger: float = FLUSH_SOON_LINGER_SECONDS,
     ) -> None:
         self._store_factory = store_factory
-        self.spool_dir = Path(spool_dir)
         self.flush_interval = flush_interval
         self.store_timeout = store_timeout
         self.breaker = breaker or StoreBreaker()
-        self.spool_max_bytes = spool_max_bytes
+        self.spool = Spool(
+            Path(spool_dir),
+            max_bytes=spool_max_bytes,
+            lease=max(60.0, 6 * store_timeout),
+            on_dropped=lambda table, rows: self._dropped(table, rows, "spool"),
+        )
+        """The spool: its files, claims and bound (``health/spool.py``)."""
         self.max_pending_rows = max_pending_rows
         self._on_dropped = on_dropped
         self.linger = linger
@@ -288,27 +169,11 @@ class Recorder:
         """``rows`` as an Arrow table. A row that does not fit its columns' types
         is set aside in ``<spool_dir>/_rejected/<table>.jsonl`` (one warning);
         the others are kept: a conversion error never drops a batch."""
-        schema = schema_for(table)
+        data, rejected = rows_to_arrow(table, rows)
+        if not rejected:
+            return data
         try:
-            return pa.Table.from_pylist(rows, schema=schema)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError):
-            pass
-        good: list[Row] = []
-        rejected: list[tuple[Row, str]] = []
-        for row in rows:
-            try:
-                pa.Table.from_pylist([row], schema=schema)
-            except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-                rejected.append((row, f"{type(exc).__name__}: {exc}"))
-            else:
-                good.append(row)
-        path = self.spool_dir / "_rejected" / f"{table}.jsonl"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as out:
-                for row, why in rejected:
-                    out.write(json.dumps({"table": table, "error": why, "row": row}, default=str) + "\n")
-            kept = f"kept in {path}"
+            kept = f"kept in {self.spool.keep_rejected(table, rejected)}"
         except OSError as exc:
             kept = f"and could not be kept ({exc})"
         logger.warning(
@@ -317,9 +182,9 @@ class Recorder:
             table,
             rejected[0][1],
             kept,
-            len(good),
+            data.num_rows,
         )
-        return pa.Table.from_pylist(good, schema=schema)
+        return data
 
     def _open_store(self, background: bool) -> HealthStore | None:
         if not self.breaker.allows(background=background):
@@ -363,7 +228,7 @@ class Recorder:
 
     def _spool(self, table: str, data: pa.Table, rows: list[Row]) -> None:
         try:
-            self._write_spool_file(table, data)
+            self.spool.write(table, data)
         except Exception as exc:
             # once per fault (a full disk fails every flush): said again only after the spool took rows again
             self._spool_warning.fail(
@@ -379,21 +244,7 @@ class Recorder:
             return
         if self._spool_warning.ok():
             logger.info("synthobs: the spool %s is writable again", self.spool_dir)
-        self._limit_spool()
-
-    def _write_spool_file(self, table: str, data: pa.Table, *, arrow: bool = False) -> None:
-        """One spool file: Parquet (compact, for rows that may wait long) or, with ``arrow``, Arrow IPC
-        (a fifth of Parquet's cost for a task's few rows, drained within seconds)."""
-        directory = self.spool_dir / table
-        name = f"part-{uuid.uuid4().hex}.{'arrow' if arrow else 'parquet'}"
-        tmp = directory / f".{name}.tmp"
-        directory.mkdir(parents=True, exist_ok=True)
-        if arrow:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
-                writer.write_table(data)
-        else:
-            pq.write_table(data, tmp)
-        tmp.replace(directory / name)  # whole, or not there: a drainer never reads half a file
+        self.spool.limit()
 
     def _keep_in_memory(self, table: str, rows: list[Row]) -> None:
         """Put ``rows`` back at the head of the buffer, dropping the oldest past ``max_pending_rows``."""
@@ -423,7 +274,7 @@ class Recorder:
             try:
                 data = self._to_arrow(table, rows)
                 if data.num_rows:
-                    self._write_spool_file(table, data, arrow=True)
+                    self.spool.write(table, data, arrow=True)
                 self._spool_warning.ok()
             except Exception as exc:
                 self._spool_warning.fail(
@@ -451,7 +302,7 @@ class Recorder:
             logger.warning("synthobs: %d %s row(s) not made durable (%s)", len(rows), table, exc)
             return False
         try:
-            self._write_spool_file(table, data, arrow=True)
+            self.spool.write(table, data, arrow=True)
             self._spool_warning.ok()
             self.flush_soon()
             return True
@@ -461,26 +312,6 @@ class Recorder:
             )
         store = self._open_store(background=False)
         return store is not None and self._try_write(store, table, data, background=False)
-
-    def _limit_spool(self) -> None:
-        """Drop the oldest spool files while the spool holds more than ``spool_max_bytes``."""
-        files = []
-        for path in self.spooled_files():
-            with contextlib.suppress(OSError):
-                info = path.stat()
-                files.append((info.st_mtime, info.st_size, path))
-        total = sum(size for _, size, _ in files)
-        for _, size, path in sorted(files):
-            if total <= self.spool_max_bytes:
-                break
-            try:
-                rows = _spool_file_rows(path)
-            except Exception:
-                rows = 0
-            with contextlib.suppress(OSError):
-                path.unlink()
-                total -= size
-                self._dropped(path.parent.name, rows, "spool")
 
     def _dropped(self, table: str, rows: int, where: str) -> None:
         self.dropped[table] += rows
@@ -497,101 +328,28 @@ class Recorder:
                 self._on_dropped(table, rows)
 
     @property
+    def spool_dir(self) -> Path:
+        """Local directory for rows the store could not take."""
+        return self.spool.directory
+
+    @property
+    def spool_max_bytes(self) -> int:
+        """The most the spool may hold; past it the oldest spool files are dropped."""
+        return self.spool.max_bytes
+
+    @property
     def claim_lease(self) -> float:
         """Seconds after which a spool file claimed by a drainer that never
         finished (killed mid-drain) is given back to the spool."""
-        return max(60.0, 6 * self.store_timeout)
-
-    def _recover_claims(self, table_dir: Path) -> None:
-        now = time.time()
-        for claim in table_dir.glob(".part-*.claim"):
-            try:
-                if now - claim.stat().st_mtime <= self.claim_lease:
-                    continue
-                original = claim.name[1:].rsplit(".", 2)[0]  # .part-X.parquet.<uuid>.claim -> part-X.parquet
-                claim.rename(table_dir / original)
-                logger.info(
-                    "synthobs: spool file %s was claimed by a drainer that never finished; retrying it", original
-                )
-            except OSError:
-                continue
+        return self.spool.lease
 
     def _drain_spool(self, store: HealthStore, background: bool) -> int:
-        """Write the spool to the store, its files merged per table (up to ``DRAIN_BATCH_BYTES`` a write).
-
-        A worker spools each task's rows (``spool_now``): merged, a second of
-        them becomes one store file, not one per task.
-        """
-        written = 0
-        if not self.spool_dir.is_dir():
-            return 0
-        for table_dir in sorted(p for p in self.spool_dir.iterdir() if p.is_dir()):
-            try:
-                schema = schema_for(table_dir.name)
-            except ValueError:
-                continue
-            self._recover_claims(table_dir)
-            for batch in self._spool_batches(table_dir):
-                claims = self._claim(batch)
-                parts = []
-                for path, claimed in claims:
-                    try:
-                        parts.append((path, claimed, _read_spool_file(claimed, path.suffix, schema)))
-                    except Exception as exc:
-                        logger.warning("synthobs: unreadable spool file %s (%s); left in place", path, exc)
-                        claimed.rename(path.with_suffix(".bad"))
-                if not parts:
-                    continue
-                data = pa.concat_tables([part for _, _, part in parts])
-                if self._try_write(store, table_dir.name, data, background):
-                    for _, claimed, _ in parts:
-                        claimed.unlink(missing_ok=True)
-                    written += data.num_rows
-                else:
-                    for path, claimed, _ in parts:
-                        claimed.rename(path)
-                    return written
-        return written
-
-    @staticmethod
-    def _spool_batches(table_dir: Path) -> Iterator[list[Path]]:
-        """The table's spool files by name, in groups of at most ``DRAIN_BATCH_BYTES`` (one file at least)."""
-        batch: list[Path] = []
-        size = 0
-        for path in sorted(_spool_files(table_dir)):
-            try:
-                length = path.stat().st_size
-            except OSError:
-                continue  # claimed by another drainer meanwhile
-            if batch and size + length > DRAIN_BATCH_BYTES:
-                yield batch
-                batch, size = [], 0
-            batch.append(path)
-            size += length
-        if batch:
-            yield batch
-
-    @staticmethod
-    def _claim(paths: list[Path]) -> list[tuple[Path, Path]]:
-        """Rename each file to a claim of this drainer's; another process may be draining too (it skips them)."""
-        claims = []
-        for path in paths:
-            claimed = path.with_name(f".{path.name}.{uuid.uuid4().hex}.claim")
-            try:
-                path.rename(claimed)
-                os.utime(claimed)  # the claim's age starts now (its lease)
-            except OSError:
-                continue
-            claims.append((path, claimed))
-        return claims
+        """Write the spool to ``store`` (``Spool.drain``), each merged write bounded and breaker-checked."""
+        return self.spool.drain(lambda table, data: self._try_write(store, table, data, background))
 
     def spooled_files(self) -> list[Path]:
         """Spool files waiting to be written."""
-        if not self.spool_dir.is_dir():
-            return []
-        return sorted(
-            path for table_dir in self.spool_dir.iterdir() if table_dir.is_dir() for path in _spool_files(table_dir)
-        )
+        return self.spool.files()
 
     # -- background ----------------------------------------------------------
 
@@ -622,7 +380,7 @@ class Recorder:
             if self.pending() or self.spooled_files() or retry == 0.0:
                 self.flush(background=True)
                 if self.breaker.is_open:  # rows spooled by spool_now wait: keep the spool within its bound
-                    self._limit_spool()
+                    self.spool.limit()
 
     def _next_wait(self) -> float:
         retry = self.breaker.seconds_to_retry()
@@ -670,11 +428,7 @@ class Recorder:
 
     def spooled_rows(self) -> int:
         """Rows in the spool files waiting to be written (a file that cannot be read counts nothing)."""
-        total = 0
-        for path in self.spooled_files():
-            with contextlib.suppress(Exception):
-                total += _spool_file_rows(path)
-        return total
+        return self.spool.rows()
 
     def _warn_left_behind(self) -> None:
         try:

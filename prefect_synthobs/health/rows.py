@@ -1,7 +1,12 @@
-"""Health rows as pure functions of values (no Prefect, no I/O).
+"""Health rows from run events, as pure functions (no Prefect, no I/O).
 
-Each builder computes its values and hands them to its table's ``row`` (in
-``health/tables.py``), which checks the columns and adds the ``event_id``.
+``row_of(event)`` builds an event's row from its table's definition: every
+column field of the event (``health/events.py``) cleaned as its column says
+(PII redaction, the error-message limit), then ``Table.row``, which checks the
+columns and adds the ``event_id``. The keyword builders (``flow_row``,
+``task_row``, ...) build the event and call it. Also here: the checks of what
+users pass to ``record_*`` (``validate_rows``, ``validate_epoch``,
+``normalize_loss``, ``validate_score``).
 """
 
 from __future__ import annotations
@@ -9,53 +14,78 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 from prefect_synthobs.catalog import MAX_ATTEMPT_ERRORS, MAX_ERROR_CHARS, UNIT_INTERVAL_METRICS
-from prefect_synthobs.health import tables
+from prefect_synthobs.health import events, tables
+from prefect_synthobs.health.events import (
+    AttemptError,
+    EpochEnded,
+    FlowRunEnded,
+    ModelFitted,
+    PrivacyChecked,
+    QualityChecked,
+    TaskRunEnded,
+    as_utc,
+    duration_seconds,
+)
 from prefect_synthobs.health.tables import Row
 from prefect_synthobs.telemetry.redaction import clean_error_message, redact_optional
+
+__all__ = [
+    "DEFAULT_LOSS_TYPE",
+    "AttemptError",
+    "as_utc",
+    "attempt_error_texts",
+    "duration_seconds",
+    "epoch_rows",
+    "flow_row",
+    "model_row",
+    "normalize_loss",
+    "privacy_row",
+    "quality_row",
+    "row_of",
+    "rows_of",
+    "task_row",
+    "trace_id_from_traceparent",
+    "validate_epoch",
+    "validate_rows",
+    "validate_score",
+]
 
 DEFAULT_LOSS_TYPE = "loss"
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """A plain ``datetime`` in UTC (naive values are taken as UTC).
+def _clean(value: Any, how: events.Clean | None, redact_pii: bool) -> Any:
+    if how is None:
+        return value
+    if how == "text":
+        return redact_optional(value, enabled=redact_pii)
+    if how == "error":
+        return clean_error_message(value, limit=MAX_ERROR_CHARS, redact_pii=redact_pii)
+    if how == "tags":
+        return sorted(redact_optional(str(t), enabled=redact_pii) or "" for t in value or ())
+    return attempt_error_texts(value or (), redact_pii=redact_pii)
 
-    Prefect hands out pendulum ``DateTime`` objects, whose arithmetic costs
-    ~45 µs a time: rows use stdlib datetimes.
+
+def row_of(event: Any, *, redact_pii: bool = True) -> Row:
+    """The health row of an event with a table (``tables.TABLE_OF_EVENT``), its columns cleaned as declared.
+
+    Raises:
+        ValueError: for an event type without a table.
     """
-    if value is None:
-        return None
-    if value.tzinfo is not None and value.utcoffset():
-        value = value.astimezone(timezone.utc)
-    return datetime(
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-        tzinfo=timezone.utc,
-    )
+    table = tables.TABLE_OF_EVENT.get(type(event))
+    if table is None:
+        raise ValueError(f"{type(event).__name__} has no health table")
+    specs = events.columns_of(type(event))
+    return table.row(**{name: _clean(getattr(event, name), spec.clean, redact_pii) for name, spec in specs.items()})
 
 
-def duration_seconds(start: datetime | None, end: datetime | None) -> float | None:
-    """``end - start`` in seconds, or ``None`` when either is unknown."""
-    start, end = as_utc(start), as_utc(end)
-    if start is None or end is None:
-        return None
-    return max((end - start).total_seconds(), 0.0)
-
-
-class AttemptError(NamedTuple):
-    """The error one attempt of a run ended with (attempts count from 1)."""
-
-    attempt: int
-    error_type: str | None
-    message: str | None
+def rows_of(event: Any, *, redact_pii: bool = True) -> list[Row]:
+    """Every health row of an event: one per loss type for an epoch, else ``[row_of(event)]``."""
+    if isinstance(event, EpochEnded):
+        return [row_of(one, redact_pii=redact_pii) for one in event.per_loss()]
+    return [row_of(event, redact_pii=redact_pii)]
 
 
 def attempt_error_texts(errors: Sequence[AttemptError], *, redact_pii: bool = True) -> list[str]:
@@ -89,31 +119,8 @@ def trace_id_from_traceparent(traceparent: str | None) -> str | None:
     return None
 
 
-def flow_row(
-    *,
-    flow_run_id: str,
-    flow_name: str,
-    state_type: str,
-    state_name: str | None,
-    start_time: datetime | None,
-    end_time: datetime | None,
-    kind: str = "other",
-    model_type: str | None = None,
-    table_name: str | None = None,
-    parent_flow_run_id: str | None = None,
-    rows: int = 0,
-    error_type: str | None = None,
-    error_message: str | None = None,
-    tags: Sequence[str] = (),
-    host: str | None = None,
-    trace_id: str | None = None,
-    redact_pii: bool = True,
-    gpu: Mapping[str, Any] | None = None,
-    source: str = tables.SOURCE_HOOK,
-    run_count: int | None = None,
-    attempt_errors: Sequence[AttemptError] = (),
-) -> Row:
-    """One ``flow_runs`` row for a finished flow run.
+def flow_row(*, redact_pii: bool = True, **values: Any) -> Row:
+    """One ``flow_runs`` row for a finished flow run (the fields of ``events.FlowRunEnded``).
 
     ``gpu`` holds the GPU summary columns (``RunGpuSummary.columns()``);
     without it they are null. ``rows`` are the rows of the attempt that
@@ -121,90 +128,12 @@ def flow_row(
     attempts ran (null when unknown), ``attempt_errors`` the error of every
     failed attempt (``attempt_error_texts``).
     """
-    start_time, end_time = as_utc(start_time), as_utc(end_time)
-    duration = duration_seconds(start_time, end_time)
-    return tables.FLOW_RUNS.row(
-        flow_run_id=flow_run_id,
-        parent_flow_run_id=parent_flow_run_id,
-        flow_name=flow_name,
-        kind=kind,
-        model_type=model_type,
-        table_name=table_name,
-        state_type=state_type,
-        state_name=redact_optional(state_name, enabled=redact_pii),
-        start_time=start_time,
-        end_time=end_time,
-        duration_s=duration,
-        rows=int(rows),
-        rows_per_s=(rows / duration) if rows and duration else None,
-        error_type=error_type,
-        error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
-        tags=_tags(tags, redact_pii),
-        host=host,
-        trace_id=trace_id,
-        gpu_util_mean=(gpu or {}).get("gpu_util_mean"),
-        gpu_util_max=(gpu or {}).get("gpu_util_max"),
-        gpu_memory_peak_bytes=(gpu or {}).get("gpu_memory_peak_bytes"),
-        gpu_energy_j=(gpu or {}).get("gpu_energy_j"),
-        source=source,
-        run_count=int(run_count) if run_count is not None else None,
-        attempt_errors=attempt_error_texts(attempt_errors, redact_pii=redact_pii),
-    )
+    return row_of(FlowRunEnded(**values), redact_pii=redact_pii)
 
 
-def task_row(
-    *,
-    task_run_id: str,
-    flow_run_id: str | None,
-    flow_name: str | None,
-    task_name: str,
-    state_type: str,
-    state_name: str | None,
-    start_time: datetime | None,
-    end_time: datetime | None,
-    run_count: int,
-    run_time_s: float | None = None,
-    error_type: str | None = None,
-    error_message: str | None = None,
-    tags: Sequence[str] = (),
-    redact_pii: bool = True,
-    rows: int = 0,
-    source: str = tables.SOURCE_HOOK,
-    attempt_errors: Sequence[AttemptError] = (),
-) -> Row:
-    """One ``task_runs`` row for a finished task run (retries included in one row).
-
-    ``duration_s`` is the time the task spent running, over all its attempts:
-    ``run_time_s`` (Prefect's ``total_run_time``, which leaves out the waits
-    between retries) when known, else ``end_time - start_time`` (which
-    includes them). ``rows`` are the rows of the last attempt;
-    ``attempt_errors`` the error of every failed attempt.
-    """
-    start_time, end_time = as_utc(start_time), as_utc(end_time)
-    return tables.TASK_RUNS.row(
-        task_run_id=task_run_id,
-        flow_run_id=flow_run_id,
-        flow_name=flow_name,
-        task_name=redact_optional(task_name, enabled=redact_pii),  # remote rows take it from the run name
-        state_type=state_type,
-        state_name=redact_optional(state_name, enabled=redact_pii),
-        start_time=start_time,
-        end_time=end_time,
-        duration_s=max(run_time_s, 0.0) if run_time_s is not None else duration_seconds(start_time, end_time),
-        run_time_s=run_time_s,
-        run_count=int(run_count),
-        error_type=error_type,
-        error_message=clean_error_message(error_message, limit=MAX_ERROR_CHARS, redact_pii=redact_pii),
-        tags=_tags(tags, redact_pii),
-        rows=int(rows),
-        source=source,
-        attempt_errors=attempt_error_texts(attempt_errors, redact_pii=redact_pii),
-    )
-
-
-def _tags(tags: Sequence[str], redact_pii: bool) -> list[str]:
-    """A row's tags, sorted; redacted too (tags are free text a run's caller chose)."""
-    return sorted(redact_optional(str(t), enabled=redact_pii) or "" for t in tags)
+def task_row(*, redact_pii: bool = True, **values: Any) -> Row:
+    """One ``task_runs`` row for a finished task run, retries included (the fields of ``events.TaskRunEnded``)."""
+    return row_of(TaskRunEnded(**values), redact_pii=redact_pii)
 
 
 _INT64_MAX = 2**63 - 1
@@ -260,84 +189,15 @@ def _loss_value(value: Any, name: str) -> float:
     return float(value)
 
 
-def epoch_rows(
-    *,
-    epoch: int,
-    losses: Mapping[str, float],
-    time: datetime,
-    flow_run_id: str | None,
-    flow_name: str | None,
-    model_type: str | None,
-    model_id: str | None = None,
-    epoch_seconds: float | None = None,
-    fit_id: str | None = None,
-) -> list[Row]:
-    """``training_epochs`` rows: one per loss type, or one with a null loss.
-
-    ``time``: when the epoch ended; ``epoch_seconds``: how long it took (``None``: not known)."""
-    items: list[tuple[str | None, float | None]] = list(losses.items()) or [(None, None)]
-    seconds = None if epoch_seconds is None or not math.isfinite(epoch_seconds) else max(float(epoch_seconds), 0.0)
-    return [
-        tables.TRAINING_EPOCHS.row(
-            time=as_utc(time),
-            flow_run_id=flow_run_id,
-            flow_name=flow_name,
-            model_type=model_type,
-            epoch=epoch,
-            loss_type=loss_type,
-            loss=loss,
-            model_id=model_id,
-            epoch_seconds=seconds,
-            fit_id=fit_id,
-        )
-        for loss_type, loss in items
-    ]
+def epoch_rows(**values: Any) -> list[Row]:
+    """``training_epochs`` rows (the fields of ``events.EpochEnded``): one per loss type, or one with a null
+    loss."""
+    return rows_of(EpochEnded(**values))
 
 
-def model_row(
-    *,
-    time: datetime,
-    flow_run_id: str | None,
-    flow_name: str | None,
-    task_run_id: str | None,
-    model_id: str,
-    library: str,
-    synthesizer: str,
-    model_type: str | None,
-    table_name: str | None,
-    parameters: str | None,
-    fit_rows: int | None,
-    fit_columns: int | None,
-    fit_seconds: float | None,
-    epochs: int | None,
-    size_bytes: int | None,
-    status: str,
-    error_type: str | None = None,
-    final_losses: str | None = None,
-    fit_id: str | None = None,
-) -> Row:
-    """One ``models`` row: a fit that ended (``status`` ``completed``, ``failed`` or ``stopped``)."""
-    return tables.MODELS.row(
-        time=as_utc(time),
-        flow_run_id=flow_run_id,
-        flow_name=flow_name,
-        task_run_id=task_run_id,
-        model_id=model_id,
-        library=library,
-        synthesizer=synthesizer,
-        model_type=model_type,
-        table_name=table_name,
-        parameters=parameters,
-        fit_rows=fit_rows,
-        fit_columns=fit_columns,
-        fit_seconds=None if fit_seconds is None or not math.isfinite(fit_seconds) else max(fit_seconds, 0.0),
-        epochs=epochs,
-        size_bytes=size_bytes,
-        status=status,
-        error_type=error_type,
-        final_losses=final_losses,
-        fit_id=fit_id,
-    )
+def model_row(**values: Any) -> Row:
+    """One ``models`` row: a fit that ended (the fields of ``events.ModelFitted``)."""
+    return row_of(ModelFitted(**values))
 
 
 def validate_score(metric: Any, score: Any, threshold: Any) -> tuple[str, float, float | None]:
@@ -363,58 +223,12 @@ def validate_score(metric: Any, score: Any, threshold: Any) -> tuple[str, float,
     return metric, out[0], out[1]  # type: ignore[return-value]
 
 
-def quality_row(
-    *,
-    metric: str,
-    score: float,
-    threshold: float | None,
-    time: datetime,
-    table_name: str | None,
-    flow_run_id: str | None,
-    flow_name: str | None,
-    passed: bool | None = None,
-    model_id: str | None = None,
-    model_type: str | None = None,
-) -> Row:
-    """One ``quality_checks`` row; ``passed`` is null when there is no threshold.
-
-    ``passed`` defaults to ``score >= threshold``; a gate with a maximum (an
-    attack AUC, an exact-match rate) passes it explicitly. ``model_id`` and
-    ``model_type`` say which model made the synthetic table (``instrument.models.
-    model_identity``; null when unknown): reports keep each model's scores apart.
-    """
-    return tables.QUALITY_CHECKS.row(
-        time=as_utc(time),
-        flow_run_id=flow_run_id,
-        flow_name=flow_name,
-        table_name=table_name,
-        model_id=model_id,
-        model_type=model_type,
-        metric=metric,
-        score=score,
-        threshold=threshold,
-        passed=passed if passed is not None or threshold is None else score >= threshold,
-    )
+def quality_row(**values: Any) -> Row:
+    """One ``quality_checks`` row (the fields of ``events.QualityChecked``); ``passed`` is null without a
+    threshold and defaults to ``score >= threshold``."""
+    return row_of(QualityChecked(**values))
 
 
-def privacy_row(
-    *,
-    time: datetime,
-    flow_run_id: str | None,
-    flow_name: str | None,
-    dataset: str,
-    epsilon: float,
-    spent: float,
-    budget: float,
-) -> Row:
+def privacy_row(**values: Any) -> Row:
     """One ``privacy_ledger`` row for an allowed spend (``spent``: the total after it)."""
-    return tables.PRIVACY_LEDGER.row(
-        time=as_utc(time),
-        flow_run_id=flow_run_id,
-        flow_name=flow_name,
-        dataset=dataset,
-        epsilon=epsilon,
-        spent=spent,
-        budget=budget,
-        remaining=max(budget - spent, 0.0),
-    )
+    return row_of(PrivacyChecked(**values))

@@ -1,11 +1,14 @@
-"""The health-store tables: the one place their columns are written down.
+"""The health-store tables: each table's name, columns, time column and the event it records.
 
-Each :class:`Table` lists its columns with their Arrow types. Everything else
-derives from it: the Arrow schema the store writes and reads with
+A table of an event (``Table.of``) takes its columns from that event's
+:func:`~prefect_synthobs.health.events.column` fields (``health/events.py``,
+where each column and its Arrow type are written once); ``gpu_samples``, built
+by the GPU sampler from its readings, lists its own here. Everything else
+derives from a :class:`Table`: the Arrow schema the store writes and reads with
 (``Table.schema``), the row every builder returns (``Table.row`` checks the
 columns and adds the ``event_id``), the date partition (``Table.time_column``)
-and the columns the health report reads (``Table.select``). A column added here
-reads as null in files written before it existed.
+and the columns the health report reads (``Table.select``). A column added
+later reads as null in files written before it existed.
 """
 
 from __future__ import annotations
@@ -20,16 +23,15 @@ from typing import Any
 import pyarrow as pa
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs.health import events
 
 Row = dict[str, Any]
 
 PARTITION_COLUMN = "date"
 """The hive partition column: ``date=YYYY-MM-DD`` of the table's time column."""
 
-SOURCE_HOOK = "hook"
-"""``source`` of a run row written as the run ended, in a process that ran it."""
-SOURCE_API = "api"
-"""``source`` of a run row written by reconciliation from the Prefect API's records."""
+SOURCE_HOOK = events.SOURCE_HOOK
+SOURCE_API = events.SOURCE_API
 
 EVENT_ID = "event_id"
 """Every table's first column: a unique id per row, the deduplication key."""
@@ -72,7 +74,15 @@ class Table:
     time_column: str
     run_id_column: str | None = None
     """For a table of runs with a ``source`` column: one run, one row (a hook row wins over an API row)."""
+    event: type | None = None
+    """The event type whose :func:`~prefect_synthobs.health.events.column` fields are the columns."""
     _value_names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, name: str, event: type, *, time_column: str, run_id_column: str | None = None) -> Table:
+        """The table of an event type: its columns are the event's column fields, in field order."""
+        specs = events.columns_of(event)
+        return cls(name, {k: v.arrow for k, v in specs.items()}, time_column, run_id_column, event)
 
     def __post_init__(self) -> None:
         if EVENT_ID in self.columns or PARTITION_COLUMN in self.columns:
@@ -116,126 +126,14 @@ class Table:
         return list(columns)
 
 
-_TS = pa.timestamp("us", tz="UTC")
-_STR, _F64, _I64, _BOOL, _STRS = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.list_(pa.string())
+_TS, _STR, _F64, _I64, _STRS = events.TIMESTAMP, events.STRING, events.FLOAT, events.INT, events.STRINGS
 
-FLOW_RUNS = Table(
-    names.FLOW_RUNS,
-    {
-        "flow_run_id": _STR,
-        "parent_flow_run_id": _STR,
-        "flow_name": _STR,
-        "kind": _STR,
-        "model_type": _STR,
-        "table_name": _STR,
-        "state_type": _STR,
-        "state_name": _STR,
-        "start_time": _TS,
-        "end_time": _TS,
-        "duration_s": _F64,
-        "rows": _I64,
-        "rows_per_s": _F64,
-        "error_type": _STR,
-        "error_message": _STR,
-        "tags": _STRS,
-        "host": _STR,
-        "trace_id": _STR,
-        "gpu_util_mean": _F64,
-        "gpu_util_max": _F64,
-        "gpu_memory_peak_bytes": _I64,
-        "gpu_energy_j": _F64,
-        "source": _STR,
-        "run_count": _I64,
-        "attempt_errors": _STRS,
-    },
-    time_column="start_time",
-    run_id_column="flow_run_id",
-)
-
-TASK_RUNS = Table(
-    names.TASK_RUNS,
-    {
-        "task_run_id": _STR,
-        "flow_run_id": _STR,
-        "flow_name": _STR,
-        "task_name": _STR,
-        "state_type": _STR,
-        "state_name": _STR,
-        "start_time": _TS,
-        "end_time": _TS,
-        "duration_s": _F64,
-        "run_time_s": _F64,
-        "run_count": _I64,
-        "error_type": _STR,
-        "error_message": _STR,
-        "tags": _STRS,
-        "rows": _I64,
-        "source": _STR,
-        "attempt_errors": _STRS,
-    },
-    time_column="start_time",
-    run_id_column="task_run_id",
-)
-
-TRAINING_EPOCHS = Table(
-    names.TRAINING_EPOCHS,
-    {
-        "time": _TS,
-        "flow_run_id": _STR,
-        "flow_name": _STR,
-        "model_type": _STR,
-        "epoch": _I64,
-        "loss_type": _STR,
-        "loss": _F64,
-        "model_id": _STR,  # the model it belongs to (a ``models`` row); null when recorded by hand without one
-        "epoch_seconds": _F64,  # how long that epoch took; ``time`` is when it ended
-        "fit_id": _STR,  # the fit it belongs to (one ``models`` row): a model fitted twice, or copies of one, apart
-    },
-    time_column="time",
-)
-
-MODELS = Table(
-    names.MODELS,
-    {
-        "time": _TS,  # when the fit ended
-        "flow_run_id": _STR,
-        "flow_name": _STR,
-        "task_run_id": _STR,
-        "model_id": _STR,  # carried to every epoch, sample and quality row of that fitted object
-        "library": _STR,  # sdv, ctgan, synthcity
-        "synthesizer": _STR,  # the class name, e.g. CTGANSynthesizer
-        "model_type": _STR,  # e.g. ctgan, gaussian_copula
-        "table_name": _STR,  # the table fitted on (multi-table: the tables, comma-separated)
-        "parameters": _STR,  # JSON text of the hyperparameters (redacted)
-        "fit_rows": _I64,
-        "fit_columns": _I64,
-        "fit_seconds": _F64,
-        "epochs": _I64,  # epochs that ran (null for a model without epochs)
-        "size_bytes": _I64,  # the fitted object pickled
-        "status": _STR,  # completed, failed, stopped (a training gate with policy stop ended it early)
-        "error_type": _STR,
-        "final_losses": _STR,  # JSON {loss_type: last loss}
-        "fit_id": _STR,  # this fit: SDV keeps a synthesizer's id when it is fitted again or copied
-    },
-    time_column="time",
-)
-
-QUALITY_CHECKS = Table(
-    names.QUALITY_CHECKS,
-    {
-        "time": _TS,
-        "flow_run_id": _STR,
-        "flow_name": _STR,
-        "table_name": _STR,
-        "model_id": _STR,  # which model made the synthetic table (null: not said); never averaged across
-        "model_type": _STR,
-        "metric": _STR,
-        "score": _F64,
-        "threshold": _F64,
-        "passed": _BOOL,
-    },
-    time_column="time",
-)
+FLOW_RUNS = Table.of(names.FLOW_RUNS, events.FlowRunEnded, time_column="start_time", run_id_column="flow_run_id")
+TASK_RUNS = Table.of(names.TASK_RUNS, events.TaskRunEnded, time_column="start_time", run_id_column="task_run_id")
+TRAINING_EPOCHS = Table.of(names.TRAINING_EPOCHS, events.EpochEnded, time_column="time")
+MODELS = Table.of(names.MODELS, events.ModelFitted, time_column="time")
+QUALITY_CHECKS = Table.of(names.QUALITY_CHECKS, events.QualityChecked, time_column="time")
+PRIVACY_LEDGER = Table.of(names.PRIVACY_LEDGER, events.PrivacyChecked, time_column="time")
 
 GPU_SAMPLES = Table(
     names.GPU_SAMPLES,
@@ -258,21 +156,6 @@ GPU_SAMPLES = Table(
     time_column="time",
 )
 
-PRIVACY_LEDGER = Table(
-    names.PRIVACY_LEDGER,
-    {
-        "time": _TS,
-        "flow_run_id": _STR,
-        "flow_name": _STR,
-        "dataset": _STR,
-        "epsilon": _F64,
-        "spent": _F64,
-        "budget": _F64,
-        "remaining": _F64,
-    },
-    time_column="time",
-)
-
 TABLES: dict[str, Table] = {
     t.name: t for t in (FLOW_RUNS, TASK_RUNS, TRAINING_EPOCHS, QUALITY_CHECKS, GPU_SAMPLES, PRIVACY_LEDGER, MODELS)
 }
@@ -290,6 +173,10 @@ def table(name: str) -> Table:
     except KeyError:
         known = ", ".join(sorted(TABLES))
         raise ValueError(f"unknown health-store table {name!r}; known tables: {known}") from None
+
+
+TABLE_OF_EVENT: dict[type, Table] = {t.event: t for t in TABLES.values() if t.event is not None}
+"""The table each event type with columns is recorded in."""
 
 
 def schema_for(name: str) -> pa.Schema:

@@ -18,19 +18,18 @@ from typing import Any
 
 import pandas as pd
 from prefect.context import FlowRunContext
-from prefect.events import emit_event
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import get_settings, load_block
 from prefect_synthobs.config.blocks import QualityGates
+from prefect_synthobs.instrument import prefect_api
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import record_check
 from prefect_synthobs.instrument.models import redacted_identity
 from prefect_synthobs.instrument.runtime import RunInfo
 from prefect_synthobs.instrument.scoring import score_table, score_tables
 from prefect_synthobs.instrument.spans import span
-from prefect_synthobs.telemetry.redaction import redact_fields
 
 logger = get_logger()
 
@@ -235,13 +234,13 @@ def check_quality(
         )
         if current.is_recording():
             current.set_attributes(
-                {f"synthobs.quality.{k}": v for k, v in scores.items() if v is not None and math.isfinite(v)}
+                {names.ATTR_QUALITY_PREFIX + k: v for k, v in scores.items() if v is not None and math.isfinite(v)}
             )
-            current.set_attribute("synthobs.quality.passed", check.passed)
+            current.set_attribute(names.ATTR_QUALITY_PASSED, check.passed)
             attributes = {names.ATTR_MODEL_ID: model_id, names.ATTR_MODEL_TYPE: model_type}
             current.set_attributes({k: v for k, v in attributes.items() if v})
             if scored.tstr is not None:
-                current.set_attribute("synthobs.quality.tstr_metric", str(scored.tstr["metric"]))
+                current.set_attribute(names.ATTR_QUALITY_TSTR_METRIC, str(scored.tstr["metric"]))
     if check.failed:
         _emit_failures(check.failed, table, identity)
         if resolved is not None and resolved.policy == "fail":
@@ -299,36 +298,28 @@ def _emit_failures(
     identity = identity or {}
     try:
         ctx = FlowRunContext.get()
-        related = []
-        if ctx is not None and ctx.flow_run is not None:
-            related.append(
-                {"prefect.resource.id": f"prefect.flow-run.{ctx.flow_run.id}", "prefect.resource.role": "flow-run"}
-            )
+        flow_run_ids = [ctx.flow_run.id] if ctx is not None and ctx.flow_run is not None else []
         redacting = get_settings().redact_pii
         for result in failed:
-            emit_event(
-                event=names.EVENT_QUALITY_GATE_FAILED,
-                resource=redact_fields(
-                    {
-                        "prefect.resource.id": f"synthobs.table.{table or 'unknown'}",
-                        "prefect.resource.name": table or "unknown",
-                        "synthobs.gate": result.gate,
-                        **{f"synthobs.{k}": v for k, v in identity.items() if v},
-                    },
-                    enabled=redacting,
-                ),
-                related=related,
-                payload=redact_fields(
-                    {
-                        "gate": result.gate,
-                        "score": result.score,
-                        "value": result.value,
-                        "threshold": result.threshold,
-                        "table": table,
-                        **identity,
-                    },
-                    enabled=redacting,
-                ),
+            prefect_api.emit(
+                names.EVENT_QUALITY_GATE_FAILED,
+                resource_id=names.RESOURCE_TABLE_PREFIX + (table or "unknown"),
+                resource_name=table or "unknown",
+                labels={
+                    names.ATTR_GATE: result.gate,
+                    names.ATTR_MODEL_ID: (identity or {}).get("model_id"),
+                    names.ATTR_MODEL_TYPE: (identity or {}).get("model_type"),
+                },
+                payload={
+                    "gate": result.gate,
+                    "score": result.score,
+                    "value": result.value,
+                    "threshold": result.threshold,
+                    "table": table,
+                    **identity,
+                },
+                flow_run_ids=flow_run_ids,
+                redact_pii=redacting,
             )
     except Exception as exc:  # the gate's verdict stands even if the event cannot be sent
         logger.warning("synthobs: quality gate event not emitted (%s)", exc)

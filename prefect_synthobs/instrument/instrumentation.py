@@ -32,8 +32,11 @@ from prefect_synthobs.config.active import ACTIVE, ActiveSettings
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.nvml import GpuReading, get_backend
 from prefect_synthobs.gpu.sampler import GpuSampler, validate_interval
+from prefect_synthobs.instrument import prefect_api
+from prefect_synthobs.instrument.gpu_use import GpuPublisher
 from prefect_synthobs.instrument.listener import RunListener
-from prefect_synthobs.instrument.runtime import GpuPublisher, Runtime
+from prefect_synthobs.instrument.recording import Recording
+from prefect_synthobs.instrument.runtime import Runtime
 from prefect_synthobs.telemetry.exposition import ClientMetricsBridge
 from prefect_synthobs.telemetry.logs import LogFilters
 from prefect_synthobs.telemetry.metrics import REGISTRY, SynthObsMetrics
@@ -80,7 +83,7 @@ class Instrumentation:
         """The settings a worker carrier last applied in this process (``observe.WorkerCarrier``)."""
         """Flow spans synthobs opened itself (Prefect's run telemetry off), by flow run id."""
         self.listener = RunListener(self.current_runtime)
-        self.publisher = GpuPublisher(socket.gethostname(), self.current_runtime)
+        self.publisher = GpuPublisher(socket.gethostname(), self._current_recording, self._redact_pii)
         self._lock = threading.RLock()
         self._listening: list[Any] = []
         self._runtime: Runtime | None = None
@@ -202,6 +205,14 @@ class Instrumentation:
 
     def settings(self) -> SynthObsSettings:
         return self._settings.get()
+
+    def _current_recording(self) -> Recording | None:
+        runtime = self.current_runtime()
+        return runtime.recording if runtime is not None else None
+
+    def _redact_pii(self) -> bool:
+        runtime = self.current_runtime()
+        return (runtime.settings if runtime is not None else self.settings()).redact_pii
 
     def current_runtime(self) -> Runtime | None:
         """The runtime if one was built, without building it."""
@@ -353,6 +364,7 @@ class Instrumentation:
             self.carried_settings = None
         if old is not None:
             old.close()
+        prefect_api.close_clients()
 
     def shutdown(self) -> None:
         """At interpreter exit: stop the sampler, write what is buffered."""
@@ -370,6 +382,7 @@ class Instrumentation:
             if pending is not None:
                 pending.join(timeout)
             self.flush_telemetry(timeout)
+        prefect_api.close_clients()
 
 
 def _service_name(settings: SynthObsSettings) -> str | None:

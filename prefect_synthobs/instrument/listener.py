@@ -19,7 +19,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
-from prefect_synthobs.health.rows import AttemptError
+from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime
 
 logger = get_logger()
@@ -32,33 +32,6 @@ def carrier_of(flow: Any) -> Any:
         if isinstance(getattr(carrier, "spec", None), ObserveSpec):
             return carrier
     return None
-
-
-_ATTEMPT_STATES = ("Running", "Retrying")
-"""Names of the state events Prefect adds to a run span as an attempt starts."""
-
-
-def attempt_errors_of(span: ReadableSpan) -> list[AttemptError]:
-    """Every failed attempt's error, from a task run span's events.
-
-    Prefect adds a state event per state (``Running``, then ``Retrying`` at each
-    retry) and an ``exception`` event for each attempt that raised: an
-    exception belongs to the attempt whose state event came last before it.
-    """
-    errors: list[AttemptError] = []
-    attempt = 0
-    for event in span.events:
-        if event.name in _ATTEMPT_STATES:
-            attempt += 1
-        elif event.name == "exception" and event.attributes:
-            errors.append(
-                AttemptError(
-                    max(attempt, 1),
-                    str(event.attributes.get("exception.type", "")).rsplit(".", 1)[-1] or None,
-                    str(event.attributes.get("exception.message", "")) or None,
-                )
-            )
-    return errors
 
 
 class RunListener(SpanProcessor):
@@ -167,7 +140,7 @@ class RunListener(SpanProcessor):
         task_run = ctx.task_run
         flow_ctx = FlowRunContext.get()
         flow_name = flow_ctx.flow.name if flow_ctx and flow_ctx.flow else info.flow_name
-        attempt_errors = attempt_errors_of(span)
+        attempt_errors = prefect_runs.attempt_errors_of(span)
         error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
         return runtime.record_task_run(
             ctx.task, task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors

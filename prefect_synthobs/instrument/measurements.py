@@ -28,10 +28,12 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import get_settings
+from prefect_synthobs.health.events import EpochEnded, QualityChecked, RowsGenerated
 from prefect_synthobs.health.rows import normalize_loss, validate_epoch, validate_rows, validate_score
 from prefect_synthobs.instrument.instrumentation import current_runtime, get_runtime, listener_active
 from prefect_synthobs.instrument.models import redacted_identity
-from prefect_synthobs.instrument.runtime import RunInfo, Runtime
+from prefect_synthobs.instrument.runtime import Runtime
+from prefect_synthobs.instrument.scope import RunInfo
 
 logger = get_logger()
 
@@ -206,15 +208,14 @@ def rows_sampled(
     resolved_counts: dict[str | None, int] = {}
     for name, n in counts.items():
         resolved = name or table or info.spec.table
-        if scope.task_run is not None:
-            runtime.add_task_rows(scope.task_run, n, resolved, flow_run_id=info.flow_run_id)
-        else:
-            info.add_rows({resolved: n})
-        runtime.recording.rows_generated(n, flow_name=scope.flow_name, table=resolved, model_type=model_type)
+        runtime.scope.count_rows(info, scope.task_run, n, resolved)
+        runtime.recording.handle(
+            RowsGenerated(n=n, flow_name=scope.flow_name, table_name=resolved, model_type=model_type)
+        )
         resolved_counts[resolved] = resolved_counts.get(resolved, 0) + n
     info.note_model_sampled(model_id, model_type, resolved_counts)
     key = _run_key(scope)
-    events = info.bump_row_events()
+    events = runtime.scope.count_row_event(info)
     previous = _AUTOLOGGED.get()
     total = dict(previous.total) if previous is not None and previous.run_key == key else {}
     for resolved, n in resolved_counts.items():
@@ -285,13 +286,13 @@ def record_rows(n: int, *, table: str | None = None) -> None:
         resolved = table or (info.spec.table if info else None)
         if info is not None and _counted_by_autolog(scope, n, resolved):
             return
-        if info is not None and scope.task_run is not None:
-            # the task row's ``rows`` (its last attempt's), counted toward the flow's as the task run ends
-            runtime.add_task_rows(scope.task_run, n, resolved, flow_run_id=info.flow_run_id)
-        elif info is not None:
-            info.add_rows({resolved: n})
-        # every row generated, retried attempts' included (see Recording.rows_generated)
-        runtime.recording.rows_generated(n, flow_name=scope.flow_name, table=resolved, model_type=model_type)
+        if info is not None:
+            # in a task: the task row's ``rows`` (its last attempt's), counted toward the flow's as it ends
+            runtime.scope.count_rows(info, scope.task_run, n, resolved)
+        # every row generated, retried attempts' included
+        runtime.recording.handle(
+            RowsGenerated(n=n, flow_name=scope.flow_name, table_name=resolved, model_type=model_type)
+        )
     except Exception as exc:
         logger.warning("synthobs: record_rows failed (%s); the run is unaffected", exc)
 
@@ -323,14 +324,16 @@ def record_epoch(epoch: int, *, loss: float | Mapping[str, float] | None = None)
         scope = _current(runtime, "record_epoch")
         info = scope.info
         model_type = info.spec.model_type if info else None
-        runtime.recording.epoch(
-            epoch,
-            losses,
-            time=datetime.now(timezone.utc),
-            flow_run_id=scope.flow_run_id,
-            flow_name=scope.flow_name,
-            model_type=model_type,
-            in_observed_run=info is not None,
+        runtime.recording.handle(
+            EpochEnded(
+                epoch=epoch,
+                losses=losses,
+                time=datetime.now(timezone.utc),
+                flow_run_id=scope.flow_run_id,
+                flow_name=scope.flow_name,
+                model_type=model_type,
+                in_observed_run=info is not None,
+            )
         )
     except Exception as exc:
         logger.warning("synthobs: record_epoch failed (%s); the run is unaffected", exc)
@@ -408,19 +411,21 @@ def record_check(
         scope = _current(runtime, call)
         info, run_id, flow_name = scope.info, scope.flow_run_id, scope.flow_name
         resolved = table or (info.spec.table if info else None)
-        runtime.recording.quality_checked(
-            metric,
-            score,
-            threshold=threshold,
-            passed=passed,
-            gate=gate,
-            time=datetime.now(timezone.utc),
-            table=resolved,
-            flow_run_id=run_id,
-            flow_name=flow_name,
-            in_observed_run=info is not None,
-            model_id=model_id,
-            model_type=model_type or (info.spec.model_type if info else None),
+        runtime.recording.handle(
+            QualityChecked(
+                metric=metric,
+                score=score,
+                threshold=threshold,
+                passed=passed,
+                gate=gate,
+                time=datetime.now(timezone.utc),
+                table_name=resolved,
+                flow_run_id=run_id,
+                flow_name=flow_name,
+                in_observed_run=info is not None,
+                model_id=model_id,
+                model_type=model_type or (info.spec.model_type if info else None),
+            )
         )
     except Exception as exc:
         logger.warning("synthobs: recording quality score %r failed (%s); the run is unaffected", metric, exc)

@@ -26,6 +26,7 @@ from prefect_synthobs import catalog as n
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.config.blocks import SynthObsConfig
+from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.instrumentation import (
     INSTRUMENTATION,
     get_runtime,
@@ -140,7 +141,7 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_running(flow: Any, flow_run: Any, state: Any) -> None:
         if spec.config is not None:
             _apply_config(spec.config)
-        carrier.refresh(get_settings(), (getattr(flow_run, "labels", None) or {}).get(n.TRACEPARENT_LABEL))
+        carrier.refresh(get_settings(), prefect_runs.traceparent_of(flow_run))
         runtime = get_runtime()
         parent = runtime.run_info(flow_run.id)
         runtime.begin_flow_run(
@@ -185,10 +186,8 @@ def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
         return None
     if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
         return None
-    labels = getattr(flow_run, "labels", None) or {}
-    parent = None
-    if labels.get(n.TRACEPARENT_LABEL):
-        parent = TraceContextTextMapPropagator().extract({"traceparent": labels[n.TRACEPARENT_LABEL]})
+    traceparent = prefect_runs.traceparent_of(flow_run)
+    parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent}) if traceparent else None
     name = f"flow/{flow.name}" if stable_names().enabled else flow_run.name
     span = trace.get_tracer(n.TRACER_NAME).start_span(
         name,
@@ -197,7 +196,7 @@ def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
             n.PREFECT_RUN_NAME: flow_run.name,
             n.PREFECT_RUN_TYPE: "flow",
             n.PREFECT_RUN_ID: str(flow_run.id),
-            n.PREFECT_TAGS: [str(t) for t in flow_run.tags or []],
+            n.PREFECT_TAGS: prefect_runs.tags_of(flow_run),
             n.ATTR_SPAN_ORIGIN: "synthobs",
         },
     )
@@ -213,7 +212,7 @@ def _end_own_span(flow_run: Any, state: Any) -> None:
     span, token = own
     with contextlib.suppress(Exception):  # a different context (crash hooks): the span still ends
         context.detach(token)  # type: ignore[arg-type]
-    state_type = str(getattr(getattr(state, "type", None), "value", ""))
+    state_type = prefect_runs.state_type(state)
     span.set_attribute(n.PREFECT_STATE_TYPE, state_type)
     if state_type in ("FAILED", "CRASHED"):
         span.set_status(Status(StatusCode.ERROR, str(getattr(state, "message", "") or "")[:500]))

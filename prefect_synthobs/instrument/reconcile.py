@@ -20,36 +20,26 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import (
-    FlowFilter,
-    FlowFilterId,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterStartTime,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-    TaskRunFilter,
-    TaskRunFilterFlowRunId,
-    TaskRunFilterState,
-    TaskRunFilterStateType,
-)
+from prefect.client.orchestration import SyncPrefectClient
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
-from prefect_synthobs.health.rows import AttemptError, flow_row, task_row
+from prefect_synthobs.health.rows import row_of
 from prefect_synthobs.health.store import HealthStore
-from prefect_synthobs.health.tables import SOURCE_API, Row
-from prefect_synthobs.instrument.remote import (
-    FINAL,
-    PAGE,
+from prefect_synthobs.health.tables import Row
+from prefect_synthobs.instrument import prefect_api
+from prefect_synthobs.instrument.prefect_runs import (
+    api_flow_run_ended,
+    api_task_run_ended,
     is_subflow_task_run,
-    pages,
-    rows_reported,
-    settled_task_runs,
+    subflow_parents_of,
 )
+from prefect_synthobs.instrument.remote import rows_reported
 
 logger = get_logger()
+
+UNKNOWN_FLOW = "unknown"
+"""The ``flow_name`` of a flow run whose flow the API no longer has."""
 
 
 @dataclass(frozen=True)
@@ -62,45 +52,9 @@ class ReconcileResult:
     task_runs_checked: int
 
 
-def _state_type(run: Any) -> str:
-    state = getattr(run, "state", None)
-    return str(getattr(getattr(state, "type", None), "value", "UNKNOWN"))
-
-
-def _message(run: Any) -> str | None:
-    if _state_type(run) == "COMPLETED":
-        return None
-    return getattr(getattr(run, "state", None), "message", None)
-
-
-def _final_error(run: Any) -> list[AttemptError]:
-    """The API keeps a run's last state: the last attempt's error (earlier attempts' are not read)."""
-    if _state_type(run) in ("COMPLETED", "UNKNOWN"):
-        return []
-    return [AttemptError(max(int(getattr(run, "run_count", 0) or 0), 1), _state_type(run).title(), _message(run))]
-
-
-def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool) -> Row:
+def api_task_row(task_run: Any, flow_name: str | None, redact_pii: bool, *, rows: int = 0) -> Row:
     """A ``task_runs`` row (``source = "api"``) from the API's record of a task run."""
-    total = getattr(task_run, "total_run_time", None)
-    return task_row(
-        task_run_id=str(task_run.id),
-        flow_run_id=str(task_run.flow_run_id),
-        flow_name=flow_name,
-        task_name=task_run.task_key.rsplit("-", 1)[0] if task_run.task_key else task_run.name,
-        state_type=_state_type(task_run),
-        state_name=getattr(task_run.state, "name", None),
-        start_time=task_run.start_time,
-        end_time=task_run.end_time,
-        run_count=task_run.run_count,
-        run_time_s=total.total_seconds() if total is not None else None,
-        error_type=None if _state_type(task_run) == "COMPLETED" else _state_type(task_run).title(),
-        error_message=_message(task_run),
-        tags=[str(t) for t in task_run.tags or []],
-        redact_pii=redact_pii,
-        source=SOURCE_API,
-        attempt_errors=_final_error(task_run),
-    )
+    return row_of(api_task_run_ended(task_run, flow_name, rows=rows), redact_pii=redact_pii)
 
 
 def missing_task_rows(
@@ -124,19 +78,18 @@ def missing_task_rows(
     """
     known = store.read(catalog.TASK_RUNS, columns=["task_run_id", "flow_run_id"], since=since - timedelta(days=1))
     known_ids = set(known.task_run_id[known.flow_run_id == flow_run_id])
-    with get_client(sync_client=True) as client:
+    run_id = UUID(flow_run_id)
+    with prefect_api.open_client() as client:
         missing = [
             run
-            for run in settled_task_runs(client, UUID(flow_run_id), settle_seconds)
+            for run in prefect_api.settled_task_runs(client, run_id, settle_seconds)
             if str(run.id) not in known_ids and not is_subflow_task_run(run)
         ]
-        reported = rows_reported(client, UUID(flow_run_id)) if missing else {}
-    rows = []
-    for task_run in missing:
-        row = api_task_row(task_run, flow_name, redact_pii)
-        row["rows"] = sum(reported.get(str(task_run.id), {}).values())
-        rows.append(row)
-    return rows
+        reported = rows_reported(client, run_id) if missing else {}
+    return [
+        api_task_row(task_run, flow_name, redact_pii, rows=sum(reported.get(str(task_run.id), {}).values()))
+        for task_run in missing
+    ]
 
 
 def reconcile(
@@ -178,7 +131,7 @@ def reconcile(
     say = progress or _silent
     known_runs = set(known_flows.flow_run_id)
     if client is None:
-        with get_client(sync_client=True) as own:
+        with prefect_api.open_client() as own:
             return _reconcile(store, own, names, known_runs, known_tasks, since, until, redact_pii, say)
     return _reconcile(store, client, names, known_runs, known_tasks, since, until, redact_pii, say)
 
@@ -200,60 +153,29 @@ def _reconcile(
 ) -> ReconcileResult:
     say(f"reading the finished flow runs of {len(names)} flow(s) from the API")
     flow_runs: list[Any] = []
-    for run in pages(
-        client.read_flow_runs,
-        flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))),
-        flow_run_filter=FlowRunFilter(
-            start_time=FlowRunFilterStartTime(after_=since, before_=until),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=FINAL)),
-        ),
-    ):
+    for run in prefect_api.finished_flow_runs(client, names, since, until):
         flow_runs.append(run)
-        if len(flow_runs) % PAGE == 0:
+        if len(flow_runs) % prefect_api.PAGE == 0:
             say(f"{len(flow_runs)} flow run(s) read from the API")
     say(f"{len(flow_runs)} flow run(s) read from the API; reading their task runs")
-    flow_names = {
-        f.id: f.name
-        for f in pages(client.read_flows, flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in flow_runs])))
-    }
-    new_flows: list[Row] = []
-    for run in flow_runs:
-        if str(run.id) in known_flow_runs:
-            continue
-        new_flows.append(
-            flow_row(
-                flow_run_id=str(run.id),
-                flow_name=flow_names.get(run.flow_id, "unknown"),
-                state_type=_state_type(run),
-                state_name=getattr(run.state, "name", None),
-                start_time=run.start_time,
-                end_time=run.end_time,
-                error_type=None if _state_type(run) == "COMPLETED" else _state_type(run).title(),
-                error_message=_message(run),
-                tags=[str(t) for t in run.tags or []],
-                redact_pii=redact_pii,
-                source=SOURCE_API,
-                run_count=int(run.run_count or 0),
-                attempt_errors=_final_error(run),
-            )
-        )
-    subflow_parents = {str(r.parent_task_run_id) for r in flow_runs if r.parent_task_run_id is not None}
+    flow_names = prefect_api.flow_names(client, [r.flow_id for r in flow_runs])
+    new_flows = [
+        row_of(api_flow_run_ended(run, flow_names.get(run.flow_id, UNKNOWN_FLOW)), redact_pii=redact_pii)
+        for run in flow_runs
+        if str(run.id) not in known_flow_runs
+    ]
+    subflow_parents = subflow_parents_of(flow_runs)
     new_tasks: list[Row] = []
     checked = 0
     ids = [r.id for r in flow_runs]
-    for start in range(0, len(ids), PAGE):
-        by_id = {r.id: flow_names.get(r.flow_id) for r in flow_runs[start : start + PAGE]}
-        for task_run in pages(
-            client.read_task_runs,
-            task_run_filter=TaskRunFilter(
-                flow_run_id=TaskRunFilterFlowRunId(any_=ids[start : start + PAGE]),
-                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL)),
-            ),
-        ):
+    page = prefect_api.PAGE
+    for start in range(0, len(ids), page):
+        by_id = {r.id: flow_names.get(r.flow_id) for r in flow_runs[start : start + page]}
+        for task_run in prefect_api.finished_task_runs(client, ids[start : start + page]):
             if is_subflow_task_run(task_run, subflow_parents):
                 continue  # not a task: the subflow's own flow run is compared above
             checked += 1
-            if checked % PAGE == 0:
+            if checked % page == 0:
                 say(f"{checked} task run(s) of {len(ids)} flow run(s) read from the API")
             if str(task_run.id) in known_task_runs:
                 continue

@@ -30,7 +30,7 @@ from rich.text import Text
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs.health import tables
-from prefect_synthobs.health.store import one_row_per_run
+from prefect_synthobs.health.dedupe import one_row_per_run
 from prefect_synthobs.reports.charts import line_chart, markdown_image, sparkline
 from prefect_synthobs.reports.fits import TREND_EPOCHS
 from prefect_synthobs.reports.models import (

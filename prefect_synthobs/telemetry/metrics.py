@@ -1,8 +1,10 @@
 """The synthobs metric catalog on its own registry.
 
 ``REGISTRY`` is a plain ``CollectorRegistry``: importing this module registers
-nothing anywhere else. The collectors are created on first use by
-the instrumentation (``Instrumentation.metrics``) with the configured prefix (default ``synthobs``).
+nothing anywhere else. ``SynthObsMetrics`` builds one collector per metric spec
+(``catalog.METRICS``: each metric's one definition), on first use by the
+instrumentation (``Instrumentation.metrics``) with the configured prefix
+(default ``synthobs``).
 
 Example:
     ```python
@@ -19,7 +21,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar, overload
 
 from opentelemetry.trace import SpanContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -64,23 +66,21 @@ class InProgressCollector:
         clock: Unix time now (tests pass their own).
     """
 
+    METRICS: Final = (names.FLOW_RUNS_IN_PROGRESS, names.FLOW_RUN_OLDEST_IN_PROGRESS_AGE)
+    """The catalog metrics this collector serves: (runs in progress, age of the oldest)."""
+
     def __init__(self, prefix: str, clock: Callable[[], float] = time.time) -> None:
-        self.count_name = f"{prefix}_{names.FLOW_RUNS_IN_PROGRESS}"
-        self.age_name = f"{prefix}_{names.FLOW_RUN_OLDEST_IN_PROGRESS_AGE}"
+        self.count_name, self.age_name = (f"{prefix}_{name}" for name in self.METRICS)
         self.source: RunsInProgress = lambda: ()
         self.clock = clock
         self._seen: set[str] = set()
         self._lock = threading.Lock()
 
     def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        count, age = (names.METRIC_SPECS[name] for name in self.METRICS)
         return (
-            GaugeMetricFamily(self.count_name, "Observed flow runs in progress.", labels=["flow"]),
-            GaugeMetricFamily(
-                self.age_name,
-                "Age of the oldest observed flow run in progress (0 when none is).",
-                labels=["flow"],
-                unit="seconds",
-            ),
+            GaugeMetricFamily(self.count_name, count.help, labels=list(count.labels)),
+            GaugeMetricFamily(self.age_name, age.help, labels=list(age.labels), unit="seconds"),
         )
 
     def describe(self) -> Iterator[Metric]:
@@ -97,6 +97,11 @@ class InProgressCollector:
             self._seen.update(by_flow)
             return {flow: by_flow.get(flow, (0, 0.0)) for flow in sorted(self._seen)}
 
+    def samples(self, name: str) -> list[tuple[float, dict[str, str]]]:
+        """``[(value, labels)]`` of one of ``METRICS`` now."""
+        index = self.METRICS.index(name)
+        return [(values[index], {"flow": flow}) for flow, values in self.snapshot().items()]
+
     def collect(self) -> Iterator[Metric]:
         count, age = self._families()
         for flow, (n, oldest) in self.snapshot().items():
@@ -106,13 +111,72 @@ class InProgressCollector:
         yield age
 
 
+Collector = Counter | Gauge | Histogram | InProgressCollector
+_C = TypeVar("_C", Counter, Gauge, Histogram)
+_TYPES: Final = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+
+def build_collector(spec: names.MetricSpec, prefix: str, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
+    """The ``prometheus_client`` collector of ``spec``, registered on ``registry`` as ``<prefix>_<name>``."""
+    extra = {"buckets": spec.buckets} if spec.kind == "histogram" else {}
+    collector: Counter | Gauge | Histogram = _TYPES[spec.kind](
+        f"{prefix}_{spec.name}", spec.help, list(spec.labels), registry=registry, **extra
+    )
+    return collector
+
+
+class _Alias(Generic[_C]):
+    """A ``SynthObsMetrics`` attribute naming one catalog collector (``m.flow_runs``)."""
+
+    def __init__(self, name: str, kind: type[_C]) -> None:
+        self.name = name
+        self.kind: type[_C] = kind
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> _Alias[_C]: ...
+    @overload
+    def __get__(self, obj: SynthObsMetrics, owner: type[Any]) -> _C: ...
+    def __get__(self, obj: SynthObsMetrics | None, owner: type[Any]) -> _Alias[_C] | _C:
+        return self if obj is None else obj.collector(self.name, self.kind)
+
+
 class SynthObsMetrics:
-    """Every synthobs metric, registered on one registry.
+    """Every synthobs metric, registered on one registry: one collector per ``catalog.METRICS`` spec.
 
     Args:
         registry: Where the collectors are registered.
         prefix: Prefix of every metric name (``synthobs`` gives ``synthobs_...``).
+        clock: Unix time now, for the age of the runs in progress (tests pass their own).
     """
+
+    # The collectors by the attribute names the recording code uses; a new metric needs
+    # none: ``m.counter(names.FOO_TOTAL)`` (or ``gauge``, ``histogram``) reaches it.
+    flow_runs = _Alias(names.FLOW_RUNS_TOTAL, Counter)
+    flow_run_duration = _Alias(names.FLOW_RUN_DURATION, Histogram)
+    task_runs = _Alias(names.TASK_RUNS_TOTAL, Counter)
+    task_run_duration = _Alias(names.TASK_RUN_DURATION, Histogram)
+    task_retries = _Alias(names.TASK_RETRIES_TOTAL, Counter)
+    rows_dropped = _Alias(names.ROWS_DROPPED_TOTAL, Counter)
+    errors = _Alias(names.ERRORS_TOTAL, Counter)
+    last_success = _Alias(names.LAST_SUCCESS, Gauge)
+    generation_rows = _Alias(names.GENERATION_ROWS_TOTAL, Counter)
+    generation_rows_per_second = _Alias(names.GENERATION_ROWS_PER_SECOND, Gauge)
+    training_epochs = _Alias(names.TRAINING_EPOCHS_TOTAL, Counter)
+    training_loss = _Alias(names.TRAINING_LOSS, Gauge)
+    training_epoch_duration = _Alias(names.TRAINING_EPOCH_DURATION, Histogram)
+    training_fits = _Alias(names.TRAINING_FITS_TOTAL, Counter)
+    training_alerts = _Alias(names.TRAINING_ALERTS_TOTAL, Counter)
+    quality_score = _Alias(names.QUALITY_SCORE, Gauge)
+    quality_gate_checks = _Alias(names.QUALITY_GATE_CHECKS_TOTAL, Counter)
+    privacy_spent = _Alias(names.PRIVACY_EPSILON_SPENT_TOTAL, Counter)
+    privacy_remaining = _Alias(names.PRIVACY_EPSILON_REMAINING, Gauge)
+    privacy_checks = _Alias(names.PRIVACY_BUDGET_CHECKS_TOTAL, Counter)
+    gpu_utilization = _Alias(names.GPU_UTILIZATION, Gauge)
+    gpu_memory_used = _Alias(names.GPU_MEMORY_USED, Gauge)
+    gpu_memory_total = _Alias(names.GPU_MEMORY_TOTAL, Gauge)
+    gpu_power = _Alias(names.GPU_POWER, Gauge)
+    gpu_temperature = _Alias(names.GPU_TEMPERATURE, Gauge)
+    gpu_energy = _Alias(names.GPU_ENERGY_TOTAL, Counter)
 
     def __init__(
         self,
@@ -125,238 +189,73 @@ class SynthObsMetrics:
         self.prefix = prefix
         self.duration_listener: DurationListener | None = None
         """Also told of every duration (the OTLP histograms); set by the instrumentation."""
-        p = f"{prefix}_"
-        self.flow_runs = Counter(
-            p + names.FLOW_RUNS_TOTAL,
-            "Finished flow runs by final state.",
-            ["flow", "kind", "state"],
-            registry=registry,
-        )
-        self.flow_run_duration = Histogram(
-            p + names.FLOW_RUN_DURATION,
-            "Flow run wall time in seconds.",
-            ["flow", "kind"],
-            buckets=names.DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.task_runs = Counter(
-            p + names.TASK_RUNS_TOTAL,
-            "Finished task runs by final state.",
-            ["flow", "task", "state"],
-            registry=registry,
-        )
-        self.task_run_duration = Histogram(
-            p + names.TASK_RUN_DURATION,
-            "Task run wall time in seconds (retries included).",
-            ["flow", "task"],
-            buckets=names.DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.task_retries = Counter(
-            p + names.TASK_RETRIES_TOTAL,
-            "Task retries (run attempts beyond the first).",
-            ["flow", "task"],
-            registry=registry,
-        )
-        self.rows_dropped = Counter(
-            p + names.ROWS_DROPPED_TOTAL,
-            "Health rows dropped because the spool (or memory, when the spool is unwritable) was full.",
-            ["table"],
-            registry=registry,
-        )
-        self.errors = Counter(
-            p + names.ERRORS_TOTAL,
-            "Failed or crashed flow runs by exception type.",
-            ["flow", "kind", "error_type"],
-            registry=registry,
-        )
-        self.last_success = Gauge(
-            p + names.LAST_SUCCESS,
-            "Unix time of the flow's last successful run.",
-            ["flow"],
-            registry=registry,
-        )
-        self.generation_rows = Counter(
-            p + names.GENERATION_ROWS_TOTAL,
-            "Synthetic rows generated.",
-            ["flow", "table", "model_type"],
-            registry=registry,
-        )
-        self.generation_rows_per_second = Gauge(
-            p + names.GENERATION_ROWS_PER_SECOND,
-            "Rows per second of the last generation run.",
-            ["flow", "table", "model_type"],
-            registry=registry,
-        )
-        self.training_epochs = Counter(
-            p + names.TRAINING_EPOCHS_TOTAL,
-            "Training epochs completed.",
-            ["flow", "model_type"],
-            registry=registry,
-        )
-        self.training_loss = Gauge(
-            p + names.TRAINING_LOSS,
-            "Loss at the last recorded epoch.",
-            ["flow", "model_type", "loss_type"],
-            registry=registry,
-        )
-        self.training_epoch_duration = Histogram(
-            p + names.TRAINING_EPOCH_DURATION,
-            "Training epoch wall time in seconds (recorded by autolog as each epoch ends).",
-            ["flow", "model_type"],
-            buckets=names.EPOCH_BUCKETS,
-            registry=registry,
-        )
-        self.training_fits = Counter(
-            p + names.TRAINING_FITS_TOTAL,
-            "Generator fits that ended, by library and status (completed, failed, stopped).",
-            ["flow", "model_type", "library", "status"],
-            registry=registry,
-        )
-        self.training_alerts = Counter(
-            p + names.TRAINING_ALERTS_TOTAL,
-            "Training health checks that tripped (nan_loss, divergence, plateau, slow_epoch).",
-            ["flow", "model_type", "check"],
-            registry=registry,
-        )
-        self.quality_score = Gauge(
-            p + names.QUALITY_SCORE,
-            "Last quality score (0 to 1) per table, metric and model type (two generators of one table "
-            "never overwrite each other; no model id label: every fit is a new id).",
-            ["table", "metric", "model_type"],
-            registry=registry,
-        )
-        self.quality_gate_checks = Counter(
-            p + names.QUALITY_GATE_CHECKS_TOTAL,
-            "Quality scores checked against a threshold.",
-            ["table", "gate", "result"],
-            registry=registry,
-        )
-        self.privacy_spent = Counter(
-            p + names.PRIVACY_EPSILON_SPENT_TOTAL,
-            "Privacy budget (epsilon) spent.",
-            ["dataset"],
-            registry=registry,
-        )
-        self.privacy_remaining = Gauge(
-            p + names.PRIVACY_EPSILON_REMAINING,
-            "Privacy budget (epsilon) left after the last check.",
-            ["dataset"],
-            registry=registry,
-        )
-        self.privacy_checks = Counter(
-            p + names.PRIVACY_BUDGET_CHECKS_TOTAL,
-            "Privacy budget checks by result (allowed, denied).",
-            ["dataset", "result"],
-            registry=registry,
-        )
-        gpu_labels = ["gpu", "uuid", "model"]
-        self.gpu_utilization = Gauge(
-            p + names.GPU_UTILIZATION,
-            "GPU utilisation (0 to 1) at the last sample.",
-            gpu_labels,
-            registry=registry,
-        )
-        self.gpu_memory_used = Gauge(
-            p + names.GPU_MEMORY_USED,
-            "GPU memory in use at the last sample.",
-            gpu_labels,
-            registry=registry,
-        )
-        self.gpu_memory_total = Gauge(
-            p + names.GPU_MEMORY_TOTAL,
-            "GPU memory installed.",
-            gpu_labels,
-            registry=registry,
-        )
-        self.gpu_power = Gauge(
-            p + names.GPU_POWER,
-            "GPU power draw at the last sample.",
-            gpu_labels,
-            registry=registry,
-        )
-        self.gpu_temperature = Gauge(
-            p + names.GPU_TEMPERATURE,
-            "GPU core temperature at the last sample.",
-            gpu_labels,
-            registry=registry,
-        )
-        self.gpu_energy = Counter(
-            p + names.GPU_ENERGY_TOTAL,
-            "GPU energy used while sampled (from the device's energy counter).",
-            gpu_labels,
-            registry=registry,
-        )
-        self.by_name: dict[str, Counter | Gauge | Histogram] = {
-            names.FLOW_RUNS_TOTAL: self.flow_runs,
-            names.FLOW_RUN_DURATION: self.flow_run_duration,
-            names.TASK_RUNS_TOTAL: self.task_runs,
-            names.TASK_RUN_DURATION: self.task_run_duration,
-            names.TASK_RETRIES_TOTAL: self.task_retries,
-            names.ERRORS_TOTAL: self.errors,
-            names.LAST_SUCCESS: self.last_success,
-            names.GENERATION_ROWS_TOTAL: self.generation_rows,
-            names.GENERATION_ROWS_PER_SECOND: self.generation_rows_per_second,
-            names.TRAINING_EPOCHS_TOTAL: self.training_epochs,
-            names.TRAINING_LOSS: self.training_loss,
-            names.TRAINING_EPOCH_DURATION: self.training_epoch_duration,
-            names.TRAINING_FITS_TOTAL: self.training_fits,
-            names.TRAINING_ALERTS_TOTAL: self.training_alerts,
-            names.QUALITY_SCORE: self.quality_score,
-            names.QUALITY_GATE_CHECKS_TOTAL: self.quality_gate_checks,
-            names.PRIVACY_EPSILON_SPENT_TOTAL: self.privacy_spent,
-            names.PRIVACY_EPSILON_REMAINING: self.privacy_remaining,
-            names.PRIVACY_BUDGET_CHECKS_TOTAL: self.privacy_checks,
-            names.GPU_UTILIZATION: self.gpu_utilization,
-            names.GPU_MEMORY_USED: self.gpu_memory_used,
-            names.GPU_MEMORY_TOTAL: self.gpu_memory_total,
-            names.GPU_POWER: self.gpu_power,
-            names.GPU_TEMPERATURE: self.gpu_temperature,
-            names.GPU_ENERGY_TOTAL: self.gpu_energy,
-            names.ROWS_DROPPED_TOTAL: self.rows_dropped,
-        }
-        """Each collector by its catalog name (without the prefix)."""
         self.in_progress = InProgressCollector(prefix, clock)
+        by_name: dict[str, Collector] = {}
+        for spec in names.METRICS:  # registered in catalog order: the exposition's order
+            if spec.name in InProgressCollector.METRICS:
+                by_name[spec.name] = self.in_progress
+            else:
+                by_name[spec.name] = build_collector(spec, prefix, registry)
         registry.register(self.in_progress)
-        self._collectors: list[Any] = [self.in_progress, *self.by_name.values()]
+        self.by_name = by_name
+        """Each collector by its catalog name (without the prefix); the two in-progress metrics share one."""
+        self._collectors: list[Collector] = list(dict.fromkeys(by_name.values()))
+
+    def collector(self, name: str, kind: type[_C]) -> _C:
+        """The collector of catalog metric ``name``, checked to be a ``kind``."""
+        found = self.by_name[name]
+        if not isinstance(found, kind):
+            raise TypeError(f"{name} is a {type(found).__name__}, not a {kind.__name__}")
+        return found
+
+    def counter(self, name: str) -> Counter:
+        """The counter of catalog metric ``name`` (e.g. ``names.FLOW_RUNS_TOTAL``)."""
+        return self.collector(name, Counter)
+
+    def gauge(self, name: str) -> Gauge:
+        """The gauge of catalog metric ``name``."""
+        return self.collector(name, Gauge)
+
+    def histogram(self, name: str) -> Histogram:
+        """The histogram of catalog metric ``name`` (observe it with ``observe_duration`` for OTLP too)."""
+        return self.collector(name, Histogram)
+
+    def samples(self, name: str) -> list[tuple[float, dict[str, str]]]:
+        """``[(value, labels)]`` of every series of counter or gauge ``name`` now (a counter's ``_total``)."""
+        found = self.by_name[name]
+        if isinstance(found, InProgressCollector):
+            return found.samples(name)
+        out: list[tuple[float, dict[str, str]]] = []
+        for family in found.collect():
+            wanted = family.name + "_total" if family.type == "counter" else family.name
+            out.extend((float(s.value), dict(s.labels)) for s in family.samples if s.name == wanted)
+        return out
 
     def observe_flow_duration(
         self, flow: str, kind: str, seconds: float, span_context: SpanContext | None = None
     ) -> None:
         """A flow run's duration, with its span as the exemplar (OpenMetrics and OTLP)."""
-        self._observe(
-            self.flow_run_duration, names.FLOW_RUN_DURATION, {"flow": flow, "kind": kind}, seconds, span_context
-        )
+        self.observe_duration(names.FLOW_RUN_DURATION, {"flow": flow, "kind": kind}, seconds, span_context)
 
     def observe_task_duration(
         self, flow: str, task: str, seconds: float, span_context: SpanContext | None = None
     ) -> None:
         """A task run's duration, with its span as the exemplar (OpenMetrics and OTLP)."""
-        self._observe(
-            self.task_run_duration, names.TASK_RUN_DURATION, {"flow": flow, "task": task}, seconds, span_context
-        )
+        self.observe_duration(names.TASK_RUN_DURATION, {"flow": flow, "task": task}, seconds, span_context)
 
     def observe_epoch_duration(
         self, flow: str, model_type: str, seconds: float, span_context: SpanContext | None = None
     ) -> None:
         """A training epoch's duration, with its span as the exemplar (OpenMetrics and OTLP)."""
-        self._observe(
-            self.training_epoch_duration,
-            names.TRAINING_EPOCH_DURATION,
-            {"flow": flow, "model_type": model_type},
-            seconds,
-            span_context,
+        self.observe_duration(
+            names.TRAINING_EPOCH_DURATION, {"flow": flow, "model_type": model_type}, seconds, span_context
         )
 
-    def _observe(
-        self,
-        histogram: Histogram,
-        metric: str,
-        labels: dict[str, str],
-        seconds: float,
-        span_context: SpanContext | None,
+    def observe_duration(
+        self, metric: str, labels: dict[str, str], seconds: float, span_context: SpanContext | None = None
     ) -> None:
-        histogram.labels(**labels).observe(seconds, exemplar=exemplar_of(span_context))
+        """One observation of histogram ``metric``, with its span as the exemplar, on Prometheus and OTLP."""
+        self.histogram(metric).labels(**labels).observe(seconds, exemplar=exemplar_of(span_context))
         listener = self.duration_listener
         if listener is not None:
             try:

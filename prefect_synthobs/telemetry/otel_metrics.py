@@ -6,9 +6,10 @@ gauges as observable instruments read from the registry at collection time,
 the two duration histograms as histograms recorded when a run ends (with the
 run's span, so exemplars carry its trace and span ids), and the GPUs under the
 semantic-convention names (``hw.gpu.utilization``, ``hw.power``, ...) read
-from the sampler's latest sample (no extra NVML call). The OTLP names are the
-catalog's in OpenTelemetry form (``catalog.OTEL_METRICS``), chosen so that
-OpenTelemetry's Prometheus translation gives back the Prometheus names.
+from the sampler's latest sample (no extra NVML call). Every instrument is
+built from its ``catalog.MetricSpec``: the OTLP name is the catalog's in
+OpenTelemetry form, chosen so that OpenTelemetry's Prometheus translation gives
+back the Prometheus name.
 
 ``MetricsExportSetup`` decides where the meter comes from: an SDK
 ``MeterProvider`` already set globally (the user's) is added to, never
@@ -49,7 +50,6 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext
-from prometheus_client import Counter as PromCounter
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
@@ -243,15 +243,6 @@ def hw_observations(readings: Sequence[GpuState]) -> dict[str, list[tuple[float,
     return out
 
 
-def _registry_samples(collector: Any) -> list[tuple[float, dict[str, str]]]:
-    """A counter's ``_total`` (or a gauge's) samples: ``[(value, labels)]``."""
-    out: list[tuple[float, dict[str, str]]] = []
-    for family in collector.collect():
-        wanted = family.name + "_total" if family.type == "counter" else family.name
-        out.extend((float(s.value), dict(s.labels)) for s in family.samples if s.name == wanted)
-    return out
-
-
 class MetricsBridge:
     """The catalog's instruments on one meter; reads the registry of ``metrics()`` when collected.
 
@@ -272,8 +263,8 @@ class MetricsBridge:
         current = metrics()
         self.prefix = current.prefix if current is not None else "synthobs"
         self.histograms: dict[str, Histogram] = {}
-        for key, (suffix, unit) in names.OTEL_METRICS.items():
-            self._instrument(key, f"{self.prefix}.{suffix}", unit, current)
+        for spec in names.METRICS:
+            self._instrument(spec)
         for name, unit, kind in names.HW_GPU_METRICS:
             factory = {
                 "gauge": meter.create_observable_gauge,
@@ -282,35 +273,27 @@ class MetricsBridge:
             }[kind]
             factory(name, callbacks=[self._hw_callback(name)], unit=unit, description=f"GPU {name} (NVML).")
 
-    def _instrument(self, key: str, name: str, unit: str, current: SynthObsMetrics | None) -> None:
-        collector = _collector(current, key) if current is not None else None
-        description = _description(collector, key) if collector is not None else key
-        if key in names.HISTOGRAM_BUCKETS:
-            self.histograms[key] = self.meter.create_histogram(
-                name,
-                unit=unit,
-                description=description,
-                explicit_bucket_boundaries_advisory=names.HISTOGRAM_BUCKETS[key],
+    def _instrument(self, spec: names.MetricSpec) -> None:
+        """The OTLP instrument of one catalog metric: histograms recorded, the others observed."""
+        name = f"{self.prefix}.{spec.otlp_name}"
+        if spec.otlp_instrument == "histogram":
+            self.histograms[spec.name] = self.meter.create_histogram(
+                name, unit=spec.unit, description=spec.help, explicit_bucket_boundaries_advisory=spec.buckets
             )
             return
-        callback = self._registry_callback(key)
-        if key == names.FLOW_RUNS_IN_PROGRESS:
-            self.meter.create_observable_up_down_counter(name, [callback], unit, description)
-        elif isinstance(collector, PromCounter):
-            self.meter.create_observable_counter(name, [callback], unit, description)
-        else:
-            self.meter.create_observable_gauge(name, [callback], unit, description)
+        factory = {
+            "counter": self.meter.create_observable_counter,
+            "updowncounter": self.meter.create_observable_up_down_counter,
+            "gauge": self.meter.create_observable_gauge,
+        }[spec.otlp_instrument]
+        factory(name, [self._registry_callback(spec.name)], spec.unit, spec.help)
 
     def _registry_callback(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             current = None if self.closed else self._metrics()
             if current is None or current.prefix != self.prefix:
                 return []
-            if key in (names.FLOW_RUNS_IN_PROGRESS, names.FLOW_RUN_OLDEST_IN_PROGRESS_AGE):
-                snapshot = current.in_progress.snapshot()
-                index = 0 if key == names.FLOW_RUNS_IN_PROGRESS else 1
-                return [Observation(values[index], {"flow": flow}) for flow, values in snapshot.items()]
-            return [Observation(v, labels) for v, labels in _registry_samples(_collector(current, key))]
+            return [Observation(v, labels) for v, labels in current.samples(key)]
 
         return observe
 
@@ -336,20 +319,6 @@ class MetricsBridge:
 
     def close(self) -> None:
         self.closed = True
-
-
-def _description(collector: Any, key: str) -> str:
-    """The help text of catalog metric ``key`` (a collector may describe several families)."""
-    families = list(collector.describe())
-    wanted = key.removesuffix("_total")
-    return str(next((f.documentation for f in families if f.name.endswith(wanted)), families[0].documentation))
-
-
-def _collector(metrics: SynthObsMetrics, key: str) -> Any:
-    """The registry collector of catalog metric ``key``."""
-    if key in (names.FLOW_RUNS_IN_PROGRESS, names.FLOW_RUN_OLDEST_IN_PROGRESS_AGE):
-        return metrics.in_progress
-    return metrics.by_name[key]
 
 
 # -- set-up -----------------------------------------------------------------------------------

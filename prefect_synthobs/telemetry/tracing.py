@@ -373,7 +373,7 @@ class StableSpanNames(SpanProcessor):
         return None
 
     def _flow_name(self, attrs: Any) -> str | None:
-        flow_id = attrs.get("prefect.flow.id")
+        flow_id = attrs.get(names.PREFECT_FLOW_ID)
         if not flow_id:
             return None
         name = self._flow_names.get(flow_id)

@@ -28,9 +28,10 @@ import prefect_synthobs as so
 from prefect_synthobs import catalog as names
 from prefect_synthobs.autolog.progress import PUBLISHER
 from prefect_synthobs.autolog.session import reset_warnings
+from prefect_synthobs.health.events import EpochEnded, ModelFitted
 from prefect_synthobs.instrument.recording import Recording
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 
 def people(n: int, seed: int = 0) -> pd.DataFrame:
@@ -129,11 +130,14 @@ def test_an_autolog_failure_costs_one_warning_never_the_fit(
 ) -> None:
     reset_warnings()
 
-    def broken(self: Recording, *args: object, **kwargs: object) -> None:
-        raise OSError("disk on fire")
+    handle = Recording.handle
 
-    monkeypatch.setattr(Recording, "model_fitted", broken)
-    monkeypatch.setattr(Recording, "epoch", broken)
+    def broken(self: Recording, event: object) -> None:  # the fit's and the epochs' events fail; the rest records
+        if isinstance(event, (EpochEnded, ModelFitted)):
+            raise OSError("disk on fire")
+        handle(self, event)
+
+    monkeypatch.setattr(Recording, "handle", broken)
     real = people(200)
     metadata = Metadata.detect_from_dataframes({"people": real})
 

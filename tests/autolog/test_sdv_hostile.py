@@ -24,7 +24,7 @@ import prefect_synthobs as so  # noqa: E402
 from prefect_synthobs import catalog as names  # noqa: E402
 from prefect_synthobs.config import active as so_settings  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 
 def _copula(n: int = 200) -> tuple[Any, pd.DataFrame, Any]:

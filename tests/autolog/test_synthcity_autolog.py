@@ -22,7 +22,7 @@ pytest.importorskip(
 import prefect_synthobs as so
 from prefect_synthobs import catalog as names
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 
 def test_plugins_fit_live_gan_epochs_and_generated_rows(store_dir: Path) -> None:

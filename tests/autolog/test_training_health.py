@@ -371,6 +371,7 @@ def test_training_health_error_lists_the_alerts_and_the_way_out() -> None:
 IDENTITY = {"library": "ctgan", "synthesizer": "CTGAN", "model_type": "ctgan"}
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_alert_event_reaches_the_server(store_dir: Path) -> None:
     model_id = f"CTGAN-{uuid.uuid4().hex[:12]}"
     alert = TrainingAlert("divergence", 41, "generator", 7.25, "Loss 'generator' diverged at epoch 41: ...")
@@ -393,6 +394,7 @@ def test_alert_event_reaches_the_server(store_dir: Path) -> None:
     }
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_alert_event_in_a_flow_run_relates_to_it(store_dir: Path) -> None:
     model_id = f"GaussianCopulaSynthesizer_2.0.0_{uuid.uuid4().hex}"
 
@@ -427,6 +429,7 @@ def test_alert_event_in_a_flow_run_relates_to_it(store_dir: Path) -> None:
     assert related.count(f"prefect.flow-run.{flow_run_id}") == 1
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_alert_event_texts_are_redacted(store_dir: Path) -> None:
     model_id = f"TVAE-{uuid.uuid4().hex[:12]}"
     alert = TrainingAlert("plateau", 9, None, None, "Training plateaued at epoch 9 (ann.lee@example.com)")

@@ -46,6 +46,7 @@ def _config(tmp_path: Path, tag: str) -> SynthObsConfig:
     )
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_save_load_round_trip_keeps_secrets_and_masks_them(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     name = f"rt-{tag}"
@@ -85,6 +86,7 @@ def test_configure_from_a_block_and_keywords_still_win(tmp_path: Path) -> None:
         so_settings.reset()
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_observe_with_a_block_name_records_where_the_block_says(tmp_path: Path) -> None:
     from prefect_synthobs.instrument.instrumentation import reset_runtime
 
@@ -117,6 +119,7 @@ def test_observe_rejects_a_config_that_is_not_a_block() -> None:
         so.observe(config=3.5)
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_prefect_block_register_finds_the_blocks() -> None:
     env = subprocess_env()
@@ -134,6 +137,7 @@ def test_prefect_block_register_finds_the_blocks() -> None:
             assert client.read_block_type_by_slug(block.get_block_type_slug()).name == block.get_block_type_name()
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_blocks_scripts_register_and_create_from_env(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]

@@ -188,6 +188,7 @@ assert gen() == 3
 """
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value"),

@@ -21,7 +21,7 @@ from otlp_receiver import Receiver, grpc_receiver
 import prefect_synthobs as so
 from conftest import free_port, nvml_env, run_python, silent_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 FLOW = """
 import prefect_synthobs as so

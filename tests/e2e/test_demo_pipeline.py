@@ -75,6 +75,7 @@ def test_trained_models_lines_say_what_autolog_recorded() -> None:
     assert "2 epochs (4 loss rows, 2 epoch ends); final losses: generator 0.500, discriminator -0.250" in ctgan
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_pipeline_records_every_stage(store_dir: Path) -> None:
     scores = demo.synthetic_pipeline(n_real=1500, n_synthetic=3000, epochs=3)
@@ -150,6 +151,7 @@ def _check_sdv_records(
     assert {"fit_gaussian_copula", "fit_ctgan"} <= set(tasks.task_name) and "train_epoch" not in set(tasks.task_name)
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     env = subprocess_env()

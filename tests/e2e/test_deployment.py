@@ -11,6 +11,8 @@ from prefect.deployments import run_deployment
 import prefect_synthobs as so
 from conftest import served_deployment, stop, subprocess_env
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 FLOW_FILE = """
 from prefect import flow, task
 import prefect_synthobs as so

@@ -17,6 +17,8 @@ from conftest import REPO, subprocess_env
 from prefect_synthobs import catalog as names
 from prefect_synthobs.health.rows import epoch_rows, model_row
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 RUNNER = """
 import sys
 import nbformat

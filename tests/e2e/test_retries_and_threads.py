@@ -26,6 +26,8 @@ from prefect_synthobs.instrument.instrumentation import reset_runtime
 from prefect_synthobs.instrument.measurements import reset_warnings
 from prefect_synthobs.metrics import REGISTRY
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 def _rows(store_dir: Path, table: str, flow_name: str) -> list[dict[str, object]]:
     reset_runtime()  # flush

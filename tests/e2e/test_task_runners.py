@@ -24,6 +24,8 @@ from otlp_receiver import http_receiver
 import prefect_synthobs as so
 from conftest import free_port, run_python, subprocess_env
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 POOL_FLOW = """
 import json, os, sys
 import prefect_synthobs as so

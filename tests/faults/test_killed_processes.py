@@ -25,7 +25,7 @@ import prefect_synthobs as so
 from conftest import served_deployment, stop, subprocess_env
 from prefect_synthobs.instrument.reconcile import reconcile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 
 def wait_until(what: str, check: Any, timeout: float = 120) -> Any:

@@ -23,6 +23,7 @@ from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.runtime import ObserveSpec
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_a_crash_recorded_from_a_stale_flow_run_reads_the_run_from_the_api(store_dir: Path) -> None:
     @flow(name=f"ran-{uuid.uuid4().hex[:6]}")
     def ran() -> int:
@@ -64,6 +65,7 @@ long_running()
 """
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_a_killed_process_keeps_the_task_rows_of_all_but_the_last_flush_window(tmp_path: Path) -> None:
     ready = tmp_path / "ready"

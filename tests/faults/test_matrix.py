@@ -21,6 +21,8 @@ from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.instrument.instrumentation import get_runtime, reset_runtime
 from prefect_synthobs.telemetry import exposition
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 def test_observe_rejects_unknown_kind_naming_the_allowed_ones() -> None:
     with pytest.raises(ValueError) as err:

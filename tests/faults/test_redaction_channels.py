@@ -82,6 +82,7 @@ def log_texts(logs: list[Any]) -> list[str]:
     return [t for rec in logs for t in [str(rec.body), *(str(v) for v in rec.attributes.values())]]
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 @pytest.mark.parametrize("redact_pii", [True, False], ids=["redacted", "control"])
 def test_no_secret_leaves_through_any_channel(

@@ -11,6 +11,8 @@ from prefect import flow, task
 
 import prefect_synthobs as so
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 SECRET_TEXT = "card 4111 1111 1111 1111 of ann@example.com seen from 10.1.2.3"
 
 

@@ -18,6 +18,8 @@ from conftest import warnings_with
 from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.instrument.instrumentation import INSTRUMENTATION, get_runtime, reset_runtime
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 @pytest.mark.slow
 def test_a_frozen_s3_store_costs_one_timeout_per_process_not_per_run(

@@ -38,7 +38,7 @@ from prefect_synthobs.quality import quality_report
 def test_configure_refuses_bad_values_naming_the_key(key: str, value: object, says: str) -> None:
     try:
         with pytest.raises(ValueError) as raised:
-            so.configure(**{key: value})
+            so.configure(**{key: value})  # type: ignore[arg-type]
         message = str(raised.value)
         assert f"{key}: " in message and says in message
         assert "hunter2" not in message  # values are not echoed with their secrets
@@ -51,6 +51,7 @@ def test_health_store_refuses_unsupported_urls() -> None:
         HealthStore("gs://bucket/synthobs")
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_a_bad_environment_variable_is_one_warning_and_its_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -94,8 +95,25 @@ def test_record_quality_refuses_scores_outside_their_range(score: float) -> None
         so.record_quality("overall", score)
 
 
-def test_a_score_without_a_fixed_range_may_exceed_one() -> None:
-    so.record_quality("tstr_ratio", 1.07)  # outside a run: validated, then nothing to record
+def test_a_score_without_a_fixed_range_may_exceed_one(store_dir: Path) -> None:
+    from prefect_synthobs.catalog import UNIT_INTERVAL_METRICS
+    from prefect_synthobs.metrics import REGISTRY
+
+    def gauge() -> list[float]:
+        return [
+            s.value
+            for family in REGISTRY.collect()
+            for s in family.samples
+            if s.name == "synthobs_quality_score" and s.labels.get("metric") == "tstr_ratio"
+        ]
+
+    assert "tstr_ratio" not in UNIT_INTERVAL_METRICS and "overall" in UNIT_INTERVAL_METRICS
+    assert so.record_quality("tstr_ratio", 1.07) is None  # outside a run: validated, then only the metrics
+    assert gauge() == [1.07]  # kept as given, not clipped to 1
+    assert so.record_quality("tstr_ratio", 1.07, threshold=1.0) is True  # a threshold above one too
+    assert so.record_quality("tstr_ratio", 0.93, threshold=1.0) is False
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        so.record_quality("overall", 1.07)  # the contrast: a score defined on [0, 1] may not
 
 
 def test_a_column_declared_with_the_wrong_sdtype_is_named() -> None:

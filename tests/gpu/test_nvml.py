@@ -129,6 +129,7 @@ def samples_by_name(exposition: str) -> dict[str, dict[tuple[str, str], float]]:
     return out
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_observed_flow_samples_gpus_and_survives_a_lost_gpu(fake_nvml: dict[str, Path], tmp_path: Path) -> None:
     store = tmp_path / "store"
@@ -197,6 +198,7 @@ def test_observed_flow_samples_gpus_and_survives_a_lost_gpu(fake_nvml: dict[str,
     assert event.payload["gpu_index"] == 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["init_failure", "no_devices"])
 def test_no_gpu_leaves_everything_else_working(fake_nvml: dict[str, Path], tmp_path: Path, case: str) -> None:

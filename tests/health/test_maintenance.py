@@ -125,6 +125,7 @@ def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"synthobs {prefect_synthobs.__version__} (prefect {prefect.__version__})"
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_the_maintenance_flow_reports_what_it_did(tmp_path: Path) -> None:
     today = datetime.now(timezone.utc).date()
     filled(tmp_path / "store", [today - timedelta(days=60), today - timedelta(days=5)])

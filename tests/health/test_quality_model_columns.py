@@ -149,6 +149,7 @@ def test_a_store_written_before_the_model_columns_still_reads(tmp_path: Path) ->
     assert (board["CTGAN"]["checks"], board["CTGAN"]["overall"]) == (2, 0.9)
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_record_quality_writes_the_model_of_an_observed_run(store_dir: Path) -> None:
     copula, ctgan = GaussianCopulaSynthesizer(), CTGAN()
 
@@ -177,6 +178,7 @@ def test_record_quality_writes_the_model_of_an_observed_run(store_dir: Path) -> 
         so.record_quality("overall", 0.5, model="")  # invalid input raises, as a bad score does
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_record_quality_redacts_a_secret_in_a_model_id(store_dir: Path) -> None:
     @so.observe(kind="quality", table="customers")
     @flow(name="secret-model-id")

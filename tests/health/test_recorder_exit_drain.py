@@ -26,7 +26,7 @@ import pytest
 import prefect_synthobs as so
 from conftest import free_port, subprocess_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 CHILD = """
 import os, sys

@@ -83,6 +83,7 @@ def test_writes_reads_and_compaction_on_a_real_s3_server(s3_server: tuple[Any, s
     assert store.read("task_runs").task_run_id.tolist() == ["t9"]
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_an_s3_outage_spools_and_the_background_retry_writes_everything(
     s3_server: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:

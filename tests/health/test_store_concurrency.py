@@ -12,6 +12,8 @@ import pytest
 import prefect_synthobs as so
 from conftest import subprocess_env
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 WRITER = """
 import sys
 from concurrent.futures import ThreadPoolExecutor

@@ -114,6 +114,7 @@ def _exact(plan: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=plans)

@@ -17,6 +17,8 @@ from prefect_synthobs import catalog as names
 from prefect_synthobs.instrument.gates import GateResult, evaluate_gates
 from prefect_synthobs.metrics import REGISTRY
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 META = {"columns": {"x": {"sdtype": "numerical"}, "y": {"sdtype": "numerical"}, "c": {"sdtype": "categorical"}}}
 
 

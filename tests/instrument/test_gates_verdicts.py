@@ -21,6 +21,8 @@ from prefect_synthobs import quality
 from prefect_synthobs.instrument.gates import QualityCheck
 from prefect_synthobs.instrument.scoring import score_tables
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 CHURN_META = {
     "columns": {
         "tenure": {"sdtype": "numerical"},

@@ -18,6 +18,8 @@ import prefect_synthobs as so
 from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.metrics import REGISTRY
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -16,6 +16,8 @@ from conftest import subprocess_env, wait_for_events
 from prefect_synthobs import catalog as names
 from prefect_synthobs.config.budget_state import dataset_key, spent_epsilon
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 SPENDER = """
 import json, os, sys
 import prefect_synthobs as so
@@ -144,7 +146,7 @@ def test_a_lock_created_by_another_process_between_read_and_create_is_used(monke
     from prefect.exceptions import ObjectNotFound
 
     from prefect_synthobs.config.budget_state import lock_name
-    from prefect_synthobs.instrument import privacy_budget
+    from prefect_synthobs.instrument import privacy_lock
 
     dataset = f"race-{uuid.uuid4().hex[:6]}"
     lock = lock_name(dataset)
@@ -162,4 +164,4 @@ def test_a_lock_created_by_another_process_between_read_and_create_is_used(monke
     monkeypatch.setattr(SyncPrefectClient, "read_global_concurrency_limit_by_name", read_then_lose_the_race)
     spend = so.record_privacy_spend(0.25, dataset=dataset, budget=so.PrivacyBudget(dataset=dataset, total_epsilon=1))
     assert raced == [lock] and spend.spent == pytest.approx(0.25)
-    assert lock in privacy_budget._created
+    assert lock in privacy_lock._created

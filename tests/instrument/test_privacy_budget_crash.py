@@ -25,6 +25,8 @@ from prefect_synthobs.config import active as so_settings
 from prefect_synthobs.config.budget_state import dataset_key, pending_spends, spent_epsilon
 from prefect_synthobs.instrument.instrumentation import reset_runtime
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 SPENDER = """
 import os, signal, sys, time
 import prefect_synthobs as so

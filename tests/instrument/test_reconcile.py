@@ -7,11 +7,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from prefect import flow, task
 
 import prefect_synthobs as so
 from prefect_synthobs.cli import main
 from prefect_synthobs.instrument.reconcile import reconcile
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def api_has_final_task_runs(flow_run_id: str, n: int, timeout: float = 60) -> None:

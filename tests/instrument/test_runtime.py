@@ -7,11 +7,14 @@ import uuid
 from pathlib import Path
 
 import prometheus_client
+import pytest
 from prefect import flow, task
 from prefect.settings import PREFECT_CLIENT_METRICS_ENABLED, temporary_settings
 
 import prefect_synthobs as so
 from prefect_synthobs.instrument.instrumentation import INSTRUMENTATION
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def test_long_runs_flush_periodically_before_the_flow_ends(store_dir: Path) -> None:

@@ -210,6 +210,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_real_prometheus_evaluates_every_dashboard_expression(tmp_path: Path, pushgateway: str) -> None:
     """A real Prometheus scrapes a synthobs http endpoint and the Pushgateway fed by a demo run; every

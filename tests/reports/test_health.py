@@ -28,6 +28,8 @@ sys.path.insert(0, str(REPO / "flows"))
 import health_report as hr
 import synthetic_pipeline as demo
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 HOSTILE = "<b>|x"  # a table name (Prefect bans < and > in flow names)
 HOSTILE_FLOW = "x|y *z*"
 

@@ -302,6 +302,7 @@ class CTGAN:
     pass
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_two_models_of_one_table_are_two_rows_in_the_artifacts_and_the_terminal(
     store_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -323,6 +323,7 @@ def table_of(artifact: Any) -> list[dict[str, Any]]:
     return json.loads(artifact.data) if isinstance(artifact.data, str) else list(artifact.data)
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_health_report_flow_publishes_the_training_artifact(store_dir: Path) -> None:
     seed(store_dir, datetime.now(timezone.utc) - timedelta(minutes=30))
     state = report_flow.health_report(store_url=str(store_dir), window_hours=1, trend_days=1, return_state=True)
@@ -349,6 +350,7 @@ def test_frames_without_training_tables_give_an_empty_section() -> None:
     assert hr.EMPTY_TABLES["synthobs-training"].startswith("No model fit")
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_an_observed_flow_with_record_epoch_shows_one_line_per_run(store_dir: Path) -> None:
     """Epochs recorded by hand (``record_epoch``: no model id), NaN included, are never dropped."""
 

@@ -129,6 +129,7 @@ def test_diagnostic_report_rejects_bad_input_and_checks_a_composite_key() -> Non
         diagnostic_report(real, None, meta)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # 100k rows: the slow tier
 def test_diagnostic_report_100k_rows_by_20_columns_runs() -> None:
     rng = np.random.default_rng(0)
     n = 100_000

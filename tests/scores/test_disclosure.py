@@ -316,6 +316,7 @@ def test_bad_tables_raise() -> None:
 # --- scale -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 100k rows: the slow tier
 @pytest.mark.parametrize("method", METHODS)
 def test_a_hundred_thousand_rows(method: str) -> None:
     # 3 known + 1 sensitive; SDMetrics loops over rows in Python (minutes), this is vectorised

@@ -18,6 +18,8 @@ from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.metrics import REGISTRY
 from prefect_synthobs.telemetry.exposition import Family, accumulate, families_from_metrics, render
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 CHILD = """
 import prefect_synthobs as so
 from prefect import flow, task

@@ -7,6 +7,7 @@ import logging
 import uuid
 from pathlib import Path
 
+import pytest
 from prefect import flow, get_run_logger, task
 
 import prefect_synthobs as so
@@ -28,6 +29,7 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_run_logs_are_redacted_and_carry_the_trace_id(store_dir: Path) -> None:
     handlers = {name: _Collect() for name in RUN_LOGGERS}
     for name, handler in handlers.items():

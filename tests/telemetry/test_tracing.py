@@ -13,6 +13,8 @@ import prefect_synthobs as so
 from conftest import run_python, served_deployment, stop, subprocess_env
 from prefect_synthobs.telemetry.tracing import export_config
 
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 def _generation_flow(name: str):
     @task

@@ -1,0 +1,419 @@
+"""What happens in an observed run, as typed events: the one place a health column is defined.
+
+Every fact synthobs records starts as one of these frozen dataclasses (a flow
+run ended, a task run ended, rows generated, an epoch ended, a model fitted, a
+quality check, a privacy spend, a GPU sample or a lost GPU), built from plain
+values by whoever saw it happen (``instrument/prefect_runs.py`` for Prefect's
+runs, autolog for generators, the ``record_*`` calls for users). The recording
+seam (``instrument/recording.py``) hands each event to its sinks: the health
+sink turns it into rows, the metrics sink into metric updates, the span sink
+into span attributes.
+
+A field declared with :func:`column` *is* a column of the event's health table
+(``health/tables.py`` derives the table's Arrow schema from these fields, in
+field order): its Arrow type and how it is cleaned before it is stored (PII
+redaction, the error-message limit) are written here once. Columns computed
+from other fields (``duration_s``, ``rows_per_s``) are :func:`derived` fields,
+set in ``__post_init__``. Fields declared without ``column`` travel with the
+event for the metrics and span sinks only.
+
+So a new column is one field here and the line that sets it where the event is
+built; a new fact is one event here, one ``Table`` in ``tables.py`` if it has
+rows, and a branch in each sink that cares.
+
+Pure: no Prefect, no I/O, no settings.
+"""
+
+# ruff: noqa: RUF009  # `column`/`derived` return `dataclasses.field`s, which ruff cannot see through
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Final, Literal, NamedTuple
+
+import pyarrow as pa
+
+TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+STRING: Final = pa.string()
+FLOAT: Final = pa.float64()
+INT: Final = pa.int64()
+BOOL: Final = pa.bool_()
+STRINGS: Final = pa.list_(pa.string())
+
+Clean = Literal["text", "error", "tags", "attempts"]
+"""How a column's value is cleaned before it is stored (``health/rows.py`` applies it):
+
+- ``text``: free text a run's caller chose, PII-redacted (``redact_pii``);
+- ``error``: an error message, redacted and cut to ``MAX_ERROR_CHARS``;
+- ``tags``: a run's tags, each redacted, sorted;
+- ``attempts``: ``AttemptError`` entries as ``"attempt N: Type: message"`` texts.
+"""
+
+_COLUMN: Final = "synthobs_column"
+
+SOURCE_HOOK: Final = "hook"
+"""``source`` of a run row written as the run ended, in a process that ran it."""
+SOURCE_API: Final = "api"
+"""``source`` of a run row written by reconciliation from the Prefect API's records."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A health column's Arrow type and how its value is cleaned before it is stored."""
+
+    arrow: pa.DataType
+    clean: Clean | None = None
+
+
+def column(arrow: pa.DataType, *, default: Any = None, clean: Clean | None = None) -> Any:
+    """A field that is a health column of its event's table (default ``None``: null)."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("a column's default must be immutable (use a tuple)")
+    return field(default=default, metadata={_COLUMN: ColumnSpec(arrow, clean)})
+
+
+def derived(arrow: pa.DataType) -> Any:
+    """A column computed from the event's other fields in ``__post_init__`` (not an argument)."""
+    return field(default=None, init=False, metadata={_COLUMN: ColumnSpec(arrow)})
+
+
+def columns_of(event_type: type) -> dict[str, ColumnSpec]:
+    """The health columns an event type declares, in field order."""
+    return {f.name: f.metadata[_COLUMN] for f in dataclasses.fields(event_type) if _COLUMN in f.metadata}
+
+
+def _set(event: Any, name: str, value: Any) -> None:
+    object.__setattr__(event, name, value)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A plain ``datetime`` in UTC (naive values are taken as UTC).
+
+    Prefect hands out pendulum ``DateTime`` objects, whose arithmetic costs
+    ~45 µs a time: rows use stdlib datetimes.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=timezone.utc,
+    )
+
+
+def duration_seconds(start: datetime | None, end: datetime | None) -> float | None:
+    """``end - start`` in seconds, or ``None`` when either is unknown."""
+    start, end = as_utc(start), as_utc(end)
+    if start is None or end is None:
+        return None
+    return max((end - start).total_seconds(), 0.0)
+
+
+def _seconds(value: float | None) -> float | None:
+    """A non-negative finite number of seconds, or ``None``."""
+    return None if value is None or not math.isfinite(value) else max(float(value), 0.0)
+
+
+class AttemptError(NamedTuple):
+    """The error one attempt of a run ended with (attempts count from 1)."""
+
+    attempt: int
+    error_type: str | None
+    message: str | None
+
+
+# -- runs ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowRunEnded:
+    """A flow run in scope ended (its ``flow_runs`` row, flow metrics, the flow span's attributes).
+
+    ``rows``/``rows_by_table``: the rows of the attempt that finished; ``gpu``: the
+    run's GPU summary columns (``RunGpuSummary.columns()``), ``None`` when no GPU
+    was sampled.
+    """
+
+    flow_run_id: str = column(STRING)
+    parent_flow_run_id: str | None = column(STRING)
+    flow_name: str = column(STRING)
+    kind: str = column(STRING, default="other")
+    model_type: str | None = column(STRING)
+    table_name: str | None = column(STRING)
+    state_type: str = column(STRING)
+    state_name: str | None = column(STRING, clean="text")
+    start_time: datetime | None = column(TIMESTAMP)
+    end_time: datetime | None = column(TIMESTAMP)
+    duration_s: float | None = derived(FLOAT)
+    rows: int = column(INT, default=0)
+    rows_per_s: float | None = derived(FLOAT)
+    error_type: str | None = column(STRING)
+    error_message: str | None = column(STRING, clean="error")
+    tags: Sequence[str] = column(STRINGS, default=(), clean="tags")
+    host: str | None = column(STRING)
+    trace_id: str | None = column(STRING)
+    gpu_util_mean: float | None = derived(FLOAT)
+    gpu_util_max: float | None = derived(FLOAT)
+    gpu_memory_peak_bytes: int | None = derived(INT)
+    gpu_energy_j: float | None = derived(FLOAT)
+    source: str = column(STRING, default=SOURCE_HOOK)
+    run_count: int | None = column(INT)
+    attempt_errors: Sequence[AttemptError] = column(STRINGS, default=(), clean="attempts")
+    # not columns: for the metrics and span sinks
+    rows_by_table: Mapping[str | None, int] = field(default_factory=dict)
+    gpu: Mapping[str, Any] | None = None
+    span_attributes: Mapping[str, Any] = field(default_factory=dict)
+    run_span: Any = None
+    """The flow run's span (an OpenTelemetry ``Span``), to carry the run's attributes; ``None``: none."""
+
+    def __post_init__(self) -> None:
+        start, end = as_utc(self.start_time), as_utc(self.end_time)
+        _set(self, "start_time", start)
+        _set(self, "end_time", end)
+        duration = duration_seconds(start, end)
+        _set(self, "duration_s", duration)
+        _set(self, "rows", int(self.rows))
+        _set(self, "rows_per_s", (self.rows / duration) if self.rows and duration else None)
+        _set(self, "run_count", int(self.run_count) if self.run_count is not None else None)
+        gpu = self.gpu or {}
+        for name in ("gpu_util_mean", "gpu_util_max", "gpu_memory_peak_bytes", "gpu_energy_j"):
+            _set(self, name, gpu.get(name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskRunEnded:
+    """A task run of a flow in scope ended, retries included (its ``task_runs`` row and task metrics).
+
+    ``duration_s`` is the time the task spent running over all its attempts:
+    ``run_time_s`` (Prefect's ``total_run_time``, which leaves out the waits
+    between retries) when known, else ``end_time - start_time``. ``rows``: the
+    rows of its last attempt. ``counted_only``: the run's row is written
+    elsewhere (a task in a worker process, read back at the flow's end): metrics
+    only.
+    """
+
+    task_run_id: str = column(STRING)
+    flow_run_id: str | None = column(STRING)
+    flow_name: str | None = column(STRING)
+    task_name: str = column(STRING, clean="text")  # rows from the API take it from the run's name
+    state_type: str = column(STRING)
+    state_name: str | None = column(STRING, clean="text")
+    start_time: datetime | None = column(TIMESTAMP)
+    end_time: datetime | None = column(TIMESTAMP)
+    duration_s: float | None = derived(FLOAT)
+    run_time_s: float | None = column(FLOAT)
+    run_count: int = column(INT, default=0)
+    error_type: str | None = column(STRING)
+    error_message: str | None = column(STRING, clean="error")
+    tags: Sequence[str] = column(STRINGS, default=(), clean="tags")
+    rows: int = column(INT, default=0)
+    source: str = column(STRING, default=SOURCE_HOOK)
+    attempt_errors: Sequence[AttemptError] = column(STRINGS, default=(), clean="attempts")
+    # not columns
+    span_context: Any = None
+    """The task run's span context (an OpenTelemetry ``SpanContext``), the duration's exemplar."""
+    counted_only: bool = False
+
+    def __post_init__(self) -> None:
+        start, end = as_utc(self.start_time), as_utc(self.end_time)
+        _set(self, "start_time", start)
+        _set(self, "end_time", end)
+        run_time = self.run_time_s
+        _set(self, "duration_s", max(run_time, 0.0) if run_time is not None else duration_seconds(start, end))
+        _set(self, "run_count", int(self.run_count or 0))
+        _set(self, "rows", int(self.rows))
+
+
+# -- measurements -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowsGenerated:
+    """Synthetic rows generated (``record_rows`` or a generator's sample): counted in
+    ``synthobs_generation_rows_total``. The run's own count is kept by its run scope."""
+
+    n: int
+    flow_name: str | None
+    table_name: str | None
+    model_type: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochEnded:
+    """A training epoch ended: one ``training_epochs`` row per loss type (one with a null loss without
+    losses), in an observed run; the epoch metrics always.
+
+    ``time``: when it ended; ``epoch_seconds``: how long it took (``None``: not known, as for a hand-made
+    ``record_epoch``); ``span_context``: the epoch's span, the duration's exemplar."""
+
+    time: datetime = column(TIMESTAMP)
+    flow_run_id: str | None = column(STRING)
+    flow_name: str | None = column(STRING)
+    model_type: str | None = column(STRING)
+    epoch: int = column(INT)
+    loss_type: str | None = derived(STRING)  # one row per entry of ``losses``
+    loss: float | None = derived(FLOAT)
+    model_id: str | None = column(STRING)  # the model it belongs to (a ``models`` row); null when recorded by hand
+    epoch_seconds: float | None = column(FLOAT)  # how long that epoch took; ``time`` is when it ended
+    fit_id: str | None = column(STRING)  # the fit it belongs to: a model fitted twice, or copies of one, apart
+    # not columns
+    losses: Mapping[str, float] = field(default_factory=dict)
+    in_observed_run: bool = True
+    span_context: Any = None
+
+    def __post_init__(self) -> None:
+        _set(self, "time", as_utc(self.time))
+        _set(self, "epoch_seconds", _seconds(self.epoch_seconds))
+
+    def per_loss(self) -> list[EpochEnded]:
+        """The event once per loss type (``loss_type``/``loss`` set), or once with null ones."""
+        items: list[tuple[str | None, float | None]] = list(self.losses.items()) or [(None, None)]
+        out = []
+        for loss_type, loss in items:
+            one = dataclasses.replace(self)
+            _set(one, "loss_type", loss_type)
+            _set(one, "loss", loss)
+            out.append(one)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelFitted:
+    """A generator's fit ended (``status`` ``completed``, ``failed`` or ``stopped``): its ``models`` row
+    (in an observed run) and ``synthobs_training_fits_total``."""
+
+    time: datetime = column(TIMESTAMP)  # when the fit ended
+    flow_run_id: str | None = column(STRING)
+    flow_name: str | None = column(STRING)
+    task_run_id: str | None = column(STRING)
+    model_id: str = column(STRING)  # carried to every epoch, sample and quality row of that fitted object
+    library: str = column(STRING)  # sdv, ctgan, synthcity
+    synthesizer: str = column(STRING)  # the class name, e.g. CTGANSynthesizer
+    model_type: str | None = column(STRING)  # e.g. ctgan, gaussian_copula
+    table_name: str | None = column(STRING)  # the table fitted on (multi-table: the tables, comma-separated)
+    parameters: str | None = column(STRING)  # JSON text of the hyperparameters (redacted)
+    fit_rows: int | None = column(INT)
+    fit_columns: int | None = column(INT)
+    fit_seconds: float | None = column(FLOAT)
+    epochs: int | None = column(INT)  # epochs that ran (null for a model without epochs)
+    size_bytes: int | None = column(INT)  # the fitted object pickled
+    status: str = column(STRING)  # completed, failed, stopped (a training gate with policy stop ended it early)
+    error_type: str | None = column(STRING)
+    final_losses: str | None = column(STRING)  # JSON {loss_type: last loss}
+    fit_id: str | None = column(STRING)  # this fit: SDV keeps a synthesizer's id when it is fitted again or copied
+    # not a column
+    in_observed_run: bool = True
+
+    def __post_init__(self) -> None:
+        _set(self, "time", as_utc(self.time))
+        _set(self, "fit_seconds", _seconds(self.fit_seconds))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingAlerted:
+    """A training health check tripped (``catalog.TRAINING_CHECKS``): counted."""
+
+    check: str
+    flow_name: str | None
+    model_type: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityChecked:
+    """One checked score: a ``quality_checks`` row (in an observed run), the score gauge and, with a
+    threshold, one gate check counted ``pass`` or ``fail`` under ``gate``.
+
+    ``passed`` defaults to ``score >= threshold``; a gate with a maximum (an attack AUC, an exact-match
+    rate) passes it explicitly. ``model_id``/``model_type``: which model made the synthetic table."""
+
+    time: datetime = column(TIMESTAMP)
+    flow_run_id: str | None = column(STRING)
+    flow_name: str | None = column(STRING)
+    table_name: str | None = column(STRING)
+    model_id: str | None = column(STRING)  # which model made the synthetic table (null: not said)
+    model_type: str | None = column(STRING)
+    metric: str = column(STRING)
+    score: float = column(FLOAT)
+    threshold: float | None = column(FLOAT)
+    passed: bool | None = column(BOOL)
+    # not columns
+    gate: str | None = None
+    """The gate's name in ``synthobs_quality_gate_checks_total`` (default: ``metric``)."""
+    in_observed_run: bool = True
+
+    def __post_init__(self) -> None:
+        _set(self, "time", as_utc(self.time))
+        if self.passed is None and self.threshold is not None:
+            _set(self, "passed", self.score >= self.threshold)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyChecked:
+    """A privacy budget check: counted, the remaining budget, and when allowed the spend and (with
+    ``ledger``) its ``privacy_ledger`` row. ``spent``: the total after the check. ``ledger=False``: the
+    caller already made the row durable."""
+
+    time: datetime = column(TIMESTAMP)
+    flow_run_id: str | None = column(STRING)
+    flow_name: str | None = column(STRING)
+    dataset: str = column(STRING)
+    epsilon: float = column(FLOAT)
+    spent: float = column(FLOAT)
+    budget: float = column(FLOAT)
+    remaining: float = derived(FLOAT)
+    # not columns
+    allowed: bool = True
+    ledger: bool = True
+
+    def __post_init__(self) -> None:
+        _set(self, "time", as_utc(self.time))
+        _set(self, "remaining", max(self.budget - self.spent, 0.0))
+
+
+# -- GPU ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuSampled:
+    """One GPU sample of every device: the device gauges, the energy counter and ``gpu_samples`` rows
+    (``rows``, built by ``gpu.sampler.sample_rows`` from the same readings).
+
+    ``readings``: ``gpu.nvml.GpuReading`` per device; ``energy_j``: joules per device uuid since its last
+    sample."""
+
+    readings: Sequence[Any]
+    energy_j: Mapping[str, float]
+    rows: Sequence[dict[str, Any]] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuLost:
+    """A GPU stopped answering: its gauges go (stale gauges would show a dead GPU as busy)."""
+
+    device: Any
+    """The ``gpu.nvml.GpuDevice``."""
+
+
+RunEvent = (
+    FlowRunEnded
+    | TaskRunEnded
+    | RowsGenerated
+    | EpochEnded
+    | ModelFitted
+    | TrainingAlerted
+    | QualityChecked
+    | PrivacyChecked
+    | GpuSampled
+    | GpuLost
+)
+"""Every event the recording seam handles."""

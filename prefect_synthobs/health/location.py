@@ -1,0 +1,120 @@
+"""Where a health store is: its URL, checked, and the filesystem and root it names.
+
+A store root is a local path, a ``file://`` URL or an ``s3://`` prefix.
+``HealthStore(url=None)`` asks a ``StoreLocation`` where to go: the health
+layer's own default is ``embedded_default_location`` (``$PREFECT_HOME/synthobs``);
+the configuration layer passes one that reads the configured ``store_url``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from prefect.settings import get_current_settings
+
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
+
+StoreLocation = Callable[[], tuple[str, Mapping[str, str] | None]]
+"""Where ``HealthStore()`` without a URL goes: ``() -> (url, storage options)``."""
+
+_S3_OPTIONS = {
+    "access_key": "access_key",
+    "aws_access_key_id": "access_key",
+    "key": "access_key",
+    "secret_key": "secret_key",
+    "aws_secret_access_key": "secret_key",
+    "secret": "secret_key",
+    "session_token": "session_token",
+    "aws_session_token": "session_token",
+    "token": "session_token",
+    "region": "region",
+    "region_name": "region",
+    "endpoint_override": "endpoint_override",
+    "endpoint_url": "endpoint_override",
+    "scheme": "scheme",
+    "connect_timeout": "connect_timeout",
+    "request_timeout": "request_timeout",
+}
+
+
+STORE_SCHEMES = ("file", "s3")
+
+
+def check_store_url(url: str) -> str:
+    """``url`` if it is a health-store root synthobs supports: a local path, a
+    ``file://`` URL or an ``s3://`` prefix.
+
+    Raises:
+        ValueError: naming the URL (credentials stripped) and what is allowed.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("the health store URL must be a non-empty path, file:// URL or s3:// prefix")
+    parsed = urlparse(url)
+    local = parsed.scheme == "" or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/"))
+    if not local and parsed.scheme not in STORE_SCHEMES:
+        raise ValueError(
+            f"unsupported health store URL {strip_url_credentials(url)!r}: use a local path, a file:// URL "
+            "or an s3:// prefix"
+        )
+    if parsed.scheme == "s3" and not parsed.netloc:
+        raise ValueError(f"health store URL {strip_url_credentials(url)!r} names no bucket (s3://bucket/prefix)")
+    return url
+
+
+def resolve_filesystem(
+    url: str, storage_options: Mapping[str, str] | None = None, *, timeout: float | None = None
+) -> tuple[pafs.FileSystem, str, bool]:
+    """``(filesystem, root path, is_local)`` for a path, ``file://`` or object-store URL.
+
+    ``storage_options`` (``s3://`` only) carry credentials and endpoint:
+    ``access_key``, ``secret_key``, ``session_token``, ``region``,
+    ``endpoint_override`` (boto-style names such as ``aws_access_key_id`` or
+    ``endpoint_url`` are accepted too). ``timeout`` bounds each S3 connection
+    and request (seconds), so a frozen endpoint cannot hold a writer forever.
+    """
+    parsed = urlparse(check_store_url(url))
+    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        if storage_options:
+            raise ValueError("storage options are for object stores (s3://), not local paths")
+        path = parsed.path if parsed.scheme == "file" else url
+        return pafs.LocalFileSystem(), str(Path(path).expanduser().absolute()), True
+    if parsed.scheme == "s3" and timeout is not None:
+        storage_options = {"connect_timeout": str(timeout), "request_timeout": str(timeout), **(storage_options or {})}
+    if storage_options:
+        if parsed.scheme != "s3":
+            raise ValueError(f"storage options are supported for s3:// stores, not {parsed.scheme}://")
+        unknown = sorted(set(storage_options) - set(_S3_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown s3 storage option(s) {unknown}; known: {sorted(_S3_OPTIONS)}")
+        kwargs: dict[str, Any] = {_S3_OPTIONS[k]: v for k, v in storage_options.items()}
+        for key in ("connect_timeout", "request_timeout"):
+            if key in kwargs:
+                try:
+                    kwargs[key] = float(kwargs[key])
+                except ValueError:
+                    raise ValueError(f"s3 storage option {key} must be seconds, got {kwargs[key]!r}") from None
+        endpoint = kwargs.get("endpoint_override", "")
+        if "://" in endpoint:  # boto-style URL: pyarrow wants host[:port] and a scheme
+            scheme, _, rest = endpoint.partition("://")
+            kwargs["endpoint_override"] = rest.rstrip("/")
+            kwargs.setdefault("scheme", scheme)
+        try:
+            return pafs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/"), False
+        except (pa.ArrowInvalid, OSError, TypeError) as exc:
+            raise ValueError(f"invalid s3 storage options: {exc}") from exc
+    try:
+        fs, root = pafs.FileSystem.from_uri(url)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        shown = strip_url_credentials(url)
+        raise ValueError(f"unsupported health store URL {shown!r}: {strip_url_credentials(str(exc))}") from None
+    return fs, root.rstrip("/"), False
+
+
+def embedded_default_location() -> tuple[str, Mapping[str, str] | None]:
+    """``$PREFECT_HOME/synthobs``: the store when nothing is configured."""
+    return str(Path(get_current_settings().home).expanduser() / "synthobs"), None
