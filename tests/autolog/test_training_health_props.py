@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -115,6 +116,7 @@ def oracle(
     return {(check, epoch, loss_type) for (check, loss_type), epoch in tripped.items()}
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=300, deadline=None)
 @given(fits())
 def test_the_monitor_trips_exactly_what_the_semantics_say(
@@ -127,6 +129,7 @@ def test_the_monitor_trips_exactly_what_the_semantics_say(
     assert {(a.check, a.epoch, a.loss_type) for a in monitor.alerts} == oracle(gates, epochs, series, seconds)
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=200, deadline=None)
 @given(fits())
 def test_alerts_carry_the_epoch_that_tripped_them_once_per_check_and_loss_type(
@@ -176,6 +179,7 @@ def test_a_loss_improving_by_more_than_min_delta_never_trips(
     assert monitor.alerts == []
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=200, deadline=None)
 @given(fits(), non_finite, st.sampled_from(LOSS_TYPES))
 def test_a_trailing_nan_always_trips_nan_loss_at_that_epoch(

@@ -66,6 +66,7 @@ def test_save_load_round_trip_keeps_secrets_and_masks_them(tmp_path: Path) -> No
     assert f"key-{tag}" not in str(doc.data) and f"tok-{tag}" not in str(doc.data)
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 def test_configure_from_a_block_and_keywords_still_win(tmp_path: Path) -> None:
     so_settings.reset()
     try:

@@ -96,6 +96,7 @@ garbage = st.one_of(
 )
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(KEYS), raw=garbage, with_secret=st.booleans())
 def test_any_garbage_in_any_variable_costs_one_warning_and_that_key_only(key: str, raw: str, with_secret: bool) -> None:

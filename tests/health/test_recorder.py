@@ -121,6 +121,7 @@ def test_a_store_that_cannot_be_opened_opens_the_breaker(tmp_path: Path) -> None
     assert sorted(data.column("task_run_id").to_pylist()) == ["t0", "t1"]
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 def test_flush_soon_writes_long_before_the_interval_and_gathers_rows_into_one_file(tmp_path: Path) -> None:
     store = HealthStore(str(tmp_path / "store"))
     # a long linger: the three adds below fall inside it however loaded the machine is

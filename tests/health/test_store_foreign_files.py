@@ -218,6 +218,7 @@ def test_a_file_that_is_not_the_table_is_skipped_with_one_warning_and_quarantine
 # -- 8 and 9: rows without an event id or a run id -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     unnamed=st.lists(st.booleans(), min_size=1, max_size=6),

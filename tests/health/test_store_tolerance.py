@@ -217,6 +217,7 @@ def assert_same_rows(frame: pd.DataFrame, expected: pa.Table) -> None:
     assert [None if t is None else list(t) for t in got.tags] == [None if t is None else list(t) for t in want.tags]
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(specs=st.lists(file_spec, min_size=1, max_size=6))
 def test_read_returns_every_castable_row_and_skips_each_bad_file_with_one_warning(

@@ -163,6 +163,7 @@ def test_rows_restored_from_the_api_carry_the_rows_their_task_reported(tmp_path:
     assert by_id[task_run_ids[0]]["rows"] == 0 and by_id[task_run_ids[1]]["rows"] == 42
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 def test_an_unreachable_api_in_a_worker_is_one_warning_not_one_per_task(
     store_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -273,6 +273,7 @@ def hostile_report(root: Path, now: datetime, *, redact_pii: bool = False) -> He
     return report_for(so.HealthStore(str(root)), since, until, days=3, redact_pii=redact_pii)
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @given(flow=STORE_TEXT, task=STORE_TEXT, error=STORE_TEXT, dataset=STORE_TEXT)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_report_of_a_hostile_store_is_safe_in_every_output(

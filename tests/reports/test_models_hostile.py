@@ -105,6 +105,7 @@ def report_texts(frames: dict[str, pd.DataFrame], quality: list[dict[str, Any]])
     return hr.overview_markdown(report), buffer.getvalue(), json.dumps(report.as_dict(), default=str)
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @given(data=st.lists(secret_id(), min_size=1, max_size=3), typed=st.booleans())
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_a_secret_in_a_model_id_never_reaches_rows_spans_events_or_the_report(

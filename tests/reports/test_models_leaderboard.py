@@ -112,6 +112,7 @@ def expected_board(rows: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
     return out
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @given(checks=st.lists(check, min_size=1, max_size=60), seed=st.integers(0, 2**32 - 1))
 @settings(max_examples=80, deadline=None)
 def test_each_model_has_the_numbers_of_its_own_rows(checks: list[tuple[Any, ...]], seed: int) -> None:

@@ -177,6 +177,7 @@ def expected_success_by_day(runs: pd.DataFrame, until: datetime) -> dict[str, li
     return out
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @given(written=stores())
 @settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -218,6 +219,7 @@ def test_every_reader_counts_one_row_per_run(written: Written, capsys: pytest.Ca
             ) in out, out
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 def test_examples_read_store_counts_what_read_counts(tmp_path: Path) -> None:
     """The pandas example (and the notebook, which reads the same way) shows read()'s counts."""
     now = datetime.now(timezone.utc)

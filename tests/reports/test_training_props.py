@@ -138,6 +138,7 @@ def finals(mine: list[dict[str, Any]]) -> dict[str, tuple[int, int, float | None
     return out
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @given(
     fits=st.lists(fit, max_size=12, unique_by=lambda f: (f["model_id"], f["minute"])),
     epochs=st.lists(epoch, max_size=40),

@@ -428,6 +428,7 @@ def _in_unit_interval(values: pd.Series) -> bool:
     return bool(((present >= -1e-12) & (present <= 1 + 1e-12)).all())
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),

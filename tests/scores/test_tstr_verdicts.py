@@ -83,6 +83,7 @@ def test_the_reported_multiclass_noise_no_longer_passes() -> None:
     assert math.isnan(out["ratio"]) and "cannot judge" in out["note"]
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(0, 3), min_size=4, max_size=30).filter(lambda v: len(set(v)) > 1))
 def test_chance_is_the_mean_of_random_orders(labels: list[int]) -> None:

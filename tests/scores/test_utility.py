@@ -317,6 +317,7 @@ def test_multiclass_and_regression_ratios() -> None:
 # -- baseline, metrics, models -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.sampled_from("abcd"), min_size=2, max_size=40).filter(lambda v: len(set(v)) > 1))
 def test_baseline_is_the_best_constant_or_chance(labels: list[str]) -> None:
@@ -528,6 +529,7 @@ def tables(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, s
 EXPECTED_ERRORS = ("one class of", "one value of", "no row with")
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_generated_tables_score_or_refuse_clearly(

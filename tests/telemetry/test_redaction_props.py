@@ -517,6 +517,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow  # heavy (>1.5 s of CPU): out of the fast tier
 @pytest.mark.parametrize("text", HOSTILE, ids=[f"{t[:12]!r}x{len(t)}" for t in HOSTILE])
 def test_a_1mb_hostile_string_is_redacted_fast(text: str) -> None:
     start = time.perf_counter()
