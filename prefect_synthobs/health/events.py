@@ -68,11 +68,19 @@ class ColumnSpec:
     clean: Clean | None = None
 
 
-def column(arrow: pa.DataType, *, default: Any = None, clean: Clean | None = None) -> Any:
-    """A field that is a health column of its event's table (default ``None``: null)."""
+_REQUIRED: Final = object()
+
+
+def column(arrow: pa.DataType, *, default: Any = _REQUIRED, clean: Clean | None = None) -> Any:
+    """A field that is a health column of its event's table: required unless given a ``default``
+    (``default=None``: null when not said), so an event built without one of its facts fails at once
+    instead of storing a null."""
+    meta = {_COLUMN: ColumnSpec(arrow, clean)}
+    if default is _REQUIRED:
+        return field(metadata=meta)
     if isinstance(default, (list, dict, set)):
         raise TypeError("a column's default must be immutable (use a tuple)")
-    return field(default=default, metadata={_COLUMN: ColumnSpec(arrow, clean)})
+    return field(default=default, metadata=meta)
 
 
 def derived(arrow: pa.DataType) -> Any:
@@ -145,11 +153,11 @@ class FlowRunEnded:
     """
 
     flow_run_id: str = column(STRING)
-    parent_flow_run_id: str | None = column(STRING)
+    parent_flow_run_id: str | None = column(STRING, default=None)
     flow_name: str = column(STRING)
     kind: str = column(STRING, default="other")
-    model_type: str | None = column(STRING)
-    table_name: str | None = column(STRING)
+    model_type: str | None = column(STRING, default=None)
+    table_name: str | None = column(STRING, default=None)
     state_type: str = column(STRING)
     state_name: str | None = column(STRING, clean="text")
     start_time: datetime | None = column(TIMESTAMP)
@@ -157,17 +165,17 @@ class FlowRunEnded:
     duration_s: float | None = derived(FLOAT)
     rows: int = column(INT, default=0)
     rows_per_s: float | None = derived(FLOAT)
-    error_type: str | None = column(STRING)
-    error_message: str | None = column(STRING, clean="error")
+    error_type: str | None = column(STRING, default=None)
+    error_message: str | None = column(STRING, clean="error", default=None)
     tags: Sequence[str] = column(STRINGS, default=(), clean="tags")
-    host: str | None = column(STRING)
-    trace_id: str | None = column(STRING)
+    host: str | None = column(STRING, default=None)
+    trace_id: str | None = column(STRING, default=None)
     gpu_util_mean: float | None = derived(FLOAT)
     gpu_util_max: float | None = derived(FLOAT)
     gpu_memory_peak_bytes: int | None = derived(INT)
     gpu_energy_j: float | None = derived(FLOAT)
     source: str = column(STRING, default=SOURCE_HOOK)
-    run_count: int | None = column(INT)
+    run_count: int | None = column(INT, default=None)
     attempt_errors: Sequence[AttemptError] = column(STRINGS, default=(), clean="attempts")
     # not columns: for the metrics and span sinks
     rows_by_table: Mapping[str | None, int] = field(default_factory=dict)
@@ -211,10 +219,10 @@ class TaskRunEnded:
     start_time: datetime | None = column(TIMESTAMP)
     end_time: datetime | None = column(TIMESTAMP)
     duration_s: float | None = derived(FLOAT)
-    run_time_s: float | None = column(FLOAT)
+    run_time_s: float | None = column(FLOAT, default=None)
     run_count: int = column(INT, default=0)
-    error_type: str | None = column(STRING)
-    error_message: str | None = column(STRING, clean="error")
+    error_type: str | None = column(STRING, default=None)
+    error_message: str | None = column(STRING, clean="error", default=None)
     tags: Sequence[str] = column(STRINGS, default=(), clean="tags")
     rows: int = column(INT, default=0)
     source: str = column(STRING, default=SOURCE_HOOK)
@@ -263,9 +271,11 @@ class EpochEnded:
     epoch: int = column(INT)
     loss_type: str | None = derived(STRING)  # one row per entry of ``losses``
     loss: float | None = derived(FLOAT)
-    model_id: str | None = column(STRING)  # the model it belongs to (a ``models`` row); null when recorded by hand
-    epoch_seconds: float | None = column(FLOAT)  # how long that epoch took; ``time`` is when it ended
-    fit_id: str | None = column(STRING)  # the fit it belongs to: a model fitted twice, or copies of one, apart
+    model_id: str | None = column(STRING, default=None)  # the model (a ``models`` row); null: recorded by hand
+    epoch_seconds: float | None = column(FLOAT, default=None)  # how long that epoch took; ``time`` is when it ended
+    fit_id: str | None = column(
+        STRING, default=None
+    )  # the fit it belongs to: a model fitted twice, or copies of one, apart
     # not columns
     losses: Mapping[str, float] = field(default_factory=dict)
     in_observed_run: bool = True
@@ -308,9 +318,11 @@ class ModelFitted:
     epochs: int | None = column(INT)  # epochs that ran (null for a model without epochs)
     size_bytes: int | None = column(INT)  # the fitted object pickled
     status: str = column(STRING)  # completed, failed, stopped (a training gate with policy stop ended it early)
-    error_type: str | None = column(STRING)
-    final_losses: str | None = column(STRING)  # JSON {loss_type: last loss}
-    fit_id: str | None = column(STRING)  # this fit: SDV keeps a synthesizer's id when it is fitted again or copied
+    error_type: str | None = column(STRING, default=None)
+    final_losses: str | None = column(STRING, default=None)  # JSON {loss_type: last loss}
+    fit_id: str | None = column(
+        STRING, default=None
+    )  # this fit: SDV keeps a synthesizer's id when it is fitted again or copied
     # not a column
     in_observed_run: bool = True
 
@@ -340,12 +352,12 @@ class QualityChecked:
     flow_run_id: str | None = column(STRING)
     flow_name: str | None = column(STRING)
     table_name: str | None = column(STRING)
-    model_id: str | None = column(STRING)  # which model made the synthetic table (null: not said)
-    model_type: str | None = column(STRING)
+    model_id: str | None = column(STRING, default=None)  # which model made the synthetic table (null: not said)
+    model_type: str | None = column(STRING, default=None)
     metric: str = column(STRING)
     score: float = column(FLOAT)
     threshold: float | None = column(FLOAT)
-    passed: bool | None = column(BOOL)
+    passed: bool | None = column(BOOL, default=None)
     # not columns
     gate: str | None = None
     """The gate's name in ``synthobs_quality_gate_checks_total`` (default: ``metric``)."""

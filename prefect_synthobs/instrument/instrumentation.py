@@ -382,7 +382,6 @@ class Instrumentation:
             if pending is not None:
                 pending.join(timeout)
             self.flush_telemetry(timeout)
-        prefect_api.close_clients()
 
 
 def _service_name(settings: SynthObsSettings) -> str | None:

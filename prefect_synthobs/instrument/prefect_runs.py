@@ -143,15 +143,21 @@ def api_task_name(task_run: Any) -> str:
     Prefect names a task run of a flow ``"<task name>-<key>"`` (``"step-a1f"``,
     ``"step-0"``): the suffix is cut, so the name is the task's ``name``, as
     on a row the hooks wrote (a task named ``"load-2"`` reads ``"load-2"``).
-    A run without a name falls back to its task key's function name, then to
-    ``UNKNOWN_TASK``. A run given its own name (``task_run_name``) keeps it,
-    less a suffix that looks like Prefect's.
+    A run given its own name (``task_run_name="fit-{model}"``), which has no
+    such suffix, is named after its task key's function (``fit``): the task's
+    name when it has none of its own, so API rows group with hook rows rather
+    than one name per run. A run without a name falls back to the same, then
+    to ``UNKNOWN_TASK``. (A custom run name that happens to end like Prefect's
+    suffix, ``"batch-7"``, cannot be told apart and reads ``"batch"``.)
     """
     name = str(getattr(task_run, "name", "") or "")
+    key = str(getattr(task_run, "task_key", "") or "").rsplit("-", 1)[0]
     if name:
-        return _RUN_NAME_SUFFIX.sub("", name) or name
-    key = str(getattr(task_run, "task_key", "") or "")
-    return key.rsplit("-", 1)[0] or UNKNOWN_TASK
+        stripped = _RUN_NAME_SUFFIX.sub("", name)
+        if stripped != name and stripped:
+            return stripped
+        return key or name
+    return key or UNKNOWN_TASK
 
 
 # -- events from in-process runs ----------------------------------------------------------------------------------

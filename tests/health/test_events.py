@@ -26,6 +26,32 @@ from prefect_synthobs.health.rows import row_of, rows_of
 
 EMAIL = "ann.lee@example.com"
 T0 = datetime(2026, 12, 3, 12, tzinfo=timezone.utc)
+FLOW = {
+    "flow_run_id": "r",
+    "flow_name": "f",
+    "state_type": "COMPLETED",
+    "state_name": None,
+    "start_time": T0,
+    "end_time": T0,
+}
+TASK = {
+    "task_run_id": "t",
+    "flow_run_id": "r",
+    "flow_name": "f",
+    "task_name": "x",
+    "state_type": "COMPLETED",
+    "state_name": None,
+    "start_time": T0,
+    "end_time": T0,
+}
+
+
+def test_an_event_missing_a_required_fact_fails_at_once() -> None:
+    """Forgetting a column without a default is an error, not a row of nulls (the time column above all)."""
+    with pytest.raises(TypeError, match="start_time"):
+        FlowRunEnded(flow_run_id="r", flow_name="f", state_type="COMPLETED", state_name=None, end_time=T0)
+    with pytest.raises(TypeError, match="time"):
+        events.ModelFitted(model_id="m", library="sdv", synthesizer="X", status="completed")  # type: ignore[call-arg]
 
 
 def test_every_event_table_takes_its_columns_from_its_event_in_field_order() -> None:
@@ -53,14 +79,14 @@ def test_a_new_column_is_one_field_on_the_event() -> None:
 
     table = tables.Table.of("task_runs_v2", WithKey, time_column="start_time")
     assert table.columns["task_key"] == pa.string() and table.schema.field("task_key").type == pa.string()
-    event = WithKey(task_run_id="t", task_name="x", state_type="COMPLETED", task_key="mod.step-abc")
+    event = WithKey(**TASK, task_key="mod.step-abc")
     values = {name: getattr(event, name) for name in columns_of(WithKey)}
     assert table.row(**values)["task_key"] == "mod.step-abc"
 
 
 def test_derived_columns_are_not_arguments() -> None:
     with pytest.raises(TypeError):
-        FlowRunEnded(flow_run_id="r", flow_name="f", state_type="COMPLETED", duration_s=3.0)  # type: ignore[call-arg]
+        FlowRunEnded(**FLOW, duration_s=3.0)  # type: ignore[call-arg]
 
 
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
@@ -79,9 +105,7 @@ def test_flow_durations_and_throughput_are_utc_differences(
 ) -> None:
     begin = start.replace(tzinfo=start_zone)
     end = (begin + timedelta(seconds=seconds)).astimezone(end_zone)
-    event = FlowRunEnded(
-        flow_run_id="r", flow_name="f", state_type="COMPLETED", start_time=begin, end_time=end, rows=rows
-    )
+    event = FlowRunEnded(**{**FLOW, "start_time": begin, "end_time": end}, rows=rows)
     assert event.start_time is not None and event.start_time.tzinfo == timezone.utc
     assert event.duration_s == pytest.approx(max((end - begin).total_seconds(), 0.0), abs=1e-6)
     if rows and event.duration_s:
@@ -101,10 +125,7 @@ def test_flow_durations_and_throughput_are_utc_differences(
 def test_text_columns_are_redacted_when_asked_and_kept_when_not(before: str, after: str, tags: list[str]) -> None:
     text = f"{before} {EMAIL} {after}"
     event = TaskRunEnded(
-        task_run_id="t",
-        task_name=text,
-        state_type="FAILED",
-        state_name=text,
+        **{**TASK, "task_name": text, "state_type": "FAILED", "state_name": text},
         error_type="ValueError",
         error_message=text,
         tags=[*tags, text],

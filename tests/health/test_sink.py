@@ -24,8 +24,25 @@ class ListRecorder:
             self.rows.append((table, row))
 
 
-FLOW = events.FlowRunEnded(flow_run_id="r", flow_name="f", state_type="COMPLETED", error_message="ann@example.com")
-TASK = events.TaskRunEnded(task_run_id="t", flow_run_id="r", task_name="step", state_type="COMPLETED")
+FLOW = events.FlowRunEnded(
+    flow_run_id="r",
+    flow_name="f",
+    state_type="COMPLETED",
+    state_name=None,
+    start_time=T0,
+    end_time=T0,
+    error_message="ann@example.com",
+)
+TASK = events.TaskRunEnded(
+    task_run_id="t",
+    flow_run_id="r",
+    flow_name="f",
+    task_name="step",
+    state_type="COMPLETED",
+    state_name=None,
+    start_time=T0,
+    end_time=T0,
+)
 EPOCH = events.EpochEnded(
     time=T0, flow_run_id="r", flow_name="f", model_type=None, epoch=1, losses={"g": 1.0, "d": 2.0}
 )

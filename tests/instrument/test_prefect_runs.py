@@ -103,7 +103,9 @@ def test_a_task_run_without_a_name_falls_back_to_its_task_key() -> None:
     assert pr.api_task_name(SimpleNamespace(name="", task_key="generate_rows-9f8e7d6c")) == "generate_rows"
     assert pr.api_task_name(SimpleNamespace(name=None, task_key=None)) == pr.UNKNOWN_TASK
     assert pr.api_task_name(task_run(name="load-2-0b1")) == "load-2"  # a hyphen in the task's own name stays
-    assert pr.api_task_name(task_run(name="nightly load")) == "nightly load"  # a run's own name: kept
+    # a run's own name (task_run_name): its task's function, as the hooks' rows of a task without a name have it
+    assert pr.api_task_name(task_run(name="fit-ctgan", task_key="fit-0123abcd")) == "fit"
+    assert pr.api_task_name(task_run(name="nightly load", task_key="")) == "nightly load"  # no key: the name
 
 
 # -- in-process runs ----------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ def test_a_flow_end_counts_its_state_duration_error_and_throughput() -> None:
         model_type="ctgan",
         table_name="customers",
         state_type="COMPLETED",
+        state_name="Completed",
         start_time=T0,
         end_time=T0 + timedelta(seconds=4),
         rows=1000,
@@ -84,7 +85,16 @@ def test_a_task_end_counts_retries_and_one_counted_elsewhere_counts_the_same() -
     m, registry = metrics()
     sink = MetricsSink(m)
     task = events.TaskRunEnded(
-        task_run_id="t", flow_name="f", task_name="step", state_type="COMPLETED", run_count=3, run_time_s=2.0
+        task_run_id="t",
+        flow_run_id="r",
+        flow_name="f",
+        task_name="step",
+        state_type="COMPLETED",
+        state_name=None,
+        start_time=None,
+        end_time=None,
+        run_count=3,
+        run_time_s=2.0,
     )
     sink.handle(task)
     sink.handle(dataclasses.replace(task, counted_only=True))
@@ -163,6 +173,7 @@ def test_the_span_sink_puts_the_runs_facts_on_its_span() -> None:
         flow_run_id="r",
         flow_name="f",
         state_type="COMPLETED",
+        state_name=None,
         start_time=T0,
         end_time=T0 + timedelta(seconds=2),
         rows=10,

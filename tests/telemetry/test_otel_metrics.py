@@ -66,6 +66,17 @@ def every_metric(registry: CollectorRegistry, prefix: str = "synthobs", clock: A
     m.gpu_energy.labels(*gpu).inc(1234.5)
     m.rows_dropped.labels("task_runs").inc(4)
     m.in_progress.source = lambda: [("train", 1000.0)]
+    for spec in catalog.METRICS:  # a metric added to the catalog since gets a series too: it is checked as well
+        collector = m.by_name[spec.name]
+        if collector is m.in_progress or next(iter(collector.collect())).samples:
+            continue
+        values = ["x"] * len(spec.labels)
+        if spec.kind == "histogram":
+            m.observe_duration(spec.name, dict.fromkeys(spec.labels, "x"), 0.5, None)
+        elif spec.kind == "counter":
+            collector.labels(*values).inc()
+        else:
+            collector.labels(*values).set(1.0)
     return m
 
 
