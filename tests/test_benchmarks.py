@@ -51,7 +51,7 @@ def test_benchmark_runs_and_reports(tmp_path: Path, script: str, args: list[str]
 def test_autolog_benchmark_runs_and_records(tmp_path: Path) -> None:
     """bench_autolog.py (SDV's CTGAN, autolog on vs off) at a tiny size: it runs, and what autolog recorded
     is exactly the fits made with it on (runs in the SDV environment: scripts/test.sh's second run)."""
-    pytest.importorskip("sdv")
+    pytest.importorskip("sdv", reason="needs SDV: runs in the sdv environment (scripts/test.sh)")
     env = subprocess_env(SYNTHOBS_BENCH_RESULTS=str(tmp_path))
     args = ["--epochs", "2", "--rows", "500", "--sample-rows", "1000", "--repeats", "1", "--settle", "0"]
     proc = subprocess.run(

@@ -74,10 +74,11 @@ def row_of(event: Any, *, redact_pii: bool = True) -> Row:
     Raises:
         ValueError: for an event type without a table.
     """
-    table = tables.TABLE_OF_EVENT.get(type(event))
+    event_type: type = type(event)
+    table = tables.TABLE_OF_EVENT.get(event_type)
     if table is None:
-        raise ValueError(f"{type(event).__name__} has no health table")
-    specs = events.columns_of(type(event))
+        raise ValueError(f"{event_type.__name__} has no health table")
+    specs = events.columns_of(event_type)
     return table.row(**{name: _clean(getattr(event, name), spec.clean, redact_pii) for name, spec in specs.items()})
 
 

@@ -34,6 +34,8 @@ class RowSink(Protocol):
 class HealthSink:
     """Rows of run events, added to ``recorder``; ``redact_pii`` cleans the columns that say so."""
 
+    loses = "health rows"
+
     def __init__(self, recorder: RowSink, *, redact_pii: bool) -> None:
         self.recorder = recorder
         self.redact_pii = redact_pii

@@ -16,16 +16,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from prefect_synthobs._log import get_logger
+from prefect_synthobs._warnings import WarnOnce
+from prefect_synthobs.catalog import MAX_ERROR_CHARS
 from prefect_synthobs.health.recorder import Recorder
 from prefect_synthobs.health.sink import HealthSink
-from prefect_synthobs.instrument.sinks import MetricsSink, SpanSink, gpu_span_attributes
+from prefect_synthobs.instrument.sinks import MetricsSink, SpanSink
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
+from prefect_synthobs.telemetry.redaction import clean_error_message
 
-__all__ = ["Recording", "Sink", "gpu_span_attributes"]
+__all__ = ["Recording", "Sink"]
+
+logger = get_logger()
 
 
 class Sink(Protocol):
-    """Takes run events; ignores those it has nothing to do with."""
+    """Takes run events; ignores those it has nothing to do with. A ``loses`` attribute says, for the one
+    warning when it fails, what is lost (``"health rows"``)."""
 
     def handle(self, event: Any) -> None: ...
 
@@ -56,15 +63,24 @@ class Recording:
             if sinks is not None
             else (HealthSink(recorder, redact_pii=redact_pii), MetricsSink(metrics), SpanSink())
         )
+        self._warnings = [WarnOnce(logger) for _ in self.sinks]
 
     def handle(self, event: Any) -> None:
-        """Give ``event`` to every sink; one failing sink does not stop the others (its error is raised
-        after they ran, for the caller's one warning)."""
-        error: BaseException | None = None
-        for sink in self.sinks:
+        """Give ``event`` to every sink. Never raises: a failing sink stops no other sink and no caller (a
+        flow's end still flushes and exports); it costs one warning, naming what it loses, until it
+        succeeds again."""
+        for sink, warning in zip(self.sinks, self._warnings, strict=True):
             try:
                 sink.handle(event)
             except Exception as exc:
-                error = error or exc
-        if error is not None:
-            raise error
+                warning.fail(
+                    "synthobs: %s failed on %s (%s: %s); %s are lost until it recovers, the run is unaffected; "
+                    "this warning is given once while it keeps failing",
+                    type(sink).__name__,
+                    type(event).__name__,
+                    type(exc).__name__,
+                    clean_error_message(str(exc), limit=MAX_ERROR_CHARS, redact_pii=self.redact_pii),
+                    getattr(sink, "loses", "what it records"),
+                )
+            else:
+                warning.ok()

@@ -174,14 +174,6 @@ class Runtime:
     def task_ended(self, task_run_id: Any) -> None:
         self.scope.task_ended(task_run_id)
 
-    def add_task_rows(self, task_run: Any, n: int, table: str | None = None, *, flow_run_id: str | None = None) -> bool:
-        """Count ``n`` generated rows of ``table`` toward the current attempt of a task run (its row's ``rows``).
-
-        Returns:
-            ``False`` for rows of an attempt that was already retried (counted nowhere but the metric).
-        """
-        return self.scope.count_task_rows(task_run, flow_run_id, n, table)
-
     # -- flows ---------------------------------------------------------------------------------------------
 
     def begin_flow_run(

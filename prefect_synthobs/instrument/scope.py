@@ -187,10 +187,6 @@ class RunScope:
             infos = [i for i in self._runs.values() if i.observed and not i.remote]
         return [(i.flow_name, i.start_time.timestamp() if i.start_time else i.began_at) for i in infos]
 
-    def running_flow_run_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._runs)
-
     # -- flow runs -------------------------------------------------------------------------------------------
 
     def begin_flow_run(

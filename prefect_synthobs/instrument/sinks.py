@@ -44,6 +44,8 @@ def gpu_span_attributes(gpu: Mapping[str, Any]) -> dict[str, Any]:
 class MetricsSink:
     """Metric updates for run events, on ``metrics``."""
 
+    loses = "metric updates"
+
     def __init__(self, metrics: SynthObsMetrics) -> None:
         self.metrics = metrics
 
@@ -157,6 +159,8 @@ _HANDLERS: dict[type, Any] = {
 
 class SpanSink:
     """A finished flow run's facts on its span (when the event carries one that still records)."""
+
+    loses = "span attributes"
 
     def handle(self, event: Any) -> None:
         if not isinstance(event, FlowRunEnded) or event.run_span is None:

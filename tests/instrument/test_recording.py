@@ -4,6 +4,7 @@ sink; a failing sink stops no other; each event moves exactly the metrics it nam
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,7 +32,7 @@ class Collect:
     def handle(self, event: Any) -> None:
         self.seen.append(event)
         if self.fail:
-            raise RuntimeError("sink down")
+            raise RuntimeError(getattr(self, "error", "sink down"))
 
 
 def metrics() -> tuple[SynthObsMetrics, CollectorRegistry]:
@@ -43,14 +44,28 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
     return registry.get_sample_value(name, labels)
 
 
-def test_every_event_reaches_every_sink_and_a_failing_sink_stops_none() -> None:
+def test_every_event_reaches_every_sink_and_a_failing_sink_costs_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     first, broken, last = Collect(), Collect(fail=True), Collect()
+    broken.loses = "test rows"  # type: ignore[attr-defined]
     m, _ = metrics()
     recording = Recording(None, m, redact_pii=True, sinks=[first, broken, last])  # type: ignore[arg-type]
-    event = events.RowsGenerated(n=3, flow_name="f", table_name="t", model_type=None)
-    with pytest.raises(RuntimeError, match="sink down"):
-        recording.handle(event)
-    assert first.seen == [event] and broken.seen == [event] and last.seen == [event]
+    events_sent = [events.RowsGenerated(n=n, flow_name="f", table_name="t", model_type=None) for n in (1, 2, 3)]
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
+        for event in events_sent:
+            recording.handle(event)  # never raises: the caller (a flow's end) goes on to flush and export
+    assert first.seen == events_sent and broken.seen == events_sent and last.seen == events_sent
+    (warning,) = [r.getMessage() for r in caplog.records if "failed on" in r.getMessage()]
+    assert "Collect failed on RowsGenerated (RuntimeError: sink down" in warning and "test rows are lost" in warning
+    broken.fail = False
+    recording.handle(events_sent[0])  # recovered: the next failure is news again
+    broken.fail = True
+    broken.error = f"token ghp_{'a' * 36} for ann@example.com"  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
+        recording.handle(events_sent[0])
+    warnings = [r.getMessage() for r in caplog.records if "failed on" in r.getMessage()]
+    assert len(warnings) == 2 and "ghp_" not in warnings[1] and "ann@example.com" not in warnings[1]
 
 
 def test_a_flow_end_counts_its_state_duration_error_and_throughput() -> None:
