@@ -48,6 +48,25 @@ from prefect_synthobs.instrument.instrumentation import reset_runtime  # noqa: E
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which prefect_synthobs the tests import: the checkout (editable) or an installed wheel."""
+    import prefect_synthobs
+
+    return f"prefect_synthobs {prefect_synthobs.__version__} from {Path(prefect_synthobs.__file__).parent}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """``SYNTHOBS_TESTS_AGAINST=installed`` (scripts/wheel_check.sh): the tests must import the installed wheel,
+    never this checkout's sources (run them with the venv's ``pytest`` script, not ``python -m pytest``, which
+    puts the working directory first on ``sys.path``)."""
+    import prefect_synthobs
+
+    if os.environ.get("SYNTHOBS_TESTS_AGAINST") == "installed":
+        location = Path(prefect_synthobs.__file__).resolve()
+        if REPO in location.parents:
+            raise pytest.UsageError(f"tests should run against the installed wheel, but import {location}")
+
+
 SERVER_MARKER = "server"
 _NO_SERVER_SETTINGS = prefect.context.get_settings_context()  # the settings without a server (NO_SERVER_URL)
 _server_started = False

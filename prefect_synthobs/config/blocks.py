@@ -16,6 +16,7 @@ environment variables.
 from __future__ import annotations
 
 import os
+from abc import ABC
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote
@@ -43,8 +44,11 @@ _DOCS = "https://github.com/prefect-synthobs/prefect-synthobs#configuration"
 _REQUIRED = PydanticUndefined
 
 
-class _SettingsBlock(Block):
+class _SettingsBlock(Block, ABC):
     """A block whose fields are settings: ``_settings_keys`` maps field to setting key.
+
+    An interface, not a block type: ``ABC`` among its bases keeps it out of Prefect's block registry, so the
+    server does not list it in the UI's block catalog and ``prefect block register`` skips it.
 
     Fields are declared with ``setting_field(key)``, so the bounds, defaults and
     descriptions are the settings' own; ``settings()`` and ``from_settings()``
