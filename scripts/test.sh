@@ -2,7 +2,8 @@
 # The whole test suite, in two environments, one after the other:
 #   1. .venv      (pandas 3, no SDV): every test;
 #   2. .venv-sdv  (the `sdv` extra: pandas 2.x, SDV, CTGAN, PyTorch's CPU build): the tests that need a real
-#      generator library or pandas 2: autolog, quality scores and gates, the demo pipeline.
+#      generator library or pandas 2: autolog, quality scores and gates, the demo pipeline; then, when no test
+#      path is given, the fast tier of every other test, so pandas 2 is tested as users of SDV run it.
 # Set-up first (Python deps; Debian's prometheus, prometheus-pushgateway, gcc and chromium when running as root).
 # Extra arguments go to pytest in both runs (e.g. -k pushgateway, -q); test paths among them narrow each run to
 # the paths that run there, and a run that selects nothing (pytest exit 5) is not a failure.
@@ -21,6 +22,9 @@ set -- ${args[@]+"${args[@]}"}
 # what the SDV environment runs, and the tests there that are not about generators (they ran in .venv)
 SDV_TESTS=(tests/autolog tests/scores tests/instrument/test_gates*.py tests/e2e/test_demo_pipeline.py
   tests/test_benchmarks.py::test_autolog_benchmark_runs_and_records)
+# the same tests as --ignore options, for the fast tier of all other tests on pandas 2 in .venv-sdv
+SDV_IGNORE=(--ignore=tests/autolog --ignore=tests/scores --ignore-glob='tests/instrument/test_gates*.py'
+  --ignore=tests/e2e/test_demo_pipeline.py)
 SDV_SKIP=(tests/e2e/test_demo_pipeline.py::test_cli_rejects_bad_arguments tests/e2e/test_demo_pipeline.py::test_compact_cli)
 
 versions() {  # "pandas 3.1.0, no sdv" / "pandas 2.3.3, sdv 2.0.0, torch 2.13.0+cpu"
@@ -106,6 +110,14 @@ if [[ " $ENVS " == *" sdv "* ]]; then
     if [ "$sdv_rc" = 5 ]; then
       echo "==> [sdv] no test selected in the SDV environment (pytest exit 5): not a failure"
       sdv_rc=0
+    fi
+    if [ "$paths_given" = 0 ]; then
+      # pandas 2 is what every SDV user runs synthobs on: the fast tier of every other test runs here too, with
+      # synthobs' own FutureWarnings and DeprecationWarnings as errors ([tool.pytest.ini_options] filterwarnings)
+      echo "==> [sdv] the fast tier of the other tests on pandas 2 ($(versions .venv-sdv))"
+      pandas2_rc=0
+      .venv-sdv/bin/python -m pytest "$@" -m "$FAST_TIER" tests "${SDV_IGNORE[@]}" || pandas2_rc=$?
+      [ "$sdv_rc" != 0 ] || sdv_rc=$pandas2_rc
     fi
   fi
 fi

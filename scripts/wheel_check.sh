@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The package as users install it. Builds the wheel and sdist into dist/ (python -m build, as a publisher
+# does), checks them with `twine check --strict`, then installs the wheel into fresh virtual environments and
+# runs, against the installed package and never this checkout's sources:
+#   - `synthobs demo` from an empty folder (the numpy generator; a real ephemeral Prefect server),
+#   - `synthobs export-dashboards` (dashboards, alert rules, runbooks come from the wheel),
+#   - the fast test tier (tests/ of this checkout, run by the environment's `pytest` script with
+#     SYNTHOBS_TESTS_AGAINST=installed, which fails if the checkout is what gets imported).
+# Jobs (default: both, one after the other):
+#   floors  Python 3.10 (the declared minimum) with every dependency at its declared floor: scripts/floors.txt
+#   newest  the newest Python here (3.13) with the newest releases pip resolves
+# Usage: bash scripts/wheel_check.sh [floors] [newest]
+# SYNTHOBS_FLOORS_PYTHON / SYNTHOBS_NEWEST_PYTHON choose the interpreters (default python3.10 / python3.13).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+JOBS=("$@")
+[ ${#JOBS[@]} -gt 0 ] || JOBS=(floors newest)
+
+SYNTHOBS_VENV=.venv
+source scripts/_setup.sh "test"  # build and twine
+echo "==> building the wheel and sdist into dist/"
+rm -rf dist
+.venv/bin/python -m build --outdir dist . >/dev/null
+.venv/bin/python -m twine check --strict dist/*
+wheel="$(ls dist/*.whl)"
+
+interpreter() {  # $1: a command name; prints its path or fails with what to install
+  command -v "$1" 2>/dev/null || { echo "scripts/wheel_check.sh: $1 not found (pyenv install, or set SYNTHOBS_${2}_PYTHON)" >&2; return 1; }
+}
+
+rc=0
+for job in "${JOBS[@]}"; do
+  case "$job" in
+    floors) python="$(interpreter "${SYNTHOBS_FLOORS_PYTHON:-python3.10}" FLOORS)"; pins=(-r scripts/floors.txt) ;;
+    newest) python="$(interpreter "${SYNTHOBS_NEWEST_PYTHON:-python3.13}" NEWEST)"; pins=() ;;
+    *) echo "unknown job $job (floors, newest)" >&2; exit 2 ;;
+  esac
+  venv=".venv-wheel-$job"
+  work="$(mktemp -d)"
+  echo "==> [$job] $("$python" --version) in $venv: pip install $(basename "$wheel") ${pins[*]+${pins[*]}}"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+  pip install --upgrade pip
+  started=$SECONDS
+  # the `test-fast` extra: what the fast tier imports (the integrations of the slow and server tiers are not needed)
+  pip install "$wheel[test-fast]" ${pins[@]+"${pins[@]}"}
+  pip check
+  "$venv/bin/python" - <<'PY'
+import importlib.metadata as md
+
+names = ["prefect", "fastapi", "pandas", "pyarrow", "numpy", "opentelemetry-sdk", "prometheus-client", "nvidia-ml-py"]
+print("==> installed in " + __import__("sys").prefix + ": " + ", ".join(f"{n} {md.version(n)}" for n in names))
+PY
+  echo "==> [$job] installed in $((SECONDS - started)) s; synthobs demo from an empty folder"
+  job_rc=0
+  (
+    cd "$work"
+    export PREFECT_HOME="$work/prefect-home" SYNTHOBS_DEMO_GENERATOR=numpy
+    unset PREFECT_API_URL
+    "$OLDPWD/$venv/bin/synthobs" demo --rows 2000 --real-rows 1000 --epochs 2 --store "$work/store"
+    "$OLDPWD/$venv/bin/synthobs" export-dashboards "$work/dashboards" >/dev/null
+    test -s "$work/dashboards/runbooks/SynthobsFlowRunStuck.md"
+  ) || job_rc=$?
+  echo "==> [$job] the fast tier against the installed wheel"
+  SYNTHOBS_TESTS_AGAINST=installed "$venv/bin/pytest" -q -p no:cacheprovider -m "not slow and not server" tests \
+    || job_rc=$?
+  rm -rf "$work"
+  if [ "$job_rc" = 0 ]; then echo "==> [$job] passed"; else echo "==> [$job] FAILED"; rc=1; fi
+done
+exit "$rc"
