@@ -32,7 +32,7 @@ print(f"tasks retried: {(tasks.run_count > 1).sum()}, failed: {(tasks.state_type
 generated = runs[runs.rows > 0]
 if not generated.empty:
     print("\ngeneration throughput (rows/s):")
-    print(generated.groupby("flow_name").rows_per_s.median().round(0))
+    print(generated.groupby("flow_name").rows_per_s.median().round(0).astype("Int64"))
 
 # training: one `models` row per fit (generator autolog), one `training_epochs` row per epoch and loss type
 models = store.read("models", columns=["table_name", "model_type", "status", "fit_seconds"])

@@ -3,8 +3,9 @@
 Reads the health store for a time window (column and partition pruning) and
 publishes artifacts with stable keys, so each run replaces the dashboards the
 UI shows under Artifacts: ``synthobs-overview`` (markdown), tables
-``synthobs-flows``, ``synthobs-slowest-tasks``, ``synthobs-failures``, ``synthobs-failed-tasks``,
-``synthobs-quality``, ``synthobs-models``, ``synthobs-training``, ``synthobs-gpu``, ``synthobs-privacy``,
+``synthobs-flows``, ``synthobs-flow-trends`` (its sparklines), ``synthobs-slowest-tasks``, ``synthobs-failures``,
+``synthobs-failed-tasks``, ``synthobs-quality``, ``synthobs-models``, ``synthobs-training``, ``synthobs-gpu``,
+``synthobs-privacy``,
 and the progress artifact ``synthobs-quality-gates``.
 
 Run it once:      python flows/health_report.py --once [--store URL] [--window-hours 24] [--trend-days 14]

@@ -397,7 +397,7 @@ def synthetic_pipeline(
     generators = cast(Generators, train_generator(n_real, epochs, seed))
     try:
         spend = so.record_privacy_spend(EPSILON_PER_RUN, dataset=TABLE, budget=BUDGET)
-        print(f"privacy budget of {TABLE!r}: spent {spend.spent:.1f} of {spend.budget:.1f} epsilon")
+        print(f"privacy budget of {TABLE!r}: spent {spend.spent:g} of {spend.budget:g} epsilon")
     except so.PrivacyBudgetExceeded as exc:
         print(f"{exc}; reset it with: prefect variable delete synthobs_privacy_spent__{TABLE}")
         raise

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from prefect import __version__ as prefect_version
 from prometheus_client import generate_latest
 from rich.console import Console
@@ -27,9 +26,12 @@ from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 from prefect_synthobs.gpu.sampler import format_table
 from prefect_synthobs.health.maintenance import describe, maintain, parse_retention
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.instrument.hook_logs import DEMO_STAGE
 from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.reconcile import reconcile
 from prefect_synthobs.reports.dashboards import export
+from prefect_synthobs.reports.demo_summary import flow_run_lines, metric_lines, wall_time_line
+from prefect_synthobs.reports.demo_summary import runs_of as runs_of  # the cli's name too
 from prefect_synthobs.reports.health import render_text, report_for, window
 from prefect_synthobs.reports.text import terminal_text
 from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
@@ -92,6 +94,7 @@ def _stage_lines() -> Iterator[None]:
         def synthobs_demo_stage(flow: object, flow_run: object, state: object, line: str = line) -> None:
             _say(line)
 
+        synthobs_demo_stage.__name__ = synthobs_demo_stage.__qualname__ = DEMO_STAGE  # Prefect logs it at DEBUG
         subflow.on_running(synthobs_demo_stage)
         added.append((subflow, synthobs_demo_stage))
     try:
@@ -114,7 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
             n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
         )
     get_runtime().recorder.flush()
-    _say(f"pipeline {state.name.lower()} in {time.time() - started:.1f} s")
+    _say(wall_time_line(state.name, time.time() - started))
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     root = getattr(state.state_details, "flow_run_id", None)  # this demo's runs, not others' in the same window
     runs = runs_of(runs, str(root)).sort_values("start_time") if root else runs.sort_values("start_time")
@@ -123,19 +126,12 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"store:    {store.url}")
     for table in names.TABLES:
         print(f"  {table:<16} {store.count(table):>8,} rows")
-    print("flow runs in this demo:")
-    for row in runs.itertuples():
-        rows = f"{int(row.rows):>8,} rows" if row.rows else ""
-        flow, kind, run_state = (terminal_text(v) for v in (row.flow_name, row.kind, row.state_type))  # store text
-        print(f"  {flow:<20} {kind:<10} {run_state:<10} {row.duration_s:7.2f} s {rows}")
+    for line in flow_run_lines(runs):
+        print(line)
     for line in trained_models_summary(store, set(runs.flow_run_id), since=_ts(started - 1)):
         print(terminal_text(line))
-    samples = [
-        line
-        for line in _exposition(REGISTRY).splitlines()
-        if line.startswith(f"{settings.metrics_prefix}_flow_runs_total")
-        or line.startswith(f"{settings.metrics_prefix}_generation_rows_total")
-    ]
+    prefix = settings.metrics_prefix
+    samples = metric_lines(_exposition(REGISTRY), (f"{prefix}_flow_runs_total", f"{prefix}_generation_rows_total"))
     print("metrics (in-process; a few of them):")
     for line in samples:
         print(f"  {line}")
@@ -166,17 +162,6 @@ def _command(name: str) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def runs_of(runs: pd.DataFrame, root: str) -> pd.DataFrame:
-    """The ``flow_runs`` rows of flow run ``root`` and its subflows, at any depth (pure)."""
-    ids = {root}
-    while True:
-        more = set(runs.loc[runs.parent_flow_run_id.isin(ids), "flow_run_id"]) - ids
-        if not more:
-            out: pd.DataFrame = runs[runs.flow_run_id.isin(ids)]
-            return out
-        ids |= more
 
 
 def _exposition(registry: object) -> str:

@@ -10,7 +10,8 @@
 #   floors  Python 3.10 (the declared minimum) with every dependency at its declared floor: scripts/floors.txt
 #   newest  the newest Python here (3.13) with the newest releases pip resolves
 # Usage: bash scripts/wheel_check.sh [floors] [newest]
-# SYNTHOBS_FLOORS_PYTHON / SYNTHOBS_NEWEST_PYTHON choose the interpreters (default python3.10 / python3.13).
+# SYNTHOBS_FLOORS_PYTHON / SYNTHOBS_NEWEST_PYTHON choose the Python versions (default 3.10 / 3.13), found as
+# pythonX.Y on PATH or in pyenv's versions.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 JOBS=("$@")
@@ -24,15 +25,23 @@ rm -rf dist
 .venv/bin/python -m twine check --strict dist/*
 wheel="$(ls dist/*.whl)"
 
-interpreter() {  # $1: a command name; prints its path or fails with what to install
-  command -v "$1" 2>/dev/null || { echo "scripts/wheel_check.sh: $1 not found (pyenv install, or set SYNTHOBS_${2}_PYTHON)" >&2; return 1; }
+interpreter() {  # $1: a Python version (3.10); prints a path to that interpreter or fails saying what to install
+  local candidate
+  for candidate in "python$1" "$(pyenv root 2>/dev/null)/versions/$1"*/bin/"python$1" "/usr/bin/python$1"; do
+    if "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$1'.split('.'))))" 2>/dev/null; then
+      command -v "$candidate" || echo "$candidate"
+      return 0
+    fi
+  done
+  echo "scripts/wheel_check.sh: no Python $1 here (pyenv install $1, or set $2)" >&2
+  return 1
 }
 
 rc=0
 for job in "${JOBS[@]}"; do
   case "$job" in
-    floors) python="$(interpreter "${SYNTHOBS_FLOORS_PYTHON:-python3.10}" FLOORS)"; pins=(-r scripts/floors.txt) ;;
-    newest) python="$(interpreter "${SYNTHOBS_NEWEST_PYTHON:-python3.13}" NEWEST)"; pins=() ;;
+    floors) python="$(interpreter "${SYNTHOBS_FLOORS_PYTHON:-3.10}" SYNTHOBS_FLOORS_PYTHON)"; pins=(-r scripts/floors.txt) ;;
+    newest) python="$(interpreter "${SYNTHOBS_NEWEST_PYTHON:-3.13}" SYNTHOBS_NEWEST_PYTHON)"; pins=() ;;
     *) echo "unknown job $job (floors, newest)" >&2; exit 2 ;;
   esac
   venv=".venv-wheel-$job"

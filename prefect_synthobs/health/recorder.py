@@ -138,6 +138,9 @@ class Recorder:
             with self._lock:
                 batches = {t: rows for t, rows in self._pending.items() if rows}
                 self._pending = defaultdict(list)
+            if not batches and not self.breaker.is_open and self.spool.is_empty():
+                # nothing to write: open no store, start no thread (Python 3.12.1 refuses threads at exit)
+                return 0
             store = self._open_store(background)
             retrying = store is not None and self.breaker.is_open
             written = self._drain_spool(store, background) if store is not None else 0

@@ -176,6 +176,16 @@ class Spool:
             path for table_dir in self.directory.iterdir() if table_dir.is_dir() for path in spool_files(table_dir)
         )
 
+    def is_empty(self) -> bool:
+        """Nothing in any table's directory: no spool file, no claim (a drainer's, maybe a dead one's), nothing
+        a drain could write or recover. A directory that cannot be read is not called empty."""
+        try:
+            if not self.directory.is_dir():
+                return True
+            return not any(any(table_dir.iterdir()) for table_dir in self.directory.iterdir() if table_dir.is_dir())
+        except OSError:
+            return False
+
     def rows(self) -> int:
         """Rows in the spool files waiting to be written (a file that cannot be read counts nothing)."""
         total = 0

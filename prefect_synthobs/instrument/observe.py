@@ -27,6 +27,7 @@ from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.config.blocks import SynthObsConfig
 from prefect_synthobs.instrument import prefect_runs
+from prefect_synthobs.instrument.hook_logs import FLOW_FINISHED, FLOW_STARTED, TASK_FINISHED, quiet_hook_lines
 from prefect_synthobs.instrument.instrumentation import (
     INSTRUMENTATION,
     get_runtime,
@@ -44,7 +45,7 @@ _HOOK_MARK = "__synthobs_hook__"
 
 
 def _guard(name: str, what: str, fn: Callable[..., None]) -> Callable[..., None]:
-    """Never let observability change a run's result; ``name`` is what Prefect logs."""
+    """Never let observability change a run's result; ``name`` is what Prefect logs (at DEBUG: ``hook_logs``)."""
 
     def call(*args: Any, **kwargs: Any) -> None:
         try:
@@ -118,6 +119,7 @@ class WorkerCarrier:
     def activate(self) -> None:
         """Configure and install synthobs in this (worker) process. Never raises."""
         try:
+            quiet_hook_lines()  # the task hooks' lines at DEBUG here too
             # Dask unpickles a task's context several times, a worker runs many tasks: set up once per settings
             if self.settings is not None and self.settings != INSTRUMENTATION.carried_settings:
                 INSTRUMENTATION.carried_settings = self.settings  # tried once: a failure warns once, not per task
@@ -169,9 +171,9 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
         finally:
             _end_own_span(flow_run, state)
 
-    ended = _guard("synthobs_flow_finished", "recording a flow run", on_end)
+    ended = _guard(FLOW_FINISHED, "recording a flow run", on_end)
     setattr(ended, n.CARRIER_ATTRIBUTE, carrier)
-    return _guard("synthobs_flow_started", "recording a flow run start", on_running), ended
+    return _guard(FLOW_STARTED, "recording a flow run start", on_running), ended
 
 
 def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:
@@ -238,7 +240,7 @@ def _task_hook(spec: ObserveSpec) -> Callable[..., None]:
         flow_name = ctx.flow.name if ctx and ctx.flow else None
         runtime.record_task_run(task, task_run, flow_name)
 
-    return _guard("synthobs_task_finished", "recording a task run", on_end)
+    return _guard(TASK_FINISHED, "recording a task run", on_end)
 
 
 def _without_ours(hooks: list[Any] | None) -> list[Any]:
@@ -308,12 +310,14 @@ def _apply(spec: ObserveSpec, obj: Any) -> Any:
 
     Decorating also makes sure an SDK tracer provider with the run listener is
     in place: Prefect opens a flow's span before any hook runs, so doing it at
-    the first run would miss that run's span.
+    the first run would miss that run's span. It also turns Prefect's two INFO
+    lines around each synthobs hook into DEBUG ones (``hook_logs``).
     """
     try:
         install()
     except Exception as exc:
         logger.warning("synthobs: run listener not installed (%s); only observed runs are recorded", exc)
+    quiet_hook_lines()  # Prefect's lines around these hooks at DEBUG: the flow's own lines stand out
     if isinstance(obj, Flow):
         running, ended = _flow_hooks(spec)
         return obj.with_options(

@@ -31,10 +31,19 @@ from rich.text import Text
 from prefect_synthobs import catalog as names
 from prefect_synthobs.health import tables
 from prefect_synthobs.health.dedupe import one_row_per_run
+
+# defined there; also health's names (``hr.escape``, ``hr.table_rows``, ``hr.EMPTY_TABLES``)
+from prefect_synthobs.reports.artifact_tables import ARTIFACTS as ARTIFACTS
+from prefect_synthobs.reports.artifact_tables import EMPTY_TABLES as EMPTY_TABLES
+from prefect_synthobs.reports.artifact_tables import artifact_table
+from prefect_synthobs.reports.artifact_tables import table_rows as table_rows
+from prefect_synthobs.reports.cells import TIME_COLUMNS, header, pct
+from prefect_synthobs.reports.cells import bar as bar
+from prefect_synthobs.reports.cells import display_value as display_value
+from prefect_synthobs.reports.cells import escape as escape
+from prefect_synthobs.reports.cells import markdown_table as markdown_table
 from prefect_synthobs.reports.charts import line_chart, markdown_image, sparkline
-from prefect_synthobs.reports.fits import TREND_EPOCHS
 from prefect_synthobs.reports.models import (
-    LEADERBOARD_HEADERS,
     MARKDOWN_COLUMNS,
     MODEL_FRAME_COLUMNS,
     MODELS_TABLE,
@@ -43,12 +52,11 @@ from prefect_synthobs.reports.models import (
     present,
     quality_table,
 )
-from prefect_synthobs.reports.text import terminal_text, visible
+from prefect_synthobs.reports.text import terminal_text
 from prefect_synthobs.reports.training import (
     EPOCH_COLUMNS,
     MODEL_COLUMNS,
     RUN_COLUMNS,
-    TRAINING_HEADERS,
     TRAINING_VIEWS,
     build_training,
     compact_view,
@@ -325,7 +333,7 @@ def build_report(
     gate_pass_rate = _num(gated.passed.astype(bool).mean()) if len(gated) else None
 
     overview = []
-    for kind, group in runs.groupby("kind", sort=True) if len(runs) else []:
+    for kind, group in runs.groupby("kind", sort=True, observed=True) if len(runs) else []:
         ok = group.state_type == "COMPLETED"
         duration = group.duration_s.dropna()
         rows = int(group["rows"].fillna(0).sum())
@@ -349,11 +357,11 @@ def build_report(
     if len(tasks):
         per_flow = pd.DataFrame(
             {"flow": tasks.flow_name.astype(object), "failed": task_failed, "retried": tasks.run_count.fillna(1) > 1}
-        ).groupby("flow", dropna=False)
+        ).groupby("flow", dropna=False, observed=True)
         task_counts = {flow: (int(g.failed.sum()), int(g.retried.sum())) for flow, g in per_flow}
 
     flows = []
-    for flow, group in runs.groupby("flow_name", sort=True) if len(runs) else []:
+    for flow, group in runs.groupby("flow_name", sort=True, observed=True) if len(runs) else []:
         ok = group[group.state_type == "COMPLETED"]
         n_failed, n_retried = task_counts.get(flow, (0, 0))
         flows.append(
@@ -406,7 +414,9 @@ def build_report(
 
     gpus = []
     if len(gpu):
-        for (host, index, _uuid), group in gpu.groupby(["host", "gpu_index", "gpu_uuid"], dropna=False, sort=True):
+        for (host, index, _uuid), group in gpu.groupby(
+            ["host", "gpu_index", "gpu_uuid"], dropna=False, sort=True, observed=True
+        ):
             gpus.append(
                 {
                     "host": host,
@@ -557,43 +567,6 @@ def report_for(
 
 # -- rendering (pure) ----------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~&])")
-
-
-def escape(value: Any) -> str:
-    """Text that reads literally inside a markdown table cell or paragraph, whatever it holds.
-
-    Line breaks become spaces (a cell is one line); every other control or format character is
-    written out (``visible``: ``\\x1b``, ``\\u202e``); then every character markdown would act on
-    is backslash-escaped: ``|`` (a new cell), ``<`` and ``&`` (HTML tags and entities), ``[ ] ( ) !``
-    (links and images, ``javascript:`` ones too), backticks, ``*`` and ``_`` (emphasis), ``#``,
-    ``~``, ``+`` and the backslash itself."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    text = re.sub(r"\r\n|[\r\n\u2028\u2029\x85\x0b\x0c]", " ", str(value))
-    return _MD_SPECIAL.sub(r"\\\1", visible(text))
-
-
-def bar(share: float | None, width: int = 10) -> str:
-    """A text bar such as ``████████░░`` for a share in [0, 1]."""
-    if share is None or math.isnan(share):
-        return "·" * width
-    filled = round(max(0.0, min(1.0, share)) * width)
-    return "█" * filled + "░" * (width - filled)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    if not rows:
-        return "_none in this window_"
-    columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(escape(c) for c in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(escape(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
 
 def overview_markdown(report: HealthReport) -> str:
     """The overview artifact: per kind, then quality, privacy and GPU at a glance."""
@@ -612,20 +585,20 @@ def overview_markdown(report: HealthReport) -> str:
     ]
     for r in report.overview:
         lines.append(
-            f"| {escape(r['kind'])} | {r['runs']} | {_pct(r['success_rate'])} | `{bar(r['success_rate'])}` | "
+            f"| {escape(r['kind'])} | {r['runs']} | {pct(r['success_rate'])} | `{bar(r['success_rate'])}` | "
             f"{display_value('avg_duration_s', r['avg_duration_s'])} | "
             f"{display_value('p95_duration_s', r['p95_duration_s'])} | {r['rows']:,} | "
             f"{display_value('rows_per_s', r['rows_per_s'])} | {display_value('gpu_util_mean', r['gpu_util_mean'])} |"
         )
-    lines.append(f"\n**Quality gates passed:** {_pct(report.gate_pass_rate)} `{bar(report.gate_pass_rate)}`")
+    lines.append(f"\n**Quality gates passed:** {pct(report.gate_pass_rate)} `{bar(report.gate_pass_rate)}`")
     shown = present(report.models, MARKDOWN_COLUMNS)
     if shown:  # each model its own row: two models of one table are never one averaged number
         lines.append("\n## Models\n\nOne row per table and model; each score is the model's latest in the window.\n")
-        lines.append(markdown_table([{_header(c): display_value(c, v) for c, v in r.items()} for r in shown]))
+        lines.append(markdown_table([{header(c): display_value(c, v) for c, v in r.items()} for r in shown]))
     if report.training:
         lines.append(f"\n## Training\n\n{training_summary(report.training)}\n")
         per_table = compact_view(report.training_tables, (*TRAINING_VIEWS[2][2], "time"))
-        lines.append(markdown_table([{_header(c): display_value(c, v) for c, v in r.items()} for r in per_table]))
+        lines.append(markdown_table([{header(c): display_value(c, v) for c, v in r.items()} for r in per_table]))
     if report.privacy:
         budgets = ", ".join(
             f"{escape(p['dataset'])} {escape(p['remaining'])} left of {escape(p['budget'])}"
@@ -636,7 +609,7 @@ def overview_markdown(report: HealthReport) -> str:
     if report.gpus:
         util = [g["util_mean"] for g in report.gpus if g["util_mean"] is not None]
         mean = sum(util) / len(util) if util else None
-        lines.append(f"\n**GPU utilisation:** {_pct(mean)} `{bar(mean)}` over {len(report.gpus)} device(s)")
+        lines.append(f"\n**GPU utilisation:** {pct(mean)} `{bar(mean)}` over {len(report.gpus)} device(s)")
     if report.trends is not None:
         pictures = trend_pictures(report.trends)
         if pictures:
@@ -677,54 +650,6 @@ def trend_pictures(trends: Trends) -> list[tuple[str, str]]:
     return out
 
 
-def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for a Prefect table artifact: names escaped, missing values empty."""
-    return [{k: (escape(v) if isinstance(v, str) else ("" if v is None else v)) for k, v in r.items()} for r in rows]
-
-
-ARTIFACTS = {  # key -> (report attribute, description)
-    "synthobs-flows": ("flows", "Per-flow health: runs, failures, success rate, p95 duration, last success."),
-    "synthobs-slowest-tasks": ("slowest_tasks", "Slowest tasks by p95 duration."),
-    "synthobs-failures": ("failures", "Most recent failed, crashed or cancelled flow runs (messages redacted)."),
-    "synthobs-failed-tasks": (
-        "failed_tasks",
-        "Most recent failed or crashed task runs, in completed flows too (messages redacted).",
-    ),
-    "synthobs-quality": (
-        "quality",
-        "Quality checks per table, model and metric: pass rate, threshold, average, trend vs the previous window.",
-    ),
-    "synthobs-models": (
-        "models",
-        "Models side by side: one row per table and model with its latest scores in the window (overall, "
-        "diagnostic, detection, TSTR, privacy), gate pass rate and fit time; never averaged across models.",
-    ),
-    "synthobs-training": (
-        "training",
-        "Every fit in the window: table, model, status, epochs, fit rows and seconds, mean epoch seconds, final "
-        f"losses with their trend (vs {TREND_EPOCHS} epochs earlier) and per-epoch sparklines, NaN/inf losses, the "
-        "fit's flow run's rows and rows/s; epochs recorded by hand (no model id) one line per flow run.",
-    ),
-    "synthobs-gpu": ("gpus", "GPU per device: mean/max utilisation, peak memory, energy."),
-    "synthobs-privacy": ("privacy", "Privacy budgets: used, remaining, LOW under 20 % left."),
-}
-
-
-# What an empty table artifact says, in a real column: a table whose only column has no name renders
-# as an empty header and an empty row in the Prefect UI.
-EMPTY_TABLES = {
-    "synthobs-flows": "No flow runs in this window.",
-    "synthobs-slowest-tasks": "No task runs in this window.",
-    "synthobs-failures": "No failed, crashed or cancelled flow runs in this window.",
-    "synthobs-failed-tasks": "No failed or crashed task runs in this window.",
-    "synthobs-quality": "No quality checks in this window.",
-    "synthobs-models": "No quality checks in this window, so no model to compare.",
-    "synthobs-training": "No model fit and no training epoch in this window.",
-    "synthobs-gpu": "No GPU samples in this window (no GPU on these hosts, or GPU sampling is off).",
-    "synthobs-privacy": "No privacy budget spent in this window.",
-}
-
-
 def publish_artifacts(report: HealthReport) -> dict[str, Any]:
     """Create the report's Prefect artifacts (inside a flow run); returns their ids by key."""
     ids: dict[str, Any] = {
@@ -733,8 +658,7 @@ def publish_artifacts(report: HealthReport) -> dict[str, Any]:
         )
     }
     for key, (attr, description) in ARTIFACTS.items():
-        rows = table_rows(getattr(report, attr))
-        table = rows or [{"status": EMPTY_TABLES[key]}]
+        table = artifact_table(key, getattr(report, attr))
         ids[key] = create_table_artifact(table=table, key=key, description=description)
     gated = report.gate_pass_rate is not None
     ids["synthobs-quality-gates"] = create_progress_artifact(  # a progress artifact cannot say n/a: its text does
@@ -770,70 +694,10 @@ def window(
     return ts.to_pydatetime(), until
 
 
-_SHARE_COLUMNS = {"success_rate", "pass_rate", "util_mean", "util_max", "gpu_util_mean"}
-_TIME_COLUMNS = {"time", "last_success"}
 _NAME_COLUMNS = {"flow", "task", "table", "model", "metric", "dataset", "host", "name", "kind", "error_message"}
 _NAME_COLUMNS.update({"loss", "types"})  # Training's loss types and model types wrap too
 # JSON and the artifacts keep these; the terminal leaves them out so the GPU and quality tables fit 100 columns
 _NOT_IN_TERMINAL = {"samples", "model_id", "model_type"}
-
-
-def display_value(column: str, value: Any) -> str:
-    """A table cell for the terminal: shares as percentages, bytes in GiB, energy in kWh, times to the
-    minute, counts with separators, signed trends (pure; ``--json`` keeps the raw values)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        if column in _TIME_COLUMNS and isinstance(value, str):
-            try:
-                return f"{pd.Timestamp(value):%m-%d %H:%M}"
-            except ValueError:
-                return value
-        return str(value)
-    if column in _SHARE_COLUMNS:
-        return _pct(float(value))
-    if column.endswith("_bytes"):
-        return f"{value / 2**30:.1f} GiB"
-    if column == "energy_j":
-        return f"{value / 3.6e6:.2f} kWh"
-    if column == "trend":
-        return f"{value:+.4f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if column.endswith("_s") or column.endswith("_seconds"):
-        return f"{value:,.2f}"
-    return f"{value:g}"
-
-
-_HEADERS = {  # short headers for the terminal, so tables fit 100 columns (JSON and artifacts keep the names)
-    "success_rate": "success",
-    "avg_duration_s": "avg s",
-    "p95_duration_s": "p95 s",
-    "max_duration_s": "max s",
-    "rows_per_s": "rows/s",
-    "gpu_util_mean": "GPU util",
-    "last_success": "last ok",
-    "failed_tasks": "task fails",
-    "retried_tasks": "retries",
-    "success_by_day": "success/day",
-    "p95_by_day": "p95/day",
-    "score_by_day": "score/day",
-    "util_by_day": "util/day",
-    "pass_rate": "passed",
-    "util_mean": "util avg",
-    "util_max": "util max",
-    "memory_peak_bytes": "mem peak",
-    "energy_j": "energy",
-    "error_type": "error",
-    "error_message": "message",
-    "spent_in_window": "spent in window",
-    **LEADERBOARD_HEADERS,
-    **TRAINING_HEADERS,
-}
-
-
-def _header(column: str) -> str:
-    return _HEADERS.get(column, column)
 
 
 def _cell(column: str, value: Any) -> str:
@@ -857,7 +721,7 @@ def render_text(report: HealthReport, console: Any = None) -> None:
     console.print(
         f"{t['runs']} runs, {t['failed']} not completed, {t['rows']:,} rows generated, "
         f"{t.get('failed_tasks', 0)} task runs failed, {t.get('retried_tasks', 0)} retried; "
-        f"quality gates passed {_pct(report.gate_pass_rate)} {bar(report.gate_pass_rate)}"
+        f"quality gates passed {pct(report.gate_pass_rate)} {bar(report.gate_pass_rate)}"
     )
     if report.trends is not None and report.trends.days:
         days = report.trends.days
@@ -903,15 +767,15 @@ def render_text(report: HealthReport, console: Any = None) -> None:
         for column in columns:
             if column.endswith("_by_day"):  # a sparkline is whole or useless: never cut (its newest days are last)
                 width = max(len(str(r.get(column) or "")) for r in rows)
-                table.add_column(_header(column), no_wrap=True, min_width=width)
+                table.add_column(header(column), no_wrap=True, min_width=width)
             elif column in _NAME_COLUMNS:  # a long name wraps, it is not cut; a short one stays on one line
                 longest = max(len(_cell(column, r.get(column))) for r in rows)
-                table.add_column(_header(column), overflow="fold", min_width=min(longest, 12))
+                table.add_column(header(column), overflow="fold", min_width=min(longest, 12))
             else:  # numbers and times stay on one line
                 width = max(len(_cell(column, r.get(column))) for r in rows)
                 table.add_column(
-                    _header(column),
-                    justify="left" if column in _TIME_COLUMNS else "right",
+                    header(column),
+                    justify="left" if column in TIME_COLUMNS else "right",
                     no_wrap=True,
                     min_width=width,
                 )

@@ -299,7 +299,7 @@ def leaderboard(
     checks = frame.groupby("code", sort=False).size()
     last_seen = frame.groupby("code", sort=False).time.max()
     gated = frame[frame.threshold.notna()]
-    pass_rate = gated.passed.fillna(False).astype(bool).groupby(gated.code, sort=False).mean()
+    pass_rate = gated.passed.astype("boolean").fillna(False).astype(bool).groupby(gated.code, sort=False).mean()
     types = frame.model_type.dropna().groupby(frame.code, sort=False).last()  # the latest (frame is in time order)
     # each score's latest value (at the same time, the higher); NaN (a gate on a score never computed) is no value
     scored = frame[frame.metric.isin(LEADERBOARD_SCORES) & frame.score.notna()]
@@ -357,7 +357,7 @@ def quality_table(current: pd.DataFrame, previous: pd.DataFrame, *, redact_pii: 
     checks = codes.groupby(codes, sort=False).size()
     gated = current.threshold.notna()
     checked = current[gated]
-    pass_rate = checked.passed.fillna(False).astype(bool).groupby(codes[gated], sort=False).mean()
+    pass_rate = checked.passed.astype("boolean").fillna(False).astype(bool).groupby(codes[gated], sort=False).mean()
     threshold = checked.threshold.astype("float64").groupby(codes[gated], sort=False).last()
     before: dict[tuple[Any, ...], float] = {}
     if len(previous):  # the same (table, line, metric) in the window before; lines only seen there get no row

@@ -238,7 +238,7 @@ def _cramers_v(table: np.ndarray) -> float:
 
 
 def _joint(df: pd.DataFrame, a: Any, b: Any) -> pd.Series:
-    return df.groupby([a, b], dropna=False, sort=False).size()
+    return df.groupby([a, b], dropna=False, sort=False, observed=True).size()  # no unseen-category cells
 
 
 def contingency_breakdown(

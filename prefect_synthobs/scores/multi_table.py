@@ -213,7 +213,11 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         empty: pd.DataFrame = pd.DataFrame()
         return empty
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    # a table without rows adds none, but would turn every column to object (pandas 3; pandas 2 warns)
+    frames = [f for f in frames if len(f)] or frames[:1]
     out: pd.DataFrame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    out = out if list(out.columns) == columns else out.reindex(columns=columns)
     return tidy(out)
 
 

@@ -64,7 +64,7 @@ def children_per_parent(parent_keys: pd.Series | pd.DataFrame, child_keys: pd.Se
         return _composite_children(pd.DataFrame(parent_keys), pd.DataFrame(child_keys))
     counts = pd.DataFrame({"child_counts": child_keys.value_counts(dropna=False)})
     parents = pd.DataFrame({"parent": parent_keys})
-    out: pd.Series = parents.join(counts, on=list(parents.columns)).fillna(0)["child_counts"]
+    out: pd.Series = parents.join(counts, on=list(parents.columns))["child_counts"].fillna(0)  # the counts only
     return out
 
 
@@ -173,7 +173,7 @@ def _cardinality(keys: Keys) -> pd.Series:
         return children_per_parent(parents, children)  # SDMetrics' index alignment fails on numeric composite keys
     out = pd.DataFrame(index=parents.copy())  # a composite key becomes an index of tuples, as in SDMetrics
     out["cardinality"] = children.value_counts(dropna=False)
-    series: pd.Series = out.fillna(0)["cardinality"]
+    series: pd.Series = out["cardinality"].fillna(0)
     return series
 
 

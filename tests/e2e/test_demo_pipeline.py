@@ -154,7 +154,7 @@ def _check_sdv_records(
 @pytest.mark.usefixtures("prefect_server")
 @pytest.mark.slow
 def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
-    env = subprocess_env()
+    env = subprocess_env(PREFECT_LOGGING_LEVEL="INFO")  # as a user sees it (the tests' default is WARNING)
     proc = subprocess.run(
         [
             sys.executable,
@@ -183,9 +183,17 @@ def test_synthobs_demo_cli_prints_a_summary(tmp_path: Path) -> None:
     assert all(out.count(s) == 1 for s in stages)
     assert [out.index(s) for s in stages] == sorted(out.index(s) for s in stages)
     assert out.index(stages[-1]) < out.index("pipeline completed in ") < out.index("synthobs demo summary")
+    # the stage lines stand out: Prefect's lines around synthobs' hooks are DEBUG records, not shown
+    assert "Finished in state Completed()" in proc.stderr  # Prefect's INFO lines are there
+    assert "Running hook 'synthobs_" not in proc.stderr and "Hook 'synthobs_" not in proc.stderr
+    # each duration says what it is: the command's wall time, each flow run's run time
+    assert re.search(r"^pipeline completed in \d+\.\d s of wall time \(", out, re.MULTILINE)
+    assert "flow runs in this demo (run time: from each run's start to its end):" in out
     generated = [line for line in out.splitlines() if line.lstrip().startswith("generate-synthetic")]
-    # SDV: the copula's 2,000 rows and 2,000 of CTGAN, the challenger, counted by autolog
-    assert len(generated) == 1 and generated[0].endswith(f"{4000 if demo.USES_SDV else 2000:,} rows"), generated
+    # SDV: the copula's 2,000 rows and 2,000 of CTGAN, the challenger, counted by autolog; rows/s as people read it
+    rows = f"{4000 if demo.USES_SDV else 2000:,} rows"
+    assert len(generated) == 1 and re.search(rf" {rows}, [\d,.]+ rows/s$", generated[0]), generated
+    assert ".00 rows/s" not in out and "20000.0" not in out
     if demo.USES_SDV:  # what autolog recorded: the two models, CTGAN's two epochs with two losses each
         models = out[out.index("models trained (recorded by autolog):") : out.index("metrics (in-process")]
         assert re.search(r"GaussianCopulaSynthesizer +completed +800 rows × 7 columns .* no epochs", models)

@@ -104,6 +104,24 @@ def test_an_empty_spool_retry_probes_the_store(tmp_path: Path) -> None:
     assert not breaker.is_open
 
 
+def test_a_flush_with_nothing_to_write_opens_no_store_and_starts_no_thread(tmp_path: Path) -> None:
+    """The exit flush of a process that wrote everything: Python 3.12.1 refuses new threads at interpreter
+    exit, and opening the store (a bounded call, on a thread) there warned of a store fault that never was."""
+    opened = []
+
+    def factory() -> HealthStore:
+        opened.append(1)
+        return HealthStore(str(tmp_path / "store"))
+
+    recorder = Recorder(factory, tmp_path / "spool", store_timeout=5)
+    threads = threading.active_count()
+    assert recorder.flush() == 0
+    assert opened == [] and threading.active_count() == threads
+    recorder.add("task_runs", task_rows(1))
+    assert recorder.flush() == 1 and opened == [1]
+    assert recorder.flush() == 0 and opened == [1]
+
+
 def test_a_store_that_cannot_be_opened_opens_the_breaker(tmp_path: Path) -> None:
     opened = []
 

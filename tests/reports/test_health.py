@@ -102,6 +102,7 @@ def test_report_artifacts_match_the_store(filled_store: Path) -> None:
     assert set(arts) >= {
         "synthobs-overview",
         "synthobs-flows",
+        "synthobs-flow-trends",
         "synthobs-slowest-tasks",
         "synthobs-failures",
         "synthobs-failed-tasks",
@@ -115,14 +116,16 @@ def test_report_artifacts_match_the_store(filled_store: Path) -> None:
 
     flows = {r["flow"]: r for r in table_of(arts["synthobs-flows"])}
     assert flows["synthetic-pipeline"]["runs"] == int((runs.flow_name == "synthetic-pipeline").sum()) == 1
-    assert flows[escape(HOSTILE_FLOW)]["failed"] == 1 and flows[escape(HOSTILE_FLOW)]["success_rate"] == 0.0
+    assert flows[escape(HOSTILE_FLOW)]["failed"] == 1 and flows[escape(HOSTILE_FLOW)]["success"] == "0.0 %"
     assert HOSTILE_FLOW not in json.dumps(table_of(arts["synthobs-flows"]))  # escaped, cannot break a table
+    trends = {r["flow"]: r for r in table_of(arts["synthobs-flow-trends"])}  # the sparklines, in a table of their own
+    assert set(trends) == set(flows) and all(set(r) == {"flow", "success/day", "p95/day"} for r in trends.values())
     tables = {r["table"] for r in table_of(arts["synthobs-quality"])}
     assert escape(HOSTILE) in tables and HOSTILE not in tables
 
     # a failed task inside a completed flow: counted per flow and listed, not only in task_runs
     assert flows["task-failures"]["failed"] == 0
-    assert (flows["task-failures"]["failed_tasks"], flows["task-failures"]["retried_tasks"]) == (1, 1)
+    assert (flows["task-failures"]["task fails"], flows["task-failures"]["retries"]) == (1, 1)
     (failed_task,) = table_of(arts["synthobs-failed-tasks"])
     assert (failed_task["flow"], failed_task["task"], failed_task["error_type"]) == (
         "task-failures",
