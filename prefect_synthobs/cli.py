@@ -105,6 +105,17 @@ def _stage_lines() -> Iterator[None]:
                 subflow.on_running_hooks.remove(hook)
 
 
+def _ui_url() -> str | None:
+    """The Prefect UI of the API in use (Prefect derives it from ``PREFECT_API_URL``), else ``None``."""
+    try:
+        from prefect.settings import get_current_settings
+
+        url = get_current_settings().ui_url
+    except Exception:
+        return None
+    return str(url).rstrip("/") if url else None
+
+
 def _demo(args: argparse.Namespace) -> int:
     overrides = {"store_url": args.store} if args.store else {}
     settings = configure(**overrides)
@@ -137,6 +148,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  {line}")
     store_flag = f" --store {args.store}" if args.store else ""
     python, synthobs, prefect = _command("python"), _command("synthobs"), _command("prefect")
+    ui_url = _ui_url()  # the user's own server's UI; the demo's temporary server is gone by now
+    where = f"at {ui_url}/artifacts" if ui_url else f"{prefect} server start, then http://127.0.0.1:4200/artifacts"
     print(
         "see them all: PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE=http (scrape 127.0.0.1:9464), "
         "=pushgateway or =textfile\n"
@@ -144,7 +157,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"print(so.HealthStore({repr(args.store) if args.store else ''}).read('flow_runs'))\"\n"
         f"dashboards: {synthobs} report{store_flag} (terminal), or {python} -m "
         f"prefect_synthobs.sample_flows.health_report --once{store_flag} (artifacts with trend charts; see "
-        f"them in the Prefect UI: {prefect} server start, then http://127.0.0.1:4200/artifacts)"
+        f"them in the Prefect UI: {where})"
     )
     return 0 if state.is_completed() else 1
 

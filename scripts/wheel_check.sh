@@ -49,7 +49,9 @@ for job in "${JOBS[@]}"; do
   echo "==> [$job] $("$python" --version) in $venv: pip install $(basename "$wheel") ${pins[*]+${pins[*]}}"
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+  pip() {  # quiet, without this machine's notes on index folders it lacks
+    "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v "is neither a file nor a directory" || true; }
+  }
   pip install --upgrade pip
   started=$SECONDS
   # the `test-fast` extra: what the fast tier imports (the integrations of the slow and server tiers are not needed)

@@ -63,7 +63,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     if os.environ.get("SYNTHOBS_TESTS_AGAINST") == "installed":
         location = Path(prefect_synthobs.__file__).resolve()
-        if REPO in location.parents:
+        if location.is_relative_to(REPO / "prefect_synthobs"):
             raise pytest.UsageError(f"tests should run against the installed wheel, but import {location}")
 
 

@@ -305,3 +305,14 @@ def test_compact_refuses_a_path_that_is_not_a_store(tmp_path: Path, capsys: pyte
     for path in (tmp_path / "missing", tmp_path / "not-a-store"):
         assert cli.main(["compact", "--store", str(path)]) == 2
         assert f"synthobs compact: no health store at {path}" in capsys.readouterr().err
+
+
+def test_the_demo_points_to_the_ui_of_the_users_own_server() -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+    from prefect_synthobs.cli import _ui_url
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://10.1.2.3:4300/api"}, set_defaults={PREFECT_UI_URL: None}):
+        assert _ui_url() == "http://10.1.2.3:4300"
+    with temporary_settings(updates={PREFECT_UI_URL: "https://prefect.example.com/"}):
+        assert _ui_url() == "https://prefect.example.com"
