@@ -128,7 +128,7 @@ def _demo(args: argparse.Namespace) -> int:
             n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
         )
     get_runtime().recorder.flush()
-    _say(wall_time_line(state.name, time.time() - started))
+    _say(wall_time_line(state.name, time.time() - started, temporary_server=_ui_url() is None))
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     root = getattr(state.state_details, "flow_run_id", None)  # this demo's runs, not others' in the same window
     runs = runs_of(runs, str(root)).sort_values("start_time") if root else runs.sort_values("start_time")

@@ -65,13 +65,14 @@ print("==> installed in " + __import__("sys").prefix + ": " + ", ".join(f"{n} {m
 PY
   echo "==> [$job] installed in $((SECONDS - started)) s; synthobs demo from an empty folder"
   job_rc=0
+  # chained with &&: under `|| job_rc=$?` bash ignores set -e inside the subshell
   (
-    cd "$work"
-    export PREFECT_HOME="$work/prefect-home" SYNTHOBS_DEMO_GENERATOR=numpy
-    unset PREFECT_API_URL
-    "$OLDPWD/$venv/bin/synthobs" demo --rows 2000 --real-rows 1000 --epochs 2 --store "$work/store"
-    "$OLDPWD/$venv/bin/synthobs" export-dashboards "$work/dashboards" >/dev/null
-    test -s "$work/dashboards/runbooks/SynthobsFlowRunStuck.md"
+    cd "$work" &&
+      export PREFECT_HOME="$work/prefect-home" SYNTHOBS_DEMO_GENERATOR=numpy &&
+      unset PREFECT_API_URL &&
+      "$OLDPWD/$venv/bin/synthobs" demo --rows 2000 --real-rows 1000 --epochs 2 --store "$work/store" &&
+      "$OLDPWD/$venv/bin/synthobs" export-dashboards "$work/dashboards" >/dev/null &&
+      test -s "$work/dashboards/runbooks/SynthobsFlowRunStuck.md"
   ) || job_rc=$?
   echo "==> [$job] the fast tier against the installed wheel"
   SYNTHOBS_TESTS_AGAINST=installed "$venv/bin/pytest" -q -p no:cacheprovider -m "not slow and not server" tests \

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from collections.abc import Generator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +48,41 @@ from prefect_synthobs.health.rows import task_row  # noqa: E402
 from prefect_synthobs.instrument.instrumentation import reset_runtime  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+AGAINST_INSTALLED = os.environ.get("SYNTHOBS_TESTS_AGAINST") == "installed"
+"""The tests run against the installed wheel (scripts/wheel_check.sh), never this checkout's sources."""
+
+
+_SYNTHOBS_FILE = re.compile(r"[\\/](prefect_synthobs|flows)[\\/][^\\/]+\.py$")
+_SYNTHOBS_DEPRECATIONS = (FutureWarning, DeprecationWarning)
+_synthobs_warnings: list[str] = []
+
+
+def pytest_warning_recorded(
+    warning_message: warnings.WarningMessage, when: str, nodeid: str, location: tuple[str, int, str] | None
+) -> None:
+    """A FutureWarning or DeprecationWarning that synthobs' own code triggers (pandas 2's among them: SDV users run
+    it) fails the session, even where synthobs catches the exception a warning-as-error would have been (its
+    never-raise paths): pyproject's filterwarnings record them ("always"), this hook collects them, in any
+    thread, on any xdist worker (xdist replays workers' warnings here)."""
+    if issubclass(warning_message.category, _SYNTHOBS_DEPRECATIONS) and _SYNTHOBS_FILE.search(
+        str(warning_message.filename)
+    ):
+        where = f"{warning_message.filename}:{warning_message.lineno}"
+        what = f"{warning_message.category.__name__}: {warning_message.message}"
+        _synthobs_warnings.append(f"{nodeid or when}: {where}: {what}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _synthobs_warnings and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _synthobs_warnings:
+        unique = list(dict.fromkeys(_synthobs_warnings))
+        terminalreporter.section("synthobs' own deprecation warnings (they fail the run)", red=True)
+        for line in unique:
+            terminalreporter.line(line)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -61,7 +98,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     puts the working directory first on ``sys.path``)."""
     import prefect_synthobs
 
-    if os.environ.get("SYNTHOBS_TESTS_AGAINST") == "installed":
+    if AGAINST_INSTALLED:
         location = Path(prefect_synthobs.__file__).resolve()
         if location.is_relative_to(REPO / "prefect_synthobs"):
             raise pytest.UsageError(f"tests should run against the installed wheel, but import {location}")
@@ -180,12 +217,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for a child process that talks to the session's server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_INTEGRATIONS_SYNTHOBS_")}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value()
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    # the checkout first, so children import what the tests do; not when the tests run against the installed wheel
+    first = [] if AGAINST_INSTALLED else [str(REPO)]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*first, os.environ.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    if AGAINST_INSTALLED:  # a child that imports the checkout instead of the installed wheel fails
+        code = f"import sys\nsys.path[:] = [p for p in sys.path if p not in ('', {str(REPO)!r})]\n" + code
+        code += (
+            "\nimport pathlib, prefect_synthobs as _so\n"
+            f"assert not pathlib.Path(_so.__file__).resolve().is_relative_to(pathlib.Path({str(REPO)!r}) / "
+            "'prefect_synthobs')"
+        )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc

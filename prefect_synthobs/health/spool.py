@@ -177,12 +177,18 @@ class Spool:
         )
 
     def is_empty(self) -> bool:
-        """Nothing in any table's directory: no spool file, no claim (a drainer's, maybe a dead one's), nothing
-        a drain could write or recover. A directory that cannot be read is not called empty."""
+        """No file a drain would write or give back: no waiting spool file and no claim (a drainer's, maybe a
+        dead one's) in any table's directory. Kept rejected rows (``_rejected/``), ``.bad`` files and other
+        folders do not count: no drain acts on them. A directory that cannot be read is not called empty."""
         try:
             if not self.directory.is_dir():
                 return True
-            return not any(any(table_dir.iterdir()) for table_dir in self.directory.iterdir() if table_dir.is_dir())
+            for table_dir in self.directory.iterdir():
+                if table_dir.name not in names.TABLES or not table_dir.is_dir():
+                    continue
+                if spool_files(table_dir) or any(table_dir.glob(".part-*.claim")):
+                    return False
+            return True
         except OSError:
             return False
 

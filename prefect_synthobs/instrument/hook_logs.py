@@ -41,10 +41,10 @@ HOOK_LOGGERS = ("prefect.engine", "prefect.flow_runs", "prefect.task_runs")
 """Where Prefect's flow and task engines and its runner log the lines around hooks (Prefect 3.x)."""
 
 # Prefect 3's two lines around a hook that did not raise (flow_engine, task_engine, runner/_hook_runner)
+# exactly, on one line: a message that only starts like one (a user's multi-line log) is left alone
 _HOOK_LINE = re.compile(
-    r"(?:Running hook '(?P<running>[^']+)' in response to entering state\b.*"
-    r"|Hook '(?P<finished>[^']+)' finished running successfully)",
-    re.DOTALL,
+    r"Running hook '(?P<running>[^'\n]+)' in response to entering state (?:'[^'\n]*'|\"[^\"\n]*\")"
+    r"|Hook '(?P<finished>[^'\n]+)' finished running successfully"
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from numbers import Integral, Real
 from typing import Any
 
 import pandas as pd
@@ -82,30 +83,33 @@ def display_value(column: str, value: Any, *, time_format: str = "%m-%d %H:%M") 
     (``time_format``), counts with separators (``reports.numbers``; a whole float too: 20,000, not
     20000.0), rates such as rows/s to three significant digits or a whole number (87,962, not
     87,962.00), durations to the hundredth, signed trends (pure; ``--json`` keeps the raw values)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, Real) and not isinstance(value, Integral) and math.isnan(float(value))):
         return ""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, Real):
         if column in TIME_COLUMNS and isinstance(value, str):
             try:
                 return f"{pd.Timestamp(value):{time_format}}"
             except ValueError:
                 return value
         return str(value)
+    number: int | float = int(value) if isinstance(value, Integral) else float(value)  # numpy scalars too
     if column in SHARE_COLUMNS:
-        return pct(float(value))
+        return pct(float(number))
     if column.endswith("_bytes"):
-        return f"{value / 2**30:.1f} GiB"
+        return f"{number / 2**30:.1f} GiB"
     if column == "energy_j":
-        return f"{value / 3.6e6:.2f} kWh"
+        return f"{number / 3.6e6:.2f} kWh"
     if column == "trend":
-        return f"{value:+.4f}"
+        return f"{number:+.4f}"
     if column.endswith("_per_s"):  # a rate
-        return rate_text(value)
-    if isinstance(value, int):
-        return count_text(value)
+        return rate_text(number)
+    if isinstance(number, Integral):
+        return count_text(number)
     if column.endswith("_s") or column.endswith("_seconds"):
-        return f"{value:,.2f}"
-    return count_text(value) if float(value).is_integer() else f"{value:g}"
+        return f"{number:,.2f}"
+    if float(number).is_integer():
+        return count_text(number)
+    return f"{number:g}" if 1e-5 <= abs(number) < 1e6 else rate_text(number)  # scores keep their 4 decimals
 
 
 HEADERS = {  # short headers, so tables fit (the terminal's 100 columns, the artifacts' 1,400 px window)

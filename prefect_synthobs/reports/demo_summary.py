@@ -38,12 +38,13 @@ def runs_of(runs: pd.DataFrame, root: str) -> pd.DataFrame:
         ids |= more
 
 
-def wall_time_line(state_name: str, seconds: float) -> str:
-    """``pipeline completed in 33.6 s of wall time (...)``: the command's own clock, said to be one (it
-    holds Prefect's temporary server's start, when no server is configured: most of its lead over the
-    pipeline's run time)."""
+def wall_time_line(state_name: str, seconds: float, *, temporary_server: bool = True) -> str:
+    """``pipeline completed in 33.6 s of wall time (...)``: the command's own clock, said to be one. With no
+    server configured it holds Prefect's temporary server's start (most of its lead over the pipeline's run
+    time), and says so; with a server of the user's own it does not."""
     took = f"{seconds:.1f} s of {WALL_TIME}"
-    return f"pipeline {state_name.lower()} in {took} (this command so far, Prefect's start included)"
+    held = "this command so far, Prefect's start included" if temporary_server else "this command so far"
+    return f"pipeline {state_name.lower()} in {took} ({held})"
 
 
 def _value(value: Any) -> float | None:

@@ -3,8 +3,8 @@
 - ``count_text``: counts with thousands separators, never a decimal point (``20,000``; a float that
   holds a whole number, as pandas makes of an integer column with a gap, reads the same).
 - ``rate_text``: a rate such as rows per second at a glance: a whole number from 100 up
-  (``87,962``, not ``87,962.00``), three significant digits below (``12.3``, ``0.0123``), never
-  an exponent.
+  (``87,962``, not ``87,962.00``), three significant digits below (``12.3``, ``0.0123``); an
+  exponent only outside ``PLAIN_RANGE`` (``1.23e+15``, ``1.23e-07``), where digits would run on.
 - ``number_text``: either, by what the value is.
 
 Pure functions of the value; ``--json`` and the Parquet store keep the raw numbers.
@@ -13,14 +13,17 @@ Pure functions of the value; ``--json`` and the Parquet store keep the raw numbe
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 
-__all__ = ["RATE_DIGITS", "count_text", "number_text", "rate_text"]
+__all__ = ["PLAIN_RANGE", "RATE_DIGITS", "count_text", "number_text", "rate_text"]
 
 RATE_DIGITS = 3
 """Significant digits of a rate below ``10 ** RATE_DIGITS / 10`` (100): 12.3 rows/s, 0.0123 rows/s."""
+
+PLAIN_RANGE = (1e-6, 1e15)
+"""Magnitudes shown in plain notation; outside it ``RATE_DIGITS`` significant digits with an exponent."""
 
 _WHOLE_FROM = 10 ** (RATE_DIGITS - 1)  # 100: from here a rate's digits are all before the point (99.96: "100")
 
@@ -41,9 +44,11 @@ def count_text(value: int | float) -> str:
     """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"count_text takes a number, got {type(value).__name__}")
-    if isinstance(value, int):
-        return f"{value:,}"
+    if isinstance(value, Integral):
+        return f"{int(value):,}"
     shown = _finite(float(value))
+    if shown is None and abs(float(value)) >= PLAIN_RANGE[1]:
+        return f"{float(value):.{RATE_DIGITS}g}"
     return shown if shown is not None else f"{round(float(value)):,}"
 
 
@@ -63,6 +68,8 @@ def rate_text(value: int | float) -> str:
     shown = _finite(number)
     if shown is not None:
         return shown
+    if 0 < abs(number) < PLAIN_RANGE[0] or abs(number) >= PLAIN_RANGE[1]:
+        return f"{number:.{RATE_DIGITS}g}"
     if abs(number) >= _WHOLE_FROM:
         return count_text(number)
     text = np.format_float_positional(number, precision=RATE_DIGITS, unique=False, fractional=False, trim="-")
@@ -73,6 +80,6 @@ def number_text(value: int | float) -> str:
     """A count (a whole number: ``count_text``) or a rate-like measure (``rate_text``)."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"number_text takes a number, got {type(value).__name__}")
-    if isinstance(value, int) or (math.isfinite(float(value)) and float(value).is_integer()):
+    if isinstance(value, Integral) or (math.isfinite(float(value)) and float(value).is_integer()):
         return count_text(value)
     return rate_text(value)

@@ -120,6 +120,17 @@ def test_a_flush_with_nothing_to_write_opens_no_store_and_starts_no_thread(tmp_p
     recorder.add("task_runs", task_rows(1))
     assert recorder.flush() == 1 and opened == [1]
     assert recorder.flush() == 0 and opened == [1]
+    # what no drain acts on does not count: kept rejected rows, an unreadable spool file, a foreign folder
+    recorder.spool.keep_rejected("task_runs", [({"task_run_id": "x"}, "bad type")])
+    (tmp_path / "spool" / "task_runs").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "spool" / "task_runs" / "part-x.bad").write_bytes(b"not parquet")
+    (tmp_path / "spool" / "notes").mkdir()
+    (tmp_path / "spool" / "notes" / "readme.txt").write_text("x")
+    assert recorder.spool.is_empty()
+    assert recorder.flush() == 0 and recorder.flush() == 0 and opened == [1]
+    # a claim left by a drainer counts: it is given back after its lease, then written
+    (tmp_path / "spool" / "task_runs" / ".part-y.parquet.0123.claim").write_bytes(b"")
+    assert not recorder.spool.is_empty()
 
 
 def test_a_store_that_cannot_be_opened_opens_the_breaker(tmp_path: Path) -> None:

@@ -144,6 +144,10 @@ def test_hook_of_reads_both_lines_and_nothing_else(name: str, state: str) -> Non
     assert hook_of(f"An error was encountered while running hook {name!r}") is None
     assert hook_of(f"Beginning flow run {name!r} for flow 'x'") is None
     assert hook_of(f"Hook {name!r} finished running successfully, and more") is None
+    # a message that only starts like Prefect's line (a user's own multi-line log) is not hidden
+    line = f"Running hook {name!r} in response to entering state {state!r}"
+    assert hook_of(line + "\nERROR: disk full, 0 rows written") is None
+    assert hook_of(line + " and then something else") is None
 
 
 def test_a_record_that_cannot_be_formatted_is_passed_on() -> None:

@@ -57,3 +57,17 @@ def test_every_declared_floor_is_pinned_at_exactly_that_version() -> None:
 def test_floors_file_pins_nothing_undeclared_but_test_packages() -> None:
     extra = set(floors_file()) - set(declared_floors())
     assert extra <= {"opentelemetry-exporter-prometheus"}, f"pinned but not a declared floor: {extra}"
+
+
+def test_the_fastapi_cap_stays_while_the_prefect_floor_admits_releases_that_do_not_cap_it() -> None:
+    """Prefect 3.7.5-3.8.8 require only ``fastapi<1``; pip then picks FastAPI 0.162+ for them, whose server does
+    not start (``Body() got an unexpected keyword argument 'min_items'``; 0.151-0.154: 422 on the client's
+    filtered reads). Prefect 3.9 caps FastAPI itself. The floors job of scripts/wheel_check.sh installs Prefect
+    3.7.5 with what pip resolves: without this cap its demo fails. Drop the cap with a Prefect floor >= 3.9."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = {Requirement(text).name.lower(): Requirement(text) for text in project["dependencies"]}
+    prefect_floor = declared_floors()["prefect"]
+    if tuple(int(part) for part in prefect_floor.split(".")[:2]) < (3, 9):
+        fastapi = requirements.get("fastapi")
+        assert fastapi is not None, "fastapi<0.151 is needed while Prefect < 3.9 is admitted"
+        assert not fastapi.specifier.contains("0.151.0") and fastapi.specifier.contains("0.150.0")

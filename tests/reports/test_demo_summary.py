@@ -30,6 +30,8 @@ def test_the_wall_time_says_it_is_one_and_what_it_holds() -> None:
     line = wall_time_line("Completed", 33.64)
     assert line.startswith("pipeline completed in 33.6 s of wall time (") and "Prefect's start included" in line
     assert len(line) <= 100
+    own_server = wall_time_line("Failed", 5.0, temporary_server=False)
+    assert own_server == "pipeline failed in 5.0 s of wall time (this command so far)"
 
 
 def test_each_flow_run_line_labels_its_run_time_and_reads_its_numbers() -> None:
