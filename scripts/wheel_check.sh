@@ -6,16 +6,18 @@
 #   - `synthobs export-dashboards` (dashboards, alert rules, runbooks come from the wheel),
 #   - the fast test tier (tests/ of this checkout, run by the environment's `pytest` script with
 #     SYNTHOBS_TESTS_AGAINST=installed, which fails if the checkout is what gets imported).
-# Jobs (default: both, one after the other):
-#   floors  Python 3.10 (the declared minimum) with every dependency at its declared floor: scripts/floors.txt
-#   newest  the newest Python here (3.13) with the newest releases pip resolves
-# Usage: bash scripts/wheel_check.sh [floors] [newest]
+# Jobs (default: all three, one after the other):
+#   floors       Python 3.10 (the declared minimum) with every dependency at its declared floor: scripts/floors.txt
+#   newest       Python 3.13 with the newest releases pip resolves
+#   newest@X.Y   the same on Python X.Y (the default list has newest@3.12, so each Python the classifiers claim
+#                runs here or in the main suite, 3.11)
+# Usage: bash scripts/wheel_check.sh [floors] [newest] [newest@3.12]
 # SYNTHOBS_FLOORS_PYTHON / SYNTHOBS_NEWEST_PYTHON choose the Python versions (default 3.10 / 3.13), found as
 # pythonX.Y on PATH or in pyenv's versions.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 JOBS=("$@")
-[ ${#JOBS[@]} -gt 0 ] || JOBS=(floors newest)
+[ ${#JOBS[@]} -gt 0 ] || JOBS=(floors newest newest@3.12)
 
 SYNTHOBS_VENV=.venv
 source scripts/_setup.sh "test"  # build and twine
@@ -42,9 +44,10 @@ for job in "${JOBS[@]}"; do
   case "$job" in
     floors) python="$(interpreter "${SYNTHOBS_FLOORS_PYTHON:-3.10}" SYNTHOBS_FLOORS_PYTHON)"; pins=(-r scripts/floors.txt) ;;
     newest) python="$(interpreter "${SYNTHOBS_NEWEST_PYTHON:-3.13}" SYNTHOBS_NEWEST_PYTHON)"; pins=() ;;
-    *) echo "unknown job $job (floors, newest)" >&2; exit 2 ;;
+    newest@*) python="$(interpreter "${job#newest@}" "a Python ${job#newest@}")"; pins=() ;;
+    *) echo "unknown job $job (floors, newest, newest@X.Y)" >&2; exit 2 ;;
   esac
-  venv=".venv-wheel-$job"
+  venv=".venv-wheel-${job/@/-}"
   work="$(mktemp -d)"
   echo "==> [$job] $("$python" --version) in $venv: pip install $(basename "$wheel") ${pins[*]+${pins[*]}}"
   rm -rf "$venv"
