@@ -136,7 +136,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"pipeline: {state.name}")
     print(f"store:    {store.url}")
     for table in names.TABLES:
-        print(f"  {table:<16} {store.count(table):>8,} rows")
+        count = store.count(table)
+        print(f"  {table:<16} {count:>8,} {'row' if count == 1 else 'rows'}")
     for line in flow_run_lines(runs):
         print(line)
     for line in trained_models_summary(store, set(runs.flow_run_id), since=_ts(started - 1)):
@@ -293,7 +294,8 @@ def _report(args: argparse.Namespace) -> int:
     if args.tables:
         print(f"health store {store.url}")
         for table in names.TABLES:
-            print(f"  {table:<16} {store.count(table):>10,} rows")
+            count = store.count(table)
+            print(f"  {table:<16} {count:>10,} {'row' if count == 1 else 'rows'}")
         return 0
     started = time.monotonic()
     with _progress("report") as step:
