@@ -4,9 +4,10 @@ Reads the health store for a time window (column and partition pruning) and
 publishes artifacts with stable keys, so each run replaces the dashboards the
 UI shows under Artifacts: ``synthobs-overview`` (markdown), tables
 ``synthobs-flows``, ``synthobs-flow-trends`` (its sparklines), ``synthobs-slowest-tasks``, ``synthobs-failures``,
-``synthobs-failed-tasks``, ``synthobs-quality``, ``synthobs-models``, ``synthobs-training``, ``synthobs-gpu``,
-``synthobs-privacy``,
-and the progress artifact ``synthobs-quality-gates``.
+``synthobs-failed-tasks``, ``synthobs-quality``, ``synthobs-models`` (``synthobs-models-privacy``: its privacy
+scores; ``synthobs-models-details``: types and ids), ``synthobs-training`` (``synthobs-training-curves``: each
+loss's final value and sparkline; ``synthobs-training-details``: flow runs and ids), ``synthobs-gpu``,
+``synthobs-privacy``, and the progress artifact ``synthobs-quality-gates``. Each table fits a 1,400 px window.
 
 Run it once:      python flows/health_report.py --once [--store URL] [--window-hours 24] [--trend-days 14]
 Serve it hourly:  python flows/health_report.py        (deployment "health-report-served": this process

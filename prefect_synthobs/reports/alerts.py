@@ -152,8 +152,9 @@ def alerts(prefix: str = "synthobs", *, stuck_after_seconds: float = STUCK_AFTER
             "`divergence` (a loss stayed far above its best for several epochs), `plateau` (no improvement for "
             "several epochs) or `slow_epoch` (an epoch took longer than `training_max_epoch_seconds`). Find the "
             "flow run from the `synthobs.training.*` Prefect event (or the flow in the alert's labels), then the "
-            "fit's losses per epoch in the health report's `synthobs-training` artifact or `synthobs report`. NaN "
-            "and divergence: lower the learning rate, look for extreme or constant columns in the input, retrain. "
+            "fit's losses per epoch in the health report's `synthobs-training-curves` artifact or "
+            "`synthobs report`. NaN and divergence: lower the learning rate, look for extreme or constant columns "
+            "in the input, retrain. "
             "Plateau: fewer epochs are enough (or the model is too small). Slow epochs: check the GPU "
             "(`synthobs gpu`) and the batch size. With `training_policy=warn` the fit went on; with `fail` the run "
             "failed when the fit ended; with `stop` the fit stopped early where the library allows it.",

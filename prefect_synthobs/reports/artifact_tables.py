@@ -13,6 +13,19 @@ two 14-day sparklines needed 1,498 px, so its retry and sparkline columns were o
   trailing the ids (off-screen);
 - rates (rows/s) read as ``reports.numbers`` writes them in every table.
 
+The model leaderboard (2,230 px: every score, the model id) and the training table (3,559 px: 21
+columns, two sparklines per fit) did not fit either. Here at most 828 px each (Chromium with the UI's
+stylesheet), with names such as ``GaussianCopulaSynthesizer`` and losses ``generator``/``discriminator``:
+
+- ``synthobs-models``: table, model, checks, ``passed``, ``overall``, ``diag``, ``detect``, ``tstr``,
+  ``fit s``; the privacy scores in ``synthobs-models-privacy``; each model's table, type and id in
+  ``synthobs-models-details``, a few lines per model (``detail``, ``value``);
+- ``synthobs-training``: table, model, status, epochs, fit rows and columns, fit and epoch seconds,
+  NaN losses; each loss's final value with its trend's arrow and its sparkline in
+  ``synthobs-training-curves`` (one row per fit and loss); each fit's end time, flow, flow run id, library,
+  synthesizer, type, run rows and rows/s, error and model id in ``synthobs-training-details``, a few lines
+  per fit (an id is about 500 px: beside the table's and the model's names it would not fit).
+
 Every other table keeps its column names and raw values (``table_rows``); ``--json`` and the
 flow's return value keep every raw value.
 """
@@ -24,11 +37,31 @@ from typing import Any
 
 from prefect_synthobs.reports.cells import display_value, escape, header
 from prefect_synthobs.reports.fits import TREND_EPOCHS
+from prefect_synthobs.reports.models import PRIVACY_SCORES
 
-__all__ = ["ARTIFACTS", "EMPTY_TABLES", "artifact_table", "flow_trends_table", "flows_table", "table_rows"]
+__all__ = [
+    "ARTIFACTS",
+    "EMPTY_TABLES",
+    "artifact_table",
+    "flow_trends_table",
+    "flows_table",
+    "models_details_table",
+    "models_privacy_table",
+    "models_table",
+    "table_rows",
+    "training_curves_table",
+    "training_details_table",
+    "training_table",
+]
 
 FLOWS = "synthobs-flows"
 FLOW_TRENDS = "synthobs-flow-trends"
+MODELS = "synthobs-models"
+MODELS_PRIVACY = "synthobs-models-privacy"
+MODELS_DETAILS = "synthobs-models-details"
+TRAINING = "synthobs-training"
+TRAINING_CURVES = "synthobs-training-curves"
+TRAINING_DETAILS = "synthobs-training-details"
 
 ARTIFACTS = {  # key -> (report attribute, description)
     FLOWS: (
@@ -51,16 +84,37 @@ ARTIFACTS = {  # key -> (report attribute, description)
         "quality",
         "Quality checks per table, model and metric: pass rate, threshold, average, trend vs the previous window.",
     ),
-    "synthobs-models": (
+    MODELS: (
         "models",
-        "Models side by side: one row per table and model with its latest scores in the window (overall, "
-        "diagnostic, detection, TSTR, privacy), gate pass rate and fit time; never averaged across models.",
+        "Models side by side: one row per table and model with its checks, gate pass rate, latest scores in the "
+        "window (overall, diagnostic, detection, TSTR ratio) and fit seconds; never averaged across models. "
+        f"Privacy scores: {MODELS_PRIVACY}; types and ids: {MODELS_DETAILS}.",
     ),
-    "synthobs-training": (
+    MODELS_PRIVACY: (
+        "models",
+        "Privacy scores per table and model, each its latest in the window: exact match rate, DCR overfitting "
+        "protection, membership inference AUC, disclosure protection.",
+    ),
+    MODELS_DETAILS: (
+        "models",
+        "Each model of synthobs-models, a line per detail: model (as named there), table, type, model id.",
+    ),
+    TRAINING: (
         "training",
-        "Every fit in the window: table, model, status, epochs, fit rows and seconds, mean epoch seconds, final "
-        f"losses with their trend (vs {TREND_EPOCHS} epochs earlier) and per-epoch sparklines, NaN/inf losses, the "
-        "fit's flow run's rows and rows/s; epochs recorded by hand (no model id) one line per flow run.",
+        "Every fit in the window: table, model, status, epochs, fit rows and columns, fit seconds, mean epoch "
+        "seconds, NaN/inf losses; epochs recorded by hand (no model id) one line per flow run. Losses: "
+        f"{TRAINING_CURVES}; flow runs and ids: {TRAINING_DETAILS}.",
+    ),
+    TRAINING_CURVES: (
+        "training_losses",
+        "Each fit's losses: the final value with its trend (vs the loss "
+        f"{TREND_EPOCHS} epochs earlier, or the first: ↓ ↑, → within 0.1 %), and one character per epoch or bucket "
+        "of epochs (· a NaN or infinite loss).",
+    ),
+    TRAINING_DETAILS: (
+        "training",
+        "Each fit of synthobs-training, a line per detail: model (as named there), table, end time (UTC), flow, "
+        "flow run id, library, synthesizer, type, the run's rows and rows/s, error, model id.",
     ),
     "synthobs-gpu": ("gpus", "GPU per device: mean/max utilisation, peak memory, energy."),
     "synthobs-privacy": ("privacy", "Privacy budgets: used, remaining, LOW under 20 % left."),
@@ -76,8 +130,12 @@ EMPTY_TABLES = {
     "synthobs-failures": "No failed, crashed or cancelled flow runs in this window.",
     "synthobs-failed-tasks": "No failed or crashed task runs in this window.",
     "synthobs-quality": "No quality checks in this window.",
-    "synthobs-models": "No quality checks in this window, so no model to compare.",
-    "synthobs-training": "No model fit and no training epoch in this window.",
+    MODELS: "No quality checks in this window, so no model to compare.",
+    MODELS_PRIVACY: "No privacy score (exact match, DCR, membership inference, disclosure) in this window.",
+    MODELS_DETAILS: "No quality checks in this window, so no model to describe.",
+    TRAINING: "No model fit and no training epoch in this window.",
+    TRAINING_CURVES: "No loss recorded by a fit in this window.",
+    TRAINING_DETAILS: "No model fit and no training epoch in this window.",
     "synthobs-gpu": "No GPU samples in this window (no GPU on these hosts, or GPU sampling is off).",
     "synthobs-privacy": "No privacy budget spent in this window.",
 }
@@ -145,6 +203,113 @@ def flow_trends_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{header(c): _cell(c, r.get(c)) for c in columns} for r in rows]
 
 
+def _columns(
+    rows: list[dict[str, Any]], columns: Sequence[str], names: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """``rows`` cut to ``columns`` (every one, empty cells where a row has none), short headers, formatted cells."""
+    names = {c: header(c) for c in columns} | (names or {})
+    return [{names[c]: _cell(c, r.get(c)) for c in columns} for r in rows]
+
+
+def _details(rows: list[dict[str, Any]], details: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Each row as lines of ``detail`` and ``value``: first ``model`` (its name as its table shows it), then
+    each of ``details`` (column, name) it has a value for, ``table`` always. A record per row rather than
+    columns: an id alone is about 500 px, beside the names it would not fit."""
+    out = []
+    for r in rows:
+        out.append({"detail": "model", "value": _cell("model", r.get("model"))})
+        for k, (column, name) in enumerate(details):
+            if k == 0 or r.get(column) not in (None, ""):
+                out.append({"detail": name, "value": _cell(column, r.get(column))})
+    return out
+
+
+def models_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``synthobs-models``: each model's checks, gate pass rate, overall, diagnostic, detection and TSTR
+    scores and fit seconds (``passed``, ``diag``, ``detect``, ``tstr``, ``fit s``)."""
+    return _columns(rows, _MODEL_COLUMNS)
+
+
+def models_privacy_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``synthobs-models-privacy``: each model's privacy scores; none when no model has one."""
+    if not any(r.get(c) is not None for r in rows for c in PRIVACY_SCORES):
+        return []
+    return _columns(rows, ("table", "model", *PRIVACY_SCORES))
+
+
+def models_details_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``synthobs-models-details``: each leaderboard model's table, type and model id, one line each."""
+    return _details(rows, (("table", "table"), ("model_type", "type"), ("model_id", "model id")))
+
+
+def training_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``synthobs-training``: each fit's status, epochs, the rows and columns it was fitted on in one cell
+    (``rows × cols``: ``20,000 × 12``), fit and mean epoch seconds, NaN/inf losses (``fit s``, ``epoch s``,
+    ``NaN``)."""
+    shaped = [r | {"fit_shape": _shape(r.get("fit_rows"), r.get("fit_columns"))} for r in rows]
+    return _columns(shaped, _TRAINING_COLUMNS, {"fit_shape": "rows × cols"})
+
+
+def _shape(rows: Any, columns: Any) -> str | None:
+    """``20,000 × 12``; ``?`` for the one not known; ``None`` when neither is."""
+    if rows is None and columns is None:
+        return None
+    return " × ".join("?" if v is None else display_value("fit_rows", v) for v in (rows, columns))
+
+
+def training_curves_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``synthobs-training-curves``: one row per fit and loss (the report's ``training_losses``): its final
+    value to four significant digits with the trend's arrow (``0.85 ↑``, as ``synthobs-training`` showed it),
+    the sparkline per epoch (``·``: NaN/inf)."""
+    finals = [
+        r | {"final": None if r.get("final") is None else f"{r['final']:.4g} {r.get('arrow') or ''}".strip()}
+        for r in rows
+    ]
+    return _columns(finals, ("table", "model", "loss", "final", "by_epoch"))
+
+
+def training_details_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``synthobs-training-details``: each fit's table, end time (UTC), flow, flow run id, library,
+    synthesizer, type, run rows and rows/s, error and model id, one line each."""
+    return _details(rows, _TRAINING_DETAILS)
+
+
+_MODEL_COLUMNS = (
+    "table",
+    "model",
+    "checks",
+    "pass_rate",
+    "overall",
+    "diagnostic",
+    "detection",
+    "tstr_ratio",
+    "fit_seconds",
+)
+_TRAINING_COLUMNS = (
+    "table",
+    "model",
+    "status",
+    "epochs",
+    "fit_shape",
+    "fit_seconds",
+    "epoch_seconds_mean",
+    "nonfinite_losses",
+)
+_TRAINING_DETAILS = (
+    ("table", "table"),
+    ("time", "end (UTC)"),
+    ("flow", "flow"),
+    ("flow_run_id", "flow run id"),
+    ("library", "library"),
+    ("synthesizer", "synthesizer"),
+    ("model_type", "type"),
+    ("run_rows", "run rows"),
+    ("run_rows_per_s", "run rows/s"),
+    ("error_type", "error"),
+    ("model_id", "model id"),
+)
+
+
 def _sparkline_after(first: Sequence[str]) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
     """A view that moves ``first`` (the names and the value the sparkline draws) and then the sparkline to
     the front; column names and values unchanged."""
@@ -160,6 +325,12 @@ def _sparkline_after(first: Sequence[str]) -> Callable[[list[dict[str, Any]]], l
 VIEWS: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {
     FLOWS: flows_table,
     FLOW_TRENDS: flow_trends_table,
+    MODELS: models_table,
+    MODELS_PRIVACY: models_privacy_table,
+    MODELS_DETAILS: models_details_table,
+    TRAINING: training_table,
+    TRAINING_CURVES: training_curves_table,
+    TRAINING_DETAILS: training_details_table,
     "synthobs-quality": _sparkline_after(("table", "model", "metric", "average")),
     "synthobs-gpu": _sparkline_after(("host", "gpu", "name", "util_mean")),
 }

@@ -416,6 +416,6 @@ def training_summary(fits: Sequence[Mapping[str, Any]]) -> str:
         parts.append(f"{unfinished} with epochs but no fit row (a fit still running, or epochs recorded by hand)")
     epochs = sum(r["epochs"] or 0 for r in fits)
     return (
-        f"{len(fits)} fit(s) in this window: {', '.join(parts)}; {epochs:,} epochs. Each fit with its final "
-        "losses and their trend: the `synthobs-training` artifact."
+        f"{len(fits)} fit(s) in this window: {', '.join(parts)}; {epochs:,} epochs. Each fit: the "
+        "`synthobs-training` artifact; its final losses with their trend and sparklines: `synthobs-training-curves`."
     )

@@ -332,15 +332,19 @@ def test_health_report_flow_publishes_the_training_artifact(store_dir: Path) -> 
     artifacts = artifacts_of(state.state_details.flow_run_id)
     rows = table_of(artifacts["synthobs-training"])
     assert len(rows) == 4
-    ctgan = next(r for r in rows if r["model_id"] == hr.escape(CTGAN))  # text cells are escaped markdown
-    assert (ctgan["epochs"], ctgan["fit_seconds"], ctgan["status"]) == (8, 4.25, "completed")
-    assert ctgan["final_losses"] == "discriminator 0.85 ↑; generator 0.3 ↓"
-    hand = next(r for r in rows if r["model_id"] == "")  # missing values are empty cells
-    assert hand["model"] == "\\(no model id\\) run-hand"  # escaped like every name in a table artifact
+    ctgan = next(r for r in rows if r["model"] == "ctgan")
+    assert (ctgan["epochs"], ctgan["fit s"], ctgan["status"], ctgan["NaN"]) == (8, "4.25", "completed", 1)
+    curves = {r["loss"]: r for r in table_of(artifacts["synthobs-training-curves"]) if r["model"] == "ctgan"}
+    assert (curves["discriminator"]["final"], curves["generator"]["final"]) == ("0.85 ↑", "0.3 ↓")
+    assert curves["generator"]["by epoch"] == "█▇▆▅▄▃▂▁"
+    details = table_of(artifacts["synthobs-training-details"])
+    ids = [r["value"] for r in details if r["detail"] == "model id"]
+    assert hr.escape(CTGAN) in ids and len(ids) == 3  # text cells are escaped markdown; the hand line has none
+    assert "\\(no model id\\) run-hand" in {r["model"] for r in rows}  # escaped like every name in a table artifact
     overview = artifacts["synthobs-overview"].data
     assert "## Training" in overview and "ctgan, gaussian\\_copula" in overview
-    models = {r["model_id"]: r for r in table_of(artifacts["synthobs-models"])}
-    assert models[hr.escape(CTGAN)]["fit_seconds"] == 4.25
+    models = {r["model"]: r for r in table_of(artifacts["synthobs-models"])}
+    assert models["ctgan"]["fit s"] == "4.25"
 
 
 def test_frames_without_training_tables_give_an_empty_section() -> None:
