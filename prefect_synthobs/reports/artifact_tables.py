@@ -82,7 +82,8 @@ ARTIFACTS = {  # key -> (report attribute, description)
     ),
     "synthobs-quality": (
         "quality",
-        "Quality checks per table, model and metric: pass rate, threshold, average, trend vs the previous window.",
+        "Quality checks per table, model and metric: pass rate, threshold, average, trend vs the previous window "
+        f"(each model's type and id: {MODELS_DETAILS}).",
     ),
     MODELS: (
         "models",
@@ -310,13 +311,15 @@ _TRAINING_DETAILS = (
 )
 
 
-def _sparkline_after(first: Sequence[str]) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+def _sparkline_after(
+    first: Sequence[str], drop: Sequence[str] = ()
+) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
     """A view that moves ``first`` (the names and the value the sparkline draws) and then the sparkline to
-    the front; column names and values unchanged."""
+    the front, without the columns ``drop`` (shown in another table); column names and values unchanged."""
 
     def view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sparklines = [c for c in dict.fromkeys(c for r in rows for c in r) if c.endswith(_SPARKLINE)]
-        columns = _ordered(rows, [*first, *sparklines], lambda _c: False)
+        columns = [c for c in _ordered(rows, [*first, *sparklines], lambda _c: False) if c not in drop]
         return table_rows([{c: r.get(c) for c in columns} for r in rows])
 
     return view
@@ -331,7 +334,8 @@ VIEWS: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {
     TRAINING: training_table,
     TRAINING_CURVES: training_curves_table,
     TRAINING_DETAILS: training_details_table,
-    "synthobs-quality": _sparkline_after(("table", "model", "metric", "average")),
+    # the model's type and id are in MODELS_DETAILS: the model's name says which it is, and the table fits
+    "synthobs-quality": _sparkline_after(("table", "model", "metric", "average"), drop=("model_type", "model_id")),
     "synthobs-gpu": _sparkline_after(("host", "gpu", "name", "util_mean")),
 }
 """Tables shown differently from the report's rows (``table_rows`` for the others)."""

@@ -278,3 +278,23 @@ def test_hostile_names_stay_text_in_every_new_table() -> None:
     ]
     assert escape(hostile) in cells and hostile not in cells
     assert all("\x1b" not in str(c) and str(c).count("<") == str(c).count("\\<") for c in cells)
+
+
+def test_the_quality_table_leaves_model_types_and_ids_to_the_details() -> None:
+    from prefect_synthobs.reports.models import quality_table
+
+    current = quality()
+    rows = quality_table(current, current.iloc[0:0])
+    for row in rows:  # 14 days of sparkline, as the report adds it
+        row["average_by_day"] = "▁▂▃▄▅▆▇█▇▆▅▄▃▂"
+    shown = artifact_table("synthobs-quality", rows)
+    assert {"model_id", "model_type"}.isdisjoint(shown[0]) and list(shown[0])[:4] == [
+        "table",
+        "model",
+        "metric",
+        "average",
+    ]
+    assert len(shown) == len(rows) and {r["model"] for r in shown} == {r["model"] for r in rows}
+    # the ids were its widest columns (an SDV id alone ~500 px); the table still needs about 1,140 px (left out)
+    assert pane_px(shown) < pane_px(rows) - 600
+    assert "synthobs-models-details" in ARTIFACTS["synthobs-quality"][1]
