@@ -284,6 +284,32 @@ class SynthObsSettings(BaseSettings):
         "always update it).",
     )
 
+    observe_all: bool = Field(
+        default=False,
+        description="Observe every flow run in the process, decorated or not (kind other; a decorated flow keeps its "
+        "own observe arguments): for teams that cannot touch flow code. Set it in a worker's or deployment's "
+        "environment with synthobs' Prefect plugin (PREFECT_PLUGINS_ENABLED=true).",
+    )
+    assets: bool = Field(
+        default=True,
+        description="Materialize each synthetic table a generation run samples as a Prefect asset, with the real table "
+        "the model was trained on upstream and the quality, privacy and model facts as metadata.",
+    )
+    asset_key_template: str = Field(
+        default="synthobs://{table}/{model_type}",
+        description="Asset key of a synthetic table; placeholders {table}, {model_type}, {library}, {model_id}.",
+    )
+    asset_upstream_key_template: str = Field(
+        default="synthobs://{table}/real",
+        description="Asset key of the real table a model was trained on (the synthetic table's upstream); "
+        "placeholders {table}, {model_type}, {library}, {model_id}.",
+    )
+
+    @field_validator("asset_key_template", "asset_upstream_key_template")
+    @classmethod
+    def _asset_template(cls, value: str) -> str:
+        return check_asset_template(value)
+
     @field_validator("metrics_mode", mode="before")
     @classmethod
     def _metrics_modes(cls, value: Any) -> str:
@@ -392,6 +418,36 @@ def parse_metrics_modes(value: Any) -> str:
 
 _TRUE = frozenset({"true", "1", "yes", "on", "all"})
 _FALSE = frozenset({"false", "0", "no", "off", "none", ""})
+
+
+ASSET_KEY_FIELDS: tuple[str, ...] = ("table", "model_type", "library", "model_id")
+"""The placeholders an asset key template may use."""
+
+
+def check_asset_template(value: str) -> str:
+    """An asset key template as given, once it is a URI (``scheme://...``, as Prefect's asset keys must be) whose
+    placeholders are among ``ASSET_KEY_FIELDS``.
+
+    Raises:
+        ValueError: It has no ``://``, or a placeholder synthobs does not fill, naming the ones it does.
+    """
+    import string
+
+    if "://" not in value or value.startswith("://"):
+        raise ValueError(
+            f"an asset key template must be a URI such as synthobs://{{table}}/{{model_type}}, got {value!r}"
+        )
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"asset key template {value!r} is malformed ({exc})") from exc
+    unknown = sorted(names - set(ASSET_KEY_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"asset key template {value!r} uses {', '.join('{' + u + '}' for u in unknown)}; "
+            f"it may use {', '.join('{' + f + '}' for f in ASSET_KEY_FIELDS)}"
+        )
+    return value
 
 
 def parse_autolog(value: Any) -> str:
