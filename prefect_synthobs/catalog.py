@@ -291,6 +291,18 @@ TRAINING_CHECKS: Final = ("nan_loss", "divergence", "plateau", "slow_epoch")
 # The libraries ``autolog`` knows (the ``autolog`` setting takes ``true``, ``false`` or a comma list of these).
 AUTOLOG_LIBRARIES: Final = ("sdv", "ctgan", "synthcity")
 
+# Prefect's names for a flow run's identity on its per-run process metrics' resource (prefect/_internal/metrics.py):
+# synthobs puts the same names on its spans, log records and (in a flow-run process) its meter's resource, so a
+# backend joins the two.
+PREFECT_FLOW_RUN_ID: Final = "prefect.flow-run.id"
+PREFECT_FLOW_NAME: Final = "prefect.flow.name"
+PREFECT_DEPLOYMENT_ID: Final = "prefect.deployment.id"
+PREFECT_WORK_POOL_NAME: Final = "prefect.work-pool.name"
+# The flow run's span: the flow process's CPU time and peak memory during the run (the flow_runs columns
+# ``cpu_seconds`` and ``peak_memory_bytes``).
+ATTR_CPU_SECONDS: Final = "synthobs.process.cpu_seconds"
+ATTR_PEAK_MEMORY_BYTES: Final = "synthobs.process.peak_memory_bytes"
+
 # Attributes Prefect puts on its own run spans.
 PREFECT_RUN_ID: Final = "prefect.run.id"
 PREFECT_RUN_TYPE: Final = "prefect.run.type"

@@ -154,7 +154,8 @@ class FlowRunEnded:
 
     ``rows``/``rows_by_table``: the rows of the attempt that finished; ``gpu``: the
     run's GPU summary columns (``RunGpuSummary.columns()``), ``None`` when no GPU
-    was sampled.
+    was sampled; ``cpu_seconds``/``peak_memory_bytes``: what the run used of its
+    process (``ProcessUse.columns()``), ``None`` when this process did not run it.
     """
 
     flow_run_id: str = column(STRING)
@@ -182,6 +183,10 @@ class FlowRunEnded:
     source: str = column(STRING, default=SOURCE_HOOK)
     run_count: int | None = column(INT, default=None)
     attempt_errors: Sequence[AttemptError] = column(STRINGS, default=(), clean="attempts")
+    # what the run used of the process that ran it (``instrument/process_use.py``); null for a run measured
+    # nowhere (one whose end a runner or worker recorded, a row read back from the API)
+    cpu_seconds: float | None = column(FLOAT, default=None)  # user + system CPU seconds during the run
+    peak_memory_bytes: int | None = column(INT, default=None)  # the highest resident set size during the run
     # not columns: for the metrics and span sinks
     rows_by_table: Mapping[str | None, int] = field(default_factory=dict)
     gpu: Mapping[str, Any] | None = None
@@ -198,6 +203,8 @@ class FlowRunEnded:
         _set(self, "rows", int(self.rows))
         _set(self, "rows_per_s", (self.rows / duration) if self.rows and duration else None)
         _set(self, "run_count", int(self.run_count) if self.run_count is not None else None)
+        _set(self, "cpu_seconds", _seconds(self.cpu_seconds))
+        _set(self, "peak_memory_bytes", int(self.peak_memory_bytes) if self.peak_memory_bytes is not None else None)
         gpu = self.gpu or {}
         for name in ("gpu_util_mean", "gpu_util_max", "gpu_memory_peak_bytes", "gpu_energy_j"):
             _set(self, name, gpu.get(name))

@@ -3,8 +3,11 @@
 At the end of a flow run this process ran (or, for a runner recording a crash,
 saw end), ``FlowEnd.record``: takes the run out of scope, counts the rows of
 its task runs that never ended here, adds what its tasks did in other
-processes (read back from the Prefect API, bounded), closes its GPU summary,
-and hands the event to the recording seam. When some of its task runs may have
+processes (read back from the Prefect API, bounded), closes its GPU summary and
+its process use (CPU seconds, peak memory: ``process_use.py``; none for a run
+this process did not run), puts Prefect's run identity on its span
+(``prefect.flow-run.id``, ...: ``telemetry/prefect_names.py``) and hands the
+event to the recording seam. When some of its task runs may have
 run where nobody recorded them (killed workers), a daemon thread writes their
 rows from the API a little later (``reconcile.py``).
 """
@@ -30,10 +33,12 @@ from prefect_synthobs.health.recorder import Recorder
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.gpu_use import RunGpu
+from prefect_synthobs.instrument.process_use import PROCESS_USE, ProcessUse, RunProcessUse
 from prefect_synthobs.instrument.reconcile import missing_task_rows
 from prefect_synthobs.instrument.recording import Recording
 from prefect_synthobs.instrument.remote import RemoteWork, read_remote_work
 from prefect_synthobs.instrument.scope import ObserveSpec, RunInfo, RunScope, span_attributes
+from prefect_synthobs.telemetry.prefect_names import of_flow_run
 from prefect_synthobs.telemetry.tracing import current_run_span
 
 logger = get_logger()
@@ -55,6 +60,7 @@ class FlowEnd:
         host: This host's name.
         api_timeout: Bound of the API reads at the flow's end.
         redact_pii: The ``redact_pii`` setting (reconciled rows).
+        process_use: Measures the CPU time and peak memory of the runs this process runs.
     """
 
     def __init__(
@@ -69,8 +75,10 @@ class FlowEnd:
         host: str,
         api_timeout: float,
         redact_pii: bool,
+        process_use: RunProcessUse = PROCESS_USE,
     ) -> None:
         self.scope = scope
+        self.process_use = process_use
         self.recording = recording
         self.recorder = recorder
         self.gpu = gpu
@@ -94,6 +102,9 @@ class FlowEnd:
         if self.scope.recorded(key):
             return False  # e.g. on_failure then on_crashed
         info = self.scope.finish(key)
+        # measured from its start in this process, before synthobs' own work at its end; none for a run this
+        # process did not run (never a runner's numbers for a run it only saw crash)
+        use = self.process_use.detach(key) or ProcessUse(None, None)
         # not in scope here: a runner or worker recording the crash of a run whose own process died
         recorded_elsewhere = info is None
         if info is None:
@@ -114,7 +125,8 @@ class FlowEnd:
             "rows_by_table": dict(info.rows_by_table),
             "host": self.host,
             "gpu": gpu.columns() if gpu is not None and gpu.samples else None,
-            "span_attributes": span_attributes(spec),
+            **use.columns(),
+            "span_attributes": {**span_attributes(spec), **of_flow_run(flow_run, flow.name), **use.span_attributes()},
             "run_span": current_run_span(key),
         }
 

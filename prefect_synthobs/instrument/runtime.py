@@ -12,6 +12,9 @@ the parts, each with one job:
 - ``worker`` (``WorkerSide``, ``worker.py``): tasks of observed flows in
   worker processes;
 - ``gpu`` (``RunGpu``, ``gpu_use.py``): the GPU sampler attached to runs;
+- ``process_use`` (``RunProcessUse``, ``process_use.py``): the CPU time and peak
+  memory of the process for each flow run it runs (one per process: it
+  outlives a runtime rebuilt by ``configure`` mid-run);
 - the ``recorder`` (rows buffered, flushed, spooled) and the metrics ``exporter``.
 
 Its methods are the calls the hooks and the listener make; each hands over to
@@ -36,6 +39,7 @@ from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument import prefect_api, prefect_runs
 from prefect_synthobs.instrument.flow_end import RECONCILE_DELAY_SECONDS, FlowEnd
 from prefect_synthobs.instrument.gpu_use import GpuPublisher, RunGpu
+from prefect_synthobs.instrument.process_use import PROCESS_USE, RunProcessUse
 from prefect_synthobs.instrument.recording import Recording
 from prefect_synthobs.instrument.scope import (
     ImplicitScope,
@@ -46,6 +50,7 @@ from prefect_synthobs.instrument.scope import (
     span_attributes,
 )
 from prefect_synthobs.instrument.worker import WorkerSide
+from prefect_synthobs.telemetry import prefect_metrics
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 
@@ -79,6 +84,7 @@ class Runtime:
             instrumentation's bounded OTLP metrics and logs flush).
         after_remote_task: Called as a task ends in a worker process, once its rows are spooled (the
             instrumentation's bounded span and log flush).
+        process_use: Measures each flow run's CPU time and peak memory (default: the process's tracker).
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class Runtime:
         read_flow_run: Callable[[str], Any] | None = None,
         after_flow: Callable[[], None] = lambda: None,
         after_remote_task: Callable[[], None] = lambda: None,
+        process_use: RunProcessUse = PROCESS_USE,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -114,6 +121,7 @@ class Runtime:
         self.host = socket.gethostname()
         self.scope = RunScope()
         self.gpu = RunGpu(sampler)
+        self.process_use = process_use
         self.flow_end = FlowEnd(
             self.scope,
             self.recording,
@@ -124,6 +132,7 @@ class Runtime:
             host=self.host,
             api_timeout=timeout,
             redact_pii=settings.redact_pii,
+            process_use=process_use,
         )
         self.worker = WorkerSide(
             self.scope, self.recorder, self.gpu, host=self.host, api_timeout=timeout, after_task=after_remote_task
@@ -131,6 +140,8 @@ class Runtime:
         self._after_flow = after_flow
         self._started = False
         metrics.in_progress.source = self.scope.runs_in_progress
+        # Prefect's HTTP resource metrics aimed at a gRPC port are lost silently: say so once per process
+        prefect_metrics.warn_once()
 
     def start(self) -> None:
         """Start the metrics exporter and the periodic flusher (idempotent)."""
@@ -187,7 +198,8 @@ class Runtime:
         start_time: datetime | None = None,
         previous_error: BaseException | None = None,
     ) -> RunInfo:
-        """Put a flow run in scope (``RunScope.begin_flow_run``) and attach the GPU sampler to a new one."""
+        """Put a flow run in scope (``RunScope.begin_flow_run``); start measuring a new one's GPU and
+        process use (CPU time, peak memory)."""
         info, new = self.scope.begin_flow_run(
             flow,
             flow_run,
@@ -198,6 +210,7 @@ class Runtime:
             previous_error=previous_error,
         )
         if new:
+            self.process_use.attach(info.flow_run_id)
             self.gpu.attach(info.flow_run_id)
         return info
 

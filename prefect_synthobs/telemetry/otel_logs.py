@@ -47,6 +47,7 @@ from prefect_synthobs.telemetry.otlp import (
     quiet_exporter_logs,
     restore_exporter_logs,
 )
+from prefect_synthobs.telemetry.prefect_names import PREFECT_FLOW_RUN_ID, context_attributes
 from prefect_synthobs.telemetry.redaction import redact
 
 logger = get_logger("telemetry.logs")
@@ -57,9 +58,12 @@ _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
 )
 
-# Prefect's log record extras and the log record attributes they become.
+# Prefect's log record extras and the log record attributes they become. ``prefect.flow_run.id`` is the name
+# synthobs used first (kept for queries written against it); ``prefect.flow-run.id`` is Prefect's own, the one
+# its resource metrics carry (``prefect_names.py``).
 RUN_ATTRIBUTES = (
     ("flow_run_id", "prefect.flow_run.id"),
+    ("flow_run_id", PREFECT_FLOW_RUN_ID),
     ("flow_run_name", "prefect.flow_run.name"),
     ("flow_name", "prefect.flow.name"),
     ("task_run_id", "prefect.task_run.id"),
@@ -136,7 +140,9 @@ def severity(levelno: int) -> tuple[SeverityNumber, str]:
 
 
 def record_attributes(record: logging.LogRecord, *, redact_pii: bool = False) -> dict[str, Any]:
-    """A log record's attributes: the run's ids and names, the logger, the exception (pure).
+    """A log record's attributes: the run's ids and names (Prefect's ``prefect.flow-run.id``,
+    ``prefect.flow.name`` and, from the current run context, ``prefect.deployment.id`` and
+    ``prefect.work-pool.name``), the logger, the exception.
 
     With ``redact_pii`` the names and the stack trace are redacted (unless ``RedactionFilter``
     already redacted the record); ids never are.
@@ -147,6 +153,11 @@ def record_attributes(record: logging.LogRecord, *, redact_pii: bool = False) ->
         value = getattr(record, extra, None)
         if value and value != "<unknown>":
             attributes[key] = redact(str(value)) if redacting and not key.endswith(".id") else str(value)
+    run_id = attributes.get(PREFECT_FLOW_RUN_ID)
+    if run_id is not None:  # the deployment and work pool, when this process runs that flow run
+        for key, value in context_attributes(run_id).items():
+            if key not in attributes:
+                attributes[key] = redact(value) if redacting and not key.endswith(".id") else value
     if record.exc_info and record.exc_info[0] is not None:
         attributes["exception.type"] = record.exc_info[0].__name__
         # exc_text is what the redaction filter left (set when redacting)

@@ -14,8 +14,10 @@ back the Prometheus name.
 ``MetricsExportSetup`` decides where the meter comes from: an SDK
 ``MeterProvider`` already set globally (the user's) is added to, never
 replaced; otherwise synthobs builds its own (not global) with an OTLP and/or
-console exporter. When an observed flow ends, the provider is flushed with a
-bounded timeout, so a short-lived flow process loses nothing.
+console exporter; in a flow-run process its resource carries Prefect's run
+identity (``prefect.flow-run.id``, see ``prefect_names.py``), never a metric.
+When an observed flow ends, the provider is flushed with a bounded timeout, so
+a short-lived flow process loses nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from prefect_synthobs.telemetry.otlp import (
     quiet_exporter_logs,
     restore_exporter_logs,
 )
+from prefect_synthobs.telemetry.prefect_names import flow_run_process_attributes
 
 logger = get_logger("telemetry.metrics")
 
@@ -396,8 +399,11 @@ class MetricsExportSetup:
             )
         if config.console:
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=interval))
+        # in a flow-run process (one flow run), Prefect's run identity on the resource, as Prefect's own
+        # resource metrics carry it: the process's series join its run without a run id on any metric
+        resource = self._resource().merge(Resource(flow_run_process_attributes()))
         # no atexit shutdown of its own: the instrumentation flushes it, bounded, at exit
-        return MeterProvider(resource=self._resource(), metric_readers=readers, shutdown_on_exit=False)
+        return MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
 
     def flush(self, timeout: float) -> bool:
         """Export now, waiting at most ``timeout`` seconds (at an observed flow's end).

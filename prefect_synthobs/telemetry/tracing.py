@@ -62,6 +62,7 @@ from prefect_synthobs.telemetry.otlp import (
     signal_url,
     synthobs_resource,
 )
+from prefect_synthobs.telemetry.prefect_names import RunIdentitySpans
 from prefect_synthobs.telemetry.redaction import redact, strip_url_credentials
 
 logger = get_logger("telemetry.tracing")
@@ -431,7 +432,8 @@ _EXPORTER_LOGGERS = (
 
 
 class TracingSetup:
-    """What synthobs adds to a tracer provider: stable span names and one export switch.
+    """What synthobs adds to a tracer provider: stable span names, Prefect's run identity
+    (``prefect.flow-run.id``, ``RunIdentitySpans``) and one export switch.
 
     Owned by the instrumentation (one per process in production, one per test
     where a test wants its own). Processors cannot be removed from an SDK
@@ -442,6 +444,7 @@ class TracingSetup:
     def __init__(self) -> None:
         self.switch = SwitchableSpanProcessor()
         self.stable_names = StableSpanNames()
+        self.run_identity = RunIdentitySpans()
         self.sampler = RecordingRatioSampler()
         self._lock = threading.Lock()
         self._attached: list[Any] = []
@@ -466,11 +469,14 @@ class TracingSetup:
         """
         with self._lock:
             if any(p is provider for p in self._attached):
+                self.run_identity.enabled = True  # again after a ``detach``
                 return True
             if not hasattr(provider, "add_span_processor"):
                 return False
             provider.add_span_processor(self.stable_names)  # before the first flow span starts
+            provider.add_span_processor(self.run_identity)
             provider.add_span_processor(self.switch)
+            self.run_identity.enabled = True
             self._attached.append(provider)
             return True
 
@@ -517,6 +523,7 @@ class TracingSetup:
         with self._lock:
             self._active = None
             self.stable_names.enabled = False
+            self.run_identity.enabled = False
             restore_exporter_logs(self._quiet)
             self._quiet = []
         self.switch.shutdown()
