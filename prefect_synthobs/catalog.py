@@ -266,6 +266,9 @@ ATTR_QUALITY_TSTR_METRIC: Final = "synthobs.quality.tstr_metric"
 EVENT_GPU_LOST: Final = "synthobs.gpu.lost"
 EVENT_QUALITY_GATE_FAILED: Final = "synthobs.quality.gate.failed"
 EVENT_PRIVACY_BUDGET_EXCEEDED: Final = "synthobs.privacy.budget.exceeded"
+# Prefect's own asset events, which synthobs emits for each synthetic table a run generates (as ``@materialize``).
+EVENT_ASSET_REFERENCED: Final = "prefect.asset.referenced"
+EVENT_ASSET_MATERIALIZATION: Final = "prefect.asset.materialization.{status}"
 # The resources of synthobs' events: ``<prefix><id>`` is the ``prefect.resource.id``; the flow run
 # is a related resource (role ``flow-run``). Resource labels are the span attributes' names
 # (``ATTR_LIBRARY``, ``ATTR_MODEL_TYPE``, ...) plus these.

@@ -20,11 +20,11 @@ for arg in "$@"; do
 done
 set -- ${args[@]+"${args[@]}"}
 # what the SDV environment runs, and the tests there that are not about generators (they ran in .venv)
-SDV_TESTS=(tests/autolog tests/scores tests/instrument/test_gates*.py tests/e2e/test_demo_pipeline.py
+SDV_TESTS=(tests/autolog tests/scores tests/instrument/test_gates*.py tests/e2e/test_demo_pipeline.py tests/assets/test_asset_sdv.py
   tests/test_benchmarks.py::test_autolog_benchmark_runs_and_records)
 # the same tests as --ignore options, for the fast tier of all other tests on pandas 2 in .venv-sdv
 SDV_IGNORE=(--ignore=tests/autolog --ignore=tests/scores --ignore-glob='tests/instrument/test_gates*.py'
-  --ignore=tests/e2e/test_demo_pipeline.py)
+  --ignore=tests/e2e/test_demo_pipeline.py --ignore=tests/assets/test_asset_sdv.py)
 SDV_SKIP=(tests/e2e/test_demo_pipeline.py::test_cli_rejects_bad_arguments tests/e2e/test_demo_pipeline.py::test_compact_cli)
 
 versions() {  # "pandas 3.1.0, no sdv" / "pandas 2.3.3, sdv 2.0.0, torch 2.13.0+cpu"

@@ -44,6 +44,8 @@ from prefect_synthobs.autolog.health import (
 from prefect_synthobs.autolog.progress import FitProgress
 from prefect_synthobs.config.active import get_settings
 from prefect_synthobs.health.events import EpochEnded, ModelFitted, TrainingAlerted
+from prefect_synthobs.instrument.asset_plan import ModelFacts
+from prefect_synthobs.instrument.assets import note_sample
 from prefect_synthobs.instrument.instrumentation import current_runtime
 from prefect_synthobs.instrument.measurements import Scope, current_scope, rows_sampled
 from prefect_synthobs.instrument.models import model_identity
@@ -343,10 +345,7 @@ def fit_session(
     sample. A ``StopTraining`` from the body ends the fit normally. With policy ``fail`` and a tripped
     check, ``TrainingHealthError`` is raised after the fit returned (its model is fitted).
     """
-    if _ACTIVE.get() is not None:
-        yield None
-        return
-    scope = current_scope()
+    scope = current_scope() if _ACTIVE.get() is None else None  # nested calls record nothing
     if scope is None:
         yield None
         return
@@ -406,10 +405,7 @@ def fit_session(
 def sample_call(obj: Any, library: str, *, table_name: str | None = None) -> Iterator[_SampleResult | None]:
     """Record a sample of ``obj`` around the ``with`` body; the body sets ``result.value`` to what
     ``sample`` returned. Yields ``None`` outside an observed run or inside another recorded fit or sample."""
-    if _ACTIVE.get() is not None:
-        yield None
-        return
-    scope = current_scope()
+    scope = current_scope() if _ACTIVE.get() is None else None  # nested calls record nothing
     if scope is None:
         yield None
         return
@@ -429,10 +425,9 @@ def sample_call(obj: Any, library: str, *, table_name: str | None = None) -> Ite
             yield result
             try:
                 counts = describe.sampled_rows(result.value)
-                total = sum(counts.values())
                 if span.is_recording():
-                    span.set_attribute(catalog.ATTR_ROWS, total)
-                rows_sampled(
+                    span.set_attribute(catalog.ATTR_ROWS, sum(counts.values()))
+                counted = rows_sampled(
                     scope,
                     counts,
                     table=table_name,
@@ -442,6 +437,9 @@ def sample_call(obj: Any, library: str, *, table_name: str | None = None) -> Ite
                 )
             except Exception as exc:
                 warn_once("sample-end", "autolog could not count sampled rows (%s); the sample is unaffected", exc)
+            else:  # for the run's asset events (instrument.assets)
+                facts = ModelFacts(model.model_id, model.model_type, model.library, model.synthesizer)
+                note_sample(scope.flow_run_id, facts, counted, scope.task_run)
     finally:
         _ACTIVE.reset(token)
 

@@ -193,7 +193,7 @@ def rows_sampled(
     model_id: str,
     model_type: str | None,
     source: str,
-) -> None:
+) -> dict[str | None, int]:
     """Rows a generator sampled, seen by autolog (``counts``: rows per table, ``None``: ``table``, else the
     ``observe`` table): counted as ``record_rows`` counts them (the run's ``rows``,
     ``synthobs_generation_rows_total``, a worker's task row), and the model noted as sampled in the run.
@@ -202,7 +202,8 @@ def rows_sampled(
     sample or of every sample since the last ``record_rows``, with nothing else counted toward the run in
     between, is the user's hand-made count of these rows: it is not counted again (one warning). Any other
     ``record_rows`` after autolog counted rows counts, with one warning that it may count them twice.
-    ``source``: what sampled them, for those warnings.
+    ``source``: what sampled them, for those warnings. Returns the rows counted per table (``None``: no table
+    known).
     """
     info, runtime = scope.info, scope.runtime
     resolved_counts: dict[str | None, int] = {}
@@ -221,6 +222,7 @@ def rows_sampled(
     for resolved, n in resolved_counts.items():
         total[resolved] = total.get(resolved, 0) + n
     _AUTOLOGGED.set(_Autologged(key, events, source, resolved_counts, total))
+    return resolved_counts
 
 
 def _counted_by_autolog(scope: _Scope, n: int, table: str | None) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import os
 import threading
 import time
@@ -32,6 +33,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from prefect.assets import Asset, AssetProperties
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import (
@@ -51,6 +53,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.context import AssetContext, FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL
@@ -283,12 +286,99 @@ def emit(
         catalog.PREFECT_RESOURCE_NAME: resource_name,
         **{key: str(value) for key, value in (labels or {}).items() if value is not None and value != ""},
     }
-    emit_event(
-        event=event,
-        resource=redact_fields(resource, enabled=redact_pii),
-        related=[flow_run_resource(i) for i in flow_run_ids],
-        payload=redact_fields(dict(payload), enabled=redact_pii),
+    outside_tasks(
+        lambda: emit_event(
+            event=event,
+            resource=redact_fields(resource, enabled=redact_pii),
+            related=[flow_run_resource(i) for i in flow_run_ids],
+            payload=redact_fields(dict(payload), enabled=redact_pii),
+        )
     )
+
+
+EVENT_ASSET_REFERENCED = catalog.EVENT_ASSET_REFERENCED
+EVENT_ASSET_MATERIALIZATION = catalog.EVENT_ASSET_MATERIALIZATION
+"""The asset events of Prefect's own ``@materialize`` (``AssetContext.emit_events``), ``succeeded`` or ``failed``."""
+
+
+def run_resources(flow_run_id: Any, task_runs: Iterable[tuple[str, str | None]] = ()) -> list[dict[str, str]]:
+    """Related resources naming a flow run and task runs as Prefect's events worker names them (role
+    ``flow-run`` / ``task-run``, their names when known): given, not left to the worker's run context, so an
+    event emitted at a flow's end still names the task runs that made the table."""
+    ctx = FlowRunContext.get()
+    flow_run_name = (
+        ctx.flow_run.name if ctx is not None and ctx.flow_run and str(ctx.flow_run.id) == str(flow_run_id) else None
+    )
+    out = [flow_run_resource(flow_run_id) | ({catalog.PREFECT_RESOURCE_NAME: flow_run_name} if flow_run_name else {})]
+    for task_run_id, name in task_runs:
+        resource = {
+            catalog.PREFECT_RESOURCE_ID: f"prefect.task-run.{task_run_id}",
+            catalog.PREFECT_RESOURCE_ROLE: "task-run",
+        }
+        out.append(resource | ({catalog.PREFECT_RESOURCE_NAME: name} if name else {}))
+    return out
+
+
+def emit_asset_materialization(
+    *,
+    key: str,
+    upstream: str,
+    status: str,
+    name: str,
+    description: str,
+    metadata: Mapping[str, Any],
+    materialized_by: str | None,
+    flow_run_id: Any,
+    task_runs: Iterable[tuple[str, str | None]] = (),
+) -> None:
+    """Emit the events Prefect's ``@materialize`` emits for asset ``key`` made from asset ``upstream``.
+
+    ``prefect.asset.referenced`` for the upstream, then ``prefect.asset.materialization.<status>`` for
+    ``key`` (named ``name``, described by ``description``) with the upstream as a related ``asset``, the
+    tool (``materialized_by``) as ``asset-materialized-by``, the flow run and task runs as related runs, and
+    ``metadata`` as the payload (already redacted: the caller's). The resource and related shapes are
+    Prefect's own (``AssetContext.asset_as_resource`` / ``asset_as_related`` / ``related_materialized_by``).
+
+    Raises:
+        Exception: An invalid key, or Prefect could not take the event (callers warn; a run never fails).
+    """
+    real = Asset(key=upstream)
+    made = Asset(key=key, properties=AssetProperties(name=name, description=description[:2500]))
+    runs = run_resources(flow_run_id, task_runs)
+    related = [AssetContext.asset_as_related(real)]
+    if materialized_by:
+        related.append(AssetContext.related_materialized_by(materialized_by))
+
+    def send() -> None:
+        emit_event(event=EVENT_ASSET_REFERENCED, resource=AssetContext.asset_as_resource(real), related=runs)
+        emit_event(
+            event=EVENT_ASSET_MATERIALIZATION.format(status=status),
+            resource=AssetContext.asset_as_resource(made),
+            related=[*related, *runs],
+            payload=dict(metadata),
+        )
+
+    outside_tasks(send)
+
+
+def outside_tasks(send: Callable[[], object]) -> None:
+    """Run ``send`` (event emission) saying explicitly that no task run is current, when none is.
+
+    Prefect's events worker attaches the run context it copies when an event is sent; a context variable
+    never set in the sender's context (a flow's hook, after its tasks) is not in that copy, and the worker's
+    own thread keeps the value it had when it started: a worker started inside a task names that task run
+    in every later event of the flow. Measured with Prefect 3.9.1: the flow-end asset events of a flow whose
+    first event came from its task ``train`` named ``train`` as their task run.
+    """
+    if TaskRunContext.get() is not None:
+        send()
+        return
+
+    def without_task_run() -> None:
+        TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
+        send()
+
+    contextvars.copy_context().run(without_task_run)
 
 
 # -- global concurrency limits (the privacy budget's lock) --------------------------------------------------------

@@ -45,6 +45,7 @@ class Recording:
         metrics: The metric set to update.
         redact_pii: Redact PII from the stored columns that say so.
         sinks: Other sinks instead of those three (tests).
+        extra_sinks: Sinks after those three (the asset sink: it sees a run's facts, then its end).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class Recording:
         *,
         redact_pii: bool,
         sinks: Sequence[Sink] | None = None,
+        extra_sinks: Sequence[Sink] = (),
     ) -> None:
         self.recorder = recorder
         self.metrics = metrics
@@ -62,7 +64,7 @@ class Recording:
             tuple(sinks)
             if sinks is not None
             else (HealthSink(recorder, redact_pii=redact_pii), MetricsSink(metrics), SpanSink())
-        )
+        ) + tuple(extra_sinks)
         self._warnings = [WarnOnce(logger) for _ in self.sinks]
 
     def handle(self, event: Any) -> None:

@@ -37,6 +37,7 @@ from prefect_synthobs.health.events import AttemptError
 from prefect_synthobs.health.recorder import Recorder, adopt_unkeyed_spool
 from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.instrument import prefect_api, prefect_runs
+from prefect_synthobs.instrument.assets import AssetSink
 from prefect_synthobs.instrument.flow_end import RECONCILE_DELAY_SECONDS, FlowEnd
 from prefect_synthobs.instrument.gpu_use import GpuPublisher, RunGpu
 from prefect_synthobs.instrument.process_use import PROCESS_USE, RunProcessUse
@@ -116,7 +117,12 @@ class Runtime:
             spool_max_bytes=settings.spool_max_bytes,
             on_dropped=lambda table, rows: metrics.rows_dropped.labels(table=table).inc(rows),
         )
-        self.recording = Recording(self.recorder, metrics, redact_pii=settings.redact_pii)
+        self.recording = Recording(
+            self.recorder,
+            metrics,
+            redact_pii=settings.redact_pii,
+            extra_sinks=(AssetSink(settings),),  # synthetic tables as Prefect assets at each flow run's end
+        )
         self.exporter = exporter or make_exporter(settings)
         self.host = socket.gethostname()
         self.scope = RunScope()
