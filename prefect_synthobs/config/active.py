@@ -128,6 +128,22 @@ class ActiveSettings:
         goes on; a bad explicit value raises (``ValidationError``)."""
         return SynthObsSettings(**values)
 
+    def use_block_values(self, name: str, values: Mapping[str, Any]) -> SynthObsSettings:
+        """Take ``values`` as what the config block ``name`` holds, without loading it, then ``configure()``.
+
+        For synthobs' Prefect plugin: the parent process loaded the block moments ago and handed its values on.
+        Each value is checked as a loaded block's are (a refused one costs a warning and is dropped).
+        """
+        usable = usable_values(dict(values), source=f"config block {name!r}")
+        with self._lock:
+            self._block_name, self._block_values = name, usable
+        return self.configure()
+
+    def loaded_block(self) -> tuple[str | None, dict[str, Any]]:
+        """The config block in use: its name and the values it gave (none: no block, or it could not be loaded)."""
+        with self._lock:
+            return self._block_name, dict(self._block_values)
+
     def get(self) -> SynthObsSettings:
         with self._lock:
             active = self._active

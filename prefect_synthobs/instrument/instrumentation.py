@@ -82,7 +82,7 @@ class Instrumentation:
         self.carried_settings: dict[str, Any] | None = None
         """The settings a worker carrier last applied in this process (``observe.WorkerCarrier``)."""
         """Flow spans synthobs opened itself (Prefect's run telemetry off), by flow run id."""
-        self.listener = RunListener(self.current_runtime)
+        self.listener = RunListener(self.current_runtime, self.observe_all_runtime)
         self.publisher = GpuPublisher(socket.gethostname(), self._current_recording, self._redact_pii)
         self._lock = threading.RLock()
         self._listening: list[Any] = []
@@ -217,6 +217,12 @@ class Instrumentation:
     def current_runtime(self) -> Runtime | None:
         """The runtime if one was built, without building it."""
         return self._runtime
+
+    def observe_all_runtime(self) -> Runtime | None:
+        """With ``observe_all`` on (and this installed): the runtime, built on first use; else ``None``."""
+        if not self._installed or not self.settings().observe_all:
+            return None
+        return self.runtime()
 
     def runtime(self) -> Runtime:
         """The runtime, built (and its exporters started) on first use."""

@@ -6,21 +6,31 @@ installed. Prefect ends a run's span inside the run's context once the run is
 final, so the listener reads the in-process ``TaskRunContext`` /
 ``FlowRunContext`` at that moment: accurate state, times and ``run_count``,
 with no API query (task runs reach the API late).
+
+With ``observe_all`` on (``all_runs`` returns a runtime) it also puts every
+flow run that nothing else put in scope into scope as its span starts (kind
+``other``): the public OpenTelemetry hook Prefect's engine already calls, so no
+``Flow`` is rewritten and nothing is patched. A decorated flow's ``on_running``
+hook, which runs after the span started, then makes the run observed with its
+own arguments, and its end hook records it (this listener skips it): one row
+per run, decorated or not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.instrument import prefect_runs
-from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime
+from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime, span_attributes
 
 logger = get_logger()
 
@@ -39,10 +49,15 @@ class RunListener(SpanProcessor):
 
     Args:
         runtime: Returns the current runtime (``None``: nothing is recorded).
+        all_runs: Returns the runtime that records every flow run when
+            ``observe_all`` is on (built on first use), else ``None``.
     """
 
-    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+    def __init__(
+        self, runtime: Callable[[], Runtime | None], all_runs: Callable[[], Runtime | None] = lambda: None
+    ) -> None:
         self._runtime = runtime
+        self._all_runs = all_runs
         self.enabled = True
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -57,11 +72,9 @@ class RunListener(SpanProcessor):
             return
         try:
             runtime = self._runtime()
-            parent = FlowRunContext.get()
-            if runtime is None or parent is None or parent.flow_run is None:
-                return
-            parent_id = str(parent.flow_run.id)
-            if runtime.in_scope(parent_id):
+            parent = FlowRunContext.get()  # the new run's context is not entered yet: its parent's, if any
+            parent_id = str(parent.flow_run.id) if parent is not None and parent.flow_run is not None else None
+            if runtime is not None and parent_id is not None and runtime.in_scope(parent_id):
                 runtime.begin_flow_run(
                     attrs.get(catalog.PREFECT_RUN_NAME, "subflow"),
                     attrs[catalog.PREFECT_RUN_ID],
@@ -69,8 +82,30 @@ class RunListener(SpanProcessor):
                     observed=False,
                     parent_flow_run_id=parent_id,
                 )
+                return
+            self._begin_any(span, attrs, parent_id)
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener on_start failed: %s", exc)
+
+    def _begin_any(self, span: Span, attrs: Any, parent_id: str | None) -> None:
+        """``observe_all``: a flow run nothing put in scope (a root run, undecorated) is recorded as kind ``other``.
+
+        A decorated flow's ``on_running`` hook (after this) makes it observed with its own arguments.
+        """
+        runtime = self._all_runs()
+        run_id = attrs.get(catalog.PREFECT_RUN_ID)
+        if runtime is None or run_id is None or runtime.in_scope(run_id):
+            return
+        start = datetime.fromtimestamp(span.start_time / 1e9, timezone.utc) if span.start_time else None
+        runtime.begin_flow_run(
+            attrs.get(catalog.PREFECT_RUN_NAME, "flow"),
+            run_id,
+            ObserveSpec(),
+            observed=False,
+            parent_flow_run_id=parent_id,
+            start_time=start,
+        )
+        span.set_attributes(span_attributes(ObserveSpec()))  # a decorated flow's hook sets its own kind
 
     def on_end(self, span: ReadableSpan) -> None:
         attrs = span.attributes
@@ -100,13 +135,15 @@ class RunListener(SpanProcessor):
             flow_ctx = FlowRunContext.get()
             if flow_ctx is None or flow_ctx.flow_run is None:
                 return
-            runtime = self._runtime()
+            runtime = self._runtime() or self._all_runs()
             if runtime is None:
                 return
             info = runtime.run_info(flow_ctx.flow_run.id)
             if info is None or info.remote:
                 carrier = carrier_of(flow_ctx.flow)
                 spec = info.spec if info is not None else carrier.spec if carrier is not None else None
+                if spec is None and self._all_runs() is not None:
+                    spec = ObserveSpec()  # observe_all in a worker process: an undecorated flow's task
                 if spec is None:
                     return
                 # the flow's process samples its own host's GPUs: a worker there must not sample them again
@@ -152,6 +189,13 @@ class RunListener(SpanProcessor):
         if ctx is None or ctx.flow_run is None or str(ctx.flow_run.id) != attrs.get(catalog.PREFECT_RUN_ID):
             return
         info = runtime.run_info(ctx.flow_run.id)
-        if info is None or info.observed:
+        if info is None or info.observed or info.remote:
             return  # observed flows are recorded by their hooks
-        runtime.end_flow_run(ctx.flow, ctx.flow_run, ctx.flow_run.state, None, flush=False)
+        parent = info.parent_flow_run_id
+        if parent is not None and runtime.in_scope(parent):
+            runtime.end_flow_run(ctx.flow, ctx.flow_run, ctx.flow_run.state, None, flush=False)  # its parent's end
+            return
+        # a run observe_all put in scope at its root: written out at its end, as an observed flow's hooks do;
+        # tasks on a process or cluster task runner ran elsewhere (their rows are read back from the API)
+        elsewhere = ctx.task_runner is not None and not isinstance(ctx.task_runner, ThreadPoolTaskRunner)
+        runtime.end_flow_run(ctx.flow, ctx.flow_run, ctx.flow_run.state, None, flush=True, remote=elsewhere)

@@ -26,6 +26,7 @@ from prefect_synthobs import catalog as n
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.config.blocks import SynthObsConfig
+from prefect_synthobs.instrument import observe_all as _observe_all  # noqa: F401  (configure(observe_all=) reaches it)
 from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.hook_logs import FLOW_FINISHED, FLOW_STARTED, TASK_FINISHED, quiet_hook_lines
 from prefect_synthobs.instrument.instrumentation import (

@@ -67,6 +67,7 @@ def test_the_wheel_holds_every_module_the_sample_flows_and_py_typed(dists: dict[
     expected = sources("prefect_synthobs", "prefect_synthobs") | sources("flows", "prefect_synthobs/sample_flows")
     assert expected - names == set(), "modules missing from the wheel (a new subpackage not in [tool.setuptools]?)"
     assert "prefect_synthobs/py.typed" in names
+    assert "prefect_synthobs_plugin.py" in names  # the prefect.plugins entry point
     assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "flows/", "examples/"))]
     licenses = [n for n in names if re.search(r"\.dist-info/licenses/LICENSE$", n)]
     assert licenses, "the wheel carries no LICENSE"
@@ -90,6 +91,7 @@ def test_the_wheel_declares_its_version_dependencies_and_entry_points(dists: dic
         entry_points = archive.read(name).decode()
     assert "synthobs = prefect_synthobs.cli:main" in entry_points
     assert re.search(r"\[prefect\.collections\]\s+prefect_synthobs = prefect_synthobs", entry_points)
+    assert re.search(r"\[prefect\.plugins\]\s+prefect_synthobs = prefect_synthobs_plugin", entry_points)
 
 
 def test_the_sdist_holds_the_docs_a_packager_needs(dists: dict[str, Path]) -> None:
