@@ -67,6 +67,19 @@ GATES = so.QualityGates(
     min_tstr_ratio=0.6,
     policy="warn",
 )
+# The bar ``synthobs demo`` gates on: the gates above plus a release bar on Column Pair Trends that a
+# Gaussian copula does not reach on this table (it keeps the columns' linear dependence only: income grows
+# exponentially with age and the segment is cut from income; it scores about 0.88). The gate fails on
+# purpose, with policy "warn" (the run completes): the demo shows the event `synthobs.quality.gate.failed`
+# and the Prefect Automation that fires on it (`synthobs automations apply`).
+RELEASE_GATES = so.QualityGates(
+    min_overall=0.75,
+    max_exact_match_rate=0.01,
+    max_membership_inference_auc=0.6,
+    min_tstr_ratio=0.6,
+    min_column_pair_trends=0.95,
+    policy="warn",
+)
 # Epsilon each generation run charges to the customers table's privacy budget
 # (illustrative: a DP generator would report its own epsilon).
 EPSILON_PER_RUN = 0.1
@@ -360,13 +373,15 @@ def check_quality(
     model: Any = None,
     metadata: Any = None,
     challengers: dict[str, tuple[Any, pd.DataFrame]] | None = None,
+    gates: so.QualityGates | None = None,
 ) -> dict[str, float]:
     """KS complement per numeric column, then the quality report, privacy and utility scores of
     ``synthetic`` checked against the demo's gates; each challenger (name: its model and its table) is
     scored the same way without gates, so the reports' leaderboard compares the models.
 
     ``model``: the model object or its id (reports compare models by it, never average them);
-    ``metadata``: SDV's ``Metadata`` object or an SDV metadata dict (default: the demo's dict)."""
+    ``metadata``: SDV's ``Metadata`` object or an SDV metadata dict (default: the demo's dict);
+    ``gates``: the gates (default: ``GATES``; ``synthobs demo`` gives ``RELEASE_GATES``)."""
     metadata = METADATA if metadata is None else metadata
     numeric = [
         c for c in real.columns if pd.api.types.is_numeric_dtype(real[c]) and not pd.api.types.is_bool_dtype(real[c])
@@ -377,7 +392,7 @@ def check_quality(
         so.record_quality(metric, score, threshold=threshold, model=model)
         print(f"{metric:<28} {score:.3f}")
     common: dict[str, Any] = {"holdout": holdout, "target": "churned", "privacy_sample": 2_000, "seed": 7}
-    check = so.check_quality(real, synthetic, metadata, model=model, gates=GATES, **common)
+    check = so.check_quality(real, synthetic, metadata, model=model, gates=gates or GATES, **common)
     for result in check.results:
         print(f"gate {result.gate:<30} {'pass' if result.passed else 'FAIL'}  ({result.describe()})")
     scores.update(check.scores)
@@ -390,9 +405,14 @@ def check_quality(
 @so.observe(kind="other", model_type=MODEL_TYPE, table=TABLE)
 @flow(name="synthetic-pipeline", log_prints=True)
 def synthetic_pipeline(
-    n_real: int = 5_000, n_synthetic: int = 20_000, epochs: int = 5, seed: int = 7
+    n_real: int = 5_000,
+    n_synthetic: int = 20_000,
+    epochs: int = 5,
+    seed: int = 7,
+    gates: so.QualityGates | None = None,
 ) -> dict[str, float]:
-    """Train a generator, spend privacy budget, sample a synthetic table, check it."""
+    """Train a generator, spend privacy budget, sample a synthetic table, check it (against ``gates``,
+    default ``GATES``)."""
     # (cast: mypy reads a Prefect flow call as returning None)
     generators = cast(Generators, train_generator(n_real, epochs, seed))
     try:
@@ -408,7 +428,13 @@ def synthetic_pipeline(
     if isinstance(model, GaussianCopula):
         model = model_identity(model)[0]  # a model object has an id synthobs keeps on it
     scores = check_quality(
-        train_df, tables[name], holdout_df, model=model, metadata=generators.metadata, challengers=challengers
+        train_df,
+        tables[name],
+        holdout_df,
+        model=model,
+        metadata=generators.metadata,
+        challengers=challengers,
+        gates=gates,
     )
     return cast("dict[str, float]", scores)
 

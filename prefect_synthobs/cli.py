@@ -20,6 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._version import __version__
+from prefect_synthobs.automations.cli import register as register_automations
+from prefect_synthobs.automations.demo import demo_automations
 from prefect_synthobs.config.active import ConfiguredHealthStore, configure, get_settings
 from prefect_synthobs.config.prefect_process import prefect_defaults
 from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
@@ -123,12 +125,17 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.time()
     print(f"synthobs demo: train → generate → quality check, store {store.url}", flush=True)
     print(f"generator: {pipeline.GENERATOR}", flush=True)
-    with _stage_lines():
+    with _stage_lines(), demo_automations() as automations:  # the release gate fails on purpose: one fires
         state = pipeline.synthetic_pipeline(
-            n_real=args.real_rows, n_synthetic=args.rows, epochs=args.epochs, return_state=True
+            n_real=args.real_rows,
+            n_synthetic=args.rows,
+            epochs=args.epochs,
+            gates=pipeline.RELEASE_GATES,
+            return_state=True,
         )
-    get_runtime().recorder.flush()
-    _say(wall_time_line(state.name, time.time() - started, temporary_server=_ui_url() is None))
+        get_runtime().recorder.flush()
+        _say(wall_time_line(state.name, time.time() - started, temporary_server=_ui_url() is None))
+        automations.watch()
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     root = getattr(state.state_details, "flow_run_id", None)  # this demo's runs, not others' in the same window
     runs = runs_of(runs, str(root)).sort_values("start_time") if root else runs.sort_values("start_time")
@@ -142,6 +149,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(line)
     for line in trained_models_summary(store, set(runs.flow_run_id), since=_ts(started - 1)):
         print(terminal_text(line))
+    print("\n".join(automations.summary_lines()))
     prefix = settings.metrics_prefix
     samples = metric_lines(_exposition(REGISTRY), (f"{prefix}_flow_runs_total", f"{prefix}_generation_rows_total"))
     print("metrics (in-process; a few of them):")
@@ -445,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many refreshes (with --watch; default: until interrupted)",
     )
     gpu.set_defaults(func=_gpu)
+    register_automations(sub)
     return parser
 
 

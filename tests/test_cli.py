@@ -316,3 +316,50 @@ def test_the_demo_points_to_the_ui_of_the_users_own_server() -> None:
         assert _ui_url() == "http://10.1.2.3:4300"
     with temporary_settings(updates={PREFECT_UI_URL: "https://prefect.example.com/"}):
         assert _ui_url() == "https://prefect.example.com"
+
+
+# -- automations ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["apply", "list", "delete"])
+def test_automations_help_shows_every_default(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    with pytest.raises(SystemExit):
+        cli.main(["automations", command, "--help"])
+    text = capsys.readouterr().out
+    entries = [" ".join(e.split()) for e in re.split(r"\n(?=  -)", text.split("options:", 1)[1])]
+    top = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    nested = next(a for a in top.choices["automations"]._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for action in nested.choices[command]._actions:
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+            continue
+        entry = next(e for e in entries if e.startswith(action.option_strings[-1]))
+        assert (
+            f"default: {action.default:g}" in entry
+            if isinstance(action.default, float)
+            else (f"default: {action.default}" in entry)
+        ), entry
+        checked += 1
+    assert checked and "(default: synthobs/)" in text
+    if command == "apply":
+        assert "default: 360)" in text and "default: 10)" in text and "(default: 20)" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stuck-minutes", "0.1"], "at least 10 seconds"),
+        (["--zombie-minutes", "-1"], "expected minutes, 0 or more"),
+        (["--p95-min-runs", "0"], "at least 1"),
+        (["--prefix", " "], "must not be empty"),
+    ],
+)
+def test_automations_apply_refuses_bad_options_before_reaching_prefect(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["automations", "apply", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -306,7 +306,7 @@ def test_the_package_is_a_prefect_collection_with_a_synthobs_command() -> None:
     assert "prefect_synthobs" in {e.value for e in entry_points(group="prefect.collections")}
 
 
-CLI_COMMANDS = ["demo", "report", "export-dashboards", "gpu", "compact", "reconcile"]
+CLI_COMMANDS = ["demo", "report", "export-dashboards", "gpu", "compact", "reconcile", "automations"]
 
 
 @pytest.mark.parametrize("command", CLI_COMMANDS)

@@ -12,7 +12,7 @@ rather than ``20000.0``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,7 +20,7 @@ import pandas as pd
 from prefect_synthobs.reports.numbers import count_text, number_text, rate_text
 from prefect_synthobs.reports.text import terminal_text
 
-__all__ = ["flow_run_lines", "metric_lines", "runs_of", "wall_time_line"]
+__all__ = ["automation_lines", "flow_run_lines", "metric_lines", "runs_of", "wall_time_line"]
 
 WALL_TIME = "wall time"
 RUN_TIME = "run time"
@@ -92,3 +92,48 @@ def metric_lines(exposition: str, names: Iterable[str]) -> list[str]:
             shown = value
         out.append(f"{series} {shown}")
     return out
+
+
+def automation_lines(
+    prefix: str,
+    applied: int,
+    firings: Sequence[Mapping[str, Any]],
+    *,
+    waited_s: float,
+    timeout_s: float,
+    removed: bool,
+    error: str | None = None,
+) -> list[str]:
+    """What the demo's automations did: how many were applied under ``prefix``, then one line per firing of
+    the quality-gate automation (``firings``: ``automation``, ``gate``, ``table``, ``value``, ``threshold``,
+    ``action``), or why there is none (not applied; nothing reported within ``timeout_s``)."""
+    where = f"{prefix}*"
+    if not applied:
+        return [f"automations: none applied ({error or 'unknown reason'})"]
+    kept = "removed after the demo" if removed else "left on the server: synthobs automations delete --prefix " + prefix
+    lines = [f"automations: {applied} applied ({where}, {kept}); what fired:"]
+    if error:
+        lines.append(f"  {error}")
+    for firing in firings:
+        gate, table = firing.get("gate") or "?", firing.get("table") or "?"
+        value, threshold = firing.get("value"), firing.get("threshold")
+        bound = f", {_number(value)} against {_number(threshold)}" if value is not None else ""
+        action = firing.get("action") or f"action not reported within {timeout_s:g} s"
+        lines.append(
+            f"  {terminal_text(str(firing.get('automation')))} for gate {gate} (table {table}{bound}): {action}"
+        )
+    if not firings:
+        lines.append(
+            f"  not within {timeout_s:g} s (Prefect's trigger service or event persister is slow here; the Prefect "
+            "UI's event feed shows prefect.automation.triggered when it fires)"
+        )
+    else:
+        lines.append(f"  (read back from Prefect's event feed in {waited_s:.1f} s)")
+    return lines
+
+
+def _number(value: Any) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return terminal_text(str(value))
