@@ -438,9 +438,14 @@ def check_asset_template(value: str) -> str:
             f"an asset key template must be a URI such as synthobs://{{table}}/{{model_type}}, got {value!r}"
         )
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)]
     except ValueError as exc:
         raise ValueError(f"asset key template {value!r} is malformed ({exc})") from exc
+    names = {name for name, _, _ in fields if name is not None}
+    if any(name is not None and (spec or conversion) for name, spec, conversion in fields):
+        raise ValueError(
+            f"asset key template {value!r}: write placeholders plainly, as {{table}} (no format spec or !r)"
+        )
     unknown = sorted(names - set(ASSET_KEY_FIELDS))
     if unknown:
         raise ValueError(

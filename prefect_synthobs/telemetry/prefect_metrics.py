@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from prefect_synthobs._log import get_logger
-from prefect_synthobs.telemetry.redaction import strip_url_credentials
+from prefect_synthobs.telemetry.prefect_names import ENV_FLOW_RUN_ID
 
 logger = get_logger("telemetry.prefect_metrics")
 
@@ -69,6 +69,9 @@ def collision(environ: Mapping[str, str], *, resource_metrics_on: bool, system_m
         return f"port {GRPC_PORT} is OTLP/gRPC's"
     explicit = environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
     protocol = environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if explicit and environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") == "grpc":
+        # Prefect posts HTTP to the URL as given, which the same environment declares a gRPC endpoint
+        return "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=grpc says OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is a gRPC endpoint"
     if not explicit and protocol == "grpc":
         variable = (
             "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
@@ -79,9 +82,23 @@ def collision(environ: Mapping[str, str], *, resource_metrics_on: bool, system_m
     return None
 
 
+def shown_url(url: str) -> str:
+    """``url`` as a warning may show it: scheme, host, port and path; no credentials, query or fragment (pure)."""
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+        scheme = f"{parts.scheme}://" if parts.scheme else ""
+        return f"{scheme}{host}{port}{parts.path}"
+    except ValueError:
+        return "(an unparsable URL)"
+
+
 def message(environ: Mapping[str, str], reason: str) -> str:
     """The warning: what goes wrong and the fix (pure)."""
-    url = strip_url_credentials(prefect_metrics_url(environ) or "")
+    url = shown_url(prefect_metrics_url(environ) or "")
     return (
         f"synthobs: Prefect's flow-run resource metrics (process.cpu.utilization, process.memory.usage) are "
         f"exported over OTLP/HTTP to {url}, but {reason}: a gRPC collector refuses those posts and the metrics "
@@ -120,12 +137,16 @@ _warned = False
 def warn_once(environ: Mapping[str, str] | None = None) -> str | None:
     """Warn once per process when Prefect's resource metrics would reach a gRPC endpoint; the warning, if any.
 
-    Cheap: a few variables, one settings read, one ``find_spec``; never raises.
+    Only in a flow-run process (``PREFECT__FLOW_RUN_ID`` set, as workers and runners do): Prefect exports
+    nothing from a flow called in a script. Cheap: a few variables, one settings read, one ``find_spec``;
+    never raises.
     """
     global _warned
     if _warned:
         return None
     env = os.environ if environ is None else environ
+    if not env.get(ENV_FLOW_RUN_ID):
+        return None  # Prefect exports its resource metrics only from flow-run processes a worker or runner starts
     try:
         reason = collision(
             env, resource_metrics_on=resource_metrics_on(), system_metrics_installed=system_metrics_installed()

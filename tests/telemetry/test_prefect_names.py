@@ -196,6 +196,13 @@ ON = {"resource_metrics_on": True, "system_metrics_installed": True}
             False,
         ),
         ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://collector:4317/v1/metrics"}, True),
+        # an explicit metrics endpoint declared gRPC on another port: Prefect still posts HTTP to it
+        ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:9000", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}, True),
+        # ambiguous: only the general protocol says gRPC, the metrics endpoint is given as it is
+        (
+            {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:9000/v1/metrics", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            False,
+        ),
         ({}, False),  # no endpoint: Prefect exports nothing (outside Prefect Cloud)
     ],
 )
@@ -217,7 +224,7 @@ def test_the_warning_is_said_once_and_names_the_fix(
     monkeypatch.setattr(prefect_metrics, "resource_metrics_on", lambda: True)
     monkeypatch.setattr(prefect_metrics, "system_metrics_installed", lambda: True)
     prefect_metrics.rearm()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:secret@collector:4317"}
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:secret@collector:4317", "PREFECT__FLOW_RUN_ID": "r1"}
     caplog.set_level(logging.WARNING)
     try:
         text = prefect_metrics.warn_once(env)
@@ -228,6 +235,34 @@ def test_the_warning_is_said_once_and_names_the_fix(
     assert "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" in text and "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS=false" in text
     assert "secret" not in text and "collector:4317/v1/metrics" in text
     assert prefect_metrics.warn_once({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) is None
+
+
+def test_the_warning_is_only_said_in_a_flow_run_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect exports its resource metrics only from the flow-run processes workers and runners start
+    (``PREFECT__FLOW_RUN_ID`` set): a flow called in a script loses nothing, so nothing is said there."""
+    monkeypatch.setattr(prefect_metrics, "resource_metrics_on", lambda: True)
+    monkeypatch.setattr(prefect_metrics, "system_metrics_installed", lambda: True)
+    prefect_metrics.rearm()
+    try:
+        assert prefect_metrics.warn_once({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}) is None
+        assert prefect_metrics.warn_once(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "PREFECT__FLOW_RUN_ID": "r1"}
+        )
+    finally:
+        prefect_metrics.rearm()
+
+
+@given(
+    secret=st.from_regex(r"Qz[0-9A-Za-z]{6,20}", fullmatch=True),
+    form=st.sampled_from(
+        ["http://u:{s}@c:4317", "c:4317/v1/metrics?api_key={s}", "https://c:4317/p?x=1&token={s}#{s}", "u:{s}@c:4317"]
+    ),
+)
+def test_the_warning_never_shows_a_credential_or_query(secret: str, form: str) -> None:
+    env = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": form.format(s=secret)}
+    text = prefect_metrics.message(env, "port 4317 is OTLP/gRPC's")
+    assert secret not in text
+    assert "c:4317" in text
 
 
 def test_the_check_reads_prefects_settings_and_the_installed_package() -> None:
@@ -270,6 +305,7 @@ def test_the_runtime_checks_once_per_process(
     monkeypatch.setattr(prefect_metrics, "resource_metrics_on", lambda: True)
     monkeypatch.setattr(prefect_metrics, "system_metrics_installed", lambda: True)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", str(uuid.uuid4()))  # a flow-run process, where Prefect exports
     prefect_metrics.rearm()
     caplog.set_level(logging.WARNING)
     try:
