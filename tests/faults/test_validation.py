@@ -109,7 +109,7 @@ def test_a_score_without_a_fixed_range_may_exceed_one(store_dir: Path) -> None:
 
     assert "tstr_ratio" not in UNIT_INTERVAL_METRICS and "overall" in UNIT_INTERVAL_METRICS
     assert so.record_quality("tstr_ratio", 1.07) is None  # outside a run: validated, then only the metrics
-    assert gauge() == [1.07]  # kept as given, not clipped to 1
+    assert 1.07 in gauge()  # kept as given, not clipped to 1 (other tests on this worker may hold other series)
     assert so.record_quality("tstr_ratio", 1.07, threshold=1.0) is True  # a threshold above one too
     assert so.record_quality("tstr_ratio", 0.93, threshold=1.0) is False
     with pytest.raises(ValueError, match="between 0 and 1"):
