@@ -195,7 +195,10 @@ def test_compact_prints_a_line_per_table_and_a_summary(tmp_path: Path, capsys: p
     assert "task_runs: 1 partition(s) compacted, 2 → 1 files, 6 rows" in out
     summary = SUMMARY.fullmatch(lines[-1])
     assert summary and summary.group(1, 2, 3) == (str(len(names.TABLES)), "2", "1"), lines[-1]
-    assert err == ""  # not a terminal: no progress display
+    # not a terminal: no progress display. Prefect's API log worker, started by an earlier test on this worker,
+    # may print its failure to reach the no-server URL here ("--- Error logging to API ---"): not this command's
+    prefect_noise = ("--- Error logging to API", "All connection attempts failed", "I/O operation on closed file")
+    assert [line for line in err.splitlines() if line.strip() and not line.startswith(prefect_noise)] == []
 
     assert cli.main(["compact", "--store", str(tmp_path / "store"), "--table", "task_runs"]) == 0
     summary = SUMMARY.search(capsys.readouterr().out)
