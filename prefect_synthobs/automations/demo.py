@@ -98,7 +98,10 @@ def demo_automations() -> Iterator[DemoAutomations]:
     state = DemoAutomations()
     try:
         with get_client(sync_client=True) as prefect:
-            specs = build(Options(prefix=DEMO_PREFIX))
+            # not the stuck and zombie watches: they could not fire within a demo that lasts a minute, and they
+            # match every flow-run event, whose trigger buckets the temporary SQLite server then writes beside
+            # the pipeline's own writes (seen: "database is locked" tracebacks on Prefect 3.7.5)
+            specs = build(Options(prefix=DEMO_PREFIX, stuck_minutes=0, zombie_minutes=0))
             steps = manage.plan(manage.read_all(prefect), specs, DEMO_PREFIX)
             manage.execute(prefect, [s for s in steps if s.verb != "unchanged"])
             ours = manage.managed(manage.read_all(prefect), DEMO_PREFIX)

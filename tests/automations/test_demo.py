@@ -29,7 +29,7 @@ def test_the_demos_failing_gate_fires_the_automation_it_applied(tmp_path: Path) 
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # a failed gate (policy warn) is no error
     out = proc.stdout
-    assert re.search(rf"^automations: 7 applied \({re.escape(DEMO_PREFIX)}\*, removed after the demo\)", out, re.M), out
+    assert re.search(rf"^automations: 5 applied \({re.escape(DEMO_PREFIX)}\*, removed after the demo\)", out, re.M), out
     fired = re.search(
         rf"^  {re.escape(DEMO_PREFIX)}quality-gate-failed for gate min_column_pair_trends "
         r"\(table customers, 0\.\d+ against 0\.95\): do-nothing executed$",
