@@ -9,11 +9,18 @@ else the synthetic table's own name), and a small JSON-safe payload, redacted li
 A key Prefect refuses (``render_key``: a space, ``#``, ``%``...; over 512 characters; an upper-case
 scheme) skips that table (``Skipped``, one warning at the edge): Prefect's keys admit no escape (``%``
 itself is refused) and replacing characters would merge different tables into one asset. With
-``redact_pii``, a placeholder value that holds PII (an e-mail as a table name) becomes ``redacted``.
+``redact_pii``, the PII in a placeholder value (an e-mail as a table name) becomes ``redacted-<hash>`` (the
+first 8 hex digits of the raw value's SHA-256: two such tables stay two assets), and the payload's texts and
+its dictionaries' keys (metric and dataset names) are redacted.
+
+The models' rows of a table add up to the run's rows of it (``FlowRunEnded.rows_by_table``, its last
+attempt): one model takes them all; with several, each keeps the rows it sampled here, and the rest (sampled
+in other processes, or counted by ``record_rows``) is one more part, synthesizer ``other processes``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +36,9 @@ from prefect_synthobs.telemetry.redaction import REDACTED, redact, redact_fields
 UNKNOWN = "unknown"
 """A placeholder's value when the run does not know it (``{model_id}`` of rows counted by ``record_rows``)."""
 REDACTED_PART = "redacted"
-"""What a redacted placeholder value becomes in a key (Prefect refuses ``[`` and ``]``)."""
+"""What a redacted placeholder value becomes in a key (Prefect refuses ``[`` and ``]``), with ``-<hash>``."""
+OTHER_PROCESSES = "other processes"
+"""The ``synthesizer`` of a table's rows no model sampled in this process (other processes, ``record_rows``)."""
 STATUS_OF_STATE = {"COMPLETED": "succeeded", "FAILED": "failed"}
 """A run's final state -> the materialization's status; other states emit nothing (as Prefect's tasks)."""
 MAX_TASK_RUNS = 10
@@ -57,10 +66,15 @@ class ModelFacts:
 
 @dataclass
 class Sampled:
-    """A model's rows of one table in a run, and the task runs that sampled them (id -> name)."""
+    """A model's rows of one table in a run, and the task runs that sampled them (id -> name).
+
+    While the run is in progress the ledger keeps, per task run, the rows of the attempt that sampled them
+    (``by_task``: task run id -> (attempt, rows)); ``rows`` counts the samples made in the flow itself. The
+    ledger folds in each task run's last attempt when the run ends (``AssetLedger.take``)."""
 
     rows: int = 0
     task_runs: dict[str, str | None] = field(default_factory=dict)  # id -> name
+    by_task: dict[str, tuple[int, int]] = field(default_factory=dict)  # task run id -> (attempt, rows)
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,9 @@ class RunRecord:
     models: dict[str, ModelFacts] = field(default_factory=dict)
     scores: list[Score] = field(default_factory=list)
     privacy: dict[str, float] = field(default_factory=dict)  # dataset -> epsilon spent in the run
+    attempt: int = 0
+    """The flow's attempt the samples and scores belong to (0: not known; a later attempt drops them)."""
+    task_attempts: dict[str, int] = field(default_factory=dict)  # task run id -> its latest attempt seen
 
 
 def merged_facts(model: ModelFacts, fit: ModelFacts | None) -> ModelFacts:
@@ -143,10 +160,14 @@ class Skipped:
 
 
 def key_part(value: object, *, redact_pii: bool) -> str:
-    """A placeholder's value in a key: ``unknown`` when missing; PII replaced by ``redacted``."""
+    """A placeholder's value in a key: ``unknown`` when missing; PII replaced by ``redacted-<hash>``, the first
+    8 hex digits of the raw value's SHA-256, so two tables whose names redact alike stay two assets."""
     text = str(value) if value is not None and str(value) != "" else UNKNOWN
     if redact_pii:
-        text = redact(text).replace(REDACTED, REDACTED_PART)
+        redacted = redact(text)
+        if redacted != text:
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+            text = redacted.replace(REDACTED, f"{REDACTED_PART}-{digest}")
     return text
 
 
@@ -197,10 +218,23 @@ def _text(value: Any) -> Any:
     return value[:MAX_TEXT] if isinstance(value, str) else value
 
 
+def _redacted_keys(value: Mapping[Any, Any], redact_pii: bool) -> dict[str, Any]:
+    """``value`` with PII redacted in its keys too (a metric or dataset name); two keys that redact alike are
+    one: their numbers summed (an epsilon spent on two datasets), else the first value kept."""
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        key = _text(redact(str(k)) if redact_pii else str(k))
+        if key not in out:
+            out[key] = _text(v)
+        elif all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (out[key], v)):
+            out[key] = out[key] + v
+    return out
+
+
 def _redacted_tree(value: Any, redact_pii: bool) -> Any:
-    """A payload with every text redacted (``redact_fields`` at each level: machine ids stay)."""
+    """A payload with every text redacted, keys too (``redact_fields`` at each level: machine ids stay)."""
     if isinstance(value, Mapping):
-        flat = redact_fields({str(k): _text(v) for k, v in value.items()}, enabled=redact_pii)
+        flat = redact_fields(_redacted_keys(value, redact_pii), enabled=redact_pii)
         return {k: _redacted_tree(v, redact_pii) if isinstance(v, (Mapping, list)) else v for k, v in flat.items()}
     if isinstance(value, list):
         return [_redacted_tree(v, redact_pii) if isinstance(v, (Mapping, list)) else _text(v) for v in value]
@@ -222,11 +256,18 @@ def _model_fields(facts: ModelFacts) -> dict[str, Any]:
 
 def _models_of(record: RunRecord, table: str, ended: FlowRunEnded, rows: int) -> list[tuple[ModelFacts, Sampled]]:
     """The models that generated ``table``'s rows, each with its rows (one model: all the table's rows)."""
-    sampled = [(record.models[m], s) for (t, m), s in record.samples.items() if t == table and m in record.models]
+    sampled = [
+        (record.models[m], s)
+        for (t, m), s in record.samples.items()
+        if t == table and m in record.models and s.rows > 0
+    ]
     if len(sampled) == 1:
         facts, one = sampled[0]
         return [(facts, Sampled(rows, one.task_runs))]
-    if sampled:
+    if sampled:  # each model its rows as measured; rows no model here sampled (other processes): their own part
+        other = rows - sum(s.rows for _, s in sampled)
+        if other > 0:
+            sampled.append((ModelFacts(None, ended.model_type, synthesizer=OTHER_PROCESSES), Sampled(other)))
         return sampled
     # rows counted by ``record_rows``: the model a quality score named, when exactly one did; else the flow's type
     named = {(s.model_id, s.model_type) for s in record.scores if s.table == table and s.model_id is not None}

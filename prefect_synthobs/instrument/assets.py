@@ -16,6 +16,11 @@ event is a summary, and one per table and run keeps Prefect's asset history read
 ``sample_call`` calls ``note_sample``) and, through ``AssetSink`` on the recording seam, fits, quality
 checks, privacy spends and the flow run's end, where ``materialize_run`` emits (``prefect_api``). Nothing
 here ever fails a run: a fault costs one warning saying what is lost.
+
+A run's asset tells its last attempt, as its ``flow_runs`` row does: a flow retry drops the earlier attempts'
+samples and scores (the runtime's ``RunScope.run_info``, handed to ``AssetSink``, says which attempt is
+current; privacy spends stay: they happened), and each task run counts its last attempt (Prefect's
+``run_count``). A worker process that runs some of a flow's tasks notes nothing: the flow's process emits.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ _SCORES_KEPT = 2000
 """Quality scores kept per run (a run recording more keeps the latest: the payload holds the latest of each)."""
 
 
+RunInfoOf = Callable[[str], Any]
+"""The runtime's ``RunScope.run_info``: a flow run's ``RunInfo`` in this process (``None``: not in scope)."""
+
+
 class AssetLedger:
     """Per flow run (the last ``_RUNS_KEPT``), what ``plan_run`` needs; per model (the last ``_FITS_KEPT``),
     what its fit said. Thread-safe; process-wide (``LEDGER``), so a ``configure`` that rebuilds the runtime
@@ -61,6 +70,8 @@ class AssetLedger:
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, RunRecord] = OrderedDict()
         self._fits: OrderedDict[str, ModelFacts] = OrderedDict()
+        self.run_info: RunInfoOf | None = None
+        """The runtime's run lookup (set by the runtime's ``AssetSink``): a run's attempt, or that it is remote."""
 
     def _run(self, flow_run_id: str) -> RunRecord:
         record = self._runs.get(flow_run_id)
@@ -90,33 +101,70 @@ class AssetLedger:
             while len(self._fits) > _FITS_KEPT:
                 self._fits.popitem(last=False)
 
+    def _attempt(self, flow_run_id: str, attempt: int) -> RunRecord:
+        """The run's record for the flow's ``attempt`` (0: not known): a later attempt than the record's drops
+        its samples, models and scores (the asset of a run tells its last attempt, as its ``flow_runs`` row
+        does); privacy spends stay (they happened). Call with the lock held."""
+        record = self._run(flow_run_id)
+        if attempt > record.attempt:
+            if record.attempt:
+                record.samples.clear()
+                record.models.clear()
+                record.scores.clear()
+                record.task_attempts.clear()
+            record.attempt = attempt
+        return record
+
     def sampled(
-        self, flow_run_id: str, model: ModelFacts, counts: Mapping[str | None, int], task_run: Any = None
+        self,
+        flow_run_id: str,
+        model: ModelFacts,
+        counts: Mapping[str | None, int],
+        task_run: Any = None,
+        *,
+        attempt: int = 0,
     ) -> None:
-        """A model sampled ``counts`` rows per table in the flow run (in ``task_run``, if in one)."""
+        """A model sampled ``counts`` rows per table in the flow's ``attempt`` (0: not known), in ``task_run``
+        if in one (its ``run_count`` the task's attempt: only a task run's last attempt counts)."""
         if model.model_id is None:
             return
         with self._lock:
-            record = self._run(flow_run_id)
+            record = self._attempt(flow_run_id, attempt)
+            if attempt and attempt < record.attempt:
+                return  # a late sample of an attempt already retried
+            task_id = str(task_run.id) if task_run is not None else None
+            task_attempt = _run_count(task_run)
+            if task_id is not None:
+                latest = record.task_attempts.get(task_id, 0)
+                if task_attempt < latest:
+                    return
+                record.task_attempts[task_id] = task_attempt
             fit = self._fits.get(model.model_id)
             record.models[model.model_id] = merged_facts(model, fit)
             for table, n in counts.items():
                 if table is None:
                     continue
                 sampled = record.samples.setdefault((table, model.model_id), Sampled())
-                sampled.rows += int(n)
-                if task_run is not None and len(sampled.task_runs) < MAX_TASK_RUNS:
-                    sampled.task_runs[str(task_run.id)] = getattr(task_run, "name", None)
+                if task_id is None:
+                    sampled.rows += int(n)
+                    continue
+                seen, rows = sampled.by_task.get(task_id, (task_attempt, 0))
+                sampled.by_task[task_id] = (task_attempt, (rows if seen == task_attempt else 0) + int(n))
+                if len(sampled.task_runs) < MAX_TASK_RUNS:
+                    sampled.task_runs[task_id] = getattr(task_run, "name", None)
 
-    def scored(self, event: QualityChecked) -> None:
-        """A quality score recorded in an observed run."""
+    def scored(self, event: QualityChecked, *, attempt: int = 0) -> None:
+        """A quality score recorded in an observed run, in the flow's ``attempt`` (0: not known)."""
         if event.flow_run_id is None or event.table_name is None or not event.in_observed_run:
             return
         score = Score(
             event.table_name, event.model_id, event.model_type, event.metric, event.score, event.gate, event.passed
         )
         with self._lock:
-            scores = self._run(event.flow_run_id).scores
+            record = self._attempt(event.flow_run_id, attempt)
+            if attempt and attempt < record.attempt:
+                return
+            scores = record.scores
             scores.append(score)
             if len(scores) > _SCORES_KEPT:
                 del scores[: len(scores) - _SCORES_KEPT]
@@ -130,14 +178,44 @@ class AssetLedger:
             privacy[event.dataset] = privacy.get(event.dataset, 0.0) + float(event.epsilon)
 
     def take(self, flow_run_id: str) -> RunRecord | None:
-        """The run's record, forgotten here (its end is recorded once)."""
+        """The run's record, forgotten here (its end is recorded once), each sample's rows those of the flow
+        itself plus each task run's last attempt (``Sampled.by_task`` folded in)."""
         with self._lock:
-            return self._runs.pop(flow_run_id, None)
+            record = self._runs.pop(flow_run_id, None)
+        if record is not None:
+            for sampled in record.samples.values():
+                last = record.task_attempts
+                kept = {t: n for t, (a, n) in sampled.by_task.items() if a == last.get(t, a)}
+                sampled.rows += sum(kept.values())
+                sampled.task_runs = {t: name for t, name in sampled.task_runs.items() if t in kept}
+                sampled.by_task = {}
+        return record
 
     def clear(self) -> None:
         with self._lock:
             self._runs.clear()
             self._fits.clear()
+
+
+def _run_count(task_run: Any) -> int:
+    """A task run's attempt (Prefect's ``run_count``; 0: not known)."""
+    count = getattr(task_run, "run_count", 0)
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+def local_attempt(flow_run_id: str | None, run_info: RunInfoOf | None) -> int | None:
+    """The flow run's current attempt in this process (0: not known here), ``None`` when this process sees it
+    remotely (a worker running some of its tasks: its asset events are emitted where the flow runs, so
+    nothing is noted here). Never raises."""
+    if flow_run_id is None or run_info is None:
+        return 0
+    try:
+        info = run_info(flow_run_id)
+        if info is None:
+            return 0
+        return None if info.remote else int(info.attempts)
+    except Exception:
+        return 0
 
 
 LEDGER = AssetLedger()
@@ -156,7 +234,10 @@ def note_sample(
     (one warning per process: that sample's model facts are missing from its table's asset event)."""
     try:
         if get_settings().assets:
-            (ledger or LEDGER).sampled(flow_run_id, model, counts, task_run)
+            ledger = ledger or LEDGER
+            attempt = local_attempt(flow_run_id, ledger.run_info)
+            if attempt is not None:  # a worker's sample: its run's asset events are not emitted here
+                ledger.sampled(flow_run_id, model, counts, task_run, attempt=attempt)
     except Exception as exc:
         if _first("note"):
             logger.warning(
@@ -168,6 +249,9 @@ def note_sample(
 
 # -- the edge: emit at the flow's end -----------------------------------------------------------------------------
 
+_WARNED_KEPT = 256
+"""Distinct once-per-process warnings remembered (a table each: refused names are unbounded); past that, one
+warning says that further ones are not given."""
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -176,8 +260,19 @@ def _first(kind: str) -> bool:
     with _warned_lock:
         if kind in _warned:
             return False
-        _warned.add(kind)
-        return True
+        if len(_warned) >= _WARNED_KEPT:
+            full = "\0full" not in _warned
+            _warned.add("\0full")
+        else:
+            _warned.add(kind)
+            return True
+    if full:
+        logger.warning(
+            "synthobs: %d asset warnings were given in this process; further ones (tables not materialized, "
+            "samples not noted) are not given",
+            _WARNED_KEPT,
+        )
+    return False
 
 
 _EMIT_FAULT = WarnOnce(logger)
@@ -264,19 +359,31 @@ class AssetSink:
     Args:
         settings: The settings to follow (default: the active ones, read at each run's end).
         ledger: Where runs are noted (default: the process's ``LEDGER``).
+        run_info: The runtime's run lookup (``RunScope.run_info``), given to the ledger: which attempt of a flow
+            run a sample or score belongs to, and whether the run is remote here (a worker: nothing noted).
     """
 
     loses = "Prefect asset events (synthetic table lineage)"
 
-    def __init__(self, settings: SynthObsSettings | None = None, *, ledger: AssetLedger = LEDGER) -> None:
+    def __init__(
+        self,
+        settings: SynthObsSettings | None = None,
+        *,
+        ledger: AssetLedger = LEDGER,
+        run_info: RunInfoOf | None = None,
+    ) -> None:
         self._settings = settings
         self.ledger = ledger
+        if run_info is not None:  # the latest runtime's (a configure that rebuilds it adopts the runs in scope)
+            ledger.run_info = run_info
 
     def handle(self, event: Any) -> None:
         if isinstance(event, ModelFitted):
             self.ledger.fitted(event)
         elif isinstance(event, QualityChecked):
-            self.ledger.scored(event)
+            attempt = local_attempt(event.flow_run_id, self.ledger.run_info)
+            if attempt is not None:  # a worker's score: its run's asset events are not emitted here
+                self.ledger.scored(event, attempt=attempt)
         elif isinstance(event, PrivacyChecked):
             self.ledger.spent(event)
         elif isinstance(event, FlowRunEnded):

@@ -121,7 +121,7 @@ class Runtime:
             self.recorder,
             metrics,
             redact_pii=settings.redact_pii,
-            extra_sinks=(AssetSink(settings),),  # synthetic tables as Prefect assets at each flow run's end
+            extra_sinks=(AssetSink(settings, run_info=lambda run: self.scope.run_info(run)),),  # assets at runs' ends
         )
         self.exporter = exporter or make_exporter(settings)
         self.host = socket.gethostname()
