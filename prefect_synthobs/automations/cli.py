@@ -18,6 +18,7 @@ from prefect_synthobs.automations.specs import (
     DEFAULT_PREFIX,
     DEFAULT_STUCK_MINUTES,
     DEFAULT_ZOMBIE_MINUTES,
+    P95_NAME,
     Options,
     action_summary,
     build,
@@ -29,6 +30,9 @@ _VERBS = {"create": "created", "update": "updated", "unchanged": "unchanged", "d
 _WOULD = {"create": "would create", "update": "would update", "unchanged": "unchanged", "delete": "would delete"}
 
 
+MAX_MINUTES = 10_000_000
+
+
 def _minutes(text: str) -> float:
     """Minutes, 0 (no such automation) or more; fractions allowed (an argparse type)."""
     try:
@@ -37,6 +41,8 @@ def _minutes(text: str) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected minutes, 0 or more (0: no such automation), got {text!r}")
+    if value > MAX_MINUTES:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_MINUTES:,} minutes (about 19 years), got {text!r}")
     if 0 < value * 60 < 10:
         raise argparse.ArgumentTypeError(f"Prefect needs at least 10 seconds (0.17 min) here, got {text!r}")
     return value
@@ -155,9 +161,9 @@ def _fail(command: str, exc: Exception) -> int:
 def _apply(args: argparse.Namespace) -> int:
     try:
         with manage.client() as prefect:
-            options, notes = _options(args, prefect)
+            options, notes, keep = _options(args, prefect)
             specs = build(options)
-            steps = manage.plan(manage.read_all(prefect), specs, args.prefix)
+            steps = manage.plan(manage.read_all(prefect), specs, args.prefix, keep=keep)
             done = steps if args.dry_run else manage.execute(prefect, [s for s in steps if s.verb != "unchanged"])
     except AutomationsError as exc:
         return _fail("apply", exc)
@@ -187,8 +193,11 @@ def step_lines(steps: Sequence[Step], *, dry_run: bool = False) -> list[str]:
     ]
 
 
-def _options(args: argparse.Namespace, prefect: Any) -> tuple[Options, list[str]]:
+def _options(args: argparse.Namespace, prefect: Any) -> tuple[Options, list[str], str | None]:
+    """The options, notes to print, and the name prefix of automations to keep (the p95 ones, when the store
+    could not be read: a mistyped --store or a storage outage must not delete them)."""
     notes: list[str] = []
+    keep: str | None = None
     notify = manage.resolve_notify(prefect, args.notify) if args.notify else None
     pause: UUID | Literal["inferred"] | None = None
     if args.pause_deployment == "inferred":
@@ -203,10 +212,15 @@ def _options(args: argparse.Namespace, prefect: Any) -> tuple[Options, list[str]
         except Exception as exc:  # an unreadable store costs the p95 automations, not the others
             history, why = None, f"the health store could not be read: {type(exc).__name__}: {exc}"
         if history is None:
-            notes.append(f"p95: no per-flow automation ({why})")
+            keep = args.prefix + P95_NAME
+            notes.append(f"p95: no per-flow automation made or removed ({why}); existing ones are kept")
         else:
-            p95 = history.seconds
             for flow, seconds in history.seconds.items():
+                if not flow or "*" in flow or seconds > MAX_MINUTES * 60:
+                    # Prefect reads * in a matched name as a wildcard (other flows' runs would match)
+                    notes.append(f"p95: skipped flow {flow!r} (an empty name, a * in it, or a p95 over 19 years)")
+                    continue
+                p95[flow] = seconds
                 notes.append(f"p95: {flow}: {seconds:.1f} s over {history.runs[flow]} completed runs")
             if history.skipped:
                 few = ", ".join(f"{flow} ({n})" for flow, n in history.skipped.items())
@@ -225,7 +239,7 @@ def _options(args: argparse.Namespace, prefect: Any) -> tuple[Options, list[str]
         pause_deployment=pause,
         p95_seconds=p95,
     )
-    return options, notes
+    return options, notes, keep
 
 
 def _heartbeat_notes(zombie_minutes: float) -> list[str]:

@@ -114,13 +114,21 @@ def _core(automation: AutomationCore) -> AutomationCore:
     return AutomationCore.model_validate(automation.model_dump(include=set(AutomationCore.model_fields)))
 
 
+def _for_update(automation: AutomationCore) -> AutomationCore:
+    """``automation`` with every field set, as Prefect's update (``exclude_unset``) must send it, but for
+    ``owner_resource`` (the server answers 422 to it on update)."""
+    fields = set(AutomationCore.model_fields) - {"owner_resource"}
+    return AutomationCore.model_validate(automation.model_dump(include=fields))
+
+
 def same(existing: AutomationCore, desired: AutomationCore) -> bool:
     """Whether the server's automation already is what the spec asks for (sets compare as sets)."""
     return _core(existing) == _core(desired)
 
 
-def plan(existing: Sequence[Automation], specs: Sequence[Spec], prefix: str) -> list[Step]:
-    """The steps that make the server hold ``specs`` under ``prefix`` (pure).
+def plan(existing: Sequence[Automation], specs: Sequence[Spec], prefix: str, *, keep: str | None = None) -> list[Step]:
+    """The steps that make the server hold ``specs`` under ``prefix`` (pure); managed automations whose names
+    start with ``keep`` are never deleted (the p95 ones when the health store could not be read).
 
     Raises:
         AutomationsError: An automation synthobs does not manage has a name a spec wants.
@@ -147,7 +155,7 @@ def plan(existing: Sequence[Automation], specs: Sequence[Spec], prefix: str) -> 
         steps.append(Step(verb, spec.automation.name, spec.automation, first.id))
         steps += [Step("delete", d.name, d, d.id) for d in duplicates]  # a duplicate an interrupted run left
     for leftover in by_name.values():
-        steps += [Step("delete", a.name, a, a.id) for a in leftover]
+        steps += [Step("delete", a.name, a, a.id) for a in leftover if not (keep and a.name.startswith(keep))]
     return steps
 
 
@@ -160,7 +168,10 @@ def execute(prefect: SyncPrefectClient, steps: Sequence[Step]) -> list[Step]:
             continue
         assert step.id is not None
         if step.verb == "update":
-            prefect.update_automation(step.id, step.automation)
+            # Prefect's update sends only the fields set (exclude_unset): an action's ``type`` is a default, so it
+            # would be dropped and the server would read PauseDeployment as run-deployment, CancelFlowRun as
+            # do-nothing. Re-validated from a dump, every field counts as set.
+            prefect.update_automation(step.id, _for_update(step.automation))
         elif step.verb == "delete":
             prefect.delete_automation(step.id)
         done.append(step)
@@ -240,7 +251,7 @@ def resolve_deployment(prefect: SyncPrefectClient, name: str) -> UUID:
     Raises:
         AutomationsError: No such deployment.
     """
-    if "/" not in name:
+    if name.count("/") != 1 or not all(name.split("/")):
         raise AutomationsError(f"--pause-deployment: name the deployment as FLOW/DEPLOYMENT, got {name!r}")
     try:
         return prefect.read_deployment_by_name(name).id

@@ -54,6 +54,8 @@ DEFAULT_ZOMBIE_MINUTES: Final = 10.0
 """More than three of Prefect's default heartbeats (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, 180 s) missed."""
 DEFAULT_P95_MIN_RUNS: Final = 20
 DEFAULT_P95_DAYS: Final = 30
+P95_NAME: Final = "flow-slower-than-p95/"
+"""The p95 automations' names after the prefix: one per flow."""
 PROACTIVE_MIN_SECONDS: Final = 10
 """Prefect's least ``within`` for a proactive trigger."""
 
@@ -283,9 +285,7 @@ def build(options: Options) -> list[Spec]:
             f"A run of flow {flow!r} has run longer than its usual 95th percentile "
             f"({trigger.within.total_seconds():g} s, from the health store's flow_runs)."
         )
-        specs.append(
-            Spec("p95", _automation(options, f"flow-slower-than-p95/{flow}", what, trigger, _actions(*notify)))
-        )
+        specs.append(Spec("p95", _automation(options, f"{P95_NAME}{flow}", what, trigger, _actions(*notify))))
     return specs
 
 

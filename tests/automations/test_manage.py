@@ -193,8 +193,33 @@ def test_p95_automations_from_the_health_store(capsys: pytest.CaptureFixture[str
     assert prefix + "flow-slower-than-p95/rare-flow" not in under(prefix)
     code, out, _ = run(capsys, "apply", "--prefix", prefix, "--store", str(tmp_path / "store"))
     assert "0 created; 0 updated; 8 unchanged; 0 deleted" in out
+    # a store that cannot be read (a mistyped --store, an outage) keeps the p95 automations there are
+    code, out, _ = run(capsys, "apply", "--prefix", prefix, "--store", str(tmp_path / "no-such-store"))
+    assert code == 0 and "existing ones are kept" in out and "0 deleted" in out, out
+    assert prefix + "flow-slower-than-p95/busy-flow" in under(prefix)
     code, out, _ = run(capsys, "apply", "--prefix", prefix, *NO_P95)  # the flow's trigger is no longer asked for
     assert "1 deleted" in out and prefix + "flow-slower-than-p95/busy-flow" not in under(prefix)
+
+
+def test_an_update_keeps_each_actions_type(capsys: pytest.CaptureFixture[str], prefix: str) -> None:
+    """Prefect's update sends only the fields set: an action's ``type`` (a default) was dropped, and the server
+    read PauseDeployment as run-deployment and CancelFlowRun as do-nothing. Applied twice, it converges."""
+    assert run(capsys, "apply", "--prefix", prefix, *NO_P95)[0] == 0
+    code, out, _ = run(capsys, "apply", "--prefix", prefix, "--cancel-stuck", "--pause-deployment", *NO_P95)
+    assert code == 0 and "updated" in out, out
+    got = under(prefix)
+    assert [a.type for a in got[prefix + "quality-gate-failed"].actions] == ["pause-deployment"]
+    assert [a.type for a in got[prefix + "flow-run-stuck"].actions] == ["cancel-flow-run"]
+    code, out, _ = run(capsys, "apply", "--prefix", prefix, "--cancel-stuck", "--pause-deployment", *NO_P95)
+    assert "0 updated" in out and "7 unchanged" in out, out
+
+
+@pytest.mark.parametrize("name", ["a/b/c", "/dep", "flow/", "plain"])
+def test_a_deployment_name_not_flow_slash_deployment_is_refused(
+    capsys: pytest.CaptureFixture[str], prefix: str, name: str
+) -> None:
+    code, _, err = run(capsys, "apply", "--prefix", prefix, "--pause-deployment", name, *NO_P95)
+    assert code == 2 and "FLOW/DEPLOYMENT" in err and "Traceback" not in err
 
 
 _PREFIX_TEXT = st.text(alphabet="abcxyz-_./ ", min_size=1, max_size=8).filter(lambda s: s.strip())
