@@ -73,7 +73,7 @@ def setup_environment(*, ctx: Any) -> Any:
         ``None`` when synthobs is not configured or nothing needs passing on, else a ``SetupResult``
         whose ``env`` Prefect sets in this process (children inherit it) and whose ``note`` names keys only.
     """
-    if not configured(os.environ):
+    if not configured(os.environ) or in_prefect_server(os.environ):
         return None
     try:
         return _setup()
@@ -93,6 +93,15 @@ def setup_environment(*, ctx: Any) -> Any:
         return None
 
 
+def in_prefect_server(environ: Mapping[str, str]) -> bool:
+    """Whether this process is a Prefect API server Prefect started for a client (its temporary server): it runs
+    no flows, and setting up there could load a block from itself. Pure."""
+    return any(
+        str(environ.get(key, "")).lower() in ("1", "true")
+        for key in ("PREFECT__SERVER_EPHEMERAL", "PREFECT_SERVER_EPHEMERAL_ENABLED")
+    )
+
+
 def _setup() -> Any:
     from prefect.plugins import SetupResult
     from prefect.settings import get_current_settings
@@ -108,14 +117,26 @@ def _setup() -> Any:
     elif (handed := handed_on(name, os.environ, time.time())) is not None:
         settings = ACTIVE.use_block_values(name, handed)  # the parent loaded it moments ago: no API call here
         source = f"block {name!r} (as its parent process loaded it)"
+    elif not get_current_settings().api.url:
+        # loading a block without an API URL starts Prefect's temporary server, whose own process would import
+        # prefect, run this hook and start another one, without end: never load it here
+        from prefect_synthobs._log import get_logger
+
+        get_logger().warning(
+            "synthobs: config block %r is not loaded at start-up: PREFECT_API_URL is unset (set it, or give the "
+            "settings as PREFECT_INTEGRATIONS_SYNTHOBS_* variables); this process records with the environment's "
+            "settings and the defaults",
+            name,
+        )
+        settings = ACTIVE.use_block_values(name, {})
     else:
         block = _load_block(name, get_current_settings().plugins.setup_timeout_seconds)
         if block is not None:
             settings = configure(config=block)
             source = f"block {name!r}"
+            env = snapshot_env(name, ACTIVE.loaded_block()[1], time.time())
         else:
             settings = ACTIVE.use_block_values(name, {})  # what configure() does with a block it cannot load
-        env = snapshot_env(name, ACTIVE.loaded_block()[1], time.time())
     observing = observe_all.apply(settings)
     parts = [f"settings from {source}"]
     if settings.observe_all:

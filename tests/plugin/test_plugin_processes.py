@@ -301,3 +301,33 @@ def test_task_runner_workers_of_a_served_flow_record_with_the_blocks_settings(tm
     assert len(tasks) == 4, out[-3000:]
     assert set(tasks.source) == {"hook"}  # written by the workers, not read back from the API by the flow's process
     assert set(tasks.state_type) == {"COMPLETED"}
+
+
+def test_a_config_block_without_an_api_url_is_not_loaded_at_start_up() -> None:
+    """Loading a block with no PREFECT_API_URL starts Prefect's temporary server, whose process imports prefect
+    and ran this hook again: a chain of servers without end. The hook says why and uses the environment.
+    (Ephemeral mode is refused here too, so a regression fails instead of starting servers.)"""
+    env = _env(
+        PREFECT_INTEGRATIONS_SYNTHOBS_CONFIG_BLOCK="needs-an-api",
+        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE="false",
+        PREFECT_LOGGING_LEVEL="INFO",
+    )
+    env.pop("PREFECT_API_URL")
+    proc = run_python("import prefect\nprint('STARTED')\n", env, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert "STARTED" in proc.stdout, output[-3000:]
+    warnings = [line for line in output.splitlines() if "needs-an-api" in line]
+    assert len(warnings) == 1 and "PREFECT_API_URL is unset" in warnings[0], output[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("environ", "server"),
+    [
+        ({"PREFECT__SERVER_EPHEMERAL": "1"}, True),
+        ({"PREFECT_SERVER_EPHEMERAL_ENABLED": "true"}, True),
+        ({"PREFECT__SERVER_EPHEMERAL": ""}, False),
+        ({}, False),
+    ],
+)
+def test_a_prefect_server_process_is_never_set_up(environ: dict[str, str], server: bool) -> None:
+    assert plugin.in_prefect_server(environ) is server
