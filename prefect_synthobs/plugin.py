@@ -26,11 +26,19 @@ variables and block.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from prefect_synthobs._log import get_logger
+from prefect_synthobs.config.active import ACTIVE, configure
+from prefect_synthobs.config.blocks import SynthObsConfig
+from prefect_synthobs.config.settings import SynthObsSettings
+from prefect_synthobs.instrument import observe_all
+from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
 PREFECT_PLUGIN_API_REQUIRES = ">=0.1,<1"
 """The plugin API versions this plugin works with (Prefect checks it before registering the plugin)."""
@@ -78,18 +86,13 @@ def setup_environment(*, ctx: Any) -> Any:
     try:
         return _setup()
     except Exception as exc:  # never break Prefect's start-up
-        try:
-            from prefect_synthobs._log import get_logger
-            from prefect_synthobs.telemetry.redaction import strip_url_credentials
-
+        with contextlib.suppress(Exception):
             get_logger().warning(
                 "synthobs: the Prefect plugin could not set synthobs up at start-up (%s: %s); this process records "
                 "only flows decorated with observe(), with the settings they find when they run",
                 type(exc).__name__,
                 strip_url_credentials(str(exc))[:500],
             )
-        except Exception:
-            pass
         return None
 
 
@@ -106,9 +109,6 @@ def _setup() -> Any:
     from prefect.plugins import SetupResult
     from prefect.settings import get_current_settings
 
-    from prefect_synthobs.config.active import ACTIVE, configure
-    from prefect_synthobs.instrument import observe_all
-
     name = os.environ.get(f"{ENV_PREFIX}CONFIG_BLOCK")
     env: dict[str, str] = {}
     source = "the environment"
@@ -120,7 +120,6 @@ def _setup() -> Any:
     elif not get_current_settings().api.url:
         # loading a block without an API URL starts Prefect's temporary server, whose own process would import
         # prefect, run this hook and start another one, without end: never load it here
-        from prefect_synthobs._log import get_logger
 
         get_logger().warning(
             "synthobs: config block %r is not loaded at start-up: PREFECT_API_URL is unset (set it, or give the "
@@ -156,10 +155,6 @@ def _load_block(name: str, timeout: float) -> Any:
     on this thread: during ``import prefect`` another thread that imports ``prefect`` waits for this one.
     """
     from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-
-    from prefect_synthobs._log import get_logger
-    from prefect_synthobs.config.blocks import SynthObsConfig
-    from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
     try:
         with temporary_settings(
@@ -215,9 +210,6 @@ def handed_on(name: str, environ: Mapping[str, str], now: float) -> dict[str, An
 def _secret(key: str, value: Any) -> bool:
     """Whether ``value`` is or holds a secret: a secret setting, a ``SecretStr``, a URL with credentials."""
     from pydantic import SecretStr
-
-    from prefect_synthobs.config.settings import SynthObsSettings
-    from prefect_synthobs.telemetry.redaction import strip_url_credentials
 
     field = SynthObsSettings.model_fields.get(key)
     if field is not None and "SecretStr" in str(field.annotation) and value:
