@@ -5,7 +5,11 @@
    difference is metrics and logs). Prefect's run loggers are at INFO, so every
    task run's "Finished in state" line is a log record to export. The receiver
    runs in its own process, as a collector would. Also reports synthobs' own
-   time per observed run (hooks and run listener).
+   time per observed run (hooks and run listener), and the flow process's CPU time
+   per run (all its threads: export work on background threads counts too).
+   ``--receiver rotel`` puts a real collector (``rotel-agent``, Rust, discarding
+   what it receives) in place of the Python test receiver, whose protobuf parsing
+   competes for the same 2 cores in the export rounds.
 2. ``collection``: one metric collection with 8 GPUs and 50 flows' series
    (counters, gauges, both duration histograms, in-progress gauges, ``hw.*``),
    read by the OTLP bridge and encoded as an OTLP request, against a Prometheus
@@ -15,10 +19,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"  # run logs to export (bench_overhead would set WARNING)
 sys.path.insert(0, os.path.dirname(__file__))
@@ -33,8 +41,40 @@ from prefect.testing.utilities import prefect_test_harness
 import prefect_synthobs as so
 
 
+class _Endpoint:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+
+@contextlib.contextmanager
+def rotel_receiver() -> Iterator[_Endpoint]:
+    """``rotel-agent`` receiving OTLP/HTTP on loopback and discarding it (a collector's cost, not Python's)."""
+    import rotel
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = os.path.join(os.path.dirname(rotel.__file__), "rotel-agent")
+    command = [agent, "start", "--otlp-http-endpoint", f"127.0.0.1:{port}", "--otlp-grpc-endpoint", "127.0.0.1:0"]
+    proc = subprocess.Popen([*command, "--exporter", "blackhole"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.1)
+        yield _Endpoint(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
 def flow_cost(
-    rounds: int, tasks: int, settle: float, signals: tuple[str, ...] = ("metrics", "logs")
+    rounds: int,
+    tasks: int,
+    settle: float,
+    signals: tuple[str, ...] = ("metrics", "logs"),
+    receiver_kind: str = "python",
 ) -> dict[str, object]:
     import logging
 
@@ -47,7 +87,7 @@ def flow_cost(
     with (
         prefect_test_harness(server_startup_timeout=120),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-        receiver_process() as receiver,
+        rotel_receiver() if receiver_kind == "rotel" else receiver_process() as receiver,
     ):
         modes = {
             "off": {"otlp_endpoint": receiver.endpoint, "metrics_mode": "none", "otlp_logs": False},
@@ -62,12 +102,15 @@ def flow_cost(
             wait_drained(timed(observed, tasks)[1], tasks, settle)
         times: dict[str, list[float]] = {"off": [], "export": []}
         inside: dict[str, list[float]] = {"off": [], "export": []}
+        cpu: dict[str, list[float]] = {"off": [], "export": []}
         ratios = []
         for r in range(rounds):
             for name in ("off", "export") if r % 2 == 0 else ("export", "off"):
                 so.configure(**modes[name])
                 _inside[0] = 0.0
+                cpu_start = time.process_time()
                 elapsed, run_id = timed(observed, tasks)
+                cpu[name].append((time.process_time() - cpu_start) * 1000)
                 inside[name].append(_inside[0] * 1000)
                 times[name].append(elapsed)
                 wait_drained(run_id, tasks, settle)
@@ -79,6 +122,7 @@ def flow_cost(
             )
     return {
         "signals": list(signals),
+        "receiver": receiver_kind,
         "tasks_per_flow": tasks,
         "rounds": rounds,
         "off_median_s": round(median(times["off"]), 4),
@@ -88,6 +132,10 @@ def flow_cost(
         "target_median_ratio": 1.03,
         "synthobs_ms_per_run_off": round(median(inside["off"]), 2),
         "synthobs_ms_per_run_export": round(median(inside["export"]), 2),
+        "ratio_spread": [round(min(ratios), 4), round(max(ratios), 4)],
+        "process_cpu_ms_per_run_off": round(median(cpu["off"]), 1),
+        "process_cpu_ms_per_run_export": round(median(cpu["export"]), 1),
+        "process_cpu_ratio_of_medians": round(median(cpu["export"]) / median(cpu["off"]), 4),
     }
 
 
@@ -182,13 +230,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--only", choices=["flow", "collection"], default=None)
     parser.add_argument("--signals", default="metrics,logs", help="what the export side turns on: metrics, logs")
+    parser.add_argument("--receiver", choices=["python", "rotel"], default="python", help="what receives OTLP")
     args = parser.parse_args()
     results: dict[str, object] = {}
     if args.only in (None, "collection"):
         results["collection"] = collection_cost(args.repeats)
         print(results["collection"], flush=True)
     if args.only in (None, "flow"):
-        results["flow"] = flow_cost(args.rounds, args.tasks, args.settle, tuple(args.signals.split(",")))
+        results["flow"] = flow_cost(args.rounds, args.tasks, args.settle, tuple(args.signals.split(",")), args.receiver)
     report("otel", results)
 
 

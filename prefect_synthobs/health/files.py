@@ -44,6 +44,14 @@ TEMPORARY_LEASE_SECONDS = 3600.0
 VANISHED_FILE_RETRIES = 5
 """How often ``read`` (and a compaction) lists a table again when a listed file vanished (compaction, retention)."""
 
+BUFFERED_WRITE_BYTES = 64 << 20
+"""On an object store, a table up to this size (in memory) is encoded to Parquet in memory first and sent in one
+request (one ``PutObject`` below the 5 MiB part size: every flush), so a failure while encoding uploads nothing;
+a larger one (a compaction's merged file) streams as a multipart upload."""
+
+_REMEMBERED_SIZES = 1024
+"""How many sizes of files it wrote a ``StoreFiles`` keeps, so ``size_of`` of a file just written asks no store."""
+
 _PARTITION_DIRECTORY = re.compile(rf"{PARTITION_COLUMN}=(\d{{4}}-\d{{2}}-\d{{2}})")
 """A partition directory's name: ``date=YYYY-MM-DD`` (the day is checked to exist too)."""
 
@@ -120,6 +128,8 @@ class StoreFiles:
         self.fs = fs
         self.root = root
         self.local = local
+        self._sizes: OrderedDict[str, int] = OrderedDict()  # files this object wrote (names are never reused)
+        self._sizes_lock = threading.Lock()
 
     def table_path(self, table: str) -> str:
         """``<root>/<table>`` (the name is checked: tables are never user input paths)."""
@@ -153,12 +163,17 @@ class StoreFiles:
         ]
 
     def write_file(self, table: str, day: str, data: pa.Table, name: str | None = None) -> str:
-        """One file of ``data`` in the partition of ``day``, whole or not at all; its path."""
+        """One file of ``data`` in the partition of ``day``, whole or not at all; its path.
+
+        Locally: written under a hidden temporary name in the (created) partition directory, then renamed. On an
+        object store: no directory is made (a prefix needs no marker object) and the file is one upload under
+        its final name (``put_whole``), which the store shows whole or not at all.
+        """
         directory = self.partition_path(table, day)
         name = name or f"part-{uuid.uuid4().hex}.parquet"
         final = f"{directory}/{name}"
-        self.fs.create_dir(directory, recursive=True)
         if self.local:
+            self.fs.create_dir(directory, recursive=True)
             tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"  # two compactions may write one name
             try:
                 pq.write_table(data, tmp, filesystem=self.fs)
@@ -168,8 +183,38 @@ class StoreFiles:
                     self.fs.delete_file(tmp)
                 raise
         else:
-            pq.write_table(data, final, filesystem=self.fs)
+            self._remember(final, self.put_whole(final, data))
         return final
+
+    def put_whole(self, path: str, data: pa.Table) -> int | None:
+        """Upload ``data`` as one Parquet object at ``path`` (object stores); its size when it was encoded first.
+
+        Up to ``BUFFERED_WRITE_BYTES`` the file is encoded in memory and handed over in one write: with
+        ``location.OBJECT_STORE_WRITES`` that is one ``PutObject`` request below the part size, and an encoding
+        error uploads nothing. A larger table streams (a multipart upload, completed when the file is).
+        """
+        if data.nbytes > BUFFERED_WRITE_BYTES:
+            pq.write_table(data, path, filesystem=self.fs)
+            return None
+        sink = pa.BufferOutputStream()
+        pq.write_table(data, sink)
+        encoded = sink.getvalue()
+        with self.fs.open_output_stream(path) as out:
+            out.write(encoded)
+        return int(encoded.size)
+
+    def _remember(self, path: str, size: int | None) -> None:
+        """Keep the size of a file this object just wrote (the last ``_REMEMBERED_SIZES``)."""
+        if size is None:
+            return
+        with self._sizes_lock:
+            self._sizes[path] = size
+            if len(self._sizes) > _REMEMBERED_SIZES:
+                self._sizes.popitem(last=False)
+
+    def _forget(self, path: str) -> None:
+        with self._sizes_lock:
+            self._sizes.pop(path, None)
 
     # -- looking -------------------------------------------------------------
 
@@ -192,8 +237,13 @@ class StoreFiles:
         return bool(root.type == directory and any(info.type == directory for info in found))
 
     def size_of(self, paths: Sequence[str]) -> int:
-        """Total bytes of the files at ``paths``."""
-        return sum(info.size or 0 for info in self.fs.get_file_info(list(paths)))
+        """Total bytes of the files at ``paths``: files this object just wrote are known without a request (a
+        ``storage.write`` span's size costs an object store no ``HEAD``); the others are asked for."""
+        with self._sizes_lock:
+            known = {p: self._sizes[p] for p in paths if p in self._sizes}
+        unknown = [p for p in paths if p not in known]
+        asked = sum(info.size or 0 for info in self.fs.get_file_info(unknown)) if unknown else 0
+        return sum(known.values()) + asked
 
     def dataset(self, table: str) -> ds.Dataset | None:
         """The table as a ``pyarrow.dataset.Dataset`` with the full schema, or ``None``.
@@ -296,8 +346,12 @@ class StoreFiles:
 
     def delete_partition(self, table: str, day: str) -> None:
         """Delete the whole partition of ``day`` (gone already is not an error: another run dropped it)."""
+        directory = self.partition_path(table, day)
+        with self._sizes_lock:
+            for path in [p for p in self._sizes if p.startswith(f"{directory}/")]:
+                del self._sizes[path]
         with contextlib.suppress(FileNotFoundError):
-            self.fs.delete_dir(self.partition_path(table, day))
+            self.fs.delete_dir(directory)
 
     def delete_merged(self, paths: Sequence[str], *, keep: str) -> bool:
         """Delete ``paths`` but ``keep`` (the file merged from them); whether one was gone already (another
@@ -305,6 +359,7 @@ class StoreFiles:
         raced = False
         for path in paths:
             if path != keep:
+                self._forget(path)
                 try:
                     self.fs.delete_file(path)
                 except FileNotFoundError:
@@ -315,6 +370,7 @@ class StoreFiles:
         """Move ``path`` of ``table`` to ``<root>/_quarantine/`` (same place under it); where it went, ``None``
         if it vanished first (another compaction moved it)."""
         target = f"{self.root}/{QUARANTINE}/{table}/{path[len(self.table_path(table)) + 1 :]}"
+        self._forget(path)
         try:
             self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
             self.fs.move(path, target)

@@ -44,6 +44,23 @@ _S3_OPTIONS = {
 
 STORE_SCHEMES = ("file", "s3")
 
+OBJECT_STORE_WRITES: Mapping[str, Any] = {"allow_delayed_open": True}
+"""How synthobs opens an S3 filesystem for writing (``pyarrow.fs.S3FileSystem`` options): a file's upload starts
+only when its bytes are there, so a health-store file under the part size (5 MiB: every flush of a few thousand
+rows) is one ``PutObject`` instead of three requests (create, part, complete a multipart upload), and a larger one
+(a compaction's merged file) is still a multipart upload. Either way the object appears whole under its final name
+or not at all. A missing bucket or refused credentials then show when the file is closed, still as the write's
+``OSError``."""
+
+
+def _for_writing(fs: pafs.FileSystem) -> pafs.FileSystem:
+    """``fs`` with ``OBJECT_STORE_WRITES`` when it is an S3 filesystem built from a URL (pyarrow resolved its
+    region and credentials: its own constructor arguments are kept), else ``fs`` itself."""
+    if not isinstance(fs, pafs.S3FileSystem):
+        return fs
+    rebuild, (options, *_) = fs.__reduce__()
+    return rebuild({**options, **OBJECT_STORE_WRITES})
+
 
 def check_store_url(url: str) -> str:
     """``url`` if it is a health-store root synthobs supports: a local path, a
@@ -103,6 +120,7 @@ def resolve_filesystem(
             scheme, _, rest = endpoint.partition("://")
             kwargs["endpoint_override"] = rest.rstrip("/")
             kwargs.setdefault("scheme", scheme)
+        kwargs.update(OBJECT_STORE_WRITES)
         try:
             return pafs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/"), False
         except (pa.ArrowInvalid, OSError, TypeError) as exc:
@@ -112,7 +130,7 @@ def resolve_filesystem(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         shown = strip_url_credentials(url)
         raise ValueError(f"unsupported health store URL {shown!r}: {strip_url_credentials(str(exc))}") from None
-    return fs, root.rstrip("/"), False
+    return _for_writing(fs), root.rstrip("/"), False
 
 
 def embedded_default_location() -> tuple[str, Mapping[str, str] | None]:
