@@ -7,7 +7,12 @@ current trace and span ids, the severity and the run's ids and names.
 ``LogsExportSetup`` adds it and removes exactly what it added; like metrics, an
 SDK ``LoggerProvider`` already set globally is used, otherwise synthobs builds
 its own (not global). At an observed flow's end the provider is flushed,
-bounded, so a short-lived flow process loses no record.
+bounded, so a short-lived flow process loses no record. When synthobs builds
+the export itself over http/protobuf (the default), records skip the SDK's
+record objects: the flow's thread captures them and ``log_batch`` encodes and
+sends them in batches from one thread (``log_wire``: the same bytes the SDK
+would send); gRPC, console output, record limits and a user's provider keep the
+SDK path.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Protocol
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import get_current
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
     ConsoleLogRecordExporter,
@@ -32,10 +37,13 @@ from opentelemetry.sdk._logs.export import (
     SimpleLogRecordProcessor,
 )
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import get_current_span
 
 from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
 from prefect_synthobs._version import __version__
+from prefect_synthobs.telemetry.log_batch import WireLogPipeline, http_send
+from prefect_synthobs.telemetry.log_wire import WireLog, sdk_encoder
 from prefect_synthobs.telemetry.logs import REDACTED_MARK, RUN_LOGGERS
 from prefect_synthobs.telemetry.otlp import (
     ExportHealth,
@@ -173,14 +181,16 @@ class RunLogHandler(logging.Handler):
     """Emits the run logs of observed runs as OpenTelemetry log records.
 
     Args:
-        provider: The logger provider the records go to.
+        provider: The logger provider the records go to, or the ``WireLogPipeline``
+            synthobs built (then the flow's thread only captures the record).
         in_scope: Whether a flow run id is observed (or a subflow of one).
     """
 
     def __init__(self, provider: Any, in_scope: Callable[[str], bool], *, redact_pii: bool = True) -> None:
         super().__init__()
         self.provider, self.in_scope, self.redact_pii = provider, in_scope, redact_pii
-        self._logger = provider.get_logger(names.METER_NAME, __version__)
+        self._wire = provider if isinstance(provider, WireLogPipeline) else None
+        self._logger = None if self._wire is not None else provider.get_logger(names.METER_NAME, __version__)
         self.enabled = True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -194,6 +204,25 @@ class RunLogHandler(logging.Handler):
             body = record.getMessage()
             if self.redact_pii and not getattr(record, REDACTED_MARK, False):
                 body = redact(body)  # a record the redaction filter did not see (a child logger's)
+            attributes = record_attributes(record, redact_pii=self.redact_pii)
+            if self._wire is not None:
+                span = get_current_span().get_span_context()
+                valid = span.is_valid
+                self._wire.emit(
+                    WireLog(
+                        int(record.created * 1e9),
+                        time.time_ns(),
+                        number.value,
+                        text,
+                        body,
+                        span.trace_id if valid else 0,
+                        span.span_id if valid else 0,
+                        int(span.trace_flags) if valid else 0,
+                        attributes,
+                    )
+                )
+                return
+            assert self._logger is not None
             self._logger.emit(
                 timestamp=int(record.created * 1e9),
                 observed_timestamp=time.time_ns(),
@@ -201,7 +230,7 @@ class RunLogHandler(logging.Handler):
                 severity_number=number,
                 severity_text=text,
                 body=body,
-                attributes=record_attributes(record, redact_pii=self.redact_pii),
+                attributes=attributes,
             )
         except Exception as exc:  # a log line is never worth a failed run
             logger.debug("synthobs: run log not exported: %s", exc)
@@ -254,7 +283,7 @@ class LogsExportSetup:
         self._injected, self._resource, self._loggers = logger_provider, resource, loggers
         self._lock = threading.Lock()
         self._active: LogsExportConfig | None = None
-        self._own: LoggerProvider | None = None
+        self._own: LoggerProvider | WireLogPipeline | None = None
         self._handler: RunLogHandler | None = None
         self._health: ExportHealth | None = None
         self._quiet: list[tuple[logging.Logger, logging.Filter]] = []
@@ -265,7 +294,7 @@ class LogsExportSetup:
 
     def configure(self, config: LogsExportConfig, in_scope: Callable[[str], bool]) -> None:
         """Export the run logs as ``config`` says (the same config twice changes nothing)."""
-        old_own: LoggerProvider | None = None
+        old_own: LoggerProvider | WireLogPipeline | None = None
         with self._lock:
             if config == self._active and self._handler is not None:
                 self._handler.in_scope = in_scope
@@ -283,13 +312,20 @@ class LogsExportSetup:
         if old_own is not None:
             threading.Thread(target=old_own.shutdown, name="synthobs-logs-shutdown", daemon=True).start()
 
-    def _build_provider(self, config: LogsExportConfig) -> LoggerProvider:
-        provider = LoggerProvider(resource=self._resource(), shutdown_on_exit=False)
+    def _build_provider(self, config: LogsExportConfig) -> LoggerProvider | WireLogPipeline:
+        resource = self._resource()
         self._health = None
+        exporter: LogRecordExporter | None = None
         if config.otlp is not None:
             self._quiet = self._quiet or quiet_exporter_logs(_EXPORTER_LOGGERS)
             self._health = ExportHealth(logger, "run logs", config.otlp)
-            exporter = ReportingLogExporter(build_log_exporter(config.otlp), self._health)
+            inner = build_log_exporter(config.otlp)
+            wire = None if config.console else wire_pipeline(inner, self._health, resource)
+            if wire is not None:
+                return wire
+            exporter = ReportingLogExporter(inner, self._health)
+        provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        if config.otlp is not None and exporter is not None:
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
                     exporter, schedule_delay_millis=1000, export_timeout_millis=int(config.otlp.timeout * 1000)
@@ -323,6 +359,27 @@ class LogsExportSetup:
             self._quiet = []
         if own is not None:
             own.shutdown()
+
+
+def wire_pipeline(exporter: LogRecordExporter, health: ExportHealth, resource: Resource) -> WireLogPipeline | None:
+    """The light path for an OTLP/HTTP exporter synthobs built (``None``: the SDK path is needed).
+
+    The SDK's record limits only bite when ``OTEL_ATTRIBUTE_*`` / ``OTEL_LOGRECORD_*`` limits are set:
+    then records go through the SDK, which applies them.
+    """
+    limits = LogRecordLimits()
+    lengths = (getattr(limits, name, None) for name in ("max_attribute_length", "max_log_record_attribute_length"))
+    counts = (getattr(limits, name, None) for name in ("max_attributes", "max_log_record_attributes"))
+    if any(n is not None for n in lengths) or any(n is not None and n < 32 for n in counts):
+        return None
+    send = http_send(exporter, health)
+    if send is None:
+        return None
+    return WireLogPipeline(
+        send,
+        sdk_encoder(resource, names.METER_NAME, __version__),
+        close=exporter.shutdown,
+    )
 
 
 def _global_sdk_provider() -> LoggerProvider | None:
