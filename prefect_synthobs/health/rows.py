@@ -11,10 +11,11 @@ users pass to ``record_*`` (``validate_rows``, ``validate_epoch``,
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from prefect_synthobs.catalog import MAX_ATTEMPT_ERRORS, MAX_ERROR_CHARS, UNIT_INTERVAL_METRICS
 from prefect_synthobs.health import events, tables
@@ -30,7 +31,7 @@ from prefect_synthobs.health.events import (
     duration_seconds,
 )
 from prefect_synthobs.health.tables import Row
-from prefect_synthobs.telemetry.redaction import clean_error_message, redact_optional
+from prefect_synthobs.telemetry.redaction import clean_error_message, redact
 
 __all__ = [
     "DEFAULT_LOSS_TYPE",
@@ -56,16 +57,44 @@ __all__ = [
 DEFAULT_LOSS_TYPE = "loss"
 
 
+SHORT_TEXT: Final = 256
+"""Texts up to this long that a run's caller chose (task, flow and state names, tags) repeat run after run:
+their redaction is computed once (``_redacted_short``). Error messages are never cached."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted_short(text: str) -> str:
+    """``redact(text)``, remembered: the same name is redacted once, not once per task run."""
+    return redact(text)
+
+
+def _redacted_text(value: Any, redact_pii: bool) -> Any:
+    if redact_pii and isinstance(value, str) and value:
+        return _redacted_short(value) if len(value) <= SHORT_TEXT else redact(value)
+    return value
+
+
 def _clean(value: Any, how: events.Clean | None, redact_pii: bool) -> Any:
     if how is None:
         return value
     if how == "text":
-        return redact_optional(value, enabled=redact_pii)
+        return _redacted_text(value, redact_pii)
     if how == "error":
-        return clean_error_message(value, limit=MAX_ERROR_CHARS, redact_pii=redact_pii)
+        return None if value is None else clean_error_message(value, limit=MAX_ERROR_CHARS, redact_pii=redact_pii)
+    if not value:  # no tags, no failed attempts (most runs): the empty list, without building one per column
+        return []
     if how == "tags":
-        return sorted(redact_optional(str(t), enabled=redact_pii) or "" for t in value or ())
-    return attempt_error_texts(value or (), redact_pii=redact_pii)
+        return sorted(_redacted_text(str(t), redact_pii) or "" for t in value)
+    return attempt_error_texts(value, redact_pii=redact_pii)
+
+
+@functools.cache
+def _plan(event_type: type) -> tuple[tables.Table, tuple[tuple[str, events.Clean | None], ...]]:
+    """An event type's table and its columns in field order, each with how it is cleaned: read once per type."""
+    table = tables.TABLE_OF_EVENT.get(event_type)
+    if table is None:
+        raise ValueError(f"{event_type.__name__} has no health table")
+    return table, tuple((name, spec.clean) for name, spec in events.columns_of(event_type).items())
 
 
 def row_of(event: Any, *, redact_pii: bool = True) -> Row:
@@ -75,11 +104,13 @@ def row_of(event: Any, *, redact_pii: bool = True) -> Row:
         ValueError: for an event type without a table.
     """
     event_type: type = type(event)
-    table = tables.TABLE_OF_EVENT.get(event_type)
-    if table is None:
-        raise ValueError(f"{event_type.__name__} has no health table")
-    specs = events.columns_of(event_type)
-    return table.row(**{name: _clean(getattr(event, name), spec.clean, redact_pii) for name, spec in specs.items()})
+    table, plan = _plan(event_type)
+    return table.row(
+        **{
+            name: getattr(event, name) if how is None else _clean(getattr(event, name), how, redact_pii)
+            for name, how in plan
+        }
+    )
 
 
 def rows_of(event: Any, *, redact_pii: bool = True) -> list[Row]:

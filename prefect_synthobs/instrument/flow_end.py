@@ -92,11 +92,21 @@ class FlowEnd:
         self._reconciling: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def record(self, flow: Any, flow_run: Any, state: Any, spec: ObserveSpec | None, *, remote: bool) -> bool:
+    def record(
+        self,
+        flow: Any,
+        flow_run: Any,
+        state: Any,
+        spec: ObserveSpec | None,
+        *,
+        remote: bool,
+        shipped: int | None = None,
+    ) -> bool:
         """Record a finished flow run (``False``: already recorded here).
 
         ``remote``: some of the run's tasks may have run in other processes: read what they did from the
-        Prefect API (bounded) first.
+        Prefect API (bounded) first; ``shipped``: how many (``None``: unknown), so that read ends as soon as
+        the API has them all. Without ``remote`` nothing is read from the API.
         """
         key = str(flow_run.id)
         if self.scope.recorded(key):
@@ -111,7 +121,7 @@ class FlowEnd:
             info = RunInfo(key, flow.name, spec or ObserveSpec(), observed=spec is not None)
         spec = info.spec
         self.scope.count_open_task_rows(info)
-        work = self._add_remote_work(info, flow.name) if remote else None
+        work = self._add_remote_work(info, flow.name, shipped, _attempt_of(flow_run)) if remote else None
         gpu = self.gpu.detach(key)
         for other in (work.gpu if work is not None else {}).values():  # the run's tasks on other hosts
             gpu = gpu or RunGpuSummary()
@@ -152,15 +162,20 @@ class FlowEnd:
                 logger.debug("synthobs: could not read flow run %s from the API: %s", key, exc)
         if remote or recorded_elsewhere:  # task runs whose process may never have written their rows
             info.start_time = info.start_time or event.start_time
-            self._reconcile_later(info, flow.name)
+            self._reconcile_later(info, flow.name, work if work is not None and work.complete else None)
         self.recording.handle(event)
         return True
 
-    def _add_remote_work(self, info: RunInfo, flow_name: str) -> RemoteWork | None:
+    def _add_remote_work(self, info: RunInfo, flow_name: str, shipped: int | None, attempt: int) -> RemoteWork | None:
         """Count the rows and task runs of the flow's tasks in other processes into this process's records."""
         try:
             work = read_remote_work(
-                info.flow_run_id, set(info.local_task_run_ids), self.api_timeout, flow_name=flow_name
+                info.flow_run_id,
+                set(info.local_task_run_ids),
+                self.api_timeout,
+                flow_name=flow_name,
+                shipped=shipped,
+                attempt=attempt,
             )
         except Exception as exc:
             self._warning.fail(
@@ -179,13 +194,15 @@ class FlowEnd:
             self.recording.handle(task)
         return work
 
-    def _reconcile_later(self, info: RunInfo, flow_name: str) -> None:
+    def _reconcile_later(self, info: RunInfo, flow_name: str, work: RemoteWork | None) -> None:
         """Shortly after the flow's end, write API rows for its task runs no worker recorded (killed, lost).
 
         Workers write their rows before their task returns, unless the store was slow or down and they
         spooled them; this waits ``RECONCILE_DELAY_SECONDS`` (or until the process exits, see ``close``) on
         a daemon thread. A worker row that lands later still wins over the API's (``HealthStore.read``
-        keeps one row per run, the hook's).
+        keeps one row per run, the hook's). ``work``: the flow end's read, holding every task run its
+        process sent elsewhere (``RemoteWork.complete``): compared with the store without reading the API
+        again; ``None``: read there.
         """
         since = info.start_time or datetime.now(timezone.utc)
 
@@ -193,7 +210,13 @@ class FlowEnd:
             self._closing.wait(RECONCILE_DELAY_SECONDS)
             try:
                 rows = missing_task_rows(
-                    self._new_store(), info.flow_run_id, flow_name, since, redact_pii=self.redact_pii
+                    self._new_store(),
+                    info.flow_run_id,
+                    flow_name,
+                    since,
+                    redact_pii=self.redact_pii,
+                    task_runs=work.task_runs if work is not None else None,
+                    reported=work.reported if work is not None else None,
                 )
                 if rows:
                     self.recorder.add(catalog.TASK_RUNS, rows)
@@ -233,6 +256,14 @@ class FlowEnd:
         deadline = time.monotonic() + timeout
         for thread in pending:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _attempt_of(flow_run: Any) -> int:
+    """The flow run's attempt as its in-process ``FlowRun`` has it (0: unknown)."""
+    try:
+        return int(getattr(flow_run, "run_count", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _current_trace_id() -> str | None:

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar, overload
 
 from opentelemetry import context, trace
@@ -80,8 +81,9 @@ class WorkerCarrier:
         self.traceparent: str | None = None
         self.origin_pid = os.getpid()
         self.origin_host = socket.gethostname()
-        self.shipped = False
-        """Pickled since the run started: some task may run in another process."""
+        self.shipped = 0
+        """Times pickled since the run started: each a task sent to another process (Prefect serializes the
+        run context, which holds the flow, once per task it submits to a process pool, Dask or Ray)."""
 
     def refresh(self, settings: Any, traceparent: str | None) -> None:
         """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``."""
@@ -94,15 +96,17 @@ class WorkerCarrier:
         self.traceparent = traceparent
         self.origin_pid = os.getpid()
         self.origin_host = socket.gethostname()
-        self.shipped = False
+        self.shipped = 0
 
-    def take_shipped(self) -> bool:
-        """Whether the carrier left this process since the run started (and reset it)."""
-        shipped, self.shipped = self.shipped, False
+    def take_shipped(self) -> int:
+        """How many times the carrier left this process since the run started (and reset it): 0 when every
+        task ran here."""
+        shipped, self.shipped = self.shipped, 0
         return shipped
 
     def __getstate__(self) -> dict[str, Any]:
-        self.shipped = True
+        if not _tokenizing():
+            self.shipped += 1
         return {
             "spec": self.spec,
             "settings": self.settings,
@@ -113,7 +117,7 @@ class WorkerCarrier:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.shipped = False
+        self.shipped = 0
         if (socket.gethostname(), os.getpid()) != (getattr(self, "origin_host", None), self.origin_pid):
             self.activate()
 
@@ -168,7 +172,8 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
         carrier.traceparent = None  # the run is over: a flow pickled later must not join its trace
         try:
-            get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True, remote=carrier.take_shipped())
+            shipped = carrier.take_shipped()
+            get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True, remote=shipped > 0, shipped=shipped)
         finally:
             _end_own_span(flow_run, state)
 
@@ -338,3 +343,27 @@ def _apply(spec: ObserveSpec, obj: Any) -> Any:
         f"observe() goes above @flow or @task, got {type(obj).__name__}; "
         "write @observe(...) then @flow on the next line"
     )
+
+
+_TOKENIZE_FRAMES = 64
+"""How far up the stack ``_tokenizing`` looks (Dask's tokenizer sits a few frames above the pickler)."""
+
+
+def _tokenizing() -> bool:
+    """Whether this pickle is Dask computing a task's key, not a task leaving the process.
+
+    ``DaskTaskRunner.submit`` tokenizes its arguments (the run context, which holds the flow and so this
+    carrier) by pickling them two or three times in this process (``dask.tokenize._normalize_pickle``:
+    dumped and loaded until two dumps agree) before the one pickle that ships the task. Counted, a 20-task
+    flow counted 60 shipped, and the flow's end waited its whole settle budget for 40 task runs that never
+    existed. A few µs per pickle.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_TOKENIZE_FRAMES):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "_normalize_pickle" and "dask" in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False

@@ -1,23 +1,18 @@
 """Every call synthobs makes to the Prefect API: the reads, the writes, the events, and the clients they use.
 
-What each call is for lives with its caller (``remote.py``: the work a flow's
-tasks did in other processes; ``reconcile.py``: rows for runs the hooks never
-saw; ``privacy_lock.py``: a dataset's lock; ``autolog/progress.py``: a fit's
-artifacts; the gates, the privacy budget, training health and the GPU
-sampler: Prefect events). Here is only how it is asked: which client, which
-filter, which request, which resource an event names.
+What each call is for lives with its caller (``remote.py``: the work a flow's tasks did in other processes;
+``reconcile.py``: rows for runs the hooks never saw; ``privacy_lock.py``: a dataset's lock;
+``autolog/progress.py``: a fit's artifacts; the gates, the privacy budget, training health and the GPU sampler:
+Prefect events). Here is only how it is asked: which client, which filter, which request, which resource an
+event names.
 
-Clients: a call that runs often in a process (a worker's report after each
-task, a fit's progress) uses the process's shared client (``shared_client``:
-opening one costs a server check, about 50 ms), kept per API URL and closed by
-``close_clients`` (the instrumentation's shutdown and reset, and process
-exit); a forked child forgets its parent's, whose connections are not its to
-use. A call that runs once per flow (the flow's end, reconciliation) opens a
-client of its own for its duration (``open_client``). The bounds on a call
-are its caller's (``call_bounded`` with ``store_timeout_seconds``), or
-Prefect's client timeouts.
-
-Reads are paginated (``pages``: the API caps ``limit`` at ``PAGE``).
+Clients: a call that runs often in a process (a worker's report after each task, a fit's progress, a flow's end
+and its reconciliation) uses the process's shared client (``shared_client``: opening one costs a server check,
+about 50 ms, a fifth of a flow end's whole budget), kept per API URL and closed by ``close_clients`` (the
+instrumentation's shutdown and reset, and process exit); a forked child forgets its parent's, whose connections
+are not its to use. A call made once per command opens a client of its own for its duration (``open_client``).
+The bounds on a call are its caller's (``call_bounded`` with ``store_timeout_seconds``), or Prefect's client
+timeouts. Reads are paginated (``pages``: the API caps ``limit`` at ``PAGE``).
 """
 
 from __future__ import annotations
@@ -68,7 +63,9 @@ FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CAN
 """The final state types: the runs reconciliation and the flow's end read."""
 
 SETTLE_POLL_SECONDS = 0.25
-"""How far apart ``settled_task_runs`` reads the count of a flow run's finished task runs."""
+"""How far apart ``settled_task_runs`` reads the count of a flow run's finished task runs until it settles."""
+ENOUGH_POLL_SECONDS = 0.05
+"""How far apart ``settled_task_runs`` looks again while short of what its caller expects."""
 
 # -- clients ------------------------------------------------------------------------------------------------------
 
@@ -109,8 +106,7 @@ def close_clients() -> None:
 
 def open_clients() -> int:
     """How many shared clients are open now (for tests and diagnostics)."""
-    with _clients_lock:
-        return len(_clients)
+    return len(_clients)  # a dict's len is atomic
 
 
 def _forget_clients() -> None:
@@ -152,34 +148,51 @@ def read_flow_run(flow_run_id: str) -> Any:
         return client.read_flow_run(UUID(flow_run_id))
 
 
-def finished_task_runs(client: SyncPrefectClient, flow_run_ids: Sequence[UUID | str]) -> Iterator[Any]:
-    """The task runs in a final state (``FINAL``) of the given flow runs (at most ``PAGE`` of them)."""
-    return pages(
-        client.read_task_runs,
-        task_run_filter=TaskRunFilter(
-            flow_run_id=TaskRunFilterFlowRunId(any_=[UUID(str(i)) for i in flow_run_ids]),
-            state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL)),
-        ),
+def _finished_filter(flow_run_ids: Sequence[UUID | str]) -> TaskRunFilter:
+    return TaskRunFilter(
+        flow_run_id=TaskRunFilterFlowRunId(any_=[UUID(str(i)) for i in flow_run_ids]),
+        state=TaskRunFilterState(type=TaskRunFilterStateType(any_=FINAL)),
     )
 
 
-def settled_task_runs(client: SyncPrefectClient, flow_run_id: UUID | str, budget: float) -> list[Any]:
-    """The flow run's finished task runs, once their count stops growing (or ``budget`` seconds passed).
+def finished_task_runs(client: SyncPrefectClient, flow_run_ids: Sequence[UUID | str]) -> Iterator[Any]:
+    """The task runs in a final state (``FINAL``) of the given flow runs (at most ``PAGE`` of them)."""
+    return pages(client.read_task_runs, task_run_filter=_finished_filter(flow_run_ids))
 
-    Prefect's server records task runs from the events their engines emit, a
-    moment after they finish: read until two reads ``SETTLE_POLL_SECONDS``
-    apart agree.
-    """
+
+def count_finished_task_runs(client: SyncPrefectClient, flow_run_id: UUID | str) -> int:
+    """How many task runs of the flow run are in a final state (one small request: no runs sent back)."""
+    body = {"task_runs": _finished_filter([flow_run_id]).model_dump(mode="json", exclude_unset=True)}
+    return int(client.request("POST", "/task_runs/count", json=body).json())
+
+
+def settled_task_runs(
+    client: SyncPrefectClient,
+    flow_run_id: UUID | str,
+    budget: float,
+    *,
+    enough: Callable[[list[Any]], bool] | None = None,
+    at_least: int = 0,
+) -> list[Any]:
+    """The flow run's finished task runs once the API has them all (Prefect records them from events, a moment
+    after they end) or ``budget`` seconds passed. ``enough`` (e.g. the task runs the caller sent elsewhere are
+    there): the first read satisfying it; else a count every ``ENOUGH_POLL_SECONDS``, a new read once
+    ``at_least`` are final. Without it: until two reads ``SETTLE_POLL_SECONDS`` apart agree."""
     deadline = time.monotonic() + budget
-    previous: list[Any] | None = None
-    while True:
+    runs = list(finished_task_runs(client, [flow_run_id]))
+    if enough is None:
+        while time.monotonic() + SETTLE_POLL_SECONDS <= deadline:
+            time.sleep(SETTLE_POLL_SECONDS)
+            previous, runs = runs, list(finished_task_runs(client, [flow_run_id]))
+            if len(runs) == len(previous):
+                break
+        return runs
+    while not enough(runs) and time.monotonic() + ENOUGH_POLL_SECONDS <= deadline:
+        time.sleep(ENOUGH_POLL_SECONDS)
+        if at_least and time.monotonic() < deadline and count_finished_task_runs(client, flow_run_id) < at_least:
+            continue  # still short: no need to read them all again yet
         runs = list(finished_task_runs(client, [flow_run_id]))
-        if previous is not None and len(runs) == len(previous):
-            return runs
-        if time.monotonic() + SETTLE_POLL_SECONDS > deadline:
-            return runs
-        previous = runs
-        time.sleep(SETTLE_POLL_SECONDS)
+    return runs
 
 
 def finished_flow_runs(
@@ -202,14 +215,14 @@ def flow_names(client: SyncPrefectClient, flow_ids: Iterable[UUID]) -> dict[UUID
     return {f.id: f.name for f in pages(client.read_flows, flow_filter=FlowFilter(id=FlowFilterId(any_=ids)))}
 
 
-def read_artifacts(client: SyncPrefectClient, flow_run_id: UUID | str, kind: str) -> list[Any]:
-    """The artifacts of type ``kind`` left on a flow run (and on its task runs)."""
+def read_artifacts(client: SyncPrefectClient, flow_run_id: UUID | str, *kinds: str) -> list[Any]:
+    """The artifacts of the types ``kinds`` left on a flow run (and on its task runs): one paginated read."""
     return list(
         pages(
             client.read_artifacts,
             artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(str(flow_run_id))]),
-                type=ArtifactFilterType(any_=[kind]),
+                type=ArtifactFilterType(any_=list(kinds)),
             ),
         )
     )

@@ -14,7 +14,7 @@ a flow run of its own, and its wrapper would count its time a second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -65,6 +65,8 @@ def missing_task_rows(
     *,
     redact_pii: bool = True,
     settle_seconds: float = 2.0,
+    task_runs: Sequence[Any] | None = None,
+    reported: Mapping[str, Mapping[str | None, int]] | None = None,
 ) -> list[Row]:
     """Rows (``source = "api"``) for the finished task runs of one flow run that the store lacks.
 
@@ -72,22 +74,30 @@ def missing_task_rows(
 
     The reconciliation an observed flow's process runs shortly after the flow's
     end, for tasks whose worker never wrote its row (killed, lost, shut down
-    with its rows unflushed). Waits up to ``settle_seconds`` for Prefect to
-    record the last task runs; a row's ``rows`` comes from the task's
+    with its rows unflushed). A row's ``rows`` comes from the task's
     ``synthobs-rows`` artifact when it left one.
+
+    Args:
+        task_runs: The flow run's finished task runs, already read at its end with every task run its
+            process sent elsewhere among them (``RemoteWork.complete``): no API read here then.
+            ``None``: read them, waiting up to ``settle_seconds`` for Prefect to record the last ones.
+        reported: With ``task_runs``, the rows the tasks reported (``RemoteWork.reported``).
     """
     known = store.read(catalog.TASK_RUNS, columns=["task_run_id", "flow_run_id"], since=since - timedelta(days=1))
     known_ids = set(known.task_run_id[known.flow_run_id == flow_run_id])
-    run_id = UUID(flow_run_id)
-    with prefect_api.open_client() as client:
-        missing = [
-            run
-            for run in prefect_api.settled_task_runs(client, run_id, settle_seconds)
-            if str(run.id) not in known_ids and not is_subflow_task_run(run)
-        ]
-        reported = rows_reported(client, run_id) if missing else {}
+
+    def lacking(runs: Iterable[Any]) -> list[Any]:
+        return [run for run in runs if str(run.id) not in known_ids and not is_subflow_task_run(run)]
+
+    if task_runs is not None:
+        missing, by_task = lacking(task_runs), dict(reported or {})
+    else:
+        run_id = UUID(flow_run_id)
+        client = prefect_api.shared_client()
+        missing = lacking(prefect_api.settled_task_runs(client, run_id, settle_seconds))
+        by_task = dict(rows_reported(client, run_id)) if missing else {}
     return [
-        api_task_row(task_run, flow_name, redact_pii, rows=sum(reported.get(str(task_run.id), {}).values()))
+        api_task_row(task_run, flow_name, redact_pii, rows=sum(by_task.get(str(task_run.id), {}).values()))
         for task_run in missing
     ]
 

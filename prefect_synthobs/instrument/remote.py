@@ -15,16 +15,18 @@ process share on any deployment (another host, a Kubernetes pod): a task that
 generated rows leaves a small artifact of type ``synthobs-rows`` on its task
 run (one request, only for tasks that recorded rows), a worker on another host
 a ``synthobs-gpu`` one on the flow run; at the flow's end its process reads
-those artifacts and the flow's finished task runs (paginated; Prefect records
-task runs from events a moment after they end, so the count is read until it
-settles, at most ``SETTLE_SECONDS``). Every call is bounded by
-``store_timeout_seconds``; a failure costs the counts, never the run.
+those artifacts (one read for both types) and the flow's finished task runs
+(paginated; Prefect records task runs from events a moment after they end: the
+flow's process knows how many it sent elsewhere, so the first read that holds
+them all is the answer, and only a short one is read again, for at most
+``SETTLE_SECONDS``). Every call is bounded by ``store_timeout_seconds``; a
+failure costs the counts, never the run.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -61,6 +63,13 @@ class RemoteWork:
     were written where they ran; the flow's process counts them in its metrics)."""
     gpu: dict[str, RunGpuSummary] = field(default_factory=dict)
     """GPU use of the run on other hosts, by host."""
+    task_runs: list[Any] = field(default_factory=list)
+    """Every finished task run of the flow run the API had (the flow's end hands them to reconciliation)."""
+    reported: dict[str, dict[str | None, int]] = field(default_factory=dict)
+    """``{task_run_id: {table: rows}}`` every ``synthobs-rows`` artifact reported (``rows_reported``)."""
+    complete: bool = False
+    """``task_runs`` holds exactly the task runs the flow's process sent elsewhere (their count was known and
+    matched): reconciliation needs no read of its own."""
 
     @property
     def rows(self) -> int:
@@ -117,14 +126,11 @@ def _created(artifact: Any) -> datetime:
     return artifact.created or datetime.min.replace(tzinfo=timezone.utc)
 
 
-def rows_reported(client: SyncPrefectClient, run_id: UUID | str) -> dict[str, dict[str | None, int]]:
-    """``{task_run_id: {table: rows}}`` that the flow run's tasks in workers reported (``report_task_rows``).
-
-    A task run executed twice (Dask recomputing a result lost with its worker) counts its last execution.
-    """
+def _rows_of(artifacts: list[Any]) -> dict[str, dict[str | None, int]]:
+    """``{task_run_id: {table: rows}}`` from ``synthobs-rows`` artifacts: a task run's latest one."""
     latest: dict[str, Any] = {}
-    for artifact in prefect_api.read_artifacts(client, run_id, catalog.ROWS_ARTIFACT_TYPE):
-        if not isinstance(artifact.data, dict):
+    for artifact in artifacts:
+        if artifact.type != catalog.ROWS_ARTIFACT_TYPE or not isinstance(artifact.data, dict):
             continue
         key = str(artifact.task_run_id)
         if key not in latest or _created(artifact) >= _created(latest[key]):
@@ -135,10 +141,20 @@ def rows_reported(client: SyncPrefectClient, run_id: UUID | str) -> dict[str, di
     }
 
 
-def _gpu_reported(client: SyncPrefectClient, run_id: UUID | str) -> dict[tuple[str, int], RunGpuSummary]:
+def rows_reported(client: SyncPrefectClient, run_id: UUID | str) -> dict[str, dict[str | None, int]]:
+    """``{task_run_id: {table: rows}}`` that the flow run's tasks in workers reported (``report_task_rows``).
+
+    A task run executed twice (Dask recomputing a result lost with its worker) counts its last execution.
+    """
+    return _rows_of(prefect_api.read_artifacts(client, run_id, catalog.ROWS_ARTIFACT_TYPE))
+
+
+def _gpu_of(artifacts: list[Any]) -> dict[tuple[str, int], RunGpuSummary]:
     """The GPU summaries workers on other hosts reported, merged per ``(host, pid)``."""
     by_process: dict[tuple[str, int], RunGpuSummary] = {}
-    for artifact in prefect_api.read_artifacts(client, run_id, catalog.GPU_ARTIFACT_TYPE):
+    for artifact in artifacts:
+        if artifact.type != catalog.GPU_ARTIFACT_TYPE:
+            continue
         if not isinstance(artifact.data, dict) or not artifact.data.get("host"):
             continue
         process = (str(artifact.data["host"]), int(artifact.data.get("pid") or 0))
@@ -150,45 +166,86 @@ def _gpu_reported(client: SyncPrefectClient, run_id: UUID | str) -> dict[tuple[s
     return by_process
 
 
+def ran_elsewhere(task_runs: list[Any], local_task_run_ids: set[str], attempt: int = 0) -> int:
+    """How many of a flow run's task runs (read from the API) ran in other processes in its attempt ``attempt``
+    (0: any): not recorded here, not a subflow call's."""
+    return sum(
+        1
+        for t in task_runs
+        if str(t.id) not in local_task_run_ids
+        and not is_subflow_task_run(t)
+        and (not attempt or flow_attempt_of(t) in (0, attempt))
+    )
+
+
+def all_shipped_final(local_task_run_ids: set[str], shipped: int, attempt: int = 0) -> Callable[[list[Any]], bool]:
+    """Whether a read of a flow run's finished task runs already holds the ``shipped`` ones its process sent
+    to other processes (``WorkerCarrier`` counts them) in the flow's attempt ``attempt`` (0: any)."""
+    return lambda task_runs: ran_elsewhere(task_runs, local_task_run_ids, attempt) >= shipped
+
+
 def read_remote_work(
-    flow_run_id: str, local_task_run_ids: set[str], timeout: float, *, flow_name: str | None = None
+    flow_run_id: str,
+    local_task_run_ids: set[str],
+    timeout: float,
+    *,
+    flow_name: str | None = None,
+    shipped: int | None = None,
+    attempt: int = 0,
 ) -> RemoteWork:
     """Flow side: the rows and finished task runs the flow's tasks left in other processes.
+
+    Two reads (paginated): the run's ``synthobs-rows`` and ``synthobs-gpu`` artifacts together, then its
+    finished task runs. With ``shipped`` (how many task runs the flow's process sent elsewhere), the task
+    runs are read again, ``ENOUGH_POLL_SECONDS`` apart, only while fewer have reached the API (at most
+    ``SETTLE_SECONDS``); without it, until their count settles. The process's shared Prefect client (no
+    server check per flow end).
 
     Args:
         flow_run_id: The flow run.
         local_task_run_ids: Task runs already recorded in this process (left out).
         timeout: Seconds to wait for the Prefect API, for both reads together.
         flow_name: The flow's name, carried by the task run events (``RemoteWork.tasks``).
+        shipped: How many task runs of the flow's attempt ``attempt`` ran elsewhere (``None``: unknown).
+        attempt: The flow run's attempt (its ``run_count``; 0: unknown).
 
     Raises:
         StoreTimeout: The API did not answer within ``timeout`` seconds.
         ValueError: ``flow_run_id`` is not a run id.
     """
     run_id = UUID(flow_run_id)
+    enough = all_shipped_final(local_task_run_ids, shipped, attempt) if shipped is not None else None
 
     def read() -> RemoteWork:
         work = RemoteWork()
-        with prefect_api.open_client() as client:
-            for process, summary in _gpu_reported(client, run_id).items():
-                host = process[0]
-                # worker processes on one host sample the same devices at the same moments: per host, the
-                # process that sampled longest (adding them would count the devices twice)
-                if host not in work.gpu or summary.samples > work.gpu[host].samples:
-                    work.gpu[host] = summary
-            task_runs = prefect_api.settled_task_runs(client, run_id, min(timeout / 2, SETTLE_SECONDS))
-            # a retried flow run counts the rows of its last attempt: leave out task runs of earlier attempts
-            attempts = {str(t.id): flow_attempt_of(t) for t in task_runs}
-            last_attempt = max(attempts.values(), default=0)
-            for task_run_id, counts in rows_reported(client, run_id).items():
-                if task_run_id in local_task_run_ids or attempts.get(task_run_id, last_attempt) < last_attempt:
-                    continue
-                for table, n in counts.items():
-                    work.rows_by_table[table] = work.rows_by_table.get(table, 0) + n
-            for task_run in task_runs:
-                if str(task_run.id) in local_task_run_ids or is_subflow_task_run(task_run):
-                    continue  # (a subflow call's task run: the subflow is recorded as a flow run)
-                work.tasks.append(api_task_run_ended(task_run, flow_name, counted_only=True))
+        client = prefect_api.shared_client()
+        artifacts = prefect_api.read_artifacts(client, run_id, catalog.ROWS_ARTIFACT_TYPE, catalog.GPU_ARTIFACT_TYPE)
+        for process, summary in _gpu_of(artifacts).items():
+            host = process[0]
+            # worker processes on one host sample the same devices at the same moments: per host, the
+            # process that sampled longest (adding them would count the devices twice)
+            if host not in work.gpu or summary.samples > work.gpu[host].samples:
+                work.gpu[host] = summary
+        task_runs = prefect_api.settled_task_runs(
+            client, run_id, min(timeout / 2, SETTLE_SECONDS), enough=enough, at_least=shipped or 0
+        )
+        work.task_runs = task_runs
+        # exactly as many as were sent: reconciliation may reuse the read (more: tasks that tasks started in
+        # workers, which the count cannot tell apart; it reads again then)
+        work.complete = shipped is not None and ran_elsewhere(task_runs, local_task_run_ids, attempt) == shipped
+        work.reported = _rows_of(artifacts)
+        # a retried flow run counts the rows of its last attempt: leave out task runs of earlier attempts
+        attempts = {str(t.id): flow_attempt_of(t) for t in task_runs}
+        last_attempt = max(attempts.values(), default=0)
+        for task_run_id, counts in work.reported.items():
+            if task_run_id in local_task_run_ids or attempts.get(task_run_id, last_attempt) < last_attempt:
+                continue
+            for table, n in counts.items():
+                work.rows_by_table[table] = work.rows_by_table.get(table, 0) + n
+        for task_run in task_runs:
+            if str(task_run.id) in local_task_run_ids or is_subflow_task_run(task_run):
+                continue  # (a subflow call's task run: the subflow is recorded as a flow run)
+            work.tasks.append(api_task_run_ended(task_run, flow_name, counted_only=True))
         return work
 
     return call_bounded(read, timeout, name="synthobs-read-remote-work")

@@ -221,13 +221,22 @@ class Runtime:
         return info
 
     def end_flow_run(
-        self, flow: Any, flow_run: Any, state: Any, spec: ObserveSpec | None, *, flush: bool, remote: bool = False
+        self,
+        flow: Any,
+        flow_run: Any,
+        state: Any,
+        spec: ObserveSpec | None,
+        *,
+        flush: bool,
+        remote: bool = False,
+        shipped: int | None = None,
     ) -> None:
         """Record a finished flow run (``FlowEnd.record``); with ``flush``, write it out and export now.
 
-        ``remote``: some of the run's tasks may have run in other processes (read from the API, bounded).
+        ``remote``: some of the run's tasks may have run in other processes (read from the API, bounded);
+        ``shipped``: how many task runs were sent there, when known (the read then ends once it has them).
         """
-        if self.flow_end.record(flow, flow_run, state, spec, remote=remote) and flush:
+        if self.flow_end.record(flow, flow_run, state, spec, remote=remote, shipped=shipped) and flush:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
             self._after_flow()
@@ -253,8 +262,10 @@ class Runtime:
         Returns:
             The rows the task's last attempt generated, by table (also counted toward its flow run here).
         """
-        flow_run_id = str(task_run.flow_run_id) if task_run.flow_run_id else None
-        rows_by_table = self.scope.task_finished(str(task_run.id), flow_run_id, int(task_run.run_count or 0))
+        flow_run_id = prefect_runs.id_text(task_run.flow_run_id) if task_run.flow_run_id else None
+        rows_by_table = self.scope.task_finished(
+            prefect_runs.id_text(task_run.id), flow_run_id, int(task_run.run_count or 0)
+        )
         self.recording.handle(
             prefect_runs.task_run_ended(
                 task,
