@@ -25,7 +25,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import RESULTS  # noqa: E402
 from _rows import Row, autolog_rows, faults_rows, gpu_sampler_rows, multi_table_rows, quality_rows, redaction_rows  # noqa: E402
-from _rows_perf import otel_rows, overhead_rows, report_rows, store_write_rows, tracing_rows, writers_rows  # noqa: E402
+from _rows_perf import (  # noqa: E402
+    flow_end_rows,
+    otel_rows,
+    overhead_rows,
+    report_rows,
+    store_write_rows,
+    tracing_rows,
+    writers_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,11 @@ SUITE = [
         "overhead_dask",
         overhead_rows("overhead_dask", "DaskTaskRunner"),
     ),
+    Benchmark("flow_end", ["bench_flow_end.py", "--rounds", "7"], "flow_end", flow_end_rows),
     Benchmark("tracing", ["bench_tracing.py", "--rounds", "9"], "tracing", tracing_rows),
-    Benchmark("otel", ["bench_otel.py", "--rounds", "9"], "otel", otel_rows),
+    Benchmark("otel", ["bench_otel.py", "--rounds", "9", "--receiver", "rotel"], "otel", otel_rows),
     Benchmark("store_write", ["bench_store_write.py", "--repeats", "5"], "store_write", store_write_rows),
-    Benchmark("writers", ["bench_writers.py"], "writers", writers_rows),
+    Benchmark("writers", ["bench_writers.py", "--rounds", "5"], "writers", writers_rows),
     Benchmark("quality", ["bench_quality.py"], "quality", quality_rows),
     Benchmark("multi_table", ["bench_multi_table.py"], "multi_table", multi_table_rows),
     Benchmark("report", ["bench_report.py", "--rows", "1000000"], "report", report_rows),

@@ -255,6 +255,7 @@ def main() -> None:
             "observed_median_s": round(median(observed_s), 4),
             "median_ratio": round(median(ratios), 4),
             "ratio_of_medians": round(median(observed_s) / median(plain_s), 4),
+            "ratio_spread": [round(min(ratios), 4), round(max(ratios), 4)],
             "target_median_ratio": 1.05,
             "synthobs_in_process_ms_median": round(median(inside_ms), 2),
             "synthobs_in_process_share_of_plain": round(median(inside_ms) / 1000 / median(plain_s), 4),
