@@ -69,7 +69,7 @@ SUITE = [
     Benchmark("writers", ["bench_writers.py", "--rounds", "5"], "writers", writers_rows),
     Benchmark("quality", ["bench_quality.py"], "quality", quality_rows),
     Benchmark("multi_table", ["bench_multi_table.py"], "multi_table", multi_table_rows),
-    Benchmark("report", ["bench_report.py", "--rows", "1000000"], "report", report_rows),
+    Benchmark("report", ["bench_report.py", "--rows", "10000000", "--rounds", "3"], "report", report_rows),
     Benchmark("faults", ["bench_faults.py"], "bench_faults", faults_rows),
     Benchmark("redaction", ["bench_redaction.py"], "redaction", redaction_rows),
     Benchmark("gpu_sampler", ["bench_gpu_sampler.py", "--seconds", "30"], "gpu_sampler", gpu_sampler_rows),

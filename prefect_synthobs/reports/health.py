@@ -43,6 +43,7 @@ from prefect_synthobs.reports.cells import display_value as display_value
 from prefect_synthobs.reports.cells import escape as escape
 from prefect_synthobs.reports.cells import markdown_table as markdown_table
 from prefect_synthobs.reports.charts import line_chart, markdown_image, sparkline
+from prefect_synthobs.reports.health_query import BY_TASK, FAILED_ROWS, summarize, summarize_rows
 from prefect_synthobs.reports.models import (
     MARKDOWN_COLUMNS,
     MODEL_FRAME_COLUMNS,
@@ -241,6 +242,10 @@ def load_frames(
             if c in columns
         ]
         if table == names.TASK_RUNS:
+            summary = summarize(store, since, until, flow_name)  # aggregates, not rows (None: odd files)
+            if summary is not None:
+                frames.update(summary)
+                continue
             df = one_task_row_per_run(
                 store.read(
                     table,
@@ -322,7 +327,6 @@ def build_report(
     runs = (
         runs[(runs.start_time >= pd.Timestamp(since)) & (runs.start_time < pd.Timestamp(until))] if len(runs) else runs
     )
-    tasks = frames[names.TASK_RUNS]
     quality = frames[names.QUALITY_CHECKS]
     gpu = frames[names.GPU_SAMPLES]
     ledger = frames[names.PRIVACY_LEDGER]
@@ -350,15 +354,11 @@ def build_report(
             }
         )
 
-    if len(tasks):  # the window's task runs (the store's day partitions can hold earlier ones)
-        tasks = tasks[(tasks.start_time >= pd.Timestamp(since)) & (tasks.start_time < pd.Timestamp(until))]
-    task_failed = tasks.state_type.isin(["FAILED", "CRASHED"]) if len(tasks) else pd.Series(dtype=bool)
-    task_counts: dict[Any, tuple[int, int]] = {}
-    if len(tasks):
-        per_flow = pd.DataFrame(
-            {"flow": tasks.flow_name.astype(object), "failed": task_failed, "retried": tasks.run_count.fillna(1) > 1}
-        ).groupby("flow", dropna=False, observed=True)
-        task_counts = {flow: (int(g.failed.sum()), int(g.retried.sum())) for flow, g in per_flow}
+    # the window's task runs, summarised (load_frames did it where the rows lie; hand-made frames here)
+    summary = frames if BY_TASK in frames else summarize_rows(frames[names.TASK_RUNS], since, until)
+    by_task, bad_tasks = summary[BY_TASK], summary[FAILED_ROWS]
+    per_flow = by_task.groupby("flow_name", dropna=False)[["failed", "retried"]].sum()
+    task_counts = {flow: (int(r.failed), int(r.retried)) for flow, r in per_flow.iterrows()}
 
     flows = []
     for flow, group in runs.groupby("flow_name", sort=True, observed=True) if len(runs) else []:
@@ -378,20 +378,20 @@ def build_report(
         )
     flows.sort(key=lambda r: (r["success_rate"] if r["success_rate"] is not None else 1.0, r["flow"]))
 
-    slowest = []
-    if len(tasks):
-        grouped = tasks.groupby(["flow_name", "task_name"], dropna=False, observed=True).duration_s
-        stats = pd.DataFrame({"runs": grouped.size(), "p95": grouped.quantile(0.95), "max": grouped.max()})
-        for (flow, task), row in stats.sort_values("p95", ascending=False).head(top).iterrows():
-            slowest.append(
-                {
-                    "flow": flow,
-                    "task": task,
-                    "runs": int(row["runs"]),
-                    "p95_duration_s": _num(row["p95"]),
-                    "max_duration_s": _num(row["max"]),
-                }
-            )
+    slowest = [
+        {
+            "flow": _text(r.flow_name),
+            "task": _text(r.task_name),
+            "runs": int(r.runs),
+            "p95_duration_s": _num(r.p95),
+            "max_duration_s": _num(r.max),
+        }
+        for r in by_task.sort_values(
+            ["p95", "flow_name", "task_name"], ascending=[False, True, True], na_position="last", kind="stable"
+        )
+        .head(top)
+        .itertuples()
+    ]
 
     failed = runs[runs.state_type.isin(["FAILED", "CRASHED", "CANCELLED"])] if len(runs) else runs
     failures = (
@@ -450,7 +450,6 @@ def build_report(
                 }
             )
 
-    bad_tasks = tasks[task_failed] if len(tasks) else tasks
     failed_tasks = [
         {
             "time": _ts(r.start_time),
@@ -461,15 +460,15 @@ def build_report(
             "error_type": _text(r.error_type),
             "error_message": message(_text(r.error_message)),
         }
-        for r in (bad_tasks.sort_values("start_time", ascending=False).head(top).itertuples() if len(bad_tasks) else [])
+        for r in bad_tasks.head(top).itertuples()  # the most recent first
     ]
     totals = {
         "runs": len(runs),
         "failed": int((runs.state_type != "COMPLETED").sum()) if len(runs) else 0,
         "rows": int(runs["rows"].fillna(0).sum()) if len(runs) else 0,
-        "tasks": len(tasks),
-        "failed_tasks": int(task_failed.sum()) if len(tasks) else 0,
-        "retried_tasks": int((tasks.run_count.fillna(1) > 1).sum()) if len(tasks) else 0,
+        "tasks": int(by_task.runs.sum()),
+        "failed_tasks": int(by_task.failed.sum()),
+        "retried_tasks": int(by_task.retried.sum()),
     }
     training = build_training(
         frames.get(MODELS_TABLE),
