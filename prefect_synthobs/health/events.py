@@ -110,6 +110,8 @@ def as_utc(value: datetime | None) -> datetime | None:
     """
     if value is None:
         return None
+    if value.__class__ is datetime and value.tzinfo is timezone.utc:
+        return value  # already one (an event's own times, converted once): no copy
     if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(timezone.utc)
     return datetime(

@@ -1,18 +1,15 @@
 """Buffers health rows in memory and writes them to the store.
 
-Rows are written when an observed flow run ends (one file per table per
-flush, not one per task) and, for long runs, by a daemon thread every
-``flush_interval_seconds``. If the store cannot be written, rows go to a local
-spool directory (``Spool``, ``health/spool.py``) and are written on a later
-flush: a store fault costs one warning, never a row and never the flow's result.
+Rows are written when an observed flow run ends (one file per table per flush, not one per task) and, for
+long runs, by a daemon thread every ``flush_interval_seconds``. If the store cannot be written, rows go to a
+local spool directory (``Spool``, ``health/spool.py``) and are written on a later flush: a store fault costs
+one warning, never a row and never the flow's result.
 
-Time is bounded: each store write runs on its own daemon thread and the flush
-waits for it at most ``store_timeout`` seconds (``call_bounded``); past that its
-rows are spooled. A store that failed is then skipped (``StoreBreaker``,
-``health/breaker.py``): flushes spool at once, costing a flow nothing, until
-the background flusher's retry (after a backoff that doubles up to five
-minutes) succeeds. A write that was given up on may still land later; its rows
-are then in the store twice with the same ``event_id``, which
+Time is bounded: each store write runs on its own daemon thread and the flush waits for it at most
+``store_timeout`` seconds (``call_bounded``); past that its rows are spooled. A store that failed is then
+skipped (``StoreBreaker``, ``health/breaker.py``): flushes spool at once, costing a flow nothing, until the
+background flusher's retry (after a backoff that doubles up to five minutes) succeeds. A write that was given
+up on may still land later; its rows are then in the store twice with the same ``event_id``, which
 ``HealthStore.read`` drops.
 
 This module holds the buffer and the flusher thread, and decides what a fault
@@ -58,20 +55,19 @@ class Recorder:
     """Buffer, writer and spool for health rows.
 
     Args:
-        store_factory: Returns the ``HealthStore`` to write to (called per flush,
-            so a store that was unreachable at start-up can come back).
+        store_factory: Returns the ``HealthStore`` to write to (flushes reuse it until a store fault, then
+            call it again, so a store that was unreachable at start-up can come back).
         spool_dir: Local directory for rows the store could not take.
         flush_interval: Seconds between background flushes.
         store_timeout: The longest one store call may hold a flush.
-        breaker: Decides when a failed store is tried again (tests inject one
-            with their own clock).
-        spool_max_bytes: The most the spool may hold; past it the oldest spool
-            files are dropped (counted in ``on_dropped`` and a warning).
-        max_pending_rows: The most rows kept in memory when even the spool
-            cannot be written; past it the oldest are dropped.
+        breaker: Decides when a failed store is tried again (tests inject one with their own clock).
+        spool_max_bytes: The most the spool may hold; past it the oldest spool files are dropped (counted in
+            ``on_dropped`` and a warning).
+        max_pending_rows: The most rows kept in memory when even the spool cannot be written; past it the
+            oldest are dropped.
         on_dropped: Called with ``(table, rows)`` for every row dropped.
-        linger: Seconds the flusher gathers rows after ``flush_soon`` before
-            writing them (one file for the tasks ending about then).
+        linger: Seconds the flusher gathers rows after ``flush_soon`` before writing them (one file for the
+            tasks ending about then).
     """
 
     def __init__(
@@ -88,6 +84,7 @@ class Recorder:
         linger: float = FLUSH_SOON_LINGER_SECONDS,
     ) -> None:
         self._store_factory = store_factory
+        self._flush_store: HealthStore | None = None  # the store flushes reuse until it faults (``_open_store``)
         self.flush_interval = flush_interval
         self.store_timeout = store_timeout
         self.breaker = breaker or StoreBreaker()
@@ -129,10 +126,9 @@ class Recorder:
     def flush(self, *, background: bool = False) -> int:
         """Write spooled rows, then buffered rows; spool what the store refuses.
 
-        Never raises, and never waits on the store longer than ``store_timeout``
-        per call; while the store is skipped (``breaker``), only a
-        ``background`` flush (the flusher thread's) tries it. Returns the number
-        of rows the store accepted.
+        Never raises, and never waits on the store longer than ``store_timeout`` per call; while the store is
+        skipped (``breaker``), only a ``background`` flush (the flusher thread's) tries it. Returns the number of
+        rows the store accepted.
         """
         with self._flush_lock:
             with self._lock:
@@ -141,7 +137,7 @@ class Recorder:
             if not batches and not self.breaker.is_open and self.spool.is_empty():
                 # nothing to write: open no store, start no thread (Python 3.12.1 refuses threads at exit)
                 return 0
-            store = self._open_store(background)
+            store = self._open_store(background, reuse=True)
             retrying = store is not None and self.breaker.is_open
             written = self._drain_spool(store, background) if store is not None else 0
             for table, rows in batches.items():
@@ -189,15 +185,20 @@ class Recorder:
         )
         return data
 
-    def _open_store(self, background: bool) -> HealthStore | None:
+    def _open_store(self, background: bool, *, reuse: bool = False) -> HealthStore | None:
+        """The store (opened on a bounded thread); ``reuse``: the one a flush opened before, until a fault."""
         if not self.breaker.allows(background=background):
             return None
+        if reuse and self._flush_store is not None:
+            return self._flush_store
         try:
-            return call_bounded(self._store_factory, self.store_timeout, name="synthobs-store-open")
+            store = call_bounded(self._store_factory, self.store_timeout, name="synthobs-store-open")
         except Exception as exc:  # bad URL, missing credentials, no answer...
             self.breaker.failed()
             self._store_fault(exc)
             return None
+        self._flush_store = store if reuse else self._flush_store
+        return store
 
     def _try_write(self, store: HealthStore, table: str, data: pa.Table, background: bool) -> bool:
         if not self.breaker.allows(background=background):
@@ -220,6 +221,7 @@ class Recorder:
         return True
 
     def _store_fault(self, exc: BaseException, store: HealthStore | None = None) -> None:
+        self._flush_store = None  # the next flush opens the store afresh
         self._store_warning.fail(
             "synthobs: cannot write the health store %s (%s: %s); rows are kept in %s "
             "and written once a background retry reaches the store. The flow is unaffected.",
@@ -342,8 +344,7 @@ class Recorder:
 
     @property
     def claim_lease(self) -> float:
-        """Seconds after which a spool file claimed by a drainer that never
-        finished (killed mid-drain) is given back to the spool."""
+        """Seconds after which a spool file claimed by a drainer that never finished is given back to the spool."""
         return self.spool.lease
 
     def _drain_spool(self, store: HealthStore, background: bool) -> int:
@@ -403,14 +404,11 @@ class Recorder:
     def final_flush(self) -> int:
         """The last flush of this recorder (at process exit): rows reach the store if it answers now.
 
-        A store that failed earlier is skipped until its backoff has passed;
-        at exit there is no later retry, so it is asked once more (one call
-        bounded by ``store_timeout``), and if it answers the spool is drained
-        into it with the buffered rows. Rows that must stay in the spool cost
-        one warning naming the spool directory and their count: the next
-        synthobs process using this spool and store writes them, and a spool on
-        a disk that goes away (a container's, a pod's) takes them with it.
-        Never raises; returns the number of rows the store accepted.
+        A store that failed earlier (skipped until its backoff passed) is asked once more, bounded by
+        ``store_timeout``: there is no later retry; if it answers the spool is drained into it with the buffered
+        rows. Rows left in the spool cost one warning naming the spool directory and their count: the next
+        synthobs process using this spool and store writes them, and a spool on a disk that goes away (a
+        container's, a pod's) takes them with it. Never raises; returns the number of rows the store accepted.
         """
         probed = self.breaker.is_open and self._probe_at_exit()
         written = self.flush()

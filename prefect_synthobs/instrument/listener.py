@@ -150,15 +150,15 @@ class RunListener(SpanProcessor):
                 other_host = getattr(carrier, "origin_host", None) not in (None, runtime.host)
                 runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec, sample_gpu=other_host)
             task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
-            if task_ctx is not None and str(task_ctx.task_run.id) == task_run_id:
-                runtime.task_started(task_ctx.task_run, str(flow_ctx.flow_run.id))
+            if task_ctx is not None and prefect_runs.id_text(task_ctx.task_run.id) == task_run_id:
+                runtime.task_started(task_ctx.task_run, prefect_runs.id_text(flow_ctx.flow_run.id))
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener task start failed: %s", exc)
 
     @staticmethod
     def _task_end(runtime: Runtime, span: ReadableSpan, attrs: Any) -> None:
         ctx = TaskRunContext.get()
-        if ctx is None or str(ctx.task_run.id) != attrs.get(catalog.PREFECT_RUN_ID):
+        if ctx is None or prefect_runs.id_text(ctx.task_run.id) != attrs.get(catalog.PREFECT_RUN_ID):
             return
         task_run = ctx.task_run
         info = runtime.run_info(task_run.flow_run_id) if task_run.flow_run_id else None
@@ -167,7 +167,7 @@ class RunListener(SpanProcessor):
         try:
             rows_by_table = RunListener._record_task(runtime, ctx, span, info)
             if info.remote and rows_by_table:
-                runtime.report_task_rows(info.flow_run_id, str(task_run.id), rows_by_table)
+                runtime.report_task_rows(info.flow_run_id, prefect_runs.id_text(task_run.id), rows_by_table)
         finally:
             if info.remote:
                 runtime.end_remote_task(info.flow_run_id)

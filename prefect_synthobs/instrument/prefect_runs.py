@@ -21,6 +21,7 @@ fakes and Prefect's own classes both do).
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -46,6 +47,16 @@ _RUN_NAME_SUFFIX = re.compile(r"-(?:[0-9a-f]{3}|[0-9]+)$")
 
 _ATTEMPT_STATES = ("Running", "Retrying")
 """Names of the state events Prefect adds to a run span as an attempt starts."""
+
+
+# -- ids ---------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def id_text(run_id: Any) -> str:
+    """``str(run_id)``, remembered: a run's ``UUID`` is turned into text several times per task run (its scope,
+    its row, its flow's lookups), and ``UUID.__str__`` costs ~1 µs a time."""
+    return str(run_id)
 
 
 # -- states -------------------------------------------------------------------------------------------------------
@@ -193,8 +204,8 @@ def task_run_ended(
         error_type = error_message = None
     run_count = run_count_of(task_run)
     return TaskRunEnded(
-        task_run_id=str(task_run.id),
-        flow_run_id=str(task_run.flow_run_id) if task_run.flow_run_id else None,
+        task_run_id=id_text(task_run.id),
+        flow_run_id=id_text(task_run.flow_run_id) if task_run.flow_run_id else None,
         flow_name=flow_name,
         task_name=task.name,
         state_type=kind,

@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect_synthobs import catalog
 from prefect_synthobs.health.events import AttemptError
+from prefect_synthobs.instrument.prefect_runs import id_text
 
 _RECENT_RUNS = 1024
 """Finished runs remembered (their ends are recorded once; late measurements still find them)."""
@@ -174,7 +175,7 @@ class RunScope:
             self._runs, self._recent = other._runs, other._recent
 
     def run_info(self, flow_run_id: Any) -> RunInfo | None:
-        key = str(flow_run_id)
+        key = id_text(flow_run_id)
         with self._lock:
             return self._runs.get(key) or self._recent.get(key)
 
@@ -356,11 +357,11 @@ class RunScope:
     def task_started(self, task_run: Any, flow_run_id: str) -> None:
         """A task run of a flow in scope starts running here (for measurements from threads it starts)."""
         with self._lock:
-            self._active_tasks[str(task_run.id)] = (task_run, flow_run_id)
+            self._active_tasks[id_text(task_run.id)] = (task_run, flow_run_id)
 
     def task_ended(self, task_run_id: Any) -> None:
         with self._lock:
-            self._active_tasks.pop(str(task_run_id), None)
+            self._active_tasks.pop(id_text(task_run_id), None)
 
     def implicit_scope(self) -> ImplicitScope:
         """Where a measurement made outside Prefect's run context belongs (a plain thread a run started).

@@ -74,7 +74,7 @@ def _flow_ended(m: SynthObsMetrics, e: FlowRunEnded) -> None:
 
 def _task_ended(m: SynthObsMetrics, e: TaskRunEnded) -> None:
     flow, task = label(e.flow_name), label(e.task_name)
-    m.task_runs.labels(flow, task, e.state_type).inc()
+    m.labelled(catalog.TASK_RUNS_TOTAL, flow, task, e.state_type).inc()
     if e.duration_s is not None:
         m.observe_task_duration(flow, task, e.duration_s, e.span_context)
     if e.run_count > 1:

@@ -200,6 +200,9 @@ class SynthObsMetrics:
         self.by_name = by_name
         """Each collector by its catalog name (without the prefix); the two in-progress metrics share one."""
         self._collectors: list[Collector] = list(dict.fromkeys(by_name.values()))
+        self._children: dict[tuple[str, tuple[Any, ...]], Any] = {}
+        """Each histogram's labelled child by ``(metric, label items)``: a task's duration finds it with one
+        lookup instead of ``labels(**labels)``'s checks and sorting (checked still current before use)."""
 
     def collector(self, name: str, kind: type[_C]) -> _C:
         """The collector of catalog metric ``name``, checked to be a ``kind``."""
@@ -255,13 +258,43 @@ class SynthObsMetrics:
         self, metric: str, labels: dict[str, str], seconds: float, span_context: SpanContext | None = None
     ) -> None:
         """One observation of histogram ``metric``, with its span as the exemplar, on Prometheus and OTLP."""
-        self.histogram(metric).labels(**labels).observe(seconds, exemplar=exemplar_of(span_context))
+        self._histogram_child(metric, labels).observe(seconds, exemplar=exemplar_of(span_context))
         listener = self.duration_listener
         if listener is not None:
             try:
                 listener(metric, labels, seconds, span_context)
             except Exception as exc:  # the OTLP side never costs the Prometheus side, nor the run
                 get_logger("telemetry.metrics").debug("synthobs: duration not recorded on OTLP: %s", exc)
+
+    def _histogram_child(self, metric: str, labels: dict[str, str]) -> Any:
+        """``self.histogram(metric).labels(**labels)``, remembered per label set while the collector still
+        holds that child (a ``remove`` or ``clear`` on it makes the next call ask the collector again)."""
+        key = (metric, tuple(labels.items()))
+        child = self._children.get(key)
+        if child is not None and self._holds(metric, child):
+            return child
+        child = self.histogram(metric).labels(**labels)
+        self._children[key] = child
+        return child
+
+    def labelled(self, metric: str, *values: str) -> Any:
+        """``collector.labels(*values)`` of catalog counter or gauge ``metric``, remembered like
+        ``_histogram_child``: the per-task-run counters find their series with one lookup."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is not None and self._holds(metric, child):
+            return child
+        collector = self.by_name[metric]
+        if not isinstance(collector, (Counter, Gauge)):
+            raise TypeError(f"{metric} is a {type(collector).__name__}, not a counter or gauge")
+        child = collector.labels(*values)
+        self._children[key] = child
+        return child
+
+    def _holds(self, metric: str, child: Any) -> bool:
+        """The collector of ``metric`` still holds ``child`` as its series (not removed or cleared since)."""
+        held = getattr(self.by_name[metric], "_metrics", None)
+        return held is not None and held.get(child._labelvalues) is child
 
     def unregister(self) -> None:
         """Remove exactly the collectors this object registered."""
