@@ -35,6 +35,7 @@ from prefect_synthobs.reports.dashboards import export
 from prefect_synthobs.reports.demo_summary import flow_run_lines, metric_lines, wall_time_line
 from prefect_synthobs.reports.demo_summary import runs_of as runs_of  # the cli's name too
 from prefect_synthobs.reports.health import render_text, report_for, window
+from prefect_synthobs.reports.health_query import ReportTooLarge
 from prefect_synthobs.reports.text import terminal_text
 from prefect_synthobs.reports.trends import DEFAULT_TREND_DAYS
 from prefect_synthobs.sample_flows import synthetic_pipeline as pipeline
@@ -306,16 +307,20 @@ def _report(args: argparse.Namespace) -> int:
             print(f"  {table:<16} {count:>10,} {'row' if count == 1 else 'rows'}")
         return 0
     started = time.monotonic()
-    with _progress("report") as step:
-        report = report_for(
-            store,
-            since,
-            until,
-            args.flow,
-            days=args.trend_days or None,
-            progress=step,
-            redact_pii=get_settings().redact_pii,
-        )
+    try:
+        with _progress("report") as step:
+            report = report_for(
+                store,
+                since,
+                until,
+                args.flow,
+                days=args.trend_days or None,
+                progress=step,
+                redact_pii=get_settings().redact_pii,
+            )
+    except ReportTooLarge as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:

@@ -243,3 +243,58 @@ def test_an_s3_store_is_summarised_through_pyarrow_as_pandas_counts(
     _same(summary[BY_TASK], want[want.flow_name == "f1"])
     report = hr.report_for(store, SINCE, UNTIL, days=None)
     assert report.totals["tasks"] == want.runs.sum() and report.totals["failed_tasks"] == want.failed.sum()
+
+
+def test_a_window_too_large_for_the_engine_is_a_clear_error_not_a_row_by_row_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of memory in DuckDB raises ``ReportTooLarge`` (what to do in its message): the row-by-row fallback
+    would need far more memory than DuckDB had (about 14 GB at 100 M rows)."""
+    from prefect_synthobs.reports import health_query
+
+    n = 200_000
+    rng = np.random.default_rng(1)
+    starts = pd.Timestamp(SINCE + timedelta(hours=1)) + pd.to_timedelta(rng.uniform(0, 20 * 3600, n), unit="s")
+    so.HealthStore(str(tmp_path)).write(
+        names.TASK_RUNS,
+        pa.table(
+            {
+                **{name: pa.nulls(n, SCHEMA.field(name).type) for name in SCHEMA.names},
+                "event_id": [f"e{i}" for i in range(n)],
+                "task_run_id": [f"t{i}" for i in range(n)],
+                "flow_name": ["f"] * n,
+                "task_name": [f"task-{i % 5000}" for i in range(n)],
+                "state_type": ["COMPLETED"] * n,
+                "start_time": pa.array(starts.to_pydatetime(), SCHEMA.field("start_time").type),
+                "end_time": pa.array(starts.to_pydatetime(), SCHEMA.field("end_time").type),
+                "duration_s": rng.exponential(2.0, n),
+                "source": [SOURCE_HOOK] * n,
+            },
+            schema=SCHEMA,
+        ),
+    )
+    monkeypatch.setattr(health_query, "AGGREGATE_MEMORY_LIMIT", "1MB")
+    with pytest.raises(health_query.ReportTooLarge, match="--since"):
+        summarize(so.HealthStore(str(tmp_path)), SINCE, UNTIL, memory_limit="1MB")
+    bounded = summarize
+    monkeypatch.setattr(hr, "summarize", lambda *a, **k: bounded(*a, **k, memory_limit="1MB"))
+    with pytest.raises(health_query.ReportTooLarge):  # load_frames does not fall back to reading rows
+        hr.load_frames(so.HealthStore(str(tmp_path)), SINCE, UNTIL)
+
+
+def test_synthobs_report_says_what_to_do_when_the_window_is_too_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prefect_synthobs import cli
+    from prefect_synthobs.reports import health_query
+
+    row = {**dict.fromkeys(SCHEMA.names), "event_id": "e", "task_run_id": "t", "start_time": SINCE, "tags": []}
+    so.HealthStore(str(tmp_path)).write(names.TASK_RUNS, pa.Table.from_pylist([row], schema=SCHEMA))
+
+    def too_large(*args: Any, **kwargs: Any) -> None:
+        raise health_query.ReportTooLarge("synthobs: the health report's aggregates ran out of memory; use --since")
+
+    monkeypatch.setattr(hr, "summarize", too_large)
+    assert cli.main(["report", "--store", str(tmp_path)]) == 2  # one line, no traceback
+    err = capsys.readouterr().err
+    assert "ran out of memory" in err and "Traceback" not in err
