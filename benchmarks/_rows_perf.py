@@ -187,9 +187,9 @@ def report_rows(r: dict[str, Any]) -> list[Row]:
 
 def writers_rows(r: dict[str, Any]) -> list[Row]:
     target = r.get("s3_target", 0.8)
-    spread = r.get("s3_over_local_spread")
-    rounds = r.get("s3_rounds")
-    detail = f" (median of {rounds} rounds" + (f", {spread[0]:.2f}–{spread[1]:.2f}" if spread else "") + ")"
+    each = r.get("s3_over_local_rounds") or []
+    rounds = r.get("s3_rounds") or len(each)
+    detail = f" (median of {rounds} rounds" + (f", {min(each):.2f}–{max(each):.2f}" if each else "") + ")"
     requests = r.get("s3_write_requests_per_flush")
     return [
         (
