@@ -59,7 +59,20 @@ def _for_writing(fs: pafs.FileSystem) -> pafs.FileSystem:
     if not isinstance(fs, pafs.S3FileSystem):
         return fs
     rebuild, (options, *_) = fs.__reduce__()
-    return rebuild({**options, **OBJECT_STORE_WRITES})
+    try:
+        return rebuild({**options, **OBJECT_STORE_WRITES})
+    except TypeError:  # pyarrow < 17 has no allow_delayed_open: its multipart upload, as before
+        return fs
+
+
+def _s3_filesystem(kwargs: dict[str, Any]) -> pafs.S3FileSystem:
+    """``S3FileSystem(**kwargs)`` with ``OBJECT_STORE_WRITES`` where this pyarrow has them (17 and later)."""
+    try:
+        return pafs.S3FileSystem(**kwargs, **OBJECT_STORE_WRITES)
+    except TypeError as exc:
+        if not any(key in str(exc) for key in OBJECT_STORE_WRITES):
+            raise
+        return pafs.S3FileSystem(**kwargs)
 
 
 def check_store_url(url: str) -> str:
@@ -120,9 +133,8 @@ def resolve_filesystem(
             scheme, _, rest = endpoint.partition("://")
             kwargs["endpoint_override"] = rest.rstrip("/")
             kwargs.setdefault("scheme", scheme)
-        kwargs.update(OBJECT_STORE_WRITES)
         try:
-            return pafs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/"), False
+            return _s3_filesystem(kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/"), False
         except (pa.ArrowInvalid, OSError, TypeError) as exc:
             raise ValueError(f"invalid s3 storage options: {exc}") from exc
     try:

@@ -208,6 +208,7 @@ def s3() -> Iterator[tuple[pafs.S3FileSystem, dict[str, str]]]:
         moto.wait()
 
 
+@pytest.mark.slow  # moto in server mode: the slow tier's (not in the wheel's test-fast extra)
 def test_an_s3_store_is_summarised_through_pyarrow_as_pandas_counts(
     s3: tuple[pafs.S3FileSystem, dict[str, str]],
 ) -> None:

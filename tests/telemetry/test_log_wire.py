@@ -24,7 +24,7 @@ from otlp_receiver import Receiver, http_receiver
 
 from prefect_synthobs import catalog
 from prefect_synthobs._version import __version__
-from prefect_synthobs.telemetry.log_batch import WireLogPipeline
+from prefect_synthobs.telemetry.log_batch import WireLogPipeline, http_send
 from prefect_synthobs.telemetry.log_wire import WireLog, sdk_encoder, varint
 from prefect_synthobs.telemetry.otel_logs import LogsExportConfig, LogsExportSetup, RunLogHandler, severity
 from prefect_synthobs.telemetry.otlp import OtlpTarget
@@ -32,6 +32,20 @@ from prefect_synthobs.telemetry.otlp import OtlpTarget
 RESOURCE = Resource.create({"service.name": "wire-test", "deployment.environment": "ci"})
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 SECRETS = ("jane.doe@example.com", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE")
+
+
+def _sdk_has_exporter_client() -> bool:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return http_send(OTLPLogExporter(endpoint="http://127.0.0.1:9/v1/logs"), None) is not None
+
+
+LIGHT_PATH = _sdk_has_exporter_client()
+needs_light_path = pytest.mark.skipif(
+    not LIGHT_PATH,
+    reason="this OpenTelemetry SDK's OTLP/HTTP log exporter has no client to post bytes with (1.39, the floor): run "
+    "logs take the SDK path there (test_older_sdks_take_the_sdk_path, tests/telemetry/test_otel_logs.py)",
+)
 
 
 def _parsed(data: bytes) -> ExportLogsServiceRequest:
@@ -124,6 +138,7 @@ def _bodies(receiver: Receiver, run_id: str) -> list[str]:
         return [str(r.body) for r in receiver.logs if r.attributes.get("prefect.flow_run.id") == run_id]
 
 
+@needs_light_path
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(0, 40),
@@ -159,6 +174,7 @@ def test_every_record_arrives_once_redacted_across_batches_flushes_and_shutdown(
     assert all(secret not in b and "[REDACTED]" in b for b in received)
 
 
+@needs_light_path
 def test_flush_waits_for_every_record_before_it(receiver: Receiver) -> None:
     run_id = f"run-{uuid.uuid4()}"
     name = f"prefect.flow_runs.wire-{uuid.uuid4().hex[:8]}"
@@ -177,6 +193,7 @@ def test_flush_waits_for_every_record_before_it(receiver: Receiver) -> None:
         setup.detach()
 
 
+@needs_light_path
 def test_a_dead_endpoint_costs_one_warning_and_never_blocks(caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -215,5 +232,23 @@ def test_record_limits_from_the_environment_keep_the_sdk_path(monkeypatch: pytes
     setup = _setup("http://127.0.0.1:9", f"prefect.flow_runs.wire-{uuid.uuid4().hex[:8]}")
     try:
         assert setup.handler is not None and isinstance(setup.handler.provider, LoggerProvider)
+    finally:
+        setup.detach()
+
+
+def test_older_sdks_take_the_sdk_path(receiver: Receiver) -> None:
+    """Where the exporter has no client (SDK 1.39), synthobs' run logs use the SDK's own provider, still exported."""
+    name = f"prefect.flow_runs.wire-{uuid.uuid4().hex[:8]}"
+    setup = _setup(receiver.endpoint, name)
+    try:
+        handler = setup.handler
+        assert handler is not None
+        assert isinstance(handler.provider, WireLogPipeline) == LIGHT_PATH
+        run_logger = logging.getLogger(name)
+        run_logger.setLevel(logging.INFO)
+        run_logger.propagate = False
+        run_logger.info("hello", extra={"flow_run_id": "run-sdk-path", "flow_name": "f"})
+        assert setup.flush(10.0)
+        assert _bodies(receiver, "run-sdk-path") == ["hello"]
     finally:
         setup.detach()
