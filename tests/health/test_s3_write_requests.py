@@ -49,9 +49,16 @@ class Moto:
     bucket: str
 
     def requests(self) -> list[tuple[str, str]]:
-        """Every request the server has logged so far: ``(method, path)``."""
-        time.sleep(0.05)  # the server logs a request after answering it
-        return _REQUEST.findall(self.log.read_text())
+        """Every request the server has answered so far: ``(method, path)``.
+
+        The server logs a request after answering it, in order: a marker request is sent and the log read until
+        the marker is in it (so every earlier request is too), then the marker is left out."""
+        marker = f"/moto-api/?synthobs-marker={uuid.uuid4().hex}"
+        urllib.request.urlopen(f"{self.endpoint}{marker}", timeout=10).close()
+        deadline = time.monotonic() + 60
+        while marker not in (text := self.log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [(method, path) for method, path in _REQUEST.findall(text) if "synthobs-marker=" not in path]
 
     def options(self) -> dict[str, str]:
         return {"access_key": "testing", "secret_key": SECRET, "region": "us-east-1", "endpoint_url": self.endpoint}
