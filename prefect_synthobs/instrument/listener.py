@@ -119,7 +119,6 @@ class RunListener(SpanProcessor):
             if runtime is None:
                 return
             if run_type == "task":
-                runtime.task_ended(attrs.get(catalog.PREFECT_RUN_ID))
                 self._task_end(runtime, span, attrs)
             elif run_type == "flow":
                 self._flow_end(runtime, attrs)
@@ -157,30 +156,39 @@ class RunListener(SpanProcessor):
 
     @staticmethod
     def _task_end(runtime: Runtime, span: ReadableSpan, attrs: Any) -> None:
+        """A task run's span ended: no longer in progress; recorded when its flow run is in scope here (a
+        completed one of a flow this process runs is noted and recorded in a batch: ``Runtime.note_task_run``)."""
+        task_run_id = attrs.get(catalog.PREFECT_RUN_ID)
         ctx = TaskRunContext.get()
-        if ctx is None or prefect_runs.id_text(ctx.task_run.id) != attrs.get(catalog.PREFECT_RUN_ID):
+        if ctx is None or prefect_runs.id_text(ctx.task_run.id) != task_run_id or not ctx.task_run.flow_run_id:
+            runtime.task_ended(task_run_id)
             return
         task_run = ctx.task_run
-        info = runtime.run_info(task_run.flow_run_id) if task_run.flow_run_id else None
+        info = runtime.run_info(task_run.flow_run_id)
         if info is None:
+            runtime.task_ended(task_run_id)
             return
-        try:
-            rows_by_table = RunListener._record_task(runtime, ctx, span, info)
-            if info.remote and rows_by_table:
-                runtime.report_task_rows(info.flow_run_id, prefect_runs.id_text(task_run.id), rows_by_table)
-        finally:
-            if info.remote:
-                runtime.end_remote_task(info.flow_run_id)
-
-    @staticmethod
-    def _record_task(runtime: Runtime, ctx: TaskRunContext, span: ReadableSpan, info: Any) -> dict[str | None, int]:
-        task_run = ctx.task_run
         flow_ctx = FlowRunContext.get()
         flow_name = flow_ctx.flow.name if flow_ctx and flow_ctx.flow else info.flow_name
+        if not info.remote:
+            runtime.note_task_run(ctx.task, task_run, flow_name, span)  # no longer in progress, counted
+            return
+        runtime.task_ended(task_run_id)
+        try:
+            rows_by_table = RunListener._record_task(runtime, ctx, span, flow_name)
+            if rows_by_table:
+                runtime.report_task_rows(info.flow_run_id, prefect_runs.id_text(task_run.id), rows_by_table)
+        finally:
+            runtime.end_remote_task(info.flow_run_id)
+
+    @staticmethod
+    def _record_task(
+        runtime: Runtime, ctx: TaskRunContext, span: ReadableSpan, flow_name: str | None
+    ) -> dict[str | None, int]:
         attempt_errors = prefect_runs.attempt_errors_of(span)
         error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
         return runtime.record_task_run(
-            ctx.task, task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
+            ctx.task, ctx.task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
         )
 
     @staticmethod

@@ -223,6 +223,49 @@ def task_run_ended(
     )
 
 
+class CompletedTaskNote(NamedTuple):
+    """What a task run that completed in this process says as its span ends, noted to be recorded later
+    (``completed_task_run_ended``): its objects' values taken then, its span (ended: it no longer changes)."""
+
+    task_name: str
+    task_run_id: str
+    flow_run_id: str | None
+    flow_name: str | None
+    state: Any
+    start_time: datetime | None
+    end_time: datetime | None
+    run_count: int
+    total_run_time: Any
+    tags: Any
+    rows: int
+    span: Any
+
+
+def completed_task_run_ended(note: CompletedTaskNote) -> TaskRunEnded:
+    """The event of a noted completed task run: the one ``task_run_ended`` builds from the task, the task run
+    and the span's attempt errors (a completed run has no error; its failed attempts' errors are its span's)."""
+    state = note.state
+    total = note.total_run_time
+    return TaskRunEnded(
+        task_run_id=note.task_run_id,
+        flow_run_id=note.flow_run_id,
+        flow_name=note.flow_name,
+        task_name=note.task_name,
+        state_type=state_type(state),
+        state_name=getattr(state, "name", None),
+        start_time=note.start_time,
+        end_time=note.end_time or getattr(state, "timestamp", None),
+        run_count=note.run_count,
+        run_time_s=total.total_seconds() if total is not None else None,
+        error_type=None,
+        error_message=None,
+        tags=[str(t) for t in note.tags] if note.tags else [],
+        rows=note.rows,
+        attempt_errors=attempt_errors_of(note.span) if note.span.events else [],
+        span_context=note.span.context,
+    )
+
+
 class FlowRunFacts(NamedTuple):
     """What a flow run's own objects say about its end (``flow_run_facts``); the rest of its
     ``FlowRunEnded`` (kind, rows, GPU, host, earlier attempts' errors) is the run scope's."""

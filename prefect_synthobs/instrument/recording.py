@@ -8,24 +8,40 @@ each sink: ``HealthSink`` (its rows, through the ``Recorder``), ``MetricsSink``
 in the package writes run rows or updates run metrics, so a new column, metric
 or attribute has one place to go.
 
+Task runs that completed in the flow's own process are recorded in batches
+(``TaskEndBatch``): each task's end only notes what it needs; the batch builds
+the events and hands them to the sinks in one pass (``Recording.handle_many``:
+the task rows added to the recorder at once, each labelled counter incremented
+once per batch, the duration histogram's exemplar kept on the observation that
+is each bucket's last, as one by one). A batch is recorded at the flow run's
+end, before its row and its flush (``Runtime.end_flow_run``), when it reaches
+``TaskEndBatch.max_items``, and at the latest ``max_wait`` seconds after its
+first task ended (a daemon thread), so the metrics of a long flow stay current.
+
 Pure of Prefect: events hold plain values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.catalog import MAX_ERROR_CHARS
+from prefect_synthobs.health.events import TaskRunEnded
 from prefect_synthobs.health.recorder import Recorder
+from prefect_synthobs.health.rows import rows_of_many
 from prefect_synthobs.health.sink import HealthSink
 from prefect_synthobs.instrument.sinks import MetricsSink, SpanSink
-from prefect_synthobs.telemetry.metrics import SynthObsMetrics
+from prefect_synthobs.telemetry.metrics import SynthObsMetrics, exemplar_of, label
 from prefect_synthobs.telemetry.redaction import clean_error_message
 
-__all__ = ["Recording", "Sink"]
+__all__ = ["Recording", "Sink", "TaskEndBatch"]
 
 logger = get_logger()
 
@@ -75,14 +91,180 @@ class Recording:
             try:
                 sink.handle(event)
             except Exception as exc:
-                warning.fail(
-                    "synthobs: %s failed on %s (%s: %s); %s are lost until it recovers, the run is unaffected; "
-                    "this warning is given once while it keeps failing",
-                    type(sink).__name__,
-                    type(event).__name__,
-                    type(exc).__name__,
-                    clean_error_message(str(exc), limit=MAX_ERROR_CHARS, redact_pii=self.redact_pii),
-                    getattr(sink, "loses", "what it records"),
-                )
+                self._failed(warning, sink, event, exc)
             else:
                 warning.ok()
+
+    def handle_many(self, events: Sequence[TaskRunEnded]) -> None:
+        """Give task-run ``events`` to every sink, as ``handle`` gives each, in one pass.
+
+        The health sink gets the events' rows at once and the metrics sink's updates are made per label
+        set (``_task_metrics``): the same rows and the same metric values as one ``handle`` per event. Any
+        other sink gets each event in turn. Never raises; a failing sink costs one warning, as in ``handle``.
+        """
+        if not events:
+            return
+        for sink, warning in zip(self.sinks, self._warnings, strict=True):
+            try:
+                if type(sink) is HealthSink:
+                    rows = rows_of_many([e for e in events if not e.counted_only], redact_pii=sink.redact_pii)
+                    if rows:
+                        sink.recorder.add(catalog.TASK_RUNS, rows)
+                elif type(sink) is MetricsSink:
+                    _task_metrics(sink.metrics, events)
+                else:
+                    for event in events:
+                        sink.handle(event)
+            except Exception as exc:
+                self._failed(warning, sink, events[0], exc)
+            else:
+                warning.ok()
+
+    def _failed(self, warning: WarnOnce, sink: Sink, event: Any, exc: Exception) -> None:
+        warning.fail(
+            "synthobs: %s failed on %s (%s: %s); %s are lost until it recovers, the run is unaffected; "
+            "this warning is given once while it keeps failing",
+            type(sink).__name__,
+            type(event).__name__,
+            type(exc).__name__,
+            clean_error_message(str(exc), limit=MAX_ERROR_CHARS, redact_pii=self.redact_pii),
+            getattr(sink, "loses", "what it records"),
+        )
+
+
+def _task_metrics(m: SynthObsMetrics, events: Sequence[TaskRunEnded]) -> None:
+    """The metric updates of task-run ``events`` (``sinks._task_ended`` per event), made per label set.
+
+    Each ``task_runs_total`` and ``task_retries_total`` series is incremented once by its events' sum; the
+    duration histogram observes every duration, and an observation carries its span as the exemplar when it
+    is the last with a sampled span in its bucket: the exemplar each bucket would keep after one ``observe``
+    per event (its timestamp is the batch's, not the task's end). The OTLP duration listener, when set, gets
+    every observation with its span, in the events' order.
+    """
+    counts: dict[tuple[str, str, str], int] = {}
+    retries: dict[tuple[str, str], int] = {}
+    durations: dict[tuple[str, str], list[tuple[float, Any]]] = {}
+    for e in events:
+        flow, task = label(e.flow_name), label(e.task_name)
+        key = (flow, task, e.state_type)
+        counts[key] = counts.get(key, 0) + 1
+        if e.duration_s is not None:
+            durations.setdefault((flow, task), []).append((e.duration_s, e.span_context))
+        if e.run_count > 1:
+            retries[(flow, task)] = retries.get((flow, task), 0) + e.run_count - 1
+    for (flow, task, state), n in counts.items():
+        m.labelled(catalog.TASK_RUNS_TOTAL, flow, task, state).inc(n)
+    for (flow, task), observations in durations.items():
+        _observe_durations(m, flow, task, observations)
+    for (flow, task), n in retries.items():
+        m.task_retries.labels(flow, task).inc(n)
+    listener = m.duration_listener
+    if listener is not None:  # the OTLP side: every duration, in the events' order
+        for e in events:
+            if e.duration_s is not None:
+                try:
+                    listener(
+                        catalog.TASK_RUN_DURATION,
+                        {"flow": label(e.flow_name), "task": label(e.task_name)},
+                        e.duration_s,
+                        e.span_context,
+                    )
+                except Exception as exc:  # the OTLP side never costs the Prometheus side, nor the run
+                    logger.debug("synthobs: duration not recorded on OTLP: %s", exc)
+
+
+def _observe_durations(m: SynthObsMetrics, flow: str, task: str, observations: list[tuple[float, Any]]) -> None:
+    child = m.task_run_duration.labels(flow, task)
+    bounds: list[float] | None = getattr(child, "_upper_bounds", None)
+    exemplars: dict[int, dict[str, str]] = {}
+    if bounds is not None:  # the last sampled observation of each bucket keeps its exemplar
+        seen: set[int] = set()
+        for i in range(len(observations) - 1, -1, -1):
+            seconds, span_context = observations[i]
+            bucket = bisect.bisect_left(bounds, seconds)
+            if bucket in seen:
+                continue
+            exemplar = exemplar_of(span_context)
+            if exemplar is not None:
+                seen.add(bucket)
+                exemplars[i] = exemplar
+    for i, (seconds, span_context) in enumerate(observations):
+        child.observe(seconds, exemplar=exemplars.get(i) if bounds is not None else exemplar_of(span_context))
+
+
+class TaskEndBatch:
+    """Task-run ends noted as they happen, recorded together (``record``: each note's event, handed to
+    ``Recording.handle_many``).
+
+    Args:
+        record: Records the events of the notes it is given (never raises).
+        max_items: A batch this large is recorded at once, by the call that filled it.
+        max_wait: The longest a note waits: a daemon thread (``synthobs-task-batch``, started on first use)
+            records the batch that long after its first note, unless something recorded it sooner.
+    """
+
+    def __init__(self, record: Callable[[list[Any]], None], *, max_items: int = 1024, max_wait: float = 1.0) -> None:
+        self._record = record
+        self.max_items = max_items
+        self.max_wait = max_wait
+        self._notes: list[Any] = []
+        self._lock = threading.Lock()
+        self._recording = threading.RLock()
+        """Held while notes are recorded: a flush waits for one in flight (rows in the recorder when it returns)."""
+        self._armed = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, note: Any) -> None:
+        """Note one task run's end (recorded by ``flush``, a full batch, or the thread after ``max_wait``)."""
+        with self._lock:
+            notes = self._notes
+            notes.append(note)
+            first, full = len(notes) == 1, len(notes) >= self.max_items
+        if full or self._closed.is_set():  # closed: nothing would record it later
+            self.flush()
+        elif first:
+            self._arm()
+
+    def __len__(self) -> int:
+        return len(self._notes)
+
+    def flush(self) -> None:
+        """Record every note now (on the caller's thread); returns once every note added before the call is
+        recorded, also those another thread (the batch thread) took a moment earlier and is recording."""
+        with self._recording:
+            with self._lock:
+                notes, self._notes = self._notes, []
+            if notes:
+                self._record(notes)
+
+    def close(self) -> None:
+        """Record what is noted and stop the thread (a later note is recorded at once, by its ``add``)."""
+        self._closed.set()
+        self._armed.set()
+        self.flush()
+
+    def open(self) -> None:
+        """Batch again after ``close`` (a runtime started again)."""
+        self._closed.clear()
+
+    def _arm(self) -> None:
+        if self._closed.is_set():
+            return
+        thread = self._thread
+        if thread is None or not thread.is_alive():  # first use, or after a fork
+            thread = self._thread = threading.Thread(target=self._run, name="synthobs-task-batch", daemon=True)
+            thread.start()
+        self._armed.set()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._armed.wait()
+            self._armed.clear()
+            deadline = time.monotonic() + self.max_wait
+            while not self._closed.is_set() and (left := deadline - time.monotonic()) > 0:
+                self._closed.wait(left)
+            try:
+                self.flush()
+            except Exception as exc:  # ``record`` never raises; a thread must not die of a surprise either
+                logger.debug("synthobs: recording a task batch failed: %s", exc)

@@ -31,6 +31,7 @@ from typing import Any
 from opentelemetry.trace import SpanContext
 
 from prefect_synthobs import catalog
+from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.sampler import GpuSampler
 from prefect_synthobs.health.events import AttemptError
@@ -41,7 +42,7 @@ from prefect_synthobs.instrument.assets import AssetSink
 from prefect_synthobs.instrument.flow_end import RECONCILE_DELAY_SECONDS, FlowEnd
 from prefect_synthobs.instrument.gpu_use import GpuPublisher, RunGpu
 from prefect_synthobs.instrument.process_use import PROCESS_USE, RunProcessUse
-from prefect_synthobs.instrument.recording import Recording
+from prefect_synthobs.instrument.recording import Recording, TaskEndBatch
 from prefect_synthobs.instrument.scope import (
     ImplicitScope,
     ObserveSpec,
@@ -68,6 +69,8 @@ __all__ = [
 ]
 
 TRACEPARENT_LABEL = catalog.TRACEPARENT_LABEL
+
+logger = get_logger()
 
 
 class Runtime:
@@ -123,6 +126,8 @@ class Runtime:
             redact_pii=settings.redact_pii,
             extra_sinks=(AssetSink(settings, run_info=lambda run: self.scope.run_info(run)),),  # assets at runs' ends
         )
+        self.task_ends = TaskEndBatch(self._record_task_ends)
+        """Task runs that completed in this process's flows, recorded together (``note_task_run``)."""
         self.exporter = exporter or make_exporter(settings)
         self.host = socket.gethostname()
         self.scope = RunScope()
@@ -154,12 +159,14 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        self.task_ends.open()
         self.exporter.start()
         adopt_unkeyed_spool(self.settings.resolved_spool_dir(), self.recorder.spool_dir)
         self.recorder.start()
 
     def close(self) -> None:
         """Finish pending reconciliations (bounded), write what is buffered and release exporters."""
+        self.task_ends.close()
         self.flow_end.close(self.settings.store_timeout_seconds)
         self.recorder.stop(flush=True)
         self.exporter.close()
@@ -235,7 +242,9 @@ class Runtime:
 
         ``remote``: some of the run's tasks may have run in other processes (read from the API, bounded);
         ``shipped``: how many task runs were sent there, when known (the read then ends once it has them).
+        The task runs noted so far (``note_task_run``) are recorded first.
         """
+        self.task_ends.flush()
         if self.flow_end.record(flow, flow_run, state, spec, remote=remote, shipped=shipped) and flush:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
@@ -278,6 +287,53 @@ class Runtime:
             )
         )
         return rows_by_table
+
+    def note_task_run(self, task: Any, task_run: Any, flow_name: str | None, span: Any) -> None:
+        """A task run of a flow run this process runs ended here (the run listener, from its span).
+
+        A completed one is counted toward its flow run now and noted (``TaskEndBatch``); its event is built
+        from the note and recorded with the others (``_record_task_ends``): the same event, row and metric
+        updates as ``record_task_run``, which records any other (a failure, whose error is read now).
+        """
+        state = task_run.state
+        if prefect_runs.state_type(state) != "COMPLETED":
+            attempt_errors = prefect_runs.attempt_errors_of(span)
+            error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
+            self.record_task_run(
+                task, task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
+            )
+            return
+        flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
+        task_run_id = prefect_runs.id_text(task_run.id)
+        run_count = int(task_run.run_count or 0)
+        rows_by_table = self.scope.task_finished(task_run_id, flow_run_id, run_count)
+        self.task_ends.add(
+            prefect_runs.CompletedTaskNote(
+                task.name,
+                task_run_id,
+                flow_run_id,
+                flow_name,
+                state,
+                task_run.start_time,
+                task_run.end_time,
+                run_count,
+                task_run.total_run_time,
+                task_run.tags,
+                sum(rows_by_table.values()) if rows_by_table else 0,
+                span,
+            )
+        )
+
+    def _record_task_ends(self, notes: list[prefect_runs.CompletedTaskNote]) -> None:
+        """Record noted task runs (``note_task_run``) in one pass. Never raises: an event that cannot be built
+        costs its row and metrics (one warning), not the others'."""
+        events = []
+        for note in notes:
+            try:
+                events.append(prefect_runs.completed_task_run_ended(note))
+            except Exception as exc:
+                logger.warning("synthobs: could not record task run %s: %s", note.task_run_id, exc)
+        self.recording.handle_many(events)
 
     # -- worker side ---------------------------------------------------------------------------------------
 

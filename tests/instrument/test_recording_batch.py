@@ -1,0 +1,310 @@
+"""Task ends recorded in batches (``TaskEndBatch``, ``Recording.handle_many``): the same rows, the same
+metric values and exemplars as one ``handle`` per event; a noted completed task run becomes the same event as
+``task_run_ended`` builds; a batch is recorded by a flush, when full, and by its thread when nobody flushed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.trace import SpanContext, TraceFlags
+from prometheus_client import CollectorRegistry
+
+from prefect_synthobs import catalog
+from prefect_synthobs.health import events
+from prefect_synthobs.health.events import AttemptError
+from prefect_synthobs.health.sink import HealthSink
+from prefect_synthobs.health.tables import EVENT_ID
+from prefect_synthobs.instrument import prefect_runs
+from prefect_synthobs.instrument.recording import Recording, TaskEndBatch
+from prefect_synthobs.instrument.sinks import MetricsSink, SpanSink
+from prefect_synthobs.telemetry.metrics import SynthObsMetrics
+
+T0 = datetime(2026, 12, 3, 12, tzinfo=timezone.utc)
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, table: str, rows: Any) -> None:
+        self.rows.setdefault(table, []).extend(rows if isinstance(rows, list) else [rows])
+
+
+def _recording(duration_calls: list[Any] | None = None) -> tuple[Recording, Rows, CollectorRegistry]:
+    registry = CollectorRegistry()
+    m = SynthObsMetrics(registry=registry, prefix="t")
+    if duration_calls is not None:
+        m.duration_listener = lambda metric, labels, seconds, ctx: duration_calls.append((metric, labels, seconds, ctx))
+    rows = Rows()
+    recording = Recording(
+        None,  # type: ignore[arg-type]
+        m,
+        redact_pii=True,
+        sinks=[HealthSink(rows, redact_pii=True), MetricsSink(m), SpanSink()],
+    )
+    return recording, rows, registry
+
+
+def _samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float, Any]]:
+    out = []
+    for family in registry.collect():
+        for s in family.samples:
+            if s.name.endswith("_created"):
+                continue
+            exemplar = (dict(s.exemplar.labels), s.exemplar.value) if s.exemplar is not None else None
+            out.append((s.name, dict(s.labels), s.value, exemplar))
+    return sorted(out, key=repr)
+
+
+def _without_ids(rows: Rows) -> dict[str, list[dict[str, Any]]]:
+    return {t: [{k: v for k, v in r.items() if k != EVENT_ID} for r in rs] for t, rs in rows.rows.items()}
+
+
+def _context(i: int, sampled: bool) -> SpanContext:
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    return SpanContext(trace_id=i + 1, span_id=i + 1, is_remote=False, trace_flags=flags)
+
+
+task_events = st.lists(
+    st.tuples(
+        st.sampled_from(["f", "g"]),
+        st.sampled_from(["load", "fit", "my secret@mail.com"]),
+        st.sampled_from(["COMPLETED", "FAILED", "CRASHED"]),
+        st.one_of(st.none(), st.floats(0, 20_000, allow_nan=False)),
+        st.integers(0, 4),
+        st.booleans(),
+        st.booleans(),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(task_events)
+def test_a_batch_records_the_same_rows_metrics_and_exemplars_as_one_event_at_a_time(specs: list[Any]) -> None:
+    batch_events = [
+        events.TaskRunEnded(
+            task_run_id=f"t{i}",
+            flow_run_id="r",
+            flow_name=flow,
+            task_name=task,
+            state_type=state,
+            state_name=state.title(),
+            start_time=T0,
+            end_time=T0 + timedelta(seconds=1),
+            run_time_s=seconds,
+            run_count=run_count,
+            error_type=None if state == "COMPLETED" else "ValueError",
+            error_message=None if state == "COMPLETED" else "bad value for jane@example.com",
+            tags=["b", "a"],
+            attempt_errors=[AttemptError(1, "ValueError", "x")] if run_count > 1 else [],
+            span_context=_context(i, sampled) if with_span else None,
+            counted_only=i % 7 == 3,
+        )
+        for i, (flow, task, state, seconds, run_count, sampled, with_span) in enumerate(specs)
+    ]
+    one_calls: list[Any] = []
+    many_calls: list[Any] = []
+    one, one_rows, one_registry = _recording(one_calls)
+    many, many_rows, many_registry = _recording(many_calls)
+    for event in batch_events:
+        one.handle(event)
+    many.handle_many(batch_events)
+    assert _without_ids(many_rows) == _without_ids(one_rows)
+    assert _samples(many_registry) == _samples(one_registry)
+    assert many_calls == one_calls  # the OTLP side gets every duration, in order, with its span
+
+
+def test_a_failing_sink_in_a_batch_costs_one_warning_and_no_other_sinks_rows(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        loses = "test records"
+
+        def handle(self, event: Any) -> None:
+            raise RuntimeError("down")
+
+    rows = Rows()
+    m = SynthObsMetrics(registry=CollectorRegistry(), prefix="t")
+    recording = Recording(None, m, redact_pii=True, sinks=[Broken(), HealthSink(rows, redact_pii=True)])  # type: ignore[arg-type]
+    event = events.TaskRunEnded(
+        task_run_id="t",
+        flow_run_id="r",
+        flow_name="f",
+        task_name="x",
+        state_type="COMPLETED",
+        state_name="Completed",
+        start_time=T0,
+        end_time=T0,
+    )
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
+        recording.handle_many([event, event])
+        recording.handle_many([event])
+    assert len(rows.rows[catalog.TASK_RUNS]) == 3
+    (warning,) = [r.getMessage() for r in caplog.records if "failed on" in r.getMessage()]
+    assert "Broken failed on TaskRunEnded (RuntimeError: down)" in warning and "test records are lost" in warning
+
+
+def _span(events_: list[Any], ctx: SpanContext) -> Any:
+    return SimpleNamespace(events=events_, context=ctx)
+
+
+def _span_event(name: str, **attributes: Any) -> Any:
+    return SimpleNamespace(name=name, attributes=attributes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    run_count=st.integers(0, 5),
+    tags=st.lists(st.sampled_from(["b", "a", "jane@example.com"]), max_size=3),
+    run_time=st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False)),
+    end_known=st.booleans(),
+    failed_attempts=st.integers(0, 3),
+    rows=st.integers(0, 10**6),
+)
+def test_a_noted_completed_task_run_is_the_event_task_run_ended_builds(
+    run_count: int, tags: list[str], run_time: float | None, end_known: bool, failed_attempts: int, rows: int
+) -> None:
+    state = SimpleNamespace(
+        type=SimpleNamespace(value="COMPLETED"), name="Completed", timestamp=T0 + timedelta(seconds=9), data=None
+    )
+    task_run = SimpleNamespace(
+        id="tr-1",
+        flow_run_id="fr-1",
+        state=state,
+        start_time=T0,
+        end_time=T0 + timedelta(seconds=5) if end_known else None,
+        run_count=run_count,
+        total_run_time=timedelta(seconds=run_time) if run_time is not None else None,
+        tags=tags,
+    )
+    span_events = []
+    for attempt in range(failed_attempts):
+        span_events += [
+            _span_event("Running" if attempt == 0 else "Retrying"),
+            _span_event("exception", **{"exception.type": "mod.KeyError", "exception.message": f"k{attempt}"}),
+        ]
+    span = _span(span_events, _context(3, True))
+    task = SimpleNamespace(name="load")
+    attempt_errors = prefect_runs.attempt_errors_of(span)
+    error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
+    expected = prefect_runs.task_run_ended(
+        task, task_run, "flow", error=error, span_context=span.context, attempt_errors=attempt_errors, rows=rows
+    )
+    note = prefect_runs.CompletedTaskNote(
+        "load",
+        "tr-1",
+        "fr-1",
+        "flow",
+        state,
+        task_run.start_time,
+        task_run.end_time,
+        run_count,
+        task_run.total_run_time,
+        tags,
+        rows,
+        span,
+    )
+    assert prefect_runs.completed_task_run_ended(note) == expected
+
+
+def test_a_batch_is_recorded_by_a_flush_when_full_and_on_close() -> None:
+    recorded: list[list[int]] = []
+    batch = TaskEndBatch(recorded.append, max_items=3, max_wait=3600)
+    batch.add(1)
+    batch.add(2)
+    assert recorded == [] and len(batch) == 2
+    batch.flush()
+    assert recorded == [[1, 2]]
+    for i in (3, 4, 5):
+        batch.add(i)
+    assert recorded == [[1, 2], [3, 4, 5]]  # full: recorded by the add that filled it
+    batch.add(6)
+    batch.close()
+    assert recorded == [[1, 2], [3, 4, 5], [6]]
+    batch.flush()
+    assert recorded == [[1, 2], [3, 4, 5], [6]]  # nothing twice
+    batch.add(9)  # a late note (a runtime replaced as the task ended): recorded at once, not left behind
+    assert recorded == [[1, 2], [3, 4, 5], [6], [9]]
+    batch.open()  # started again: notes wait for a flush again
+    batch.add(10)
+    assert recorded == [[1, 2], [3, 4, 5], [6], [9]]
+    batch.close()
+    assert recorded == [[1, 2], [3, 4, 5], [6], [9], [10]]
+
+
+def test_a_batch_nobody_flushes_is_recorded_by_its_thread() -> None:
+    done = threading.Event()
+    recorded: list[list[int]] = []
+
+    def record(notes: list[int]) -> None:
+        recorded.append(notes)
+        done.set()
+
+    batch = TaskEndBatch(record, max_wait=0.01)
+    batch.add(7)
+    assert done.wait(30), "the batch thread never recorded the batch"
+    assert recorded == [[7]]
+    done.clear()
+    batch.add(8)  # a second batch, on the same thread
+    assert done.wait(30)
+    assert recorded == [[7], [8]]
+    batch.close()
+
+
+def test_a_flush_waits_for_the_batch_the_thread_is_recording() -> None:
+    """The flow's end flushes the batch, then the recorder: notes the batch thread took a moment earlier must
+    be recorded by the time that flush returns, or their rows would miss the store write after it."""
+    started, release = threading.Event(), threading.Event()
+    recorded: list[list[int]] = []
+
+    def record(notes: list[int]) -> None:
+        if threading.current_thread().name == "synthobs-task-batch":
+            started.set()
+            assert release.wait(30)
+        recorded.append(notes)
+
+    batch = TaskEndBatch(record, max_wait=0.0)
+    batch.add(1)
+    assert started.wait(30), "the batch thread never took the batch"
+    flushed = threading.Event()
+    flusher = threading.Thread(target=lambda: (batch.flush(), flushed.set()))
+    flusher.start()
+    assert not flushed.wait(0.2), "the flush returned while the batch thread was still recording its notes"
+    release.set()
+    flusher.join(30)
+    assert flushed.is_set() and recorded == [[1]]
+    batch.close()
+
+
+def test_rows_of_many_gives_each_row_its_own_event_id_and_refuses_mixed_events() -> None:
+    from prefect_synthobs.health.rows import row_of, rows_of_many
+
+    def event(i: int) -> events.TaskRunEnded:
+        return events.TaskRunEnded(
+            task_run_id=f"t{i}",
+            flow_run_id="r",
+            flow_name="f",
+            task_name="call jane@example.com",
+            state_type="COMPLETED",
+            state_name="Completed",
+            start_time=T0,
+            end_time=T0,
+            tags=["z", "a"],
+        )
+
+    batch = [event(i) for i in range(50)]
+    rows = rows_of_many(batch)
+    assert len({r[EVENT_ID] for r in rows}) == 50
+    assert [list(r) for r in rows] == [list(row_of(e)) for e in batch]  # same columns, same order
+    assert rows_of_many([]) == []
+    flow = events.FlowRunEnded(
+        flow_run_id="r", flow_name="f", state_type="COMPLETED", state_name="Completed", start_time=T0, end_time=T0
+    )
+    with pytest.raises(ValueError, match="one type"):
+        rows_of_many([batch[0], flow])
