@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from prefect_synthobs import catalog as names
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.health import tables
+from prefect_synthobs.health.location import streaming_filesystem
 from prefect_synthobs.health.tables import PARTITION_COLUMN, schema_for
 
 logger = get_logger("store")
@@ -130,6 +131,7 @@ class StoreFiles:
         self.local = local
         self._sizes: OrderedDict[str, int] = OrderedDict()  # files this object wrote (names are never reused)
         self._sizes_lock = threading.Lock()
+        self._streaming: pafs.FileSystem | None = None  # built at the first large upload (``put_whole``)
 
     def table_path(self, table: str) -> str:
         """``<root>/<table>`` (the name is checked: tables are never user input paths)."""
@@ -191,10 +193,13 @@ class StoreFiles:
 
         Up to ``BUFFERED_WRITE_BYTES`` the file is encoded in memory and handed over in one write: with
         ``location.OBJECT_STORE_WRITES`` that is one ``PutObject`` request below the part size, and an encoding
-        error uploads nothing. A larger table streams (a multipart upload, completed when the file is).
+        error uploads nothing. A larger table streams (a multipart upload, completed when the file is) through
+        ``location.streaming_filesystem``, whose parts upload while the next ones are encoded.
         """
         if data.nbytes > BUFFERED_WRITE_BYTES:
-            pq.write_table(data, path, filesystem=self.fs)
+            if self._streaming is None:
+                self._streaming = streaming_filesystem(self.fs)
+            pq.write_table(data, path, filesystem=self._streaming)
             return None
         sink = pa.BufferOutputStream()
         pq.write_table(data, sink)

@@ -179,6 +179,9 @@ def test_a_table_over_the_buffered_size_streams_and_reads_whole(moto: Moto, monk
     store = moto.store(f"stream-{uuid.uuid4().hex[:6]}")
     store.write("task_runs", task_rows(500))
     assert store.count("task_runs") == 500 and sorted(store.read("task_runs").task_run_id)[:2] == ["t0", "t1"]
+    streaming = store._files._streaming  # its parts upload in the background; a flush's one PUT does not
+    assert streaming is not None and streaming.__reduce__()[1][0]["background_writes"] is True
+    assert store._fs.__reduce__()[1][0]["background_writes"] is False
 
 
 def test_an_encoding_failure_uploads_nothing(moto: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
