@@ -7,8 +7,13 @@ already-redacted ``WireLog`` (no SDK record, no protobuf objects); one daemon
 thread encodes (``log_wire``) and sends each batch through the SDK exporter's
 own HTTP client (its retries, compression, headers, certificates and timeout).
 
+The flow's thread may hand over a ``Deferred`` record instead (``otel_logs.CapturedLog``):
+the values it read, made into a redacted ``WireLog`` here, before encoding.
+
 Same promises as the SDK's batch processor it replaces: a batch goes when
-``max_batch`` records wait or ``schedule_delay`` seconds have passed;
+``max_batch`` records wait or its oldest record has waited ``schedule_delay``
+seconds (the clock starts with a batch's first record, so a run shorter than
+that, flushed at its end, costs one request, not one more per timer tick);
 ``force_flush`` exports every record captured before it was called and waits
 at most its timeout; a record is dropped only when ``max_queue`` records already
 wait (an endpoint that stopped answering; ``ExportHealth`` says so once). After
@@ -19,8 +24,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.telemetry.log_wire import LogRequestEncoder, WireLog, batches
@@ -30,6 +36,12 @@ logger = get_logger("telemetry.logs")
 
 Send = Callable[[bytes], bool]
 """Sends one encoded request; True when the endpoint took it."""
+
+
+class Deferred(Protocol):
+    """A record captured on the flow's thread, made into its (redacted) ``WireLog`` on the export thread."""
+
+    def wire(self) -> WireLog: ...
 
 
 class WireLogPipeline:
@@ -62,7 +74,8 @@ class WireLogPipeline:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
-        self._pending: list[WireLog] = []
+        self._pending: list[WireLog | Deferred] = []
+        self._oldest = 0.0  # monotonic time the first pending record came
         self._emitted = 0  # records accepted
         self._done = 0  # records exported or given up on
         self._last_ok = True  # whether the last batch was taken
@@ -70,7 +83,7 @@ class WireLogPipeline:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def emit(self, log: WireLog) -> None:
+    def emit(self, log: WireLog | Deferred) -> None:
         """Keep one record for the next batch (the flow's thread: an append)."""
         if self._pid != os.getpid():  # a forked child: the parent's thread and buffer are not ours
             self._reset()
@@ -82,17 +95,33 @@ class WireLogPipeline:
                 return
             self._pending.append(log)
             self._emitted += 1
+            waiting = len(self._pending)
+            if waiting == 1:  # a new batch: its clock starts
+                self._oldest = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="synthobs-logs-export", daemon=True)
                 self._thread.start()
-            elif len(self._pending) >= self.max_batch:
+            elif waiting == 1 or waiting >= self.max_batch:
                 self._cond.notify()
+
+    def _due(self) -> bool:
+        """Whether the pending records go now; otherwise waits (called holding the lock)."""
+        if self._stopping or self._flush_wanted or len(self._pending) >= self.max_batch:
+            return True
+        if not self._pending:
+            self._cond.wait()  # nothing waits: sleep until a record, a flush or the shutdown
+            return False
+        left = self._oldest + self.schedule_delay - time.monotonic()
+        if left <= 0:
+            return True
+        self._cond.wait(left)
+        return False
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not (self._stopping or self._flush_wanted or len(self._pending) >= self.max_batch):
-                    self._cond.wait(self.schedule_delay)
+                while not self._due():
+                    pass
                 batch, self._pending = self._pending, []
                 self._flush_wanted = False
                 stopping = self._stopping
@@ -100,11 +129,12 @@ class WireLogPipeline:
             if stopping:
                 return
 
-    def _export(self, batch: list[WireLog]) -> None:
+    def _export(self, batch: list[WireLog | Deferred]) -> None:
         for part in batches(batch, self.max_batch):
             ok = False
             try:
-                ok = self._send(self._encoder.encode(part))
+                logs = [log for log in map(_wire, part) if log is not None]
+                ok = self._send(self._encoder.encode(logs)) if logs else True
             except Exception as exc:  # a log line is never worth a failed run
                 logger.debug("synthobs: run logs not exported: %s", exc)
             with self._cond:
@@ -140,6 +170,17 @@ class WireLogPipeline:
             self._close()
         except Exception as exc:
             logger.debug("synthobs: log exporter shutdown failed: %s", exc)
+
+
+def _wire(log: WireLog | Deferred) -> WireLog | None:
+    """The ``WireLog`` of a pending record (``None``: it could not be made, and is dropped)."""
+    if isinstance(log, WireLog):
+        return log
+    try:
+        return log.wire()
+    except Exception as exc:  # one record, never the batch
+        logger.debug("synthobs: run log not exported: %s", exc)
+        return None
 
 
 def http_send(exporter: Any, health: ExportHealth | None) -> Send | None:

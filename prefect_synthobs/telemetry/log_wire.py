@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
@@ -42,8 +44,15 @@ class WireLog(NamedTuple):
     attributes: Mapping[str, Any]
 
 
+_ONE_BYTE = tuple(bytes((i,)) for i in range(256))
+
+
 def varint(n: int) -> bytes:
     """Protobuf base-128 varint of a non-negative integer."""
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    if n < 0x4000:  # the length of nearly every field here
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -54,7 +63,7 @@ def varint(n: int) -> bytes:
 
 def length_delimited(tag: int, payload: bytes) -> bytes:
     """One length-delimited field: ``tag`` is ``(field << 3) | 2`` (fields below 16: one byte)."""
-    return bytes((tag,)) + varint(len(payload)) + payload
+    return _ONE_BYTE[tag] + varint(len(payload)) + payload
 
 
 def any_value(value: Any) -> bytes:
@@ -69,7 +78,8 @@ def any_value(value: Any) -> bytes:
 
 
 class AttributeCache:
-    """Encoded ``LogRecord.attributes`` entries (field 6, tag and length included) by ``(key, value)``.
+    """Encoded ``LogRecord.attributes`` entries (field 6, tag and length included) by ``(key, value)``,
+    and the severity-and-body fields by their values.
 
     Bounded: cleared when it holds ``limit`` entries (task run ids are new on
     every task; the logger and flow run names repeat).
@@ -77,6 +87,7 @@ class AttributeCache:
 
     def __init__(self, limit: int = 4096) -> None:
         self._entries: dict[tuple[str, Any], bytes] = {}
+        self._heads: dict[tuple[int, str, str], bytes] = {}
         self._limit = limit
 
     def field(self, key: str, value: Any) -> bytes:
@@ -89,22 +100,41 @@ class AttributeCache:
             encoded = self._entries[cache_key] = length_delimited(0x32, kv)
         return encoded
 
+    def head(self, severity_number: int, severity_text: str, body: str) -> bytes:
+        """Fields 2, 3 and 5 (severity number and text, body): a run's lines repeat them
+        ("Finished in state Completed()"); bodies longer than 200 characters are not kept."""
+        cache_key = (severity_number, severity_text, body)
+        encoded = self._heads.get(cache_key)
+        if encoded is None:
+            parts: list[bytes] = []
+            if severity_number:
+                parts += (b"\x10", varint(severity_number))
+            if severity_text:
+                parts.append(length_delimited(0x1A, severity_text.encode("utf-8")))
+            parts.append(length_delimited(0x2A, any_value(body)))
+            encoded = b"".join(parts)
+            if len(body) <= 200:
+                if len(self._heads) >= self._limit:
+                    self._heads.clear()
+                self._heads[cache_key] = encoded
+        return encoded
+
 
 def encode_record(log: WireLog, attributes: AttributeCache) -> bytes:
     """One ``LogRecord`` message (zero and empty fields left out, as protobuf does)."""
-    parts = [b"\x09", _FIXED64.pack(log.time_ns)]
-    if log.severity_number:
-        parts += (b"\x10", varint(log.severity_number))
-    if log.severity_text:
-        parts.append(length_delimited(0x1A, log.severity_text.encode("utf-8")))
-    parts.append(length_delimited(0x2A, any_value(log.body)))
-    parts += [attributes.field(k, v) for k, v in log.attributes.items()]
+    field = attributes.field
+    parts = [
+        b"\x09",
+        _FIXED64.pack(log.time_ns),
+        attributes.head(log.severity_number, log.severity_text, log.body),
+        *[field(k, v) for k, v in log.attributes.items()],
+    ]
     if log.flags:
         parts += (b"\x45", _FIXED32.pack(log.flags))
     if log.trace_id:
-        parts.append(length_delimited(0x4A, log.trace_id.to_bytes(16, "big")))
+        parts += (b"\x4a\x10", log.trace_id.to_bytes(16, "big"))  # 16 bytes
     if log.span_id:
-        parts.append(length_delimited(0x52, log.span_id.to_bytes(8, "big")))
+        parts += (b"\x52\x08", log.span_id.to_bytes(8, "big"))  # 8 bytes
     if log.observed_ns:
         parts += (b"\x59", _FIXED64.pack(log.observed_ns))
     return b"".join(parts)
@@ -153,7 +183,7 @@ def sdk_encoder(resource: Any, scope_name: str, scope_version: str | None) -> Lo
     )
 
 
-def batches(items: Sequence[WireLog], size: int) -> Iterable[Sequence[WireLog]]:
+def batches(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     """``items`` in slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
@@ -147,6 +147,50 @@ def severity(levelno: int) -> tuple[SeverityNumber, str]:
     return SeverityNumber.TRACE, "TRACE"
 
 
+_EXTRAS = tuple(dict.fromkeys(extra for extra, _key in RUN_ATTRIBUTES))
+"""The distinct record extras ``RUN_ATTRIBUTES`` reads, in order (what the flow's thread captures)."""
+_PLAN = tuple((_EXTRAS.index(extra), key, key.endswith(".id")) for extra, key in RUN_ATTRIBUTES)
+"""``RUN_ATTRIBUTES`` as (index in the captured extras, attribute, an id: never redacted)."""
+
+
+def _exception(record: logging.LogRecord) -> tuple[str | None, str | None]:
+    """The exception's type name and stack trace (``exc_text``: what the redaction filter left)."""
+    if record.exc_info and record.exc_info[0] is not None:
+        return record.exc_info[0].__name__, record.exc_text or logging.Formatter().formatException(record.exc_info)
+    return None, None
+
+
+def _context_of(flow_run_id: Any) -> dict[str, str] | None:
+    """The current run context's identity when it is ``flow_run_id``'s (read on the thread that logged)."""
+    if flow_run_id and flow_run_id != "<unknown>":
+        return context_attributes(str(flow_run_id))
+    return None
+
+
+def _assemble(
+    logger_name: str,
+    extras: Sequence[Any],
+    context: Mapping[str, str] | None,
+    exc_type: str | None,
+    exc_stack: str | None,
+    redacting: bool,
+) -> dict[str, Any]:
+    """The attributes of ``record_attributes`` from what was captured of the record (pure)."""
+    attributes: dict[str, Any] = {"logger.name": logger_name}
+    for index, key, is_id in _PLAN:
+        value = extras[index]
+        if value and value != "<unknown>":
+            attributes[key] = redact(str(value)) if redacting and not is_id else str(value)
+    if context and PREFECT_FLOW_RUN_ID in attributes:  # the deployment and work pool of this process's run
+        for key, value in context.items():
+            if key not in attributes:
+                attributes[key] = redact(value) if redacting and not key.endswith(".id") else value
+    if exc_type is not None and exc_stack is not None:
+        attributes["exception.type"] = exc_type
+        attributes["exception.stacktrace"] = redact(exc_stack) if redacting else exc_stack
+    return attributes
+
+
 def record_attributes(record: logging.LogRecord, *, redact_pii: bool = False) -> dict[str, Any]:
     """A log record's attributes: the run's ids and names (Prefect's ``prefect.flow-run.id``,
     ``prefect.flow.name`` and, from the current run context, ``prefect.deployment.id`` and
@@ -156,22 +200,43 @@ def record_attributes(record: logging.LogRecord, *, redact_pii: bool = False) ->
     already redacted the record); ids never are.
     """
     redacting = redact_pii and not getattr(record, REDACTED_MARK, False)
-    attributes: dict[str, Any] = {"logger.name": record.name}
-    for extra, key in RUN_ATTRIBUTES:
-        value = getattr(record, extra, None)
-        if value and value != "<unknown>":
-            attributes[key] = redact(str(value)) if redacting and not key.endswith(".id") else str(value)
-    run_id = attributes.get(PREFECT_FLOW_RUN_ID)
-    if run_id is not None:  # the deployment and work pool, when this process runs that flow run
-        for key, value in context_attributes(run_id).items():
-            if key not in attributes:
-                attributes[key] = redact(value) if redacting and not key.endswith(".id") else value
-    if record.exc_info and record.exc_info[0] is not None:
-        attributes["exception.type"] = record.exc_info[0].__name__
-        # exc_text is what the redaction filter left (set when redacting)
-        stack = record.exc_text or logging.Formatter().formatException(record.exc_info)
-        attributes["exception.stacktrace"] = redact(stack) if redacting else stack
-    return attributes
+    extras = tuple(getattr(record, extra, None) for extra in _EXTRAS)
+    return _assemble(record.name, extras, _context_of(extras[0]), *_exception(record), redacting)
+
+
+class CapturedLog(NamedTuple):
+    """A run-log record as the flow's thread keeps it on the wire path: the values read from the
+    record and the run context, nothing redacted or built yet. ``wire()`` (on the export thread,
+    before anything is encoded) redacts and builds exactly what ``record_attributes`` gives."""
+
+    time_ns: int
+    observed_ns: int
+    levelno: int
+    body: str
+    trace_id: int  # 0: no span
+    span_id: int
+    flags: int
+    logger_name: str
+    extras: tuple[Any, ...]  # the values of ``_EXTRAS``
+    context: dict[str, str] | None
+    exc_type: str | None
+    exc_stack: str | None
+    redacting: bool  # the record was not redacted by ``RedactionFilter`` and redaction is on
+
+    def wire(self) -> WireLog:
+        """The redacted ``WireLog`` the encoder takes."""
+        number, text = severity(self.levelno)
+        return WireLog(
+            self.time_ns,
+            self.observed_ns,
+            number.value,
+            text,
+            redact(self.body) if self.redacting else self.body,
+            self.trace_id,
+            self.span_id,
+            self.flags,
+            _assemble(self.logger_name, self.extras, self.context, self.exc_type, self.exc_stack, self.redacting),
+        )
 
 
 # -- the handler --------------------------------------------------------------------------
@@ -193,6 +258,16 @@ class RunLogHandler(logging.Handler):
         self._logger = None if self._wire is not None else provider.get_logger(names.METER_NAME, __version__)
         self.enabled = True
 
+    def handle(self, record: logging.LogRecord) -> Any:
+        """``logging.Handler.handle`` without the handler's lock: ``emit`` is thread-safe by itself (the
+        pipeline and the SDK logger lock what they share), and a run logs on many threads at once."""
+        rv: Any = self.filter(record) if self.filters else True
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may hand back another record
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
     def emit(self, record: logging.LogRecord) -> None:
         if not self.enabled:
             return
@@ -200,28 +275,43 @@ class RunLogHandler(logging.Handler):
             run_id = getattr(record, "flow_run_id", None)
             if not run_id or not self.in_scope(str(run_id)):
                 return
-            number, text = severity(record.levelno)
-            body = record.getMessage()
-            if self.redact_pii and not getattr(record, REDACTED_MARK, False):
-                body = redact(body)  # a record the redaction filter did not see (a child logger's)
-            attributes = record_attributes(record, redact_pii=self.redact_pii)
+            redacting = self.redact_pii and not getattr(record, REDACTED_MARK, False)
             if self._wire is not None:
+                # the flow's thread only reads: redaction, attributes and encoding happen on the export thread
                 span = get_current_span().get_span_context()
                 valid = span.is_valid
+                extras = (
+                    run_id,
+                    getattr(record, "flow_run_name", None),
+                    getattr(record, "flow_name", None),
+                    getattr(record, "task_run_id", None),
+                    getattr(record, "task_run_name", None),
+                    getattr(record, "task_name", None),
+                )
+                exc_type, exc_stack = _exception(record) if record.exc_info else (None, None)
                 self._wire.emit(
-                    WireLog(
+                    CapturedLog(
                         int(record.created * 1e9),
                         time.time_ns(),
-                        number.value,
-                        text,
-                        body,
+                        record.levelno,
+                        record.getMessage(),
                         span.trace_id if valid else 0,
                         span.span_id if valid else 0,
                         int(span.trace_flags) if valid else 0,
-                        attributes,
+                        record.name,
+                        extras,
+                        _context_of(run_id),
+                        exc_type,
+                        exc_stack,
+                        redacting,
                     )
                 )
                 return
+            number, text = severity(record.levelno)
+            body = record.getMessage()
+            if redacting:
+                body = redact(body)  # a record the redaction filter did not see (a child logger's)
+            attributes = record_attributes(record, redact_pii=self.redact_pii)
             assert self._logger is not None
             self._logger.emit(
                 timestamp=int(record.created * 1e9),

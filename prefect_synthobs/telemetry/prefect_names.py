@@ -93,6 +93,13 @@ def flow_run_process_attributes(environ: Mapping[str, str] | None = None) -> dic
     return run_attributes(run_id, env.get(ENV_FLOW_NAME), env.get(ENV_DEPLOYMENT_ID))
 
 
+_CONTEXT_CACHE: dict[tuple[Any, ...], dict[str, str]] = {}
+"""``context_attributes`` answers by what they were computed from: every log record and span of a run
+ask with the same run context, and the answer is a function of these values alone. Cleared when it
+holds ``_CONTEXT_CACHE_LIMIT`` (a run adds two: with and without its id)."""
+_CONTEXT_CACHE_LIMIT = 64
+
+
 def context_attributes(flow_run_id: str | None = None) -> dict[str, str]:
     """The identity of the flow run the current Prefect context belongs to.
 
@@ -108,12 +115,33 @@ def context_attributes(flow_run_id: str | None = None) -> dict[str, str]:
         run_id = getattr(task_ctx.task_run, "flow_run_id", None)
     if run_id is None and flow_run is not None:
         run_id = flow_run.id
-    if run_id is None or (flow_run_id is not None and str(run_id) != str(flow_run_id)):
+    if run_id is None:
         return {}
-    if flow_run is not None and str(flow_run.id) == str(run_id):
-        flow = getattr(flow_ctx, "flow", None)
-        return of_flow_run(flow_run, getattr(flow, "name", None))
-    return run_attributes(run_id)
+    key: tuple[Any, ...] = (
+        flow_run_id,
+        run_id,
+        getattr(flow_run, "id", None),
+        getattr(getattr(flow_ctx, "flow", None), "name", None),
+        getattr(flow_run, "deployment_id", None),
+        getattr(flow_run, "work_pool_name", None),
+    )
+    try:
+        cached = _CONTEXT_CACHE.get(key)
+    except TypeError:  # an unhashable value (not Prefect's own objects): not cached
+        key, cached = (), None
+    if cached is not None:
+        return dict(cached)
+    if flow_run_id is not None and str(run_id) != str(flow_run_id):
+        found: dict[str, str] = {}
+    elif flow_run is not None and str(flow_run.id) == str(run_id):
+        found = of_flow_run(flow_run, key[3])
+    else:
+        found = run_attributes(run_id)
+    if key:
+        if len(_CONTEXT_CACHE) >= _CONTEXT_CACHE_LIMIT:
+            _CONTEXT_CACHE.clear()
+        _CONTEXT_CACHE[key] = found
+    return dict(found)
 
 
 class RunIdentitySpans(SpanProcessor):
