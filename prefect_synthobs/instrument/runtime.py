@@ -127,7 +127,9 @@ class Runtime:
             extra_sinks=(AssetSink(settings, run_info=lambda run: self.scope.run_info(run)),),  # assets at runs' ends
         )
         self.task_ends = TaskEndBatch(self._record_task_ends)
-        """Task runs that completed in this process's flows, recorded together (``note_task_run``)."""
+        """Task runs that completed in this process's flows, recorded together (``note_task_run``); every flush
+        of the recorder records them first."""
+        self.recorder.add_source(self.task_ends.flush)
         self.exporter = exporter or make_exporter(settings)
         self.host = socket.gethostname()
         self.scope = RunScope()

@@ -80,9 +80,9 @@ class WorkerSide:
     def deliver(self) -> None:
         """Spool this worker's buffered rows and export its spans and logs now (bounded; never raises).
 
-        The rows go to local disk on this thread (no store call: the flusher takes them on to the store),
-        so a task pays about a millisecond, not a store round trip, and a store that hangs never holds a
-        task."""
+        The rows go to local disk on this thread (one JSON file, no store call: the flusher, or the flow's
+        process on this host, takes them on to the store), so a task pays a fraction of a millisecond, not a
+        store round trip, and a store that hangs never holds a task."""
         self.recorder.spool_now()
         try:
             self._after_task()

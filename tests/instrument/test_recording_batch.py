@@ -308,3 +308,33 @@ def test_rows_of_many_gives_each_row_its_own_event_id_and_refuses_mixed_events()
     )
     with pytest.raises(ValueError, match="one type"):
         rows_of_many([batch[0], flow])
+
+
+def test_every_recorder_flush_writes_the_task_runs_a_batch_holds(tmp_path: Any) -> None:
+    """A flush that is not the flow's end (the periodic flusher's, the last one at exit, a user's) must not leave
+    behind the task runs that ended before it and still wait in the batch: a process killed after that flush
+    keeps them in the store."""
+    import prefect_synthobs as so
+    from prefect_synthobs.health.recorder import Recorder
+
+    store = so.HealthStore(str(tmp_path / "store"))
+    recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=5)
+    ids = iter(range(1000))
+
+    def record(notes: list[int]) -> None:
+        recorder.add(
+            catalog.TASK_RUNS,
+            [{"task_run_id": f"t{n}-{next(ids)}", "flow_run_id": "f", "task_name": "x"} for n in notes],
+        )
+
+    batch = TaskEndBatch(record, max_wait=3600)  # its thread would record them only in an hour
+    recorder.add_source(batch.flush)
+    batch.add(1)
+    batch.add(2)
+    assert recorder.flush() == 2
+    assert sorted(store.read(catalog.TASK_RUNS).task_run_id.str[:2]) == ["t1", "t2"]
+    assert len(batch) == 0
+    recorder.add_source(lambda: 1 / 0)  # a source that raises costs the flush nothing
+    batch.add(3)
+    assert recorder.flush() == 1
+    batch.close()
