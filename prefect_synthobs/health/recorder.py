@@ -184,20 +184,8 @@ class Recorder:
         is set aside in ``<spool_dir>/_rejected/<table>.jsonl`` (one warning);
         the others are kept: a conversion error never drops a batch."""
         data, rejected = rows_to_arrow(table, rows)
-        if not rejected:
-            return data
-        try:
-            kept = f"kept in {self.spool.keep_rejected(table, rejected)}"
-        except OSError as exc:
-            kept = f"and could not be kept ({exc})"
-        logger.warning(
-            "synthobs: %d %s row(s) do not fit the table's column types (%s); %s. The other %d row(s) are written.",
-            len(rejected),
-            table,
-            rejected[0][1],
-            kept,
-            data.num_rows,
-        )
+        if rejected:
+            self.spool.set_aside(table, rejected, data.num_rows)
         return data
 
     def _open_store(self, background: bool, *, reuse: bool = False) -> HealthStore | None:

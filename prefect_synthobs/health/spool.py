@@ -549,24 +549,26 @@ class Spool:
                         claimed.rename(path)
                     return written
                 if rejected:  # once their file is done with (a refused write reads them again)
-                    self._set_aside(table_dir.name, rejected)
+                    self.set_aside(table_dir.name, rejected, data.num_rows)
                 for _, claimed in parts:
                     claimed.unlink(missing_ok=True)
                 written += data.num_rows
         return written
 
-    def _set_aside(self, table: str, rejected: list[tuple[Row, str]]) -> None:
-        """Rows of a JSON spool file that do not fit their table's column types: kept aside, one warning."""
+    def set_aside(self, table: str, rejected: list[tuple[Row, str]], written: int) -> None:
+        """Rows that do not fit ``table``'s column types, each with why: kept in ``_rejected/<table>.jsonl``
+        (``keep_rejected``), one warning; ``written`` the other rows of their batch (they are written)."""
         try:
             kept = f"kept in {self.keep_rejected(table, rejected)}"
         except OSError as exc:
             kept = f"and could not be kept ({exc})"
         logger.warning(
-            "synthobs: %d spooled %s row(s) do not fit the table's column types (%s); %s. The others are written.",
+            "synthobs: %d %s row(s) do not fit the table's column types (%s); %s. The other %d row(s) are written.",
             len(rejected),
             table,
             rejected[0][1],
             kept,
+            written,
         )
 
     def _recover_claims(self, table_dir: Path) -> None:
