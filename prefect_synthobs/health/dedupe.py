@@ -33,7 +33,7 @@ def one_row_per_run(data: pa.Table, run_id: str, order_by: str) -> pa.Table:
     A row without a run id (another writer's) is a run of its own: rows with a null id are never grouped.
     """
     runs = data[run_id]
-    if data.num_rows < 2 or pc.count_distinct(runs).as_py() + runs.null_count == data.num_rows:
+    if data.num_rows < 2 or distinct_values(runs) + runs.null_count == data.num_rows:
         return data  # the usual case: one row per run already (a null id counts as its own run)
     if "state_type" in data.column_names:
         states = pc.cast(data["state_type"], pa.string())
@@ -55,6 +55,15 @@ def one_row_per_run(data: pa.Table, run_id: str, order_by: str) -> pa.Table:
     )
     kept = [*keep.drop_duplicates("run")["index"], *frame.loc[frame["run"].isna(), "index"]]
     return data.take(sorted(kept))
+
+
+def distinct_values(values: pa.ChunkedArray | pa.Array) -> int:
+    """How many distinct non-null values ``values`` holds (``pc.count_distinct``'s count). Plain strings by
+    ``pc.unique`` (a third of ``count_distinct``'s time on 200 K run ids), less the null it lists as a value."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return len(pc.unique(values)) - (1 if values.null_count else 0)
+    count: int = pc.count_distinct(values).as_py()
+    return count
 
 
 def drop_repeated_events(frame: pd.DataFrame) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from prefect_synthobs.health.casting import UncastableError, cast_column, confor
 from prefect_synthobs.health.compaction import Compactor
 from prefect_synthobs.health.dedupe import (
     FINAL_STATES,
+    distinct_values,
     drop_repeated_events,
     event_ids_for_unnamed_rows,
     one_row_per_run,
@@ -259,7 +260,7 @@ class HealthStore:
                 dataset = relisted
         if run_id is not None:
             data = one_row_per_run(data, run_id, "end_time")
-        if deduplicate and data.num_rows and pc.count_distinct(data["event_id"]).as_py() == data.num_rows:
+        if deduplicate and data.num_rows and distinct_values(data["event_id"]) == data.num_rows:
             deduplicate = False  # the usual case: nothing to drop, no need to hash ids in pandas
         extra = [c for c in data.column_names if c not in wanted and (c != "event_id" or not deduplicate)]
         if extra:

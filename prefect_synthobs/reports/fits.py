@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from prefect_synthobs.reports.models import model_id_column, text_column
@@ -79,15 +80,34 @@ class FitLine:
 
 def floats(frame: pd.DataFrame, column: str) -> list[float | None]:
     """The column as finite floats, ``None`` for missing, NaN, infinite or not a number."""
-    if column not in frame.columns:
-        return [None] * len(frame)
-    values = pd.to_numeric(pd.Series(frame[column]).astype(object), errors="coerce").astype("float64")
-    return [float(v) if math.isfinite(v) else None for v in values]
+    values = _float_array(frame, column)
+    out = values.astype(object)  # Python floats
+    out[~np.isfinite(values)] = None
+    result: list[float | None] = out.tolist()
+    return result
 
 
 def ints(frame: pd.DataFrame, column: str) -> list[int | None]:
     """The column as whole numbers (``floats`` truncated), ``None`` where it has none."""
-    return [None if v is None or abs(v) > 2**62 else int(v) for v in floats(frame, column)]
+    values = _float_array(frame, column)
+    whole = np.isfinite(values)
+    whole[whole] = np.abs(values[whole]) <= 2**62
+    out = np.full(len(values), None, dtype=object)
+    out[whole] = values[whole].astype(np.int64).tolist()  # truncated toward zero, as ``int`` does
+    result: list[int | None] = out.tolist()
+    return result
+
+
+def _float_array(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The column as ``float64`` with NaN for anything not a number (all NaN without the column)."""
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    series = pd.Series(frame[column])
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiu":  # plain numpy numbers: no detour
+        plain: np.ndarray = series.to_numpy(dtype="float64", copy=True)
+        return plain
+    coerced: np.ndarray = pd.to_numeric(series.astype(object), errors="coerce").astype("float64").to_numpy(copy=True)
+    return coerced
 
 
 NO_TIME = 2**63 - 1  # a row without a time sorts last (and belongs to no fit but the open one)

@@ -139,7 +139,10 @@ def _repeated_hashes(con: duckdb.DuckDBPyConnection, rows: int) -> np.ndarray:
     array of ``rows`` (the files' row count, an upper bound), sorted in place, neighbours compared."""
     hashes = np.empty(rows, dtype=np.uint64)
     filled = 0
-    reader = con.sql(f"SELECT hash({_RUN_ID}) AS h FROM t WHERE {_RUN_ID} IS NOT NULL").to_arrow_reader(1 << 20)
+    relation = con.sql(f"SELECT hash({_RUN_ID}) AS h FROM t WHERE {_RUN_ID} IS NOT NULL")
+    # DuckDB 2.0 names it ``to_arrow_reader``; 1.x ``fetch_arrow_reader`` (2.0 still has it)
+    stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+    reader = stream(1 << 20)
     for batch in reader:
         chunk = batch.column(0).to_numpy(zero_copy_only=False)
         if filled + len(chunk) > len(hashes):  # more rows than the footers said (a file replaced meanwhile)
@@ -283,10 +286,14 @@ def _frames(aggregates: pd.DataFrame, top: int, failed: pd.DataFrame | None = No
 
 
 def _by_task(aggregates: pd.DataFrame) -> pd.DataFrame:
-    """``BY_TASK``: the aggregates' columns, the counts as ``int64``."""
+    """``BY_TASK``: the aggregates' columns, the counts as ``int64``, the names as text or ``None``."""
     by_task: pd.DataFrame = aggregates[AGGREGATE_COLUMNS].reset_index(drop=True)
     for column in ("runs", "failed", "retried"):
         by_task[column] = by_task[column].astype("int64")
+    for column in ("flow_name", "task_name"):
+        names_ = by_task[column]
+        if names_.isna().all():  # DuckDB 1.x under pandas 3 makes an all-null text column Int32
+            by_task[column] = pd.Series([None] * len(names_), index=names_.index, dtype=object)
     return by_task
 
 

@@ -84,7 +84,16 @@ def text_column(frame: pd.DataFrame, column: str) -> pd.Series:
     without the column (read from a store written before it existed) gives all ``None``."""
     if column not in frame.columns:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    return pd.Series([_text(v) for v in frame[column].astype(object)], index=frame.index, dtype=object)
+    values = np.asarray(frame[column].astype(object), dtype=object)
+    missing = pd.isna(values)  # element by element as ``_text``: None, NaN, pd.NA and NaT
+    out = values.copy()
+    out[missing] = None
+    present = ~missing
+    if pd.api.types.infer_dtype(values[present], skipna=False) not in ("string", "empty"):
+        # numbers, bytes, mixed: ``str`` of each (the rare case; a store's strings skip this loop)
+        out[present] = [v if type(v) is str else str(v) for v in values[present]]
+    text: pd.Series = pd.Series(out, index=frame.index, dtype=object)
+    return text
 
 
 def model_id_column(frame: pd.DataFrame) -> pd.Series:
