@@ -29,6 +29,21 @@ from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 T0 = datetime(2026, 12, 3, 12, tzinfo=timezone.utc)
 
 
+def _completed(task_run_id: str, **fields: Any) -> events.TaskRunEnded:
+    """A completed task run of flow run ``r`` of flow ``f`` (task ``x`` unless ``fields`` say otherwise)."""
+    values: dict[str, Any] = {"task_name": "x", **fields}
+    return events.TaskRunEnded(
+        task_run_id=task_run_id,
+        flow_run_id="r",
+        flow_name="f",
+        state_type="COMPLETED",
+        state_name="Completed",
+        start_time=T0,
+        end_time=T0,
+        **values,
+    )
+
+
 class Rows:
     def __init__(self) -> None:
         self.rows: dict[str, list[dict[str, Any]]] = {}
@@ -132,16 +147,7 @@ def test_a_failing_sink_in_a_batch_costs_one_warning_and_no_other_sinks_rows(cap
     rows = Rows()
     m = SynthObsMetrics(registry=CollectorRegistry(), prefix="t")
     recording = Recording(None, m, redact_pii=True, sinks=[Broken(), HealthSink(rows, redact_pii=True)])  # type: ignore[arg-type]
-    event = events.TaskRunEnded(
-        task_run_id="t",
-        flow_run_id="r",
-        flow_name="f",
-        task_name="x",
-        state_type="COMPLETED",
-        state_name="Completed",
-        start_time=T0,
-        end_time=T0,
-    )
+    event = _completed("t")
     with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
         recording.handle_many([event, event])
         recording.handle_many([event])
@@ -273,7 +279,12 @@ def test_a_flush_waits_for_the_batch_the_thread_is_recording() -> None:
     batch.add(1)
     assert started.wait(30), "the batch thread never took the batch"
     flushed = threading.Event()
-    flusher = threading.Thread(target=lambda: (batch.flush(), flushed.set()))
+
+    def flush_then_say_so() -> None:
+        batch.flush()
+        flushed.set()
+
+    flusher = threading.Thread(target=flush_then_say_so)
     flusher.start()
     assert not flushed.wait(0.2), "the flush returned while the batch thread was still recording its notes"
     release.set()
@@ -285,20 +296,7 @@ def test_a_flush_waits_for_the_batch_the_thread_is_recording() -> None:
 def test_rows_of_many_gives_each_row_its_own_event_id_and_refuses_mixed_events() -> None:
     from prefect_synthobs.health.rows import row_of, rows_of_many
 
-    def event(i: int) -> events.TaskRunEnded:
-        return events.TaskRunEnded(
-            task_run_id=f"t{i}",
-            flow_run_id="r",
-            flow_name="f",
-            task_name="call jane@example.com",
-            state_type="COMPLETED",
-            state_name="Completed",
-            start_time=T0,
-            end_time=T0,
-            tags=["z", "a"],
-        )
-
-    batch = [event(i) for i in range(50)]
+    batch = [_completed(f"t{i}", task_name="call jane@example.com", tags=["z", "a"]) for i in range(50)]
     rows = rows_of_many(batch)
     assert len({r[EVENT_ID] for r in rows}) == 50
     assert [list(r) for r in rows] == [list(row_of(e)) for e in batch]  # same columns, same order
@@ -334,7 +332,11 @@ def test_every_recorder_flush_writes_the_task_runs_a_batch_holds(tmp_path: Any) 
     assert recorder.flush() == 2
     assert sorted(store.read(catalog.TASK_RUNS).task_run_id.str[:2]) == ["t1", "t2"]
     assert len(batch) == 0
-    recorder.add_source(lambda: 1 / 0)  # a source that raises costs the flush nothing
+
+    def broken_source() -> None:
+        raise RuntimeError("a source that raises costs the flush nothing")
+
+    recorder.add_source(broken_source)
     batch.add(3)
     assert recorder.flush() == 1
     batch.close()
