@@ -1,19 +1,29 @@
 """The local spool: health rows the store could not take yet, as files on local disk.
 
 Layout: ``<directory>/<table>/part-<uuid>.parquet`` (rows that may wait long:
-compact), ``part-<uuid>.arrow`` (Arrow IPC) or ``part-<uuid>.json`` (a task's
-few rows as written by a worker before its task returns: JSON, ``write_rows``).
-Each file is written under a hidden temporary name and renamed, so a drainer
-never reads half a file; a temporary name a killed writer left is removed once
-older than the lease.
+compact), ``part-<uuid>.arrow`` (Arrow IPC), ``log-<uuid>.jsonl`` (a process's
+log of the rows its tasks made safe before they returned, a task's rows one JSON
+record a line, ``write_rows``) or ``part-<uuid>.json`` (one such record as a
+file of its own: where a log cannot be used, and as earlier versions wrote
+them). Each ``part-`` file is written under a hidden temporary name and renamed,
+so a drainer never reads half a file; a temporary name a killed writer left is
+removed once older than the lease. A log is appended to holding its ``flock``
+lock, after checking that it still has its name; a drainer claims it by renaming
+it holding the same lock, so each record is taken with exactly one claim, and
+takes only its complete (newline-ended) records: a torn last one, of a writer
+killed or failed mid-write, never reported safe, is left out.
 
 A worker's per-task file is JSON, not Arrow, because of what it costs there:
 converting a row to Arrow takes about 70 µs alone, but pyarrow gives up the
 GIL between steps, so in a worker whose other threads (Prefect's events and
 logs, the flusher) want it, each conversion waited about 1.5 ms (measured: 5 ms
-against one busy thread). Encoding the row as JSON and writing it with four
-system calls holds the task for about 30 µs; the drainer (a background thread,
-or the flow's process) converts many tasks' rows in one go. Only rows whose
+against one busy thread). Encoding the row as JSON and appending it to the
+process's open log with four system calls that change no directory (lock,
+check, write, unlock, holding the GIL) holds the task for about 20 µs; the
+drainer (a background thread, or the flow's process) converts many tasks' rows
+in one go. The log's file is made and closed holding the GIL too: a call that
+gives it up (``os.close`` of the log cost 1.7 ms a call in a busy worker) waits
+for Prefect's threads. Only rows whose
 values JSON carries exactly are written so (``encode_rows``): anything else
 takes the Arrow path, with the same result as before.
 
@@ -36,13 +46,14 @@ import errno
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -65,7 +76,13 @@ StoreWrite = Callable[[str, pa.Table], bool]
 ROWS_SUFFIX = ".json"
 """The suffix of a spool file of rows as JSON (``Spool.write_rows``)."""
 
-_SPOOL_SUFFIXES = (".parquet", ".arrow", ROWS_SUFFIX)
+LOG_SUFFIX = ".jsonl"
+"""The suffix of a process's append-only log of rows as JSON, one record (a task's rows) a line
+(``Spool.write_rows``)."""
+
+LOG_PREFIX = "log-"
+
+_SPOOL_SUFFIXES = (".parquet", ".arrow", ROWS_SUFFIX, LOG_SUFFIX)
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 """Value types JSON carries exactly (as the Arrow conversion sees them)."""
@@ -120,6 +137,10 @@ class _LibcFileCalls:
         self._close.argtypes, self._close.restype = [ctypes.c_int], ctypes.c_int
         self._rename = libc.rename
         self._rename.argtypes, self._rename.restype = [ctypes.c_char_p, ctypes.c_char_p], ctypes.c_int
+        self._flock = libc.flock
+        self._flock.argtypes, self._flock.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        self._access = libc.access
+        self._access.argtypes, self._access.restype = [ctypes.c_char_p, ctypes.c_int], ctypes.c_int
 
     @staticmethod
     def _fail(path: str | None = None) -> OSError:
@@ -149,6 +170,27 @@ class _LibcFileCalls:
     def rename(self, source: str, target: str) -> None:
         if self._rename(os.fsencode(source), os.fsencode(target)) != 0:
             raise self._fail(source)
+
+    def try_lock(self, fd: int) -> bool:
+        """``flock(fd, LOCK_EX | LOCK_NB)``: ``False`` while another open file (a drainer's) holds the lock."""
+        while self._flock(fd, _LOCK_EX | _LOCK_NB) != 0:
+            code = ctypes.get_errno()
+            if code == errno.EINTR:
+                continue
+            if code in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise self._fail()
+        return True
+
+    def unlock(self, fd: int) -> None:
+        self._flock(fd, _LOCK_UN)
+
+    def exists(self, path: bytes) -> bool:
+        return int(self._access(path, os.F_OK)) == 0
+
+
+_LOCK_EX, _LOCK_NB, _LOCK_UN = 2, 4, 8
+"""``flock``'s operations (the same numbers on Linux, macOS and the BSDs)."""
 
 
 def _file_calls() -> _OsFileCalls | _LibcFileCalls:
@@ -290,6 +332,28 @@ def read_rows_file(path: Path, table: str | pa.Schema) -> list[Row]:
         return decode_rows(table, source.read())
 
 
+def split_log(data: bytes) -> tuple[list[bytes], bytes]:
+    """A log's complete records (each ended by a newline) and what follows the last one: ``b""``, or the
+    torn record of a writer that failed or was killed mid-write (its ``write_rows`` never returned: not a
+    row that was made safe, so never taken)."""
+    *records, tail = data.split(b"\n")
+    return [r for r in records if r], tail
+
+
+def read_log(path: Path, table: str | pa.Schema) -> tuple[list[Row], list[bytes], bytes]:
+    """A log's rows (``Spool.write_rows``), its records that do not decode, and its torn tail (``split_log``)."""
+    with open(path, "rb") as source:
+        records, tail = split_log(source.read())
+    rows: list[Row] = []
+    bad: list[bytes] = []
+    for record in records:
+        try:
+            rows.extend(decode_rows(table, record))
+        except ValueError:
+            bad.append(record)
+    return rows, bad, tail
+
+
 def rows_to_arrow(table: str, rows: list[Row]) -> tuple[pa.Table, list[tuple[Row, str]]]:
     """``rows`` as ``table``'s Arrow table, and the rows that do not fit its column types, each with why
     (pure): a row that does not convert never costs the others."""
@@ -311,8 +375,9 @@ def rows_to_arrow(table: str, rows: list[Row]) -> tuple[pa.Table, list[tuple[Row
 
 
 def spool_files(table_dir: Path) -> list[Path]:
-    """The spool files of one table's directory (claims and temporaries excluded)."""
-    return [path for path in table_dir.glob("part-*") if path.suffix in _SPOOL_SUFFIXES]
+    """The spool files of one table's directory, processes' logs included (claims and temporaries excluded)."""
+    files = [path for path in table_dir.glob("part-*") if path.suffix in _SPOOL_SUFFIXES]
+    return files + list(table_dir.glob(f"{LOG_PREFIX}*{LOG_SUFFIX}"))
 
 
 def read_spool_file(path: Path, suffix: str, schema: pa.Schema) -> pa.Table:
@@ -321,6 +386,8 @@ def read_spool_file(path: Path, suffix: str, schema: pa.Schema) -> pa.Table:
     raises.)"""
     if suffix == ROWS_SUFFIX:
         return pa.Table.from_pylist(read_rows_file(path, schema), schema=schema)
+    if suffix == LOG_SUFFIX:
+        return pa.Table.from_pylist(read_log(path, schema)[0], schema=schema)
     if suffix != ".arrow":
         return pq.read_table(path, schema=schema)
     with pa.OSFile(str(path)) as source:
@@ -336,6 +403,8 @@ def spool_file_rows(path: Path) -> int:
     """Rows in a spool file, from its metadata (Parquet), its batches (Arrow IPC) or its rows (JSON)."""
     if path.suffix == ROWS_SUFFIX:
         return len(read_rows_file(path, path.parent.name))
+    if path.suffix == LOG_SUFFIX:
+        return len(read_log(path, path.parent.name)[0])
     if path.suffix == ".arrow":
         with pa.OSFile(str(path)) as source:
             return int(pa.ipc.open_file(source).read_all().num_rows)
@@ -368,6 +437,51 @@ def adopt_unkeyed_spool(root: Path, spool: Path) -> int:
     return moved
 
 
+CLAIM_LOCK_TRIES = 200
+"""How many times (a millisecond apart) a drainer tries a log's lock, which a writer holds for microseconds."""
+
+
+def _claim_log(path: Path, claimed: Path) -> bool:
+    """Claim a log by renaming it to ``claimed``, holding its lock: a writer appends only holding it, after
+    checking that its log still has its name (``Spool.write_rows``), so no record follows the claim.
+    ``False``: another drainer took it, or its lock stayed held.
+
+    Raises:
+        OSError: The claim could not be made (the log is left as it was).
+    """
+    import fcntl  # (posix only: a log is only written where the C library's calls are)
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        for _ in range(CLAIM_LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.001)
+        else:
+            return False
+        try:
+            os.rename(path, claimed)  # fails when another drainer renamed it first (a log's name is never reused)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
+class _Log(NamedTuple):
+    """A log this process appends to (``Spool.write_rows``)."""
+
+    fd: int
+    path: str
+    encoded: bytes
+    pid: int
+
+
 class Spool:
     """Spool files of one store: written whole, bounded in size, claimed and drained by rename.
 
@@ -385,6 +499,9 @@ class Spool:
         self.max_bytes = max_bytes
         self.lease = lease
         self._on_dropped = on_dropped
+        self._logs: dict[str, _Log] = {}
+        """This process's open log of each table (``write_rows``)."""
+        self._logs_lock = threading.Lock()
 
     def write(self, table: str, data: pa.Table, *, arrow: bool = False) -> Path:
         """One spool file of ``data``: Parquet or, with ``arrow``, Arrow IPC.
@@ -406,21 +523,94 @@ class Spool:
         return final
 
     def write_rows(self, table: str, rows: Sequence[Row]) -> str:
-        """One spool file of ``rows`` as JSON (``encode_rows``): a worker's rows, made safe before its task returns.
+        """``rows`` as one JSON record (``encode_rows``): a worker's rows, made safe before its task returns.
 
-        Holds the caller for about the encoding and four system calls (create, write, close, rename; made
-        holding the GIL on a local disk, ``calls_for``), with no Arrow conversion (the drainer converts them)
-        and no directory made unless it is missing. Returns the file's path.
+        On a local disk the record is appended to this process's log of the table (``log-<id>.jsonl``, one
+        record a line, opened once): four system calls that change no directory (lock the log, check that no
+        drainer claimed it, write, unlock), made holding the GIL (``calls_for``), with no Arrow conversion (the
+        drainer converts them). A drainer claims a log under the same lock (``_claim``): a record is in the
+        log before the claim, and taken with it, or goes into a new log, never both. Where the log cannot be
+        used (a drainer holds its lock this moment, a network filesystem) the record is one file of its own,
+        written under a temporary name and renamed (create, write, close, rename). Returns the path written.
 
         Raises:
             NotPlainRows: A value JSON would not carry exactly (spool those rows with ``write`` instead).
-            OSError: The spool cannot be written (nothing is left behind).
+            OSError: The spool cannot be written (nothing that a drainer would take is left behind).
         """
         payload = encode_rows(table, rows)
+        calls = calls_for(str(self.directory))
+        if isinstance(calls, _LibcFileCalls):
+            written = self._append(calls, table, payload)
+            if written is not None:
+                return written
+        return self._write_file(calls, table, payload)
+
+    def _append(self, calls: _LibcFileCalls, table: str, payload: bytes) -> str | None:
+        """Append ``payload`` as one record to this process's log of ``table``; ``None``: a drainer holds the
+        log's lock (the caller writes a file of its own).
+
+        Raises:
+            OSError: The log cannot be made or written (a log written in part is given up: its torn end is
+                never taken, and no later record follows it).
+        """
+        record = payload + b"\n"
+        with self._logs_lock:
+            pid = os.getpid()
+            for _ in range(3):
+                log = self._logs.get(table)
+                if log is not None and log.pid != pid:  # a forked child's copy of its parent's: it makes its own
+                    with contextlib.suppress(OSError):
+                        calls.close(log.fd)
+                    log = None
+                if log is None:
+                    log = self._open_log(calls, table, pid)
+                if not calls.try_lock(log.fd):
+                    return None
+                try:
+                    if calls.exists(log.encoded):
+                        try:
+                            calls.write_all(log.fd, record)
+                        except BaseException:
+                            self._close_log(table)
+                            raise
+                        return log.path
+                finally:
+                    if self._logs.get(table) is log:
+                        calls.unlock(log.fd)
+                self._close_log(table)  # claimed by a drainer: the next record starts a new log
+            return None
+
+    def _open_log(self, calls: _LibcFileCalls, table: str, pid: int) -> _Log:
+        """A new log of this process's for ``table`` (a new name: ``creat`` never meets another's file; only
+        this process writes it, under ``_logs_lock``, so no ``O_APPEND`` is needed)."""
+        directory = f"{self.directory}/{table}"
+        path = f"{directory}/{LOG_PREFIX}{new_event_id()}{LOG_SUFFIX}"
+        try:
+            fd = calls.create(path)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            fd = calls.create(path)
+        log = _Log(fd, path, os.fsencode(path), pid)
+        self._logs[table] = log
+        return log
+
+    def _close_log(self, table: str) -> None:
+        log = self._logs.pop(table, None)
+        if log is not None and log.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                FILE_CALLS.close(log.fd)
+
+    def close(self) -> None:
+        """Close this process's logs (their records stay in them, for a drainer)."""
+        with self._logs_lock:
+            for table in list(self._logs):
+                self._close_log(table)
+
+    def _write_file(self, calls: _OsFileCalls | _LibcFileCalls, table: str, payload: bytes) -> str:
+        """``payload`` as one spool file of its own (``part-<id>.json``), written whole, then renamed."""
         directory = f"{self.directory}/{table}"
         name = f"part-{new_event_id()}{ROWS_SUFFIX}"
         tmp, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
-        calls = calls_for(str(self.directory))
         try:
             fd = calls.create(tmp)
         except FileNotFoundError:
@@ -469,7 +659,11 @@ class Spool:
             for table_dir in self.directory.iterdir():
                 if table_dir.name not in names.TABLES or not table_dir.is_dir():
                     continue
-                if spool_files(table_dir) or any(table_dir.glob(".part-*.claim")):
+                if (
+                    spool_files(table_dir)
+                    or any(table_dir.glob(".part-*.claim"))
+                    or any(table_dir.glob(".log-*.claim"))
+                ):
                     return False
             return True
         except OSError:
@@ -495,8 +689,14 @@ class Spool:
         for _, size, path in sorted(files):
             if total <= self.max_bytes:
                 break
+            log = path.suffix == LOG_SUFFIX
+            if log:  # a writer may append to it still: claimed first, then counted
+                claimed = self._claim([path])
+                if not claimed:
+                    continue
+                path = claimed[0][1]
             try:
-                rows = spool_file_rows(path)
+                rows = len(read_log(path, path.parent.name)[0]) if log else spool_file_rows(path)
             except Exception:
                 rows = 0
             with contextlib.suppress(OSError):
@@ -529,6 +729,8 @@ class Spool:
                     try:
                         if path.suffix == ROWS_SUFFIX:
                             rows.extend(read_rows_file(claimed, table_dir.name))
+                        elif path.suffix == LOG_SUFFIX:
+                            rows.extend(self._read_claimed_log(path, claimed, table_dir.name))
                         else:
                             tables.append(read_spool_file(claimed, path.suffix, schema))
                     except Exception as exc:
@@ -579,7 +781,7 @@ class Spool:
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime > self.lease:
                     tmp.unlink()
-        for claim in table_dir.glob(".part-*.claim"):
+        for claim in [*table_dir.glob(".part-*.claim"), *table_dir.glob(".log-*.claim")]:
             try:
                 if now - claim.stat().st_mtime <= self.lease:
                     continue
@@ -616,9 +818,33 @@ class Spool:
         for path in paths:
             claimed = path.with_name(f".{path.name}.{uuid.uuid4().hex}.claim")
             try:
-                path.rename(claimed)
+                if path.suffix == LOG_SUFFIX:
+                    if not _claim_log(path, claimed):
+                        continue
+                else:
+                    path.rename(claimed)
                 os.utime(claimed)  # the claim's age starts now (its lease)
             except OSError:
                 continue
             claims.append((path, claimed))
         return claims
+
+    @staticmethod
+    def _read_claimed_log(path: Path, claimed: Path, table: str) -> list[Row]:
+        """The rows of a claimed log; records that do not decode are kept beside it (``<name>.bad``), a torn
+        end is left out (it was never made safe: its writer failed or was killed mid-write), one warning each.
+        """
+        rows, bad, tail = read_log(claimed, table)
+        if bad:
+            kept = path.with_name(f"{path.name}.bad")
+            with contextlib.suppress(OSError), open(kept, "ab") as out:
+                out.write(b"".join(record + b"\n" for record in bad))
+            logger.warning("synthobs: %d unreadable record(s) in spool log %s; kept in %s", len(bad), path, kept)
+        if tail:
+            logger.warning(
+                "synthobs: spool log %s ends in a record its writer never finished (%d bytes; the writer failed or "
+                "was killed while writing it, so it never reported those rows safe); left out",
+                path,
+                len(tail),
+            )
+        return rows

@@ -197,9 +197,10 @@ def test_spool_now_puts_rows_on_disk_without_the_store_and_the_flusher_merges_th
         recorder.add("task_runs", row)
         recorder.spool_now()
     assert recorder.pending() == 0 and not opened and store.writes == 0
-    assert [p.suffix for p in recorder.spooled_files()] == [".json"] * 3  # JSON: no Arrow work on the task's thread
+    # JSON (this process's log, or a file each where the log cannot be used): no Arrow work on the task's thread
+    assert {p.suffix for p in recorder.spooled_files()} <= {".json", ".jsonl"} and recorder.spool.rows() == 3
     store.release.set()
-    assert recorder.flush() == 3  # the drain merges the three files into one write
+    assert recorder.flush() == 3  # the drain merges what was spooled into one write
     assert store.writes == 1 and store.count("task_runs") == 3
     assert len(list((tmp_path / "store").rglob("*.parquet"))) == 1 and not recorder.spooled_files()
 
