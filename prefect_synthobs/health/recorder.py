@@ -5,8 +5,10 @@ long runs, by a daemon thread every ``flush_interval_seconds``. If the store can
 local spool directory (``Spool``, ``health/spool.py``) and are written on a later flush: a store fault costs
 one warning, never a row and never the flow's result.
 
-Time is bounded: each store write runs on its own daemon thread and the flush waits for it at most
-``store_timeout`` seconds (``call_bounded``); past that its rows are spooled. A store that failed is then
+Time is bounded: the store writes run on one long-lived daemon thread (``StoreThread``: no thread started per
+write; a flush hands all its tables over in one call) and the flush waits for them at most ``store_timeout``
+seconds; past that the tables not yet written are spooled (a thread stuck on a hung store is left behind and the
+next call starts a fresh one). A store that failed is then
 skipped (``StoreBreaker``, ``health/breaker.py``): flushes spool at once, costing a flow nothing, until the
 background flusher's retry (after a backoff that doubles up to five minutes) succeeds. A write that was given
 up on may still land later; its rows are then in the store twice with the same ``event_id``, which
@@ -19,10 +21,13 @@ costs; the spool (files, claims, bound) and the breaker keep their own state.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import queue
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pyarrow as pa
 
@@ -42,13 +47,92 @@ __all__ = [
     "FLUSH_SOON_LINGER_SECONDS",
     "Recorder",
     "StoreBreaker",
+    "StoreThread",
     "StoreTimeout",
     "adopt_unkeyed_spool",
     "call_bounded",
 ]
 
+T = TypeVar("T")
+
 FLUSH_SOON_LINGER_SECONDS = 1.0
 """How long the flusher gathers rows after ``flush_soon`` before it writes them."""
+
+
+class _StoreCall:
+    """One call handed to a ``StoreThread``: its outcome, and whether its caller gave up on it."""
+
+    __slots__ = ("context", "done", "error", "fn", "given_up", "value")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.context = contextvars.copy_context()  # Prefect's settings, the current span: the caller's
+        self.done = threading.Event()
+        self.given_up = False
+        self.value: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if self.given_up:  # its caller spooled the rows already: writing them now would only repeat them
+            self.done.set()
+            return
+        try:
+            self.value = self.context.run(self.fn)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class StoreThread:
+    """One long-lived daemon thread that runs store calls, each waited for at most a timeout (``call``).
+
+    ``call_bounded`` starts a thread per call; a flow's end writes a flush, so this keeps one thread for them.
+    A call that times out leaves its thread behind (stuck on a store that does not answer): the next call
+    starts a fresh thread, the old one ends once its call returns. A forked child starts its own.
+    """
+
+    def __init__(self, name: str = "synthobs-store-writer") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_StoreCall | None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def call(self, fn: Callable[[], T], timeout: float) -> T:
+        """``fn()`` on the thread, in a copy of the caller's context, waited for at most ``timeout`` seconds.
+
+        Raises:
+            StoreTimeout: ``fn`` had not finished in time (it goes on in the background).
+            Exception: whatever ``fn`` raised.
+        """
+        job = _StoreCall(fn)
+        with self._lock:
+            jobs = self._queue
+            if jobs is None or self._thread is None or not self._thread.is_alive():
+                jobs = queue.SimpleQueue()
+                thread = threading.Thread(target=self._serve, args=(jobs,), name=self.name, daemon=True)
+                thread.start()
+                self._queue, self._thread = jobs, thread
+            jobs.put(job)
+        if not job.done.wait(timeout):
+            job.given_up = True
+            with self._lock:
+                if self._queue is jobs:  # stuck: the next call starts a fresh thread; this one ends after
+                    self._queue, self._thread = None, None
+                    jobs.put(None)
+            raise StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
+        if job.error is not None:
+            raise job.error
+        return cast("T", job.value)
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[_StoreCall | None]) -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            job.run()
+            del job  # hold no table between calls
 
 
 class Recorder:
@@ -109,6 +193,7 @@ class Recorder:
         self._store_warning = WarnOnce(logger)
         self._spool_warning = WarnOnce(logger)
         self._sources: list[Callable[[], None]] = []
+        self._writer = StoreThread()
 
     def add_source(self, record_held: Callable[[], None]) -> None:
         """Rows held elsewhere until asked (a batch of task-run ends): ``record_held`` adds them to this recorder,
@@ -155,11 +240,15 @@ class Recorder:
             store = self._open_store(background, reuse=True)
             retrying = store is not None and self.breaker.is_open
             written = self._drain_spool(store, background) if store is not None else 0
-            for table, rows in batches.items():
-                data = self._to_arrow(table, rows)
-                if data.num_rows == 0:
-                    continue
-                if store is not None and self._try_write(store, table, data, background):
+            converted = [(table, rows, self._to_arrow(table, rows)) for table, rows in batches.items()]
+            converted = [(table, rows, data) for table, rows, data in converted if data.num_rows]
+            done = (
+                self._write_tables(store, [(table, data) for table, _, data in converted], background)
+                if store is not None and converted
+                else 0
+            )
+            for i, (table, rows, data) in enumerate(converted):
+                if i < done:
                     written += data.num_rows
                 else:
                     self._spool(table, data, rows)
@@ -204,24 +293,50 @@ class Recorder:
         return store
 
     def _try_write(self, store: HealthStore, table: str, data: pa.Table, background: bool) -> bool:
+        return self._write_tables(store, [(table, data)], background) == 1
+
+    def _write_tables(self, store: HealthStore, tables: list[tuple[str, pa.Table]], background: bool) -> int:
+        """Write ``tables`` in order in one bounded call (``StoreThread``); how many of them, from the first, the
+        store took. The rest are for the caller to spool: after a fault or the timeout none is begun."""
         if not self.breaker.allows(background=background):
-            return False  # failed earlier in this flush: spool the rest at once
+            return 0  # failed earlier in this flush: spool the rest at once
+        done: list[int] = []
+        state_lock = threading.Lock()
+        stopped = [False]
+
+        def write_all() -> None:
+            for i, (table, data) in enumerate(tables):
+                with state_lock:
+                    if stopped[0]:
+                        return
+                self._write_one(store, table, data)
+                with state_lock:
+                    done.append(i)
+
         try:
-            attributes = {names.ATTR_STORAGE_TABLE: table, names.ATTR_STORAGE_ROWS: data.num_rows}
-            with open_span(names.SPAN_STORAGE_WRITE, attributes, redact_pii=False) as write_span:
-                paths = call_bounded(lambda: store.write(table, data), self.store_timeout)
-                if write_span.is_recording():
-                    write_span.set_attribute(names.ATTR_STORAGE_FILES, len(paths))
-                    write_span.set_attribute(names.ATTR_STORAGE_BYTES, store.size_of(paths))
+            self._writer.call(write_all, self.store_timeout)
         except Exception as exc:
+            with state_lock:
+                stopped[0] = True
+                written = len(done)
             self.breaker.failed()
             self._store_fault(exc, store)
-            return False
+            return written
         self.breaker.succeeded()
         self._spool_warning.ok()  # the rows reach the store: a spool fault is a new one the next time it costs rows
         if self._store_warning.ok():
             logger.info("synthobs: health store %s is writable again", strip_url_credentials(store.url))
-        return True
+        return len(tables)
+
+    @staticmethod
+    def _write_one(store: HealthStore, table: str, data: pa.Table) -> None:
+        """One table's write, in its ``storage.write`` span (a child of the caller's current span)."""
+        attributes = {names.ATTR_STORAGE_TABLE: table, names.ATTR_STORAGE_ROWS: data.num_rows}
+        with open_span(names.SPAN_STORAGE_WRITE, attributes, redact_pii=False) as write_span:
+            paths = store.write(table, data)
+            if write_span.is_recording():
+                write_span.set_attribute(names.ATTR_STORAGE_FILES, len(paths))
+                write_span.set_attribute(names.ATTR_STORAGE_BYTES, store.size_of(paths))
 
     def _store_fault(self, exc: BaseException, store: HealthStore | None = None) -> None:
         self._flush_store = None  # the next flush opens the store afresh
@@ -424,6 +539,7 @@ class Recorder:
         self._thread = None
         if flush:
             self.final_flush()
+        self.spool.close()  # this process's spool logs (what is left in them stays for a drainer)
 
     def final_flush(self) -> int:
         """The last flush of this recorder (at process exit): rows reach the store if it answers now.

@@ -91,7 +91,7 @@ class Instrumentation:
         self._sampler: GpuSampler | None = None
         self._warned = False
         self._hooked = False
-        self._flushing: threading.Thread | None = None
+        self._flushing: _TelemetryFlusher | None = None
         self._install_hooks: list[tuple[Callable[[SynthObsSettings], None], Callable[[], None]]] = []
         self._installed = False
 
@@ -291,21 +291,18 @@ class Instrumentation:
     def flush_telemetry(self, timeout: float, *, wait: bool = True) -> None:
         """Export OTLP metrics and run logs now, each waiting at most ``timeout`` seconds.
 
-        With ``wait=False`` (an observed flow's end) the export runs on a daemon
-        thread and the flow does not wait for it; ``shutdown`` at exit waits for
-        it (bounded) and exports what came after, so a short-lived flow process
-        still loses nothing.
+        With ``wait=False`` (an observed flow's end) the export runs on one
+        long-lived daemon thread (``synthobs-otlp-flush``, started once, woken
+        per flow end: no thread started per flow) and the flow does not wait
+        for it; ``shutdown`` at exit waits for it (bounded) and exports what
+        came after, so a short-lived flow process still loses nothing.
         """
         if not wait:
             with self._lock:
-                pending = self._flushing
-                if pending is not None and pending.is_alive():
-                    return  # one in flight already: it exports what is there when it runs
-                thread = threading.Thread(
-                    target=self.flush_telemetry, args=(timeout,), name="synthobs-otlp-flush", daemon=True
-                )
-                self._flushing = thread
-            thread.start()
+                flusher = self._flushing
+                if flusher is None or not flusher.alive():
+                    flusher = self._flushing = _TelemetryFlusher(self.flush_telemetry)
+            flusher.request(timeout)
             return
         self.otel_metrics.flush(timeout)
         self.otel_logs.flush(timeout)
@@ -386,8 +383,53 @@ class Instrumentation:
             timeout = runtime.settings.otlp_timeout_seconds
             pending = self._flushing
             if pending is not None:
-                pending.join(timeout)
+                pending.wait_idle(timeout)
             self.flush_telemetry(timeout)
+
+
+class _TelemetryFlusher:
+    """The flow ends' OTLP export (``Instrumentation.flush_telemetry(wait=False)``) on one daemon thread.
+
+    ``request`` wakes it and returns at once; requests made while an export runs are served by one more export
+    after it (what they ask for is there by then). ``wait_idle`` waits, bounded, until no export is asked for
+    or running (at exit).
+    """
+
+    def __init__(self, flush: Callable[[float], None]) -> None:
+        self._flush = flush
+        self._cond = threading.Condition()
+        self._asked: float | None = None  # the timeout of the export asked for and not begun
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name="synthobs-otlp-flush", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def request(self, timeout: float) -> None:
+        with self._cond:
+            self._asked = timeout
+            self._cond.notify()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether no export was asked for or running within ``timeout`` seconds."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._asked is None and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._asked is not None)
+                timeout = self._asked if self._asked is not None else 0.0
+                self._asked, self._busy = None, True
+            try:
+                self._flush(timeout)
+            except Exception as exc:  # never lose the thread: the next flow end exports again
+                logger.debug("synthobs: OTLP export at a flow's end failed: %s", exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
 
 def _service_name(settings: SynthObsSettings) -> str | None:

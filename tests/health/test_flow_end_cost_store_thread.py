@@ -1,0 +1,194 @@
+"""The flow end's store writes on one long-lived thread, all tables of a flush in one bounded call (issue 27).
+
+No timed assertion: what is checked is which thread ran, how many calls were made, and that every row lands
+exactly once in the store or the spool, whatever table the store fails or hangs on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import task_rows
+from prefect_synthobs.health.recorder import Recorder, StoreThread, StoreTimeout
+from prefect_synthobs.health.rows import flow_row
+from prefect_synthobs.health.store import HealthStore
+
+WHEN = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+
+
+def flow_rows(n: int) -> list[dict[str, Any]]:
+    return [
+        flow_row(
+            flow_run_id=f"f{i}",
+            flow_name="flow",
+            state_type="COMPLETED",
+            state_name="Completed",
+            start_time=WHEN,
+            end_time=WHEN,
+        )
+        for i in range(n)
+    ]
+
+
+class FaultyStore(HealthStore):
+    """A real local store that raises (``fail``) or hangs (``hang``) on the write of one table."""
+
+    def __init__(self, url: str, *, fail: str | None = None, hang: str | None = None) -> None:
+        super().__init__(url)
+        self.fail, self.hang = fail, hang
+        self.release = threading.Event()
+        self.threads: list[int] = []
+        self.tables: list[str] = []
+
+    def write(self, table: str, rows: Any) -> list[str]:
+        self.threads.append(threading.get_ident())
+        self.tables.append(table)
+        if table == self.fail:
+            raise OSError("disk gone")
+        if table == self.hang:
+            self.release.wait(60)
+        return super().write(table, rows)
+
+
+def spooled(recorder: Recorder, table: str) -> list[str]:
+    files = [p for p in recorder.spooled_files() if p.parent.name == table]
+    if not files:
+        return []
+    column = "task_run_id" if table == "task_runs" else "flow_run_id"
+    return sorted(pa.concat_tables([pq.read_table(p) for p in files]).column(column).to_pylist())
+
+
+def in_store(store: HealthStore, table: str) -> list[str]:
+    column = "task_run_id" if table == "task_runs" else "flow_run_id"
+    return sorted(store.read(table, deduplicate=False)[column].tolist())
+
+
+def test_store_thread_reuses_one_thread_in_the_callers_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="none")
+    writer = StoreThread()
+    var.set("the caller's")
+    seen = [writer.call(lambda: (threading.get_ident(), var.get(), threading.current_thread().name), 5.0)]
+    seen.append(writer.call(lambda: (threading.get_ident(), var.get(), threading.current_thread().name), 5.0))
+    assert seen[0] == seen[1] and seen[0][1] == "the caller's" and seen[0][2] == "synthobs-store-writer"
+    assert seen[0][0] != threading.get_ident()
+    with pytest.raises(ZeroDivisionError):
+        writer.call(lambda: 1 / 0, 5.0)
+    assert writer.call(lambda: threading.get_ident(), 5.0) == seen[0][0]  # an error does not cost the thread
+
+
+def test_a_call_that_times_out_leaves_its_thread_and_the_next_runs_on_a_fresh_one() -> None:
+    writer = StoreThread()
+    release = threading.Event()
+    stuck_on: list[int] = []
+    ran_late: list[int] = []
+
+    def hangs() -> None:
+        stuck_on.append(threading.get_ident())
+        release.wait(60)
+
+    with pytest.raises(StoreTimeout):
+        writer.call(hangs, 0.2)
+    fresh = writer.call(lambda: threading.get_ident(), 5.0)
+    assert stuck_on and fresh != stuck_on[0]
+    # a call given up on while queued behind a stuck one never runs later (its caller spooled its rows)
+    first_stuck = threading.Event()
+
+    def stuck_first() -> None:
+        first_stuck.set()
+        hangs()
+
+    def other_caller() -> None:
+        with pytest.raises(StoreTimeout):
+            writer.call(stuck_first, 3.0)
+
+    caller = threading.Thread(target=other_caller)
+    caller.start()
+    assert first_stuck.wait(10)
+    with pytest.raises(StoreTimeout):
+        writer.call(lambda: ran_late.append(1), 0.2)
+    caller.join(10)
+    left_behind = [t for t in threading.enumerate() if t.ident in stuck_on]
+    release.set()
+    for thread in left_behind:
+        thread.join(10)
+        assert not thread.is_alive()  # a thread left behind ends once its call returns
+    assert ran_late == []
+    assert writer.call(lambda: "again", 5.0) == "again"
+
+
+def test_a_flush_writes_every_table_in_one_bounded_call_on_one_thread(tmp_path: Path) -> None:
+    store = FaultyStore(str(tmp_path / "store"))
+    recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=5)
+    calls: list[int] = []
+    real_call = recorder._writer.call
+
+    def counting(fn: Any, timeout: float) -> object:
+        calls.append(1)
+        return real_call(fn, timeout)
+
+    recorder._writer.call = counting  # type: ignore[method-assign]
+    for round_ in range(3):
+        recorder.add("task_runs", task_rows(5, start=5 * round_))
+        recorder.add("flow_runs", flow_rows(1))
+        assert recorder.flush() == 6
+    assert len(calls) == 3  # one bounded call per flush, not one per table
+    assert len(set(store.threads)) == 1 and store.threads[0] != threading.get_ident()  # no thread per flush
+    assert in_store(store, "task_runs") == sorted(f"t{i}" for i in range(15))
+    assert in_store(store, "flow_runs") == ["f0"] * 3
+    assert recorder.spooled_files() == []
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fail_table=st.sampled_from(["task_runs", "flow_runs"]), tasks=st.integers(1, 30))
+def test_a_store_failing_on_one_table_costs_that_table_a_spool_file_and_one_warning(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture, fail_table: str, tasks: int
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("fault")
+    store = FaultyStore(str(tmp_path / "store"), fail=fail_table)
+    recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=5)
+    recorder.add("task_runs", task_rows(tasks))
+    recorder.add("flow_runs", flow_rows(1))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        recorder.flush()
+    warnings = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "cannot write the health store" in r.message
+    ]
+    assert len(warnings) == 1
+    expected = {"task_runs": sorted(f"t{i}" for i in range(tasks)), "flow_runs": ["f0"]}
+    for table, ids in expected.items():
+        stored = in_store(store, table) if store.dataset(table) is not None else []
+        assert sorted(stored + spooled(recorder, table)) == ids  # each row once: in the store or the spool
+    assert spooled(recorder, fail_table) == expected[fail_table]
+
+
+def test_a_store_hanging_on_one_table_spools_it_and_the_tables_after_it_and_writes_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    store = FaultyStore(str(tmp_path / "store"), hang="task_runs")
+    recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=0.3)
+    recorder.add("task_runs", task_rows(4))
+    recorder.add("flow_runs", flow_rows(1))
+    recorder.flush()  # returns after the timeout: the hung table and the one after it are spooled
+    assert spooled(recorder, "task_runs") == [f"t{i}" for i in range(4)]
+    assert spooled(recorder, "flow_runs") == ["f0"]
+    store.release.set()  # the hung write lands late (its rows twice, same event_id: reads drop one) ...
+    deadline = threading.Event()
+    for _ in range(100):
+        if store.dataset("task_runs") is not None:
+            break
+        deadline.wait(0.05)
+    deadline.wait(0.2)
+    assert store.tables == ["task_runs"]  # ... but the table after it is never begun: it is in the spool only
+    assert store.dataset("flow_runs") is None
