@@ -9,7 +9,14 @@
    per run (all its threads: export work on background threads counts too).
    ``--receiver rotel`` puts a real collector (``rotel-agent``, Rust, discarding
    what it receives) in place of the Python test receiver, whose protobuf parsing
-   competes for the same 2 cores in the export rounds.
+   competes for the same 2 cores in the export rounds. Rounds alternate which
+   mode goes first; a full garbage collection precedes every timed run (either
+   mode), so a collection of the previous run's garbage lands in neither. Both
+   statistics are reported (median of the per-round ratios, ratio of the
+   medians), with every round's times and ratio. After the rounds synthobs is
+   shut down as at interpreter exit (its final, bounded export) while the
+   receiver still runs; then the receiver stops: export warnings during the
+   measurement (``export_warnings``) are counted, none is expected.
 2. ``collection``: one metric collection with 8 GPUs and 50 flows' series
    (counters, gauges, both duration histograms, in-progress gauges, ``hw.*``),
    read by the OTLP bridge and encoded as an OTLP request, against a Prometheus
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import logging
 import os
 import socket
 import subprocess
@@ -69,6 +78,17 @@ def rotel_receiver() -> Iterator[_Endpoint]:
         proc.wait(20)
 
 
+class _WarningCount(logging.Handler):
+    """Counts synthobs' warnings (an export that failed says so once)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
 def flow_cost(
     rounds: int,
     tasks: int,
@@ -76,8 +96,10 @@ def flow_cost(
     signals: tuple[str, ...] = ("metrics", "logs"),
     receiver_kind: str = "python",
 ) -> dict[str, object]:
-    import logging
+    from prefect_synthobs.instrument.instrumentation import INSTRUMENTATION
 
+    warnings = _WarningCount()
+    logging.getLogger("prefect.synthobs").addHandler(warnings)
     for name in ("prefect.flow_runs", "prefect.task_runs"):  # the console is not what is measured
         logging.getLogger(name).propagate = False
         for handler in list(logging.getLogger(name).handlers):
@@ -107,6 +129,7 @@ def flow_cost(
         for r in range(rounds):
             for name in ("off", "export") if r % 2 == 0 else ("export", "off"):
                 so.configure(**modes[name])
+                gc.collect()
                 _inside[0] = 0.0
                 cpu_start = time.process_time()
                 elapsed, run_id = timed(observed, tasks)
@@ -120,6 +143,12 @@ def flow_cost(
                 f"ratio {ratios[-1]:.3f}",
                 flush=True,
             )
+        # the exit path (runtime closed, telemetry flushed, bounded) while the receiver runs; then nothing is
+        # left to export when the interpreter exits and the receiver is gone
+        INSTRUMENTATION.shutdown()
+        INSTRUMENTATION.otel_metrics.detach()
+        INSTRUMENTATION.otel_logs.detach()
+        exit_warnings = warnings.count
     return {
         "signals": list(signals),
         "receiver": receiver_kind,
@@ -133,6 +162,10 @@ def flow_cost(
         "synthobs_ms_per_run_off": round(median(inside["off"]), 2),
         "synthobs_ms_per_run_export": round(median(inside["export"]), 2),
         "ratio_spread": [round(min(ratios), 4), round(max(ratios), 4)],
+        "ratios": [round(r, 4) for r in ratios],
+        "off_s": [round(t, 4) for t in times["off"]],
+        "export_s": [round(t, 4) for t in times["export"]],
+        "export_warnings": exit_warnings,
         "process_cpu_ms_per_run_off": round(median(cpu["off"]), 1),
         "process_cpu_ms_per_run_export": round(median(cpu["export"]), 1),
         "process_cpu_ratio_of_medians": round(median(cpu["export"]) / median(cpu["off"]), 4),
