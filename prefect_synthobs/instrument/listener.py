@@ -138,6 +138,11 @@ class RunListener(SpanProcessor):
             if runtime is None:
                 return
             info = runtime.run_info(flow_ctx.flow_run.id)
+            if info is not None and not info.remote:  # the flow's own process: the task run is in progress here
+                task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
+                if task_ctx is not None and prefect_runs.id_text(task_ctx.task_run.id) == task_run_id:
+                    runtime.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
+                return
             if info is None or info.remote:
                 carrier = carrier_of(flow_ctx.flow)
                 spec = info.spec if info is not None else carrier.spec if carrier is not None else None
@@ -164,14 +169,18 @@ class RunListener(SpanProcessor):
             runtime.task_ended(task_run_id)
             return
         task_run = ctx.task_run
-        info = runtime.run_info(task_run.flow_run_id)
+        flow_ctx = FlowRunContext.get()
+        flow_run = flow_ctx.flow_run if flow_ctx is not None else None
+        # the flow run's own id object when the task runs in its flow's context (the scope's cheapest lookup)
+        info = runtime.run_info(
+            flow_run.id if flow_run is not None and flow_run.id == task_run.flow_run_id else task_run.flow_run_id
+        )
         if info is None:
             runtime.task_ended(task_run_id)
             return
-        flow_ctx = FlowRunContext.get()
         flow_name = flow_ctx.flow.name if flow_ctx and flow_ctx.flow else info.flow_name
         if not info.remote:
-            runtime.note_task_run(ctx.task, task_run, flow_name, span)  # no longer in progress, counted
+            runtime.note_task_run(ctx.task, task_run, flow_name, span, task_run_id, info.flow_run_id)
             return
         runtime.task_ended(task_run_id)
         try:

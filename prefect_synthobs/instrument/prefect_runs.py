@@ -261,7 +261,7 @@ def completed_task_run_ended(note: CompletedTaskNote) -> TaskRunEnded:
         error_message=None,
         tags=[str(t) for t in note.tags] if note.tags else [],
         rows=note.rows,
-        attempt_errors=attempt_errors_of(note.span) if note.span.events else [],
+        attempt_errors=attempt_errors_of(note.span, events) if (events := note.span.events) else [],
         span_context=note.span.context,
     )
 
@@ -349,7 +349,7 @@ def flow_run_ended(
     )
 
 
-def attempt_errors_of(span: Any) -> list[AttemptError]:
+def attempt_errors_of(span: Any, events: Any = None) -> list[AttemptError]:
     """Every failed attempt's error, from a Prefect task run span's events.
 
     Prefect adds a state event per state (``Running``, then ``Retrying`` at each
@@ -358,7 +358,7 @@ def attempt_errors_of(span: Any) -> list[AttemptError]:
     """
     errors: list[AttemptError] = []
     attempt = 0
-    for event in span.events:
+    for event in span.events if events is None else events:
         if event.name in _ATTEMPT_STATES:
             attempt += 1
         elif event.name == "exception" and event.attributes:

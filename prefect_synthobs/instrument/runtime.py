@@ -194,8 +194,8 @@ class Runtime:
         """Where a measurement made outside Prefect's run context belongs (``RunScope.implicit_scope``)."""
         return self.scope.implicit_scope()
 
-    def task_started(self, task_run: Any, flow_run_id: str) -> None:
-        self.scope.task_started(task_run, flow_run_id)
+    def task_started(self, task_run: Any, flow_run_id: str, task_run_id: str | None = None) -> None:
+        self.scope.task_started(task_run, flow_run_id, task_run_id)
 
     def task_ended(self, task_run_id: Any) -> None:
         self.scope.task_ended(task_run_id)
@@ -290,7 +290,15 @@ class Runtime:
         )
         return rows_by_table
 
-    def note_task_run(self, task: Any, task_run: Any, flow_name: str | None, span: Any) -> None:
+    def note_task_run(
+        self,
+        task: Any,
+        task_run: Any,
+        flow_name: str | None,
+        span: Any,
+        task_run_id: str | None = None,
+        flow_run_id: str | None = None,
+    ) -> None:
         """A task run of a flow run this process runs ended here (the run listener, from its span).
 
         A completed one is counted toward its flow run now and noted (``TaskEndBatch``); its event is built
@@ -305,8 +313,10 @@ class Runtime:
                 task, task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
             )
             return
-        flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
-        task_run_id = prefect_runs.id_text(task_run.id)
+        if flow_run_id is None:
+            flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
+        if task_run_id is None:
+            task_run_id = prefect_runs.id_text(task_run.id)
         run_count = int(task_run.run_count or 0)
         rows_by_table = self.scope.task_finished(task_run_id, flow_run_id, run_count)
         self.task_ends.add(

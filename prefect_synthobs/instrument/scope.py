@@ -22,6 +22,9 @@ from prefect_synthobs import catalog
 from prefect_synthobs.health.events import AttemptError
 from prefect_synthobs.instrument.prefect_runs import id_text
 
+_NO_ID = object()
+"""No run id looked up yet (``RunScope._last_id``)."""
+
 _RECENT_RUNS = 1024
 """Finished runs remembered (their ends are recorded once; late measurements still find them)."""
 
@@ -168,6 +171,8 @@ class RunScope:
         """Task runs in progress in this process (of flows in scope): ``{task run id: (task run, flow run id)}``."""
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
+        self._last_id: tuple[Any, str] = (_NO_ID, "")
+        """The last run id object ``run_info`` turned into text, and its text (one tuple: swapped atomically)."""
 
     def adopt(self, other: RunScope) -> None:
         """Carry the runs in scope over from the scope this one replaces (``configure`` rebuilt the runtime)."""
@@ -175,7 +180,14 @@ class RunScope:
             self._runs, self._recent = other._runs, other._recent
 
     def run_info(self, flow_run_id: Any) -> RunInfo | None:
-        key = id_text(flow_run_id)
+        last = self._last_id
+        if last[0] is flow_run_id:  # the same id object as the last lookup (a flow's tasks ask with its run's)
+            key = last[1]
+        elif flow_run_id.__class__ is str:
+            key = flow_run_id
+        else:
+            key = id_text(flow_run_id)
+            self._last_id = (flow_run_id, key)
         with self._lock:
             return self._runs.get(key) or self._recent.get(key)
 
@@ -354,10 +366,12 @@ class RunScope:
 
     # -- task runs in progress -------------------------------------------------------------------------------
 
-    def task_started(self, task_run: Any, flow_run_id: str) -> None:
-        """A task run of a flow in scope starts running here (for measurements from threads it starts)."""
+    def task_started(self, task_run: Any, flow_run_id: str, task_run_id: str | None = None) -> None:
+        """A task run of a flow in scope starts running here (for measurements from threads it starts);
+        ``task_run_id``: its id as text, when the caller has it."""
+        key = task_run_id if task_run_id is not None else id_text(task_run.id)
         with self._lock:
-            self._active_tasks[id_text(task_run.id)] = (task_run, flow_run_id)
+            self._active_tasks[key] = (task_run, flow_run_id)
 
     def task_ended(self, task_run_id: Any) -> None:
         with self._lock:

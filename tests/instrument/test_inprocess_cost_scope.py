@@ -1,0 +1,60 @@
+"""``RunScope``'s cheap lookups for the per-task path: the same answers as looking up by the id's text.
+
+``run_info`` remembers the last run id object it turned into text (a flow's tasks ask with their flow run's own
+``UUID``) and takes text as it is; ``task_started`` takes the task run's id as text when the caller has it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prefect_synthobs.instrument.scope import ObserveSpec, RunScope
+
+IDS = [uuid.UUID(int=i + 1) for i in range(4)]
+
+
+def _copy(run_id: uuid.UUID) -> uuid.UUID:
+    """An equal id that is another object (what ``task_run.flow_run_id`` is next to ``flow_run.id``)."""
+    return uuid.UUID(int=run_id.int)
+
+
+LOOKUP = st.tuples(st.integers(0, len(IDS)), st.sampled_from(["same", "copy", "text"]))
+"""Which id (``len(IDS)``: one never in scope) and how it is passed."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    in_scope=st.sets(st.integers(0, len(IDS) - 1)),
+    finished=st.sets(st.integers(0, len(IDS) - 1)),
+    lookups=st.lists(LOOKUP, max_size=30),
+)
+def test_run_info_answers_as_by_text(in_scope: set[int], finished: set[int], lookups: list[tuple[int, str]]) -> None:
+    scope = RunScope()
+    ids = [*IDS, uuid.UUID(int=999)]
+    for i in sorted(in_scope):
+        scope.begin_flow_run(SimpleNamespace(name=f"f{i}"), SimpleNamespace(id=ids[i]), ObserveSpec(), observed=True)
+    for i in sorted(finished & in_scope):
+        scope.finish(str(ids[i]))
+    expected = {str(ids[i]): f"f{i}" for i in in_scope}
+    for i, how in lookups:
+        run_id = ids[i] if how == "same" else _copy(ids[i]) if how == "copy" else str(ids[i])
+        info = scope.run_info(run_id)
+        assert (info.flow_name if info is not None else None) == expected.get(str(ids[i]))
+        assert scope.in_scope(run_id) == (str(ids[i]) in expected)
+    assert scope.run_info(None) is None
+
+
+def test_task_started_with_its_id_text_is_the_same_note() -> None:
+    scope = RunScope()
+    flow_run = SimpleNamespace(id=IDS[0])
+    scope.begin_flow_run(SimpleNamespace(name="f"), flow_run, ObserveSpec(), observed=True)
+    task_run = SimpleNamespace(id=IDS[1], run_count=1)
+    scope.task_started(task_run, str(IDS[0]), str(IDS[1]))
+    implicit = scope.implicit_scope()
+    assert implicit.task_run is task_run and implicit.info is scope.run_info(IDS[0])
+    scope.task_finished(str(IDS[1]), str(IDS[0]), 1)  # ends it, as one started without the text
+    assert scope.implicit_scope().task_run is None
