@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import queue
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -84,12 +86,26 @@ class _StoreCall:
             self.done.set()
 
 
+_STORE_THREADS: weakref.WeakSet[StoreThread] = weakref.WeakSet()
+
+
+def _store_threads_after_fork() -> None:
+    for store_thread in list(_STORE_THREADS):
+        store_thread._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_store_threads_after_fork)
+
+
 class StoreThread:
     """One long-lived daemon thread that runs store calls, each waited for at most a timeout (``call``).
 
     ``call_bounded`` starts a thread per call; a flow's end writes a flush, so this keeps one thread for them.
     A call that times out leaves its thread behind (stuck on a store that does not answer): the next call
-    starts a fresh thread, the old one ends once its call returns. A forked child starts its own.
+    starts a fresh thread, the old one ends once its call returns. A call made while another is in flight
+    (two threads flushing, a ``persist`` beside a flush) never queues behind it, where its wait would count
+    against its own timeout: it runs on a thread of its own (``call_bounded``). A forked child starts afresh.
     """
 
     def __init__(self, name: str = "synthobs-store-writer") -> None:
@@ -97,6 +113,14 @@ class StoreThread:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_StoreCall | None] | None = None
         self._thread: threading.Thread | None = None
+        self._current: _StoreCall | None = None  # the call on the thread (at most one at a time)
+        _STORE_THREADS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child has none of its parent's threads, and perhaps a lock one of them held: it starts
+        afresh (its first call starts its own thread)."""
+        self._lock = threading.Lock()
+        self._queue, self._thread, self._current = None, None, None
 
     def call(self, fn: Callable[[], T], timeout: float) -> T:
         """``fn()`` on the thread, in a copy of the caller's context, waited for at most ``timeout`` seconds.
@@ -106,6 +130,12 @@ class StoreThread:
             Exception: whatever ``fn`` raised.
         """
         job = _StoreCall(fn)
+        with self._lock:
+            busy = self._current is not None and not self._current.done.is_set()
+            if not busy:
+                self._current = job
+        if busy:
+            return call_bounded(fn, timeout, name=f"{self.name}-beside")
         with self._lock:
             jobs = self._queue
             if jobs is None or self._thread is None or not self._thread.is_alive():
@@ -118,7 +148,7 @@ class StoreThread:
             job.given_up = True
             with self._lock:
                 if self._queue is jobs:  # stuck: the next call starts a fresh thread; this one ends after
-                    self._queue, self._thread = None, None
+                    self._queue, self._thread, self._current = None, None, None
                     jobs.put(None)
             raise StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
         if job.error is not None:
@@ -483,8 +513,19 @@ class Recorder:
         return self.spool.lease
 
     def _drain_spool(self, store: HealthStore, background: bool) -> int:
-        """Write the spool to ``store`` (``Spool.drain``), each merged write bounded and breaker-checked."""
-        return self.spool.drain(lambda table, data: self._try_write(store, table, data, background))
+        """Write the spool to ``store`` (``Spool.drain``), each merged write bounded and breaker-checked.
+
+        A spool that cannot be drained never costs the rows this flush holds: its files stay for a later drain,
+        one warning."""
+        try:
+            return self.spool.drain(lambda table, data: self._try_write(store, table, data, background))
+        except Exception as exc:
+            self._spool_warning.fail(
+                "synthobs: cannot drain the health spool %s (%s); its rows stay there for a later flush",
+                self.spool_dir,
+                exc,
+            )
+            return 0
 
     def spooled_files(self) -> list[Path]:
         """Spool files waiting to be written."""

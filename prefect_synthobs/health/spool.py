@@ -49,6 +49,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import cache
@@ -482,6 +483,19 @@ class _Log(NamedTuple):
     pid: int
 
 
+_SPOOLS: weakref.WeakSet[Spool] = weakref.WeakSet()
+"""Every spool of this process (reset in a forked child: ``Spool._after_fork_in_child``)."""
+
+
+def _spools_after_fork() -> None:
+    for spool in list(_SPOOLS):
+        spool._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_spools_after_fork)
+
+
 class Spool:
     """Spool files of one store: written whole, bounded in size, claimed and drained by rename.
 
@@ -501,6 +515,16 @@ class Spool:
         self._on_dropped = on_dropped
         self._logs: dict[str, _Log] = {}
         """This process's open log of each table (``write_rows``)."""
+        self._logs_lock = threading.Lock()
+        _SPOOLS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child has its parent's open logs and lock (held, perhaps, by a thread the child does not
+        have): it closes its copies (the parent still writes them) and starts with a fresh lock."""
+        for log in self._logs.values():
+            with contextlib.suppress(OSError):
+                os.close(log.fd)
+        self._logs = {}
         self._logs_lock = threading.Lock()
 
     def write(self, table: str, data: pa.Table, *, arrow: bool = False) -> Path:
@@ -590,6 +614,8 @@ class Spool:
         except FileNotFoundError:
             os.makedirs(directory, exist_ok=True)
             fd = calls.create(path)
+        with contextlib.suppress(OSError):  # the log stays open: a program this process starts must not inherit it
+            os.set_inheritable(fd, False)
         log = _Log(fd, path, os.fsencode(path), pid)
         self._logs[table] = log
         return log
@@ -725,12 +751,16 @@ class Spool:
                 parts: list[tuple[Path, Path]] = []
                 tables: list[pa.Table] = []
                 rows: list[Row] = []  # of the JSON files, converted together
+                log_faults: list[tuple[Path, list[bytes], bytes]] = []  # reported once the batch is done with
                 for path, claimed in self._claim(batch):
                     try:
                         if path.suffix == ROWS_SUFFIX:
                             rows.extend(read_rows_file(claimed, table_dir.name))
                         elif path.suffix == LOG_SUFFIX:
-                            rows.extend(self._read_claimed_log(path, claimed, table_dir.name))
+                            log_rows, bad, tail = read_log(claimed, table_dir.name)
+                            rows.extend(log_rows)
+                            if bad or tail:
+                                log_faults.append((path, bad, tail))
                         else:
                             tables.append(read_spool_file(claimed, path.suffix, schema))
                     except Exception as exc:
@@ -745,13 +775,15 @@ class Spool:
                 if rows:
                     converted, rejected = rows_to_arrow(table_dir.name, rows)
                     tables.append(converted)
-                data = pa.concat_tables(tables)
+                data = pa.concat_tables(tables) if tables else pa.table({})  # (only logs with no complete record)
                 if data.num_rows and not write(table_dir.name, data):
                     for path, claimed in parts:
                         claimed.rename(path)
                     return written
                 if rejected:  # once their file is done with (a refused write reads them again)
                     self.set_aside(table_dir.name, rejected, data.num_rows)
+                for path, bad, tail in log_faults:  # likewise: once
+                    self._report_log_faults(path, bad, tail)
                 for _, claimed in parts:
                     claimed.unlink(missing_ok=True)
                 written += data.num_rows
@@ -830,11 +862,9 @@ class Spool:
         return claims
 
     @staticmethod
-    def _read_claimed_log(path: Path, claimed: Path, table: str) -> list[Row]:
-        """The rows of a claimed log; records that do not decode are kept beside it (``<name>.bad``), a torn
-        end is left out (it was never made safe: its writer failed or was killed mid-write), one warning each.
-        """
-        rows, bad, tail = read_log(claimed, table)
+    def _report_log_faults(path: Path, bad: list[bytes], tail: bytes) -> None:
+        """A drained log's records that do not decode are kept beside it (``<name>.bad``), its torn end is left
+        out (it was never made safe: its writer failed or was killed mid-write), one warning each."""
         if bad:
             kept = path.with_name(f"{path.name}.bad")
             with contextlib.suppress(OSError), open(kept, "ab") as out:
@@ -847,4 +877,3 @@ class Spool:
                 path,
                 len(tail),
             )
-        return rows

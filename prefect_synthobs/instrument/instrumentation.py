@@ -382,7 +382,7 @@ class Instrumentation:
                 logger.warning("synthobs: final flush failed: %s", exc)
             timeout = runtime.settings.otlp_timeout_seconds
             pending = self._flushing
-            if pending is not None:
+            if pending is not None and pending.alive():  # (a forked child has its parent's, without its thread)
                 pending.wait_idle(timeout)
             self.flush_telemetry(timeout)
 

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
@@ -259,6 +260,14 @@ def hw_observations(readings: Sequence[GpuState]) -> dict[str, list[tuple[float,
     return out
 
 
+def _exemplar_of(span_context: SpanContext | None) -> SpanContext | otel_context.Context:
+    """What a duration's exemplar is taken from when it is recorded later, on another thread: the run's span,
+    or, where the caller gave none, the caller's current context (as a ``record`` made at once would use)."""
+    if span_context is not None and span_context.is_valid:
+        return span_context
+    return otel_context.get_current()
+
+
 class MetricsBridge:
     """The catalog's instruments on one meter; reads the registry of ``metrics()`` when collected.
 
@@ -279,8 +288,9 @@ class MetricsBridge:
         current = metrics()
         self.prefix = current.prefix if current is not None else "synthobs"
         self.histograms: dict[str, Histogram] = {}
-        self._pending: deque[tuple[Histogram, float, dict[str, str], SpanContext | None]] = deque()
-        """Durations not yet handed to the SDK (``deque``: appends and pops are atomic, no lock)."""
+        self._pending: deque[tuple[Histogram, float, dict[str, str], SpanContext | otel_context.Context]] = deque()
+        """Durations not yet handed to the SDK (``deque``: appends and pops are atomic, no lock), each with its
+        exemplar's context: the run's span, or the caller's context where it gave none (``_exemplar_of``)."""
         for spec in names.METRICS:
             self._instrument(spec)
         for name, unit, kind in names.HW_GPU_METRICS:
@@ -338,7 +348,7 @@ class MetricsBridge:
         histogram = self.histograms.get(metric)
         if histogram is None or self.closed:
             return
-        self._pending.append((histogram, seconds, labels, span_context))
+        self._pending.append((histogram, seconds, labels, _exemplar_of(span_context)))
         if len(self._pending) >= self.MAX_PENDING:
             self.drain()
 
@@ -350,7 +360,7 @@ class MetricsBridge:
         if histogram is None or self.closed:
             return
         self._pending.extend(
-            (histogram, seconds, labels, span_context) for labels, seconds, span_context in observations
+            (histogram, seconds, labels, _exemplar_of(span_context)) for labels, seconds, span_context in observations
         )
         if len(self._pending) >= self.MAX_PENDING:
             self.drain()
@@ -361,12 +371,10 @@ class MetricsBridge:
         set_span = trace.set_span_in_context
         while True:
             try:
-                histogram, seconds, labels, span_context = pending.popleft()
+                histogram, seconds, labels, exemplar = pending.popleft()
             except IndexError:
                 return done
-            context = None
-            if span_context is not None and span_context.is_valid:
-                context = set_span(NonRecordingSpan(span_context))
+            context = set_span(NonRecordingSpan(exemplar)) if isinstance(exemplar, SpanContext) else exemplar
             try:
                 histogram.record(seconds, labels, context=context)
             except Exception as exc:  # one duration, never the collection

@@ -236,3 +236,92 @@ def test_unreadable_records_are_kept_aside_and_the_others_taken(tmp_path: Path) 
     store = Store()
     assert spool.drain(store.write) == 2 and sorted(store.ids) == ["t0", "t9"]
     assert (log.parent / f"{log.name}.bad").read_bytes() == b"not json\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "bad"),
+    [(b"", False), (b'[{"task_run_id": "torn', False), (b"not json\n", True)],
+    ids=["empty", "torn only", "unreadable only"],
+)
+def test_a_log_with_no_complete_record_drains_to_nothing_and_leaves_no_claim(
+    tmp_path: Path, content: bytes, bad: bool
+) -> None:
+    """A log a failed first append left empty, one a drainer claimed before its first record, or one whose only
+    record is torn or unreadable: the drain takes nothing, raises nothing and gives no claim back."""
+    spool = new_spool(tmp_path / "spool")
+    (tmp_path / "spool" / TABLE).mkdir(parents=True)
+    log = tmp_path / "spool" / TABLE / f"log-x{LOG_SUFFIX}"
+    log.write_bytes(content)
+    store = Store()
+    assert spool.drain(store.write) == 0 and store.ids == []
+    left = sorted(p.name for p in (tmp_path / "spool" / TABLE).iterdir())
+    assert left == ([f"{log.name}.bad"] if bad else [])
+    assert spool.is_empty()
+
+
+def test_a_log_beside_an_empty_one_is_taken_once(tmp_path: Path) -> None:
+    spool = new_spool(tmp_path / "spool")
+    spool.write_rows(TABLE, task_rows(2))
+    (tmp_path / "spool" / TABLE / f"log-empty{LOG_SUFFIX}").write_bytes(b"")
+    store = Store()
+    assert spool.drain(store.write) == 2 and sorted(store.ids) == ["t0", "t1"] and spool.is_empty()
+
+
+def test_unreadable_records_and_a_torn_end_are_reported_once_when_the_store_first_refuses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = new_spool(tmp_path / "spool")
+    log = Path(spool.write_rows(TABLE, task_rows(1)))
+    spool.close()
+    with open(log, "ab") as out:
+        out.write(b"not json\n" + b'[{"task_run_id": "torn')
+    for _ in range(2):
+        assert spool.drain(Store(take=False).write) == 0
+    assert not (log.parent / f"{log.name}.bad").exists()
+    assert not [r for r in caplog.records if "spool log" in r.getMessage()]
+    store = Store()
+    assert spool.drain(store.write) == 1 and store.ids == ["t0"]
+    assert (log.parent / f"{log.name}.bad").read_bytes() == b"not json\n"
+    assert len([r for r in caplog.records if "unreadable record" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "never finished" in r.getMessage()]) == 1
+
+
+def test_a_child_forked_while_another_thread_holds_the_log_lock_still_writes(tmp_path: Path) -> None:
+    """The lock ``write_rows`` takes may be held by a thread the forked child does not have: the child starts
+    with a fresh lock and a log of its own, and never hangs."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    spool = new_spool(tmp_path / "spool")
+    spool.write_rows(TABLE, task_rows(1))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with spool._logs_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            signal.alarm(5)  # a hang ends the child with SIGALRM, failing the test
+            try:
+                spool.write_rows(TABLE, task_rows(1, start=1))
+            finally:
+                os._exit(0)
+    finally:
+        release.set()
+        holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store = Store()
+    assert spool.drain(store.write) == 2 and sorted(store.ids) == ["t0", "t1"]
+
+
+def test_a_log_is_not_inherited_by_programs_the_process_starts(tmp_path: Path) -> None:
+    spool = new_spool(tmp_path / "spool")
+    spool.write_rows(TABLE, task_rows(1))
+    (log,) = spool._logs.values()
+    assert not os.get_inheritable(log.fd)

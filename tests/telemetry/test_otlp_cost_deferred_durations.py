@@ -199,3 +199,24 @@ def test_durations_recorded_while_collections_run_are_each_exported_once() -> No
     (point,) = _points(reader)
     assert point[2] == threads * per_thread  # cumulative: every duration, none twice
     assert counts == sorted(counts)
+
+
+def test_a_duration_given_no_span_takes_its_exemplar_from_the_callers_current_span() -> None:
+    """As ``record`` made at once would: the SDK reads the current context, which the collecting thread does
+    not have, so the bridge keeps the caller's."""
+    before, (before_reader,) = _bridge()
+    after, (after_reader,) = _bridge()
+    ambient = SpanContext(0xABC, 0xDEF, False, TraceFlags(1))
+    labels = {"flow": "f", "task": "a"}
+    with trace.use_span(NonRecordingSpan(ambient)):
+        before.histograms[names.TASK_RUN_DURATION].record(1.5, labels)
+        after.record_duration(names.TASK_RUN_DURATION, labels, 1.5, None)
+        after.record_durations(names.TASK_RUN_DURATION, [(labels, 2.5, SpanContext(0, 0, False))])
+        before.histograms[names.TASK_RUN_DURATION].record(2.5, labels)
+    found: list[list[tuple[Any, ...]]] = []
+    collected = threading.Thread(target=lambda: found.append(_points(after_reader)))  # outside the span
+    collected.start()
+    collected.join()
+    assert found == [_points(before_reader)]
+    exemplars = [e for p in found[0] for e in p[-1]]
+    assert exemplars and {e[0] for e in exemplars} == {0xABC}
