@@ -156,6 +156,10 @@ def build_exporter(config: ExportConfig, environ: Mapping[str, str] | None = Non
 # -- processors and sampler --------------------------------------------------------
 
 
+_BOUNDED_FLUSH = threading.local()
+"""``active`` on a thread while it makes a flow's bounded span flush (``ExportProcessor._deliver``)."""
+
+
 class ReportingExporter(SpanExporter):
     """Wraps an exporter: a failure is one warning (until it recovers), never an error.
 
@@ -170,6 +174,11 @@ class ReportingExporter(SpanExporter):
         self.answering = True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self.answering and getattr(_BOUNDED_FLUSH, "active", False):
+            # a flow's bounded flush whose first export failed: the SDK goes on exporting what ended meanwhile
+            # (on other threads), but the flow waits for one timeout at most (these spans are dropped, as a
+            # failed export's are)
+            return SpanExportResult.FAILURE
         try:
             result = self.inner.export(spans)
         except Exception as exc:
@@ -322,7 +331,12 @@ class SwitchableSpanProcessor(SpanProcessor):
         exporter = self._exporter
         if exporter is not None and not exporter.answering:
             return  # the endpoint failed: export goes on in the background, nobody waits
-        if not delegate.force_flush(int(self._timeout * 1000)):
+        _BOUNDED_FLUSH.active = True
+        try:
+            flushed = delegate.force_flush(int(self._timeout * 1000))
+        finally:
+            _BOUNDED_FLUSH.active = False
+        if not flushed:
             logger.debug("synthobs: span flush timed out after %.1fs", self._timeout)
             if exporter is not None:
                 exporter.answering = False
