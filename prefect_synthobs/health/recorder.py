@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import queue
 import threading
@@ -326,37 +327,25 @@ class Recorder:
         return self._write_tables(store, [(table, data)], background) == 1
 
     def _write_tables(self, store: HealthStore, tables: list[tuple[str, pa.Table]], background: bool) -> int:
-        """Write ``tables`` in order in one bounded call (``StoreThread``); how many of them, from the first, the
-        store took. The rest are for the caller to spool: after a fault or the timeout none is begun."""
+        """Write ``tables`` in order on the store thread (``StoreThread``), each bounded by ``store_timeout``
+        (a slow but answering store gets that much per table, as before; a hung one costs one timeout); how
+        many of them, from the first, the store took. The rest are for the caller to spool."""
         if not self.breaker.allows(background=background):
             return 0  # failed earlier in this flush: spool the rest at once
-        done: list[int] = []
-        state_lock = threading.Lock()
-        stopped = [False]
-
-        def write_all() -> None:
-            for i, (table, data) in enumerate(tables):
-                with state_lock:
-                    if stopped[0]:
-                        return
-                self._write_one(store, table, data)
-                with state_lock:
-                    done.append(i)
-
-        try:
-            self._writer.call(write_all, self.store_timeout)
-        except Exception as exc:
-            with state_lock:
-                stopped[0] = True
-                written = len(done)
-            self.breaker.failed()
-            self._store_fault(exc, store)
-            return written
+        written = 0
+        for table, data in tables:
+            try:
+                self._writer.call(functools.partial(self._write_one, store, table, data), self.store_timeout)
+            except Exception as exc:
+                self.breaker.failed()
+                self._store_fault(exc, store)
+                return written
+            written += 1
         self.breaker.succeeded()
         self._spool_warning.ok()  # the rows reach the store: a spool fault is a new one the next time it costs rows
         if self._store_warning.ok():
             logger.info("synthobs: health store %s is writable again", strip_url_credentials(store.url))
-        return len(tables)
+        return written
 
     @staticmethod
     def _write_one(store: HealthStore, table: str, data: pa.Table) -> None:

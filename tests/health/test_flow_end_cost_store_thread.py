@@ -126,7 +126,7 @@ def test_a_call_that_times_out_leaves_its_thread_and_the_next_runs_on_a_fresh_on
     assert writer.call(lambda: "again", 5.0) == "again"
 
 
-def test_a_flush_writes_every_table_in_one_bounded_call_on_one_thread(tmp_path: Path) -> None:
+def test_a_flush_writes_each_table_in_a_bounded_call_on_one_long_lived_thread(tmp_path: Path) -> None:
     store = FaultyStore(str(tmp_path / "store"))
     recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=5)
     calls: list[int] = []
@@ -141,7 +141,7 @@ def test_a_flush_writes_every_table_in_one_bounded_call_on_one_thread(tmp_path: 
         recorder.add("task_runs", task_rows(5, start=5 * round_))
         recorder.add("flow_runs", flow_rows(1))
         assert recorder.flush() == 6
-    assert len(calls) == 3  # one bounded call per flush, not one per table
+    assert len(calls) == 6  # one bounded call per table (each its own store_timeout), on the same thread
     assert len(set(store.threads)) == 1 and store.threads[0] != threading.get_ident()  # no thread per flush
     assert in_store(store, "task_runs") == sorted(f"t{i}" for i in range(15))
     assert in_store(store, "flow_runs") == ["f0"] * 3
