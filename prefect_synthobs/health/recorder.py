@@ -6,7 +6,7 @@ local spool directory (``Spool``, ``health/spool.py``) and are written on a late
 one warning, never a row and never the flow's result.
 
 Time is bounded: the store writes run on one long-lived daemon thread (``StoreThread``: no thread started per
-write; a flush hands all its tables over in one call) and the flush waits for them at most ``store_timeout``
+write) and the flush waits for each table's write at most ``store_timeout``
 seconds; past that the tables not yet written are spooled (a thread stuck on a hung store is left behind and the
 next call starts a fresh one). A store that failed is then
 skipped (``StoreBreaker``, ``health/breaker.py``): flushes spool at once, costing a flow nothing, until the
