@@ -176,9 +176,16 @@ def settled_task_runs(
 ) -> list[Any]:
     """The flow run's finished task runs once the API has them all (Prefect records them from events, a moment
     after they end) or ``budget`` seconds passed. ``enough`` (e.g. the task runs the caller sent elsewhere are
-    there): the first read satisfying it; else a count every ``ENOUGH_POLL_SECONDS``, a new read once
-    ``at_least`` are final. Without it: until two reads ``SETTLE_POLL_SECONDS`` apart agree."""
+    there): the first read satisfying it; with ``at_least``, the runs are read once a count (one small request,
+    every ``ENOUGH_POLL_SECONDS``) says that many are final, so a lagging API costs counts, not full reads;
+    else a read, then a count every ``ENOUGH_POLL_SECONDS``. Without ``enough``: until two reads
+    ``SETTLE_POLL_SECONDS`` apart agree."""
     deadline = time.monotonic() + budget
+    if enough is not None and at_least:
+        while count_finished_task_runs(client, flow_run_id) < at_least:
+            if time.monotonic() + ENOUGH_POLL_SECONDS > deadline:
+                break  # out of time: what the API has now
+            time.sleep(ENOUGH_POLL_SECONDS)
     runs = list(finished_task_runs(client, [flow_run_id]))
     if enough is None:
         while time.monotonic() + SETTLE_POLL_SECONDS <= deadline:
