@@ -64,7 +64,7 @@ SUITE = [
     ),
     Benchmark("flow_end", ["bench_flow_end.py", "--rounds", "7"], "flow_end", flow_end_rows),
     Benchmark("tracing", ["bench_tracing.py", "--rounds", "9"], "tracing", tracing_rows),
-    Benchmark("otel", ["bench_otel.py", "--rounds", "9", "--receiver", "rotel"], "otel", otel_rows),
+    Benchmark("otel", ["bench_otel.py", "--rounds", "15", "--receiver", "rotel"], "otel", otel_rows),
     Benchmark("store_write", ["bench_store_write.py", "--repeats", "5"], "store_write", store_write_rows),
     Benchmark("writers", ["bench_writers.py", "--rounds", "5"], "writers", writers_rows),
     Benchmark("quality", ["bench_quality.py"], "quality", quality_rows),

@@ -16,7 +16,11 @@
    medians), with every round's times and ratio. After the rounds synthobs is
    shut down as at interpreter exit (its final, bounded export) while the
    receiver still runs; then the receiver stops: export warnings during the
-   measurement (``export_warnings``) are counted, none is expected.
+   measurement (``export_warnings``) are counted, none is expected. Every
+   thread's CPU time is noted per run (``thread_cpu_ms_during_run`` while the
+   flow runs, ``thread_cpu_ms_after_run`` until the next one; medians by thread
+   name, numbers folded), threads that end meanwhile included: the export
+   threads' cost is there by name, apart from the noise of the wall times.
 2. ``collection``: one metric collection with 8 GPUs and 50 flows' series
    (counters, gauges, both duration histograms, in-progress gauges, ``hw.*``),
    read by the OTLP bridge and encoded as an OTLP request, against a Prometheus
@@ -30,10 +34,12 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 
@@ -76,6 +82,69 @@ def rotel_receiver() -> Iterator[_Endpoint]:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+_ended_cpu: dict[int, tuple[str, float]] = {}
+"""CPU seconds of threads that exited, by native id (noted as they exit; an ident is reused at once), with
+their group."""
+_counted_start = threading.Thread.start
+
+
+def _group(name: str) -> str:
+    """A thread's group: its name without numbers (``Thread-12 (run)`` and ``Thread-13 (run)`` are one)."""
+    return re.sub(r"\d+", "N", name)
+
+
+def _start_noting_cpu(self: threading.Thread) -> None:
+    """``Thread.start`` that notes every thread's CPU time as it exits (a short-lived thread counts too)."""
+    run = self.run
+
+    def noted_run() -> None:
+        try:
+            run()
+        finally:
+            _ended_cpu[threading.get_native_id()] = (_group(threading.current_thread().name), time.thread_time())
+
+    self.run = noted_run  # type: ignore[method-assign]
+    _counted_start(self)
+
+
+threading.Thread.start = _start_noting_cpu  # type: ignore[method-assign]
+
+
+def _threads_cpu() -> dict[int, tuple[str, float]]:
+    """``{native id: (group, CPU seconds so far)}`` of every thread alive now."""
+    out = {}
+    for thread in threading.enumerate():
+        if thread.ident is None or thread.native_id is None:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            out[thread.native_id] = (_group(thread.name), time.clock_gettime(time.pthread_getcpuclockid(thread.ident)))
+    return out
+
+
+class ThreadCpu:
+    """CPU milliseconds each thread group spent between ``start`` and ``stop`` (threads that ended meanwhile too)."""
+
+    def start(self) -> None:
+        _ended_cpu.clear()
+        self._before = _threads_cpu()
+
+    def stop(self) -> dict[str, float]:
+        after = _threads_cpu()
+        out: dict[str, float] = {}
+        for ident, (group, cpu) in {**_ended_cpu, **after}.items():
+            spent = cpu - self._before.get(ident, (group, 0.0))[1]
+            if spent > 0:
+                out[group] = out.get(group, 0.0) + spent * 1000
+        return out
+
+
+def _median_by_group(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Each group's median over the runs (0 where a run did not have it), largest first."""
+    groups = {g for s in samples for g in s}
+    medians = {g: median([s.get(g, 0.0) for s in samples]) for g in groups}
+    return {g: round(v, 1) for g, v in sorted(medians.items(), key=lambda kv: -kv[1]) if v >= 0.1}
 
 
 class _WarningCount(logging.Handler):
@@ -125,18 +194,25 @@ def flow_cost(
         times: dict[str, list[float]] = {"off": [], "export": []}
         inside: dict[str, list[float]] = {"off": [], "export": []}
         cpu: dict[str, list[float]] = {"off": [], "export": []}
+        threads_run: dict[str, list[dict[str, float]]] = {"off": [], "export": []}
+        threads_after: dict[str, list[dict[str, float]]] = {"off": [], "export": []}
         ratios = []
+        clock = ThreadCpu()
         for r in range(rounds):
             for name in ("off", "export") if r % 2 == 0 else ("export", "off"):
                 so.configure(**modes[name])
                 gc.collect()
                 _inside[0] = 0.0
+                clock.start()
                 cpu_start = time.process_time()
                 elapsed, run_id = timed(observed, tasks)
                 cpu[name].append((time.process_time() - cpu_start) * 1000)
+                threads_run[name].append(clock.stop())
                 inside[name].append(_inside[0] * 1000)
                 times[name].append(elapsed)
+                clock.start()
                 wait_drained(run_id, tasks, settle)
+                threads_after[name].append(clock.stop())
             ratios.append(times["export"][-1] / times["off"][-1])
             print(
                 f"round {r + 1}/{rounds}: off {times['off'][-1]:.3f}s export {times['export'][-1]:.3f}s "
@@ -169,6 +245,10 @@ def flow_cost(
         "process_cpu_ms_per_run_off": round(median(cpu["off"]), 1),
         "process_cpu_ms_per_run_export": round(median(cpu["export"]), 1),
         "process_cpu_ratio_of_medians": round(median(cpu["export"]) / median(cpu["off"]), 4),
+        # CPU ms per run of each thread group (median over the runs): during the timed run, and after it
+        # (until the server drained the run and the settle time passed: the flow end's export lands there)
+        "thread_cpu_ms_during_run": {name: _median_by_group(threads_run[name]) for name in threads_run},
+        "thread_cpu_ms_after_run": {name: _median_by_group(threads_after[name]) for name in threads_after},
     }
 
 
