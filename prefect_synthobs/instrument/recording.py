@@ -141,17 +141,41 @@ def _task_metrics(m: SynthObsMetrics, events: Sequence[TaskRunEnded]) -> None:
     per event (its timestamp is the batch's, not the task's end). The OTLP duration listener, when set, gets
     every observation with its span, in the events' order.
     """
-    counts: dict[tuple[str, str, str], int] = {}
-    retries: dict[tuple[str, str], int] = {}
-    durations: dict[tuple[str, str], list[tuple[float, Any]]] = {}
+    # grouped by the events' own values first (one dict lookup per event, no label call), then by label values
+    # (``None`` and ``""`` are one label): the same sums per series
+    raw_counts: dict[tuple[Any, Any, str], int] = {}
+    raw_retries: dict[tuple[Any, Any], int] = {}
+    raw_durations: dict[tuple[Any, Any], list[tuple[float, Any]]] = {}
     for e in events:
-        flow, task = label(e.flow_name), label(e.task_name)
-        key = (flow, task, e.state_type)
-        counts[key] = counts.get(key, 0) + 1
+        pair = (e.flow_name, e.task_name)
+        key = (*pair, e.state_type)
+        raw_counts[key] = raw_counts.get(key, 0) + 1
         if e.duration_s is not None:
-            durations.setdefault((flow, task), []).append((e.duration_s, e.span_context))
+            observations = raw_durations.get(pair)
+            if observations is None:
+                observations = raw_durations[pair] = []
+            observations.append((e.duration_s, e.span_context))
         if e.run_count > 1:
-            retries[(flow, task)] = retries.get((flow, task), 0) + e.run_count - 1
+            raw_retries[pair] = raw_retries.get(pair, 0) + e.run_count - 1
+    labels_of: dict[tuple[Any, Any], tuple[str, str]] = {}
+    for flow_name, task_name, _state in raw_counts:  # every event's pair is among them
+        if (flow_name, task_name) not in labels_of:
+            labels_of[(flow_name, task_name)] = (label(flow_name), label(task_name))
+    counts: dict[tuple[str, str, str], int] = {}
+    for (flow_name, task_name, state), n in raw_counts.items():
+        key = (*labels_of[(flow_name, task_name)], state)
+        counts[key] = counts.get(key, 0) + n
+    durations: dict[tuple[str, str], list[tuple[float, Any]]] = {}
+    for pair, observations in raw_durations.items():
+        durations.setdefault(labels_of[pair], []).extend(observations)
+    if len(durations) < len(raw_durations):  # two raw pairs share one series: back in the events' order
+        durations = {}
+        for e in events:
+            if e.duration_s is not None:
+                durations.setdefault(labels_of[(e.flow_name, e.task_name)], []).append((e.duration_s, e.span_context))
+    retries: dict[tuple[str, str], int] = {}
+    for pair, n in raw_retries.items():
+        retries[labels_of[pair]] = retries.get(labels_of[pair], 0) + n
     for (flow, task, state), n in counts.items():
         m.labelled(catalog.TASK_RUNS_TOTAL, flow, task, state).inc(n)
     for (flow, task), observations in durations.items():
@@ -162,13 +186,9 @@ def _task_metrics(m: SynthObsMetrics, events: Sequence[TaskRunEnded]) -> None:
     if listener is not None:  # the OTLP side: every duration, in the events' order
         for e in events:
             if e.duration_s is not None:
+                flow, task = labels_of[(e.flow_name, e.task_name)]
                 try:
-                    listener(
-                        catalog.TASK_RUN_DURATION,
-                        {"flow": label(e.flow_name), "task": label(e.task_name)},
-                        e.duration_s,
-                        e.span_context,
-                    )
+                    listener(catalog.TASK_RUN_DURATION, {"flow": flow, "task": task}, e.duration_s, e.span_context)
                 except Exception as exc:  # the OTLP side never costs the Prometheus side, nor the run
                     logger.debug("synthobs: duration not recorded on OTLP: %s", exc)
 
