@@ -49,7 +49,6 @@ import re
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import cache
@@ -60,6 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefect_synthobs import catalog as names
+from prefect_synthobs._fork import reset_in_child
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.health.tables import Row, new_event_id, schema_for
 
@@ -483,19 +483,6 @@ class _Log(NamedTuple):
     pid: int
 
 
-_SPOOLS: weakref.WeakSet[Spool] = weakref.WeakSet()
-"""Every spool of this process (reset in a forked child: ``Spool._after_fork_in_child``)."""
-
-
-def _spools_after_fork() -> None:
-    for spool in list(_SPOOLS):
-        spool._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_spools_after_fork)
-
-
 class Spool:
     """Spool files of one store: written whole, bounded in size, claimed and drained by rename.
 
@@ -516,7 +503,10 @@ class Spool:
         self._logs: dict[str, _Log] = {}
         """This process's open log of each table (``write_rows``)."""
         self._logs_lock = threading.Lock()
-        _SPOOLS.add(self)
+        self.rows_bytes = 0
+        """Bytes of JSON records this spool object wrote so far (``write_rows``; the recorder wakes its flusher
+        when enough are waiting)."""
+        reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         """A forked child has its parent's open logs and lock (held, perhaps, by a thread the child does not
@@ -566,8 +556,11 @@ class Spool:
         if isinstance(calls, _LibcFileCalls):
             written = self._append(calls, table, payload)
             if written is not None:
+                self.rows_bytes += len(payload)
                 return written
-        return self._write_file(calls, table, payload)
+        path = self._write_file(calls, table, payload)
+        self.rows_bytes += len(payload)
+        return path
 
     def _append(self, calls: _LibcFileCalls, table: str, payload: bytes) -> str | None:
         """Append ``payload`` as one record to this process's log of ``table``; ``None``: a drainer holds the

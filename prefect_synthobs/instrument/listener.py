@@ -143,19 +143,23 @@ class RunListener(SpanProcessor):
                 if task_ctx is not None and prefect_runs.id_text(task_ctx.task_run.id) == task_run_id:
                     runtime.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
                 return
-            if info is None or info.remote:
+            if info is not None:  # remote: the flow run was in scope here before (its spec and GPU choice)
+                info = runtime.begin_remote_task(
+                    flow_ctx.flow, flow_ctx.flow_run, info.spec, sample_gpu=info.gpu_sampled
+                )
+            else:
                 carrier = carrier_of(flow_ctx.flow)
-                spec = info.spec if info is not None else carrier.spec if carrier is not None else None
+                spec = carrier.spec if carrier is not None else None
                 if spec is None and self._all_runs() is not None:
                     spec = ObserveSpec()  # observe_all in a worker process: an undecorated flow's task
                 if spec is None:
                     return
                 # the flow's process samples its own host's GPUs: a worker there must not sample them again
                 other_host = getattr(carrier, "origin_host", None) not in (None, runtime.host)
-                runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec, sample_gpu=other_host)
+                info = runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec, sample_gpu=other_host)
             task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
             if task_ctx is not None and prefect_runs.id_text(task_ctx.task_run.id) == task_run_id:
-                runtime.task_started(task_ctx.task_run, prefect_runs.id_text(flow_ctx.flow_run.id))
+                runtime.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener task start failed: %s", exc)
 
@@ -182,11 +186,14 @@ class RunListener(SpanProcessor):
         if not info.remote:
             runtime.note_task_run(ctx.task, task_run, flow_name, span, task_run_id, info.flow_run_id)
             return
-        runtime.task_ended(task_run_id)
         try:
-            rows_by_table = RunListener._record_task(runtime, ctx, span, flow_name)
+            try:  # (recording it ends the task run's progress here: ``RunScope.task_finished``)
+                rows_by_table = RunListener._record_task(runtime, ctx, span, flow_name)
+            except BaseException:
+                runtime.task_ended(task_run_id)
+                raise
             if rows_by_table:
-                runtime.report_task_rows(info.flow_run_id, prefect_runs.id_text(task_run.id), rows_by_table)
+                runtime.report_task_rows(info.flow_run_id, task_run_id, rows_by_table)
         finally:
             runtime.end_remote_task(info.flow_run_id)
 

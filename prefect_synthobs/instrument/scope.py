@@ -277,17 +277,18 @@ class RunScope:
         return info, new
 
     def end_remote(self, flow_run_id: str) -> RunInfo | None:
-        """A task of a remote-scope run ended here: the run, when that was its last running task (scope ended)."""
+        """A task of a remote-scope run ended here: the run, when that was its last running task (scope ended:
+        it leaves the scope, remembered among the recent runs)."""
         with self._lock:
             info = self._runs.get(flow_run_id)
             if info is None or not info.remote:
                 return None
             info.active_tasks -= 1
-            last = info.active_tasks <= 0
-        if last:
-            self.finish(flow_run_id)
-            return info
-        return None
+            if info.active_tasks > 0:
+                return None
+            del self._runs[flow_run_id]
+            self._remember(flow_run_id, info)
+        return info
 
     def recorded(self, flow_run_id: str) -> bool:
         """Whether the flow run's end was already recorded here (e.g. ``on_failure`` then ``on_crashed``)."""
@@ -299,10 +300,14 @@ class RunScope:
         with self._lock:
             info = self._runs.pop(flow_run_id, None)
             if info is not None:
-                self._recent[flow_run_id] = info
-                while len(self._recent) > _RECENT_RUNS:
-                    self._recent.popitem(last=False)
+                self._remember(flow_run_id, info)
             return info
+
+    def _remember(self, flow_run_id: str, info: RunInfo) -> None:
+        """Keep a run that left the scope among the recent ones (``self._lock`` held)."""
+        self._recent[flow_run_id] = info
+        while len(self._recent) > _RECENT_RUNS:
+            self._recent.popitem(last=False)
 
     # -- row counts ------------------------------------------------------------------------------------------
 
