@@ -17,9 +17,9 @@ run (one request, only for tasks that recorded rows), a worker on another host
 a ``synthobs-gpu`` one on the flow run; at the flow's end its process reads
 those artifacts (one read for both types) and the flow's finished task runs
 (paginated; Prefect records task runs from events a moment after they end: the
-flow's process knows how many it sent elsewhere, so the first read that holds
-them all is the answer, and only a short one is read again, for at most
-``SETTLE_SECONDS``). Every call is bounded by ``store_timeout_seconds``; a
+flow's process knows how many it sent elsewhere, so it counts them (a small
+request, repeated while short, for at most ``SETTLE_SECONDS``) and reads them
+once the count holds them all). Every call is bounded by ``store_timeout_seconds``; a
 failure costs the counts, never the run.
 """
 
@@ -196,9 +196,9 @@ def read_remote_work(
     """Flow side: the rows and finished task runs the flow's tasks left in other processes.
 
     Two reads (paginated): the run's ``synthobs-rows`` and ``synthobs-gpu`` artifacts together, then its
-    finished task runs. With ``shipped`` (how many task runs the flow's process sent elsewhere), the task
-    runs are read again, ``ENOUGH_POLL_SECONDS`` apart, only while fewer have reached the API (at most
-    ``SETTLE_SECONDS``); without it, until their count settles. The process's shared Prefect client (no
+    finished task runs. With ``shipped`` (how many task runs the flow's process sent elsewhere), they are
+    counted, ``ENOUGH_POLL_SECONDS`` apart, while fewer have reached the API (at most ``SETTLE_SECONDS``), then
+    read; without it, read until their count settles. The process's shared Prefect client (no
     server check per flow end).
 
     Args:
