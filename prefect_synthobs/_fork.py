@@ -8,10 +8,11 @@ runs anything else. The registry holds weak references: an object that is gone i
 
 from __future__ import annotations
 
-import contextlib
 import os
 import weakref
 from typing import Protocol
+
+from prefect_synthobs._log import get_logger
 
 __all__ = ["ForkResettable", "reset_in_child"]
 
@@ -31,8 +32,10 @@ def reset_in_child(obj: ForkResettable) -> None:
 
 def _after_fork() -> None:
     for obj in list(_REGISTERED):
-        with contextlib.suppress(Exception):  # one object's reset never keeps the others' from running
+        try:
             obj._after_fork_in_child()
+        except Exception as exc:  # one object's reset never keeps the others' from running
+            get_logger().debug("synthobs: %s could not start afresh in a forked child: %s", type(obj).__name__, exc)
 
 
 if hasattr(os, "register_at_fork"):

@@ -103,8 +103,7 @@ class SynthObsSettings(BaseSettings):
         gt=0,
         le=86400,
         description="How often buffered rows are written while runs go on (at most a day): a killed process "
-        "loses at most the rows of this window. A worker's task rows are on local disk as each task ends and "
-        "reach the store within this interval (sooner once 1 MiB waits, or at the flow's end on its host).",
+        "loses at most the rows of this window.",
     )
     spool_max_bytes: int = Field(
         default=1 << 30,

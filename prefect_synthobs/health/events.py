@@ -119,10 +119,20 @@ def _is_utc_zone(tz: tzinfo) -> bool:
         and type(tz).utcoffset is ZoneInfo.utcoffset
         and tz.key in _UTC_ZONE_KEYS
         and len(_utc_zones) < _MAX_UTC_ZONES
+        and _is_cached_zone(tz)
     ):
         _utc_zones[id(tz)] = tz
         return True
     return False
+
+
+def _is_cached_zone(tz: ZoneInfo) -> bool:
+    """``tz`` is its class's cached zone of its key (the system's data for that name), not one built from other
+    data under that name (``ZoneInfo.from_file(..., key="UTC")``)."""
+    try:
+        return type(tz)(tz.key) is tz
+    except Exception:
+        return False
 
 
 def as_utc(value: datetime | None) -> datetime | None:

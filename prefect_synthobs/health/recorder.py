@@ -47,7 +47,6 @@ logger = get_logger("store")
 
 __all__ = [
     "FLUSH_SOON_LINGER_SECONDS",
-    "SPOOL_NOW_WAKE_BYTES",
     "Recorder",
     "StoreBreaker",
     "StoreThread",
@@ -60,10 +59,6 @@ T = TypeVar("T")
 
 FLUSH_SOON_LINGER_SECONDS = 1.0
 """How long the flusher gathers rows after ``flush_soon`` before it writes them."""
-
-SPOOL_NOW_WAKE_BYTES = 1 << 20
-"""``spool_now`` wakes the flusher once this many bytes of rows (an eighth of ``spool_max_bytes`` if less) were
-spooled since the last flush; below that the flusher's interval takes them (they are safe on disk already)."""
 
 
 class _StoreCall:
@@ -217,9 +212,20 @@ class Recorder:
         self._spool_warning = WarnOnce(logger)
         self._sources: list[Callable[[], None]] = []
         self._writer = StoreThread()
-        self._wake_bytes = min(SPOOL_NOW_WAKE_BYTES, spool_max_bytes // 8)
-        self._spooled_mark = 0
-        """``spool.rows_bytes`` as the last flush began: what ``spool_now`` spooled since is not drained yet."""
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child has its parent's locks (perhaps held by the parent's flusher, mid-write, a thread the
+        child does not have) and none of its threads: it starts with fresh locks, no flusher (``start`` starts
+        its own), no open store (its connections are the parent's) and none of the parent's buffered rows (the
+        parent writes those: the child writing its copy too would store them twice)."""
+        self._pending = defaultdict(list)
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self._flush_store = None
 
     def add_source(self, record_held: Callable[[], None]) -> None:
         """Rows held elsewhere until asked (a batch of task-run ends): ``record_held`` adds them to this recorder,
@@ -257,7 +263,6 @@ class Recorder:
         """
         self._record_held()
         with self._flush_lock:
-            self._spooled_mark = self.spool.rows_bytes  # this flush drains what was spooled so far
             with self._lock:
                 batches = {t: rows for t, rows in self._pending.items() if rows}
                 self._pending = defaultdict(list)
@@ -395,59 +400,49 @@ class Recorder:
             self._dropped(table, min(excess, len(rows)), "memory")
 
     def spool_now(self) -> None:
-        """Put the buffered rows on local disk now, on this thread, for the flusher to take on.
+        """Put the buffered rows on local disk now, on this thread, and have the flusher take them on.
 
         For a process that may be killed the moment the caller returns (a
         worker whose task just ended): the rows are in the spool before then,
         with no store call, no thread hand-off and no Arrow conversion (a JSON
-        record, ``Spool.write_rows``), and reach the store from there in the
-        background: at the flusher's next interval, or sooner once
-        ``SPOOL_NOW_WAKE_BYTES`` are waiting (``flush_soon``; not a wake per
-        task: a woken flusher drains and converts in this process while its
-        tasks run, and waking it hands the interpreter to another thread). If
+        file, ``Spool.write_rows``: about 0.3 ms for a task's rows in a busy
+        worker, 2.6 ms as Arrow), and reach the store from there in the background. If
         the process dies first, the next recorder draining this spool takes
         them (on one host, the flow's own process, at its end). Never raises:
-        rows that cannot be spooled stay buffered, and the flusher is woken to
-        write them (one warning).
+        rows that cannot be spooled stay buffered for the flusher (one warning).
         """
         with self._lock:
             if not self._pending:
                 return
             batches = {t: rows for t, rows in self._pending.items() if rows}
             self._pending = defaultdict(list)
-        kept = False  # rows left in memory, or spooled as Arrow: wake the flusher for them
         for table, rows in batches.items():
             try:
-                if not self._spool_rows(table, rows):
-                    kept = True  # (Arrow: not counted toward the wake)
+                self._spool_rows(table, rows)
                 self._spool_warning.ok()
             except Exception as exc:
                 self._spool_warning.fail(
                     "synthobs: cannot spool rows to %s (%s); they are written from memory instead", self.spool_dir, exc
                 )
                 self._keep_in_memory(table, rows)
-                kept = True
-        # the flusher drains the spool, or keeps it within spool_max_bytes while the store is down
-        if kept or self.spool.rows_bytes - self._spooled_mark >= self._wake_bytes:
-            self.flush_soon()
+        if batches:
+            self.flush_soon()  # the flusher drains it, or keeps it within spool_max_bytes while the store is down
 
-    def _spool_rows(self, table: str, rows: list[Row]) -> bool:
+    def _spool_rows(self, table: str, rows: list[Row]) -> None:
         """One spool file of ``rows``: JSON, converted by the drainer (``Spool.write_rows``: no Arrow work on the
-        task's thread), or, for values JSON does not carry exactly, Arrow IPC as converted here (returns
-        ``False``: the caller wakes the flusher, as ``SPOOL_NOW_WAKE_BYTES`` does not count these).
+        task's thread), or, for values JSON does not carry exactly, Arrow IPC as converted here.
 
         Raises:
             OSError: The spool cannot be written.
         """
         try:
             self.spool.write_rows(table, rows)
-            return True
+            return
         except NotPlainRows:
             pass
         data = self._to_arrow(table, rows)
         if data.num_rows:
             self.spool.write(table, data, arrow=True)
-        return False
 
     def persist(self, table: str, rows: list[Row]) -> bool:
         """Make ``rows`` durable now, on this thread, before the caller acknowledges what they record.

@@ -503,9 +503,6 @@ class Spool:
         self._logs: dict[str, _Log] = {}
         """This process's open log of each table (``write_rows``)."""
         self._logs_lock = threading.Lock()
-        self.rows_bytes = 0
-        """Bytes of JSON records this spool object wrote so far (``write_rows``; the recorder wakes its flusher
-        when enough are waiting)."""
         reset_in_child(self)
 
     def _after_fork_in_child(self) -> None:
@@ -556,11 +553,8 @@ class Spool:
         if isinstance(calls, _LibcFileCalls):
             written = self._append(calls, table, payload)
             if written is not None:
-                self.rows_bytes += len(payload)
                 return written
-        path = self._write_file(calls, table, payload)
-        self.rows_bytes += len(payload)
-        return path
+        return self._write_file(calls, table, payload)
 
     def _append(self, calls: _LibcFileCalls, table: str, payload: bytes) -> str | None:
         """Append ``payload`` as one record to this process's log of ``table``; ``None``: a drainer holds the

@@ -170,6 +170,33 @@ def test_the_read_ends_as_soon_as_every_shipped_run_is_there_and_never_after_its
     assert len(runs) == api.full_reads[-1]
 
 
+@settings(max_examples=50, deadline=None)
+@given(arrivals=st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=8))
+def test_a_count_the_server_refuses_costs_nothing_but_the_counting(arrivals: list[float]) -> None:
+    """A server without ``/task_runs/count`` (or a failed count): the runs are read as before counting, within
+    the budget; the flow's end keeps what other processes did."""
+    api = _FakeApi(arrivals)
+
+    def refused(_client: Any, _id: Any) -> int:
+        api.counts.append(-1)
+        raise RuntimeError("POST /task_runs/count: 404")
+
+    shipped = len(arrivals)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prefect_api, "finished_task_runs", api.finished)
+        mp.setattr(prefect_api, "count_finished_task_runs", refused)
+        mp.setattr(prefect_api, "time", types.SimpleNamespace(monotonic=lambda: api.now, sleep=api.sleep))
+        runs = prefect_api.settled_task_runs(
+            None,  # type: ignore[arg-type]
+            uuid.uuid4(),
+            2.0,
+            enough=all_shipped_final(set(), shipped),
+            at_least=shipped,
+        )
+    assert api.counts == [-1]  # asked once, then never again
+    assert len(runs) == shipped  # every run arrives within the budget: all of them read
+
+
 @pytest.mark.usefixtures("prefect_server")
 def test_one_task_run_read_when_the_api_already_has_every_shipped_run(monkeypatch: pytest.MonkeyPatch) -> None:
     @task
