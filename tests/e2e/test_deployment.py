@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def test_served_observed_flow_records_from_the_runner_process(tmp_path: Path) ->
     with served_deployment(flow_file, f"{name}/observed", env) as runner:
         flow_run = run_deployment(f"{name}/observed", parameters={"n": 4}, timeout=180)
         assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
+        # the API says completed before the run's process wrote its flow row: no SIGTERM mid-flow-end
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (Path(store_url) / "flow_runs").exists():
+            time.sleep(0.5)
         out = stop(runner)
     store = so.HealthStore(store_url)
     runs = store.read("flow_runs")

@@ -59,6 +59,14 @@ def _rows(store: Path, table: str, flow_run_id: str) -> Any:
     return rows[rows.flow_run_id == flow_run_id]
 
 
+def _await_rows(store: Path, table: str, flow_run_id: str, n: int, timeout: float = 90.0) -> None:
+    """Wait until ``n`` rows of the run are in the store (or ``timeout``). The API says a run completed before
+    its process wrote its flow row: stopping the runner at once sends that process SIGTERM mid-flow-end."""
+    deadline = time.monotonic() + timeout
+    while len(_rows(store, table, flow_run_id)) < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def test_an_undecorated_flow_in_a_plain_process_is_recorded(tmp_path: Path) -> None:
     store = tmp_path / "store"
     name = _name("plain")
@@ -200,6 +208,7 @@ def test_a_flow_run_prefect_starts_in_its_own_subprocess_is_recorded(tmp_path: P
     env = _env(PREFECT_INTEGRATIONS_SYNTHOBS_OBSERVE_ALL="true", PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(store))
     with served_deployment(flow_file, f"{name}/plugin", env) as runner:
         run = run_deployment(f"{name}/plugin", parameters={"n": 4}, timeout=180)
+        _await_rows(store, "flow_runs", str(run.id), 1)
         out = stop(runner)
     assert run.state is not None and run.state.is_completed(), out[-3000:]
     flows = _rows(store, "flow_runs", str(run.id))
@@ -293,6 +302,7 @@ def test_task_runner_workers_of_a_served_flow_record_with_the_blocks_settings(tm
     env = _env(PREFECT_INTEGRATIONS_SYNTHOBS_OBSERVE_ALL="true", PREFECT_INTEGRATIONS_SYNTHOBS_CONFIG_BLOCK=block)
     with served_deployment(flow_file, f"{name}/plugin", env) as runner:
         run = run_deployment(f"{name}/plugin", parameters={"n": 4}, timeout=240)
+        _await_rows(store, "flow_runs", str(run.id), 1)
         out = stop(runner)
     assert run.state is not None and run.state.is_completed(), out[-3000:]
     flows = _rows(store, "flow_runs", str(run.id))
