@@ -28,6 +28,7 @@ from prefect_synthobs.gpu.nvml import DeviceLost, get_backend
 from prefect_synthobs.gpu.sampler import format_table
 from prefect_synthobs.health.maintenance import describe, maintain, parse_retention
 from prefect_synthobs.health.store import HealthStore
+from prefect_synthobs.instrument.gates import evaluate_gates
 from prefect_synthobs.instrument.hook_logs import DEMO_STAGE
 from prefect_synthobs.instrument.instrumentation import get_runtime
 from prefect_synthobs.instrument.reconcile import reconcile
@@ -136,7 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
         get_runtime().recorder.flush()
         _say(wall_time_line(state.name, time.time() - started, temporary_server=_ui_url() is None))
-        automations.watch()
+        automations.watch(expected=max(1, _failed_gates(state, pipeline.RELEASE_GATES)))
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     root = getattr(state.state_details, "flow_run_id", None)  # this demo's runs, not others' in the same window
     runs = runs_of(runs, str(root)).sort_values("start_time") if root else runs.sort_values("start_time")
@@ -170,6 +171,18 @@ def _demo(args: argparse.Namespace) -> int:
         f"them in the Prefect UI: {where})"
     )
     return 0 if state.is_completed() else 1
+
+
+def _failed_gates(state: Any, gates: Any) -> int:
+    """How many of ``gates`` the pipeline's returned scores fail (each raised one gate event); 0 when its
+    scores cannot be read (a failed run)."""
+    try:
+        scores = state.result(raise_on_failure=False)
+        if not isinstance(scores, dict):
+            return 0
+        return sum(not result.passed for result in evaluate_gates(scores, gates))
+    except Exception:
+        return 0
 
 
 def _command(name: str) -> str:

@@ -74,16 +74,21 @@ class DemoAutomations:
             error=self.error,
         )
 
-    def watch(self, timeout: float = WAIT_SECONDS) -> None:
-        """Wait (at most ``timeout`` seconds) for the gate automation's firings and their actions. Never raises."""
-        if self.automation_id is None:
+    def watch(self, expected: int = 1, timeout: float = WAIT_SECONDS) -> None:
+        """Wait (at most ``timeout`` seconds) for ``expected`` firings of the gate automation (one per failed
+        gate: it fires on each ``synthobs.quality.gate.failed`` event) and their actions. Never raises.
+
+        Each firing reads back on its own: Prefect's event persister writes in batches, so a run whose two
+        gates failed can show one firing a second before the other; stopping at the first left the other
+        out of the summary."""
+        if self.automation_id is None or expected < 1:
             return
         began = time.monotonic()
         try:
             with get_client(sync_client=True) as prefect:
                 while True:
                     self.firings = _firings(prefect, self.automation_id, self.started)
-                    reported = self.firings and all(f.action for f in self.firings)
+                    reported = len(self.firings) >= expected and all(f.action for f in self.firings)
                     if reported or time.monotonic() - began > timeout:
                         break
                     time.sleep(POLL_SECONDS)

@@ -117,7 +117,10 @@ def automation_lines(
     for firing in firings:
         gate, table = firing.get("gate") or "?", firing.get("table") or "?"
         value, threshold = firing.get("value"), firing.get("threshold")
-        bound = f", {_number(value)} against {_number(threshold)}" if value is not None else ""
+        if value is not None:
+            bound = f", {_number(value)} against {_number(threshold)}"
+        else:  # a gate on a score never computed (NaN travels as null) fails closed
+            bound = f", not computed, against {_number(threshold)}" if threshold is not None else ""
         action = firing.get("action") or f"action not reported within {timeout_s:g} s"
         lines.append(
             f"  {terminal_text(str(firing.get('automation')))} for gate {gate} (table {table}{bound}): {action}"
