@@ -188,7 +188,9 @@ class RunListener(SpanProcessor):
             return
         try:
             try:  # (recording it ends the task run's progress here: ``RunScope.task_finished``)
-                rows_by_table = RunListener._record_task(runtime, ctx, span, flow_name)
+                rows_by_table = runtime.note_task_run(
+                    ctx.task, task_run, flow_name, span, task_run_id, info.flow_run_id, at_once=True
+                )
             except BaseException:
                 runtime.task_ended(task_run_id)
                 raise
@@ -196,16 +198,6 @@ class RunListener(SpanProcessor):
                 runtime.report_task_rows(info.flow_run_id, task_run_id, rows_by_table)
         finally:
             runtime.end_remote_task(info.flow_run_id)
-
-    @staticmethod
-    def _record_task(
-        runtime: Runtime, ctx: TaskRunContext, span: ReadableSpan, flow_name: str | None
-    ) -> dict[str | None, int]:
-        attempt_errors = prefect_runs.attempt_errors_of(span)
-        error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
-        return runtime.record_task_run(
-            ctx.task, ctx.task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
-        )
 
     @staticmethod
     def _flow_end(runtime: Runtime, attrs: Any) -> None:

@@ -298,43 +298,50 @@ class Runtime:
         span: Any,
         task_run_id: str | None = None,
         flow_run_id: str | None = None,
-    ) -> None:
-        """A task run of a flow run this process runs ended here (the run listener, from its span).
+        *,
+        at_once: bool = False,
+    ) -> dict[str | None, int]:
+        """A task run of a flow run in scope here ended here (the run listener, from its span); the rows its last
+        attempt generated, by table.
 
-        A completed one is counted toward its flow run now and noted (``TaskEndBatch``); its event is built
-        from the note and recorded with the others (``_record_task_ends``): the same event, row and metric
-        updates as ``record_task_run``, which records any other (a failure, whose error is read now).
+        A completed one is counted toward its flow run now (when that runs in this process) and noted
+        (``TaskEndBatch``); its event is built from the note and recorded with the others (``_record_task_ends``):
+        the same event, row and metric updates as ``record_task_run``, which records any other (a failure, whose
+        error is read now). ``at_once``: the completed one is recorded now, on this thread, the same way (a
+        worker: its rows must be spooled before the task returns).
         """
         state = task_run.state
         if prefect_runs.state_type(state) != "COMPLETED":
             attempt_errors = prefect_runs.attempt_errors_of(span)
             error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
-            self.record_task_run(
+            return self.record_task_run(
                 task, task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
             )
-            return
         if flow_run_id is None:
             flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
         if task_run_id is None:
             task_run_id = prefect_runs.id_text(task_run.id)
         run_count = int(task_run.run_count or 0)
         rows_by_table = self.scope.task_finished(task_run_id, flow_run_id, run_count)
-        self.task_ends.add(
-            prefect_runs.CompletedTaskNote(
-                task.name,
-                task_run_id,
-                flow_run_id,
-                flow_name,
-                state,
-                task_run.start_time,
-                task_run.end_time,
-                run_count,
-                task_run.total_run_time,
-                task_run.tags,
-                sum(rows_by_table.values()) if rows_by_table else 0,
-                span,
-            )
+        note = prefect_runs.CompletedTaskNote(
+            task.name,
+            task_run_id,
+            flow_run_id,
+            flow_name,
+            state,
+            task_run.start_time,
+            task_run.end_time,
+            run_count,
+            task_run.total_run_time,
+            task_run.tags,
+            sum(rows_by_table.values()) if rows_by_table else 0,
+            span,
         )
+        if at_once:
+            self._record_task_ends([note])
+        else:
+            self.task_ends.add(note)
+        return rows_by_table
 
     def _record_task_ends(self, notes: list[prefect_runs.CompletedTaskNote]) -> None:
         """Record noted task runs (``note_task_run``) in one pass. Never raises: an event that cannot be built
