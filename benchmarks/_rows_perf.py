@@ -211,7 +211,9 @@ def writers_rows(r: dict[str, Any]) -> list[Row]:
             "",
         ),
         (
-            "S3 (moto on loopback) / local store, one writer, rows/s"
+            "S3 (moto on loopback"
+            + (", TCP_NODELAY" if r.get("s3_server") else "")
+            + ") / local store, one writer, rows/s"
             + (detail if rounds else "")
             + (f", {requests:g} requests per flush" if requests is not None else ""),
             f"{r['s3_moto_one_writer_rows_per_s']:,}",
@@ -219,5 +221,20 @@ def writers_rows(r: dict[str, Any]) -> list[Row]:
             f"{r['s3_over_local']:.2f}",
             f"≥ {target:g}",
             pf(r["s3_over_local"] >= target),
+        ),
+        *(
+            [
+                (
+                    "S3 (stock moto_server, stalls on its own small writes) / local store, one writer, rows/s"
+                    + f" (median of {rounds} rounds, {min(stock):.2f}–{max(stock):.2f})",
+                    f"{r['s3_stock_moto_one_writer_rows_per_s']:,}",
+                    f"{r['one_writer_rows_per_s']:,}",
+                    f"{r['s3_stock_over_local']:.2f}",
+                    "(reported)",
+                    "",
+                )
+            ]
+            if (stock := r.get("s3_stock_over_local_rounds"))
+            else []
         ),
     ]

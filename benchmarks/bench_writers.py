@@ -5,8 +5,10 @@ Each writer process runs the recorder's real path (``Recorder.add`` of dict rows
 ``--rows`` task rows. Reported: aggregate rows/s of ``--writers`` processes at once
 against one process alone (baseline, same run), and the same single-writer path to
 an S3-protocol server on loopback (moto in server mode) against the local store: ``--rounds`` rounds, each a local
-and an S3 run back to back (alternating which goes first), the median ratio and its spread reported, and the
-requests the S3 server logged per flush (one ``PutObject`` per table).
+run and one against each of two moto servers back to back (each going first in turn), the median ratio and its
+spread reported, and the requests each server logged per flush (one ``PutObject`` per table). The two servers:
+moto with ``TCP_NODELAY`` on its connections (the target's), and moto as ``moto_server`` starts it, whose
+development server stalls about every other request on its own small writes (``_moto_nodelay.py`` says how).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -66,13 +69,16 @@ def run_writers(n: int, store_url: str, rows: int, batch: int, options: dict[str
     from the first writer's first row to the last writer's last flush)."""
     spool = tempfile.mkdtemp(prefix="synthobs-bench-spool-")
     cmd = [sys.executable, __file__, "--child", store_url, spool, str(rows), str(batch), json.dumps(options)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
-    spans = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise SystemExit(f"a writer failed (exit {proc.returncode})")
-        spans.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        spans = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise SystemExit(f"a writer failed (exit {proc.returncode})")
+            spans.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
     elapsed = max(s["ended"] for s in spans) - min(s["began"] for s in spans)
     from prefect_synthobs.health.store import HealthStore
 
@@ -80,6 +86,14 @@ def run_writers(n: int, store_url: str, rows: int, batch: int, options: dict[str
     if written != n * rows:
         raise SystemExit(f"expected {n * rows} rows in the store, found {written}")
     return float(n * rows / elapsed)
+
+
+SERVERS = {
+    "nodelay": [sys.executable, str(Path(__file__).with_name("_moto_nodelay.py"))],
+    "stock": [str(Path(sys.executable).with_name("moto_server"))],
+}
+"""The S3 servers the store is measured against: moto as ``moto_server`` runs it, and moto with ``TCP_NODELAY`` (the
+target's: the stock one stalls on its own small writes, see ``_moto_nodelay.py``)."""
 
 
 def free_port() -> int:
@@ -102,45 +116,51 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         many = run_writers(args.writers, f"{tmp}/many", args.rows, args.batch)
-        port = free_port()
-        log = Path(tmp) / "moto.log"
-        with log.open("w") as out:
-            moto = subprocess.Popen(
-                [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                stdout=out,
-                stderr=out,
-            )
+        logs = {which: Path(tmp) / f"moto-{which}.log" for which in SERVERS}
+        servers, endpoints = {}, {}
         try:
-            endpoint = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(endpoint, timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            request = urllib.request.Request(f"{endpoint}/bench", method="PUT")
-            urllib.request.urlopen(request, timeout=10)
-            options = {
-                "access_key": "bench",
-                "secret_key": "bench",
-                "endpoint_override": endpoint,
-                "region": "us-east-1",
-                "scheme": "http",
-            }
-            ones, s3s = [], []
-            requests_before = requests_logged(log)
+            for which, command in SERVERS.items():
+                port = free_port()
+                with logs[which].open("w") as out:
+                    command = [*command, "-H", "127.0.0.1", "-p", str(port)]
+                    servers[which] = subprocess.Popen(command, stdout=out, stderr=out)
+                endpoints[which] = f"http://127.0.0.1:{port}"
+            options = {}
+            for which, endpoint in endpoints.items():
+                for _ in range(100):
+                    try:
+                        urllib.request.urlopen(endpoint, timeout=1)
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                request = urllib.request.Request(f"{endpoint}/bench", method="PUT")
+                urllib.request.urlopen(request, timeout=10)
+                options[which] = {
+                    "access_key": "bench",
+                    "secret_key": "bench",
+                    "endpoint_override": endpoint,
+                    "region": "us-east-1",
+                    "scheme": "http",
+                }
+            ones: list[float] = []
+            s3s: dict[str, list[float]] = {which: [] for which in SERVERS}
+            requests_before = {which: requests_logged(log) for which, log in logs.items()}
+            order = ["local", *SERVERS]
             for r in range(args.rounds):
-                for which in ("local", "s3") if r % 2 == 0 else ("s3", "local"):
+                for which in order[r % len(order) :] + order[: r % len(order)]:  # each goes first in turn
                     if which == "local":
                         ones.append(run_writers(1, f"{tmp}/one-{r}", args.rows, args.batch))
                     else:
-                        s3s.append(run_writers(1, f"s3://bench/synthobs-{r}", args.rows, args.batch, options))
+                        url = f"s3://bench/synthobs-{r}"
+                        s3s[which].append(run_writers(1, url, args.rows, args.batch, options[which]))
             flushes = args.rounds * -(-args.rows // args.batch)
-            s3_requests = requests_logged(log) - requests_before
+            s3_requests = {which: requests_logged(log) - requests_before[which] for which, log in logs.items()}
         finally:
-            moto.terminate()
-            moto.wait()
-    ratios = [s / o for s, o in zip(s3s, ones, strict=True)]
+            for server in servers.values():
+                server.terminate()
+                server.wait()
+    ratios = [s / o for s, o in zip(s3s["nodelay"], ones, strict=True)]
+    stock = [s / o for s, o in zip(s3s["stock"], ones, strict=True)]
     report(
         "writers",
         {
@@ -151,12 +171,17 @@ def main() -> None:
             "one_writer_rows_per_s": round(statistics.median(ones)),
             "concurrent_rows_per_s": round(many),
             "concurrent_over_one": round(many / statistics.median(ones), 3),
-            "s3_moto_one_writer_rows_per_s": round(statistics.median(s3s)),
+            "s3_moto_one_writer_rows_per_s": round(statistics.median(s3s["nodelay"])),
             "s3_over_local": round(statistics.median(ratios), 3),
             "s3_over_local_rounds": [round(x, 3) for x in ratios],
             "s3_over_local_spread": round(max(ratios) - min(ratios), 3),
             "s3_rounds": args.rounds,
-            "s3_write_requests_per_flush": round(s3_requests / flushes, 2),
+            "s3_write_requests_per_flush": round(s3_requests["nodelay"] / flushes, 2),
+            "s3_server": "moto with TCP_NODELAY (_moto_nodelay.py)",
+            "s3_stock_moto_one_writer_rows_per_s": round(statistics.median(s3s["stock"])),
+            "s3_stock_over_local": round(statistics.median(stock), 3),
+            "s3_stock_over_local_rounds": [round(x, 3) for x in stock],
+            "s3_stock_write_requests_per_flush": round(s3_requests["stock"] / flushes, 2),
             "s3_target": 0.8,
         },
     )
