@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from prefect_synthobs import catalog
+from prefect_synthobs._fork import reset_in_child
 from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.catalog import MAX_ERROR_CHARS
@@ -245,6 +246,21 @@ class TaskEndBatch:
         self._armed = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        reset_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child starts with no notes (its parent records those: the child recording its copy too would
+        store each of those task runs twice), fresh locks (the parent's batch thread may have held one at the
+        fork) and no batch thread (the next note starts one); closed stays as it was."""
+        closed = self._closed.is_set()
+        self._notes = []
+        self._lock = threading.Lock()
+        self._recording = threading.RLock()
+        self._armed = threading.Event()
+        self._closed = threading.Event()
+        if closed:
+            self._closed.set()
+        self._thread = None
 
     def add(self, note: Any) -> None:
         """Note one task run's end (recorded by ``flush``, a full batch, or the thread after ``max_wait``)."""

@@ -5,6 +5,8 @@ metric values and exemplars as one ``handle`` per event; a noted completed task 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -290,6 +292,47 @@ def test_a_flush_waits_for_the_batch_the_thread_is_recording() -> None:
     release.set()
     flusher.join(30)
     assert flushed.is_set() and recorded == [[1]]
+    batch.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_a_forked_child_records_its_own_notes_only_and_never_hangs() -> None:
+    """A child forked while the parent's batch thread records (holding its locks) and with notes waiting: the
+    child records only the notes it adds itself (the parent's would be stored twice), without waiting on a lock
+    no thread of the child will release; the parent records its own as before."""
+    started, release = threading.Event(), threading.Event()
+    recorded: list[list[int]] = []
+    parent = os.getpid()
+
+    def record(notes: list[int]) -> None:
+        if os.getpid() == parent and threading.current_thread().name == "synthobs-task-batch":
+            started.set()
+            assert release.wait(30)
+        recorded.append(notes)
+
+    batch = TaskEndBatch(record, max_wait=0.0)
+    batch.add(1)
+    assert started.wait(30), "the batch thread never took the batch"
+    with batch._lock:  # the next note waits here, not taken by the busy thread
+        batch._notes.append(2)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            code = 1
+            signal.alarm(10)  # a hang ends the child with SIGALRM, failing the test
+            try:
+                recorded.clear()
+                batch.add(3)
+                batch.flush()
+                code = 0 if recorded == [[3]] else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0  # 1: raised (or hung: the alarm), 2: recorded the parent's notes
+    finally:
+        release.set()
+    batch.flush()
+    assert recorded == [[1], [2]]
     batch.close()
 
 
