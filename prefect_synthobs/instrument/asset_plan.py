@@ -149,6 +149,9 @@ class Materialization:
     metadata: dict[str, Any]
     materialized_by: str | None
     task_runs: tuple[tuple[str, str | None], ...] = ()
+    """``(task run id, its name)`` of the task runs that sampled the table (names already redacted, as the rest)."""
+    redact_run_names: bool = False
+    """Redact the flow run's name too, where the event names it (read from the run's context as it is sent)."""
 
 
 @dataclass(frozen=True)
@@ -344,7 +347,11 @@ def plan_run(
                 ),
                 metadata=_redacted_tree(metadata, config.redact_pii),
                 materialized_by=facts.library if len(parts) == 1 else None,
-                task_runs=tuple(task_runs.items())[:MAX_TASK_RUNS],
+                task_runs=tuple(
+                    (task_run_id, _redacted_text(name, config.redact_pii) if name else name)
+                    for task_run_id, name in tuple(task_runs.items())[:MAX_TASK_RUNS]
+                ),
+                redact_run_names=config.redact_pii,
             )
         )
     return out, skipped

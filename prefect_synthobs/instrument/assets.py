@@ -301,6 +301,7 @@ def emit_materialization(item: Materialization, flow_run_id: str) -> None:
         materialized_by=item.materialized_by,
         flow_run_id=flow_run_id,
         task_runs=item.task_runs,
+        redact_names=item.redact_run_names,
     )
 
 

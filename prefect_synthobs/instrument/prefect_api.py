@@ -55,7 +55,7 @@ from prefect.settings import PREFECT_API_URL
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
-from prefect_synthobs.telemetry.redaction import redact_fields
+from prefect_synthobs.telemetry.redaction import redact, redact_fields
 
 logger = get_logger()
 
@@ -328,14 +328,20 @@ EVENT_ASSET_MATERIALIZATION = catalog.EVENT_ASSET_MATERIALIZATION
 """The asset events of Prefect's own ``@materialize`` (``AssetContext.emit_events``), ``succeeded`` or ``failed``."""
 
 
-def run_resources(flow_run_id: Any, task_runs: Iterable[tuple[str, str | None]] = ()) -> list[dict[str, str]]:
+def run_resources(
+    flow_run_id: Any, task_runs: Iterable[tuple[str, str | None]] = (), *, redact_names: bool = False
+) -> list[dict[str, str]]:
     """Related resources naming a flow run and task runs as Prefect's events worker names them (role
     ``flow-run`` / ``task-run``, their names when known): given, not left to the worker's run context, so an
-    event emitted at a flow's end still names the task runs that made the table."""
+    event emitted at a flow's end still names the task runs that made the table. ``redact_names``: the flow
+    run's name (read here, from its context) is redacted (``telemetry.redaction.redact``); task runs' names
+    come as they are to be sent."""
     ctx = FlowRunContext.get()
     flow_run_name = (
         ctx.flow_run.name if ctx is not None and ctx.flow_run and str(ctx.flow_run.id) == str(flow_run_id) else None
     )
+    if flow_run_name and redact_names:
+        flow_run_name = redact(flow_run_name)
     out = [flow_run_resource(flow_run_id) | ({catalog.PREFECT_RESOURCE_NAME: flow_run_name} if flow_run_name else {})]
     for task_run_id, name in task_runs:
         resource = {
@@ -357,21 +363,23 @@ def emit_asset_materialization(
     materialized_by: str | None,
     flow_run_id: Any,
     task_runs: Iterable[tuple[str, str | None]] = (),
+    redact_names: bool = False,
 ) -> None:
     """Emit the events Prefect's ``@materialize`` emits for asset ``key`` made from asset ``upstream``.
 
     ``prefect.asset.referenced`` for the upstream, then ``prefect.asset.materialization.<status>`` for
     ``key`` (named ``name``, described by ``description``) with the upstream as a related ``asset``, the
     tool (``materialized_by``) as ``asset-materialized-by``, the flow run and task runs as related runs, and
-    ``metadata`` as the payload (already redacted: the caller's). The resource and related shapes are
-    Prefect's own (``AssetContext.asset_as_resource`` / ``asset_as_related`` / ``related_materialized_by``).
+    ``metadata`` as the payload (already redacted: the caller's; ``redact_names``: see ``run_resources``).
+    The resource and related shapes are Prefect's own (``AssetContext.asset_as_resource`` /
+    ``asset_as_related`` / ``related_materialized_by``).
 
     Raises:
         Exception: An invalid key, or Prefect could not take the event (callers warn; a run never fails).
     """
     real = Asset(key=upstream)
     made = Asset(key=key, properties=AssetProperties(name=name, description=description[:2500]))
-    runs = run_resources(flow_run_id, task_runs)
+    runs = run_resources(flow_run_id, task_runs, redact_names=redact_names)
     related = [AssetContext.asset_as_related(real)]
     if materialized_by:
         related.append(AssetContext.related_materialized_by(materialized_by))

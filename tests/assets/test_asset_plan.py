@@ -309,3 +309,38 @@ def test_the_runtime_wires_the_asset_sink() -> None:
         assert kinds[:3] == ["HealthSink", "MetricsSink", "SpanSink"]
     finally:
         reset_runtime()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30),
+)
+def test_task_run_and_flow_run_names_in_asset_events_are_redacted(before: str, after: str) -> None:
+    """The task runs that sampled a table, and the flow run, are named in the asset events' related resources:
+    PII in those names is redacted as in the payload (and kept as is with ``redact_pii`` off)."""
+    from contextvars import copy_context
+    from types import SimpleNamespace
+
+    from prefect.context import FlowRunContext
+
+    from prefect_synthobs.instrument.prefect_api import run_resources
+
+    secret = "ann@example.com"
+    name = f"{before} {secret} {after}"
+    for redact_pii in (True, False):
+        ledger = AssetLedger()
+        ledger.sampled("run-1", copula(), {"customers": 3}, Task("t1", name))
+        (item,) = plan_of(ledger, ended({"customers": 3}), AssetConfig(redact_pii=redact_pii))
+        ((task_run_id, sent),) = item.task_runs
+        assert task_run_id == "t1" and (secret not in str(sent)) is redact_pii
+        assert item.redact_run_names is redact_pii
+
+        def resources(task_runs: Any, redact_names: bool) -> list[dict[str, str]]:
+            run = SimpleNamespace(flow_run=SimpleNamespace(id="run-1", name=name))
+            FlowRunContext.__var__.set(run)  # type: ignore[arg-type]
+            return run_resources("run-1", task_runs, redact_names=redact_names)
+
+        flow_run, task_run = copy_context().run(resources, item.task_runs, item.redact_run_names)
+        assert flow_run["prefect.resource.role"] == "flow-run" and task_run["prefect.resource.role"] == "task-run"
+        assert (secret not in json.dumps([flow_run, task_run])) is redact_pii
