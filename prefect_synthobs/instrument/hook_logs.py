@@ -24,6 +24,7 @@ __all__ = [
     "FLOW_FINISHED",
     "FLOW_STARTED",
     "HOOK_LOGGERS",
+    "HOOK_MARK",
     "HOOK_NAMES",
     "TASK_FINISHED",
     "QuietHookLines",
@@ -36,6 +37,9 @@ TASK_FINISHED = "synthobs_task_finished"
 DEMO_STAGE = "synthobs_demo_stage"
 HOOK_NAMES = frozenset({FLOW_STARTED, FLOW_FINISHED, TASK_FINISHED, DEMO_STAGE})
 """The names Prefect logs synthobs' hooks by (a hook's ``__name__``)."""
+
+HOOK_MARK = "__synthobs_hook__"
+"""The attribute set (true) on each of synthobs' hook functions: ``observe`` replaces those, keeping others."""
 
 HOOK_LOGGERS = ("prefect.engine", "prefect.flow_runs", "prefect.task_runs")
 """Where Prefect's flow and task engines and its runner log the lines around hooks (Prefect 3.x)."""

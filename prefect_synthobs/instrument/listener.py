@@ -14,10 +14,18 @@ flow run that nothing else put in scope into scope as its span starts (kind
 hook, which runs after the span started, then makes the run observed with its
 own arguments, and its end hook records it (this listener skips it): one row
 per run, decorated or not.
+
+A flow run retried in this process is the exception: Prefect ends its span when
+the first attempt fails (the run already ``Running`` again) and opens none for
+the later attempts. The listener then keeps the run in scope (the later
+attempts' task runs are recorded) and records it when it reaches its final state,
+through one end hook (``synthobs_flow_finished``) it adds to that ``Flow``
+object's end hooks, once, which acts only for the runs it waits for.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +38,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.instrument import prefect_runs
+from prefect_synthobs.instrument.hook_logs import FLOW_FINISHED, HOOK_MARK, quiet_hook_lines
 from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime, span_attributes
 
 logger = get_logger()
@@ -59,6 +68,10 @@ class RunListener(SpanProcessor):
         self._runtime = runtime
         self._all_runs = all_runs
         self.enabled = True
+        self._retrying: set[str] = set()
+        """Flow runs whose span ended while Prefect runs them again here (retries): recorded at their final state."""
+        self._retrying_lock = threading.Lock()
+        self._final_state_hook = _named(FLOW_FINISHED, self._on_final_state)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         attrs = span.attributes
@@ -199,19 +212,79 @@ class RunListener(SpanProcessor):
         finally:
             runtime.end_remote_task(info.flow_run_id)
 
-    @staticmethod
-    def _flow_end(runtime: Runtime, attrs: Any) -> None:
+    def _flow_end(self, runtime: Runtime, attrs: Any) -> None:
         ctx = FlowRunContext.get()
         if ctx is None or ctx.flow_run is None or str(ctx.flow_run.id) != attrs.get(catalog.PREFECT_RUN_ID):
             return
         info = runtime.run_info(ctx.flow_run.id)
         if info is None or info.observed or info.remote:
             return  # observed flows are recorded by their hooks
+        if _runs_again(ctx.flow_run.state) and self._await_final_state(ctx.flow, str(ctx.flow_run.id)):
+            return
+        self._end_unobserved(runtime, ctx.flow, ctx.flow_run, ctx.flow_run.state, ctx.task_runner, info)
+
+    @staticmethod
+    def _end_unobserved(runtime: Runtime, flow: Any, flow_run: Any, state: Any, task_runner: Any, info: Any) -> None:
         parent = info.parent_flow_run_id
         if parent is not None and runtime.in_scope(parent):
-            runtime.end_flow_run(ctx.flow, ctx.flow_run, ctx.flow_run.state, None, flush=False)  # its parent's end
+            runtime.end_flow_run(flow, flow_run, state, None, flush=False)  # written at its parent's end
             return
         # a run observe_all put in scope at its root: written out at its end, as an observed flow's hooks do;
         # tasks on a process or cluster task runner ran elsewhere (their rows are read back from the API)
-        elsewhere = ctx.task_runner is not None and not isinstance(ctx.task_runner, ThreadPoolTaskRunner)
-        runtime.end_flow_run(ctx.flow, ctx.flow_run, ctx.flow_run.state, None, flush=True, remote=elsewhere)
+        elsewhere = task_runner is not None and not isinstance(task_runner, ThreadPoolTaskRunner)
+        runtime.end_flow_run(flow, flow_run, state, None, flush=True, remote=elsewhere)
+
+    def _await_final_state(self, flow: Any, flow_run_id: str) -> bool:
+        """Record ``flow_run_id`` at its final state, through the end hook on ``flow`` (added once); ``False``
+        when ``flow`` takes no hook (it is then recorded now, in the state it has)."""
+        hook = self._final_state_hook
+        lists = [hooks for name in _END_HOOKS if isinstance(hooks := getattr(flow, name, None), list)]
+        if len(lists) < len(_END_HOOKS):
+            return False
+        quiet_hook_lines()  # Prefect's INFO lines around the hook at DEBUG, as around observe()'s own hooks
+        with self._retrying_lock:
+            self._retrying.add(flow_run_id)
+        for hooks in lists:
+            if hook not in hooks:  # (atomic under the GIL; an engine iterating the list meanwhile is unharmed)
+                hooks.append(hook)
+        return True
+
+    def _on_final_state(self, flow: Any, flow_run: Any, state: Any) -> None:
+        """The end hook on a retried flow: records a run this listener waits for (any other run: nothing)."""
+        run_id = str(flow_run.id)
+        with self._retrying_lock:
+            if run_id not in self._retrying:
+                return
+            self._retrying.discard(run_id)
+        try:
+            runtime = self._runtime()
+            info = runtime.run_info(run_id) if runtime is not None else None
+            if runtime is None or info is None or info.observed or info.remote:
+                return
+            ctx = FlowRunContext.get()
+            same_run = ctx is not None and ctx.flow_run is not None and str(ctx.flow_run.id) == run_id
+            task_runner = ctx.task_runner if ctx is not None and same_run else None
+            self._end_unobserved(runtime, flow, flow_run, state, task_runner, info)
+        except Exception as exc:  # never disturb the run
+            logger.warning("synthobs: could not record the retried flow run %s: %s", run_id, exc)
+
+
+_END_HOOKS = ("on_completion_hooks", "on_failure_hooks", "on_crashed_hooks", "on_cancellation_hooks")
+"""The ``Flow`` hook lists Prefect calls as a run reaches a final state."""
+
+
+def _runs_again(state: Any) -> bool:
+    """Whether Prefect runs the flow run again in this process after its span ended: the state it ended in is
+    ``Running`` (a retry: Prefect's engine set it back) or ``Scheduled`` (``AwaitingRetry``)."""
+    return prefect_runs.state_type(state) in ("RUNNING", "SCHEDULED")
+
+
+def _named(name: str, fn: Callable[..., None]) -> Callable[..., None]:
+    """``fn`` as a function named ``name`` (Prefect logs a hook by its ``__name__``), marked as synthobs' own."""
+
+    def hook(flow: Any, flow_run: Any, state: Any) -> None:
+        fn(flow, flow_run, state)
+
+    hook.__name__ = hook.__qualname__ = name
+    setattr(hook, HOOK_MARK, True)  # observe() replaces synthobs' hooks: this one goes too
+    return hook

@@ -29,7 +29,13 @@ from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.config.blocks import SynthObsConfig
 from prefect_synthobs.instrument import observe_all as _observe_all  # noqa: F401  (configure(observe_all=) reaches it)
 from prefect_synthobs.instrument import prefect_runs
-from prefect_synthobs.instrument.hook_logs import FLOW_FINISHED, FLOW_STARTED, TASK_FINISHED, quiet_hook_lines
+from prefect_synthobs.instrument.hook_logs import (
+    FLOW_FINISHED,
+    FLOW_STARTED,
+    HOOK_MARK,
+    TASK_FINISHED,
+    quiet_hook_lines,
+)
 from prefect_synthobs.instrument.instrumentation import (
     INSTRUMENTATION,
     get_runtime,
@@ -43,7 +49,7 @@ from prefect_synthobs.telemetry.tracing import current_run_span
 logger = get_logger()
 
 F = TypeVar("F", Flow, Task)  # type: ignore[type-arg]
-_HOOK_MARK = "__synthobs_hook__"
+_HOOK_MARK = HOOK_MARK
 
 
 def _guard(name: str, what: str, fn: Callable[..., None]) -> Callable[..., None]:

@@ -81,6 +81,40 @@ def test_a_failed_undecorated_flow_is_recorded_failed(all_on: Path) -> None:
     assert list(rows.error_type) == ["RuntimeError"]
 
 
+@pytest.mark.parametrize("second_try_fails", [False, True])
+def test_a_retried_undecorated_flow_is_recorded_with_its_final_state(all_on: Path, second_try_fails: bool) -> None:
+    name = _name("retried")
+    tries: list[int] = []
+
+    @flow(name=name, retries=1, retry_delay_seconds=0)
+    def flaky() -> int:
+        tries.append(1)
+        if len(tries) == 1 or second_try_fails:
+            raise RuntimeError(f"try {len(tries)} fails")
+        return leaf(1)
+
+    state = flaky(return_state=True)
+    assert len(tries) == 2 and state.is_failed() is second_try_fails
+    rows = _flow_rows(all_on, name)
+    rows = rows.sort_values("end_time") if len(rows) else rows
+    assert len(rows) >= 1, "no row for the retried flow"
+    last = rows.iloc[-1]  # the store's reading keeps the final row of a run
+    assert str(last.flow_run_id) == str(state.state_details.flow_run_id)
+    assert last.state_type == ("FAILED" if second_try_fails else "COMPLETED"), list(rows.state_type)
+    assert list(rows.state_type) == [last.state_type]  # one row: nothing recorded as the first attempt failed
+    if not second_try_fails:  # the second attempt's task run, recorded as the run stayed in scope
+        tasks = so.HealthStore(str(all_on)).read("task_runs")
+        mine = tasks[tasks.flow_run_id == str(last.flow_run_id)]
+        assert list(mine.task_name.str.split("-").str[0]) == ["leaf"]
+        again = flaky(return_state=True)  # the same Flow, now holding synthobs' end hook: one row, as before
+        assert again.is_completed()
+        rows = _flow_rows(all_on, name)
+        assert sorted(map(str, rows.flow_run_id)) == sorted(
+            map(str, [state.state_details.flow_run_id, again.state_details.flow_run_id])
+        )
+        assert list(rows.state_type) == ["COMPLETED", "COMPLETED"]
+
+
 def test_a_decorated_flow_keeps_its_arguments_and_is_recorded_once(all_on: Path) -> None:
     name = _name("decorated")
 
