@@ -292,25 +292,32 @@ class TaskEndBatch:
         self.flush()
 
     def open(self) -> None:
-        """Batch again after ``close`` (a runtime started again)."""
-        self._closed.clear()
+        """Batch again after ``close`` (a runtime started again): with a thread of its own when needed, the
+        closed one ending on its own (a thread still ending as this opens never holds a new note back)."""
+        if self._closed.is_set():
+            self._closed, self._armed, self._thread = threading.Event(), threading.Event(), None
 
     def _arm(self) -> None:
         if self._closed.is_set():
             return
         thread = self._thread
-        if thread is None or not thread.is_alive():  # first use, or after a fork
-            thread = self._thread = threading.Thread(target=self._run, name="synthobs-task-batch", daemon=True)
+        if thread is None or not thread.is_alive():  # first use, after ``open`` or after a fork
+            thread = self._thread = threading.Thread(
+                target=self._run, args=(self._closed, self._armed), name="synthobs-task-batch", daemon=True
+            )
             thread.start()
         self._armed.set()
 
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            self._armed.wait()
-            self._armed.clear()
+    def _run(self, closed: threading.Event, armed: threading.Event) -> None:
+        """The batch thread, until ``closed`` (its own: ``open`` gives a later thread new events)."""
+        while not closed.is_set():
+            armed.wait()
+            armed.clear()
             deadline = time.monotonic() + self.max_wait
-            while not self._closed.is_set() and (left := deadline - time.monotonic()) > 0:
-                self._closed.wait(left)
+            while not closed.is_set() and (left := deadline - time.monotonic()) > 0:
+                closed.wait(left)
+            if closed.is_set():  # ``close`` records what is noted; a later ``open``'s notes are a new thread's
+                return
             try:
                 self.flush()
             except Exception as exc:  # ``record`` never raises; a thread must not die of a surprise either

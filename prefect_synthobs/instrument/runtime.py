@@ -32,6 +32,8 @@ from opentelemetry.trace import SpanContext
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
+from prefect_synthobs._warnings import WarnOnce
+from prefect_synthobs.catalog import MAX_ERROR_CHARS
 from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.gpu.sampler import GpuSampler
 from prefect_synthobs.health.events import AttemptError
@@ -55,6 +57,7 @@ from prefect_synthobs.instrument.worker import WorkerSide
 from prefect_synthobs.telemetry import prefect_metrics
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
+from prefect_synthobs.telemetry.redaction import clean_error_message
 
 __all__ = [
     "RECONCILE_DELAY_SECONDS",
@@ -127,6 +130,7 @@ class Runtime:
             extra_sinks=(AssetSink(settings, run_info=lambda run: self.scope.run_info(run)),),  # assets at runs' ends
         )
         self.task_ends = TaskEndBatch(self._record_task_ends)
+        self._task_end_warning = WarnOnce(logger)
         """Task runs that completed in this process's flows, recorded together (``note_task_run``); every flush
         of the recorder records them first."""
         self.recorder.add_source(self.task_ends.flush)
@@ -345,13 +349,21 @@ class Runtime:
 
     def _record_task_ends(self, notes: list[prefect_runs.CompletedTaskNote]) -> None:
         """Record noted task runs (``note_task_run``) in one pass. Never raises: an event that cannot be built
-        costs its row and metrics (one warning), not the others'."""
+        costs its row and metrics, not the others' (one warning while it keeps failing, naming what is lost)."""
         events = []
         for note in notes:
             try:
                 events.append(prefect_runs.completed_task_run_ended(note))
             except Exception as exc:
-                logger.warning("synthobs: could not record task run %s: %s", note.task_run_id, exc)
+                self._task_end_warning.fail(
+                    "synthobs: could not record task run %s (%s: %s); its row and metrics are lost, the run is "
+                    "unaffected; this warning is given once while it keeps failing",
+                    note.task_run_id,
+                    type(exc).__name__,
+                    clean_error_message(str(exc), limit=MAX_ERROR_CHARS, redact_pii=self.settings.redact_pii),
+                )
+        if len(events) == len(notes):
+            self._task_end_warning.ok()
         self.recording.handle_many(events)
 
     # -- worker side ---------------------------------------------------------------------------------------

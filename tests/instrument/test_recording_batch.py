@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry
 
+import prefect_synthobs as so
 from prefect_synthobs import catalog
 from prefect_synthobs.health import events
 from prefect_synthobs.health.events import AttemptError
@@ -265,6 +266,28 @@ def test_a_batch_nobody_flushes_is_recorded_by_its_thread() -> None:
     batch.close()
 
 
+def test_after_close_and_open_a_note_is_recorded_by_a_batch_thread_every_time() -> None:
+    """``open`` right after ``close`` (a runtime stopped and started again), while the closed batch thread may
+    still be ending: the next note is recorded within its wait all the same, never held until a flush."""
+    recorded: list[list[int]] = []
+    done = threading.Event()
+
+    def record(notes: list[int]) -> None:
+        recorded.append(notes)
+        if threading.current_thread().name == "synthobs-task-batch":
+            done.set()
+
+    batch = TaskEndBatch(record, max_wait=0.0)
+    for i in range(30):
+        done.clear()
+        batch.add(i)
+        assert done.wait(30), f"cycle {i}: no batch thread recorded the note"
+        batch.close()
+        batch.open()
+    assert sorted(n for notes in recorded for n in notes) == list(range(30))
+    batch.close()
+
+
 def test_a_flush_waits_for_the_batch_the_thread_is_recording() -> None:
     """The flow's end flushes the batch, then the recorder: notes the batch thread took a moment earlier must
     be recorded by the time that flush returns, or their rows would miss the store write after it."""
@@ -383,3 +406,36 @@ def test_every_recorder_flush_writes_the_task_runs_a_batch_holds(tmp_path: Any) 
     batch.add(3)
     assert recorder.flush() == 1
     batch.close()
+
+
+def test_a_note_whose_event_cannot_be_built_costs_its_row_only_with_one_warning(
+    store_dir: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Runtime._record_task_ends``: a note that cannot become an event (a start time that is no time) loses
+    its own row and metrics, says so once while it keeps failing, and costs no other note its row."""
+    from prefect_synthobs.instrument.instrumentation import get_runtime
+
+    runtime = get_runtime()
+    start = datetime(2026, 12, 5, 12, tzinfo=timezone.utc)
+    span = _span([], _context(3, True))
+
+    def note(task_run_id: str, start_time: Any) -> prefect_runs.CompletedTaskNote:
+        state = SimpleNamespace(type=SimpleNamespace(value="COMPLETED"), name="Completed", message=None)
+        end = start + timedelta(seconds=1)
+        return prefect_runs.CompletedTaskNote(
+            "load", task_run_id, "fr-1", "flow", state, start_time, end, 1, timedelta(seconds=1), [], 0, span
+        )
+
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
+        runtime._record_task_ends([note("bad-1", "no time"), note("good-1", start)])
+        runtime._record_task_ends([note("bad-2", object()), note("good-2", start)])
+    warnings = [r.getMessage() for r in caplog.records if "could not record task run" in r.getMessage()]
+    assert len(warnings) == 1 and "bad-1" in warnings[0] and "row and metrics are lost" in warnings[0], warnings
+    runtime.recorder.flush()
+    stored = sorted(so.HealthStore(str(store_dir)).read("task_runs").task_run_id)
+    assert stored == ["good-1", "good-2"]
+    caplog.clear()
+    runtime._record_task_ends([note("good-3", start)])  # recovered: the next failure is said again
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
+        runtime._record_task_ends([note("bad-3", "no time")])
+    assert any("bad-3" in r.getMessage() for r in caplog.records)
