@@ -137,7 +137,8 @@ def _demo(args: argparse.Namespace) -> int:
         )
         get_runtime().recorder.flush()
         _say(wall_time_line(state.name, time.time() - started, temporary_server=_ui_url() is None))
-        automations.watch(expected=max(1, _failed_gates(state, pipeline.RELEASE_GATES)))
+        failed = _failed_gates(state, pipeline.RELEASE_GATES)
+        automations.watch(expected=max(1, len(failed)), gates=failed)
     runs = store.read(names.FLOW_RUNS, since=_ts(started - 1))
     root = getattr(state.state_details, "flow_run_id", None)  # this demo's runs, not others' in the same window
     runs = runs_of(runs, str(root)).sort_values("start_time") if root else runs.sort_values("start_time")
@@ -173,16 +174,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if state.is_completed() else 1
 
 
-def _failed_gates(state: Any, gates: Any) -> int:
-    """How many of ``gates`` the pipeline's returned scores fail (each raised one gate event); 0 when its
+def _failed_gates(state: Any, gates: Any) -> list[str]:
+    """The names of ``gates`` the pipeline's returned scores fail (each raised one gate event); none when its
     scores cannot be read (a failed run)."""
     try:
         scores = state.result(raise_on_failure=False)
         if not isinstance(scores, dict):
-            return 0
-        return sum(not result.passed for result in evaluate_gates(scores, gates))
+            return []
+        return [result.gate for result in evaluate_gates(scores, gates) if not result.passed]
     except Exception:
-        return 0
+        return []
 
 
 def _command(name: str) -> str:

@@ -14,7 +14,7 @@ the demo: an error is one line in its summary.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -74,21 +74,28 @@ class DemoAutomations:
             error=self.error,
         )
 
-    def watch(self, expected: int = 1, timeout: float = WAIT_SECONDS) -> None:
+    def watch(self, expected: int = 1, timeout: float = WAIT_SECONDS, *, gates: Collection[str] = ()) -> None:
         """Wait (at most ``timeout`` seconds) for ``expected`` firings of the gate automation (one per failed
         gate: it fires on each ``synthobs.quality.gate.failed`` event) and their actions. Never raises.
 
         Each firing reads back on its own: Prefect's event persister writes in batches, so a run whose two
         gates failed can show one firing a second before the other; stopping at the first left the other
-        out of the summary."""
+        out of the summary. ``gates``: the gates whose firings are awaited, by name (the release's failed
+        gates): firings for other gates (a challenger's check, another run on the server) then count for
+        nothing, where they could end the wait before the release's own firing was read back."""
         if self.automation_id is None or expected < 1:
             return
+        awaited = set(gates)
         began = time.monotonic()
         try:
             with get_client(sync_client=True) as prefect:
                 while True:
                     self.firings = _firings(prefect, self.automation_id, self.started)
-                    reported = len(self.firings) >= expected and all(f.action for f in self.firings)
+                    acted = [f for f in self.firings if f.action]
+                    if awaited:
+                        reported = awaited <= {f.gate for f in acted}
+                    else:
+                        reported = len(self.firings) >= expected and len(acted) == len(self.firings)
                     if reported or time.monotonic() - began > timeout:
                         break
                     time.sleep(POLL_SECONDS)

@@ -75,12 +75,37 @@ def test_failed_gates_counts_what_the_gates_fail_on_the_runs_scores(scores: dict
             return False
         return value >= threshold if kind == "min" else value <= threshold
 
-    expected = sum(not passes(scores.get(score), kind, t) for _, score, kind, t in gates.gates())
+    expected = [gate for gate, score, kind, t in gates.gates() if not passes(scores.get(score), kind, t)]
     assert _failed_gates(Completed(data=scores), gates) == expected
 
 
-def test_failed_gates_of_a_failed_run_is_zero() -> None:
-    assert _failed_gates(Failed(data=ValueError("boom")), so.QualityGates(min_overall=0.75)) == 0
+def test_failed_gates_of_a_failed_run_is_none() -> None:
+    assert _failed_gates(Failed(data=ValueError("boom")), so.QualityGates(min_overall=0.75)) == []
+
+
+def test_watch_for_named_gates_is_not_ended_by_other_gates_firings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A challenger's gate check (or another run on the server) fires the same automation: those firings must
+    not end the wait before the release's own gates' firings are read back with their actions."""
+    others = [_firing("min_overall"), _firing("min_column_pair_trends")]  # as many as awaited, with actions
+    polls = [
+        others,
+        [*others, _firing("min_tstr_ratio", action=None)],
+        [*others, _firing("min_tstr_ratio"), _firing("max_exact_match_rate", action=None)],
+        [*others, _firing("min_tstr_ratio"), _firing("max_exact_match_rate")],
+    ]
+    seen: list[int] = []
+
+    def firings(*_: Any) -> list[demo.Firing]:
+        seen.append(len(seen))
+        return polls[min(len(seen) - 1, len(polls) - 1)]
+
+    monkeypatch.setattr(demo, "get_client", lambda **_: contextlib.nullcontext(None))
+    monkeypatch.setattr(demo, "_firings", firings)
+    monkeypatch.setattr(demo, "POLL_SECONDS", 0.0)
+    state = demo.DemoAutomations(applied=5, automation_id=demo.UUID(int=1))
+    state.watch(expected=2, timeout=5, gates=["min_tstr_ratio", "max_exact_match_rate"])
+    assert len(seen) == len(polls)
+    assert {f.gate for f in state.firings if f.action} >= {"min_tstr_ratio", "max_exact_match_rate"}
 
 
 def test_a_gate_on_a_score_never_computed_says_so_with_its_threshold() -> None:
