@@ -26,6 +26,7 @@ object's end hooks, once, which acts only for the runs it waits for.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -71,7 +72,6 @@ class RunListener(SpanProcessor):
         self._retrying: set[str] = set()
         """Flow runs whose span ended while Prefect runs them again here (retries): recorded at their final state."""
         self._retrying_lock = threading.Lock()
-        self._final_state_hook = _named(FLOW_FINISHED, self._on_final_state)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         attrs = span.attributes
@@ -237,13 +237,14 @@ class RunListener(SpanProcessor):
     def _await_final_state(self, flow: Any, flow_run_id: str) -> bool:
         """Record ``flow_run_id`` at its final state, through the end hook on ``flow`` (added once); ``False``
         when ``flow`` takes no hook (it is then recorded now, in the state it has)."""
-        hook = self._final_state_hook
+        hook = synthobs_flow_finished
         lists = [hooks for name in _END_HOOKS if isinstance(hooks := getattr(flow, name, None), list)]
         if len(lists) < len(_END_HOOKS):
             return False
         quiet_hook_lines()  # Prefect's INFO lines around the hook at DEBUG, as around observe()'s own hooks
         with self._retrying_lock:
             self._retrying.add(flow_run_id)
+        _WAITING.add(self)
         for hooks in lists:
             if hook not in hooks:  # (atomic under the GIL; an engine iterating the list meanwhile is unharmed)
                 hooks.append(hook)
@@ -279,12 +280,19 @@ def _runs_again(state: Any) -> bool:
     return prefect_runs.state_type(state) in ("RUNNING", "SCHEDULED")
 
 
-def _named(name: str, fn: Callable[..., None]) -> Callable[..., None]:
-    """``fn`` as a function named ``name`` (Prefect logs a hook by its ``__name__``), marked as synthobs' own."""
+_WAITING: weakref.WeakSet[RunListener] = weakref.WeakSet()
+"""The listeners waiting for a retried flow run's final state (``synthobs_flow_finished`` asks each)."""
 
-    def hook(flow: Any, flow_run: Any, state: Any) -> None:
-        fn(flow, flow_run, state)
 
-    hook.__name__ = hook.__qualname__ = name
-    setattr(hook, HOOK_MARK, True)  # observe() replaces synthobs' hooks: this one goes too
-    return hook
+def synthobs_flow_finished(flow: Any, flow_run: Any, state: Any) -> None:
+    """The end hook a listener adds to a retried flow's ``Flow``: records the runs listeners wait for.
+
+    A module function, not a closure over a listener: it travels with the ``Flow`` wherever Prefect pickles
+    it (a process or cluster task runner ships the flow run's context), pickled by reference. Never raises.
+    """
+    for listener in list(_WAITING):
+        listener._on_final_state(flow, flow_run, state)
+
+
+assert synthobs_flow_finished.__name__ == FLOW_FINISHED  # Prefect logs a hook by its name (``hook_logs``)
+setattr(synthobs_flow_finished, HOOK_MARK, True)  # observe() replaces synthobs' hooks: this one goes too
