@@ -322,3 +322,47 @@ def test_a_worker_killed_as_its_task_returns_has_delivered_its_rows_and_spans(tm
     assert len(tasks) == 4 and set(tasks.source) == {"hook"} and sorted(tasks.rows) == [5, 5, 5, 5]
     assert store.read("flow_runs").set_index("flow_run_id").loc[run_id, "rows"] == 20
     assert not list((tmp_path / "spool").rglob("part-*"))  # nothing left waiting in a spool (.arrow or .parquet)
+
+
+RETRIED_POOL_FLOW = """
+import json, os
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner
+
+@task
+def step(i):
+    return os.getpid()
+
+@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=1), retries=1,
+      retry_delay_seconds=0)
+def undecorated(marker):
+    pids = [f.result() for f in step.map(range(2))]  # the flow's context (its Flow) ships to the worker
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return pids
+
+if __name__ == "__main__":
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], observe_all=True)
+    first = undecorated(os.environ["MARKER"], return_state=True)
+    again = undecorated(os.environ["MARKER"], return_state=True)  # the same Flow, holding synthobs' end hook
+    print(json.dumps({"states": [first.type.value, again.type.value],
+                      "ids": [str(s.state_details.flow_run_id) for s in (first, again)]}))
+"""
+
+
+def test_an_undecorated_flow_retried_on_a_process_pool_completes_and_is_recorded(tmp_path: Path) -> None:
+    """``observe_all`` adds an end hook to a retried flow's ``Flow``, which Prefect ships to its workers in the
+    flow run's context: the flow must still pickle (a hook holding a lock made every later submission fail)."""
+    env = subprocess_env(
+        FLOW_NAME=f"retried-pool-{uuid.uuid4().hex[:6]}",
+        STORE=str(tmp_path / "store"),
+        SPOOL=str(tmp_path / "spool"),
+        MARKER=str(tmp_path / "marker"),
+    )
+    out = run_flow_script(tmp_path / "retried_pool_flow.py", RETRIED_POOL_FLOW, env)
+    assert out["states"] == ["COMPLETED", "COMPLETED"], out
+    flows = so.HealthStore(str(tmp_path / "store")).read("flow_runs")
+    assert sorted(map(str, flows.flow_run_id)) == sorted(out["ids"])
+    assert list(flows.state_type) == ["COMPLETED", "COMPLETED"]
