@@ -526,7 +526,8 @@ def _iban(match: re.Match[str]) -> str:
         if start < done or not re.match(r"[A-Z]{2}\d\d", text[start : start + 4]):
             continue
         for end in range(len(text), start + 14, -1):
-            if text[end - 1] != " " and iban_valid(text[start:end]):
+            # an IBAN ends where a group does: never inside a longer run of letters and digits
+            if text[end - 1] != " " and _ends_group(text, end) and iban_valid(text[start:end]):
                 out.append(text[done:start])
                 out.append(REDACTED)
                 done = end
@@ -535,6 +536,13 @@ def _iban(match: re.Match[str]) -> str:
         return text
     out.append(text[done:])
     return "".join(out)
+
+
+def _ends_group(text: str, end: int) -> bool:
+    """Whether ``text[:end]`` ends a group of an IBAN match (its end, or a space follows): the first 16
+    characters of ``be932497ec2d4e12857af934daab5432`` (a model id's hex) pass Belgium's length and mod-97,
+    yet are no IBAN."""
+    return end == len(text) or text[end] == " "
 
 
 def _iban_any_case(match: re.Match[str]) -> str:
@@ -552,7 +560,7 @@ def _iban_any_case(match: re.Match[str]) -> str:
         while end < len(text) and count < length:
             count += text[end] != " "
             end += 1
-        if count == length and iban_valid(text[start:end]):
+        if count == length and _ends_group(text, end) and iban_valid(text[start:end]):
             out.append(text[done:start])
             out.append(REDACTED)
             done = end
