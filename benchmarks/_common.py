@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,14 @@ def report(name: str, data: dict[str, Any]) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def bench_bucket(endpoint: str, bucket: str = "bench") -> None:
+    """Wait (up to about 10 s) until the S3 server at ``endpoint`` answers, then create ``bucket`` there."""
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT"), timeout=10)

@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report
+from _common import bench_bucket, report
 
 FILL_VERSION = 2
 """Bump when ``fill`` changes: the cached 100 M store (``CACHE``) is keyed by it."""
@@ -324,7 +324,6 @@ def measure(store_url: str, options: dict, rounds: int, trends: bool, baseline: 
 def moto_store(local: str):  # type: ignore[no-untyped-def]
     """A moto S3 server on loopback holding a copy of the store at ``local``; ``(url, options)``; stopped after."""
     import socket
-    import urllib.request
 
     import pyarrow.fs as pafs
 
@@ -338,13 +337,7 @@ def moto_store(local: str):  # type: ignore[no-untyped-def]
     )
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/bench", method="PUT"), timeout=10)
+        bench_bucket(endpoint)
         options = {"access_key": "bench", "secret_key": "bench", "endpoint_override": endpoint, "region": "us-east-1"}
         fs = pafs.S3FileSystem(
             access_key="bench", secret_key="bench", endpoint_override=endpoint, scheme="http", region="us-east-1"

@@ -24,12 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report
+from _common import bench_bucket, report
 
 
 def writer(store_url: str, spool: str, rows: int, batch: int, options: dict[str, str] | None) -> None:
@@ -127,14 +126,7 @@ def main() -> None:
                 endpoints[which] = f"http://127.0.0.1:{port}"
             options = {}
             for which, endpoint in endpoints.items():
-                for _ in range(100):
-                    try:
-                        urllib.request.urlopen(endpoint, timeout=1)
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-                request = urllib.request.Request(f"{endpoint}/bench", method="PUT")
-                urllib.request.urlopen(request, timeout=10)
+                bench_bucket(endpoint)
                 options[which] = {
                     "access_key": "bench",
                     "secret_key": "bench",

@@ -21,14 +21,8 @@ def _firing(gate: str, action: str | None = "do-nothing executed") -> demo.Firin
     return demo.Firing("synthobs-demo/quality-gate-failed", gate, "customers", None, 0.6, action)
 
 
-@pytest.mark.parametrize("expected", [1, 2, 3])
-def test_watch_reads_back_until_every_expected_firing_has_its_action(
-    monkeypatch: pytest.MonkeyPatch, expected: int
-) -> None:
-    # the feed shows the firings one poll at a time, the last one first without its action
-    gates = [f"min_gate_{i}" for i in range(expected)]
-    polls = [[_firing(g) for g in gates[:n]] for n in range(expected + 1)]
-    polls.insert(-1, [*polls[-1][:-1], _firing(gates[-1], action=None)])
+def _feed(monkeypatch: pytest.MonkeyPatch, polls: list[list[demo.Firing]]) -> list[int]:
+    """The event feed shows ``polls`` one poll at a time (the last one from then on); the polls made so far."""
     seen: list[int] = []
 
     def firings(*_: Any) -> list[demo.Firing]:
@@ -38,6 +32,18 @@ def test_watch_reads_back_until_every_expected_firing_has_its_action(
     monkeypatch.setattr(demo, "get_client", lambda **_: contextlib.nullcontext(None))
     monkeypatch.setattr(demo, "_firings", firings)
     monkeypatch.setattr(demo, "POLL_SECONDS", 0.0)
+    return seen
+
+
+@pytest.mark.parametrize("expected", [1, 2, 3])
+def test_watch_reads_back_until_every_expected_firing_has_its_action(
+    monkeypatch: pytest.MonkeyPatch, expected: int
+) -> None:
+    # the feed shows the firings one poll at a time, the last one first without its action
+    gates = [f"min_gate_{i}" for i in range(expected)]
+    polls = [[_firing(g) for g in gates[:n]] for n in range(expected + 1)]
+    polls.insert(-1, [*polls[-1][:-1], _firing(gates[-1], action=None)])
+    seen = _feed(monkeypatch, polls)
     state = demo.DemoAutomations(applied=5, automation_id=demo.UUID(int=1))
     state.watch(expected=expected, timeout=5)
     assert [f.gate for f in state.firings] == gates and all(f.action for f in state.firings)
@@ -93,15 +99,7 @@ def test_watch_for_named_gates_is_not_ended_by_other_gates_firings(monkeypatch: 
         [*others, _firing("min_tstr_ratio"), _firing("max_exact_match_rate", action=None)],
         [*others, _firing("min_tstr_ratio"), _firing("max_exact_match_rate")],
     ]
-    seen: list[int] = []
-
-    def firings(*_: Any) -> list[demo.Firing]:
-        seen.append(len(seen))
-        return polls[min(len(seen) - 1, len(polls) - 1)]
-
-    monkeypatch.setattr(demo, "get_client", lambda **_: contextlib.nullcontext(None))
-    monkeypatch.setattr(demo, "_firings", firings)
-    monkeypatch.setattr(demo, "POLL_SECONDS", 0.0)
+    seen = _feed(monkeypatch, polls)
     state = demo.DemoAutomations(applied=5, automation_id=demo.UUID(int=1))
     state.watch(expected=2, timeout=5, gates=["min_tstr_ratio", "max_exact_match_rate"])
     assert len(seen) == len(polls)
