@@ -6,13 +6,12 @@ local spool directory (``Spool``, ``health/spool.py``) and are written on a late
 one warning, never a row and never the flow's result.
 
 Time is bounded: the store writes run on one long-lived daemon thread (``StoreThread``: no thread started per
-write) and the flush waits for each table's write at most ``store_timeout``
-seconds; past that the tables not yet written are spooled (a thread stuck on a hung store is left behind and the
-next call starts a fresh one). A store that failed is then
-skipped (``StoreBreaker``, ``health/breaker.py``): flushes spool at once, costing a flow nothing, until the
-background flusher's retry (after a backoff that doubles up to five minutes) succeeds. A write that was given
-up on may still land later; its rows are then in the store twice with the same ``event_id``, which
-``HealthStore.read`` drops.
+write; a flush hands it all its tables at once) and the flush waits while each table's write finishes within
+``store_timeout`` seconds; past that the tables not yet written are spooled (a thread stuck on a hung store is
+left behind and the next call starts a fresh one). A store that failed is then skipped (``StoreBreaker``,
+``health/breaker.py``): flushes spool at once, costing a flow nothing, until the background flusher's retry
+(after a backoff that doubles up to five minutes) succeeds. A write that was given up on may still land later;
+its rows are then in the store twice with the same ``event_id``, which ``HealthStore.read`` drops.
 
 This module holds the buffer and the flusher thread, and decides what a fault
 costs; the spool (files, claims, bound) and the breaker keep their own state.
@@ -26,7 +25,7 @@ import functools
 import queue
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -118,13 +117,58 @@ class StoreThread:
             Exception: whatever ``fn`` raised.
         """
         job = _StoreCall(fn)
-        with self._lock:
-            busy = self._current is not None and not self._current.done.is_set()
-            if not busy:
-                self._current = job
-        if busy:
+        jobs = self._submit(job)
+        if jobs is None:
             return call_bounded(fn, timeout, name=f"{self.name}-beside")
+        if not job.done.wait(timeout):
+            self._give_up(job, jobs)
+            raise StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
+        if job.error is not None:
+            raise job.error
+        return cast("T", job.value)
+
+    def call_each(self, fns: Sequence[Callable[[], object]], timeout: float) -> tuple[int, BaseException | None]:
+        """``fns`` in order on the thread, handed over and waited for once (one wake-up each way, where a
+        ``call`` per function takes one per function); each is given at least ``timeout`` seconds: the wait
+        ends when one makes no progress for that long.
+
+        Returns:
+            How many of ``fns`` returned, from the first, and why the rest did not run: what the next one
+            raised, or ``StoreTimeout`` (it goes on in the background; those after it never start). ``None``
+            when all returned.
+        """
+        progress = [0]
+
+        def run_all() -> None:
+            for fn in fns:
+                if job.given_up:  # the caller spooled the rest already
+                    return
+                fn()
+                progress[0] += 1
+
+        job = _StoreCall(run_all)
+        jobs = self._submit(job)
+        if jobs is None:  # a call in flight: each on a thread of its own, as ``call`` does
+            for done, fn in enumerate(fns):
+                try:
+                    call_bounded(fn, timeout, name=f"{self.name}-beside")
+                except Exception as exc:
+                    return done, exc
+            return len(fns), None
+        seen = 0
+        while not job.done.wait(timeout):
+            if progress[0] == seen:  # no function returned in ``timeout``: the one running is stuck
+                self._give_up(job, jobs)
+                return progress[0], StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
+            seen = progress[0]
+        return progress[0], job.error
+
+    def _submit(self, job: _StoreCall) -> queue.SimpleQueue[_StoreCall | None] | None:
+        """Queue ``job`` for the thread (started if need be); ``None`` when a call is in flight already."""
         with self._lock:
+            if self._current is not None and not self._current.done.is_set():
+                return None
+            self._current = job
             jobs = self._queue
             if jobs is None or self._thread is None or not self._thread.is_alive():
                 jobs = queue.SimpleQueue()
@@ -132,16 +176,15 @@ class StoreThread:
                 thread.start()
                 self._queue, self._thread = jobs, thread
             jobs.put(job)
-        if not job.done.wait(timeout):
-            job.given_up = True
-            with self._lock:
-                if self._queue is jobs:  # stuck: the next call starts a fresh thread; this one ends after
-                    self._queue, self._thread, self._current = None, None, None
-                    jobs.put(None)
-            raise StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
-        if job.error is not None:
-            raise job.error
-        return cast("T", job.value)
+        return jobs
+
+    def _give_up(self, job: _StoreCall, jobs: queue.SimpleQueue[_StoreCall | None]) -> None:
+        """Stop waiting for ``job``: the next call starts a fresh thread; the stuck one ends after it."""
+        job.given_up = True
+        with self._lock:
+            if self._queue is jobs:
+                self._queue, self._thread, self._current = None, None, None
+                jobs.put(None)
 
     @staticmethod
     def _serve(jobs: queue.SimpleQueue[_StoreCall | None]) -> None:
@@ -328,20 +371,19 @@ class Recorder:
         return self._write_tables(store, [(table, data)], background) == 1
 
     def _write_tables(self, store: HealthStore, tables: list[tuple[str, pa.Table]], background: bool) -> int:
-        """Write ``tables`` in order on the store thread (``StoreThread``), each bounded by ``store_timeout``
-        (a slow but answering store gets that much per table, as before; a hung one costs one timeout); how
-        many of them, from the first, the store took. The rest are for the caller to spool."""
+        """Write ``tables`` in order on the store thread, handed over at once (``StoreThread.call_each``: one
+        thread wake-up each way per flush, not per table), each given at least ``store_timeout`` (a slow but
+        answering store gets that much per table; a hung one costs one timeout); how many of them, from the
+        first, the store took. The rest are for the caller to spool."""
         if not self.breaker.allows(background=background):
             return 0  # failed earlier in this flush: spool the rest at once
-        written = 0
-        for table, data in tables:
-            try:
-                self._writer.call(functools.partial(self._write_one, store, table, data), self.store_timeout)
-            except Exception as exc:
-                self.breaker.failed()
-                self._store_fault(exc, store)
-                return written
-            written += 1
+        written, error = self._writer.call_each(
+            [functools.partial(self._write_one, store, table, data) for table, data in tables], self.store_timeout
+        )
+        if error is not None:
+            self.breaker.failed()
+            self._store_fault(error, store)
+            return written
         self.breaker.succeeded()
         self._spool_warning.ok()  # the rows reach the store: a spool fault is a new one the next time it costs rows
         if self._store_warning.ok():

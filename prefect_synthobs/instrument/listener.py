@@ -74,8 +74,8 @@ class RunListener(SpanProcessor):
         self._retrying_lock = threading.Lock()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        attrs = span.attributes
-        if not self.enabled or not attrs:
+        attrs = span.attributes  # (a span without attributes has no run type: not a run's)
+        if not self.enabled or attrs is None:
             return
         run_type = attrs.get(catalog.PREFECT_RUN_TYPE)
         if run_type == "task":
@@ -122,7 +122,7 @@ class RunListener(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         attrs = span.attributes
-        if not self.enabled or not attrs:
+        if not self.enabled or attrs is None:
             return
         run_type = attrs.get(catalog.PREFECT_RUN_TYPE)
         if run_type is None:
@@ -154,7 +154,7 @@ class RunListener(SpanProcessor):
             if info is not None and not info.remote:  # the flow's own process: the task run is in progress here
                 task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
                 if task_ctx is not None and prefect_runs.id_text(task_ctx.task_run.id) == task_run_id:
-                    runtime.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
+                    runtime.scope.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
                 return
             if info is not None:  # remote: the flow run was in scope here before (its spec and GPU choice)
                 info = runtime.begin_remote_task(

@@ -223,51 +223,48 @@ def task_run_ended(
     )
 
 
-class CompletedTaskNote(NamedTuple):
-    """What a task run that completed in this process says as its span ends, noted to be recorded later
-    (``completed_task_run_ended``): its objects' values taken then, its span (ended: it no longer changes)."""
+class TaskEnd(NamedTuple):
+    """A task run that completed in this process, as its span ends: its objects, read when it is recorded
+    (``completed_task_run_ended``); by then they no longer change (Prefect changes a task run no more once its
+    span ended, and an ended span is read-only)."""
 
-    task_name: str
+    task: Any
+    task_run: Any
+    flow_name: str | None
+    span: Any
     task_run_id: str
     flow_run_id: str | None
-    flow_name: str | None
-    state: Any
-    start_time: datetime | None
-    end_time: datetime | None
-    run_count: int
-    total_run_time: Any
-    tags: Any
-    rows: int
-    span: Any
 
 
-def completed_task_run_ended(note: CompletedTaskNote) -> TaskRunEnded:
-    """The event of a noted completed task run: the one ``task_run_ended`` builds from the task, the task run
-    and the span's attempt errors (a completed run has no error; its failed attempts' errors are its span's).
+def completed_task_run_ended(end: TaskEnd, rows: int) -> TaskRunEnded:
+    """The event of a completed task run: the one ``task_run_ended`` builds from the task, the task run and the
+    span's attempt errors (a completed run has no error; its failed attempts' errors are its span's); ``rows``:
+    those its last attempt generated.
 
     Built in one step (``TaskRunEnded.of_fields``): it runs once per task in the flow's process."""
-    state = note.state
-    total = note.total_run_time
-    span = note.span
-    tags = note.tags
+    task_run = end.task_run
+    state = task_run.state
+    total = task_run.total_run_time
+    span = end.span
+    tags = task_run.tags
     events = span.events
     kind = getattr(state, "type", None)
     return TaskRunEnded.of_fields(
         {
-            "task_run_id": note.task_run_id,
-            "flow_run_id": note.flow_run_id,
-            "flow_name": note.flow_name,
-            "task_name": note.task_name,
+            "task_run_id": end.task_run_id,
+            "flow_run_id": end.flow_run_id,
+            "flow_name": end.flow_name,
+            "task_name": end.task.name,
             "state_type": str(getattr(kind, "value", kind or UNKNOWN_STATE)),  # ``state_type(state)``
             "state_name": getattr(state, "name", None),
-            "start_time": note.start_time,
-            "end_time": note.end_time or getattr(state, "timestamp", None),
+            "start_time": task_run.start_time,
+            "end_time": task_run.end_time or getattr(state, "timestamp", None),
             "run_time_s": total.total_seconds() if total is not None else None,
-            "run_count": note.run_count,
+            "run_count": int(task_run.run_count or 0),
             "error_type": None,
             "error_message": None,
             "tags": [str(t) for t in tags] if tags else [],
-            "rows": note.rows,
+            "rows": rows,
             "attempt_errors": attempt_errors_of(span, events) if events else [],
             "span_context": span.context,
         }

@@ -225,7 +225,7 @@ class TaskEndBatch:
     ``Recording.handle_many``).
 
     Args:
-        record: Records the events of the notes it is given (never raises).
+        record: Records the notes it is given (never raises; what it returns is not used).
         max_items: A batch this large is recorded at once, by the call that filled it.
         max_wait: The longest a note waits: a daemon thread (``synthobs-task-batch``, started on first use)
             records the batch that long after its first note, unless something recorded it sooner. Short
@@ -234,7 +234,7 @@ class TaskEndBatch:
     """
 
     def __init__(
-        self, record: Callable[[list[Any]], None], *, max_items: int = 1024, max_wait: float = TASK_BATCH_WAIT_SECONDS
+        self, record: Callable[[list[Any]], object], *, max_items: int = 1024, max_wait: float = TASK_BATCH_WAIT_SECONDS
     ) -> None:
         self._record = record
         self.max_items = max_items

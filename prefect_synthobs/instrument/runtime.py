@@ -129,7 +129,7 @@ class Runtime:
             redact_pii=settings.redact_pii,
             extra_sinks=(AssetSink(settings, run_info=lambda run: self.scope.run_info(run)),),  # assets at runs' ends
         )
-        self.task_ends = TaskEndBatch(self._record_task_ends)
+        self.task_ends = TaskEndBatch(self._record_task_ends)  # (its return value unused)
         self._task_end_warning = WarnOnce(logger)
         """Task runs that completed in this process's flows, recorded together (``note_task_run``); every flush
         of the recorder records them first."""
@@ -219,6 +219,8 @@ class Runtime:
     ) -> RunInfo:
         """Put a flow run in scope (``RunScope.begin_flow_run``); start measuring a new one's GPU and
         process use (CPU time, peak memory)."""
+        if observed:  # perhaps a retry, whose rows count from 0: the task runs noted so far are counted first
+            self.task_ends.flush()
         info, new = self.scope.begin_flow_run(
             flow,
             flow_run,
@@ -305,14 +307,18 @@ class Runtime:
         *,
         at_once: bool = False,
     ) -> dict[str | None, int]:
-        """A task run of a flow run in scope here ended here (the run listener, from its span); the rows its last
-        attempt generated, by table.
+        """A task run of a flow run in scope here ended here (the run listener, from its span).
 
-        A completed one is counted toward its flow run now (when that runs in this process) and noted
-        (``TaskEndBatch``); its event is built from the note and recorded with the others (``_record_task_ends``):
-        the same event, row and metric updates as ``record_task_run``, which records any other (a failure, whose
-        error is read now). ``at_once``: the completed one is recorded now, on this thread, the same way (a
-        worker: its rows must be spooled before the task returns).
+        A completed one is no longer in progress at once (``RunScope.task_stopped``) and is noted
+        (``TaskEndBatch``): the rest is done with the others' (``_record_task_ends``): its rows counted toward its
+        flow run (``RunScope.tasks_finished``), its event built from its objects (final by now: Prefect changes a
+        task run no more once its span ended) and recorded, with the same event, row and metric updates as
+        ``record_task_run``, which records any other (a failure, whose error is read now). The flow's thread
+        only notes it; every flush of the recorder, and the flow's end, records what is noted first.
+
+        ``at_once``: the completed one is recorded now, on this thread, the same way (a worker: its rows must be
+        spooled before the task returns); returns the rows its last attempt generated, by table (``{}`` for a
+        noted one: they are counted when it is recorded).
         """
         state = task_run.state
         if prefect_runs.state_type(state) != "COMPLETED":
@@ -325,46 +331,40 @@ class Runtime:
             flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
         if task_run_id is None:
             task_run_id = prefect_runs.id_text(task_run.id)
-        run_count = int(task_run.run_count or 0)
-        rows_by_table = self.scope.task_finished(task_run_id, flow_run_id, run_count)
-        note = prefect_runs.CompletedTaskNote(
-            task.name,
-            task_run_id,
-            flow_run_id,
-            flow_name,
-            state,
-            task_run.start_time,
-            task_run.end_time,
-            run_count,
-            task_run.total_run_time,
-            task_run.tags,
-            sum(rows_by_table.values()) if rows_by_table else 0,
-            span,
-        )
+        end = prefect_runs.TaskEnd(task, task_run, flow_name, span, task_run_id, flow_run_id)
         if at_once:
-            self._record_task_ends([note])
-        else:
-            self.task_ends.add(note)
-        return rows_by_table
+            return self._record_task_ends([end])[0]
+        self.scope.task_stopped(task_run_id)
+        self.task_ends.add(end)
+        return {}
 
-    def _record_task_ends(self, notes: list[prefect_runs.CompletedTaskNote]) -> None:
-        """Record noted task runs (``note_task_run``) in one pass. Never raises: an event that cannot be built
-        costs its row and metrics, not the others' (one warning while it keeps failing, naming what is lost)."""
+    def _record_task_ends(self, ends: list[prefect_runs.TaskEnd]) -> list[dict[str | None, int]]:
+        """Record noted completed task runs (``note_task_run``) in one pass; the rows each one's last attempt
+        generated, by table. Never raises: an event that cannot be built costs its row and metrics, not the
+        others' (one warning while it keeps failing, naming what is lost)."""
+        try:
+            rows = self.scope.tasks_finished(
+                [(e.task_run_id, e.flow_run_id, int(e.task_run.run_count or 0)) for e in ends]
+            )
+        except Exception as exc:  # (a run count that is not a number): rows uncounted, the events still built
+            logger.debug("synthobs: could not count the rows of %d task runs: %s", len(ends), exc)
+            rows = [{} for _ in ends]
         events = []
-        for note in notes:
+        for end, rows_by_table in zip(ends, rows, strict=True):
             try:
-                events.append(prefect_runs.completed_task_run_ended(note))
+                events.append(prefect_runs.completed_task_run_ended(end, sum(rows_by_table.values())))
             except Exception as exc:
                 self._task_end_warning.fail(
                     "synthobs: could not record task run %s (%s: %s); its row and metrics are lost, the run is "
                     "unaffected; this warning is given once while it keeps failing",
-                    note.task_run_id,
+                    end.task_run_id,
                     type(exc).__name__,
                     clean_error_message(str(exc), limit=MAX_ERROR_CHARS, redact_pii=self.settings.redact_pii),
                 )
-        if len(events) == len(notes):
+        if len(events) == len(ends):
             self._task_end_warning.ok()
         self.recording.handle_many(events)
+        return rows
 
     # -- worker side ---------------------------------------------------------------------------------------
 

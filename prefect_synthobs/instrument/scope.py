@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -347,16 +347,35 @@ class RunScope:
     def task_finished(self, task_run_id: str, flow_run_id: str | None, run_count: int) -> dict[str | None, int]:
         """A task run ended here: the rows of its last attempt, by table, counted toward its flow run (when
         that runs in this process); the task run is no longer in progress."""
+        return self.tasks_finished([(task_run_id, flow_run_id, run_count)])[0]
+
+    def tasks_finished(self, ends: Sequence[tuple[str, str | None, int]]) -> list[dict[str | None, int]]:
+        """``task_finished`` for each ``(task_run_id, flow_run_id, run_count)``, under one lock: a batch of
+        task-run ends (``Runtime.note_task_run``)."""
+        found = []
         with self._lock:
-            count = self._task_rows.pop(task_run_id, None)
+            runs, task_rows, active = self._runs, self._task_rows, self._active_tasks
+            for task_run_id, flow_run_id, run_count in ends:
+                count = task_rows.pop(task_run_id, None)
+                active.pop(task_run_id, None)
+                info = runs.get(flow_run_id) if flow_run_id else None
+                if info is not None and info.remote:
+                    info = None
+                if info is not None:
+                    info.local_task_run_ids.add(task_run_id)
+                found.append((count, run_count, info))
+        out = []
+        for count, run_count, info in found:
+            rows_by_table = count.final(run_count) if count is not None else {}
+            if info is not None:
+                info.add_rows(rows_by_table)
+            out.append(rows_by_table)
+        return out
+
+    def task_stopped(self, task_run_id: str) -> None:
+        """A task run is no longer in progress (it ended; ``tasks_finished`` counts its rows later)."""
+        with self._lock:
             self._active_tasks.pop(task_run_id, None)
-            info = self._runs.get(flow_run_id) if flow_run_id else None
-            if info is not None and not info.remote:
-                info.local_task_run_ids.add(task_run_id)
-        rows_by_table = count.final(run_count) if count is not None else {}
-        if info is not None and not info.remote:
-            info.add_rows(rows_by_table)
-        return rows_by_table
 
     def count_open_task_rows(self, info: RunInfo) -> None:
         """At the flow's end: count the rows of its task runs never recorded as ended (their last attempt's)."""

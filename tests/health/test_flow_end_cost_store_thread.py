@@ -130,18 +130,18 @@ def test_a_flush_writes_each_table_in_a_bounded_call_on_one_long_lived_thread(tm
     store = FaultyStore(str(tmp_path / "store"))
     recorder = Recorder(lambda: store, tmp_path / "spool", store_timeout=5)
     calls: list[int] = []
-    real_call = recorder._writer.call
+    real_call_each = recorder._writer.call_each
 
-    def counting(fn: Any, timeout: float) -> object:
-        calls.append(1)
-        return real_call(fn, timeout)
+    def counting(fns: Any, timeout: float) -> tuple[int, BaseException | None]:
+        calls.append(len(fns))
+        return real_call_each(fns, timeout)
 
-    recorder._writer.call = counting  # type: ignore[method-assign]
+    recorder._writer.call_each = counting  # type: ignore[method-assign]
     for round_ in range(3):
         recorder.add("task_runs", task_rows(5, start=5 * round_))
         recorder.add("flow_runs", flow_rows(1))
         assert recorder.flush() == 6
-    assert len(calls) == 6  # one bounded call per table (each its own store_timeout), on the same thread
+    assert calls == [2, 2, 2]  # one hand-over per flush, of both tables (each its own store_timeout), one thread
     assert len(set(store.threads)) == 1 and store.threads[0] != threading.get_ident()  # no thread per flush
     assert in_store(store, "task_runs") == sorted(f"t{i}" for i in range(15))
     assert in_store(store, "flow_runs") == ["f0"] * 3
@@ -191,6 +191,88 @@ def test_a_store_hanging_on_one_table_spools_it_and_the_tables_after_it_and_writ
     deadline.wait(0.2)
     assert store.tables == ["task_runs"]  # ... but the table after it is never begun: it is in the spool only
     assert store.dataset("flow_runs") is None
+
+
+def test_call_each_runs_in_order_on_the_thread_and_stops_at_the_first_error() -> None:
+    writer = StoreThread()
+    ran: list[tuple[str, int]] = []
+
+    def step(name: str, fail: bool = False) -> Any:
+        def run() -> None:
+            ran.append((name, threading.get_ident()))
+            if fail:
+                raise OSError(f"{name} failed")
+
+        return run
+
+    assert writer.call_each([step("a"), step("b"), step("c")], 5.0) == (3, None)
+    assert [n for n, _ in ran] == ["a", "b", "c"]
+    assert len({t for _, t in ran}) == 1 and ran[0][1] != threading.get_ident()
+    ran.clear()
+    done, error = writer.call_each([step("a"), step("b", fail=True), step("c")], 5.0)
+    assert done == 1 and isinstance(error, OSError) and str(error) == "b failed"
+    assert [n for n, _ in ran] == ["a", "b"]  # the one after the error never runs
+    assert writer.call_each([], 5.0) == (0, None)
+
+
+def test_call_each_gives_each_function_its_timeout_and_gives_up_on_one_that_hangs() -> None:
+    """A slow but answering store: every call within the timeout, all of them together well past it, is
+    waited for; a call that hangs costs one timeout, and those after it never start."""
+    writer = StoreThread()
+    ran: list[str] = []
+    release = threading.Event()
+
+    def slow(name: str) -> Any:
+        def run() -> None:
+            release.wait(0.8)  # each well within the timeout; three of them past it
+            ran.append(name)
+
+        return run
+
+    assert writer.call_each([slow("a"), slow("b"), slow("c")], 1.5) == (3, None)
+    assert ran == ["a", "b", "c"]
+    ran.clear()
+    hang = threading.Event()
+
+    stuck: list[threading.Thread] = []
+
+    def hangs() -> None:
+        ran.append("hangs")
+        stuck.append(threading.current_thread())
+        hang.wait(60)
+
+    done, error = writer.call_each([slow("a"), hangs, slow("c")], 1.5)
+    assert done == 1 and isinstance(error, StoreTimeout)
+    assert writer.call_each([slow("fresh")], 5.0) == (1, None)  # a fresh thread, not the stuck one
+    hang.set()
+    stuck[0].join(10)
+    assert not stuck[0].is_alive()  # the thread left behind ends once its call returns ...
+    assert ran == ["a", "hangs", "fresh"]  # ... and never goes on to the function after the one that hung
+
+
+def test_call_each_beside_a_call_in_flight_runs_each_on_a_thread_of_its_own() -> None:
+    writer = StoreThread()
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(10)
+        return "slow"
+
+    first = threading.Thread(target=lambda: writer.call(slow, 10.0))
+    first.start()
+    started.wait(10)
+    names: list[str] = []
+    try:
+        done, error = writer.call_each(
+            [lambda: names.append(threading.current_thread().name), lambda: 1 / 0, lambda: names.append("never")],
+            2.0,
+        )
+    finally:
+        release.set()
+        first.join()
+    assert done == 1 and isinstance(error, ZeroDivisionError)
+    assert names == ["synthobs-store-writer-beside"]
 
 
 def test_a_call_beside_one_in_flight_does_not_wait_behind_it() -> None:

@@ -58,3 +58,40 @@ def test_task_started_with_its_id_text_is_the_same_note() -> None:
     assert implicit.task_run is task_run and implicit.info is scope.run_info(IDS[0])
     scope.task_finished(str(IDS[1]), str(IDS[0]), 1)  # ends it, as one started without the text
     assert scope.implicit_scope().task_run is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.tuples(st.integers(1, 3), st.integers(0, 50)), max_size=4), min_size=1, max_size=6),
+    batches=st.integers(1, 3),
+)
+def test_tasks_finished_in_a_batch_count_as_one_at_a_time(rows: list[list[tuple[int, int]]], batches: int) -> None:
+    """``tasks_finished`` (the batch's, under one lock) gives each task run, and its flow run, the rows one
+    ``task_finished`` call per task run gives; ``task_stopped`` ends a task run's progress at once, before
+    its rows are counted."""
+    results = []
+    for batched in (False, True):
+        scope = RunScope()
+        flow_run = SimpleNamespace(id=IDS[0])
+        info, _ = scope.begin_flow_run(SimpleNamespace(name="f"), flow_run, ObserveSpec(), observed=True)
+        ends = []
+        for i, task_rows in enumerate(rows):
+            task_run = SimpleNamespace(id=uuid.UUID(int=100 + i), run_count=1)
+            scope.task_started(task_run, str(IDS[0]), str(task_run.id))
+            for table, n in task_rows:
+                scope.count_task_rows(task_run, str(IDS[0]), n, f"t{table}")
+            ends.append((str(task_run.id), str(IDS[0]), 1))
+        if batched:
+            for task_run_id, _, _ in ends:
+                scope.task_stopped(task_run_id)
+            assert scope.implicit_scope().task_run is None  # none in progress, rows not yet counted
+            assert info.rows == 0
+            size = max(1, len(ends) // batches)
+            counted = []
+            for start in range(0, len(ends), size):
+                counted += scope.tasks_finished(ends[start : start + size])
+        else:
+            counted = [scope.task_finished(*end) for end in ends]
+        results.append((counted, info.rows, dict(info.rows_by_table), sorted(info.local_task_run_ids)))
+    assert results[0] == results[1]
+    assert results[0][1] == sum(n for task_rows in rows for _, n in task_rows)

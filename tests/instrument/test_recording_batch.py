@@ -205,21 +205,8 @@ def test_a_noted_completed_task_run_is_the_event_task_run_ended_builds(
     expected = prefect_runs.task_run_ended(
         task, task_run, "flow", error=error, span_context=span.context, attempt_errors=attempt_errors, rows=rows
     )
-    note = prefect_runs.CompletedTaskNote(
-        "load",
-        "tr-1",
-        "fr-1",
-        "flow",
-        state,
-        task_run.start_time,
-        task_run.end_time,
-        run_count,
-        task_run.total_run_time,
-        tags,
-        rows,
-        span,
-    )
-    assert prefect_runs.completed_task_run_ended(note) == expected
+    end = prefect_runs.TaskEnd(task, task_run, "flow", span, "tr-1", "fr-1")
+    assert prefect_runs.completed_task_run_ended(end, rows) == expected
 
 
 def test_a_batch_is_recorded_by_a_flush_when_full_and_on_close() -> None:
@@ -419,12 +406,19 @@ def test_a_note_whose_event_cannot_be_built_costs_its_row_only_with_one_warning(
     start = datetime(2026, 12, 5, 12, tzinfo=timezone.utc)
     span = _span([], _context(3, True))
 
-    def note(task_run_id: str, start_time: Any) -> prefect_runs.CompletedTaskNote:
+    def note(task_run_id: str, start_time: Any) -> prefect_runs.TaskEnd:
         state = SimpleNamespace(type=SimpleNamespace(value="COMPLETED"), name="Completed", message=None)
-        end = start + timedelta(seconds=1)
-        return prefect_runs.CompletedTaskNote(
-            "load", task_run_id, "fr-1", "flow", state, start_time, end, 1, timedelta(seconds=1), [], 0, span
+        task_run = SimpleNamespace(
+            id=task_run_id,
+            flow_run_id="fr-1",
+            state=state,
+            start_time=start_time,
+            end_time=start + timedelta(seconds=1),
+            run_count=1,
+            total_run_time=timedelta(seconds=1),
+            tags=[],
         )
+        return prefect_runs.TaskEnd(SimpleNamespace(name="load"), task_run, "flow", span, task_run_id, "fr-1")
 
     with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
         runtime._record_task_ends([note("bad-1", "no time"), note("good-1", start)])
