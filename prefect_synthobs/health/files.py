@@ -50,6 +50,18 @@ BUFFERED_WRITE_BYTES = 64 << 20
 request (one ``PutObject`` below the 5 MiB part size: every flush), so a failure while encoding uploads nothing;
 a larger one (a compaction's merged file) streams as a multipart upload."""
 
+SMALL_FILE_ROWS = 10_000
+"""A file of at most this many rows (a flush's) is encoded without dictionaries or column statistics
+(``small_file_encoding``): each costs a fixed amount per column, most of a small file's encoding time, and at
+that size they save readers nothing (no reader here prunes by statistics); a larger file (a compaction's) has
+both."""
+
+
+def small_file_encoding(data: pa.Table) -> dict[str, Any]:
+    """The ``pq.write_table`` options for ``data``: none for a large table, cheaper ones for a small one."""
+    return {"use_dictionary": False, "write_statistics": False} if data.num_rows <= SMALL_FILE_ROWS else {}
+
+
 _REMEMBERED_SIZES = 1024
 """How many sizes of files it wrote a ``StoreFiles`` keeps, so ``size_of`` of a file just written asks no store."""
 
@@ -178,7 +190,7 @@ class StoreFiles:
             self.fs.create_dir(directory, recursive=True)
             tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"  # two compactions may write one name
             try:
-                pq.write_table(data, tmp, filesystem=self.fs)
+                pq.write_table(data, tmp, filesystem=self.fs, **small_file_encoding(data))
                 self.fs.move(tmp, final)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -202,7 +214,7 @@ class StoreFiles:
             pq.write_table(data, path, filesystem=self._streaming)
             return None
         sink = pa.BufferOutputStream()
-        pq.write_table(data, sink)
+        pq.write_table(data, sink, **small_file_encoding(data))
         encoded = sink.getvalue()
         with self.fs.open_output_stream(path) as out:
             out.write(encoded)

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import task_rows
+from prefect_synthobs.health.files import SMALL_FILE_ROWS
 from prefect_synthobs.health.recorder import Recorder, StoreThread, StoreTimeout
 from prefect_synthobs.health.rows import flow_row
 from prefect_synthobs.health.store import HealthStore
@@ -316,3 +317,23 @@ def test_a_spool_that_cannot_be_drained_never_costs_the_rows_of_the_flush(
         assert recorder.flush() == 3
     assert in_store(store, "task_runs") == ["t0", "t1", "t2"]
     assert len([r for r in caplog.records if "cannot drain the health spool" in r.getMessage()]) == 1
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.sampled_from([1, 7, 200, SMALL_FILE_ROWS, SMALL_FILE_ROWS + 1]))
+def test_a_small_file_is_encoded_without_dictionaries_or_statistics_and_reads_back_the_same(
+    tmp_path_factory: pytest.TempPathFactory, n: int
+) -> None:
+    """A flush's file skips the per-column dictionaries and statistics (most of a small file's encoding time);
+    a large one (a compaction's) keeps both; either reads back row for row."""
+    store = HealthStore(str(tmp_path_factory.mktemp("enc") / "store"))
+    rows = task_rows(n)
+    (path,) = store.write("task_runs", rows)
+    meta = pq.ParquetFile(path).metadata
+    columns = [meta.row_group(0).column(i) for i in range(meta.num_columns)]
+    small = n <= SMALL_FILE_ROWS
+    assert all((c.statistics is None) == small for c in columns if c.path_in_schema == "task_run_id")
+    assert any(c.has_dictionary_page for c in columns) == (not small)
+    back = store.read("task_runs", deduplicate=False).sort_values("task_run_id", key=lambda s: s.str[1:].astype(int))
+    assert back.task_run_id.tolist() == [r["task_run_id"] for r in rows]
+    assert (back.start_time == rows[0]["start_time"]).all() and (back.flow_name == "flow").all()

@@ -150,7 +150,17 @@ def test_every_span_and_run_log_of_a_run_carries_its_flow_run_id(store_dir: Path
     with http_receiver() as receiver:
         so.configure(otlp_endpoint=receiver.endpoint, otlp_logs=True)
         parent()
-        assert receiver.wait_until(lambda r: any(s.name == "training.epoch" for s in r.spans) and len(r.logs) >= 3)
+
+        def everything(r: Any) -> bool:  # (an export during the run may bring some of it before the rest)
+            bodies = [record.body for record in r.logs]
+            return (
+                [s.name for s in r.spans].count("training.epoch") >= 2
+                and any(s.attributes.get("prefect.run.id") == ids["parent"] for s in r.spans)
+                and bodies.count("epoch done") >= 2
+                and "parent started" in bodies
+            )
+
+        assert receiver.wait_until(everything)
         with receiver.lock:
             spans, logs = list(receiver.spans), list(receiver.logs)
     by_type: dict[tuple[str | None, str | None], list[str]] = {}
