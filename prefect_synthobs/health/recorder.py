@@ -6,12 +6,13 @@ local spool directory (``Spool``, ``health/spool.py``) and are written on a late
 one warning, never a row and never the flow's result.
 
 Time is bounded: the store writes run on one long-lived daemon thread (``StoreThread``: no thread started per
-write; a flush hands it all its tables at once) and the flush waits while each table's write finishes within
-``store_timeout`` seconds; past that the tables not yet written are spooled (a thread stuck on a hung store is
-left behind and the next call starts a fresh one). A store that failed is then skipped (``StoreBreaker``,
-``health/breaker.py``): flushes spool at once, costing a flow nothing, until the background flusher's retry
-(after a backoff that doubles up to five minutes) succeeds. A write that was given up on may still land later;
-its rows are then in the store twice with the same ``event_id``, which ``HealthStore.read`` drops.
+write; a flush hands it all its tables at once) and the flush waits for each table's write at most
+``store_timeout`` seconds from its start; past that the tables not yet written are spooled (a thread stuck on a
+hung store is left behind and the next call starts a fresh one). A store that failed is then skipped
+(``StoreBreaker``, ``health/breaker.py``): flushes spool at once, costing a flow nothing, until the background
+flusher's retry (after a backoff that doubles up to five minutes) succeeds. A write that was given up on may
+still land later; its rows are then in the store twice with the same ``event_id``, which ``HealthStore.read``
+drops.
 
 This module holds the buffer and the flusher thread, and decides what a fault
 costs; the spool (files, claims, bound) and the breaker keep their own state.
@@ -24,6 +25,7 @@ import contextvars
 import functools
 import queue
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -129,8 +131,8 @@ class StoreThread:
 
     def call_each(self, fns: Sequence[Callable[[], object]], timeout: float) -> tuple[int, BaseException | None]:
         """``fns`` in order on the thread, handed over and waited for once (one wake-up each way, where a
-        ``call`` per function takes one per function); each is given at least ``timeout`` seconds: the wait
-        ends when one makes no progress for that long.
+        ``call`` per function takes one per function); each is given ``timeout`` seconds from its start (the
+        first from this call), as one ``call`` each would be.
 
         Returns:
             How many of ``fns`` returned, from the first, and why the rest did not run: what the next one
@@ -138,11 +140,14 @@ class StoreThread:
             when all returned.
         """
         progress = [0]
+        started = [time.monotonic()]  # when the function running now started
 
         def run_all() -> None:
-            for fn in fns:
+            for i, fn in enumerate(fns):
                 if job.given_up:  # the caller spooled the rest already
                     return
+                if i:
+                    started[0] = time.monotonic()
                 fn()
                 progress[0] += 1
 
@@ -155,12 +160,10 @@ class StoreThread:
                 except Exception as exc:
                     return done, exc
             return len(fns), None
-        seen = 0
-        while not job.done.wait(timeout):
-            if progress[0] == seen:  # no function returned in ``timeout``: the one running is stuck
+        while not job.done.wait(max(started[0] + timeout - time.monotonic(), 0.0)):
+            if time.monotonic() >= started[0] + timeout:  # the function running now had its time: stuck
                 self._give_up(job, jobs)
                 return progress[0], StoreTimeout(f"no answer within {timeout:g} s (store_timeout_seconds)")
-            seen = progress[0]
         return progress[0], job.error
 
     def _submit(self, job: _StoreCall) -> queue.SimpleQueue[_StoreCall | None] | None:
@@ -372,8 +375,8 @@ class Recorder:
 
     def _write_tables(self, store: HealthStore, tables: list[tuple[str, pa.Table]], background: bool) -> int:
         """Write ``tables`` in order on the store thread, handed over at once (``StoreThread.call_each``: one
-        thread wake-up each way per flush, not per table), each given at least ``store_timeout`` (a slow but
-        answering store gets that much per table; a hung one costs one timeout); how many of them, from the
+        thread wake-up each way per flush, not per table), each given ``store_timeout`` from its start (a slow
+        but answering store gets that much per table; a hung one costs one timeout); how many of them, from the
         first, the store took. The rest are for the caller to spool."""
         if not self.breaker.allows(background=background):
             return 0  # failed earlier in this flush: spool the rest at once

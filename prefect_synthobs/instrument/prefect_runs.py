@@ -224,12 +224,15 @@ def task_run_ended(
 
 
 class TaskEnd(NamedTuple):
-    """A task run that completed in this process, as its span ends: its objects, read when it is recorded
-    (``completed_task_run_ended``); by then they no longer change (Prefect changes a task run no more once its
-    span ended, and an ended span is read-only)."""
+    """A task run that completed in this process, as its span ends: its state and run count as they are then
+    (a crash or a timeout after the span ended may still change the task run's), its other values read when it
+    is recorded (``completed_task_run_ended``; its times, run time and tags are final by then, and an ended span
+    is read-only)."""
 
     task: Any
     task_run: Any
+    state: Any
+    run_count: int
     flow_name: str | None
     span: Any
     task_run_id: str
@@ -243,7 +246,7 @@ def completed_task_run_ended(end: TaskEnd, rows: int) -> TaskRunEnded:
 
     Built in one step (``TaskRunEnded.of_fields``): it runs once per task in the flow's process."""
     task_run = end.task_run
-    state = task_run.state
+    state = end.state
     total = task_run.total_run_time
     span = end.span
     tags = task_run.tags
@@ -260,7 +263,7 @@ def completed_task_run_ended(end: TaskEnd, rows: int) -> TaskRunEnded:
             "start_time": task_run.start_time,
             "end_time": task_run.end_time or getattr(state, "timestamp", None),
             "run_time_s": total.total_seconds() if total is not None else None,
-            "run_count": int(task_run.run_count or 0),
+            "run_count": end.run_count,
             "error_type": None,
             "error_message": None,
             "tags": [str(t) for t in tags] if tags else [],

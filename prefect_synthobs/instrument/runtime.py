@@ -310,9 +310,9 @@ class Runtime:
         """A task run of a flow run in scope here ended here (the run listener, from its span).
 
         A completed one is no longer in progress at once (``RunScope.task_stopped``) and is noted
-        (``TaskEndBatch``): the rest is done with the others' (``_record_task_ends``): its rows counted toward its
-        flow run (``RunScope.tasks_finished``), its event built from its objects (final by now: Prefect changes a
-        task run no more once its span ended) and recorded, with the same event, row and metric updates as
+        (``TaskEndBatch``) with its state and run count as they are now: the rest is done with the others'
+        (``_record_task_ends``): its rows counted toward its flow run (``RunScope.tasks_finished``), its event
+        built from its objects and recorded, with the same event, row and metric updates as
         ``record_task_run``, which records any other (a failure, whose error is read now). The flow's thread
         only notes it; every flush of the recorder, and the flow's end, records what is noted first.
 
@@ -331,10 +331,12 @@ class Runtime:
             flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
         if task_run_id is None:
             task_run_id = prefect_runs.id_text(task_run.id)
-        end = prefect_runs.TaskEnd(task, task_run, flow_name, span, task_run_id, flow_run_id)
+        end = prefect_runs.TaskEnd(
+            task, task_run, state, int(task_run.run_count or 0), flow_name, span, task_run_id, flow_run_id
+        )
+        self.scope.task_stopped(task_run_id, flow_run_id)
         if at_once:
             return self._record_task_ends([end])[0]
-        self.scope.task_stopped(task_run_id)
         self.task_ends.add(end)
         return {}
 
@@ -343,10 +345,8 @@ class Runtime:
         generated, by table. Never raises: an event that cannot be built costs its row and metrics, not the
         others' (one warning while it keeps failing, naming what is lost)."""
         try:
-            rows = self.scope.tasks_finished(
-                [(e.task_run_id, e.flow_run_id, int(e.task_run.run_count or 0)) for e in ends]
-            )
-        except Exception as exc:  # (a run count that is not a number): rows uncounted, the events still built
+            rows = self.scope.tasks_finished([(e.task_run_id, e.flow_run_id, e.run_count) for e in ends], stopped=True)
+        except Exception as exc:  # never expected; rows uncounted, the events still built
             logger.debug("synthobs: could not count the rows of %d task runs: %s", len(ends), exc)
             rows = [{} for _ in ends]
         events = []

@@ -139,10 +139,12 @@ class RunInfo:
             self.row_events += 1
             return self.row_events
 
-    def add_rows(self, rows_by_table: dict[str | None, int]) -> None:
-        """Count rows toward this attempt of the run (its row's ``rows``)."""
+    def add_rows(self, rows_by_table: dict[str | None, int], *, event: bool = True) -> None:
+        """Count rows toward this attempt of the run (its row's ``rows``); ``event``: as a new row event (``False``:
+        one noted before, ``RunScope.task_stopped``)."""
         with self.lock:
-            self.row_events += 1
+            if event:
+                self.row_events += 1
             for table, n in rows_by_table.items():
                 self.rows += n
                 self.rows_by_table[table] = self.rows_by_table.get(table, 0) + n
@@ -349,9 +351,12 @@ class RunScope:
         that runs in this process); the task run is no longer in progress."""
         return self.tasks_finished([(task_run_id, flow_run_id, run_count)])[0]
 
-    def tasks_finished(self, ends: Sequence[tuple[str, str | None, int]]) -> list[dict[str | None, int]]:
+    def tasks_finished(
+        self, ends: Sequence[tuple[str, str | None, int]], *, stopped: bool = False
+    ) -> list[dict[str | None, int]]:
         """``task_finished`` for each ``(task_run_id, flow_run_id, run_count)``, under one lock: a batch of
-        task-run ends (``Runtime.note_task_run``)."""
+        task-run ends (``Runtime.note_task_run``). ``stopped``: each was ``task_stopped`` as it ended, which
+        noted the row event then (``record_rows``' duplicate check sees the end when it happened)."""
         found = []
         with self._lock:
             runs, task_rows, active = self._runs, self._task_rows, self._active_tasks
@@ -368,14 +373,18 @@ class RunScope:
         for count, run_count, info in found:
             rows_by_table = count.final(run_count) if count is not None else {}
             if info is not None:
-                info.add_rows(rows_by_table)
+                info.add_rows(rows_by_table, event=not stopped)
             out.append(rows_by_table)
         return out
 
-    def task_stopped(self, task_run_id: str) -> None:
-        """A task run is no longer in progress (it ended; ``tasks_finished`` counts its rows later)."""
+    def task_stopped(self, task_run_id: str, flow_run_id: str | None) -> None:
+        """A task run ended here: no longer in progress, and a row event of its flow run (when that runs in this
+        process), as ``task_finished`` notes; ``tasks_finished(..., stopped=True)`` counts its rows later."""
         with self._lock:
             self._active_tasks.pop(task_run_id, None)
+            info = self._runs.get(flow_run_id) if flow_run_id else None
+        if info is not None and not info.remote:
+            info.bump_row_events()
 
     def count_open_task_rows(self, info: RunInfo) -> None:
         """At the flow's end: count the rows of its task runs never recorded as ended (their last attempt's)."""

@@ -82,16 +82,18 @@ def test_tasks_finished_in_a_batch_count_as_one_at_a_time(rows: list[list[tuple[
                 scope.count_task_rows(task_run, str(IDS[0]), n, f"t{table}")
             ends.append((str(task_run.id), str(IDS[0]), 1))
         if batched:
-            for task_run_id, _, _ in ends:
-                scope.task_stopped(task_run_id)
+            for task_run_id, flow_run_id, _ in ends:
+                scope.task_stopped(task_run_id, flow_run_id)
             assert scope.implicit_scope().task_run is None  # none in progress, rows not yet counted
             assert info.rows == 0
+            events_at_the_ends = info.row_events  # each end a row event as it happens, as task_finished's
             size = max(1, len(ends) // batches)
             counted = []
             for start in range(0, len(ends), size):
-                counted += scope.tasks_finished(ends[start : start + size])
+                counted += scope.tasks_finished(ends[start : start + size], stopped=True)
+            assert info.row_events == events_at_the_ends  # counting them later is no new event
         else:
             counted = [scope.task_finished(*end) for end in ends]
-        results.append((counted, info.rows, dict(info.rows_by_table), sorted(info.local_task_run_ids)))
+        results.append((counted, info.rows, dict(info.rows_by_table), sorted(info.local_task_run_ids), info.row_events))
     assert results[0] == results[1]
     assert results[0][1] == sum(n for task_rows in rows for _, n in task_rows)

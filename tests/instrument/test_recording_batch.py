@@ -205,7 +205,7 @@ def test_a_noted_completed_task_run_is_the_event_task_run_ended_builds(
     expected = prefect_runs.task_run_ended(
         task, task_run, "flow", error=error, span_context=span.context, attempt_errors=attempt_errors, rows=rows
     )
-    end = prefect_runs.TaskEnd(task, task_run, "flow", span, "tr-1", "fr-1")
+    end = prefect_runs.TaskEnd(task, task_run, state, run_count, "flow", span, "tr-1", "fr-1")
     assert prefect_runs.completed_task_run_ended(end, rows) == expected
 
 
@@ -418,7 +418,7 @@ def test_a_note_whose_event_cannot_be_built_costs_its_row_only_with_one_warning(
             total_run_time=timedelta(seconds=1),
             tags=[],
         )
-        return prefect_runs.TaskEnd(SimpleNamespace(name="load"), task_run, "flow", span, task_run_id, "fr-1")
+        return prefect_runs.TaskEnd(SimpleNamespace(name="load"), task_run, state, 1, "flow", span, task_run_id, "fr-1")
 
     with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
         runtime._record_task_ends([note("bad-1", "no time"), note("good-1", start)])
