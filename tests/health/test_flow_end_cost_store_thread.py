@@ -6,10 +6,12 @@ exactly once in the store or the spool, whatever table the store fails or hangs 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -261,35 +263,10 @@ def test_call_each_gives_each_function_its_timeout_and_gives_up_on_one_that_hang
     assert ran == ["quick", "hangs", "fresh"]  # ... and never goes on to the function after the one that hung
 
 
-def test_call_each_beside_a_call_in_flight_runs_each_on_a_thread_of_its_own() -> None:
-    writer = StoreThread()
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> str:
-        started.set()
-        release.wait(10)
-        return "slow"
-
-    first = threading.Thread(target=lambda: writer.call(slow, 10.0))
-    first.start()
-    started.wait(10)
-    names: list[str] = []
-    try:
-        done, error = writer.call_each(
-            [lambda: names.append(threading.current_thread().name), lambda: 1 / 0, lambda: names.append("never")],
-            2.0,
-        )
-    finally:
-        release.set()
-        first.join()
-    assert done == 1 and isinstance(error, ZeroDivisionError)
-    assert names == ["synthobs-store-writer-beside"]
-
-
-def test_a_call_beside_one_in_flight_does_not_wait_behind_it() -> None:
-    """A ``persist`` beside a flush (or two flushing threads): the second call runs on a thread of its own, so
-    a slow but answering store never times it out."""
-    writer = StoreThread()
+@contextlib.contextmanager
+def _call_in_flight(writer: StoreThread) -> Iterator[list[object]]:
+    """A slow call in flight on ``writer`` (from another thread) for the block; then it returns ``"slow"`` into
+    the list yielded."""
     started, release = threading.Event(), threading.Event()
 
     def slow() -> str:
@@ -302,10 +279,30 @@ def test_a_call_beside_one_in_flight_does_not_wait_behind_it() -> None:
     first.start()
     started.wait(10)
     try:
-        assert writer.call(lambda: threading.current_thread().name, 2.0) == "synthobs-store-writer-beside"
+        yield out
     finally:
         release.set()
         first.join()
+
+
+def test_call_each_beside_a_call_in_flight_runs_each_on_a_thread_of_its_own() -> None:
+    writer = StoreThread()
+    names: list[str] = []
+    with _call_in_flight(writer):
+        done, error = writer.call_each(
+            [lambda: names.append(threading.current_thread().name), lambda: 1 / 0, lambda: names.append("never")],
+            2.0,
+        )
+    assert done == 1 and isinstance(error, ZeroDivisionError)
+    assert names == ["synthobs-store-writer-beside"]
+
+
+def test_a_call_beside_one_in_flight_does_not_wait_behind_it() -> None:
+    """A ``persist`` beside a flush (or two flushing threads): the second call runs on a thread of its own, so
+    a slow but answering store never times it out."""
+    writer = StoreThread()
+    with _call_in_flight(writer) as out:
+        assert writer.call(lambda: threading.current_thread().name, 2.0) == "synthobs-store-writer-beside"
     assert out == ["slow"]
     assert writer.call(lambda: threading.current_thread().name, 2.0) == "synthobs-store-writer"
 
