@@ -95,8 +95,8 @@ class WorkerCarrier:
         """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``."""
         values = {key: getattr(settings, key) for key in type(settings).model_fields}
         values["config_block"] = None  # its values are merged in already: never load it again
-        # workers do not export metrics yet (an http port per worker, pushes without a flow end):
-        # their task runs reach the store and the trace, their metrics stay in the worker
+        # workers export no metrics (an http port per worker, pushes without a flow end): their task runs
+        # reach the store and the trace; the flow's process counts them in its metrics (read from the API)
         values["metrics_mode"] = "none"
         self.settings = values
         self.traceparent = traceparent

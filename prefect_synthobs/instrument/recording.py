@@ -84,11 +84,16 @@ class Recording:
         ) + tuple(extra_sinks)
         self._warnings = [WarnOnce(logger) for _ in self.sinks]
 
-    def handle(self, event: Any) -> None:
+    def handle(self, event: Any, *, metrics: bool = True) -> None:
         """Give ``event`` to every sink. Never raises: a failing sink stops no other sink and no caller (a
         flow's end still flushes and exports); it costs one warning, naming what it loses, until it
-        succeeds again."""
+        succeeds again.
+
+        ``metrics``: ``False`` skips the metrics sink (a task run of a flow that runs in another process: that
+        process counts it, ``Runtime.note_task_run``)."""
         for sink, warning in zip(self.sinks, self._warnings, strict=True):
+            if not metrics and type(sink) is MetricsSink:
+                continue
             try:
                 sink.handle(event)
             except Exception as exc:
@@ -96,16 +101,19 @@ class Recording:
             else:
                 warning.ok()
 
-    def handle_many(self, events: Sequence[TaskRunEnded]) -> None:
+    def handle_many(self, events: Sequence[TaskRunEnded], *, metrics: bool = True) -> None:
         """Give task-run ``events`` to every sink, as ``handle`` gives each, in one pass.
 
         The health sink gets the events' rows at once and the metrics sink's updates are made per label
         set (``_task_metrics``): the same rows and the same metric values as one ``handle`` per event. Any
         other sink gets each event in turn. Never raises; a failing sink costs one warning, as in ``handle``.
+        ``metrics``: as in ``handle``.
         """
         if not events:
             return
         for sink, warning in zip(self.sinks, self._warnings, strict=True):
+            if not metrics and type(sink) is MetricsSink:
+                continue
             try:
                 if type(sink) is HealthSink:
                     rows = rows_of_many([e for e in events if not e.counted_only], redact_pii=sink.redact_pii)

@@ -269,12 +269,14 @@ class Runtime:
         *,
         span_context: SpanContext | None = None,
         attempt_errors: list[AttemptError] | None = None,
+        metrics: bool = True,
     ) -> dict[str | None, int]:
         """Record a finished task run (one row, retries included); ``span_context`` is its span's.
 
         Args:
             error: The last error, when the caller knows it better than the state.
             attempt_errors: The error of every failed attempt (default: the last error only, when it failed).
+            metrics: ``False``: its row and span only (a worker's task run: its flow's process counts it).
 
         Returns:
             The rows the task's last attempt generated, by table (also counted toward its flow run here).
@@ -292,7 +294,8 @@ class Runtime:
                 span_context=span_context,
                 attempt_errors=attempt_errors,
                 rows=sum(rows_by_table.values()),
-            )
+            ),
+            metrics=metrics,
         )
         return rows_by_table
 
@@ -317,15 +320,23 @@ class Runtime:
         only notes it; every flush of the recorder, and the flow's end, records what is noted first.
 
         ``at_once``: the completed one is recorded now, on this thread, the same way (a worker: its rows must be
-        spooled before the task returns); returns the rows its last attempt generated, by table (``{}`` for a
-        noted one: they are counted when it is recorded).
+        spooled before the task returns), with no metric update: the flow's process counts a task run that ran
+        elsewhere in its metrics once, from the API (``FlowEnd``, ``counted_only``), and a worker exports none;
+        returns the rows its last attempt generated, by table (``{}`` for a noted one: they are counted when it
+        is recorded).
         """
         state = task_run.state
         if prefect_runs.state_type(state) != "COMPLETED":
             attempt_errors = prefect_runs.attempt_errors_of(span)
             error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
             return self.record_task_run(
-                task, task_run, flow_name, error, span_context=span.context, attempt_errors=attempt_errors
+                task,
+                task_run,
+                flow_name,
+                error,
+                span_context=span.context,
+                attempt_errors=attempt_errors,
+                metrics=not at_once,
             )
         if flow_run_id is None:
             flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
@@ -336,14 +347,17 @@ class Runtime:
         )
         self.scope.task_stopped(task_run_id, flow_run_id)
         if at_once:
-            return self._record_task_ends([end])[0]
+            return self._record_task_ends([end], metrics=False)[0]
         self.task_ends.add(end)
         return {}
 
-    def _record_task_ends(self, ends: list[prefect_runs.TaskEnd]) -> list[dict[str | None, int]]:
+    def _record_task_ends(
+        self, ends: list[prefect_runs.TaskEnd], *, metrics: bool = True
+    ) -> list[dict[str | None, int]]:
         """Record noted completed task runs (``note_task_run``) in one pass; the rows each one's last attempt
-        generated, by table. Never raises: an event that cannot be built costs its row and metrics, not the
-        others' (one warning while it keeps failing, naming what is lost)."""
+        generated, by table. ``metrics``: ``False`` for a worker's (``note_task_run``'s ``at_once``). Never
+        raises: an event that cannot be built costs its row and metrics, not the others' (one warning while it
+        keeps failing, naming what is lost)."""
         try:
             rows = self.scope.tasks_finished([(e.task_run_id, e.flow_run_id, e.run_count) for e in ends], stopped=True)
         except Exception as exc:  # never expected; rows uncounted, the events still built
@@ -363,7 +377,7 @@ class Runtime:
                 )
         if len(events) == len(ends):
             self._task_end_warning.ok()
-        self.recording.handle_many(events)
+        self.recording.handle_many(events, metrics=metrics)
         return rows
 
     # -- worker side ---------------------------------------------------------------------------------------
