@@ -45,6 +45,18 @@ from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime, span_attri
 logger = get_logger()
 
 
+def attributes_of(span: Any) -> Any:
+    """A span's attributes, read only: the SDK span's own dict where it has one (``BoundedAttributes._dict``;
+    the public ``attributes`` wraps it in a new ``MappingProxyType`` per read, and each ``get`` through it runs
+    ``Mapping.get`` and ``__getitem__`` in Python: the listener reads two or three keys as each task run
+    starts and ends), else ``span.attributes`` (``None`` for a span without any)."""
+    try:
+        found = span._attributes._dict
+    except AttributeError:
+        return span.attributes
+    return found if type(found) is dict else span.attributes
+
+
 def carrier_of(flow: Any) -> Any:
     """The worker carrier an observed flow's hooks hold (``None``: not observed)."""
     for hook in getattr(flow, "on_completion_hooks", None) or []:
@@ -74,7 +86,7 @@ class RunListener(SpanProcessor):
         self._retrying_lock = threading.Lock()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        attrs = span.attributes  # (a span without attributes has no run type: not a run's)
+        attrs = attributes_of(span)  # (a span without attributes has no run type: not a run's)
         if not self.enabled or attrs is None:
             return
         run_type = attrs.get(catalog.PREFECT_RUN_TYPE)
@@ -121,7 +133,7 @@ class RunListener(SpanProcessor):
         span.set_attributes(span_attributes(ObserveSpec()))  # a decorated flow's hook sets its own kind
 
     def on_end(self, span: ReadableSpan) -> None:
-        attrs = span.attributes
+        attrs = attributes_of(span)
         if not self.enabled or attrs is None:
             return
         run_type = attrs.get(catalog.PREFECT_RUN_TYPE)
@@ -150,11 +162,12 @@ class RunListener(SpanProcessor):
             runtime = self._runtime() or self._all_runs()
             if runtime is None:
                 return
-            info = runtime.run_info(flow_ctx.flow_run.id)
+            scope = runtime.scope
+            info = scope.run_info(flow_ctx.flow_run.id)
             if info is not None and not info.remote:  # the flow's own process: the task run is in progress here
                 task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
-                if task_ctx is not None and prefect_runs.id_text(task_ctx.task_run.id) == task_run_id:
-                    runtime.scope.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
+                if task_ctx is not None and str(task_ctx.task_run.id) == task_run_id:
+                    scope.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
                 return
             if info is not None:  # remote: the flow run was in scope here before (its spec and GPU choice)
                 info = runtime.begin_remote_task(
@@ -171,7 +184,7 @@ class RunListener(SpanProcessor):
                 other_host = getattr(carrier, "origin_host", None) not in (None, runtime.host)
                 info = runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec, sample_gpu=other_host)
             task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
-            if task_ctx is not None and prefect_runs.id_text(task_ctx.task_run.id) == task_run_id:
+            if task_ctx is not None and str(task_ctx.task_run.id) == task_run_id:
                 runtime.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener task start failed: %s", exc)
@@ -182,14 +195,14 @@ class RunListener(SpanProcessor):
         completed one of a flow this process runs is noted and recorded in a batch: ``Runtime.note_task_run``)."""
         task_run_id = attrs.get(catalog.PREFECT_RUN_ID)
         ctx = TaskRunContext.get()
-        if ctx is None or prefect_runs.id_text(ctx.task_run.id) != task_run_id or not ctx.task_run.flow_run_id:
+        if ctx is None or str(ctx.task_run.id) != task_run_id or not ctx.task_run.flow_run_id:
             runtime.task_ended(task_run_id)
             return
         task_run = ctx.task_run
         flow_ctx = FlowRunContext.get()
         flow_run = flow_ctx.flow_run if flow_ctx is not None else None
         # the flow run's own id object when the task runs in its flow's context (the scope's cheapest lookup)
-        info = runtime.run_info(
+        info = runtime.scope.run_info(
             flow_run.id if flow_run is not None and flow_run.id == task_run.flow_run_id else task_run.flow_run_id
         )
         if info is None:

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry.trace import SpanContext
+from prefect.client.schemas.objects import StateType
 
 from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
@@ -326,7 +327,8 @@ class Runtime:
         is recorded).
         """
         state = task_run.state
-        if prefect_runs.state_type(state) != "COMPLETED":
+        # (Prefect's own ``StateType`` member first: no ``state_type`` call on the path every task run takes)
+        if getattr(state, "type", None) is not StateType.COMPLETED and prefect_runs.state_type(state) != "COMPLETED":
             attempt_errors = prefect_runs.attempt_errors_of(span)
             error = (attempt_errors[-1].error_type, attempt_errors[-1].message) if attempt_errors else None
             return self.record_task_run(

@@ -384,7 +384,8 @@ class RunScope:
             self._active_tasks.pop(task_run_id, None)
             info = self._runs.get(flow_run_id) if flow_run_id else None
         if info is not None and not info.remote:
-            info.bump_row_events()
+            with info.lock:  # (``bump_row_events``, inline: once per task run)
+                info.row_events += 1
 
     def count_open_task_rows(self, info: RunInfo) -> None:
         """At the flow's end: count the rows of its task runs never recorded as ended (their last attempt's)."""
