@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESy
 import prefect_synthobs as so  # noqa: E402
 from prefect_synthobs import catalog as names  # noqa: E402
 from prefect_synthobs.config import active as so_settings  # noqa: E402
+from prefect_synthobs.instrument.recording import TASK_BATCH_WAIT_SECONDS  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
@@ -171,6 +173,32 @@ def test_a_hand_made_record_rows_after_a_sample_is_not_counted_twice(
         upgraded_user()
     assert read(store_dir, names.FLOW_RUNS).rows.tolist() == [120 + 30 + 40]
     assert any("not counted twice" in r.getMessage() for r in caplog.records)
+
+
+def test_a_task_ending_just_before_the_sample_leaves_the_hand_made_count_a_repeat(store_dir: Path) -> None:
+    """A task run's end is a row event when the task ends, not when the task-end batch counts its rows (up to
+    ``TASK_BATCH_WAIT_SECONDS`` later): a sample taken right after it, then a write slower than the batch, then
+    the hand-made ``record_rows`` of the same rows still count them once."""
+    real = people(300)
+    metadata = Metadata.detect_from_dataframes({"people": real})
+
+    @task
+    def prep() -> int:
+        so.record_rows(5, table="staging")  # rows of its own: the batch counts them after the sample
+        return 1
+
+    @so.observe(kind="generation", table="people")
+    @flow
+    def pipeline() -> None:
+        synth = GaussianCopulaSynthesizer(metadata)
+        fit(synth, real)
+        prep()
+        frame = sample(synth, 120)
+        time.sleep(3 * TASK_BATCH_WAIT_SECONDS)  # a slow write: the batch thread records prep's end meanwhile
+        so.record_rows(len(frame))  # the hand-made wiring of before: the same rows
+
+    pipeline()
+    assert read(store_dir, names.FLOW_RUNS).rows.tolist() == [120 + 5]
 
 
 def test_disable_puts_every_library_method_back_exactly() -> None:
