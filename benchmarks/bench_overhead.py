@@ -168,10 +168,12 @@ class BackgroundCpu:
 def trivial(i: int) -> tuple[int, int, float]:
     """``(i, pid, seconds inside synthobs so far in this process)``: a worker's own cost, read back."""
     from prefect_synthobs.instrument.listener import RunListener as Listener
+    from prefect_synthobs.instrument.observe import WorkerCarrier
 
     # in a Dask worker, this module's import-time patching never ran; on_end holds the task's end in a worker
-    # (its row, and delivering it before the task returns)
-    for cls, name in ((Listener, "on_start"), (Listener, "on_end")):
+    # (its row, and delivering it before the task returns); the carrier's unpickling sets synthobs up in the
+    # worker and makes the flow's span current, each time the worker receives a task
+    for cls, name in ((Listener, "on_start"), (Listener, "on_end"), (WorkerCarrier, "__setstate__")):
         _attribute(cls, name)
     if os.environ.get("BENCH_ROWS"):
         so.record_rows(1)

@@ -128,24 +128,44 @@ class WorkerCarrier:
             self.activate()
 
     def activate(self) -> None:
-        """Configure and install synthobs in this (worker) process. Never raises."""
+        """Configure and install synthobs in this (worker) process. Never raises.
+
+        It runs each time a worker unpickles a task's context (once per task on a process pool, several times
+        on Dask): after the first, it only compares the settings and makes the flow's span current."""
         try:
-            quiet_hook_lines()  # the task hooks' lines at DEBUG here too
             # Dask unpickles a task's context several times, a worker runs many tasks: set up once per settings
             if self.settings is not None and self.settings != INSTRUMENTATION.carried_settings:
                 INSTRUMENTATION.carried_settings = self.settings  # tried once: a failure warns once, not per task
+                quiet_hook_lines()  # the task hooks' lines at DEBUG here too
                 configure(**self.settings)
                 install()
                 get_runtime()  # recorder, flusher and exporters ready before the task's span starts
             elif self.settings is None:
+                quiet_hook_lines()
                 install()
                 get_runtime()
             if self.traceparent:
                 # Prefect parents a task span on the current span (in the flow's process, the flow's);
                 # a worker has none: make the flow's span current where the task is about to run
-                context.attach(TraceContextTextMapPropagator().extract({"traceparent": self.traceparent}))
+                context.attach(_flow_span_context(self.traceparent))
         except Exception as exc:  # the worker runs its task whatever happens here
             logger.warning("synthobs: could not set up recording in worker process %d (%s)", os.getpid(), exc)
+
+
+_LAST_TRACEPARENT: tuple[str, context.Context] | None = None
+"""The last ``traceparent`` a carrier made current in this process, and its context (read-only once made)."""
+
+
+def _flow_span_context(traceparent: str) -> context.Context:
+    """The context whose current span is the flow's, from its ``traceparent``: made once per flow run in a
+    worker (its tasks' carriers all bring the same one), not parsed again for each task."""
+    global _LAST_TRACEPARENT
+    last = _LAST_TRACEPARENT
+    if last is not None and last[0] == traceparent:
+        return last[1]
+    made = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    _LAST_TRACEPARENT = (traceparent, made)
+    return made
 
 
 def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., None]]:
