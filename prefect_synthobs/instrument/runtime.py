@@ -58,6 +58,7 @@ from prefect_synthobs.instrument.worker import WorkerSide
 from prefect_synthobs.telemetry import prefect_metrics
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
+from prefect_synthobs.telemetry.otel_metrics import metrics_export_config
 from prefect_synthobs.telemetry.redaction import clean_error_message
 
 __all__ = [
@@ -75,6 +76,12 @@ __all__ = [
 TRACEPARENT_LABEL = catalog.TRACEPARENT_LABEL
 
 logger = get_logger()
+
+
+def exports_metrics(settings: SynthObsSettings) -> bool:
+    """Whether a process with ``settings`` exports its metrics anywhere: a Prometheus ``metrics_mode``, or OTLP
+    metrics (``metrics_mode`` naming ``otlp``, or ``OTEL_METRICS_EXPORTER`` unless ``none`` was set)."""
+    return settings.metrics_modes() != ("none",) or metrics_export_config(settings).enabled
 
 
 class Runtime:
@@ -136,6 +143,9 @@ class Runtime:
         of the recorder records them first."""
         self.recorder.add_source(self.task_ends.flush)
         self.exporter = exporter or make_exporter(settings)
+        self.exports_metrics = exports_metrics(settings)
+        """Whether this process exports its metrics anywhere (a Prometheus mode, or OTLP metrics): a worker set
+        up from its flow's carrier exports none (``note_task_run``'s ``at_once``)."""
         self.host = socket.gethostname()
         self.scope = RunScope()
         self.gpu = RunGpu(sampler)
@@ -321,10 +331,11 @@ class Runtime:
         only notes it; every flush of the recorder, and the flow's end, records what is noted first.
 
         ``at_once``: the completed one is recorded now, on this thread, the same way (a worker: its rows must be
-        spooled before the task returns), with no metric update: the flow's process counts a task run that ran
-        elsewhere in its metrics once, from the API (``FlowEnd``, ``counted_only``), and a worker exports none;
-        returns the rows its last attempt generated, by table (``{}`` for a noted one: they are counted when it
-        is recorded).
+        spooled before the task returns); returns the rows its last attempt generated, by table (``{}`` for a
+        noted one: they are counted when it is recorded). A worker that exports no metrics (every worker set up
+        from its flow's carrier: the flow's process counts those task runs once, from the API, ``FlowEnd``'s
+        ``counted_only``) makes no metric update for it, failed or completed; one with metrics of its own (its
+        own settings, e.g. ``observe_all`` from the environment) still counts it, as before.
         """
         state = task_run.state
         # (Prefect's own ``StateType`` member first: no ``state_type`` call on the path every task run takes)
@@ -338,7 +349,7 @@ class Runtime:
                 error,
                 span_context=span.context,
                 attempt_errors=attempt_errors,
-                metrics=not at_once,
+                metrics=not at_once or self.exports_metrics,
             )
         if flow_run_id is None:
             flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
@@ -349,7 +360,7 @@ class Runtime:
         )
         self.scope.task_stopped(task_run_id, flow_run_id)
         if at_once:
-            return self._record_task_ends([end], metrics=False)[0]
+            return self._record_task_ends([end], metrics=self.exports_metrics)[0]
         self.task_ends.add(end)
         return {}
 

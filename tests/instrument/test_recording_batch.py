@@ -433,3 +433,54 @@ def test_a_note_whose_event_cannot_be_built_costs_its_row_only_with_one_warning(
     with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
         runtime._record_task_ends([note("bad-3", "no time")])
     assert any("bad-3" in r.getMessage() for r in caplog.records)
+
+
+@given(st.lists(st.sampled_from(["COMPLETED", "FAILED", "CRASHED"]), min_size=1, max_size=6), st.booleans())
+def test_without_metrics_the_same_rows_and_no_metric_update(states: list[str], one_by_one: bool) -> None:
+    """``metrics=False`` (a worker that exports no metrics): every row as with metrics, and no metric moves,
+    the OTLP durations included, whether the events come one by one or as a batch."""
+    batch = [
+        events.TaskRunEnded(
+            task_run_id=f"t{i}",
+            flow_run_id="r",
+            flow_name="f",
+            task_name="x",
+            state_type=state,
+            state_name=state.title(),
+            start_time=T0,
+            end_time=T0 + timedelta(seconds=0.5),
+            run_time_s=0.5,
+            run_count=1 + i % 2,
+            error_type=None if state == "COMPLETED" else "ValueError",
+            span_context=_context(i, True),
+        )
+        for i, state in enumerate(states)
+    ]
+    calls: list[Any] = []
+    with_metrics, with_rows, _ = _recording()
+    without, without_rows, registry = _recording(calls)
+    empty = _samples(registry)
+    for recording, metrics in ((with_metrics, True), (without, False)):
+        if one_by_one:
+            for event in batch:
+                recording.handle(event, metrics=metrics)
+        else:
+            recording.handle_many(batch, metrics=metrics)
+    assert _without_ids(without_rows) == _without_ids(with_rows) and len(without_rows.rows[catalog.TASK_RUNS]) == len(
+        batch
+    )
+    assert _samples(registry) == empty and calls == []
+
+
+def test_a_process_exports_metrics_only_when_a_mode_or_otlp_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``runtime.exports_metrics``: what decides whether a worker counts the task runs it records."""
+    from prefect_synthobs.config.settings import SynthObsSettings
+    from prefect_synthobs.instrument.runtime import exports_metrics
+
+    monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
+    assert not exports_metrics(SynthObsSettings(metrics_mode="none"))
+    assert exports_metrics(SynthObsSettings(metrics_mode="http"))
+    assert exports_metrics(SynthObsSettings(metrics_mode="pushgateway,otlp"))
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
+    assert exports_metrics(SynthObsSettings())  # the environment turns OTLP metrics on
+    assert not exports_metrics(SynthObsSettings(metrics_mode="none"))  # unless none was set (a worker's carrier)
