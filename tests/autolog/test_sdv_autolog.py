@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESy
 import prefect_synthobs as so  # noqa: E402
 from prefect_synthobs import catalog as names  # noqa: E402
 from prefect_synthobs.config import active as so_settings  # noqa: E402
-from prefect_synthobs.instrument.recording import TASK_BATCH_WAIT_SECONDS  # noqa: E402
+from prefect_synthobs.instrument.instrumentation import current_runtime  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
@@ -177,8 +176,9 @@ def test_a_hand_made_record_rows_after_a_sample_is_not_counted_twice(
 
 def test_a_task_ending_just_before_the_sample_leaves_the_hand_made_count_a_repeat(store_dir: Path) -> None:
     """A task run's end is a row event when the task ends, not when the task-end batch counts its rows (up to
-    ``TASK_BATCH_WAIT_SECONDS`` later): a sample taken right after it, then a write slower than the batch, then
-    the hand-made ``record_rows`` of the same rows still count them once."""
+    ``TASK_BATCH_WAIT_SECONDS`` later): a sample taken right after it, then the batch recording the task's end
+    (as its thread does during a slower write), then the hand-made ``record_rows`` of the same rows still count
+    them once."""
     real = people(300)
     metadata = Metadata.detect_from_dataframes({"people": real})
 
@@ -194,7 +194,7 @@ def test_a_task_ending_just_before_the_sample_leaves_the_hand_made_count_a_repea
         fit(synth, real)
         prep()
         frame = sample(synth, 120)
-        time.sleep(3 * TASK_BATCH_WAIT_SECONDS)  # a slow write: the batch thread records prep's end meanwhile
+        current_runtime().task_ends.flush()  # what the batch thread does during a slow write, made certain
         so.record_rows(len(frame))  # the hand-made wiring of before: the same rows
 
     pipeline()

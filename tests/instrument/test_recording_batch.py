@@ -20,12 +20,14 @@ from prometheus_client import CollectorRegistry
 
 import prefect_synthobs as so
 from prefect_synthobs import catalog
+from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.health import events
 from prefect_synthobs.health.events import AttemptError
 from prefect_synthobs.health.sink import HealthSink
 from prefect_synthobs.health.tables import EVENT_ID
 from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.recording import Recording, TaskEndBatch
+from prefect_synthobs.instrument.runtime import exports_metrics
 from prefect_synthobs.instrument.sinks import MetricsSink, SpanSink
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 
@@ -474,9 +476,6 @@ def test_without_metrics_the_same_rows_and_no_metric_update(states: list[str], o
 
 def test_a_process_exports_metrics_only_when_a_mode_or_otlp_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """``runtime.exports_metrics``: what decides whether a worker counts the task runs it records."""
-    from prefect_synthobs.config.settings import SynthObsSettings
-    from prefect_synthobs.instrument.runtime import exports_metrics
-
     monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
     assert not exports_metrics(SynthObsSettings(metrics_mode="none"))
     assert exports_metrics(SynthObsSettings(metrics_mode="http"))
