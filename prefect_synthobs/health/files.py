@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -106,18 +106,26 @@ class SaidOnce:
 _said_directories = SaidOnce()
 
 
+_EPOCH = date(1970, 1, 1)
+_UNITS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
 def partition_days(table: str, data: pa.Table) -> str | pa.Array:
     """The partition of every row of ``data`` (pure): one ``YYYY-MM-DD`` string when all rows share a day
     (checked from min/max, no per-row work), else a date array. A row without a time goes to today (UTC)."""
     times = data.column(tables.table(table).time_column)
     today = datetime.now(timezone.utc).date()
-    bounds = pc.min_max(times).as_py()
-    lo, hi = bounds["min"], bounds["max"]
+    bounds = pc.min_max(times)
+    # the UTC day of each bound from its integer value (an instant: no time zone or datetime object built)
+    per_day = _UNITS_PER_DAY[times.type.unit]
+    lo, hi = bounds["min"].value, bounds["max"].value
     if times.null_count == 0 or (lo is None and hi is None):
-        lo_day = lo.astimezone(timezone.utc).date() if lo is not None else today
-        hi_day = hi.astimezone(timezone.utc).date() if hi is not None else today
+        lo_day = _EPOCH + timedelta(days=lo // per_day) if lo is not None else today
+        hi_day = _EPOCH + timedelta(days=hi // per_day) if hi is not None else today
         if lo_day == hi_day:
             return lo_day.isoformat()
+    if times.type.tz not in (None, "UTC"):  # a cast to date takes the zone's local day: the UTC one is wanted
+        times = times.cast(pa.timestamp(times.type.unit, tz="UTC"))
     days = pc.cast(times, pa.date32()).combine_chunks()
     return pc.fill_null(days, pa.scalar(today, pa.date32()))
 

@@ -249,7 +249,10 @@ class Recorder:
         self.dropped: dict[str, int] = defaultdict(int)
         """Rows dropped per table (spool or memory full) since this recorder started."""
         self._pending: dict[str, list[Row]] = defaultdict(list)
+        self._converted: dict[str, list[tuple[list[Row], pa.Table]]] = defaultdict(list)
+        """Rows buffered already converted (``add_converted``): each batch's rows and their Arrow table."""
         self._lock = threading.Lock()
+        self._set_aside_lock = threading.Lock()  # rows that do not fit are set aside by flushes and batch threads
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by stop() and flush_soon()
@@ -266,7 +269,9 @@ class Recorder:
         its own), no open store (its connections are the parent's) and none of the parent's buffered rows (the
         parent writes those: the child writing its copy too would store them twice)."""
         self._pending = defaultdict(list)
+        self._converted = defaultdict(list)
         self._lock = threading.Lock()
+        self._set_aside_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -294,9 +299,52 @@ class Recorder:
         with self._lock:
             self._pending[table].extend(batch)
 
+    def add_converted(self, table: str, rows: list[Row]) -> None:
+        """Buffer ``rows`` for ``table`` converted to Arrow now, on the caller's thread.
+
+        For a thread that records rows in the background (a batch of task-run ends): the flush then joins
+        the converted tables instead of converting every row on its own thread (the flow's, at its end). The
+        same rows reach the store as with ``add``; a row that does not fit its columns' types is set aside now,
+        as a flush would set it aside."""
+        if not rows:
+            return
+        data, kept = self._convert(table, rows)
+        if kept:
+            with self._lock:
+                self._converted[table].append((kept, data))
+
     def pending(self) -> int:
         with self._lock:
-            return sum(len(v) for v in self._pending.values())
+            return sum(len(v) for v in self._pending.values()) + sum(
+                len(rows) for chunks in self._converted.values() for rows, _ in chunks
+            )
+
+    def _take_pending(self) -> tuple[dict[str, list[Row]], dict[str, list[tuple[list[Row], pa.Table]]]]:
+        """The buffered rows, as added (``add``) and converted (``add_converted``), by table; the buffer empty."""
+        with self._lock:
+            batches = {t: rows for t, rows in self._pending.items() if rows}
+            converted = {t: chunks for t, chunks in self._converted.items() if chunks}
+            self._pending, self._converted = defaultdict(list), defaultdict(list)
+        return batches, converted
+
+    def _tables_of(
+        self, batches: dict[str, list[Row]], converted: dict[str, list[tuple[list[Row], pa.Table]]]
+    ) -> list[tuple[str, list[Row], pa.Table]]:
+        """One ``(table, rows, Arrow table)`` per table: the converted batches joined with the rows converted
+        here; tables without a row that fits are left out."""
+        out = []
+        for table in dict.fromkeys([*converted, *batches]):
+            chunks = converted.get(table, [])
+            rows = [row for kept, _ in chunks for row in kept]
+            parts = [data for _, data in chunks]
+            if table in batches:
+                data, kept = self._convert(table, batches[table])
+                rows.extend(kept)
+                parts.append(data)
+            data = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            if data.num_rows:
+                out.append((table, rows, data))
+        return out
 
     # -- flushing ------------------------------------------------------------
 
@@ -309,17 +357,14 @@ class Recorder:
         """
         self._record_held()
         with self._flush_lock:
-            with self._lock:
-                batches = {t: rows for t, rows in self._pending.items() if rows}
-                self._pending = defaultdict(list)
-            if not batches and not self.breaker.is_open and self.spool.is_empty():
+            batches, converted_batches = self._take_pending()
+            if not batches and not converted_batches and not self.breaker.is_open and self.spool.is_empty():
                 # nothing to write: open no store, start no thread (Python 3.12.1 refuses threads at exit)
                 return 0
             store = self._open_store(background, reuse=True)
             retrying = store is not None and self.breaker.is_open
             written = self._drain_spool(store, background) if store is not None else 0
-            converted = [(table, rows, self._to_arrow(table, rows)) for table, rows in batches.items()]
-            converted = [(table, rows, data) for table, rows, data in converted if data.num_rows]
+            converted = self._tables_of(batches, converted_batches)
             done = (
                 self._write_tables(store, [(table, data) for table, _, data in converted], background)
                 if store is not None and converted
@@ -350,10 +395,17 @@ class Recorder:
         """``rows`` as an Arrow table. A row that does not fit its columns' types
         is set aside in ``<spool_dir>/_rejected/<table>.jsonl`` (one warning);
         the others are kept: a conversion error never drops a batch."""
+        return self._convert(table, rows)[0]
+
+    def _convert(self, table: str, rows: list[Row]) -> tuple[pa.Table, list[Row]]:
+        """``rows`` as an Arrow table, and the rows it holds (those that fit); the others set aside (``_to_arrow``)."""
         data, rejected = rows_to_arrow(table, rows)
-        if rejected:
+        if not rejected:
+            return data, rows
+        with self._set_aside_lock:
             self.spool.set_aside(table, rejected, data.num_rows)
-        return data
+        left_out = {id(row) for row, _ in rejected}
+        return data, [row for row in rows if id(row) not in left_out]
 
     def _open_store(self, background: bool, *, reuse: bool = False) -> HealthStore | None:
         """The store (opened on a bounded thread); ``reuse``: the one a flush opened before, until a fault."""
@@ -456,11 +508,9 @@ class Recorder:
         them (on one host, the flow's own process, at its end). Never raises:
         rows that cannot be spooled stay buffered for the flusher (one warning).
         """
-        with self._lock:
-            if not self._pending:
-                return
-            batches = {t: rows for t, rows in self._pending.items() if rows}
-            self._pending = defaultdict(list)
+        batches, converted = self._take_pending()
+        for table, chunks in converted.items():  # (only a flow's process converts; the rows spool as any others)
+            batches.setdefault(table, [])[:0] = [row for rows, _ in chunks for row in rows]
         for table, rows in batches.items():
             try:
                 self._spool_rows(table, rows)

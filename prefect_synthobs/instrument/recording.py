@@ -117,8 +117,12 @@ class Recording:
             try:
                 if type(sink) is HealthSink:
                     rows = rows_of_many([e for e in events if not e.counted_only], redact_pii=sink.redact_pii)
-                    if rows:
-                        sink.recorder.add(catalog.TASK_RUNS, rows)
+                    if rows:  # converted here (a batch thread, mostly): the flush only joins them
+                        recorder = sink.recorder
+                        if isinstance(recorder, Recorder):
+                            recorder.add_converted(catalog.TASK_RUNS, rows)
+                        else:
+                            recorder.add(catalog.TASK_RUNS, rows)
                 elif type(sink) is MetricsSink:
                     _task_metrics(sink.metrics, events)
                 else:

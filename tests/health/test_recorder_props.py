@@ -1,6 +1,7 @@
 """The recorder's promise under generated interleavings: a store fault costs no row and doubles none.
 
-Two recorders (a flow's process and a worker's) share one spool; rows are buffered, spooled at once
+Two recorders (a flow's process and a worker's) share one spool; rows are buffered (as added, or converted
+to Arrow as a batch thread adds them), spooled at once
 (``spool_now``), flushed in the foreground and in the background while the store refuses or answers.
 Once the store answers, every row is in it exactly once. No server: the store is an in-memory stand-in.
 """
@@ -73,6 +74,14 @@ class RecorderInterleavings(RuleBasedStateMachine):
         self.recorders[recorder].add("task_runs", batch)
         self.expected |= {row["event_id"] for row in batch}
 
+    @rule(recorder=st.integers(0, 1), n=st.integers(1, 3))
+    def add_converted(self, recorder: int, n: int) -> None:
+        """A batch thread's rows, converted as they are added (``Recorder.add_converted``)."""
+        batch = task_rows(n, start=self.next_id)
+        self.next_id += n
+        self.recorders[recorder].add_converted("task_runs", batch)
+        self.expected |= {row["event_id"] for row in batch}
+
     @rule(recorder=st.integers(0, 1))
     def spool_now(self, recorder: int) -> None:
         self.recorders[recorder].spool_now()
@@ -92,7 +101,16 @@ class RecorderInterleavings(RuleBasedStateMachine):
         return found
 
     def in_memory(self) -> list[str]:
-        return [row["event_id"] for r in self.recorders for rows in r._pending.values() for row in rows]
+        buffered = [row["event_id"] for r in self.recorders for rows in r._pending.values() for row in rows]
+        converted = [
+            str(i)
+            for r in self.recorders
+            for chunks in r._converted.values()
+            for _, data in chunks
+            for i in data.column("event_id").to_pylist()
+        ]
+        assert len(converted) == sum(len(kept) for r in self.recorders for c in r._converted.values() for kept, _ in c)
+        return buffered + converted
 
     @invariant()
     def every_row_is_in_one_place_once(self) -> None:
