@@ -238,13 +238,16 @@ class RunListener(SpanProcessor):
 
     @staticmethod
     def _end_unobserved(runtime: Runtime, flow: Any, flow_run: Any, state: Any, task_runner: Any, info: Any) -> None:
+        # tasks on a process or cluster task runner ran elsewhere: no worker records an undecorated flow's task
+        # runs (it carries no spec to them), so they are read back from the API: counted here, and written as
+        # the API's rows shortly after (``FlowEnd``'s reconciliation)
+        elsewhere = task_runner is not None and not isinstance(task_runner, ThreadPoolTaskRunner)
         parent = info.parent_flow_run_id
         if parent is not None and runtime.in_scope(parent):
-            runtime.end_flow_run(flow, flow_run, state, None, flush=False)  # written at its parent's end
+            # a subflow of a run in scope: written at its parent's end
+            runtime.end_flow_run(flow, flow_run, state, None, flush=False, remote=elsewhere)
             return
-        # a run observe_all put in scope at its root: written out at its end, as an observed flow's hooks do;
-        # tasks on a process or cluster task runner ran elsewhere (their rows are read back from the API)
-        elsewhere = task_runner is not None and not isinstance(task_runner, ThreadPoolTaskRunner)
+        # a run observe_all put in scope at its root: written out at its end, as an observed flow's hooks do
         runtime.end_flow_run(flow, flow_run, state, None, flush=True, remote=elsewhere)
 
     def _await_final_state(self, flow: Any, flow_run_id: str) -> bool:

@@ -372,3 +372,75 @@ def test_an_undecorated_flow_retried_on_a_process_pool_completes_and_is_recorded
     flows = so.HealthStore(str(tmp_path / "store")).read("flow_runs")
     assert sorted(map(str, flows.flow_run_id)) == sorted(out["ids"])
     assert list(flows.state_type) == ["COMPLETED", "COMPLETED"]
+
+
+SUBFLOW_ON_POOL = """
+import json, os
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect.futures import wait
+from prefect.task_runners import ProcessPoolTaskRunner
+
+@task
+def leaf(i):
+    if i == int(os.environ["FAIL"]):
+        raise ValueError("this one fails")
+    return os.getpid()
+
+@flow(name=os.environ["SUB_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
+def sub(n):  # not decorated: nothing ships synthobs' settings to its workers
+    futures = [leaf.submit(i) for i in range(n)]
+    wait(futures)
+    return sorted({f.result() for f in futures if f.state.is_completed()})
+
+@so.observe(kind="generation")
+@flow(name=os.environ["FLOW_NAME"])
+def parent(n):
+    return sub(n), os.getpid()
+
+if __name__ == "__main__":
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"])
+    state = parent(int(os.environ["N"]), return_state=True)
+    pids, me = state.result()
+    from prometheus_client import generate_latest
+    from prefect_synthobs.metrics import REGISTRY
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(REGISTRY).decode().splitlines()
+        if line.startswith("synthobs_task_runs_total")
+    }
+    print(json.dumps({"pids": pids, "me": me, "flow_run_id": str(state.state_details.flow_run_id),
+                      "metrics": metrics}))
+"""
+
+
+@pytest.mark.slow
+def test_an_undecorated_subflows_task_runs_on_a_process_pool_are_counted_and_written(tmp_path: Path) -> None:
+    """An observed flow calls an undecorated subflow whose tasks run on a process pool. No worker records them (the
+    subflow ships no settings to its workers), so the flow's process reads them back from the API at the subflow's
+    end: each counted once in its metrics and written once, as the API's row (before, neither: they were lost)."""
+    n, fail = 5, 2
+    env = subprocess_env(
+        FLOW_NAME=f"parent-{uuid.uuid4().hex[:6]}",
+        SUB_NAME=f"sub-{uuid.uuid4().hex[:6]}",
+        STORE=str(tmp_path / "store"),
+        SPOOL=str(tmp_path / "spool"),
+        N=str(n),
+        FAIL=str(fail),
+    )
+    out = run_flow_script(tmp_path / "subflow_on_pool.py", SUBFLOW_ON_POOL, env)
+    assert out["me"] not in out["pids"]  # the subflow's tasks really ran in other processes
+    sub_name = env["SUB_NAME"]
+    metrics = out["metrics"]
+    assert metrics[f'synthobs_task_runs_total{{flow="{sub_name}",state="COMPLETED",task="leaf"}}'] == n - 1
+    assert metrics[f'synthobs_task_runs_total{{flow="{sub_name}",state="FAILED",task="leaf"}}'] == 1
+
+    store = so.HealthStore(str(tmp_path / "store"))  # written by the process's exit at the latest
+    flows = store.read("flow_runs")
+    sub_row = flows[flows.flow_name == sub_name]
+    assert sub_row.parent_flow_run_id.tolist() == [out["flow_run_id"]]
+    tasks = store.read("task_runs")
+    sub_tasks = tasks[tasks.flow_run_id == sub_row.flow_run_id.iloc[0]]
+    assert len(sub_tasks) == n and sub_tasks.task_run_id.is_unique
+    assert sorted(sub_tasks.state_type) == sorted(["COMPLETED"] * (n - 1) + ["FAILED"])
+    assert set(sub_tasks.source) == {"api"}
