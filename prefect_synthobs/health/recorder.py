@@ -490,7 +490,11 @@ class Recorder:
         """Put ``rows`` back at the head of the buffer, dropping the oldest past ``max_pending_rows``."""
         with self._lock:
             self._pending[table][:0] = rows
-            excess = sum(len(v) for v in self._pending.values()) - self.max_pending_rows
+            excess = (
+                sum(len(v) for v in self._pending.values())
+                + sum(len(kept) for chunks in self._converted.values() for kept, _ in chunks)
+                - self.max_pending_rows
+            )
             if excess > 0:
                 del self._pending[table][:excess]  # the oldest go first
         if excess > 0:
@@ -509,7 +513,7 @@ class Recorder:
         rows that cannot be spooled stay buffered for the flusher (one warning).
         """
         batches, converted = self._take_pending()
-        for table, chunks in converted.items():  # (only a flow's process converts; the rows spool as any others)
+        for table, chunks in converted.items():  # (rows a batch thread converted: spooled as any others)
             batches.setdefault(table, [])[:0] = [row for rows, _ in chunks for row in rows]
         for table, rows in batches.items():
             try:

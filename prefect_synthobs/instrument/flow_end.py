@@ -205,6 +205,7 @@ class FlowEnd:
         again; ``None``: read there.
         """
         since = info.start_time or datetime.now(timezone.utc)
+        recorded_here = frozenset(info.local_task_run_ids)  # (a subflow's rows may not be written yet)
 
         def run() -> None:
             self._closing.wait(RECONCILE_DELAY_SECONDS)
@@ -217,6 +218,7 @@ class FlowEnd:
                     redact_pii=self.redact_pii,
                     task_runs=work.task_runs if work is not None else None,
                     reported=work.reported if work is not None else None,
+                    recorded_here=recorded_here,
                 )
                 if rows:
                     self.recorder.add(catalog.TASK_RUNS, rows)

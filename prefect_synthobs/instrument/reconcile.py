@@ -14,7 +14,7 @@ a flow run of its own, and its wrapper would count its time a second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -67,6 +67,7 @@ def missing_task_rows(
     settle_seconds: float = 2.0,
     task_runs: Sequence[Any] | None = None,
     reported: Mapping[str, Mapping[str | None, int]] | None = None,
+    recorded_here: Collection[str] = (),
 ) -> list[Row]:
     """Rows (``source = "api"``) for the finished task runs of one flow run that the store lacks.
 
@@ -82,12 +83,18 @@ def missing_task_rows(
             process sent elsewhere among them (``RemoteWork.complete``): no API read here then.
             ``None``: read them, waiting up to ``settle_seconds`` for Prefect to record the last ones.
         reported: With ``task_runs``, the rows the tasks reported (``RemoteWork.reported``).
+        recorded_here: Task runs this process recorded itself (their rows are in its buffer, spool or the
+            store: a subflow's wait for its parent's end to be written), left out.
     """
     known = store.read(catalog.TASK_RUNS, columns=["task_run_id", "flow_run_id"], since=since - timedelta(days=1))
     known_ids = set(known.task_run_id[known.flow_run_id == flow_run_id])
 
     def lacking(runs: Iterable[Any]) -> list[Any]:
-        return [run for run in runs if str(run.id) not in known_ids and not is_subflow_task_run(run)]
+        return [
+            run
+            for run in runs
+            if (key := str(run.id)) not in known_ids and key not in recorded_here and not is_subflow_task_run(run)
+        ]
 
     if task_runs is not None:
         missing, by_task = lacking(task_runs), dict(reported or {})

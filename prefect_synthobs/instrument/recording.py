@@ -101,13 +101,15 @@ class Recording:
             else:
                 warning.ok()
 
-    def handle_many(self, events: Sequence[TaskRunEnded], *, metrics: bool = True) -> None:
+    def handle_many(self, events: Sequence[TaskRunEnded], *, metrics: bool = True, convert: bool = False) -> None:
         """Give task-run ``events`` to every sink, as ``handle`` gives each, in one pass.
 
         The health sink gets the events' rows at once and the metrics sink's updates are made per label
         set (``_task_metrics``): the same rows and the same metric values as one ``handle`` per event. Any
         other sink gets each event in turn. Never raises; a failing sink costs one warning, as in ``handle``.
-        ``metrics``: as in ``handle``.
+        ``metrics``: as in ``handle``. ``convert``: the rows are converted to Arrow now, on this thread (a batch
+        thread's: the flush then joins them, ``Recorder.add_converted``); not where they are spooled as JSON next
+        (a worker's).
         """
         if not events:
             return
@@ -117,9 +119,9 @@ class Recording:
             try:
                 if type(sink) is HealthSink:
                     rows = rows_of_many([e for e in events if not e.counted_only], redact_pii=sink.redact_pii)
-                    if rows:  # converted here (a batch thread, mostly): the flush only joins them
+                    if rows:
                         recorder = sink.recorder
-                        if isinstance(recorder, Recorder):
+                        if convert and isinstance(recorder, Recorder):
                             recorder.add_converted(catalog.TASK_RUNS, rows)
                         else:
                             recorder.add(catalog.TASK_RUNS, rows)

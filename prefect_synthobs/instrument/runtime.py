@@ -58,7 +58,6 @@ from prefect_synthobs.instrument.worker import WorkerSide
 from prefect_synthobs.telemetry import prefect_metrics
 from prefect_synthobs.telemetry.exposition import MetricsExporter, make_exporter
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
-from prefect_synthobs.telemetry.otel_metrics import metrics_export_config
 from prefect_synthobs.telemetry.redaction import clean_error_message
 
 __all__ = [
@@ -76,12 +75,6 @@ __all__ = [
 TRACEPARENT_LABEL = catalog.TRACEPARENT_LABEL
 
 logger = get_logger()
-
-
-def exports_metrics(settings: SynthObsSettings) -> bool:
-    """Whether a process with ``settings`` exports its metrics anywhere: a Prometheus ``metrics_mode``, or OTLP
-    metrics (``metrics_mode`` naming ``otlp``, or ``OTEL_METRICS_EXPORTER`` unless ``none`` was set)."""
-    return settings.metrics_modes() != ("none",) or metrics_export_config(settings).enabled
 
 
 class Runtime:
@@ -143,9 +136,6 @@ class Runtime:
         of the recorder records them first."""
         self.recorder.add_source(self.task_ends.flush)
         self.exporter = exporter or make_exporter(settings)
-        self.exports_metrics = exports_metrics(settings)
-        """Whether this process exports its metrics anywhere (a Prometheus mode, or OTLP metrics): a worker set
-        up from its flow's carrier exports none (``note_task_run``'s ``at_once``)."""
         self.host = socket.gethostname()
         self.scope = RunScope()
         self.gpu = RunGpu(sampler)
@@ -331,11 +321,12 @@ class Runtime:
         only notes it; every flush of the recorder, and the flow's end, records what is noted first.
 
         ``at_once``: the completed one is recorded now, on this thread, the same way (a worker: its rows must be
-        spooled before the task returns); returns the rows its last attempt generated, by table (``{}`` for a
-        noted one: they are counted when it is recorded). A worker that exports no metrics (every worker set up
-        from its flow's carrier: the flow's process counts those task runs once, from the API, ``FlowEnd``'s
-        ``counted_only``) makes no metric update for it, failed or completed; one with metrics of its own (its
-        own settings, e.g. ``observe_all`` from the environment) still counts it, as before.
+        spooled before the task returns), its row not converted to Arrow here (``spool_now`` spools JSON);
+        returns the rows its last attempt generated, by table (``{}`` for a noted one: they are counted when it
+        is recorded). A worker makes no metric update for it, failed or completed, whatever its own settings: the
+        flow's process counts every task run that ran elsewhere once, from the API, at the end of the flow run
+        that ran it (``FlowEnd``'s ``counted_only``; an undecorated subflow's too), so a worker's count would be
+        a second one.
         """
         state = task_run.state
         # (Prefect's own ``StateType`` member first: no ``state_type`` call on the path every task run takes)
@@ -349,7 +340,7 @@ class Runtime:
                 error,
                 span_context=span.context,
                 attempt_errors=attempt_errors,
-                metrics=not at_once or self.exports_metrics,
+                metrics=not at_once,
             )
         if flow_run_id is None:
             flow_run_id = prefect_runs.id_text(task_run.flow_run_id)
@@ -360,15 +351,16 @@ class Runtime:
         )
         self.scope.task_stopped(task_run_id, flow_run_id)
         if at_once:
-            return self._record_task_ends([end], metrics=self.exports_metrics)[0]
+            return self._record_task_ends([end], metrics=False, convert=False)[0]
         self.task_ends.add(end)
         return {}
 
     def _record_task_ends(
-        self, ends: list[prefect_runs.TaskEnd], *, metrics: bool = True
+        self, ends: list[prefect_runs.TaskEnd], *, metrics: bool = True, convert: bool = True
     ) -> list[dict[str | None, int]]:
         """Record noted completed task runs (``note_task_run``) in one pass; the rows each one's last attempt
-        generated, by table. ``metrics``: ``False`` for a worker's (``note_task_run``'s ``at_once``). Never
+        generated, by table. ``metrics``, ``convert``: ``False`` for a worker's (``note_task_run``'s ``at_once``:
+        counted in the flow's process; its row spooled as JSON, not converted to Arrow here). Never
         raises: an event that cannot be built costs its row and metrics, not the others' (one warning while it
         keeps failing, naming what is lost)."""
         try:
@@ -390,7 +382,7 @@ class Runtime:
                 )
         if len(events) == len(ends):
             self._task_end_warning.ok()
-        self.recording.handle_many(events, metrics=metrics)
+        self.recording.handle_many(events, metrics=metrics, convert=convert)
         return rows
 
     # -- worker side ---------------------------------------------------------------------------------------

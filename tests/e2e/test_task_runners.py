@@ -375,7 +375,7 @@ def test_an_undecorated_flow_retried_on_a_process_pool_completes_and_is_recorded
 
 
 SUBFLOW_ON_POOL = """
-import json, os
+import json, os, time
 import prefect_synthobs as so
 from prefect import flow, task
 from prefect.futures import wait
@@ -385,23 +385,30 @@ from prefect.task_runners import ProcessPoolTaskRunner
 def leaf(i):
     if i == int(os.environ["FAIL"]):
         raise ValueError("this one fails")
-    return os.getpid()
+    # the task runs this process counted so far (a worker: none, the flow's process counts them)
+    from prefect_synthobs.metrics import REGISTRY
+    counted = sum(s.value for m in REGISTRY.collect() for s in m.samples if s.name == "synthobs_task_runs_total")
+    return os.getpid(), counted
 
 @flow(name=os.environ["SUB_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
 def sub(n):  # not decorated: nothing ships synthobs' settings to its workers
     futures = [leaf.submit(i) for i in range(n)]
     wait(futures)
-    return sorted({f.result() for f in futures if f.state.is_completed()})
+    leaf(n)  # a direct call: runs in the flow's own process, recorded there
+    return [f.result() for f in futures if f.state.is_completed()]
 
 @so.observe(kind="generation")
 @flow(name=os.environ["FLOW_NAME"])
 def parent(n):
-    return sub(n), os.getpid()
+    done = sub(n)
+    time.sleep(4)  # the parent goes on past the subflow's reconciliation (3 s), its rows not yet written
+    return done, os.getpid()
 
 if __name__ == "__main__":
-    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"])
+    if os.environ["MODE"] == "code":
+        so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], flush_interval_seconds=60)
     state = parent(int(os.environ["N"]), return_state=True)
-    pids, me = state.result()
+    done, me = state.result()
     from prometheus_client import generate_latest
     from prefect_synthobs.metrics import REGISTRY
     metrics = {
@@ -409,16 +416,25 @@ if __name__ == "__main__":
         for line in generate_latest(REGISTRY).decode().splitlines()
         if line.startswith("synthobs_task_runs_total")
     }
-    print(json.dumps({"pids": pids, "me": me, "flow_run_id": str(state.state_details.flow_run_id),
-                      "metrics": metrics}))
+    print(json.dumps({"pids": [pid for pid, _ in done], "worker_counted": sum(c for _, c in done), "me": me,
+                      "flow_run_id": str(state.state_details.flow_run_id), "metrics": metrics}))
 """
 
 
 @pytest.mark.slow
-def test_an_undecorated_subflows_task_runs_on_a_process_pool_are_counted_and_written(tmp_path: Path) -> None:
-    """An observed flow calls an undecorated subflow whose tasks run on a process pool. No worker records them (the
-    subflow ships no settings to its workers), so the flow's process reads them back from the API at the subflow's
-    end: each counted once in its metrics and written once, as the API's row (before, neither: they were lost)."""
+@pytest.mark.parametrize("mode", ["code", "env"])
+def test_an_undecorated_subflows_task_runs_on_a_process_pool_are_counted_and_written_once(
+    tmp_path: Path, mode: str
+) -> None:
+    """An observed flow calls an undecorated subflow whose tasks run on a process pool, and one in its own process.
+
+    ``code``: synthobs configured in the flow's process only. No worker records the pool's task runs (the subflow
+    ships no settings to its workers), so the flow's process reads them back from the API at the subflow's end:
+    each counted once and written once, as the API's row (before: neither). ``env``: ``observe_all`` and a metrics
+    mode from the environment, workers included: the workers write the rows (``hook``) and count none, the flow's
+    process counts each once. Either way the task run called in the flow's process is not written again as the
+    API's, though the parent goes on past the subflow's reconciliation with its rows still unwritten.
+    """
     n, fail = 5, 2
     env = subprocess_env(
         FLOW_NAME=f"parent-{uuid.uuid4().hex[:6]}",
@@ -427,20 +443,33 @@ def test_an_undecorated_subflows_task_runs_on_a_process_pool_are_counted_and_wri
         SPOOL=str(tmp_path / "spool"),
         N=str(n),
         FAIL=str(fail),
+        MODE=mode,
     )
+    if mode == "env":
+        env.update(
+            PREFECT_PLUGINS_ENABLED="true",
+            PREFECT_INTEGRATIONS_SYNTHOBS_OBSERVE_ALL="true",
+            PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=env["STORE"],
+            PREFECT_INTEGRATIONS_SYNTHOBS_SPOOL_DIR=env["SPOOL"],
+            PREFECT_INTEGRATIONS_SYNTHOBS_FLUSH_INTERVAL_SECONDS="60",
+            PREFECT_INTEGRATIONS_SYNTHOBS_METRICS_MODE="textfile",
+            PREFECT_INTEGRATIONS_SYNTHOBS_TEXTFILE_PATH=str(tmp_path / "synthobs.prom"),
+        )
     out = run_flow_script(tmp_path / "subflow_on_pool.py", SUBFLOW_ON_POOL, env)
-    assert out["me"] not in out["pids"]  # the subflow's tasks really ran in other processes
+    assert out["me"] not in out["pids"] and out["pids"]  # the subflow's tasks really ran in other processes
+    assert out["worker_counted"] == 0  # no worker counts a task run: the flow's process does, once
     sub_name = env["SUB_NAME"]
     metrics = out["metrics"]
-    assert metrics[f'synthobs_task_runs_total{{flow="{sub_name}",state="COMPLETED",task="leaf"}}'] == n - 1
+    assert metrics[f'synthobs_task_runs_total{{flow="{sub_name}",state="COMPLETED",task="leaf"}}'] == n
     assert metrics[f'synthobs_task_runs_total{{flow="{sub_name}",state="FAILED",task="leaf"}}'] == 1
 
     store = so.HealthStore(str(tmp_path / "store"))  # written by the process's exit at the latest
     flows = store.read("flow_runs")
     sub_row = flows[flows.flow_name == sub_name]
     assert sub_row.parent_flow_run_id.tolist() == [out["flow_run_id"]]
-    tasks = store.read("task_runs")
+    tasks = store.read("task_runs", deduplicate=False)  # what the store holds: no row twice
     sub_tasks = tasks[tasks.flow_run_id == sub_row.flow_run_id.iloc[0]]
-    assert len(sub_tasks) == n and sub_tasks.task_run_id.is_unique
-    assert sorted(sub_tasks.state_type) == sorted(["COMPLETED"] * (n - 1) + ["FAILED"])
-    assert set(sub_tasks.source) == {"api"}
+    assert len(sub_tasks) == n + 1 and sub_tasks.task_run_id.is_unique
+    assert sorted(sub_tasks.state_type) == sorted(["COMPLETED"] * n + ["FAILED"])
+    # the pool's task runs: the API's rows when no worker recorded them, the workers' own otherwise
+    assert sorted(sub_tasks.source) == sorted(["api" if mode == "code" else "hook"] * n + ["hook"])

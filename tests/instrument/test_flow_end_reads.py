@@ -271,6 +271,12 @@ def test_reconciliation_reuses_a_complete_read(tmp_path: Path, monkeypatch: pyte
     assert sorted(r["task_run_id"] for r in rows) == sorted(str(t.id) for t in task_runs)
     assert {r["source"] for r in rows} == {"api"}
     assert {r["task_run_id"]: r["rows"] for r in rows}[str(task_runs[0].id)] == 7
+    # a task run this process recorded itself (its row perhaps still in its buffer) is never the API's to write
+    here = str(task_runs[1].id)
+    rows = missing_task_rows(
+        HealthStore(str(tmp_path / "store")), flow_run_id, "reuse", since, task_runs=task_runs, recorded_here={here}
+    )
+    assert [r["task_run_id"] for r in rows] == [str(task_runs[0].id)]
 
 
 # -- a process pool: every task once ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,14 +21,12 @@ from prometheus_client import CollectorRegistry
 
 import prefect_synthobs as so
 from prefect_synthobs import catalog
-from prefect_synthobs.config.settings import SynthObsSettings
 from prefect_synthobs.health import events
 from prefect_synthobs.health.events import AttemptError
 from prefect_synthobs.health.sink import HealthSink
 from prefect_synthobs.health.tables import EVENT_ID
 from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.recording import Recording, TaskEndBatch
-from prefect_synthobs.instrument.runtime import exports_metrics
 from prefect_synthobs.instrument.sinks import MetricsSink, SpanSink
 from prefect_synthobs.telemetry.metrics import SynthObsMetrics
 
@@ -474,12 +473,22 @@ def test_without_metrics_the_same_rows_and_no_metric_update(states: list[str], o
     assert _samples(registry) == empty and calls == []
 
 
-def test_a_process_exports_metrics_only_when_a_mode_or_otlp_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``runtime.exports_metrics``: what decides whether a worker counts the task runs it records."""
-    monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
-    assert not exports_metrics(SynthObsSettings(metrics_mode="none"))
-    assert exports_metrics(SynthObsSettings(metrics_mode="http"))
-    assert exports_metrics(SynthObsSettings(metrics_mode="pushgateway,otlp"))
-    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
-    assert exports_metrics(SynthObsSettings())  # the environment turns OTLP metrics on
-    assert not exports_metrics(SynthObsSettings(metrics_mode="none"))  # unless none was set (a worker's carrier)
+def test_rows_are_converted_where_a_batch_thread_records_them_and_not_where_a_worker_spools_them(
+    tmp_path: Path,
+) -> None:
+    """``handle_many(convert=True)`` (the flow's process, batch thread) buffers the rows converted to Arrow;
+    the default, a worker's path, buffers them as added: ``spool_now`` spools JSON, so converting there would be
+    thrown away."""
+    from prefect_synthobs.health.recorder import Recorder
+    from prefect_synthobs.health.store import HealthStore
+
+    ended = [_completed(f"t{i}") for i in range(3)]
+    for convert in (True, False):
+        recorder = Recorder(lambda: HealthStore(str(tmp_path / "store")), tmp_path / "spool")
+        Recording(recorder, SynthObsMetrics(registry=CollectorRegistry()), redact_pii=True).handle_many(
+            ended, metrics=False, convert=convert
+        )
+        converted = sum(len(rows) for chunks in recorder._converted.values() for rows, _ in chunks)
+        plain = sum(len(rows) for rows in recorder._pending.values())
+        assert (converted, plain) == ((3, 0) if convert else (0, 3))
+        assert recorder.pending() == 3
