@@ -9,6 +9,7 @@ in ``prefect_synthobs.plugin``.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from prefect.plugins import register_hook
@@ -23,6 +24,34 @@ def setup_environment(*, ctx: Any) -> Any:
     """synthobs' settings and ``observe_all`` in this process (``prefect_synthobs.plugin``); None when unset."""
     if not any(key.upper().startswith(ENV_PREFIX) for key in os.environ):
         return None
+    if _package_importing():
+        # ``import prefect_synthobs`` came first and imports Prefect, which runs this hook: the package cannot be
+        # imported from here yet (a circular import). Its ``__init__`` runs the set-up as it ends (``run_deferred``).
+        _deferred.append(ctx)
+        return None
     from prefect_synthobs.plugin import setup_environment as setup
 
     return setup(ctx=ctx)
+
+
+_deferred: list[Any] = []
+"""The hook contexts of set-ups put off while ``prefect_synthobs`` was importing (at most one per process)."""
+
+
+def _package_importing() -> bool:
+    """Whether ``prefect_synthobs`` is being imported at this moment (in ``sys.modules``, not yet initialised)."""
+    package = sys.modules.get("prefect_synthobs")
+    return package is not None and bool(getattr(getattr(package, "__spec__", None), "_initializing", False))
+
+
+def run_deferred() -> None:
+    """Run a set-up put off while ``prefect_synthobs`` was importing, and set the variables it returns in this
+    process as Prefect does with a hook's result (its children inherit them). Called by the package's
+    ``__init__`` as it ends; never raises (the set-up warns itself when it fails)."""
+    while _deferred:
+        ctx = _deferred.pop()
+        from prefect_synthobs.plugin import setup_environment as setup
+
+        result = setup(ctx=ctx)
+        for key, value in (getattr(result, "env", None) or {}).items():
+            os.environ[str(key)] = str(value)

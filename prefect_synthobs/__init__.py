@@ -15,6 +15,8 @@ Example:
     ```
 """
 
+import sys
+
 from prefect_synthobs import autolog
 from prefect_synthobs._version import __version__
 from prefect_synthobs.autolog import TrainingHealthError
@@ -65,3 +67,10 @@ __all__ = [
     "record_rows",
     "span",
 ]
+
+# ``import prefect_synthobs`` before Prefect: Prefect's plugin hook ran while this package was importing and put
+# its set-up off (``prefect_synthobs_plugin.run_deferred``): it runs now, the package whole.
+_plugin = sys.modules.get("prefect_synthobs_plugin")
+if _plugin is not None and getattr(_plugin, "_deferred", None):
+    _plugin.run_deferred()
+del _plugin

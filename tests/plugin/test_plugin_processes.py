@@ -81,6 +81,23 @@ def test_an_undecorated_flow_in_a_plain_process_is_recorded(tmp_path: Path) -> N
     assert len(_rows(store, "task_runs", run_id)) == 3
 
 
+@pytest.mark.parametrize("first", ["import prefect_synthobs", "import prefect_synthobs.catalog", "import prefect"])
+def test_a_script_importing_synthobs_before_prefect_is_set_up_too(tmp_path: Path, first: str) -> None:
+    """``import prefect_synthobs`` first imports Prefect, whose plugin hook runs while the package is still
+    importing: the set-up is put off until the package is whole (it failed as a circular import, printing
+    "Plugin prefect_synthobs failed", and ``observe_all`` recorded nothing in that process)."""
+    store = tmp_path / "store"
+    name = _name("first")
+    proc = run_python(
+        first + "\n" + PLAIN.format(name=name),
+        _env(PREFECT_INTEGRATIONS_SYNTHOBS_OBSERVE_ALL="true", PREFECT_INTEGRATIONS_SYNTHOBS_STORE_URL=str(store)),
+    )
+    assert "failed" not in proc.stderr.lower(), proc.stderr[-2000:]
+    run_id = _run_id(proc.stdout)
+    assert len(_rows(store, "flow_runs", run_id)) == 1
+    assert len(_rows(store, "task_runs", run_id)) == 3
+
+
 def test_the_store_named_in_a_config_block_is_used(tmp_path: Path) -> None:
     store, other = tmp_path / "block-store", tmp_path / "env-store"
     block = _name("synthobs-plugin")
