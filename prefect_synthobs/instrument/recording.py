@@ -227,14 +227,15 @@ def _observe_durations(m: SynthObsMetrics, flow: str, task: str, observations: l
         child.observe(seconds, exemplar=exemplars.get(i) if bounds is not None else exemplar_of(span_context))
 
 
-TASK_BATCH_WAIT_SECONDS = 0.05
+TASK_BATCH_WAIT_SECONDS = 0.1
 """How long a noted task end waits for its batch (``TaskEndBatch``). Measured on a 200-task flow of about 1 s
 here: at 1 s, the batch was still open at the flow's end and the flow's thread recorded most of the run's task
 ends there (5.6 ms of its end's 12 ms); at 0.2 s the batch thread records them in batches of about 40
 while the run goes on, and the end recorded the last ones (0.2–0.7 ms, converting their rows to Arrow). At
 0.1 and 0.05 s the batch thread has recorded the last ones too by the time the flow's end comes (Prefect
-reports the flow's final state first): 3-4 µs at the end (``/tmp/prof/split_wait.py``, 2026-12-05). 0.05 s:
-batches of about 8 tasks; the thread's wake-ups are cheap next to the rows it converts."""
+reports the flow's final state first): 3-4 µs at the end (``/tmp/prof/split_wait.py``, 2026-12-05). 0.1 s:
+batches of about 15 tasks. Each batch costs the batch thread about 0.2 ms besides its rows (the synthobs
+background CPU of a 200-task run: 14.1 ms at 0.2 s, 17.8-22.8 ms at 0.05 s, ``bench_overhead``)."""
 
 
 class TaskEndBatch:
