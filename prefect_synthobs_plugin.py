@@ -47,11 +47,22 @@ def _package_importing() -> bool:
 def run_deferred() -> None:
     """Run a set-up put off while ``prefect_synthobs`` was importing, and set the variables it returns in this
     process as Prefect does with a hook's result (its children inherit them). Called by the package's
-    ``__init__`` as it ends; never raises (the set-up warns itself when it fails)."""
+    ``__init__`` as it ends; never raises: a failure costs one warning (as Prefect's own call of the hook would),
+    never ``import prefect_synthobs``."""
     while _deferred:
         ctx = _deferred.pop()
-        from prefect_synthobs.plugin import setup_environment as setup
+        try:
+            from prefect_synthobs.plugin import setup_environment as setup
 
-        result = setup(ctx=ctx)
-        for key, value in (getattr(result, "env", None) or {}).items():
-            os.environ[str(key)] = str(value)
+            result = setup(ctx=ctx)
+            for key, value in (getattr(result, "env", None) or {}).items():
+                os.environ[str(key)] = str(value)
+        except Exception as exc:
+            import logging
+
+            logging.getLogger("prefect.synthobs").warning(
+                "synthobs: the Prefect plugin could not set synthobs up (%s: %s); this process records only flows "
+                "decorated with observe()",
+                type(exc).__name__,
+                exc,
+            )

@@ -490,11 +490,9 @@ class Recorder:
         """Put ``rows`` back at the head of the buffer, dropping the oldest past ``max_pending_rows``."""
         with self._lock:
             self._pending[table][:0] = rows
-            excess = (
-                sum(len(v) for v in self._pending.values())
-                + sum(len(kept) for chunks in self._converted.values() for kept, _ in chunks)
-                - self.max_pending_rows
-            )
+            # (rows a batch thread converted meanwhile are not counted: the next flush takes them, and only
+            # these rows' table is trimmed here, each drop counted)
+            excess = sum(len(v) for v in self._pending.values()) - self.max_pending_rows
             if excess > 0:
                 del self._pending[table][:excess]  # the oldest go first
         if excess > 0:

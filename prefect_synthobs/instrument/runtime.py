@@ -323,10 +323,11 @@ class Runtime:
         ``at_once``: the completed one is recorded now, on this thread, the same way (a worker: its rows must be
         spooled before the task returns), its row not converted to Arrow here (``spool_now`` spools JSON);
         returns the rows its last attempt generated, by table (``{}`` for a noted one: they are counted when it
-        is recorded). A worker makes no metric update for it, failed or completed, whatever its own settings: the
-        flow's process counts every task run that ran elsewhere once, from the API, at the end of the flow run
-        that ran it (``FlowEnd``'s ``counted_only``; an undecorated subflow's too), so a worker's count would be
-        a second one.
+        is recorded). A worker makes no metric update for it (a task run of a flow run in another process),
+        failed or completed, whatever its own settings: the flow's process counts every task run it sent
+        elsewhere once, from the API, at the end of the flow run that sent it (``FlowEnd``'s ``counted_only``;
+        an undecorated subflow's too), so a worker's count would be a second one. (A subflow run inside a
+        worker's task is that worker's own flow run: its task runs take the batch path and are counted there.)
         """
         state = task_run.state
         # (Prefect's own ``StateType`` member first: no ``state_type`` call on the path every task run takes)

@@ -7,6 +7,8 @@ Each child is a fresh interpreter talking to the session's real Prefect server; 
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import time
 import uuid
@@ -358,3 +360,33 @@ def test_a_config_block_without_an_api_url_is_not_loaded_at_start_up() -> None:
 )
 def test_a_prefect_server_process_is_never_set_up(environ: dict[str, str], server: bool) -> None:
     assert plugin.in_prefect_server(environ) is server
+
+
+def test_a_deferred_setup_that_fails_warns_and_never_breaks_the_import(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``run_deferred`` (the package's ``__init__`` calls it as its import ends): a set-up that raises costs one
+    warning; the variables of one that succeeds are set in this process, as Prefect sets a hook's result."""
+    import prefect_synthobs_plugin as entry
+
+    def broken(*, ctx: Any) -> Any:
+        raise RuntimeError("no block here")
+
+    monkeypatch.setattr(plugin, "setup_environment", broken)
+    monkeypatch.setattr(entry, "_deferred", [object()])
+    with caplog.at_level(logging.WARNING, logger="prefect.synthobs"):
+        entry.run_deferred()  # does not raise
+    assert entry._deferred == []
+    assert [
+        r for r in caplog.records if "could not set synthobs up" in r.getMessage() and "no block here" in r.getMessage()
+    ]
+
+    from prefect.plugins import SetupResult
+
+    monkeypatch.setattr(
+        plugin, "setup_environment", lambda *, ctx: SetupResult(env={"SYNTHOBS_TEST_HANDED_ON": "1"}, note=None)
+    )
+    monkeypatch.setattr(entry, "_deferred", [object()])
+    monkeypatch.delenv("SYNTHOBS_TEST_HANDED_ON", raising=False)
+    entry.run_deferred()
+    assert os.environ.pop("SYNTHOBS_TEST_HANDED_ON") == "1"
