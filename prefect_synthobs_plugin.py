@@ -8,6 +8,7 @@ in ``prefect_synthobs.plugin``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -58,8 +59,6 @@ def run_deferred() -> None:
             for key, value in (getattr(result, "env", None) or {}).items():
                 os.environ[str(key)] = str(value)
         except Exception as exc:
-            import logging
-
             logging.getLogger("prefect.synthobs").warning(
                 "synthobs: the Prefect plugin could not set synthobs up (%s: %s); this process records only flows "
                 "decorated with observe()",

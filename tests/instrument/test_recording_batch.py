@@ -23,7 +23,9 @@ import prefect_synthobs as so
 from prefect_synthobs import catalog
 from prefect_synthobs.health import events
 from prefect_synthobs.health.events import AttemptError
+from prefect_synthobs.health.recorder import Recorder
 from prefect_synthobs.health.sink import HealthSink
+from prefect_synthobs.health.store import HealthStore
 from prefect_synthobs.health.tables import EVENT_ID
 from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.recording import Recording, TaskEndBatch
@@ -479,9 +481,6 @@ def test_rows_are_converted_where_a_batch_thread_records_them_and_not_where_a_wo
     """``handle_many(convert=True)`` (the flow's process, batch thread) buffers the rows converted to Arrow;
     the default, a worker's path, buffers them as added: ``spool_now`` spools JSON, so converting there would be
     thrown away."""
-    from prefect_synthobs.health.recorder import Recorder
-    from prefect_synthobs.health.store import HealthStore
-
     ended = [_completed(f"t{i}") for i in range(3)]
     for convert in (True, False):
         recorder = Recorder(lambda: HealthStore(str(tmp_path / "store")), tmp_path / "spool")
