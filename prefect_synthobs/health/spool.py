@@ -88,6 +88,10 @@ _SPOOL_SUFFIXES = (".parquet", ".arrow", ROWS_SUFFIX, LOG_SUFFIX)
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 """Value types JSON carries exactly (as the Arrow conversion sees them)."""
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+"""``encode_rows``' encoder, made once (``json.dumps`` with other than its defaults makes one per call). No
+circularity check: what it is given holds scalars and lists of scalars only (``_plain``), never a cycle."""
+
 
 class _OsFileCalls:
     """The system calls of ``Spool.write_rows`` through ``os``: each gives up the GIL while it runs."""
@@ -294,12 +298,13 @@ def encode_rows(table: str, rows: Sequence[Row]) -> bytes:
             if type(value) is not datetime:
                 raise NotPlainRows(f"{name} is a {type(value).__name__}")
             copy[name] = value.isoformat()
-        for name, value in copy.items():
-            if not _plain(value) and name not in stamps:
-                raise NotPlainRows(f"{name} is a {type(value).__name__}")
+        if not _PLAIN.issuperset(map(type, copy.values())):  # (one pass in C for the usual row: scalars only)
+            for name, value in copy.items():
+                if type(value) not in _PLAIN and not _plain(value):
+                    raise NotPlainRows(f"{name} is a {type(value).__name__}")
         plain.append(copy)
     try:
-        return json.dumps(plain, separators=(",", ":")).encode("ascii")
+        return _ENCODER.encode(plain).encode("ascii")
     except (TypeError, ValueError) as exc:  # (not reached for the types checked above)
         raise NotPlainRows(str(exc)) from exc
 

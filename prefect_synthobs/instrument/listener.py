@@ -40,6 +40,7 @@ from prefect_synthobs import catalog
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.instrument import prefect_runs
 from prefect_synthobs.instrument.hook_logs import FLOW_FINISHED, HOOK_MARK, quiet_hook_lines
+from prefect_synthobs.instrument.prefect_runs import id_text
 from prefect_synthobs.instrument.runtime import ObserveSpec, Runtime, span_attributes
 
 logger = get_logger()
@@ -166,7 +167,7 @@ class RunListener(SpanProcessor):
             info = scope.run_info(flow_ctx.flow_run.id)
             if info is not None and not info.remote:  # the flow's own process: the task run is in progress here
                 task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
-                if task_ctx is not None and str(task_ctx.task_run.id) == task_run_id:
+                if task_ctx is not None and id_text(task_ctx.task_run.id) == task_run_id:
                     scope.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
                 return
             if info is not None:  # remote: the flow run was in scope here before (its spec and GPU choice)
@@ -184,7 +185,7 @@ class RunListener(SpanProcessor):
                 other_host = getattr(carrier, "origin_host", None) not in (None, runtime.host)
                 info = runtime.begin_remote_task(flow_ctx.flow, flow_ctx.flow_run, spec, sample_gpu=other_host)
             task_ctx = TaskRunContext.get()  # the span starts inside the task run's context
-            if task_ctx is not None and str(task_ctx.task_run.id) == task_run_id:
+            if task_ctx is not None and id_text(task_ctx.task_run.id) == task_run_id:
                 runtime.task_started(task_ctx.task_run, info.flow_run_id, task_run_id)
         except Exception as exc:  # never disturb the run
             logger.debug("synthobs: run listener task start failed: %s", exc)
@@ -195,7 +196,7 @@ class RunListener(SpanProcessor):
         completed one of a flow this process runs is noted and recorded in a batch: ``Runtime.note_task_run``)."""
         task_run_id = attrs.get(catalog.PREFECT_RUN_ID)
         ctx = TaskRunContext.get()
-        if ctx is None or str(ctx.task_run.id) != task_run_id or not ctx.task_run.flow_run_id:
+        if ctx is None or id_text(ctx.task_run.id) != task_run_id or not ctx.task_run.flow_run_id:
             runtime.task_ended(task_run_id)
             return
         task_run = ctx.task_run

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -24,6 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.settings import get_current_settings
 
 from prefect_synthobs import catalog as n
+from prefect_synthobs._host import host_name
 from prefect_synthobs._log import get_logger
 from prefect_synthobs.config.active import configure, get_settings
 from prefect_synthobs.config.blocks import SynthObsConfig
@@ -86,7 +86,7 @@ class WorkerCarrier:
         self.settings: dict[str, Any] | None = None
         self.traceparent: str | None = None
         self.origin_pid = os.getpid()
-        self.origin_host = socket.gethostname()
+        self.origin_host = host_name()
         self.shipped = 0
         """Times pickled since the run started: each a task sent to another process (Prefect serializes the
         run context, which holds the flow, once per task it submits to a process pool, Dask or Ray)."""
@@ -101,7 +101,7 @@ class WorkerCarrier:
         self.settings = values
         self.traceparent = traceparent
         self.origin_pid = os.getpid()
-        self.origin_host = socket.gethostname()
+        self.origin_host = host_name()
         self.shipped = 0
 
     def take_shipped(self) -> int:
@@ -124,7 +124,9 @@ class WorkerCarrier:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.shipped = 0
-        if (socket.gethostname(), os.getpid()) != (getattr(self, "origin_host", None), self.origin_pid):
+        # the pid first: a worker's differs from the flow process's, and it costs no system call (a host name
+        # is one, about 0.1 ms in a worker that just woke up: Dask unpickles this several times per task)
+        if self.origin_pid != os.getpid() or getattr(self, "origin_host", None) != host_name():
             self.activate()
 
     def activate(self) -> None:

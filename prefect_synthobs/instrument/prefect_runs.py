@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from prefect_synthobs import catalog
 from prefect_synthobs.health.events import SOURCE_API, AttemptError, FlowRunEnded, TaskRunEnded
@@ -54,9 +55,25 @@ _ATTEMPT_STATES = ("Running", "Retrying")
 
 @functools.lru_cache(maxsize=4096)
 def id_text(run_id: Any) -> str:
-    """``str(run_id)``, remembered: a run's ``UUID`` is turned into text several times per task run (its scope,
-    its row, its flow's lookups), and ``UUID.__str__`` costs ~1 µs a time."""
-    return str(run_id)
+    """``str(run_id)``, remembered for the last ``UUID`` objects seen: a run's id is turned into text several
+    times per task run (its start, its end, its scope's lookups), and ``UUID.__str__`` costs about 1 µs a time
+    (several in a worker process that has just woken up). Kept by the object's identity (the entry holds the
+    object, so its ``id`` is never reused meanwhile); a ``UUID`` never changes."""
+    if run_id.__class__ is not UUID:
+        return str(run_id)
+    known = _ID_TEXTS.get(id(run_id))
+    if known is not None and known[0] is run_id:
+        return known[1]
+    text = str(run_id)
+    if len(_ID_TEXTS) >= _ID_TEXTS_KEPT:  # (a race with another thread here costs a lookup, never a wrong text)
+        _ID_TEXTS.clear()
+    _ID_TEXTS[id(run_id)] = (run_id, text)
+    return text
+
+
+_ID_TEXTS: dict[int, tuple[UUID, str]] = {}
+_ID_TEXTS_KEPT = 256
+"""How many ids ``id_text`` remembers (then it starts afresh): the runs in progress in a process, and more."""
 
 
 # -- states -------------------------------------------------------------------------------------------------------

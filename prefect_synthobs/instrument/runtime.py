@@ -23,7 +23,6 @@ the part that does the work.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -32,6 +31,7 @@ from opentelemetry.trace import SpanContext
 from prefect.client.schemas.objects import StateType
 
 from prefect_synthobs import catalog
+from prefect_synthobs._host import host_name
 from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.catalog import MAX_ERROR_CHARS
@@ -136,7 +136,7 @@ class Runtime:
         of the recorder records them first."""
         self.recorder.add_source(self.task_ends.flush)
         self.exporter = exporter or make_exporter(settings)
-        self.host = socket.gethostname()
+        self.host = host_name()
         self.scope = RunScope()
         self.gpu = RunGpu(sampler)
         self.process_use = process_use

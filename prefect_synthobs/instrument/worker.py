@@ -18,6 +18,7 @@ from prefect_synthobs._log import get_logger
 from prefect_synthobs._warnings import WarnOnce
 from prefect_synthobs.health.recorder import Recorder
 from prefect_synthobs.instrument.gpu_use import RunGpu
+from prefect_synthobs.instrument.prefect_runs import id_text
 from prefect_synthobs.instrument.remote import report_gpu_summary, report_task_rows
 from prefect_synthobs.instrument.scope import ObserveSpec, RunInfo, RunScope
 
@@ -60,7 +61,7 @@ class WorkerSide:
         ``sample_gpu``: attribute this host's GPU samples to the run while its tasks run here (not on the
         flow's own host, sampled there).
         """
-        key = str(flow_run.id)
+        key = id_text(flow_run.id)
         info, new = self.scope.begin_remote(key, getattr(flow, "name", key), spec, sample_gpu=sample_gpu)
         if new and sample_gpu:
             self.gpu.attach(key)
