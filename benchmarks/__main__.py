@@ -52,13 +52,13 @@ SUITE = [
     ),
     Benchmark(
         "overhead_process_pool",
-        ["bench_overhead.py", "--runner", "process_pool", "--rounds", "5"],
+        ["bench_overhead.py", "--runner", "process_pool", "--rounds", "7"],
         "overhead_process_pool",
         overhead_rows("overhead_process_pool", "ProcessPoolTaskRunner"),
     ),
     Benchmark(
         "overhead_dask",
-        ["bench_overhead.py", "--runner", "dask", "--rounds", "5"],
+        ["bench_overhead.py", "--runner", "dask", "--rounds", "7"],
         "overhead_dask",
         overhead_rows("overhead_dask", "DaskTaskRunner"),
     ),
