@@ -255,7 +255,11 @@ class Recorder:
         self._set_aside_lock = threading.Lock()  # rows that do not fit are set aside by flushes and batch threads
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
-        self._wake = threading.Event()  # set by stop() and flush_soon()
+        self._wake = threading.Event()  # set by stop(), and by flush_soon() while the flusher is idle
+        self._soon = False
+        """A flush was asked for (``flush_soon``) since the flusher last looked."""
+        self._idle = False
+        """The flusher waits out a whole interval: ``flush_soon`` wakes it (else the flusher looks itself)."""
         self._thread: threading.Thread | None = None
         self._store_warning = WarnOnce(logger)
         self._spool_warning = WarnOnce(logger)
@@ -275,6 +279,7 @@ class Recorder:
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._soon = self._idle = False  # (no flusher here: the child's own, once started, looks at its requests)
         self._thread = None
         self._flush_store = None
 
@@ -631,22 +636,34 @@ class Recorder:
             self._thread.start()
 
     def flush_soon(self) -> None:
-        """Ask the flusher thread to flush now instead of at its next interval (never waits).
+        """Ask the flusher thread to flush within ``linger`` instead of at its next interval (never waits).
 
-        Already asked: nothing to do (the flusher clears the request before it flushes, so a flush still to
-        come reads what was spooled before this call)."""
-        if not self._wake.is_set():
+        A flusher waiting out its interval is woken. One that flushed for an earlier request in its last pass
+        looks for another itself, ``linger`` later, unwoken: a busy worker's task ends cost no system call and
+        no wake-up each (one every ``linger`` was about 25 µs per task on average, in the task's own time). The
+        flusher clears the request before it flushes, so a flush still to come reads what was spooled before
+        this call."""
+        self._soon = True
+        if self._idle and not self._wake.is_set():
             self._wake.set()
 
     def _run(self) -> None:
+        busy = False  # the last pass flushed for a request: look for the next one after ``linger``, unwoken
         while True:
-            woken = self._wake.wait(self._next_wait())
-            if woken and not self._stop.is_set():
-                # rows of tasks ending about now go into one file, not one file each
+            if busy:
                 self._stop.wait(min(self.linger, self.flush_interval))
+            else:
+                self._idle = True
+                # (``_idle`` first: a request made before it was set is seen here, one made after wakes the wait)
+                woken = self._soon or self._wake.wait(self._next_wait())
+                self._idle = False
+                if woken and not self._stop.is_set():
+                    # rows of tasks ending about now go into one file, not one file each
+                    self._stop.wait(min(self.linger, self.flush_interval))
             if self._stop.is_set():
                 return
             self._wake.clear()
+            busy, self._soon = self._soon, False
             retry = self.breaker.seconds_to_retry()
             if self.pending() or self.spooled_files() or retry == 0.0:
                 self.flush(background=True)
