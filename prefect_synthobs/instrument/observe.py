@@ -88,11 +88,16 @@ class WorkerCarrier:
         self.origin_pid = os.getpid()
         self.origin_host = host_name()
         self.shipped = 0
-        """Times pickled since the run started: each a task sent to another process (Prefect serializes the
-        run context, which holds the flow, once per task it submits to a process pool, Dask or Ray)."""
+        """Times pickled since the run's attempt started: each a task sent to another process (Prefect
+        serializes the run context, which holds the flow, once per task it submits to a process pool, Dask or
+        Ray)."""
+        self.shipped_before = 0
+        """Times pickled by the run's earlier attempts (a retried flow run: ``refresh`` with its id again)."""
+        self.run_id: str | None = None
 
-    def refresh(self, settings: Any, traceparent: str | None) -> None:
-        """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``."""
+    def refresh(self, settings: Any, traceparent: str | None, run_id: str | None = None) -> None:
+        """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``;
+        ``run_id``: the flow run's id (the same again: a retry, whose earlier attempts' count is kept)."""
         values = {key: getattr(settings, key) for key in type(settings).model_fields}
         values["config_block"] = None  # its values are merged in already: never load it again
         # workers export no metrics (an http port per worker, pushes without a flow end): their task runs
@@ -102,13 +107,20 @@ class WorkerCarrier:
         self.traceparent = traceparent
         self.origin_pid = os.getpid()
         self.origin_host = host_name()
+        if run_id is not None and run_id == self.run_id:  # a retry: its earlier attempts' tasks still count
+            self.shipped_before += self.shipped
+        else:
+            self.shipped_before = 0
+        self.run_id = run_id
         self.shipped = 0
 
-    def take_shipped(self) -> int:
-        """How many times the carrier left this process since the run started (and reset it): 0 when every
-        task ran here."""
-        shipped, self.shipped = self.shipped, 0
-        return shipped
+    def take_shipped(self) -> tuple[int, int]:
+        """How many times the carrier left this process since the run's last attempt started, and since its
+        first (0, 0: every task ran here); both reset."""
+        shipped, before = self.shipped, self.shipped_before
+        self.shipped = self.shipped_before = 0
+        self.run_id = None
+        return shipped, shipped + before
 
     def __getstate__(self) -> dict[str, Any]:
         if not _tokenizing():
@@ -123,7 +135,8 @@ class WorkerCarrier:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.shipped = 0
+        self.shipped = self.shipped_before = 0  # (counts of this process's own runs of the flow, from here)
+        self.run_id = None
         # the pid first: a worker's differs from the flow process's, and it costs no system call (a host name
         # is one, about 0.1 ms in a worker that just woke up: Dask unpickles this several times per task)
         if self.origin_pid != os.getpid() or getattr(self, "origin_host", None) != host_name():
@@ -176,7 +189,7 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_running(flow: Any, flow_run: Any, state: Any) -> None:
         if spec.config is not None:
             _apply_config(spec.config)
-        carrier.refresh(get_settings(), prefect_runs.traceparent_of(flow_run))
+        carrier.refresh(get_settings(), prefect_runs.traceparent_of(flow_run), prefect_runs.id_text(flow_run.id))
         runtime = get_runtime()
         parent = runtime.run_info(flow_run.id)
         runtime.begin_flow_run(
@@ -200,8 +213,19 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
         carrier.traceparent = None  # the run is over: a flow pickled later must not join its trace
         try:
-            shipped = carrier.take_shipped()
-            get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True, remote=shipped > 0, shipped=shipped)
+            # every attempt's tasks sent elsewhere are read back, also when the last attempt ran all of its here
+            # (the read waits for the last attempt's, or for all attempts' when earlier ones sent some)
+            shipped, shipped_by_any = carrier.take_shipped()
+            get_runtime().end_flow_run(
+                flow,
+                flow_run,
+                state,
+                spec,
+                flush=True,
+                remote=shipped_by_any > 0,
+                shipped=shipped_by_any,
+                every_attempt=shipped_by_any > shipped,
+            )
         finally:
             _end_own_span(flow_run, state)
 

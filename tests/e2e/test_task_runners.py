@@ -473,3 +473,62 @@ def test_an_undecorated_subflows_task_runs_on_a_process_pool_are_counted_and_wri
     assert sorted(sub_tasks.state_type) == sorted(["COMPLETED"] * n + ["FAILED"])
     # the pool's task runs: the API's rows when no worker recorded them, the workers' own otherwise
     assert sorted(sub_tasks.source) == sorted(["api" if mode == "code" else "hook"] * n + ["hook"])
+
+
+RETRY_SHIPS_NOTHING = """
+import json, os
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner
+
+@task
+def step(i):
+    return os.getpid()
+
+@so.observe(kind="generation")
+@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2), retries=1,
+      retry_delay_seconds=0)
+def generate(marker, n):
+    if not os.path.exists(marker):  # the first attempt: its tasks run on the pool, then it fails
+        open(marker, "w").close()
+        pids = [f.result() for f in step.map(range(n))]
+        raise RuntimeError(f"first attempt fails after tasks in {sorted(set(pids))}")
+    return [step(i) for i in range(2)]  # the retry: every task in the flow's own process, none shipped
+
+if __name__ == "__main__":
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"])
+    state = generate(os.environ["MARKER"], int(os.environ["N"]), return_state=True)
+    from prometheus_client import generate_latest
+    from prefect_synthobs.metrics import REGISTRY
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(REGISTRY).decode().splitlines()
+        if line.startswith("synthobs_task_runs_total")
+    }
+    print(json.dumps({"state": state.type.value, "me": os.getpid(), "pids": state.result(),
+                      "flow_run_id": str(state.state_details.flow_run_id), "metrics": metrics}))
+"""
+
+
+@pytest.mark.slow
+def test_a_retry_that_ships_nothing_still_counts_the_earlier_attempts_task_runs_on_a_pool(tmp_path: Path) -> None:
+    """An observed flow's first attempt runs its tasks on a process pool and fails; its retry runs every task in
+    the flow's own process. The flow's end reads the first attempt's task runs back from the API and counts each
+    once (before: the retry had shipped nothing, so nothing was read, and they were never counted)."""
+    n = 3
+    env = subprocess_env(
+        FLOW_NAME=f"retry-ships-nothing-{uuid.uuid4().hex[:6]}",
+        STORE=str(tmp_path / "store"),
+        SPOOL=str(tmp_path / "spool"),
+        MARKER=str(tmp_path / "marker"),
+        N=str(n),
+    )
+    out = run_flow_script(tmp_path / "retry_ships_nothing.py", RETRY_SHIPS_NOTHING, env)
+    assert out["state"] == "COMPLETED" and set(out["pids"]) == {out["me"]}
+    name = env["FLOW_NAME"]
+    # the first attempt's n on the pool, read back; the retry's 2 in the flow's process: each once
+    assert out["metrics"] == {f'synthobs_task_runs_total{{flow="{name}",state="COMPLETED",task="step"}}': n + 2}
+    store = so.HealthStore(str(tmp_path / "store"))
+    tasks = store.read("task_runs", deduplicate=False)
+    tasks = tasks[tasks.flow_run_id.astype(str) == out["flow_run_id"]]
+    assert len(tasks) == n + 2 and tasks.task_run_id.is_unique  # written once each (the workers', then here)

@@ -9,7 +9,7 @@ import os
 import pickle
 import socket
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given
@@ -94,3 +94,44 @@ def test_id_text_stays_right_past_what_it_remembers() -> None:
     assert [prefect_runs.id_text(i) for i in ids] == [str(i) for i in ids]
     assert [prefect_runs.id_text(i) for i in reversed(ids)] == [str(i) for i in reversed(ids)]
     assert len(prefect_runs._ID_TEXTS) <= prefect_runs._ID_TEXTS_KEPT
+
+
+class _NoFields:
+    model_fields: ClassVar[dict[str, Any]] = {}  # settings with nothing to carry
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["refresh", "ship", "take"]), st.sampled_from(["run-a", "run-b", None])),
+        max_size=40,
+    )
+)
+def test_the_shipped_counts_span_a_runs_attempts_and_reset_for_another_run(steps: list[tuple[str, Any]]) -> None:
+    """``take_shipped`` gives (this attempt's, every attempt's) tasks sent elsewhere: a ``refresh`` with the run's
+    id again (a retry) keeps the earlier attempts' count; another run's id, or none, starts afresh."""
+    carrier = observe.WorkerCarrier(ObserveSpec())
+    settings = _NoFields()
+    run, this, before = None, 0, 0
+    for action, run_id in steps:
+        if action == "refresh":
+            carrier.refresh(settings, None, run_id)
+            before = before + this if run_id is not None and run_id == run else 0
+            run, this = run_id, 0
+        elif action == "ship":
+            pickle.dumps(carrier)  # a task sent to another process
+            this += 1
+        else:
+            assert carrier.take_shipped() == (this, this + before)
+            run, this, before = None, 0, 0
+
+
+def test_an_unpickled_carrier_counts_its_own_runs_afresh() -> None:
+    """A worker that runs the observed flow itself (a subflow inside a task) refreshes its unpickled copy."""
+    carrier = observe.WorkerCarrier(ObserveSpec())
+    carrier.refresh(_NoFields(), None, "run-a")
+    pickle.dumps(carrier)
+    copy = pickle.loads(pickle.dumps(carrier))
+    assert copy.take_shipped() == (0, 0)
+    copy.refresh(_NoFields(), None, "run-a")
+    pickle.dumps(copy)
+    assert copy.take_shipped() == (1, 1)
