@@ -47,18 +47,6 @@ def overhead_rows(name: str, label: str) -> Callable[[dict[str, Any]], list[Row]
                 pf(share <= 0.01),
             )
         )
-        cpu = r.get("synthobs_in_process_cpu_ms_median")
-        if cpu is not None:  # reported: what the wall figure holds of synthobs' own computing
-            out.append(
-                (
-                    f"{label}: the same, CPU time of the calling threads (not the store thread's they wait for)",
-                    f"{cpu:.1f} ms",
-                    f"{r['plain_median_s']:.3f} s",
-                    f"{100 * cpu / 1000 / r['plain_median_s']:.2f} %",
-                    "(reported)",
-                    "",
-                )
-            )
         if r.get("synthobs_worker_ms_per_task_median") is not None:
             worker = r["synthobs_worker_ms_per_task_median"]
             out.append(
@@ -71,18 +59,6 @@ def overhead_rows(name: str, label: str) -> Callable[[dict[str, Any]], list[Row]
                     pf(worker <= 0.5),
                 )
             )
-            worker_cpu = r.get("synthobs_worker_cpu_ms_per_task_median")
-            if worker_cpu is not None:
-                out.append(
-                    (
-                        f"{label}: the same, CPU time of the worker's calling threads",
-                        f"{worker_cpu:.3f} ms",
-                        "",
-                        "",
-                        "(reported)",
-                        "",
-                    )
-                )
         return out
 
     return rows

@@ -69,18 +69,17 @@ from _common import median, report  # noqa: E402
 
 
 def _accumulator() -> list[float]:
-    """Seconds inside synthobs in this process, ``[wall, CPU]``, kept on a synthobs module: a task unpickled by
-    value in a worker gets fresh copies of this script's globals each time, the imported package is there once.
-
-    Wall time (``perf_counter``) is the figure the targets apply to; CPU time (the calling thread's,
-    ``thread_time``) is what synthobs itself computed, without the time the OS gave other processes (the Prefect
-    server, the flow's process, the other worker) or other threads meanwhile: on 2 cores the two differ most."""
+    """Seconds inside synthobs in this process, kept on a synthobs module: a task unpickled by value in a
+    worker gets fresh copies of this script's globals each time, the imported package is there once."""
     import prefect_synthobs.instrument.listener as home
 
-    return home.__dict__.setdefault("_bench_inside", [0.0, 0.0])  # type: ignore[no-any-return]
+    return home.__dict__.setdefault("_bench_inside", [0.0])  # type: ignore[no-any-return]
 
 
 _inside = _accumulator()
+_clock = [time.perf_counter]
+"""The entry points' clock: wall time (default), or with ``--clock cpu`` the calling thread's CPU time (what
+synthobs itself computes, without the time other threads of the process take the interpreter meanwhile)."""
 
 
 def _attribute(cls: type, name: str) -> None:
@@ -90,15 +89,13 @@ def _attribute(cls: type, name: str) -> None:
         return
 
     def timed_call(*args, **kwargs):
-        wall, cpu = time.perf_counter(), time.thread_time()
+        clock = _clock[0]
+        start = clock()
         try:
             return original(*args, **kwargs)
         finally:
-            # read first: finding the accumulator is the benchmark's time, not synthobs'
-            cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-            inside = _accumulator()
-            inside[0] += wall
-            inside[1] += cpu
+            elapsed = clock() - start  # read first: finding the accumulator is the benchmark's time, not synthobs'
+            _accumulator()[0] += elapsed
 
     timed_call._bench_timed = True  # type: ignore[attr-defined]
     setattr(cls, name, timed_call)
@@ -168,8 +165,8 @@ class BackgroundCpu:
 
 
 @task
-def trivial(i: int) -> tuple[int, int, float, float]:
-    """``(i, pid, seconds inside synthobs so far in this process: wall, CPU)``: a worker's own cost, read back."""
+def trivial(i: int) -> tuple[int, int, float]:
+    """``(i, pid, seconds inside synthobs so far in this process)``: a worker's own cost, read back."""
     from prefect_synthobs.instrument.listener import RunListener as Listener
     from prefect_synthobs.instrument.observe import WorkerCarrier
 
@@ -180,8 +177,7 @@ def trivial(i: int) -> tuple[int, int, float, float]:
         _attribute(cls, name)
     if os.environ.get("BENCH_ROWS"):
         so.record_rows(1)
-    inside = _accumulator()
-    return i, os.getpid(), inside[0], inside[1]
+    return i, os.getpid(), _accumulator()[0]
 
 
 RUNNER = os.environ.get("BENCH_RUNNER", "thread")
@@ -199,35 +195,34 @@ def _task_runner():
     return None
 
 
-def body(n: int) -> list[tuple[int, int, float, float]]:
+def body(n: int) -> list[tuple[int, int, float]]:
     if RUNNER == "thread":
         return [trivial(i) for i in range(n)]
     return [f.result() for f in trivial.map(range(n))]
 
 
 @flow(name="bench-plain")
-def plain(n: int) -> list[tuple[int, int, float, float]]:
+def plain(n: int) -> list[tuple[int, int, float]]:
     return body(n)
 
 
 @so.observe(kind="other")
 @flow(name="bench-observed")
-def observed(n: int) -> list[tuple[int, int, float, float]]:
+def observed(n: int) -> list[tuple[int, int, float]]:
     return body(n)
 
 
-def worker_ms_per_task(results: list[tuple[int, int, float, float]], clock: int = 0) -> float | None:
-    """synthobs' time per task in worker processes, from the counters the tasks read back (``clock`` 0: wall,
-    1: CPU)."""
+def worker_ms_per_task(results: list[tuple[int, int, float]]) -> float | None:
+    """synthobs' time per task in worker processes, from the counters the tasks read back."""
     by_pid: dict[int, list[float]] = {}
-    for row in results:
-        by_pid.setdefault(row[1], []).append(row[2 + clock])
+    for _, pid, inside in results:
+        by_pid.setdefault(pid, []).append(inside)
     spans = [(max(v) - min(v), len(v) - 1) for pid, v in by_pid.items() if pid != os.getpid() and len(v) > 1]
     tasks = sum(n for _, n in spans)
     return 1000 * sum(s for s, _ in spans) / tasks if tasks else None
 
 
-_last_results: list[list[tuple[int, int, float, float]]] = []
+_last_results: list[list[tuple[int, int, float]]] = []
 
 
 def timed(fn, n: int) -> tuple[float, str]:
@@ -273,7 +268,15 @@ def main() -> None:
     parser.add_argument(
         "--settle", type=float, default=1.0, help="seconds to wait after the server has drained the previous run"
     )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="time the entry points by wall time (default) or by the flow thread's CPU time (time.thread_time)",
+    )
     args = parser.parse_args()
+    if args.clock == "cpu":
+        _clock[0] = time.thread_time
     if args.runner != RUNNER:  # the flows read it at import: this module again, in a child, with it set
         os.environ["BENCH_RUNNER"] = args.runner
         os.execv(sys.executable, [sys.executable, *sys.argv])
@@ -295,24 +298,20 @@ def main() -> None:
         for fn in (plain, observed):  # warm-up both paths
             wait_drained(timed(fn, args.tasks)[1], args.tasks, args.settle)
         plain_s, observed_s, ratios, inside_ms, worker_ms, background_ms = [], [], [], [], [], []
-        inside_cpu_ms: list[float] = []
-        worker_cpu_ms: list[float] = []
         background = BackgroundCpu()
         for r in range(args.rounds):
             pair = {}
             order = (plain, observed) if r % 2 == 0 else (observed, plain)
             for fn in order:
-                _inside[0] = _inside[1] = 0.0
+                _inside[0] = 0.0
                 background.start()
                 pair[fn.name], run_id = timed(fn, args.tasks)
                 if fn is observed:
                     inside_ms.append(_inside[0] * 1000)
-                    inside_cpu_ms.append(_inside[1] * 1000)
                     background_ms.append(background.stop() * 1000)
                     per_task = worker_ms_per_task(_last_results[0])
                     if per_task is not None:
                         worker_ms.append(per_task)
-                        worker_cpu_ms.append(worker_ms_per_task(_last_results[0], clock=1) or 0.0)
                 wait_drained(run_id, args.tasks, args.settle)
             plain_s.append(pair["bench-plain"])
             observed_s.append(pair["bench-observed"])
@@ -325,9 +324,10 @@ def main() -> None:
     if cluster is not None:
         cluster.close()
     report(
-        "overhead" if RUNNER == "thread" else f"overhead_{RUNNER}",
+        ("overhead" if RUNNER == "thread" else f"overhead_{RUNNER}") + ("_cpu" if args.clock == "cpu" else ""),
         {
             "runner": RUNNER,
+            "entry_point_clock": args.clock,
             "tasks_per_flow": args.tasks,
             "rounds": args.rounds,
             "plain_median_s": round(median(plain_s), 4),
@@ -344,11 +344,6 @@ def main() -> None:
                 median([a + b for a, b in zip(inside_ms, background_ms, strict=True)]), 2
             ),
             "synthobs_worker_ms_per_task_median": round(median(worker_ms), 3) if worker_ms else None,
-            # the same, as the CPU time of the threads that called synthobs' entry points (what they computed; the
-            # wall figures above also hold the time the OS gave other processes and threads meanwhile, and the
-            # store thread's work a flow's end waits for, which this leaves out)
-            "synthobs_in_process_cpu_ms_median": round(median(inside_cpu_ms), 2),
-            "synthobs_worker_cpu_ms_per_task_median": round(median(worker_cpu_ms), 3) if worker_cpu_ms else None,
             "plain_min_s": round(min(plain_s), 4),
             "observed_min_s": round(min(observed_s), 4),
         },
