@@ -101,14 +101,12 @@ class FlowEnd:
         *,
         remote: bool,
         shipped: int | None = None,
-        every_attempt: bool = False,
     ) -> bool:
         """Record a finished flow run (``False``: already recorded here).
 
-        ``remote``: some of the run's tasks may have run in other processes: read what they did from the
-        Prefect API (bounded) first; ``shipped``: how many (``None``: unknown), so that read ends as soon as
-        the API has them all: those of the run's last attempt, or with ``every_attempt`` of all its attempts
-        (a retried run whose earlier attempts sent tasks elsewhere). Without ``remote`` nothing is read from
+        ``remote``: some of the run's tasks may have run in other processes (in any attempt): read what they
+        did from the Prefect API (bounded) first; ``shipped``: how many in its last attempt (``None``:
+        unknown), so that read ends as soon as the API has them all. Without ``remote`` nothing is read from
         the API.
         """
         key = str(flow_run.id)
@@ -124,8 +122,7 @@ class FlowEnd:
             info = RunInfo(key, flow.name, spec or ObserveSpec(), observed=spec is not None)
         spec = info.spec
         self.scope.count_open_task_rows(info)
-        attempt = 0 if every_attempt else _attempt_of(flow_run)  # (0: any attempt's)
-        work = self._add_remote_work(info, flow.name, shipped, attempt) if remote else None
+        work = self._add_remote_work(info, flow.name, shipped, _attempt_of(flow_run)) if remote else None
         gpu = self.gpu.detach(key)
         for other in (work.gpu if work is not None else {}).values():  # the run's tasks on other hosts
             gpu = gpu or RunGpuSummary()

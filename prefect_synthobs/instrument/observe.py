@@ -213,19 +213,12 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
         carrier.traceparent = None  # the run is over: a flow pickled later must not join its trace
         try:
-            # every attempt's tasks sent elsewhere are read back, also when the last attempt ran all of its here
-            # (the read waits for the last attempt's, or for all attempts' when earlier ones sent some)
+            # every attempt's tasks sent elsewhere are read back, also when the last attempt ran all of its here;
+            # the read waits for the last attempt's only (an earlier attempt's may never have run: a failed
+            # attempt's runner cancels what it had not started, and those were counted as sent)
             shipped, shipped_by_any = carrier.take_shipped()
-            get_runtime().end_flow_run(
-                flow,
-                flow_run,
-                state,
-                spec,
-                flush=True,
-                remote=shipped_by_any > 0,
-                shipped=shipped_by_any,
-                every_attempt=shipped_by_any > shipped,
-            )
+            remote = shipped_by_any > 0
+            get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True, remote=remote, shipped=shipped)
         finally:
             _end_own_span(flow_run, state)
 

@@ -234,9 +234,11 @@ def read_remote_work(
         # workers, which the count cannot tell apart; it reads again then)
         work.complete = shipped is not None and ran_elsewhere(task_runs, local_task_run_ids, attempt) == shipped
         work.reported = _rows_of(artifacts)
-        # a retried flow run counts the rows of its last attempt: leave out task runs of earlier attempts
+        # a retried flow run counts the rows of its last attempt: leave out task runs of earlier attempts (the
+        # flow's own attempt when known: the last one may have no task run in this read, all of its own having
+        # run in the flow's process, or none yet recorded by the API)
         attempts = {str(t.id): flow_attempt_of(t) for t in task_runs}
-        last_attempt = max(attempts.values(), default=0)
+        last_attempt = max(attempt, max(attempts.values(), default=0))
         for task_run_id, counts in work.reported.items():
             if task_run_id in local_task_run_ids or attempts.get(task_run_id, last_attempt) < last_attempt:
                 continue

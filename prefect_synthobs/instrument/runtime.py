@@ -246,20 +246,15 @@ class Runtime:
         flush: bool,
         remote: bool = False,
         shipped: int | None = None,
-        every_attempt: bool = False,
     ) -> None:
         """Record a finished flow run (``FlowEnd.record``); with ``flush``, write it out and export now.
 
         ``remote``: some of the run's tasks may have run in other processes (read from the API, bounded);
-        ``shipped``: how many task runs were sent there, when known (the read then ends once it has them): by
-        the run's last attempt, or with ``every_attempt`` by all of them. The task runs noted so far
-        (``note_task_run``) are recorded first.
+        ``shipped``: how many task runs its last attempt sent there, when known (the read then ends once it has
+        them). The task runs noted so far (``note_task_run``) are recorded first.
         """
         self.task_ends.flush()
-        recorded = self.flow_end.record(
-            flow, flow_run, state, spec, remote=remote, shipped=shipped, every_attempt=every_attempt
-        )
-        if recorded and flush:
+        if self.flow_end.record(flow, flow_run, state, spec, remote=remote, shipped=shipped) and flush:
             self.recorder.flush()
             self.exporter.on_flow_end(flow.name)
             self._after_flow()
