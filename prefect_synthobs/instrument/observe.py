@@ -138,7 +138,7 @@ class WorkerCarrier:
         self.shipped = self.shipped_before = 0  # (counts of this process's own runs of the flow, from here)
         self.run_id = None
         # the pid first: a worker's differs from the flow process's, and it costs no system call (a host name
-        # is one, about 0.1 ms in a worker that just woke up: Dask unpickles this several times per task)
+        # is one, about 0.1 ms in a worker that just woke up, where this runs for each task it receives)
         if self.origin_pid != os.getpid() or getattr(self, "origin_host", None) != host_name():
             self.activate()
 
