@@ -22,9 +22,6 @@ from prefect_synthobs import catalog
 from prefect_synthobs.health.events import AttemptError
 from prefect_synthobs.instrument.prefect_runs import id_text
 
-_NO_ID = object()
-"""No run id looked up yet (``RunScope._last_id``)."""
-
 _RECENT_RUNS = 1024
 """Finished runs remembered (their ends are recorded once; late measurements still find them)."""
 
@@ -173,8 +170,6 @@ class RunScope:
         """Task runs in progress in this process (of flows in scope): ``{task run id: (task run, flow run id)}``."""
         self._recent: OrderedDict[str, RunInfo] = OrderedDict()
         self._lock = threading.Lock()
-        self._last_id: tuple[Any, str] = (_NO_ID, "")
-        """The last run id object ``run_info`` turned into text, and its text (one tuple: swapped atomically)."""
 
     def adopt(self, other: RunScope) -> None:
         """Carry the runs in scope over from the scope this one replaces (``configure`` rebuilt the runtime)."""
@@ -182,14 +177,8 @@ class RunScope:
             self._runs, self._recent = other._runs, other._recent
 
     def run_info(self, flow_run_id: Any) -> RunInfo | None:
-        last = self._last_id
-        if last[0] is flow_run_id:  # the same id object as the last lookup (a flow's tasks ask with its run's)
-            key = last[1]
-        elif flow_run_id.__class__ is str:
-            key = flow_run_id
-        else:
-            key = id_text(flow_run_id)
-            self._last_id = (flow_run_id, key)
+        # (``id_text`` remembers the text of each id object: a flow's tasks ask with its run's, once per task)
+        key = flow_run_id if flow_run_id.__class__ is str else id_text(flow_run_id)
         with self._lock:
             return self._runs.get(key) or self._recent.get(key)
 
