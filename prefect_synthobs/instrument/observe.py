@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar, overload
@@ -85,58 +86,90 @@ class WorkerCarrier:
         self.spec = spec
         self.settings: dict[str, Any] | None = None
         self.traceparent: str | None = None
+        """The flow span's ``traceparent`` an unpickled carrier brings (the flow's process keeps each run's in
+        ``_runs``, and this stays ``None`` there)."""
         self.origin_pid = os.getpid()
         self.origin_host = host_name()
-        self.shipped = 0
-        """Times pickled since the run's attempt started: each a task sent to another process (Prefect
-        serializes the run context, which holds the flow, once per task it submits to a process pool, Dask or
-        Ray)."""
-        self.shipped_before = 0
-        """Times pickled by the run's earlier attempts (a retried flow run: ``refresh`` with its id again)."""
-        self.run_id: str | None = None
+        self._reset_counts()
+
+    def _reset_counts(self) -> None:
+        self._lock = threading.Lock()
+        self._pickles = 0
+        """Times pickled so far, each a task sent to another process (Prefect serializes the run context, which
+        holds the flow, once per task it submits to a process pool, Dask or Ray)."""
+        self._runs: dict[Any, _CarriedRun] = {}
+        """The runs of this flow in progress in this process (``refresh`` to ``take_shipped``), oldest first."""
 
     def refresh(self, settings: Any, traceparent: str | None, run_id: str | None = None) -> None:
         """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``;
-        ``run_id``: the flow run's id (the same again: a retry, whose earlier attempts' count is kept)."""
+        ``run_id``: the flow run's id (the same again: a retry, whose earlier attempts' count is kept).
+
+        Runs of one flow object may be in progress at once in this process (threads, ``asyncio.gather``): a task
+        sent while several are cannot be told whose it was (Dask pickles off the run's thread), so each of them
+        is marked, and its count is given as unknown (``take_shipped``)."""
         values = {key: getattr(settings, key) for key in type(settings).model_fields}
         values["config_block"] = None  # its values are merged in already: never load it again
         # workers export no metrics (an http port per worker, pushes without a flow end): their task runs
         # reach the store and the trace; the flow's process counts them in its metrics (read from the API)
         values["metrics_mode"] = "none"
         self.settings = values
-        self.traceparent = traceparent
         self.origin_pid = os.getpid()
         self.origin_host = host_name()
-        if run_id is not None and run_id == self.run_id:  # a retry: its earlier attempts' tasks still count
-            self.shipped_before += self.shipped
-        else:
-            self.shipped_before = 0
-        self.run_id = run_id
-        self.shipped = 0
+        with self._lock:
+            key = run_id if run_id is not None else object()  # no id: a run of its own
+            run = self._runs.get(key)
+            if run is None:
+                run = self._runs[key] = _CarriedRun(self._pickles)
+                while len(self._runs) > _RUNS_KEPT:  # a run whose end never came (its process goes on)
+                    del self._runs[next(iter(self._runs))]
+            else:  # a retry: its earlier attempts' tasks still count
+                run.before += self._pickles - run.start
+                run.start = self._pickles
+            run.traceparent = traceparent
 
-    def take_shipped(self) -> tuple[int, int]:
-        """How many times the carrier left this process since the run's last attempt started, and since its
-        first (0, 0: every task ran here); both reset."""
-        shipped, before = self.shipped, self.shipped_before
-        self.shipped = self.shipped_before = 0
-        self.run_id = None
-        return shipped, shipped + before
+    def take_shipped(self, run_id: str | None = None) -> tuple[int | None, int]:
+        """How many times the carrier left this process since the run's last attempt started (``None``: unknown,
+        another run of the flow was in progress meanwhile), and at least how many since its first (0: every
+        task ran here); the run is then over here. ``run_id`` ``None``: the one run in progress (else none)."""
+        with self._lock:
+            key = run_id
+            if key is None and len(self._runs) == 1:
+                key = next(iter(self._runs))
+            run = self._runs.pop(key, None)
+            if run is None:
+                return (None, 1) if self._runs else (0, 0)  # never refreshed: unknown while another is running
+            this = self._pickles - run.start
+            return (None if run.shared else this), this + run.before
+
+    def _traceparent_now(self) -> str | None:
+        """The ``traceparent`` of the run sending a task now: the one in progress, or the current run's."""
+        runs = list(self._runs.items())
+        if len(runs) == 1:
+            return runs[0][1].traceparent
+        if not runs:  # the flow's process after its runs: none; a copy unpickled on the way (Dask's scheduler
+            return self.traceparent  # unpickles a task and pickles it again for its worker): the one it brought
+        ctx = FlowRunContext.get()  # several at once: the run whose thread pickles (none known: no trace)
+        run = self._runs.get(prefect_runs.id_text(ctx.flow_run.id)) if ctx and ctx.flow_run else None
+        return run.traceparent if run is not None else None
 
     def __getstate__(self) -> dict[str, Any]:
         if not _tokenizing():
-            self.shipped += 1
+            with self._lock:
+                self._pickles += 1
+                if len(self._runs) > 1:  # whose task it is cannot be told
+                    for run in self._runs.values():
+                        run.shared = True
         return {
             "spec": self.spec,
             "settings": self.settings,
-            "traceparent": self.traceparent,
+            "traceparent": self._traceparent_now(),
             "origin_pid": self.origin_pid,
             "origin_host": self.origin_host,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.shipped = self.shipped_before = 0  # (counts of this process's own runs of the flow, from here)
-        self.run_id = None
+        self._reset_counts()  # (counts of this process's own runs of the flow, from here)
         # the pid first: a worker's differs from the flow process's, and it costs no system call (a host name
         # is one, about 0.1 ms in a worker that just woke up, where this runs for each task it receives)
         if self.origin_pid != os.getpid() or getattr(self, "origin_host", None) != host_name():
@@ -165,6 +198,22 @@ class WorkerCarrier:
                 context.attach(_flow_span_context(self.traceparent))
         except Exception as exc:  # the worker runs its task whatever happens here
             logger.warning("synthobs: could not set up recording in worker process %d (%s)", os.getpid(), exc)
+
+
+class _CarriedRun:
+    """A run of an observed flow in progress in its process, as its ``WorkerCarrier`` counts it."""
+
+    __slots__ = ("before", "shared", "start", "traceparent")
+
+    def __init__(self, start: int) -> None:
+        self.start = start  # the carrier's pickle count as the run's last attempt started
+        self.before = 0  # pickles during the run's earlier attempts
+        self.shared = False  # a task was sent while another run of the flow was in progress too
+        self.traceparent: str | None = None
+
+
+_RUNS_KEPT = 256
+"""Runs of one flow a carrier keeps in progress at most (beyond: the oldest, whose end never came, is dropped)."""
 
 
 _LAST_TRACEPARENT: tuple[str, context.Context] | None = None
@@ -211,12 +260,12 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
                 run_span.update_name(f"flow/{flow.name}")
 
     def on_end(flow: Any, flow_run: Any, state: Any) -> None:
-        carrier.traceparent = None  # the run is over: a flow pickled later must not join its trace
+        # the run is over here (a flow pickled later does not join its trace); every attempt's tasks sent
+        # elsewhere are read back, also when the last attempt ran all of its here; the read waits for the last
+        # attempt's only (an earlier attempt's may never have run: a failed attempt's runner cancels what it
+        # had not started, and those were counted as sent)
+        shipped, shipped_by_any = carrier.take_shipped(prefect_runs.id_text(flow_run.id))
         try:
-            # every attempt's tasks sent elsewhere are read back, also when the last attempt ran all of its here;
-            # the read waits for the last attempt's only (an earlier attempt's may never have run: a failed
-            # attempt's runner cancels what it had not started, and those were counted as sent)
-            shipped, shipped_by_any = carrier.take_shipped()
             remote = shipped_by_any > 0
             get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True, remote=remote, shipped=shipped)
         finally:

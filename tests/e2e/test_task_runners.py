@@ -537,3 +537,105 @@ def test_a_retry_that_ships_nothing_still_counts_the_earlier_attempts_task_runs_
     # back with its task runs (their attempt is older than the flow's, however few of the retry's are read)
     (flow_rows,) = store.read("flow_runs").rows.tolist()
     assert flow_rows == 2
+
+
+CONCURRENT_RUNS = """
+import json, os, threading, time
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner
+
+@task
+def step(i, rows):
+    so.record_rows(rows)
+    return os.getpid()
+
+def wait_for(path):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.05)
+
+def mark(path):
+    open(path, "w").close()
+
+@so.observe(kind="generation")
+@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
+def generate(role, n, rows, marks):
+    if os.environ["MODE"] == "interleaved":  # both runs in progress before either sends a task
+        mark(f"{marks}/{role}-started")
+        wait_for(f"{marks}/{'b' if role == 'a' else 'a'}-started")
+        return [f.result() for f in [step.submit(i, rows) for i in range(n)]]
+    # one after the other, overlapping: a sends its tasks, b starts, a ends, then b sends its own
+    if role == "a":
+        pids = [f.result() for f in [step.submit(i, rows) for i in range(n)]]
+        mark(f"{marks}/a-sent")
+        wait_for(f"{marks}/b-started")
+        return pids
+    mark(f"{marks}/b-started")
+    wait_for(f"{marks}/a-returned")  # a's end hook has run
+    return [f.result() for f in [step.submit(i, rows) for i in range(n)]]
+
+if __name__ == "__main__":
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"])
+    marks, n = os.environ["MARKS"], int(os.environ["N"])
+    states = {}
+    def run(role, rows):
+        states[role] = generate(role, n, rows, marks, return_state=True)
+        if role == "a":
+            mark(f"{marks}/a-returned")
+    a = threading.Thread(target=run, args=("a", 10))
+    b = threading.Thread(target=run, args=("b", 1))
+    a.start()
+    if os.environ["MODE"] != "interleaved":
+        wait_for(f"{marks}/a-sent")
+    b.start()
+    a.join()
+    b.join()
+    from prometheus_client import generate_latest
+    from prefect_synthobs.metrics import REGISTRY
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(REGISTRY).decode().splitlines()
+        if line.startswith(("synthobs_task_runs_total", "synthobs_generation_rows_total"))
+    }
+    print(json.dumps({"states": {k: s.type.value for k, s in states.items()}, "me": os.getpid(),
+                      "pids": [p for s in states.values() for p in s.result()],
+                      "runs": {k: str(s.state_details.flow_run_id) for k, s in states.items()}, "metrics": metrics}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["overlapping", "interleaved"])
+def test_runs_of_one_flow_at_once_each_count_their_own_task_runs_on_a_pool(tmp_path: Path, mode: str) -> None:
+    """Two runs of one observed flow object in progress at once in one process (threads), their tasks on a
+    process pool. ``overlapping``: run a sends its tasks, run b starts, a ends while b runs, then b sends its own
+    (before: b's start reset the shared count of tasks sent, so a's end read nothing back and its 3 pooled task
+    runs and 30 rows were never counted: 3 task runs and 3 rows in the metrics, a's flow row 0 rows).
+    ``interleaved``: both send while both are in progress (whose task is whose cannot be told: each run's end
+    reads until the API settles). Every task run is counted once, toward its own run."""
+    n = 3
+    env = subprocess_env(
+        FLOW_NAME=f"runs-at-once-{uuid.uuid4().hex[:6]}",
+        STORE=str(tmp_path / "store"),
+        SPOOL=str(tmp_path / "spool"),
+        MARKS=str(tmp_path),
+        MODE=mode,
+        N=str(n),
+    )
+    out = run_flow_script(tmp_path / "runs_at_once.py", CONCURRENT_RUNS, env)
+    assert out["states"] == {"a": "COMPLETED", "b": "COMPLETED"}
+    assert out["me"] not in out["pids"]  # every task ran on the pool
+    name = env["FLOW_NAME"]
+    assert out["metrics"] == {
+        f'synthobs_task_runs_total{{flow="{name}",state="COMPLETED",task="step"}}': 2 * n,
+        f'synthobs_generation_rows_total{{flow="{name}",model_type="",table=""}}': n * 10 + n * 1,
+    }
+    store = so.HealthStore(str(tmp_path / "store"))
+    rows = dict(zip(*store.read("flow_runs")[["flow_run_id", "rows"]].T.values.tolist(), strict=True))
+    assert {str(k): v for k, v in rows.items()} == {out["runs"]["a"]: n * 10, out["runs"]["b"]: n}
+    tasks = store.read("task_runs", deduplicate=False)
+    for run in out["runs"].values():
+        mine = tasks[tasks.flow_run_id.astype(str) == run]
+        assert len(mine) == n and mine.task_run_id.is_unique

@@ -102,27 +102,75 @@ class _NoFields:
 
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["refresh", "ship", "take"]), st.sampled_from(["run-a", "run-b", None])),
-        max_size=40,
+        st.tuples(st.sampled_from(["refresh", "ship", "take"]), st.sampled_from(["run-a", "run-b", "run-c"])),
+        max_size=50,
     )
 )
-def test_the_shipped_counts_span_a_runs_attempts_and_reset_for_another_run(steps: list[tuple[str, Any]]) -> None:
-    """``take_shipped`` gives (this attempt's, every attempt's) tasks sent elsewhere: a ``refresh`` with the run's
-    id again (a retry) keeps the earlier attempts' count; another run's id, or none, starts afresh."""
+def test_the_shipped_counts_are_exact_for_a_run_alone_and_never_too_low_for_runs_at_once(
+    steps: list[tuple[str, str]],
+) -> None:
+    """Runs of one flow object in progress at once in one process (threads, ``asyncio.gather``) share its carrier.
+
+    ``take_shipped(run)`` gives (this attempt's, every attempt's) tasks sent elsewhere. A run during which no
+    task was sent while another run was in progress gets both exactly, retries included (a ``refresh`` with the
+    run's id again keeps its earlier attempts' count). A run that shared a send with another gets ``None`` for
+    its attempt (unknown: the flow's end then reads until the API settles), and a total never below its own:
+    its end never skips reading back task runs it did send (before: another run's ``refresh`` or end reset the
+    count, and a run that had sent tasks read nothing back)."""
     carrier = observe.WorkerCarrier(ObserveSpec())
     settings = _NoFields()
-    run, this, before = None, 0, 0
-    for action, run_id in steps:
+    active: dict[str, dict[str, Any]] = {}  # the truth: what each run in progress sent
+    for action, run in steps:
         if action == "refresh":
-            carrier.refresh(settings, None, run_id)
-            before = before + this if run_id is not None and run_id == run else 0
-            run, this = run_id, 0
-        elif action == "ship":
-            pickle.dumps(carrier)  # a task sent to another process
-            this += 1
-        else:
-            assert carrier.take_shipped() == (this, this + before)
-            run, this, before = None, 0, 0
+            if run in active:  # a retry
+                active[run]["before"] += active[run]["this"]
+                active[run]["this"] = 0
+            else:
+                active[run] = {"this": 0, "before": 0, "shared": False}
+            carrier.refresh(settings, f"tp-{run}", run)
+        elif action == "ship" and run in active:
+            if len(active) > 1:
+                for each in active.values():
+                    each["shared"] = True
+            pickle.dumps(carrier)  # a task of ``run`` sent to another process
+            active[run]["this"] += 1
+        elif action == "take" and run in active:
+            truth = active.pop(run)
+            this, by_any = carrier.take_shipped(run)
+            if truth["shared"]:
+                assert this is None and by_any >= max(truth["this"] + truth["before"], 1)
+            else:
+                assert (this, by_any) == (truth["this"], truth["this"] + truth["before"])
+        elif action == "take":
+            assert carrier.take_shipped(run) == ((None, 1) if active else (0, 0))
+
+
+def test_a_task_sent_while_several_runs_are_in_progress_carries_its_own_runs_trace() -> None:
+    """With runs at once, a task joins the trace of the run whose thread sends it (no run known: no trace, not
+    another run's); with one run, that run's; after its end, none; a copy unpickled and pickled again on its way,
+    the one it brought."""
+    carrier = observe.WorkerCarrier(ObserveSpec())
+    carrier.refresh(_NoFields(), "tp-a", "run-a")
+    copy = pickle.loads(pickle.dumps(carrier))
+    assert copy.traceparent == "tp-a"
+    # a copy pickled again on the way (Dask's scheduler does, in the flow's process or its own) keeps it
+    assert pickle.loads(pickle.dumps(copy)).traceparent == "tp-a"
+    run_b = uuid.uuid4()
+    carrier.refresh(_NoFields(), "tp-b", str(run_b))
+    assert pickle.loads(pickle.dumps(carrier)).traceparent is None  # no run context here: whose is unknown
+
+    class _Run:
+        id = run_b
+
+    from prefect.context import FlowRunContext
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FlowRunContext, "get", classmethod(lambda cls: type("Ctx", (), {"flow_run": _Run})()))
+        assert pickle.loads(pickle.dumps(carrier)).traceparent == "tp-b"
+    carrier.take_shipped(str(run_b))
+    assert pickle.loads(pickle.dumps(carrier)).traceparent == "tp-a"
+    carrier.take_shipped("run-a")
+    assert pickle.loads(pickle.dumps(carrier)).traceparent is None
 
 
 def test_an_unpickled_carrier_counts_its_own_runs_afresh() -> None:
@@ -131,7 +179,8 @@ def test_an_unpickled_carrier_counts_its_own_runs_afresh() -> None:
     carrier.refresh(_NoFields(), None, "run-a")
     pickle.dumps(carrier)
     copy = pickle.loads(pickle.dumps(carrier))
-    assert copy.take_shipped() == (0, 0)
+    assert copy.take_shipped("run-a") == (0, 0)
     copy.refresh(_NoFields(), None, "run-a")
     pickle.dumps(copy)
-    assert copy.take_shipped() == (1, 1)
+    assert copy.take_shipped("run-a") == (1, 1)
+    assert carrier.take_shipped("run-a") == (2, 2)
