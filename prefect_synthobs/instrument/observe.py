@@ -178,10 +178,10 @@ class WorkerCarrier:
     def activate(self) -> None:
         """Configure and install synthobs in this (worker) process. Never raises.
 
-        It runs each time a worker unpickles a task's context (once per task on a process pool, several times
-        on Dask): after the first, it only compares the settings and makes the flow's span current."""
+        It runs each time a worker unpickles a task's context (once per task on a process pool, and on Dask as
+        measured with 2 workers): after the first, it only compares the settings and makes the flow's span current."""
         try:
-            # Dask unpickles a task's context several times, a worker runs many tasks: set up once per settings
+            # a worker runs many tasks: set up once per settings
             if self.settings is not None and self.settings != INSTRUMENTATION.carried_settings:
                 INSTRUMENTATION.carried_settings = self.settings  # tried once: a failure warns once, not per task
                 quiet_hook_lines()  # the task hooks' lines at DEBUG here too
