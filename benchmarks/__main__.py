@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE))
 from _common import RESULTS  # noqa: E402
 from _rows import Row, autolog_rows, faults_rows, gpu_sampler_rows, multi_table_rows, quality_rows, redaction_rows  # noqa: E402
 from _rows_perf import (  # noqa: E402
+    aa_rows,
     flow_end_rows,
     otel_rows,
     overhead_rows,
@@ -50,6 +51,7 @@ SUITE = [
     Benchmark(
         "overhead", ["bench_overhead.py", "--rounds", "9"], "overhead", overhead_rows("overhead", "in-process tasks")
     ),
+    Benchmark("overhead_aa", ["bench_overhead.py", "--aa", "--rounds", "15"], "overhead_aa", aa_rows),
     Benchmark(
         "overhead_process_pool",
         ["bench_overhead.py", "--runner", "process_pool", "--rounds", "7"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +63,46 @@ def overhead_rows(name: str, label: str) -> Callable[[dict[str, Any]], list[Row]
             )
         return out
 
+    return rows
+
+
+def chance_median_above(ratios: list[float], rounds: int, limit: float, resamples: int = 4000) -> float:
+    """How often the median of ``rounds`` rounds drawn from ``ratios`` (with replacement) is above ``limit``: for
+    A/A rounds, the chance that a change costing nothing fails a ``limit`` target measured with ``rounds``."""
+    draw = random.Random(0)
+    above = sum(statistics.median(draw.choices(ratios, k=rounds)) > limit for _ in range(resamples))
+    return above / resamples
+
+
+def aa_rows(r: dict[str, Any]) -> list[Row]:
+    """The noise floor of the ratio rows: the same protocol with a plain flow in the observed one's place."""
+    spread = r["ratio_spread"]
+    rows: list[Row] = [
+        (
+            f"A/A noise floor: plain / plain flow, {r['tasks_per_flow']} in-process tasks, the overhead protocol "
+            f"(median of {r['rounds']} rounds, {spread[0]:.3f}–{spread[1]:.3f})",
+            f"{r['median_ratio']:.3f}",
+            f"ratio of medians {r['ratio_of_medians']:.3f}",
+            "",
+            "(reported)",
+            "",
+        )
+    ]
+    ratios = r.get("ratios") or []
+    if len(ratios) >= 5:
+        for rounds, limit in ((9, 1.05), (15, 1.03)):
+            chance = chance_median_above(ratios, rounds, limit)
+            rows.append(
+                (
+                    f"A/A: chance a change costing nothing shows a median above {limit:g} in {rounds} rounds "
+                    f"(resampled from these {len(ratios)})",
+                    f"{100 * chance:.0f} %",
+                    "",
+                    "",
+                    "(reported)",
+                    "",
+                )
+            )
     return rows
 
 

@@ -212,6 +212,12 @@ def observed(n: int) -> list[tuple[int, int, float]]:
     return body(n)
 
 
+@flow(name="bench-observed")
+def plain_twin(n: int) -> list[tuple[int, int, float]]:
+    """``--aa``: a second plain flow in the observed flow's place (what the protocol reads at zero cost)."""
+    return body(n)
+
+
 def worker_ms_per_task(results: list[tuple[int, int, float]]) -> float | None:
     """synthobs' time per task in worker processes, from the counters the tasks read back."""
     by_pid: dict[int, list[float]] = {}
@@ -269,6 +275,12 @@ def main() -> None:
         "--settle", type=float, default=1.0, help="seconds to wait after the server has drained the previous run"
     )
     parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A: a plain flow in the observed one's place: the ratio this machine gives when synthobs costs "
+        "nothing (the noise floor of the ratio rows), reported as overhead_aa",
+    )
+    parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
         default="wall",
@@ -288,6 +300,8 @@ def main() -> None:
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
         os.environ["BENCH_DASK_ADDRESS"] = cluster.scheduler_address
     global plain, observed
+    if args.aa:
+        observed = plain_twin
     runner = _task_runner()
     if runner is not None:  # with_options keeps synthobs' hooks (and their worker carrier)
         plain, observed = plain.with_options(task_runner=runner), observed.with_options(task_runner=runner)
@@ -323,9 +337,12 @@ def main() -> None:
             )
     if cluster is not None:
         cluster.close()
+    name = "overhead" if RUNNER == "thread" else f"overhead_{RUNNER}"
     report(
-        ("overhead" if RUNNER == "thread" else f"overhead_{RUNNER}") + ("_cpu" if args.clock == "cpu" else ""),
+        name + ("_aa" if args.aa else "") + ("_cpu" if args.clock == "cpu" else ""),
         {
+            "aa": args.aa,
+            "ratios": [round(r, 4) for r in ratios],
             "runner": RUNNER,
             "entry_point_clock": args.clock,
             "tasks_per_flow": args.tasks,

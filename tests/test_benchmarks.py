@@ -69,3 +69,45 @@ def test_autolog_benchmark_runs_and_records(tmp_path: Path) -> None:
     assert data["synthobs_epoch_hook_us_median"] > 0 and data["synthobs_fit_wrapper_ms_median"] > 0
     for part in ("fit", "sample"):
         assert data[part]["median_ratio"] > 0 and data[part]["target_median_ratio"] == 1.01
+
+
+def test_the_overhead_benchmark_measures_its_own_noise_floor(tmp_path: Path) -> None:
+    """``bench_overhead.py --aa`` (tiny): a plain flow in the observed one's place, reported as ``overhead_aa``
+    with every round's ratio; the table shows the A/A rows."""
+    env = subprocess_env(SYNTHOBS_BENCH_RESULTS=str(tmp_path))
+    args = ["--aa", "--rounds", "2", "--tasks", "3", "--settle", "0"]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_overhead.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "overhead_aa.json").read_text())
+    assert data["aa"] is True and len(data["ratios"]) == 2 and data["synthobs_worker_ms_per_task_median"] is None
+    table = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--table", "overhead_aa"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "A/A noise floor" in table.stdout, table.stdout + table.stderr
+
+
+def test_the_chance_a_costless_change_fails_comes_from_the_rounds_spread() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _rows_perf import aa_rows, chance_median_above
+
+    assert chance_median_above([1.0] * 9, 9, 1.05) == 0.0
+    assert chance_median_above([1.2] * 9, 9, 1.05) == 1.0
+    wide = [0.75, 0.8, 0.9, 0.95, 1.0, 1.02, 1.1, 1.2, 1.4]
+    # more rounds, a tighter median: the chance of crossing a limit above the typical ratio falls
+    assert 0 < chance_median_above(wide, 70, 1.05) < chance_median_above(wide, 9, 1.05) < 0.5
+    rows = aa_rows(
+        {"tasks_per_flow": 200, "rounds": 9, "ratio_spread": [0.75, 1.4], "median_ratio": 1.02, "ratio_of_medians": 1.0}
+        | {"ratios": wide}
+    )
+    assert len(rows) == 3 and rows[1][1].endswith("%")
