@@ -100,13 +100,16 @@ class WorkerCarrier:
         self._runs: dict[Any, _CarriedRun] = {}
         """The runs of this flow in progress in this process (``refresh`` to ``take_shipped``), oldest first."""
 
-    def refresh(self, settings: Any, traceparent: str | None, run_id: str | None = None) -> None:
+    def refresh(self, settings: Any, traceparent: str | None, run_id: str | None = None, flow_run: Any = None) -> None:
         """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``;
-        ``run_id``: the flow run's id (the same again: a retry, whose earlier attempts' count is kept).
+        ``run_id``: the flow run's id (the same again: a retry, whose earlier attempts' count is kept);
+        ``flow_run``: Prefect's object of the run, whose state the engine keeps current (a run in a final state
+        is over, whether or not its end hook ran: ``with_options(on_failure=[...])`` replaces it, a paused or
+        suspended run calls none).
 
         Runs of one flow object may be in progress at once in this process (threads, ``asyncio.gather``): a task
-        sent while several are cannot be told whose it was (Dask pickles off the run's thread), so each of them
-        is marked, and its count is given as unknown (``take_shipped``)."""
+        sent while several are cannot be told whose it was (a process pool pickles it on a thread of its own),
+        so each of them is marked, and its count is given as unknown (``take_shipped``)."""
         values = {key: getattr(settings, key) for key in type(settings).model_fields}
         values["config_block"] = None  # its values are merged in already: never load it again
         # workers export no metrics (an http port per worker, pushes without a flow end): their task runs
@@ -116,6 +119,7 @@ class WorkerCarrier:
         self.origin_pid = os.getpid()
         self.origin_host = host_name()
         with self._lock:
+            self._forget_ended()
             key = run_id if run_id is not None else object()  # no id: a run of its own
             run = self._runs.get(key)
             if run is None:
@@ -125,7 +129,7 @@ class WorkerCarrier:
             else:  # a retry: its earlier attempts' tasks still count
                 run.before += self._pickles - run.start
                 run.start = self._pickles
-            run.traceparent = traceparent
+            run.traceparent, run.flow_run = traceparent, flow_run
 
     def take_shipped(self, run_id: str | None = None) -> tuple[int | None, int]:
         """How many times the carrier left this process since the run's last attempt started (``None``: unknown,
@@ -136,10 +140,16 @@ class WorkerCarrier:
             if key is None and len(self._runs) == 1:
                 key = next(iter(self._runs))
             run = self._runs.pop(key, None)
-            if run is None:
-                return (None, 1) if self._runs else (0, 0)  # never refreshed: unknown while another is running
+            if run is None:  # never refreshed, or dropped (``_RUNS_KEPT``, or ended): unknown once any task left
+                return (None, 1) if self._pickles else (0, 0)
             this = self._pickles - run.start
             return (None if run.shared else this), this + run.before
+
+    def _forget_ended(self) -> None:
+        """Drop the runs in a final state (called holding the lock): over, whether or not their end came."""
+        for key, run in list(self._runs.items()):
+            if run.flow_run is not None and prefect_runs.state_type(getattr(run.flow_run, "state", None)) in _FINAL:
+                del self._runs[key]
 
     def _traceparent_now(self) -> str | None:
         """The ``traceparent`` of the run sending a task now: the one in progress, or the current run's."""
@@ -156,6 +166,8 @@ class WorkerCarrier:
         if not _tokenizing():
             with self._lock:
                 self._pickles += 1
+                if len(self._runs) > 1:
+                    self._forget_ended()
                 if len(self._runs) > 1:  # whose task it is cannot be told
                     for run in self._runs.values():
                         run.shared = True
@@ -192,29 +204,39 @@ class WorkerCarrier:
                 quiet_hook_lines()
                 install()
                 get_runtime()
-            if self.traceparent:
-                # Prefect parents a task span on the current span (in the flow's process, the flow's);
-                # a worker has none: make the flow's span current where the task is about to run
-                context.attach(_flow_span_context(self.traceparent))
+            self.enter_flow_trace()
         except Exception as exc:  # the worker runs its task whatever happens here
             logger.warning("synthobs: could not set up recording in worker process %d (%s)", os.getpid(), exc)
+
+    def enter_flow_trace(self) -> None:
+        """Make the flow's span current where the task is about to run: Prefect parents a task span on the current
+        span (in the flow's process, the flow's; a worker has none). None known (runs at once): no span, not the
+        one an earlier task of another run left current on this thread."""
+        context.attach(_flow_span_context(self.traceparent) if self.traceparent else _NO_SPAN)
 
 
 class _CarriedRun:
     """A run of an observed flow in progress in its process, as its ``WorkerCarrier`` counts it."""
 
-    __slots__ = ("before", "shared", "start", "traceparent")
+    __slots__ = ("before", "flow_run", "shared", "start", "traceparent")
 
     def __init__(self, start: int) -> None:
         self.start = start  # the carrier's pickle count as the run's last attempt started
         self.before = 0  # pickles during the run's earlier attempts
         self.shared = False  # a task was sent while another run of the flow was in progress too
         self.traceparent: str | None = None
+        self.flow_run: Any = None  # Prefect's object of the run (its state kept current by the engine)
 
+
+_FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+"""State types of a run that is over."""
 
 _RUNS_KEPT = 256
 """Runs of one flow a carrier keeps in progress at most (beyond: the oldest, whose end never came, is dropped)."""
 
+
+_NO_SPAN = context.Context()
+"""A context with no current span."""
 
 _LAST_TRACEPARENT: tuple[str, context.Context] | None = None
 """The last ``traceparent`` a carrier made current in this process, and its context (read-only once made)."""
@@ -238,7 +260,9 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_running(flow: Any, flow_run: Any, state: Any) -> None:
         if spec.config is not None:
             _apply_config(spec.config)
-        carrier.refresh(get_settings(), prefect_runs.traceparent_of(flow_run), prefect_runs.id_text(flow_run.id))
+        carrier.refresh(
+            get_settings(), prefect_runs.traceparent_of(flow_run), prefect_runs.id_text(flow_run.id), flow_run
+        )
         runtime = get_runtime()
         parent = runtime.run_info(flow_run.id)
         runtime.begin_flow_run(

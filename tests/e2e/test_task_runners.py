@@ -578,7 +578,7 @@ def generate(role, n, rows, marks):
     return [f.result() for f in [step.submit(i, rows) for i in range(n)]]
 
 if __name__ == "__main__":
-    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"])
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], otlp_endpoint=os.environ["OTLP"])
     marks, n = os.environ["MARKS"], int(os.environ["N"])
     states = {}
     def run(role, rows):
@@ -614,17 +614,33 @@ def test_runs_of_one_flow_at_once_each_count_their_own_task_runs_on_a_pool(tmp_p
     (before: b's start reset the shared count of tasks sent, so a's end read nothing back and its 3 pooled task
     runs and 30 rows were never counted: 3 task runs and 3 rows in the metrics, a's flow row 0 rows).
     ``interleaved``: both send while both are in progress (whose task is whose cannot be told: each run's end
-    reads until the API settles). Every task run is counted once, toward its own run."""
+    reads until the API settles). Every task run is counted once, toward its own run. Its span is never in the
+    other run's trace (before: a task sent after the other run started carried that run's trace context): in its
+    own run's when it was sent alone, else its own trace (a pool pickles a task on a thread that knows no run)."""
     n = 3
-    env = subprocess_env(
-        FLOW_NAME=f"runs-at-once-{uuid.uuid4().hex[:6]}",
-        STORE=str(tmp_path / "store"),
-        SPOOL=str(tmp_path / "spool"),
-        MARKS=str(tmp_path),
-        MODE=mode,
-        N=str(n),
-    )
-    out = run_flow_script(tmp_path / "runs_at_once.py", CONCURRENT_RUNS, env)
+    with http_receiver() as receiver:
+        env = subprocess_env(
+            FLOW_NAME=f"runs-at-once-{uuid.uuid4().hex[:6]}",
+            STORE=str(tmp_path / "store"),
+            SPOOL=str(tmp_path / "spool"),
+            MARKS=str(tmp_path),
+            MODE=mode,
+            N=str(n),
+            OTLP=receiver.endpoint,
+        )
+        out = run_flow_script(tmp_path / "runs_at_once.py", CONCURRENT_RUNS, env)
+        spans = receiver.wait_for(
+            lambda got: (
+                len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 2 * n
+                and all(any(s.attributes.get("prefect.run.id") == run for s in got) for run in out["runs"].values())
+            ),
+            timeout=60,
+        )
+    flow_traces = {
+        s.attributes["prefect.run.id"]: s.trace_id
+        for s in spans
+        if s.attributes.get("prefect.run.id") in out["runs"].values()
+    }
     assert out["states"] == {"a": "COMPLETED", "b": "COMPLETED"}
     assert out["me"] not in out["pids"]  # every task ran on the pool
     name = env["FLOW_NAME"]
@@ -639,3 +655,12 @@ def test_runs_of_one_flow_at_once_each_count_their_own_task_runs_on_a_pool(tmp_p
     for run in out["runs"].values():
         mine = tasks[tasks.flow_run_id.astype(str) == run]
         assert len(mine) == n and mine.task_run_id.is_unique
+        task_spans = [s for s in spans if str(s.attributes.get("prefect.run.id")) in set(mine.task_run_id.astype(str))]
+        assert len(task_spans) == n
+        other = next(t for r, t in flow_traces.items() if r != run)
+        if mode == "overlapping":  # each run sent its tasks alone: its own trace
+            assert {s.trace_id for s in task_spans} == {flow_traces[run]}
+        else:  # a pool pickles a task on a thread that knows no run: whose trace cannot be told, so none
+            assert all(
+                s.trace_id != other and (s.trace_id == flow_traces[run] or not s.parent_span_id) for s in task_spans
+            )

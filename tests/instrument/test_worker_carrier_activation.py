@@ -120,6 +120,7 @@ def test_the_shipped_counts_are_exact_for_a_run_alone_and_never_too_low_for_runs
     carrier = observe.WorkerCarrier(ObserveSpec())
     settings = _NoFields()
     active: dict[str, dict[str, Any]] = {}  # the truth: what each run in progress sent
+    sent = 0
     for action, run in steps:
         if action == "refresh":
             if run in active:  # a retry
@@ -134,6 +135,7 @@ def test_the_shipped_counts_are_exact_for_a_run_alone_and_never_too_low_for_runs
                     each["shared"] = True
             pickle.dumps(carrier)  # a task of ``run`` sent to another process
             active[run]["this"] += 1
+            sent += 1
         elif action == "take" and run in active:
             truth = active.pop(run)
             this, by_any = carrier.take_shipped(run)
@@ -141,8 +143,8 @@ def test_the_shipped_counts_are_exact_for_a_run_alone_and_never_too_low_for_runs
                 assert this is None and by_any >= max(truth["this"] + truth["before"], 1)
             else:
                 assert (this, by_any) == (truth["this"], truth["this"] + truth["before"])
-        elif action == "take":
-            assert carrier.take_shipped(run) == ((None, 1) if active else (0, 0))
+        elif action == "take":  # a run this carrier does not know: unknown once any task left, never skipped
+            assert carrier.take_shipped(run) == ((None, 1) if sent else (0, 0))
 
 
 def test_a_task_sent_while_several_runs_are_in_progress_carries_its_own_runs_trace() -> None:
@@ -184,3 +186,65 @@ def test_an_unpickled_carrier_counts_its_own_runs_afresh() -> None:
     pickle.dumps(copy)
     assert copy.take_shipped("run-a") == (1, 1)
     assert carrier.take_shipped("run-a") == (2, 2)
+
+
+class _FlowRun:
+    def __init__(self, state: str = "RUNNING") -> None:
+        self.id = uuid.uuid4()
+        self.state = type("State", (), {"type": state})()
+
+
+def test_a_run_that_ended_without_its_end_hook_is_forgotten() -> None:
+    """A run whose end hook never ran (``with_options(on_failure=[...])`` replaced it; paused, suspended) is over
+    once Prefect's object of it holds a final state: the next run alone counts exactly and keeps its trace."""
+    carrier = observe.WorkerCarrier(ObserveSpec())
+    lost = _FlowRun()
+    carrier.refresh(_NoFields(), "tp-lost", str(lost.id), lost)
+    pickle.dumps(carrier)
+    lost.state.type = "FAILED"  # the engine sets the state on this object; no end hook comes
+    later = _FlowRun()
+    carrier.refresh(_NoFields(), "tp-later", str(later.id), later)
+    assert pickle.loads(pickle.dumps(carrier)).traceparent == "tp-later"
+    assert carrier.take_shipped(str(later.id)) == (1, 1)
+    # one still running when the next one sends is forgotten then, as soon as it is over
+    first, second = _FlowRun(), _FlowRun()
+    carrier.refresh(_NoFields(), "tp-1", str(first.id), first)
+    carrier.refresh(_NoFields(), "tp-2", str(second.id), second)
+    first.state.type = "CRASHED"
+    assert pickle.loads(pickle.dumps(carrier)).traceparent == "tp-2"
+    assert carrier.take_shipped(str(second.id)) == (1, 1)
+    # a retry between attempts (AwaitingRetry: SCHEDULED) is not over: its count carries on
+    retried = _FlowRun()
+    carrier.refresh(_NoFields(), "tp-r", str(retried.id), retried)
+    pickle.dumps(carrier)
+    retried.state.type = "SCHEDULED"
+    carrier.refresh(_NoFields(), "tp-r", str(retried.id), retried)
+    assert carrier.take_shipped(str(retried.id)) == (0, 1)
+
+
+def test_a_run_dropped_past_the_bound_is_read_back_not_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(observe, "_RUNS_KEPT", 2)
+    carrier = observe.WorkerCarrier(ObserveSpec())
+    for run in ("run-0", "run-1", "run-2"):
+        carrier.refresh(_NoFields(), None, run)
+        pickle.dumps(carrier)
+    assert carrier.take_shipped("run-0") == (None, 1)  # dropped: unknown, its end still reads back
+
+
+def test_a_task_without_a_known_trace_leaves_no_earlier_runs_span_current() -> None:
+    """A worker thread keeps what an earlier task made current: a task whose run cannot be told clears it (its
+    span starts a trace of its own), not joins the other run's trace."""
+    from opentelemetry import context, trace
+
+    token = context.attach(context.Context())
+    try:
+        known = observe.WorkerCarrier(ObserveSpec())
+        known.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        known.enter_flow_trace()
+        assert format(trace.get_current_span().get_span_context().trace_id, "032x") == (
+            "0af7651916cd43dd8448eb211c80319c"
+        )
+        observe.WorkerCarrier(ObserveSpec()).enter_flow_trace()  # no traceparent
+        assert not trace.get_current_span().get_span_context().is_valid
+    finally:
+        context.detach(token)
