@@ -64,6 +64,10 @@ def carrier_of(flow: Any) -> Any:
         carrier = getattr(hook, catalog.CARRIER_ATTRIBUTE, None)
         if isinstance(getattr(carrier, "spec", None), ObserveSpec):
             return carrier
+    for hook in getattr(flow, "on_running_hooks", None) or []:  # ``with_options`` replaced the end hooks
+        carrier = getattr(hook, catalog.CARRIER_ATTRIBUTE, None)
+        if isinstance(getattr(carrier, "spec", None), ObserveSpec):
+            return carrier
     return None
 
 
@@ -230,6 +234,8 @@ class RunListener(SpanProcessor):
         ctx = FlowRunContext.get()
         if ctx is None or ctx.flow_run is None or str(ctx.flow_run.id) != attrs.get(catalog.PREFECT_RUN_ID):
             return
+        if not _runs_again(ctx.flow_run.state) and (carrier := carrier_of(ctx.flow)) is not None:
+            carrier.run_ended(attrs[catalog.PREFECT_RUN_ID])  # over, whether or not its end hook ran
         info = runtime.run_info(ctx.flow_run.id)
         if info is None or info.observed or info.remote:
             return  # observed flows are recorded by their hooks

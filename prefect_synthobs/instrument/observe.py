@@ -100,12 +100,9 @@ class WorkerCarrier:
         self._runs: dict[Any, _CarriedRun] = {}
         """The runs of this flow in progress in this process (``refresh`` to ``take_shipped``), oldest first."""
 
-    def refresh(self, settings: Any, traceparent: str | None, run_id: str | None = None, flow_run: Any = None) -> None:
+    def refresh(self, settings: Any, traceparent: str | None, run_id: str | None = None) -> None:
         """Carry ``settings`` (the flow process's, as the run starts) and the flow span's ``traceparent``;
-        ``run_id``: the flow run's id (the same again: a retry, whose earlier attempts' count is kept);
-        ``flow_run``: Prefect's object of the run, whose state the engine keeps current (a run in a final state
-        is over, whether or not its end hook ran: ``with_options(on_failure=[...])`` replaces it, a paused or
-        suspended run calls none).
+        ``run_id``: the flow run's id (the same again: a retry, whose earlier attempts' count is kept).
 
         Runs of one flow object may be in progress at once in this process (threads, ``asyncio.gather``): a task
         sent while several are cannot be told whose it was (a process pool pickles it on a thread of its own),
@@ -129,7 +126,7 @@ class WorkerCarrier:
             else:  # a retry: its earlier attempts' tasks still count
                 run.before += self._pickles - run.start
                 run.start = self._pickles
-            run.traceparent, run.flow_run = traceparent, flow_run
+            run.traceparent = traceparent
 
     def take_shipped(self, run_id: str | None = None) -> tuple[int | None, int]:
         """How many times the carrier left this process since the run's last attempt started (``None``: unknown,
@@ -145,10 +142,19 @@ class WorkerCarrier:
             this = self._pickles - run.start
             return (None if run.shared else this), this + run.before
 
+    def run_ended(self, run_id: str) -> None:
+        """The run's span ended in a final state (the run listener): over, whether or not its end hook ran
+        (``with_options(on_failure=[...])`` replaces it; a suspended run calls none). Its end hook, which comes
+        first when there is one, still finds it; another run's start or send forgets it."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None:
+                run.ended = True
+
     def _forget_ended(self) -> None:
-        """Drop the runs in a final state (called holding the lock): over, whether or not their end came."""
+        """Drop the runs that ended (called holding the lock)."""
         for key, run in list(self._runs.items()):
-            if run.flow_run is not None and prefect_runs.state_type(getattr(run.flow_run, "state", None)) in _FINAL:
+            if run.ended:
                 del self._runs[key]
 
     def _traceparent_now(self) -> str | None:
@@ -218,18 +224,15 @@ class WorkerCarrier:
 class _CarriedRun:
     """A run of an observed flow in progress in its process, as its ``WorkerCarrier`` counts it."""
 
-    __slots__ = ("before", "flow_run", "shared", "start", "traceparent")
+    __slots__ = ("before", "ended", "shared", "start", "traceparent")
 
     def __init__(self, start: int) -> None:
         self.start = start  # the carrier's pickle count as the run's last attempt started
         self.before = 0  # pickles during the run's earlier attempts
         self.shared = False  # a task was sent while another run of the flow was in progress too
         self.traceparent: str | None = None
-        self.flow_run: Any = None  # Prefect's object of the run (its state kept current by the engine)
+        self.ended = False  # its span ended in a final state (``run_ended``)
 
-
-_FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
-"""State types of a run that is over."""
 
 _RUNS_KEPT = 256
 """Runs of one flow a carrier keeps in progress at most (beyond: the oldest, whose end never came, is dropped)."""
@@ -260,9 +263,7 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
     def on_running(flow: Any, flow_run: Any, state: Any) -> None:
         if spec.config is not None:
             _apply_config(spec.config)
-        carrier.refresh(
-            get_settings(), prefect_runs.traceparent_of(flow_run), prefect_runs.id_text(flow_run.id), flow_run
-        )
+        carrier.refresh(get_settings(), prefect_runs.traceparent_of(flow_run), prefect_runs.id_text(flow_run.id))
         runtime = get_runtime()
         parent = runtime.run_info(flow_run.id)
         runtime.begin_flow_run(
@@ -296,8 +297,10 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
             _end_own_span(flow_run, state)
 
     ended = _guard(FLOW_FINISHED, "recording a flow run", on_end)
-    setattr(ended, n.CARRIER_ATTRIBUTE, carrier)
-    return _guard(FLOW_STARTED, "recording a flow run start", on_running), ended
+    started = _guard(FLOW_STARTED, "recording a flow run start", on_running)
+    for hook in (ended, started):  # (``with_options`` may replace the end hooks and keep the start one)
+        setattr(hook, n.CARRIER_ATTRIBUTE, carrier)
+    return started, ended
 
 
 def _start_own_span(flow: Any, flow_run: Any, spec: ObserveSpec) -> Any:

@@ -664,3 +664,72 @@ def test_runs_of_one_flow_at_once_each_count_their_own_task_runs_on_a_pool(tmp_p
             assert all(
                 s.trace_id != other and (s.trace_id == flow_traces[run] or not s.parent_span_id) for s in task_spans
             )
+
+
+LOST_END_HOOK = """
+import json, os
+import prefect_synthobs as so
+from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner
+from prefect_synthobs.instrument import observe as observe_module
+
+@task
+def step(i):
+    return os.getpid()
+
+@so.observe(kind="other")
+@flow(name=os.environ["FLOW_NAME"], task_runner=ProcessPoolTaskRunner(max_workers=2))
+def generate(fail):
+    pids = [f.result() for f in [step.submit(i) for i in range(2)]]
+    if fail:
+        raise RuntimeError("this run fails")
+    return pids
+
+def alert(flow, flow_run, state):
+    pass
+
+if __name__ == "__main__":
+    so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], otlp_endpoint=os.environ["OTLP"])
+    # the copy's on_failure holds no synthobs end hook: its failed run never reaches take_shipped
+    failed = generate.with_options(on_failure=[alert])(True, return_state=True)
+    taken = []
+    take = observe_module.WorkerCarrier.take_shipped
+    def spy(self, *args):
+        taken.append(take(self, *args))
+        return taken[-1]
+    observe_module.WorkerCarrier.take_shipped = spy
+    runs = [generate(False, return_state=True) for _ in range(2)]
+    print(json.dumps({"failed": failed.type.value, "taken": taken,
+                      "runs": [str(s.state_details.flow_run_id) for s in runs]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_run_whose_end_hook_was_replaced_leaves_later_runs_exact(tmp_path: Path) -> None:
+    """A failed run of ``flow.with_options(on_failure=[alert])`` (synthobs' end hook replaced, its start hook
+    kept: the copy shares the carrier) is over once its span ends. Later runs alone count their pooled tasks
+    exactly (no settle wait) and their task spans stay in their own traces (before: every later run's count was
+    unknown and its pool tasks started traces of their own)."""
+    with http_receiver() as receiver:
+        env = subprocess_env(
+            FLOW_NAME=f"lost-end-hook-{uuid.uuid4().hex[:6]}",
+            STORE=str(tmp_path / "store"),
+            SPOOL=str(tmp_path / "spool"),
+            OTLP=receiver.endpoint,
+        )
+        out = run_flow_script(tmp_path / "lost_end_hook.py", LOST_END_HOOK, env)
+        spans = receiver.wait_for(
+            lambda got: (
+                len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 6
+                and all(any(s.attributes.get("prefect.run.id") == run for s in got) for run in out["runs"])
+            ),
+            timeout=60,
+        )
+    assert out["failed"] == "FAILED"
+    assert out["taken"] == [[2, 2], [2, 2]]  # exact: each later run sent 2 tasks, alone
+    flows = {s.attributes["prefect.run.id"]: s for s in spans if s.attributes.get("prefect.run.id") in out["runs"]}
+    for run, flow_span in flows.items():
+        children = [
+            s for s in spans if s.parent_span_id == flow_span.span_id and s.attributes.get("prefect.run.type") == "task"
+        ]
+        assert len(children) == 2 and {s.trace_id for s in children} == {flow_span.trace_id}, run
