@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,12 +32,23 @@ pytestmark = pytest.mark.slow
 )
 def test_benchmark_runs_and_reports(tmp_path: Path, script: str, args: list[str], result: str) -> None:
     env = subprocess_env(SYNTHOBS_BENCH_RESULTS=str(tmp_path))
+    data = _run_bench(script, args, result, env, tmp_path)
+    assert data["benchmark"] == result
+    table = _table(result, env)
+    assert "no result" not in table and "figure" in table, table
+
+
+def _run_bench(script: str, args: list[str], result: str, env: dict[str, str], out: Path) -> dict[str, Any]:
+    """Run ``benchmarks/script`` with ``args`` (results to ``out``, by ``env``); its result's JSON."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), *args], env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads((tmp_path / f"{result}.json").read_text())
-    assert data["benchmark"] == result
+    return json.loads((out / f"{result}.json").read_text())  # type: ignore[no-any-return]
+
+
+def _table(result: str, env: dict[str, str]) -> str:
+    """``python -m benchmarks --table result``'s output (and its errors)."""
     table = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--table", result],
         cwd=REPO,
@@ -45,7 +57,7 @@ def test_benchmark_runs_and_reports(tmp_path: Path, script: str, args: list[str]
         text=True,
         timeout=60,
     )
-    assert "no result" not in table.stdout and "figure" in table.stdout, table.stdout + table.stderr
+    return table.stdout + table.stderr
 
 
 def test_autolog_benchmark_runs_and_records(tmp_path: Path) -> None:
@@ -76,25 +88,9 @@ def test_the_overhead_benchmark_measures_its_own_noise_floor(tmp_path: Path) -> 
     with every round's ratio; the table shows the A/A rows."""
     env = subprocess_env(SYNTHOBS_BENCH_RESULTS=str(tmp_path))
     args = ["--aa", "--rounds", "2", "--tasks", "3", "--settle", "0"]
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_overhead.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads((tmp_path / "overhead_aa.json").read_text())
+    data = _run_bench("bench_overhead.py", args, "overhead_aa", env, tmp_path)
     assert data["aa"] is True and len(data["ratios"]) == 2 and data["synthobs_worker_ms_per_task_median"] is None
-    table = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--table", "overhead_aa"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "A/A noise floor" in table.stdout, table.stdout + table.stderr
+    assert "A/A noise floor" in _table("overhead_aa", env)
 
 
 def test_the_chance_a_costless_change_fails_comes_from_the_rounds_spread() -> None:
