@@ -164,8 +164,11 @@ class WorkerCarrier:
             return runs[0][1].traceparent
         if not runs:  # the flow's process after its runs: none; a copy unpickled on the way (Dask's scheduler
             return self.traceparent  # unpickles a task and pickles it again for its worker): the one it brought
-        ctx = FlowRunContext.get()  # several at once: the run whose thread pickles (none known: no trace)
-        run = self._runs.get(prefect_runs.id_text(ctx.flow_run.id)) if ctx and ctx.flow_run else None
+        try:  # several at once: the run whose thread pickles (none known: no trace); never fails a task's send
+            ctx = FlowRunContext.get()
+            run = self._runs.get(prefect_runs.id_text(ctx.flow_run.id)) if ctx and ctx.flow_run else None
+        except Exception:
+            return None
         return run.traceparent if run is not None else None
 
     def __getstate__(self) -> dict[str, Any]:

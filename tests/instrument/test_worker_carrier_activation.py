@@ -235,3 +235,17 @@ def test_a_task_without_a_known_trace_leaves_no_earlier_runs_span_current() -> N
         assert not trace.get_current_span().get_span_context().is_valid
     finally:
         context.detach(token)
+
+
+def test_a_run_context_that_cannot_be_read_never_fails_a_tasks_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.context import FlowRunContext
+
+    carrier = observe.WorkerCarrier(ObserveSpec())
+    carrier.refresh(_NoFields(), "tp-a", "run-a")
+    carrier.refresh(_NoFields(), "tp-b", "run-b")
+
+    def broken(cls: Any) -> Any:
+        raise RuntimeError("no context")
+
+    monkeypatch.setattr(FlowRunContext, "get", classmethod(broken))
+    assert pickle.loads(pickle.dumps(carrier)).traceparent is None
