@@ -60,14 +60,12 @@ def attributes_of(span: Any) -> Any:
 
 def carrier_of(flow: Any) -> Any:
     """The worker carrier an observed flow's hooks hold (``None``: not observed)."""
-    for hook in getattr(flow, "on_completion_hooks", None) or []:
-        carrier = getattr(hook, catalog.CARRIER_ATTRIBUTE, None)
-        if isinstance(getattr(carrier, "spec", None), ObserveSpec):
-            return carrier
-    for hook in getattr(flow, "on_running_hooks", None) or []:  # ``with_options`` replaced the end hooks
-        carrier = getattr(hook, catalog.CARRIER_ATTRIBUTE, None)
-        if isinstance(getattr(carrier, "spec", None), ObserveSpec):
-            return carrier
+    # (the start hook holds it too: ``with_options`` may replace the end hooks)
+    for hooks in (getattr(flow, "on_completion_hooks", None), getattr(flow, "on_running_hooks", None)):
+        for hook in hooks or ():
+            carrier = getattr(hook, catalog.CARRIER_ATTRIBUTE, None)
+            if isinstance(getattr(carrier, "spec", None), ObserveSpec):
+                return carrier
     return None
 
 

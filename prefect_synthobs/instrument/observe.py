@@ -159,11 +159,10 @@ class WorkerCarrier:
 
     def _traceparent_now(self) -> str | None:
         """The ``traceparent`` of the run sending a task now: the one in progress, or the current run's."""
-        runs = list(self._runs.items())
-        if len(runs) == 1:
-            return runs[0][1].traceparent
-        if not runs:  # the flow's process after its runs: none; a copy unpickled on the way (Dask's scheduler
-            return self.traceparent  # unpickles a task and pickles it again for its worker): the one it brought
+        runs = list(self._runs.values())  # (a snapshot: another thread's run may start or end meanwhile)
+        if len(runs) <= 1:  # none: the flow's process after its runs, or a copy unpickled on the way (Dask's
+            # scheduler unpickles a task and pickles it again for its worker), which keeps the one it brought
+            return runs[0].traceparent if runs else self.traceparent
         try:  # several at once: the run whose thread pickles (none known: no trace); never fails a task's send
             ctx = FlowRunContext.get()
             run = self._runs.get(prefect_runs.id_text(ctx.flow_run.id)) if ctx and ctx.flow_run else None
@@ -175,10 +174,9 @@ class WorkerCarrier:
         if not _tokenizing():
             with self._lock:
                 self._pickles += 1
-                if len(self._runs) > 1:
+                if len(self._runs) > 1:  # whose task it is cannot be told, among the runs not ended
                     self._forget_ended()
-                if len(self._runs) > 1:  # whose task it is cannot be told
-                    for run in self._runs.values():
+                    for run in self._runs.values() if len(self._runs) > 1 else ():
                         run.shared = True
         return {
             "spec": self.spec,
@@ -292,8 +290,8 @@ def _flow_hooks(spec: ObserveSpec) -> tuple[Callable[..., None], Callable[..., N
         # elsewhere are read back, also when the last attempt ran all of its here; the read waits for the last
         # attempt's only (an earlier attempt's may never have run: a failed attempt's runner cancels what it
         # had not started, and those were counted as sent)
-        shipped, shipped_by_any = carrier.take_shipped(prefect_runs.id_text(flow_run.id))
         try:
+            shipped, shipped_by_any = carrier.take_shipped(prefect_runs.id_text(flow_run.id))
             remote = shipped_by_any > 0
             get_runtime().end_flow_run(flow, flow_run, state, spec, flush=True, remote=remote, shipped=shipped)
         finally:

@@ -152,6 +152,35 @@ def worker_spans_arrived(tasks: int, flow_run_id: str | None = None) -> Callable
     return arrived
 
 
+def task_spans_of_runs(tasks: int, run_ids: list[str]) -> Callable[[list[Any]], bool]:
+    """Whether ``tasks`` task spans and a span of each of ``run_ids`` arrived."""
+    return lambda got: (
+        len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= tasks
+        and all(any(s.attributes.get("prefect.run.id") == run for s in got) for run in run_ids)
+    )
+
+
+def run_traced(
+    tmp_path: Path,
+    prefix: str,
+    source: str,
+    arrived: Callable[[dict[str, Any]], Callable[[list[Any]], bool]],
+    **extra: str,
+) -> tuple[dict[str, Any], list[Any], dict[str, str]]:
+    """Run ``source`` (``run_flow_script``) with a store, a spool and an OTLP receiver; its output, the spans that
+    ``arrived(output)`` waited for (a bounded wait: exported before its process exited, or never) and its env."""
+    with http_receiver() as receiver:
+        env = subprocess_env(
+            FLOW_NAME=f"{prefix}-{uuid.uuid4().hex[:6]}",
+            STORE=str(tmp_path / "store"),
+            SPOOL=str(tmp_path / "spool"),
+            OTLP=receiver.endpoint,
+            **extra,
+        )
+        out = run_flow_script(tmp_path / f"{prefix.replace('-', '_')}.py", source, env)
+        return out, receiver.wait_for(arrived(out), timeout=60), env
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("runner", ["process_pool", "dask", "dask-cluster", "ray"])
 def test_task_runs_in_worker_processes_are_recorded_and_traced(tmp_path: Path, runner: str) -> None:
@@ -294,7 +323,7 @@ def generate():
 
 if __name__ == "__main__":
     import faulthandler
-    faulthandler.dump_traceback_later(150, exit=True)  # a hang shows where, before the test's timeout
+    faulthandler.dump_traceback_later(270, exit=True)  # a hang shows where, before run_python gives up (300 s)
     # a flush interval and a batch delay far longer than the test: only delivery at the task's end gets through
     so.configure(store_url=os.environ["STORE"], spool_dir=os.environ["SPOOL"], otlp_endpoint=os.environ["OTLP"],
                  flush_interval_seconds=3600)
@@ -305,17 +334,11 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 def test_a_worker_killed_as_its_task_returns_has_delivered_its_rows_and_spans(tmp_path: Path) -> None:
-    with http_receiver() as receiver:
-        env = subprocess_env(
-            FLOW_NAME=f"killed-workers-{uuid.uuid4().hex[:6]}",
-            STORE=str(tmp_path / "store"),
-            SPOOL=str(tmp_path / "spool"),
-            OTLP=receiver.endpoint,
-        )
-        out = run_flow_script(tmp_path / "killed_workers_flow.py", KILLED_WORKERS_FLOW, env)
-        run_id = out["flow_run_id"]
-        # exported before the flow's process exited, or never (the workers are dead): a bounded wait
-        spans = receiver.wait_for(worker_spans_arrived(4, run_id), timeout=60)
+    # exported before the flow's process exited, or never (the workers are dead): a bounded wait
+    out, spans, _ = run_traced(
+        tmp_path, "killed-workers", KILLED_WORKERS_FLOW, lambda out: worker_spans_arrived(4, out["flow_run_id"])
+    )
+    run_id = out["flow_run_id"]
     flow_span = next(s for s in spans if s.attributes.get("prefect.run.id") == run_id)
     task_spans = [s for s in spans if s.attributes.get("prefect.run.type") == "task"]
     assert len(task_spans) == 4 and {s.trace_id for s in task_spans} == {flow_span.trace_id}
@@ -618,24 +641,15 @@ def test_runs_of_one_flow_at_once_each_count_their_own_task_runs_on_a_pool(tmp_p
     other run's trace (before: a task sent after the other run started carried that run's trace context): in its
     own run's when it was sent alone, else its own trace (a pool pickles a task on a thread that knows no run)."""
     n = 3
-    with http_receiver() as receiver:
-        env = subprocess_env(
-            FLOW_NAME=f"runs-at-once-{uuid.uuid4().hex[:6]}",
-            STORE=str(tmp_path / "store"),
-            SPOOL=str(tmp_path / "spool"),
-            MARKS=str(tmp_path),
-            MODE=mode,
-            N=str(n),
-            OTLP=receiver.endpoint,
-        )
-        out = run_flow_script(tmp_path / "runs_at_once.py", CONCURRENT_RUNS, env)
-        spans = receiver.wait_for(
-            lambda got: (
-                len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 2 * n
-                and all(any(s.attributes.get("prefect.run.id") == run for s in got) for run in out["runs"].values())
-            ),
-            timeout=60,
-        )
+    out, spans, env = run_traced(
+        tmp_path,
+        "runs-at-once",
+        CONCURRENT_RUNS,
+        lambda out: task_spans_of_runs(2 * n, list(out["runs"].values())),
+        MARKS=str(tmp_path),
+        MODE=mode,
+        N=str(n),
+    )
     flow_traces = {
         s.attributes["prefect.run.id"]: s.trace_id
         for s in spans
@@ -710,21 +724,7 @@ def test_a_run_whose_end_hook_was_replaced_leaves_later_runs_exact(tmp_path: Pat
     kept: the copy shares the carrier) is over once its span ends. Later runs alone count their pooled tasks
     exactly (no settle wait) and their task spans stay in their own traces (before: every later run's count was
     unknown and its pool tasks started traces of their own)."""
-    with http_receiver() as receiver:
-        env = subprocess_env(
-            FLOW_NAME=f"lost-end-hook-{uuid.uuid4().hex[:6]}",
-            STORE=str(tmp_path / "store"),
-            SPOOL=str(tmp_path / "spool"),
-            OTLP=receiver.endpoint,
-        )
-        out = run_flow_script(tmp_path / "lost_end_hook.py", LOST_END_HOOK, env)
-        spans = receiver.wait_for(
-            lambda got: (
-                len([s for s in got if s.attributes.get("prefect.run.type") == "task"]) >= 6
-                and all(any(s.attributes.get("prefect.run.id") == run for s in got) for run in out["runs"])
-            ),
-            timeout=60,
-        )
+    out, spans, _ = run_traced(tmp_path, "lost-end-hook", LOST_END_HOOK, lambda out: task_spans_of_runs(6, out["runs"]))
     assert out["failed"] == "FAILED"
     assert out["taken"] == [[2, 2], [2, 2]]  # exact: each later run sent 2 tasks, alone
     flows = {s.attributes["prefect.run.id"]: s for s in spans if s.attributes.get("prefect.run.id") in out["runs"]}
